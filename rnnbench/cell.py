@@ -1,0 +1,141 @@
+"""One benchmark cell: a frozen configuration, its stable id, and the row it gives.
+
+Data flows one way: job -> cells -> rows -> report.  A :class:`Cell` is pure
+configuration; :func:`rnnbench.measure.run_cell` turns it into one tidy row
+(a dict whose keys are :data:`ROW_KEYS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from . import strategies, tasks
+from .errors import UsageError
+from .models import MODELS
+
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "float64")
+
+
+def _frozen(options: Any, field: str) -> tuple:
+    """A mapping as a sorted tuple of (key, value) pairs, so the cell stays hashable."""
+    if options is None:
+        return ()
+    if isinstance(options, tuple):
+        options = dict(options)
+    if not isinstance(options, dict):
+        raise UsageError(f"{field}: must be a mapping of option names to values, got {options!r}")
+    for key, value in options.items():
+        if not isinstance(key, str):
+            raise UsageError(f"{field}: option names must be strings, got {key!r}")
+        if not isinstance(value, (str, int, float, bool, type(None))):
+            raise UsageError(f"{field}.{key}: must be a number, string or boolean, got {value!r}")
+    return tuple(sorted(options.items()))
+
+
+def _int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UsageError(f"{name}: must be an integer >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """model, strategy (+ options), task (+ options), tau, batch, hidden, seed,
+    threads, device, workers, train_steps, lr, repeats, dtype."""
+
+    model: str
+    strategy: str
+    tau: int
+    batch: int = 1
+    hidden: int = 128
+    task: str = "text"
+    strategy_options: tuple = ()
+    task_options: tuple = ()
+    seed: int = 0
+    threads: int = 1
+    device: str = "cpu"
+    workers: int = 1
+    train_steps: int = 0
+    lr: float = 1e-2
+    repeats: int = 20
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "strategy_options",
+                           _frozen(self.strategy_options, "strategy_options"))
+        object.__setattr__(self, "task_options", _frozen(self.task_options, "task_options"))
+        if self.model not in MODELS:
+            raise UsageError(f"model: unknown model {self.model!r}; allowed: {', '.join(MODELS)}")
+        strategies.check(self.model, self.strategy, dict(self.strategy_options))
+        task = tasks.make(self.task, **dict(self.task_options))
+        if task.single_output != (self.model == "single_output"):
+            raise UsageError(
+                f"task: {self.task} does not fit model {self.model}; "
+                + ("single_output needs sequence_parity" if self.model == "single_output"
+                   else "sequence_parity needs model single_output")
+            )
+        for name, low in (("tau", 1), ("batch", 1), ("hidden", 1), ("seed", 0),
+                          ("threads", 1), ("workers", 1), ("train_steps", 0), ("repeats", 1)):
+            _int(name, getattr(self, name), low)
+        if self.device not in DEVICES:
+            raise UsageError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise UsageError(f"lr: must be a positive number, got {self.lr!r}")
+
+    # ------------------------------------------------------------------ helpers
+    def config(self) -> dict:
+        """The configuration as plain JSON-able data (options as dicts)."""
+        d = dataclasses.asdict(self)
+        d["strategy_options"] = dict(self.strategy_options)
+        d["task_options"] = dict(self.task_options)
+        return d
+
+    @property
+    def cell_id(self) -> str:
+        """Stable id: the first 16 hex digits of SHA-256 over the sorted config."""
+        blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def make_task(self) -> tasks.Task:
+        return tasks.make(self.task, **dict(self.task_options))
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Cell":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise UsageError(f"{unknown[0]}: unknown cell field; allowed: {', '.join(sorted(known))}")
+        return cls(**config)
+
+
+# The keys of every row, in order.  Lists are stored as lists (Parquet list columns).
+ROW_KEYS = (
+    # identity and configuration
+    "cell_id", "model", "strategy", "strategy_options", "task", "task_options",
+    "tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads", "device",
+    "workers", "dtype", "train_steps", "lr", "repeats",
+    # outcome
+    "status", "error",
+    # time (ms): full training step, and forward / backward apart
+    "step_ms_median", "step_ms_iqr", "step_ms_samples", "fwd_ms_median", "bwd_ms_median",
+    # memory (bytes)
+    "saved_bytes", "saved_bytes_expected", "peak_bytes", "peak_method",
+    # work and depth
+    "flops", "depth",
+    # loss (nats per token) and accuracy after train_steps of Adam
+    "loss_tf", "loss_free", "acc_tf", "acc_free", "train_curve",
+    "horizon_t", "horizon_loss_tf", "horizon_loss_free",
+    # time-parallel (workers > 1)
+    "split", "comm_ms_median",
+    # sweep context: how many other cells shared the node while this one ran
+    "neighbours", "attempt",
+    # provenance
+    "python", "torch", "ray", "rnnbench", "git_commit", "host", "cpu_model", "gpu_name",
+    "timestamp", "wall_s",
+)

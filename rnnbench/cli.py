@@ -1,0 +1,66 @@
+"""The ``rnnbench`` command: ``bench`` (one cell), ``run`` (a sweep), ``report``.
+
+Each sub-command lives in its own module, which provides ``configure(parser)``
+and ``main(args) -> int``; only the chosen one is imported.  Bad input prints
+one line naming the field and exits 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import UsageError
+
+COMMANDS = {
+    "bench": ("rnnbench.bench", "run one benchmark cell and print its row"),
+    "run": ("rnnbench.sweep", "run a sweep (a job file) on Ray, resumably"),
+    "report": ("rnnbench.report", "turn a results folder into tables, plots and claims"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (naming the option) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _usage() -> str:
+    lines = ["usage: rnnbench {" + ",".join(COMMANDS) + "} ...", ""]
+    lines += [f"  {name:<8}{help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"rnnbench {__version__}")
+        return 0
+    command = argv[0]
+    if command not in COMMANDS:
+        print(f"rnnbench: error: unknown command {command!r}; allowed: {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    parser = _Parser(prog=f"rnnbench {command}", description=COMMANDS[command][1])
+    module.configure(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.main(args) or 0)
+    except UsageError as exc:
+        print(f"rnnbench {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rnnbench {command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

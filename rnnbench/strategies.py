@@ -1,0 +1,406 @@
+"""Training strategies: how the loss L and its gradient are computed.
+
+One public entry point, :func:`loss`, returns the book's total loss
+
+    L = sum_t L^(t) = - sum_t sum_batch log p_model(y^(t) | x^(1..t))
+
+as a scalar tensor whose ``.backward()`` leaves the gradient of the chosen
+strategy in the model's parameters.  :data:`STRATEGIES` lists every strategy
+with the models it accepts, its sequential depth and its activation-memory
+class, so a runner can time them all through the same interface.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .errors import UsageError
+from .models import Elman, Jordan, SingleOutput, model_name
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Raise a UsageError naming ``x`` or ``y`` when they do not fit ``model``."""
+    dtype = model.U.dtype
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise UsageError(f"x: expected a floating-point tensor, got {_describe(x)}")
+    if x.dtype != dtype:
+        raise UsageError(f"x: dtype {x.dtype} does not match the model's {dtype}")
+    if x.dim() != 3 or x.shape[2] != model.n_in:
+        raise UsageError(
+            f"x: expected shape (tau, batch, n_in={model.n_in}), got {tuple(x.shape)}"
+        )
+    if x.shape[0] < 1 or x.shape[1] < 1:
+        raise UsageError(f"x: tau and batch must be >= 1, got shape {tuple(x.shape)}")
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
+        raise UsageError(f"y: expected an int64 tensor of class indices, got {_describe(y)}")
+    want = (x.shape[1],) if model.single_output else tuple(x.shape[:2])
+    if tuple(y.shape) != want:
+        names = "(batch,)" if model.single_output else "(tau, batch)"
+        raise UsageError(f"y: expected shape {names} = {want}, got {tuple(y.shape)}")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= model.n_out):
+        raise UsageError(
+            f"y: class indices must lie in [0, n_out={model.n_out}), "
+            f"got values in [{int(y.min())}, {int(y.max())}]"
+        )
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def _positive_int(name: str, value, upper: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{name}: must be a positive integer, got {value!r}")
+    if upper is not None and value > upper:
+        raise UsageError(f"{name}: must be at most {upper} here, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+def _nll(o: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """sum over every token of -log softmax(o)[y]."""
+    return F.cross_entropy(o.reshape(-1, o.shape[-1]), y.reshape(-1), reduction="sum")
+
+
+def _zeros(model: nn.Module, batch: int, width: int) -> torch.Tensor:
+    return torch.zeros(batch, width, dtype=model.U.dtype, device=model.U.device)
+
+
+def _elman_states(model: Elman, x: torch.Tensor, h: torch.Tensor) -> tuple[list, torch.Tensor]:
+    """Run h^(t) = tanh(b + W h^(t-1) + U x^(t)) over x; return every h and the last."""
+    hs = []
+    for ux_t in model.input_term(x).unbind(0):  # unbind, never x[t]: O(tau) backward
+        h = model.step(ux_t, h)
+        hs.append(h)
+    return hs, h
+
+
+def _elman_loss(model: Elman, x, y, h) -> tuple[torch.Tensor, torch.Tensor]:
+    hs, h = _elman_states(model, x, h)
+    if model.single_output:
+        return _nll(model.output(h), y), h
+    return _nll(model.output(torch.stack(hs)), y), h
+
+
+def _one_hot(index: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
+    return F.one_hot(index, n).to(like.dtype)
+
+
+def _jordan_outputs(model: Jordan, x, y, feed: Callable) -> torch.Tensor:
+    """Step-by-step Jordan network; ``feed(t, o_t, y_t)`` gives f^(t) for step t+1."""
+    f = _zeros(model, x.shape[1], model.n_out)
+    outs = []
+    ys = y.unbind(0) if y is not None else [None] * x.shape[0]
+    for t, (ux_t, y_t) in enumerate(zip(model.input_term(x).unbind(0), ys)):
+        o = model.output(model.step(ux_t, f))
+        outs.append(o)
+        f = feed(t, o, y_t)
+    return torch.stack(outs)
+
+
+def _feedback(kind: str, generator: torch.Generator | None) -> Callable:
+    """f^(t) from the model's own o^(t): softmax (differentiable), argmax or a sample."""
+    if kind == "softmax":
+        return lambda o: torch.softmax(o, dim=-1)
+    if kind == "argmax":
+        return lambda o: _one_hot(o.detach().argmax(-1), o.shape[-1], o)
+    if kind == "sample":
+        def sample(o):
+            p = torch.softmax(o.detach(), dim=-1)
+            idx = torch.multinomial(p, 1, generator=generator).squeeze(-1)
+            return _one_hot(idx, o.shape[-1], o)
+        return sample
+    raise UsageError(f"feedback: unknown feedback {kind!r}; allowed: softmax, argmax, sample")
+
+
+def _generator(model: nn.Module, seed: int) -> torch.Generator:
+    g = torch.Generator(device=model.U.device)
+    g.manual_seed(int(seed))
+    return g
+
+
+class _EagerSum(torch.autograd.Function):
+    """A sum of segment losses whose gradient is computed segment by segment.
+
+    Forward runs each segment's forward *and* backward at once (so only one
+    segment's activations are alive at a time) and keeps the summed gradient;
+    backward hands it out.  Memory held for backward is one gradient-sized
+    buffer, whatever tau is.
+    """
+
+    @staticmethod
+    def forward(ctx, segments: Callable[[], Iterator[torch.Tensor]], *params):
+        grads = [torch.zeros_like(p) for p in params]
+        total = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+        with torch.enable_grad():
+            for seg in segments():
+                parts = torch.autograd.grad(seg, params, allow_unused=True)
+                for acc, g in zip(grads, parts):
+                    if g is not None:
+                        acc.add_(g)
+                total += seg.detach()
+        ctx.save_for_backward(*grads)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):
+        return (None, *(grad_total * g for g in ctx.saved_tensors))
+
+
+def _eager_sum(model: nn.Module, segments: Callable[[], Iterator[torch.Tensor]]) -> torch.Tensor:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not torch.is_grad_enabled() or not params:
+        with torch.no_grad():
+            return sum(segments(), torch.zeros((), dtype=model.U.dtype, device=model.U.device))
+    return _EagerSum.apply(segments, *params)
+
+
+def _bounds(tau: int, pieces: int) -> list[tuple[int, int]]:
+    """Split range(tau) into ``pieces`` contiguous, near-equal slices."""
+    edges = [round(i * tau / pieces) for i in range(pieces + 1)]
+    return [(s, e) for s, e in zip(edges, edges[1:]) if e > s]
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+def bptt(model, x, y):
+    """Explicit loop over t, autograd backward: depth tau, O(tau) memory, exact."""
+    if isinstance(model, Jordan):
+        return free_running(model, x, y, feedback="softmax")
+    return _elman_loss(model, x, y, _zeros(model, x.shape[1], model.n_hidden))[0]
+
+
+def bptt_fused(model, x, y):
+    """torch.nn.RNN's fused kernel (oneDNN on CPU, cuDNN on GPU) with the model's U, W, b."""
+    rnn = nn.RNN(model.n_in, model.n_hidden, nonlinearity="tanh", device="meta")
+    weights = {
+        "weight_ih_l0": model.U,
+        "weight_hh_l0": model.W,
+        "bias_ih_l0": model.b,
+        "bias_hh_l0": torch.zeros_like(model.b, requires_grad=False),
+    }
+    hs, h_last = torch.func.functional_call(rnn, weights, (x,))
+    if model.single_output:
+        return _nll(model.output(h_last[0]), y)
+    return _nll(model.output(hs), y)
+
+
+def truncated_bptt(model, x, y, k: int = 32):
+    """Back-propagate at most k steps: h is detached every k steps (biased gradient).
+
+    Each k-step segment's gradient is computed as soon as its forward is done,
+    so activation memory is O(k), not O(tau).
+    """
+    k = _positive_int("k", k)
+
+    def segments():
+        h = _zeros(model, x.shape[1], model.n_hidden)
+        for s in range(0, x.shape[0], k):
+            seg, h = _elman_loss(model, x[s : s + k], y[s : s + k], h.detach())
+            yield seg
+
+    return _eager_sum(model, segments)
+
+
+def checkpointed_bptt(model, x, y, segments: int | None = None):
+    """Exact BPTT that keeps only each segment's entry state and recomputes the rest.
+
+    With sqrt(tau) segments (the default) memory is O(sqrt(tau)) states at the
+    price of a second forward pass (depth ~2 tau).
+    """
+    tau = x.shape[0]
+    segments = _positive_int("segments", segments or max(1, round(math.sqrt(tau))), upper=tau)
+    h = _zeros(model, x.shape[1], model.n_hidden)
+    total = None
+    for s, e in _bounds(tau, segments):
+        if model.single_output:
+            h = checkpoint(lambda h0, xs: _elman_states(model, xs, h0)[1], h, x[s:e],
+                           use_reentrant=False)
+            continue
+        seg, h = checkpoint(lambda h0, xs, ys: _elman_loss(model, xs, ys, h0), h, x[s:e],
+                            y[s:e], use_reentrant=False)
+        total = seg if total is None else total + seg
+    return _nll(model.output(h), y) if model.single_output else total
+
+
+def _teacher_forced(model: Jordan, x, y) -> torch.Tensor:
+    """All steps at once: a = b + U x^(t) + W one_hot(y^(t-1)), f^(0) = 0."""
+    a = model.input_term(x)
+    if x.shape[0] > 1:
+        # W one_hot(y) is column y of W: an embedding lookup, no one-hot tensor.
+        a[1:] += F.embedding(y[:-1], model.W.t())
+    return model.output(torch.tanh(a))
+
+
+def teacher_forcing(model, x, y, chunk: int | None = None):
+    """The true y^(t-1) is fed back, so all tau steps run as one batched computation.
+
+    Depth 1.  With ``chunk`` the steps are processed ``chunk`` at a time, each
+    chunk's gradient computed at once, so activation memory is O(chunk).
+    """
+    if chunk is None:
+        return _nll(_teacher_forced(model, x, y), y)
+    chunk = _positive_int("chunk", chunk)
+
+    def segments():
+        for s in range(0, x.shape[0], chunk):
+            # The chunk's first step needs y^(s-1) from the data: prepend it.
+            lo = max(s - 1, 0)
+            o = _teacher_forced(model, x[lo : s + chunk], y[lo : s + chunk])
+            yield _nll(o[s - lo :], y[s : s + chunk])
+
+    return _eager_sum(model, segments)
+
+
+def free_running(model, x, y, feedback: str = "softmax", seed: int = 0):
+    """The model consumes its own outputs: f^(t) = softmax(o^(t)) | one_hot(argmax) | sample.
+
+    BPTT through the whole chain: depth tau, O(tau) memory.  Gradients flow
+    through the feedback only for ``softmax``.
+    """
+    feed = _feedback(feedback, _generator(model, seed) if feedback == "sample" else None)
+    return _nll(_jordan_outputs(model, x, None, lambda t, o, y_t: feed(o)), y)
+
+
+SCHEDULES = ("linear", "exponential", "inverse_sigmoid")
+
+
+def sampling_probability(schedule: str, step: int, k: float | None = None,
+                         c: float = 1e-3, eps_min: float = 0.0) -> float:
+    """epsilon_i, the probability of feeding the truth at training step i (Bengio et al. 2015).
+
+    linear: max(eps_min, k - c i), k = 1;  exponential: k^i, k = 0.999;
+    inverse_sigmoid: k / (k + exp(i / k)), k = 100.
+    """
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise UsageError(f"step: must be a non-negative integer, got {step!r}")
+    if schedule == "linear":
+        return max(float(eps_min), min(1.0, (1.0 if k is None else k) - c * step))
+    if schedule == "exponential":
+        k = 0.999 if k is None else k
+        if not 0 < k < 1:
+            raise UsageError(f"k: the exponential schedule needs 0 < k < 1, got {k}")
+        return k**step
+    if schedule == "inverse_sigmoid":
+        k = 100.0 if k is None else k
+        if k < 1:
+            raise UsageError(f"k: the inverse_sigmoid schedule needs k >= 1, got {k}")
+        return k / (k + math.exp(min(step / k, 700.0)))
+    raise UsageError(f"schedule: unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
+
+
+def scheduled_sampling(model, x, y, schedule: str = "inverse_sigmoid", step: int = 0,
+                       k: float | None = None, c: float = 1e-3, eps_min: float = 0.0,
+                       feedback: str = "sample", seed: int = 0):
+    """Per token, feed the truth with probability epsilon_i, else the model's own output."""
+    eps = sampling_probability(schedule, step, k=k, c=c, eps_min=eps_min)
+    gen = _generator(model, seed)
+    feed = _feedback(feedback, gen)
+    batch = x.shape[1]
+
+    def mixed(t, o, y_t):
+        truth = torch.rand(batch, 1, generator=gen, device=o.device, dtype=o.dtype) < eps
+        return torch.where(truth, _one_hot(y_t, o.shape[-1], o), feed(o))
+
+    return _nll(_jordan_outputs(model, x, y, mixed), y)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One way to compute L and its gradient, with its cost classes."""
+
+    name: str
+    fn: Callable
+    models: tuple[str, ...]
+    depth: Callable[..., int]  # sequential depth given tau and options
+    memory: str  # activation-memory class, as in DESIGN.md
+    exact: bool  # exact gradient of the loss it reports
+    options: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _tau(tau, **_):
+    return tau
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("bptt", bptt, ("elman", "single_output", "jordan"), _tau, "O(tau)", True),
+        Strategy("bptt_fused", bptt_fused, ("elman", "single_output"), _tau, "O(tau)", True),
+        Strategy("truncated_bptt", truncated_bptt, ("elman",), _tau, "O(k)", False, ("k",)),
+        Strategy("checkpointed_bptt", checkpointed_bptt, ("elman", "single_output"),
+                 lambda tau, **_: 2 * tau, "O(sqrt(tau))", True, ("segments",)),
+        Strategy("teacher_forcing", teacher_forcing, ("jordan",), lambda tau, **_: 1,
+                 "O(tau)", True, ("chunk",)),
+        Strategy("free_running", free_running, ("jordan",), _tau, "O(tau)", True,
+                 ("feedback", "seed")),
+        Strategy("scheduled_sampling", scheduled_sampling, ("jordan",), _tau, "O(tau)", True,
+                 ("schedule", "step", "k", "c", "eps_min", "feedback", "seed")),
+    )
+}
+
+
+def get(strategy: str) -> Strategy:
+    if strategy not in STRATEGIES:
+        raise UsageError(
+            f"strategy: unknown strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}"
+        )
+    return STRATEGIES[strategy]
+
+
+def check(model: str, strategy: str, options: dict | None = None) -> Strategy:
+    """Validate a model/strategy pair and the strategy's option names."""
+    s = get(strategy)
+    if model not in s.models:
+        raise UsageError(
+            f"strategy: {strategy} does not fit model {model!r}; it accepts: {', '.join(s.models)}"
+        )
+    for key in options or {}:
+        if key not in s.options:
+            allowed = ", ".join(s.options) or "none"
+            raise UsageError(f"{strategy}.{key}: unknown option; allowed: {allowed}")
+    return s
+
+
+def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, strategy: str = "bptt",
+         **options) -> torch.Tensor:
+    """The total loss L (nats, summed over time and batch) under ``strategy``."""
+    s = check(model_name(model), strategy, options)
+    check_inputs(model, x, y)
+    return s.fn(model, x, y, **options)
+
+
+def logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
+           feedback: str = "teacher", seed: int = 0) -> torch.Tensor:
+    """Outputs o (tau, B, n_out) — (B, n_out) for SingleOutput — for evaluation.
+
+    For Jordan, ``feedback`` picks what is fed back: ``teacher`` (the true
+    y^(t-1)), or the model's own ``argmax`` / ``sample`` / ``softmax``.  Elman
+    and SingleOutput ignore it: they never consume their outputs.
+    """
+    if isinstance(model, Jordan):
+        if feedback == "teacher":
+            if y is None:
+                raise UsageError("y: teacher-forced outputs need the targets")
+            return _teacher_forced(model, x, y)
+        feed = _feedback(feedback, _generator(model, seed) if feedback == "sample" else None)
+        return _jordan_outputs(model, x, None, lambda t, o, y_t: feed(o))
+    hs, h = _elman_states(model, x, _zeros(model, x.shape[1], model.n_hidden))
+    return model.output(h if isinstance(model, SingleOutput) else torch.stack(hs))
