@@ -1,0 +1,16 @@
+"""Shared fixtures: one Ray instance for the whole test run (ray.init costs ~4 s)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """An embedded Ray with 2 CPUs, started once, shut down at the end of the run."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
