@@ -258,12 +258,21 @@ def teacher_forcing(model, x, y, chunk: int | None = None):
 
     def segments():
         for s in range(0, x.shape[0], chunk):
-            # The chunk's first step needs y^(s-1) from the data: prepend it.
-            lo = max(s - 1, 0)
-            o = _teacher_forced(model, x[lo : s + chunk], y[lo : s + chunk])
-            yield _nll(o[s - lo :], y[s : s + chunk])
+            yield teacher_forcing_slice(model, x, y, s, s + chunk)
 
     return _eager_sum(model, segments)
+
+
+def teacher_forcing_slice(model, x, y, start: int, end: int) -> torch.Tensor:
+    """Teacher-forced loss of the steps [start, end) of the sequence (x, y).
+
+    The slice's first step needs y^(start-1) from the data, so it is prepended;
+    f^(0) = 0 only when start is 0.  Summing the slices of a partition of
+    range(tau) gives :func:`teacher_forcing`'s loss (the time-parallel split).
+    """
+    lo = max(start - 1, 0)
+    o = _teacher_forced(model, x[lo:end], y[lo:end])
+    return _nll(o[start - lo :], y[start:end])
 
 
 def free_running(model, x, y, feedback: str = "softmax", seed: int = 0):
