@@ -113,6 +113,8 @@ def expected_saved_bytes(model: str, strategy: str, options: dict, tau: int, bat
     if strategy == "checkpointed_bptt":
         seg = options.get("segments") or max(1, round(math.sqrt(T)))
         seg = min(seg, T)
+        if model == "single_output":  # plus the last state and its one output
+            return (seg * B * H + B * H + B * O) * itemsize + scalar
         return seg * B * H * itemsize
     if strategy == "teacher_forcing":
         return (T * B * (H + O)) * itemsize + scalar

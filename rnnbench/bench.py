@@ -1,0 +1,153 @@
+"""``rnnbench bench``: run one cell and print its row (a table, or one JSON object)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from . import cell as cell_mod
+from . import strategies, tasks
+from .cell import Cell
+from .errors import UsageError
+from .models import MODELS
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _option(text: str) -> tuple[str, object]:
+    """KEY=VALUE, the value read as YAML would (int, float, bool, string)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = value
+    return key, parsed
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--model", required=True, choices=sorted(MODELS))
+    a("--strategy", required=True, choices=list(strategies.STRATEGIES))
+    a("--tau", required=True, type=_positive, help="sequence length")
+    a("--batch", type=_positive, default=1)
+    a("--hidden", type=_positive, default=128)
+    a("--n-in", type=_positive, help="input size (text: the vocabulary; delayed_recall: symbols+1)")
+    a("--n-out", type=_positive, help="output size (must equal --n-in for these tasks)")
+    a("--task", choices=list(tasks.TASKS), default=None,
+      help="default: text (sequence_parity for single_output)")
+    a("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
+      help="a strategy option, e.g. k=32, segments=16, chunk=256, feedback=argmax")
+    a("--task-option", action="append", type=_option, default=[], metavar="KEY=VALUE")
+    a("--threads", type=_positive, default=1)
+    a("--device", choices=cell_mod.DEVICES, default="cpu")
+    a("--dtype", choices=cell_mod.DTYPES, default="float32")
+    a("--workers", type=_positive, default=1)
+    a("--train-steps", type=_non_negative, default=0)
+    a("--lr", type=_positive_float, default=1e-2)
+    a("--repeats", type=_positive, default=20, help="about this many timing samples")
+    a("--seed", type=_non_negative, default=0)
+    a("--timeout", type=_positive_float, default=None, help="seconds before the cell is a time-out")
+    a("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+
+def _sizes_to_task_options(task: str, n_in: int | None, n_out: int | None) -> dict:
+    """Map --n-in / --n-out onto the task's own size option (or check them)."""
+    if n_in is not None and n_out is not None and n_in != n_out:
+        raise UsageError(f"--n-out: must equal --n-in ({n_in}) for task {task}, got {n_out}")
+    n = n_in if n_in is not None else n_out
+    if n is None:
+        return {}
+    flag = "--n-in" if n_in is not None else "--n-out"
+    if task == "text":
+        return {"vocab": n}
+    if task == "delayed_recall":
+        if n < 2:
+            raise UsageError(f"{flag}: delayed_recall needs at least 2 classes, got {n}")
+        return {"symbols": n - 1}
+    if n != 2:
+        raise UsageError(f"{flag}: task {task} has 2 classes, got {n}")
+    return {}
+
+
+def cell_from_args(args: argparse.Namespace) -> Cell:
+    task = args.task or ("sequence_parity" if args.model == "single_output" else "text")
+    task_options = dict(args.task_option)
+    task_options.update(_sizes_to_task_options(task, args.n_in, args.n_out))
+    return Cell(model=args.model, strategy=args.strategy, tau=args.tau, batch=args.batch,
+                hidden=args.hidden, task=task, strategy_options=dict(args.option),
+                task_options=task_options, seed=args.seed, threads=args.threads,
+                device=args.device, workers=args.workers, train_steps=args.train_steps,
+                lr=args.lr, repeats=args.repeats, dtype=args.dtype)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, list):
+        return f"[{len(value)} values]"
+    return str(value)
+
+
+TABLE_KEYS = ("cell_id", "model", "strategy", "strategy_options", "task", "tau", "batch",
+              "hidden", "n_in", "n_out", "threads", "device", "workers", "status", "error",
+              "step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
+              "saved_bytes_expected", "peak_bytes", "peak_method", "flops", "depth", "loss_tf",
+              "loss_free", "acc_tf", "acc_free", "split", "comm_ms_median", "torch", "cpu_model",
+              "gpu_name", "wall_s")
+
+
+def main(args: argparse.Namespace) -> int:
+    from .measure import run_cell
+
+    cell = cell_from_args(args)
+    if cell.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device: cuda was asked for but no CUDA device is available")
+    row = run_cell(cell, timeout_s=args.timeout)
+    if args.json:
+        clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                 for k, v in row.items()}  # strict JSON: NaN becomes null
+        json.dump(clean, sys.stdout, default=str, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        width = max(map(len, TABLE_KEYS))
+        for key in TABLE_KEYS:
+            if row.get(key) is not None:
+                print(f"{key:<{width}}  {_fmt(row[key])}")
+    return 0 if row["status"] == "ok" else 1

@@ -1,0 +1,279 @@
+"""Run one benchmark cell and return its row: time, memory, work, depth, loss, provenance.
+
+Each measure has its own pass, so none disturbs another:
+
+1. memory  - bytes saved for backward (:func:`rnnbench.memory.saved_bytes`) and
+             the allocator's peak over one training step;
+2. work    - FLOPs of forward + backward (``torch.utils.flop_counter``);
+3. time    - ``torch.utils.benchmark.Timer``: forward, backward and the whole
+             training step (forward, loss, backward, Adam), ``repeats`` samples
+             each after warm-up; median, IQR and the raw samples;
+4. loss    - ``train_steps`` of Adam on fresh batches from the same model
+             init, then per-token NLL (nats) and accuracy on a held-out batch,
+             teacher-forced and free-running, also by position (exposure bias).
+
+A failure is data: an exception, a non-finite loss, out-of-memory or the
+time-out gives a row with ``status`` failed | oom | timeout and the error text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils import benchmark
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import memory, models, strategies
+from .cell import ROW_KEYS, Cell
+from .provenance import provenance
+
+NAN = float("nan")
+EVAL_BATCH = 16  # held-out sequences for the loss/accuracy figures (at least the cell's batch)
+EVAL_SEED = 1_000_003  # offset that keeps evaluation batches apart from training batches
+HORIZON_BUCKETS = 16  # positions are averaged into this many buckets for the exposure-bias curve
+CURVE_POINTS = 50  # at most this many points of the training curve are kept
+WARMUP = 2
+
+
+class CellTimeout(Exception):
+    """The cell ran past its time budget."""
+
+
+class NonFiniteLoss(Exception):
+    """The loss became NaN or infinite."""
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def base_row(cell: Cell) -> dict:
+    """A row for ``cell`` with configuration and provenance filled, every measure empty."""
+    task = cell.make_task()
+    row = dict.fromkeys(ROW_KEYS, None)
+    cfg = cell.config()
+    row.update({k: v for k, v in cfg.items() if k in row})
+    row.update(
+        cell_id=cell.cell_id,
+        strategy_options=json.dumps(cfg["strategy_options"], sort_keys=True),
+        task_options=json.dumps({k: v for k, v in cfg["task_options"].items()}, sort_keys=True),
+        n_in=task.n_in,
+        n_out=task.n_out,
+        n_params=_n_params(cell.hidden, task.n_in, task.n_out, cell.model),
+        status="ok",
+        error=None,
+        step_ms_samples=[],
+        train_curve=[],
+        horizon_t=[],
+        horizon_loss_tf=[],
+        horizon_loss_free=[],
+        split="none" if cell.workers == 1 else None,
+        neighbours=0,
+        attempt=1,
+        depth=strategies.get(cell.strategy).depth(cell.tau, **dict(cell.strategy_options)),
+        **provenance(cell.device),
+    )
+    for key in ("step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median",
+                "saved_bytes", "saved_bytes_expected", "peak_bytes", "flops", "loss_tf",
+                "loss_free", "acc_tf", "acc_free", "comm_ms_median", "wall_s"):
+        row[key] = NAN
+    return row
+
+
+def failure_row(cell: Cell, status: str, error: str) -> dict:
+    """A row that records a failed cell: status crashed | timeout | failed | oom, the error."""
+    row = base_row(cell)
+    row.update(status=status, error=str(error)[:2000])
+    return row
+
+
+def _n_params(hidden: int, n_in: int, n_out: int, model: str) -> int:
+    n_rec = n_out if model == "jordan" else hidden
+    return hidden * n_in + hidden * n_rec + n_out * hidden + hidden + n_out
+
+
+# --------------------------------------------------------------------------- the cell
+
+
+def run_cell(cell: Cell, timeout_s: float | None = None) -> dict:
+    """Measure one cell; never raises for a failure of the cell itself."""
+    if cell.workers > 1:
+        from . import timeparallel
+
+        return timeparallel.run_cell(cell)
+    row = base_row(cell)
+    start = time.perf_counter()
+    deadline = start + timeout_s if timeout_s else math.inf
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(cell.threads)  # Ray reuses worker processes: set it every time
+        _measure(cell, row, deadline)
+    except CellTimeout as exc:
+        row.update(status="timeout", error=str(exc))
+    except torch.OutOfMemoryError as exc:
+        row.update(status="oom", error=f"OutOfMemoryError: {exc}"[:2000])
+    except Exception as exc:  # noqa: BLE001 - a failed configuration is a row, not a crash
+        text = f"{type(exc).__name__}: {exc}"
+        oom = "out of memory" in text.lower() or "can't allocate memory" in text.lower()
+        row.update(status="oom" if oom else "failed", error=text[:2000])
+    finally:
+        torch.set_num_threads(threads)
+        if cell.device == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    row["wall_s"] = time.perf_counter() - start
+    return row
+
+
+def _check_time(deadline: float, what: str) -> None:
+    if time.perf_counter() > deadline:
+        raise CellTimeout(f"time-out during {what}")
+
+
+def _setup(cell: Cell, seed_offset: int = 0):
+    dtype = getattr(torch, cell.dtype)
+    device = torch.device(cell.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda: no CUDA device is available")
+    task = cell.make_task()
+    torch.manual_seed(cell.seed)
+    model = models.build(cell.model, task.n_in, cell.hidden, task.n_out).to(device, dtype)
+    x, y = task.batch(cell.tau, cell.batch, seed=cell.seed + seed_offset, dtype=dtype,
+                      device=device)
+    return task, model, x, y
+
+
+def _loss_fn(cell: Cell, model, x, y, step: int | None = None):
+    options = dict(cell.strategy_options)
+    if cell.strategy == "scheduled_sampling" and step is not None:
+        options["step"] = step
+
+    def forward():
+        value = strategies.loss(model, x, y, cell.strategy, **options)
+        if not torch.isfinite(value):
+            raise NonFiniteLoss(f"non-finite loss {float(value)} ({cell.strategy})")
+        return value
+
+    return forward
+
+
+def _measure(cell: Cell, row: dict, deadline: float) -> None:
+    task, model, x, y = _setup(cell)
+    forward = _loss_fn(cell, model, x, y)
+    params = list(model.parameters())
+    itemsize = x.element_size()
+
+    # 1. memory
+    row["saved_bytes"] = memory.saved_bytes(forward, keep=[*params, x, y])
+    row["saved_bytes_expected"] = memory.expected_saved_bytes(
+        cell.model, cell.strategy, dict(cell.strategy_options), cell.tau, cell.batch,
+        cell.hidden, task.n_out, row["n_params"], itemsize)
+    model.zero_grad(set_to_none=True)
+    row["peak_bytes"], row["peak_method"] = memory.peak_bytes(
+        lambda: forward().backward(), cell.device)
+    model.zero_grad(set_to_none=True)
+    _check_time(deadline, "memory")
+
+    # 2. work
+    with FlopCounterMode(display=False) as counter:
+        forward().backward()
+    row["flops"] = int(counter.get_total_flops())
+    model.zero_grad(set_to_none=True)
+    _check_time(deadline, "flop count")
+
+    # 3. time
+    row.update(_time(cell, model, forward, deadline))
+
+    # 4. loss
+    row.update(_train_and_evaluate(cell, deadline))
+
+
+def _time(cell: Cell, model, forward, deadline: float) -> dict:
+    """torch.utils.benchmark's blocked_autorange for the step, the forward, the backward.
+
+    Each sample is one block of runs (blocks last at least ~10 ms, or one run);
+    the run time is sized for about ``repeats`` samples.  The backward is timed
+    on a graph built in ``setup`` and kept (``retain_graph=True``), so repeated
+    backward passes do the same work without a forward in the sample.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        forward().backward()
+        optimizer.step()
+
+    start = time.perf_counter()
+    for _ in range(WARMUP):
+        step()
+    one = (time.perf_counter() - start) / WARMUP
+    _check_time(deadline, "warm-up")
+    budget = cell.repeats * max(one, 0.01)
+    g = {"step": step, "forward": forward}
+    stmts = {"step": ("step()", "pass"), "fwd": ("forward()", "pass"),
+             "bwd": ("L.backward(retain_graph=True)", "L = forward()")}
+    out = {}
+    for name, (stmt, setup) in stmts.items():
+        timer = benchmark.Timer(stmt, setup=setup, globals=g, num_threads=cell.threads,
+                                label=cell.cell_id, description=name)
+        m = timer.blocked_autorange(min_run_time=budget)
+        out[name] = [t * 1e3 for t in m.times]  # per-run ms, one per block
+        _check_time(deadline, f"timing ({name})")
+    optimizer.zero_grad(set_to_none=True)
+    q1, q3 = np.percentile(out["step"], [25, 75])
+    return {
+        "step_ms_median": float(np.median(out["step"])),
+        "step_ms_iqr": float(q3 - q1),
+        "step_ms_samples": out["step"],
+        "fwd_ms_median": float(np.median(out["fwd"])),
+        "bwd_ms_median": float(np.median(out["bwd"])),
+    }
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def _train_and_evaluate(cell: Cell, deadline: float) -> dict:
+    task, model, x, y = _setup(cell)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
+    curve = []
+    every = max(1, cell.train_steps // CURVE_POINTS)
+    tokens = cell.batch if model.single_output else cell.tau * cell.batch
+    start = time.perf_counter()
+    for i in range(cell.train_steps):
+        xs, ys = task.batch(cell.tau, cell.batch, seed=cell.seed * 7919 + i + 1,
+                            dtype=x.dtype, device=x.device)
+        optimizer.zero_grad(set_to_none=True)
+        value = _loss_fn(cell, model, xs, ys, step=i)()
+        value.backward()
+        optimizer.step()
+        if i % every == 0 or i == cell.train_steps - 1:
+            curve.append([i + 1, time.perf_counter() - start, value.item() / tokens])
+        _check_time(deadline, f"training (step {i + 1} of {cell.train_steps})")
+    return {"train_curve": curve, **evaluate(cell, model, task)}
+
+
+@torch.no_grad()
+def evaluate(cell: Cell, model, task) -> dict:
+    """Per-token NLL (nats) and accuracy on a held-out batch, teacher-forced and free-running."""
+    batch = max(cell.batch, EVAL_BATCH)
+    x, y = task.batch(cell.tau, batch, seed=cell.seed + EVAL_SEED, dtype=model.U.dtype,
+                      device=model.U.device)
+    tf = strategies.logits(model, x, y, feedback="teacher")
+    free = strategies.logits(model, x, y, feedback="argmax") if isinstance(model, models.Jordan) else tf
+    out = {}
+    for name, o in (("tf", tf), ("free", free)):
+        nll = F.cross_entropy(o.reshape(-1, o.shape[-1]), y.reshape(-1), reduction="none")
+        out[f"loss_{name}"] = float(nll.mean())
+        out[f"acc_{name}"] = float((o.argmax(-1) == y).double().mean())
+        if not model.single_output:
+            per_t = nll.view(y.shape).mean(1)  # (tau,)
+            edges = sorted({round(i * cell.tau / HORIZON_BUCKETS) for i in range(HORIZON_BUCKETS + 1)})
+            out["horizon_t"] = edges[1:]
+            out[f"horizon_loss_{name}"] = [float(per_t[s:e].mean()) for s, e in zip(edges, edges[1:])]
+    for key in ("loss_tf", "loss_free"):
+        if not math.isfinite(out[key]):
+            raise NonFiniteLoss(f"non-finite evaluation loss {out[key]}")
+    return out
