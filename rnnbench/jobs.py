@@ -1,0 +1,359 @@
+"""Job files: a YAML grid of benchmark cells, validated with exact errors.
+
+A job names fixed fields and a grid; the cartesian product of the grid's axes
+(times ``seeds``) gives the cells::
+
+    name: chapter10
+    fixed: {hidden: 128, threads: 1, train_steps: 200, task: text}
+    grid:
+      tau: [64, 256, 1024, 4096]
+      batch: [1, 32]
+      run:                       # model+strategy pairs, so no invalid pair is generated
+        - {model: elman,  strategy: bptt}
+        - {model: jordan, strategy: teacher_forcing}
+    seeds: [0, 1, 2]
+
+A job with several differently shaped grids lists them under ``parts``, each
+with its own ``name``, ``fixed`` (merged over the top-level ``fixed``),
+``grid`` and optional ``seeds``.  Files are read with ``yaml.safe_load``
+semantics (no code runs); every problem is reported at once, one line each,
+naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import strategies
+from .cell import Cell
+from .errors import UsageError
+
+CELL_FIELDS = tuple(f.name for f in dataclasses.fields(Cell))
+TOP_KEYS = ("name", "description", "fixed", "grid", "seeds", "parts")
+PART_KEYS = ("name", "description", "fixed", "grid", "seeds")
+MAX_CELLS = 100_000
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class JobError(UsageError):
+    """A job file with one or more problems; ``problems`` holds one line each."""
+
+    def __init__(self, path: str, problems: list[str]):
+        self.path = str(path)
+        self.problems = list(problems)
+        super().__init__("\n".join(f"{self.path}: {p}" for p in self.problems))
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated job: its name, source path and cells (unique, in file order)."""
+
+    name: str
+    path: str
+    cells: tuple[Cell, ...]
+    description: str = ""
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that records duplicate mapping keys instead of
+    silently keeping the last one."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                dup = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable key: SafeLoader reports it below
+                continue
+            if dup:
+                self.duplicates.append(
+                    f"line {key_node.start_mark.line + 1}: duplicate key {key!r}; "
+                    "each key may appear once per mapping")
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> tuple[Any, list[str]]:
+    """Parse YAML safely; return (data, duplicate-key problems)."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data(), loader.duplicates
+    finally:
+        loader.dispose()
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _kind(value) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number", type(None): "empty"}.get(type(value),
+                                                                            type(value).__name__)
+
+
+def _check_mapping(where: str, value, problems: list[str]) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{where}: must be a mapping of field: value, got {_kind(value)} {value!r}")
+        return {}
+    return value
+
+
+def _check_fields(where: str, mapping: dict, problems: list[str]) -> dict:
+    """Keep the known cell fields of ``mapping``; report the others."""
+    good = {}
+    for key, value in mapping.items():
+        if key not in CELL_FIELDS:
+            problems.append(f"{where}.{key}: unknown field; allowed: {', '.join(CELL_FIELDS)}")
+        elif key in ("strategy_options", "task_options") and not isinstance(value, (dict, type(None))):
+            problems.append(f"{where}.{key}: must be a mapping of option: value, "
+                            f"got {_kind(value)} {value!r}")
+        else:
+            good[key] = value
+    return good
+
+
+def _check_list(where: str, value, problems: list[str]) -> list:
+    if not isinstance(value, list):
+        problems.append(f"{where}: must be a non-empty list of values, got {_kind(value)} {value!r}")
+        return []
+    if not value:
+        problems.append(f"{where}: empty list; give at least one value")
+        return []
+    seen = []
+    for i, item in enumerate(value):
+        if item in seen:
+            problems.append(f"{where}[{i}]: duplicate value {item!r}; each value may appear once")
+        seen.append(item)
+    return value
+
+
+def _axes(where: str, grid, problems: list[str]) -> list[tuple[str, list]]:
+    """The grid as (axis, values) pairs; ``run`` values are field mappings."""
+    if grid is None or grid == {}:
+        problems.append(f"{where}: empty grid; give at least one axis, e.g. tau: [64, 256]")
+        return []
+    if not isinstance(grid, dict):
+        problems.append(f"{where}: must be a mapping of axis: [values], got {_kind(grid)} {grid!r}")
+        return []
+    axes = []
+    for axis, values in grid.items():
+        at = f"{where}.{axis}"
+        if axis != "run" and axis not in CELL_FIELDS:
+            problems.append(f"{at}: unknown axis; allowed: run, {', '.join(CELL_FIELDS)}")
+            continue
+        values = _check_list(at, values, problems)
+        if axis == "run":
+            entries = []
+            for i, entry in enumerate(values):
+                if not isinstance(entry, dict) or not entry:
+                    problems.append(f"{at}[{i}]: must be a mapping of fields, e.g. "
+                                    f"{{model: elman, strategy: bptt}}, got {_kind(entry)} {entry!r}")
+                    continue
+                entries.append(_check_fields(f"{at}[{i}]", entry, problems))
+            values = entries if len(entries) == len(values) else []
+        if values:
+            axes.append((axis, values))
+    return axes
+
+
+def _sources(fixed: dict, axes: list, grid_at: str, seeds_at: str | None,
+             problems: list[str]) -> dict[str, str]:
+    """Where each field is set ("fixed.hidden", "grid.tau", ...); a field set in
+    two places (fixed and grid, grid and run, seeds and seed) is a problem."""
+    origin = {key: f"{place}.{key}" for key, (_, place) in fixed.items()}
+
+    def claim(field_: str, place: str):
+        if field_ in origin:
+            problems.append(f"{place}: {field_!r} is also set in {origin[field_]}; "
+                            "set it in one place")
+        else:
+            origin[field_] = place
+
+    for axis, values in axes:
+        if axis != "run":
+            claim(axis, f"{grid_at}.{axis}")
+            continue
+        first = {}
+        for i, entry in enumerate(values):
+            for key in entry:
+                first.setdefault(key, f"{grid_at}.run[{i}].{key}")
+        for key, place in first.items():
+            claim(key, place)
+    if seeds_at is not None:
+        claim("seed", seeds_at)
+    return origin
+
+
+def _locate(message: str, where_set: dict[str, str]) -> str:
+    """Replace the field name that starts a Cell validation message with the
+    place in the file that sets it ("tau: ..." -> "grid.tau: ...")."""
+    head, sep, rest = message.partition(": ")
+    if not sep:
+        return message
+    first, dot, sub = head.partition(".")
+    if dot and first in strategies.STRATEGIES:
+        field_ = "strategy_options"
+    elif dot and first == "task":
+        field_ = "task_options"
+    else:
+        field_, sub = head, ""
+    place = where_set.get(field_)
+    if place is None:
+        return message
+    return f"{place}.{sub}: {rest}" if sub else f"{place}: {rest}"
+
+
+def _part_cells(where: str, part: dict, top_fixed: dict, top_seeds, problems: list[str]):
+    """Yield the cells of one part (or the top-level grid)."""
+    fixed = {k: (v, "fixed") for k, v in top_fixed.items()}
+    if where:
+        part_fixed = _check_fields(f"{where}.fixed",
+                                   _check_mapping(f"{where}.fixed", part.get("fixed"), problems),
+                                   problems)
+        fixed.update({k: (v, f"{where}.fixed") for k, v in part_fixed.items()})
+    grid_at = f"{where}.grid" if where else "grid"
+    axes = _axes(grid_at, part.get("grid"), problems)
+    seeds = part.get("seeds", top_seeds) if where else top_seeds
+    seeds_at = f"{where}.seeds" if where and "seeds" in part else "seeds"
+    if seeds is not None:
+        seeds = _check_list(seeds_at, seeds, problems) or None
+    origin = _sources(fixed, axes, grid_at, seeds_at if seeds is not None else None, problems)
+    if not axes:
+        return []
+    size = 1
+    for _, values in axes:
+        size *= len(values)
+    size *= len(seeds or [0])
+    if size > MAX_CELLS:
+        problems.append(f"{grid_at}: {size} cells; at most {MAX_CELLS} per job")
+        return []
+    names = [a for a, _ in axes]
+    cells, errors = [], []
+    for combo in itertools.product(*(v for _, v in axes), *([seeds] if seeds else [])):
+        config = {k: v for k, (v, _) in fixed.items()}
+        where_set = dict(origin)
+        for axis, value in zip(names, combo):
+            if axis == "run":
+                config.update(value)
+                i = dict(axes)["run"].index(value)
+                where_set.update({k: f"{grid_at}.run[{i}].{k}" for k in value})
+            else:
+                config[axis] = value
+        if seeds:
+            config["seed"] = combo[-1]
+        for key in ("model", "strategy", "tau"):
+            if key not in config:
+                msg = f"{grid_at}: {key!r} is set nowhere; give it in fixed, the grid or run"
+                if msg not in problems:
+                    problems.append(msg)
+        if any(key not in config for key in ("model", "strategy", "tau")):
+            continue
+        try:
+            cells.append(Cell(**config))
+        except UsageError as exc:
+            line = _locate(str(exc).splitlines()[0], where_set)
+            if line not in errors:
+                errors.append(line)
+        except TypeError as exc:  # a value of a type Cell cannot even compare
+            line = f"{grid_at}: {exc}"
+            if line not in errors:
+                errors.append(line)
+    problems.extend(errors)
+    return cells
+
+
+def validate(data: Any, path: str = "job") -> Job:
+    """Validate parsed job data; raise :class:`JobError` listing every problem."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise JobError(path, [f"job: must be a mapping with keys {', '.join(TOP_KEYS)}, "
+                              f"got {_kind(data)}"])
+    for key in data:
+        if key not in TOP_KEYS:
+            problems.append(f"{key}: unknown key; allowed: {', '.join(TOP_KEYS)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        problems.append(f"name: must be a name of letters, digits, '_', '-', '.', got {name!r}")
+    desc = data.get("description", "")
+    if not isinstance(desc, str):
+        problems.append(f"description: must be a string, got {_kind(desc)}")
+        desc = ""
+    top_fixed = _check_fields("fixed", _check_mapping("fixed", data.get("fixed"), problems),
+                              problems)
+    top_seeds = data.get("seeds")
+    cells: list[Cell] = []
+    parts = data.get("parts")
+    if parts is not None and "grid" in data:
+        problems.append("parts: give either a top-level grid or parts, not both")
+    elif parts is not None:
+        if not isinstance(parts, list) or not parts:
+            problems.append(f"parts: must be a non-empty list of parts, got {_kind(parts)} {parts!r}")
+            parts = []
+        if top_seeds is not None:
+            _check_list("seeds", top_seeds, problems)
+        names: dict[str, int] = {}
+        for i, part in enumerate(parts):
+            at = f"parts[{i}]"
+            if not isinstance(part, dict):
+                problems.append(f"{at}: must be a mapping with keys {', '.join(PART_KEYS)}, "
+                                f"got {_kind(part)} {part!r}")
+                continue
+            for key in part:
+                if key not in PART_KEYS:
+                    problems.append(f"{at}.{key}: unknown key; allowed: {', '.join(PART_KEYS)}")
+            pname = part.get("name")
+            if not isinstance(pname, str) or not _NAME.match(pname):
+                problems.append(f"{at}.name: must be a name of letters, digits, '_', '-', '.', "
+                                f"got {pname!r}")
+            elif pname in names:
+                problems.append(f"{at}.name: duplicate name {pname!r} (also parts[{names[pname]}]); "
+                                "part names must be unique")
+            else:
+                names[pname] = i
+            cells += _part_cells(at, part, top_fixed, top_seeds, problems)
+    else:
+        cells = _part_cells("", data, top_fixed, top_seeds, problems)
+    if problems:
+        raise JobError(path, list(dict.fromkeys(problems)))
+    unique = list(dict.fromkeys(cells))
+    if not unique:
+        raise JobError(path, ["grid: the job gives no cells"])
+    return Job(name=name, path=str(path), cells=tuple(unique), description=desc)
+
+
+def load(path: str | Path) -> Job:
+    """Read and validate a job file; raise :class:`JobError` on any problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobError(str(path), [f"job: no such file {str(path)!r}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobError(str(path), [f"job: cannot read the file: {exc}"]) from None
+    try:
+        data, duplicates = parse_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise JobError(str(path), [f"job: not valid YAML: {where}{problem}"]) from None
+    if duplicates:
+        raise JobError(str(path), duplicates)
+    return validate(data, str(path))

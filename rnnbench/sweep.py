@@ -1,0 +1,496 @@
+"""``rnnbench run JOB.yaml``: run a job's cells as Ray tasks, resumably.
+
+Each cell is one Ray Core task (``num_cpus`` = the cell's threads; a
+time-parallel cell asks for none, its actors hold the CPUs).  The driver
+collects results with ``ray.wait`` and writes each row as it arrives
+(:mod:`rnnbench.store`), so a killed run loses nothing and a rerun skips what
+is stored.  Crashed workers are retried; exceptions, time-outs and crashes
+beyond the retries become rows with status ``failed`` / ``timeout`` /
+``crashed``.
+
+Embedded by default (``ray.init(address="local", num_cpus=<machine's>,
+include_dashboard=False)``); ``--address ADDR`` / ``RAY_ADDRESS`` / ``auto``
+connects to a running cluster and starts nothing.  Under ``--exclusive`` every
+cell also takes one unit of the custom resource ``rnnbench_exclusive``, which
+each node declares once (``ray start --resources='{"rnnbench_exclusive": 1}'``),
+so at most one cell times on a node at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import jobs, store
+from .cell import Cell
+from .errors import UsageError
+
+EXCLUSIVE = "rnnbench_exclusive"
+DEFAULT_RUNNER = "rnnbench.measure:run_cell"
+OK = "ok"
+
+
+# --------------------------------------------------------------------------- runner
+
+
+def resolve(runner: str | Callable) -> Callable:
+    """A runner given as ``"module:function"`` (or ``module.function``), or a callable."""
+    if callable(runner):
+        return runner
+    if not isinstance(runner, str) or not runner:
+        raise UsageError(f"--runner: expected module:function, got {runner!r}")
+    module, sep, name = runner.partition(":")
+    if not sep:
+        module, _, name = runner.rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise UsageError(f"--runner: cannot import {runner!r}: {exc}") from None
+    if not callable(fn):
+        raise UsageError(f"--runner: {runner!r} is not callable")
+    return fn
+
+
+def failure_row(cell: Cell, status: str, error: str) -> dict:
+    """A row for a cell that gave no row of its own (crash, time-out, exception)."""
+    try:
+        from .measure import failure_row as measured
+    except ImportError:  # measurement module absent: the cell's config is enough
+        return {**cell.config(), "cell_id": cell.cell_id, "status": status, "error": error}
+    return measured(cell, status, error)
+
+
+def resources(cell: Cell, exclusive: bool) -> dict:
+    """What the cell's task asks Ray for.
+
+    A one-worker cell holds ``threads`` CPUs (and a GPU on cuda); a
+    time-parallel cell (workers > 1) holds nothing, since its own placement
+    group of actors holds the CPUs/GPUs — so nothing deadlocks on a small node.
+    """
+    solo = cell.workers == 1
+    opts = {"num_cpus": cell.threads if solo else 0,
+            "num_gpus": 1 if solo and cell.device == "cuda" else 0}
+    if exclusive:
+        opts["resources"] = {EXCLUSIVE: 1}
+    return opts
+
+
+class _Registry:
+    """Which cells run on which node (a tiny actor on the driver's node).
+
+    Gives each cell its attempt number, counts the other cells that ran on the
+    same node while it ran (``neighbours``), and the start time of running cells
+    (for time-outs measured from when a cell starts, not when it was queued).
+    """
+
+    def __init__(self):
+        self.running: dict[str, tuple[str, float]] = {}
+        self.beside: dict[str, set] = {}
+        self.attempts: dict[str, int] = {}
+
+    def enter(self, cell_id: str, node: str) -> int:
+        self.attempts[cell_id] = self.attempts.get(cell_id, 0) + 1
+        self.running[cell_id] = (node, time.time())
+        peers = {c for c, (n, _) in self.running.items() if n == node and c != cell_id}
+        self.beside[cell_id] = set(peers)
+        for c in peers:
+            self.beside.setdefault(c, set()).add(cell_id)
+        return self.attempts[cell_id]
+
+    def leave(self, cell_id: str) -> tuple[int, int]:
+        self.running.pop(cell_id, None)
+        return self.attempts.get(cell_id, 0), len(self.beside.pop(cell_id, ()))
+
+    def started(self) -> dict[str, float]:
+        return {c: t for c, (_, t) in self.running.items()}
+
+
+def _execute(runner, cell: Cell, registry) -> dict:
+    """The body of one cell's Ray task."""
+    import ray
+    import torch
+
+    ctx = ray.get_runtime_context()
+    cpus = ctx.get_assigned_resources().get("CPU", 0)
+    torch.set_num_threads(max(1, int(cpus)))  # Ray reuses workers: set it every time
+    ray.get(registry.enter.remote(cell.cell_id, ctx.get_node_id()))
+    start = time.perf_counter()
+    try:
+        row = resolve(runner)(cell)
+    finally:
+        attempt, neighbours = ray.get(registry.leave.remote(cell.cell_id))
+    if not isinstance(row, dict):
+        row = failure_row(cell, "failed", f"runner returned {type(row).__name__}, not a row")
+    row = dict(row)
+    row.setdefault("wall_s", time.perf_counter() - start)
+    row.update(cell_id=cell.cell_id, attempt=attempt, neighbours=neighbours)
+    return row
+
+
+# --------------------------------------------------------------------------- driver
+
+
+@dataclass
+class SweepResult:
+    """What one call of :func:`run_sweep` did."""
+
+    cells: int
+    skipped: int
+    counts: dict = field(default_factory=dict)       # status -> rows written now
+    latency_s: dict = field(default_factory=dict)    # cell_id -> submit-to-stored seconds
+    wall_s: float = 0.0
+
+    @property
+    def ran(self) -> int:
+        return sum(self.counts.values())
+
+
+def _error_text(exc: BaseException) -> str:
+    import ray.exceptions as rex
+
+    if isinstance(exc, rex.RayTaskError):
+        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+        text = f"{type(cause).__name__}: {cause}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return text.strip().splitlines()[0][:2000] if text.strip() else type(exc).__name__
+
+
+def _status_of(exc: BaseException) -> str:
+    import ray.exceptions as rex
+
+    if isinstance(exc, rex.TaskCancelledError):
+        return "timeout"
+    if isinstance(exc, rex.OutOfMemoryError):
+        return "oom"
+    if isinstance(exc, rex.RayTaskError):
+        return "failed"
+    return "crashed"  # WorkerCrashedError, NodeDiedError, ObjectLostError, ...
+
+
+def infeasible(cells: Iterable[Cell], exclusive: bool) -> dict[str, str]:
+    """cell_id -> why no alive node can ever run it (asks too many CPUs/GPUs)."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    out = {}
+    for cell in cells:
+        need = resources(cell, exclusive)
+        want = {"CPU": need["num_cpus"], "GPU": need["num_gpus"], **need.get("resources", {})}
+        if any(all(res.get(k, 0) >= v for k, v in want.items() if v) for res in nodes):
+            continue
+        most = {k: max((res.get(k, 0) for res in nodes), default=0) for k, v in want.items() if v}
+        out[cell.cell_id] = ("infeasible: the cell needs " + ", ".join(
+            f"{v:g} {k}" for k, v in want.items() if v) + " on one node; the largest node has "
+            + ", ".join(f"{most[k]:g} {k}" for k in most))
+    return out
+
+
+def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable = DEFAULT_RUNNER,
+              max_retries: int = 3, cell_timeout: float | None = None, exclusive: bool = False,
+              fresh: bool = False, retry_failed: bool = False, max_in_flight: int | None = None,
+              progress: bool = True, desc: str = "cells") -> SweepResult:
+    """Run the cells not yet stored under ``out`` on the connected Ray; write each row as it arrives.
+
+    ``runner(cell) -> row`` is the per-cell function (default
+    :func:`rnnbench.measure.run_cell`).  Worker crashes are retried
+    ``max_retries`` times; exceptions are not retried and give ``failed`` rows;
+    a cell running longer than ``cell_timeout`` seconds is cancelled (its worker
+    killed) and gives a ``timeout`` row.
+    """
+    import ray
+    from tqdm import tqdm
+
+    cells = list(dict.fromkeys(cells))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        store.clear(out)
+    done = _done_ids(out, retry_failed)
+    todo = [c for c in cells if c.cell_id not in done]
+    result = SweepResult(cells=len(cells), skipped=len(cells) - len(todo))
+    if not todo:
+        return result
+    if not callable(runner):
+        resolve(runner)  # fail fast, on the driver, with a one-line message
+    t0 = time.perf_counter()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    registry = ray.remote(num_cpus=0)(_Registry).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=True)).remote()
+    task = ray.remote(_execute)
+    by_id = {c.cell_id: c for c in todo}
+    bar = tqdm(total=len(todo), desc=desc, unit="cell", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True)
+    counts: dict[str, int] = {}
+
+    def record(row: dict) -> None:
+        store.write_row(out, row)
+        status = row.get("status", "?")
+        counts[status] = counts.get(status, 0) + 1
+        result.latency_s[row["cell_id"]] = time.perf_counter() - submitted[row["cell_id"]]
+        bar.update(1)
+        bar.set_postfix(ok=counts.get(OK, 0), failed=sum(v for k, v in counts.items() if k != OK),
+                        refresh=False)
+
+    bad = infeasible(todo, exclusive)
+    queue = [c for c in todo if c.cell_id not in bad]
+    pending: dict = {}       # ObjectRef -> cell
+    submitted: dict[str, float] = {}
+    timed_out: set[str] = set()
+    limit = max_in_flight or len(queue) or 1
+    try:
+        for cell_id, why in bad.items():
+            submitted[cell_id] = time.perf_counter()
+            record({**failure_row(by_id[cell_id], "failed", why), "attempt": 0, "neighbours": 0})
+        while queue or pending:
+            while queue and len(pending) < limit:
+                cell = queue.pop(0)
+                ref = task.options(max_retries=max_retries, retry_exceptions=False,
+                                   **resources(cell, exclusive)).remote(runner, cell, registry)
+                pending[ref] = cell
+                submitted[cell.cell_id] = time.perf_counter()
+            ready, _ = ray.wait(list(pending), num_returns=1,
+                                timeout=1.0 if cell_timeout else None)
+            for ref in ready:
+                cell = pending.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - every failure becomes a row
+                    status = "timeout" if cell.cell_id in timed_out else _status_of(exc)
+                    error = (f"time-out: cancelled after {cell_timeout:g} s"
+                             if status == "timeout" else _error_text(exc))
+                    attempt, neighbours = ray.get(registry.leave.remote(cell.cell_id))
+                    row = {**failure_row(cell, status, error),
+                           "attempt": attempt, "neighbours": neighbours}
+                record(row)
+            if cell_timeout and pending:
+                started = ray.get(registry.started.remote())
+                now = time.time()
+                for ref, cell in pending.items():
+                    begun = started.get(cell.cell_id)
+                    if (cell.cell_id not in timed_out and begun is not None
+                            and now - begun > cell_timeout):
+                        timed_out.add(cell.cell_id)
+                        ray.cancel(ref, force=True)
+    finally:
+        bar.close()
+        try:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            ray.kill(registry)
+        except Exception:  # noqa: BLE001 - Ray may be going down with us; rows are safe
+            pass
+        store.consolidate(out)
+        result.counts = counts
+        result.wall_s = time.perf_counter() - t0
+    return result
+
+
+def _done_ids(out: Path, retry_failed: bool) -> set[str]:
+    if not retry_failed:
+        return store.stored_ids(out)
+    df = store.load_rows_only(out)
+    return set(df.loc[df["status"] == OK, "cell_id"]) if not df.empty else set()
+
+
+# --------------------------------------------------------------------------- cost estimate
+
+
+def estimate_seconds(cell: Cell) -> float:
+    """A rough wall-time guess for one cell on one CPU core (seconds).
+
+    Sequential strategies pay a per-time-step cost (Python + kernel launch) and
+    the FLOPs; teacher forcing pays the FLOPs only.  The constants were fitted
+    loosely to rows of this machine; the figure is a guide, not a promise.
+    """
+    task = cell.make_task()
+    h, n_in, n_out = cell.hidden, task.n_in, task.n_out
+    depth = 1 if cell.strategy == "teacher_forcing" else cell.tau
+    if cell.strategy == "checkpointed_bptt":
+        depth *= 2
+    flops = 6.0 * cell.tau * cell.batch * h * (n_in + h + n_out)
+    step = depth * 60e-6 + flops / (4e9 * cell.threads)
+    steps = cell.repeats * 3 + 6 + cell.train_steps       # timing, fwd/bwd, memory pass, training
+    evals = 2 * (cell.tau * 60e-6 + flops / 3 / 4e9)      # teacher-forced and free-running eval
+    return 0.5 + steps * step + evals
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", help="job file (YAML), e.g. jobs/quick.yaml")
+    parser.add_argument("--out", metavar="DIR",
+                        help="results folder (default: results/<job name>)")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="connect to a running Ray cluster (ADDR, or 'auto'); default: "
+                             "RAY_ADDRESS if set, else start an embedded Ray on this machine")
+    parser.add_argument("--num-cpus", type=_positive_int, metavar="N",
+                        help="CPUs of the embedded Ray (default: all of this machine's)")
+    parser.add_argument("--exclusive", action="store_true",
+                        help="at most one cell per node at a time (honest timings)")
+    parser.add_argument("--max-retries", type=_non_negative_int, default=3, metavar="N",
+                        help="retries of a cell whose worker crashed (default 3)")
+    parser.add_argument("--cell-timeout", type=_positive_float, metavar="S",
+                        help="cancel a cell that runs longer than S seconds (a 'timeout' row)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the cells, how many are done and what the rest may cost")
+    parser.add_argument("--fresh", action="store_true",
+                        help="forget stored rows in --out and start over")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="also rerun cells whose stored row is not ok")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="start Ray's dashboard (embedded Ray only), bound to 127.0.0.1")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--runner", default=DEFAULT_RUNNER, metavar="MODULE:FUNCTION",
+                        help=f"the per-cell function (default {DEFAULT_RUNNER})")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def connect(address: str | None, num_cpus: int | None, dashboard: bool) -> bool:
+    """Connect to Ray; return True when this call started an embedded instance."""
+    import ray
+
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        print("rnnbench run: warning: RAY_AUTH_MODE=disabled turns Ray's token authentication "
+              "off; anyone who reaches the cluster's ports can run code on it", file=sys.stderr)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        if address:
+            if num_cpus or dashboard:
+                raise UsageError("--num-cpus/--dashboard: only for an embedded Ray; "
+                                 "a cluster given by --address/RAY_ADDRESS is used as it is")
+            ray.init(address=address, log_to_driver=False)
+            return False
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
+                 resources={EXCLUSIVE: 1}, include_dashboard=dashboard,
+                 dashboard_host="127.0.0.1", log_to_driver=False)
+        return True
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = f"--address {address}" if address else "ray.init"
+        raise UsageError(f"{where}: cannot start or reach Ray: "
+                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") \
+            from None
+
+
+def _dry_run(job: jobs.Job, out: Path, cpus: int) -> int:
+    import pandas as pd
+
+    stored = store.load_rows_only(out)
+    status = dict(zip(stored["cell_id"], stored["status"])) if not stored.empty else {}
+    wall = dict(zip(stored["cell_id"], stored.get("wall_s", pd.Series(dtype=float)))) \
+        if not stored.empty else {}
+    rows = []
+    for c in job.cells:
+        est = estimate_seconds(c)
+        rows.append({"cell_id": c.cell_id, "model": c.model, "strategy": c.strategy,
+                     "task": c.task, "tau": c.tau, "batch": c.batch, "hidden": c.hidden,
+                     "seed": c.seed, "threads": c.threads, "workers": c.workers,
+                     "device": c.device, "status": status.get(c.cell_id, "todo"),
+                     "est_s": round(wall.get(c.cell_id, est), 1)})
+    table = pd.DataFrame(rows)
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        print(table.to_string(index=False))
+    todo = table[table["status"] == "todo"]
+    n_ok = int((table["status"] == OK).sum())
+    slots = max(1, cpus)
+    cell_s = float(todo["est_s"].sum()) if not todo.empty else 0.0
+    busy = sum(c.threads * estimate_seconds(c) for c in job.cells if c.cell_id not in status)
+    print(f"\n{job.name}: {len(table)} cells, {len(table) - len(todo)} done "
+          f"({n_ok} ok, {len(table) - len(todo) - n_ok} not ok), {len(todo)} to run; "
+          f"estimated {cell_s / 60:.1f} min of cell time, about {busy / slots / 60:.1f} min "
+          f"on {slots} CPUs (a rough guide)")
+    return 0
+
+
+def summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
+    """A table of the job's rows by model and strategy, the failures listed; and whether all ok."""
+    import pandas as pd
+
+    df = store.load_rows_only(out)
+    if df.empty:
+        return "no rows", False
+    df = df[df["cell_id"].isin(cell_ids)]
+    keys = ["model", "strategy"]
+    has_time = "step_ms_median" in df.columns
+    grouped = df.groupby(keys, dropna=False)
+    table = pd.DataFrame({
+        "cells": grouped.size(),
+        "ok": grouped["status"].apply(lambda s: int((s == OK).sum())),
+        "step_ms_median": (grouped["step_ms_median"].median() if has_time
+                           else pd.Series(dtype=float)),
+    }).reset_index()
+    lines = [table.to_string(index=False, float_format=lambda v: f"{v:.3g}")]
+    bad = df[df["status"] != OK]
+    if not bad.empty:
+        cols = [c for c in ("cell_id", "model", "strategy", "tau", "status", "error")
+                if c in bad.columns]
+        bad = bad[cols].copy()
+        bad["error"] = bad["error"].astype(str).str.slice(0, 90)
+        lines += ["", f"{len(bad)} cell(s) not ok:", bad.to_string(index=False)]
+    missing = len(cell_ids) - len(df)
+    if missing:
+        lines += ["", f"{missing} cell(s) have no row yet"]
+    return "\n".join(lines), bad.empty and not missing
+
+
+def main(args: argparse.Namespace) -> int:
+    job = jobs.load(args.job)
+    out = Path(args.out or Path("results") / job.name)
+    if args.dry_run:
+        return _dry_run(job, out, args.num_cpus or os.cpu_count() or 1)
+    if not (args.runner and callable(args.runner)):
+        resolve(args.runner)
+    import ray
+
+    started = connect(args.address, args.num_cpus, args.dashboard)
+    try:
+        if args.exclusive and not ray.cluster_resources().get(EXCLUSIVE):
+            raise UsageError(
+                f"--exclusive: no node declares the {EXCLUSIVE} resource; start each node with "
+                f"ray start ... --resources='{{\"{EXCLUSIVE}\": 1}}'")
+        print(f"rnnbench run: {job.name}: {len(job.cells)} cells -> {out}", file=sys.stderr)
+        result = run_sweep(job.cells, out, runner=args.runner, max_retries=args.max_retries,
+                           cell_timeout=args.cell_timeout, exclusive=args.exclusive,
+                           fresh=args.fresh, retry_failed=args.retry_failed,
+                           progress=not args.no_progress, desc=job.name)
+    finally:
+        if started:
+            ray.shutdown()
+    text, all_ok = summary(out, {c.cell_id for c in job.cells})
+    print(text)
+    print(f"\n{job.name}: {result.ran} cell(s) run now, {result.skipped} already stored, "
+          f"{result.wall_s:.1f} s; results in {out / store.PARQUET}")
+    return 0 if all_ok else 1
