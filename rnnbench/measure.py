@@ -152,8 +152,8 @@ def _loss_fn(cell: Cell, model, x, y, step: int | None = None):
 
     def forward():
         value = strategies.loss(model, x, y, cell.strategy, **options)
-        if not torch.isfinite(value):
-            raise NonFiniteLoss(f"non-finite loss {float(value)} ({cell.strategy})")
+        if not torch.isfinite(value.detach()):
+            raise NonFiniteLoss(f"non-finite loss {value.item()} ({cell.strategy})")
         return value
 
     return forward
@@ -167,9 +167,9 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
 
     # 1. memory
     row["saved_bytes"] = memory.saved_bytes(forward, keep=[*params, x, y])
-    row["saved_bytes_expected"] = memory.expected_saved_bytes(
+    row["saved_bytes_expected"] = int(memory.expected_saved_bytes(
         cell.model, cell.strategy, dict(cell.strategy_options), cell.tau, cell.batch,
-        cell.hidden, task.n_out, row["n_params"], itemsize)
+        cell.hidden, task.n_out, row["n_params"], itemsize))
     model.zero_grad(set_to_none=True)
     row["peak_bytes"], row["peak_method"] = memory.peak_bytes(
         lambda: forward().backward(), cell.device)

@@ -96,7 +96,7 @@ def cpu_peak(prof) -> int:
 
 
 def expected_saved_bytes(model: str, strategy: str, options: dict, tau: int, batch: int,
-                         hidden: int, n_out: int, n_params: int, itemsize: int) -> float:
+                         hidden: int, n_out: int, n_params: int, itemsize: int) -> int:
     """What each strategy must keep for backward, in bytes (see docs/memory in README).
 
     Elman loop: every h^(t) (tanh output, also W's matmul input) plus h^(0), the

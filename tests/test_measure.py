@@ -1,0 +1,267 @@
+"""One benchmark cell gives one honest row (issue 3)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from rnnbench import cli, measure, memory, strategies
+from rnnbench.cell import ROW_KEYS, Cell
+from rnnbench.errors import UsageError
+
+SMALL = dict(hidden=16, batch=2, repeats=2, train_steps=3)
+
+
+@pytest.fixture(scope="module")
+def elman_row():
+    return measure.run_cell(Cell(model="elman", strategy="bptt", tau=32, **SMALL))
+
+
+def test_row_has_every_key_with_the_right_type(elman_row):
+    row = elman_row
+    assert row["status"] == "ok", row["error"]
+    assert list(row) == list(ROW_KEYS)
+    ints = ("tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads",
+            "workers", "saved_bytes", "saved_bytes_expected", "peak_bytes", "flops", "depth")
+    for key in ints:
+        assert isinstance(row[key], int) and not isinstance(row[key], bool), key
+    floats = ("step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median",
+              "loss_tf", "loss_free", "acc_tf", "acc_free", "wall_s")
+    for key in floats:
+        assert isinstance(row[key], float) and math.isfinite(row[key]), key
+    for key in ("cell_id", "model", "strategy", "task", "device", "status", "python", "torch",
+                "rnnbench", "host", "cpu_model", "timestamp", "peak_method"):
+        assert isinstance(row[key], str) and row[key], key
+    assert row["step_ms_median"] > 0 and row["step_ms_iqr"] >= 0
+    assert all(isinstance(s, float) and s > 0 for s in row["step_ms_samples"])
+    assert len(row["step_ms_samples"]) >= 1
+    assert row["depth"] == 32 and row["n_in"] == row["n_out"] == 64
+    assert row["flops"] > 0 and row["peak_bytes"] > 0
+    assert [len(p) for p in row["train_curve"]] == [3, 3, 3]
+    assert [p[0] for p in row["train_curve"]] == [1, 2, 3]
+    assert len(row["horizon_t"]) == len(row["horizon_loss_tf"]) == len(row["horizon_loss_free"]) > 0
+    assert row["loss_tf"] == row["loss_free"]  # Elman never consumes its outputs
+    assert json.loads(row["strategy_options"]) == {}
+    json.dumps(row)  # plain data all the way down
+
+
+def test_cell_id_is_stable_and_distinguishes_configs():
+    a = Cell(model="elman", strategy="truncated_bptt", tau=8, strategy_options={"k": 4})
+    b = Cell(model="elman", strategy="truncated_bptt", tau=8, strategy_options={"k": 4})
+    c = Cell(model="elman", strategy="truncated_bptt", tau=8, strategy_options={"k": 2})
+    assert a.cell_id == b.cell_id != c.cell_id
+    assert Cell.from_config(a.config()) == a
+    assert len(a.cell_id) == 16
+
+
+@pytest.mark.parametrize("model,strategy,task,options", [
+    ("elman", "bptt", "text", {}),
+    ("jordan", "teacher_forcing", "text", {}),
+    ("elman", "truncated_bptt", "text", {"k": 8}),
+    ("elman", "checkpointed_bptt", "text", {"segments": 4}),
+    ("jordan", "free_running", "running_parity", {}),
+])
+def test_saved_bytes_match_the_analytic_figure(model, strategy, task, options):
+    row = measure.run_cell(Cell(model=model, strategy=strategy, tau=64, task=task,
+                                strategy_options=options, **{**SMALL, "train_steps": 0}))
+    assert row["status"] == "ok", row["error"]
+    assert row["saved_bytes"] == pytest.approx(row["saved_bytes_expected"], rel=0.10)
+
+
+def _saved(strategy: str, tau: int, **options) -> int:
+    cell = Cell(model="elman", strategy=strategy, tau=tau, strategy_options=options,
+                hidden=16, batch=2)
+    _, model, x, y = measure._setup(cell)
+    return memory.saved_bytes(lambda: strategies.loss(model, x, y, strategy, **options),
+                              keep=[*model.parameters(), x, y])
+
+
+def _slope(strategy: str, **options) -> float:
+    taus = [64, 128, 256, 512, 1024]
+    saved = [_saved(strategy, t, **options) for t in taus]
+    return float(np.polyfit(np.log(taus), np.log(saved), 1)[0])
+
+
+def test_saved_bytes_slope_in_tau_bptt_is_linear_truncated_is_flat():
+    assert _slope("bptt") == pytest.approx(1.0, abs=0.05)
+    assert _slope("truncated_bptt", k=16) == pytest.approx(0.0, abs=0.05)
+
+
+def test_same_cell_and_seed_twice_give_the_same_loss():
+    cell = Cell(model="jordan", strategy="teacher_forcing", tau=16, task="running_parity",
+                **SMALL)
+    a, b = measure.run_cell(cell), measure.run_cell(cell)
+    assert a["status"] == b["status"] == "ok"
+    assert a["loss_tf"] == b["loss_tf"] and a["loss_free"] == b["loss_free"]
+    assert [p[2] for p in a["train_curve"]] == [p[2] for p in b["train_curve"]]
+
+
+def test_jordan_row_reports_teacher_forced_and_free_running_apart():
+    row = measure.run_cell(Cell(model="jordan", strategy="teacher_forcing", tau=32,
+                                task="running_parity", **SMALL))
+    assert row["status"] == "ok"
+    assert row["depth"] == 1
+    assert row["loss_tf"] != row["loss_free"]
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_forced_nan_gives_a_failed_row(monkeypatch):
+    def nan_loss(model, x, y, strategy="bptt", **options):
+        return model.U.sum() * float("nan")
+
+    monkeypatch.setattr(strategies, "loss", nan_loss)
+    row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, **SMALL))
+    assert row["status"] == "failed"
+    assert "non-finite loss" in row["error"]
+    assert math.isnan(row["step_ms_median"])
+
+
+def test_exception_gives_a_failed_row_with_the_message(monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("the kernel exploded")
+
+    monkeypatch.setattr(strategies, "loss", boom)
+    row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, **SMALL))
+    assert row["status"] == "failed"
+    assert row["error"] == "RuntimeError: the kernel exploded"
+    assert set(row) == set(ROW_KEYS)
+
+
+def test_out_of_memory_gives_an_oom_row(monkeypatch):
+    def oom(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")
+
+    monkeypatch.setattr(strategies, "loss", oom)
+    row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, **SMALL))
+    assert row["status"] == "oom"
+
+
+def test_time_out_gives_a_timeout_row():
+    cell = Cell(model="elman", strategy="bptt", tau=64, hidden=16, train_steps=10_000)
+    row = measure.run_cell(cell, timeout_s=0.5)
+    assert row["status"] == "timeout"
+    assert "time-out during" in row["error"]
+    assert row["wall_s"] < 30
+
+
+def test_failure_row_keeps_configuration():
+    cell = Cell(model="jordan", strategy="teacher_forcing", tau=8)
+    row = measure.failure_row(cell, "crashed", "worker died")
+    assert row["status"] == "crashed" and row["error"] == "worker died"
+    assert row["cell_id"] == cell.cell_id and row["model"] == "jordan"
+    assert math.isnan(row["step_ms_median"])
+
+
+# --------------------------------------------------------------------------- threads & CUDA
+
+
+def test_threads_are_set_from_the_cell_and_restored(monkeypatch):
+    seen = []
+    real = strategies.loss
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(strategies, "loss", spy)
+    before = torch.get_num_threads()
+    measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, threads=2, **SMALL))
+    assert seen and set(seen) == {2}
+    assert torch.get_num_threads() == before
+
+
+def test_cuda_peak_logic_uses_max_allocated_after_a_reset(monkeypatch):
+    """The CUDA branch, with torch.cuda's counters faked: peak = max - starting level."""
+    state = {"allocated": 1000, "max": 5000, "calls": []}
+    fake = torch.cuda
+    monkeypatch.setattr(fake, "synchronize", lambda: state["calls"].append("sync"))
+    monkeypatch.setattr(fake, "memory_allocated", lambda: state["allocated"])
+
+    def reset():
+        state["calls"].append("reset")
+        state["max"] = state["allocated"]
+
+    monkeypatch.setattr(fake, "reset_peak_memory_stats", reset)
+    monkeypatch.setattr(fake, "max_memory_allocated", lambda: state["max"])
+
+    def step():
+        state["calls"].append("step")
+        state["max"] = state["allocated"] + 4096
+
+    peak, how = memory.peak_bytes(step, device="cuda")
+    assert (peak, how) == (4096, "cuda_max_memory_allocated")
+    assert state["calls"] == ["sync", "reset", "step", "sync"]
+
+
+def test_cuda_cell_without_a_gpu_is_a_clean_row_or_a_clean_cli_error():
+    if torch.cuda.is_available():
+        row = measure.run_cell(Cell(model="elman", strategy="bptt_fused", tau=16,
+                                    device="cuda", **SMALL))
+        assert row["status"] == "ok" and row["gpu_name"]
+        assert row["peak_method"] == "cuda_max_memory_allocated"
+    else:
+        row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, device="cuda", **SMALL))
+        assert row["status"] == "failed" and "no CUDA device" in row["error"]
+        assert cli.main(["bench", "--model", "elman", "--strategy", "bptt", "--tau", "8",
+                         "--device", "cuda"]) == 2
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_bench_json_prints_exactly_one_json_object():
+    out = subprocess.run(
+        [sys.executable, "-m", "rnnbench.cli", "bench", "--model", "jordan", "--strategy",
+         "teacher_forcing", "--tau", "16", "--hidden", "8", "--repeats", "2", "--json"],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    assert isinstance(row, dict) and set(row) == set(ROW_KEYS)
+    assert row["comm_ms_median"] is None  # NaN is written as null: strict JSON
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--tau", "-5"], "--tau"),
+    (["--tau", "0"], "--tau"),
+    (["--tau", "8", "--batch", "x"], "--batch"),
+    (["--tau", "8", "--strategy", "nope"], "--strategy"),
+    (["--tau", "8", "--model", "gru"], "--model"),
+    (["--tau", "8", "--device", "tpu"], "--device"),
+    (["--tau", "8", "--strategy", "teacher_forcing"], "strategy"),
+    (["--tau", "8", "--option", "k=3"], "bptt.k"),
+    (["--tau", "8", "--n-in", "3", "--n-out", "4"], "--n-out"),
+    (["--tau", "8", "--task", "sequence_parity"], "task"),
+    (["--tau", "8", "--lr", "-1"], "--lr"),
+])
+def test_bench_bad_values_exit_2_with_one_line_naming_the_option(argv, needle, capsys):
+    assert _exit_code(["bench", "--model", "elman", "--strategy", "bptt", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert needle in err and "Traceback" not in err
+
+
+def _exit_code(argv) -> int:
+    """cli.main's return code, or the code argparse exits with."""
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_cell_rejects_bad_fields_naming_them():
+    with pytest.raises(UsageError, match="tau"):
+        Cell(model="elman", strategy="bptt", tau=-1)
+    with pytest.raises(UsageError, match="device"):
+        Cell(model="elman", strategy="bptt", tau=4, device="tpu")
+    with pytest.raises(UsageError, match="task"):
+        Cell(model="single_output", strategy="bptt", tau=4, task="text")
+    with pytest.raises(UsageError, match="task.vocab"):
+        Cell(model="elman", strategy="bptt", tau=4, task_options={"vocab": 0})
