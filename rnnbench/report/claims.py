@@ -1,0 +1,404 @@
+"""Each claim of the chapter beside the measured evidence and a verdict.
+
+A verdict is ``holds``, ``does not hold`` or ``not measured`` — decided by a
+rule written next to it (thresholds in :class:`Rules`), never guessed: when
+the rows needed are missing, or too noisy to decide, the verdict is
+``not measured`` and the evidence says why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .. import tasks
+from ..errors import UsageError
+from .fit import t_quantile
+from .tables import ok_rows
+
+HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
+VERDICTS = (HOLDS, FAILS, NOT_MEASURED)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The thresholds every verdict is decided by (shown on the claims page)."""
+
+    exponent_tol: float = 0.15       # |k - 1| within this: linear in τ
+    max_ci_halfwidth: float = 0.25   # a wider 95% interval decides nothing
+    no_gain: float = 1.1             # a speedup at or below this is no speedup
+    accuracy_gap: float = 0.05       # accuracy difference that counts as a gap
+    learned_margin: float = 0.05     # above chance by this much: the task was learned
+    solved: float = 0.9              # accuracy that counts as solving a task
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the claims are judged on: the tidy rows and the derived tables."""
+
+    rows: pd.DataFrame
+    fits: pd.DataFrame
+    crossover: pd.DataFrame
+    workers: pd.DataFrame
+    rules: Rules = field(default_factory=Rules)
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    source: str      # "chapter", "consequence" or "common belief"
+    claim: str
+    rule: str        # how the verdict is decided
+    verdict: str
+    value: float     # the headline number
+    unit: str
+    evidence: str    # the number(s) in words, with the cells they come from
+    cells: int       # how many result rows were used
+    cell_ids: tuple = ()
+
+
+def _claim(key, source, text, rule, verdict, value=math.nan, unit="", evidence="",
+           cells=None) -> Claim:
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict: {verdict!r} is not one of {VERDICTS}")
+    ids = tuple(sorted(cells["cell_id"].dropna().astype(str))) if cells is not None else ()
+    n = len(cells) if cells is not None else 0
+    return Claim(key, source, text, rule, verdict, float(value), unit, evidence, n, ids)
+
+
+def _g(x: float) -> str:
+    return f"{x:.3g}" if np.isfinite(x) else "n/a"
+
+
+def _setting(row) -> str:
+    return (f"{row['task_label']}, B={row['batch']:g}, H={row['hidden']:g}, "
+            f"{row['device']}×{row['threads']:g} thr")
+
+
+# --------------------------------------------------------------------------- exponents
+
+
+def _exponent_verdict(f, rules: Rules, target: float) -> str:
+    half = (f["ci_high"] - f["ci_low"]) / 2
+    if not np.isfinite(half) or half > rules.max_ci_halfwidth:
+        return NOT_MEASURED
+    return HOLDS if abs(f["exponent"] - target) <= rules.exponent_tol else FAILS
+
+
+def _combine(verdicts: list[str]) -> str:
+    """Every conclusive part must hold; any that does not hold decides."""
+    if FAILS in verdicts:
+        return FAILS
+    if HOLDS in verdicts:
+        return HOLDS
+    return NOT_MEASURED
+
+
+def _exponent_claim(ev: Evidence, key, text, measure, unit_name, strategies) -> Claim:
+    r = ev.rules
+    rule = (f"log-log slope of {unit_name} in τ (Elman, {' and '.join(strategies)}); holds when "
+            f"it is within 1 ± {r.exponent_tol} with a 95% CI narrower than "
+            f"± {r.max_ci_halfwidth}, in every setting")
+    fits = ev.fits[(ev.fits["model"] == "elman") & ev.fits["strategy_label"].isin(strategies)
+                   & (ev.fits["measure"] == measure)]
+    used = ok_rows(ev.rows)
+    used = used[(used["model"] == "elman") & used["strategy_label"].isin(strategies)
+                & (used["workers"] == 1) & used[measure].notna()]
+    if fits.empty:
+        return _claim(key, "chapter", text, rule, NOT_MEASURED,
+                      evidence=f"no Elman {'/'.join(strategies)} rows with {unit_name} "
+                               "at two or more τ")
+    verdicts = [_exponent_verdict(f, r, 1.0) for _, f in fits.iterrows()]
+    parts = [f"{f['strategy_label']}: k = {_g(f['exponent'])} "
+             f"[{_g(f['ci_low'])}, {_g(f['ci_high'])}] over τ {f['tau_min']:g}–{f['tau_max']:g} "
+             f"({_setting(f)}; {f['n_points']} cells)"
+             for _, f in fits.iterrows()]
+    headline = fits["exponent"].iloc[0]
+    return _claim(key, "chapter", text, rule, _combine(verdicts), headline,
+                  "exponent of τ", "; ".join(parts), used)
+
+
+def bptt_time(ev: Evidence) -> Claim:
+    return _exponent_claim(ev, "bptt_time_linear",
+                           "BPTT's run time is O(τ): it grows linearly with the sequence length.",
+                           "step_ms_median", "step time", ["bptt", "bptt_fused"])
+
+
+def bptt_memory(ev: Evidence) -> Claim:
+    return _exponent_claim(ev, "bptt_memory_linear",
+                           "BPTT's memory is O(τ): the states of every step are kept for the "
+                           "backward pass.", "saved_bytes", "saved bytes", ["bptt", "bptt_fused"])
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def _best_worker_speedup(ev: Evidence, mask) -> tuple[pd.DataFrame, pd.DataFrame]:
+    w = ev.workers
+    if w.empty:
+        return w, w
+    sel = w[mask(w) & (w["workers"] > 1) & w["speedup"].notna()]
+    rows = ok_rows(ev.rows)
+    keys = ["model", "strategy_label", "task_label", "tau", "batch", "hidden"]
+    used = rows.merge(sel[keys].drop_duplicates(), on=keys) if len(sel) else rows.iloc[:0]
+    return sel, used
+
+
+def _worker_text(best) -> str:
+    return (f"best {best['speedup']:.2f}× on {best['workers']:g} workers "
+            f"(split {best['split'] or '?'}; {best['model']} + {best['strategy_label']}, "
+            f"τ={best['tau']:g}, B={best['batch']:g}; "
+            f"{best['step_ms_median_mean']:.3g} ms vs {best['one_ms']:.3g} ms on one)")
+
+
+def bptt_workers(ev: Evidence) -> Claim:
+    r = ev.rules
+    text = ("BPTT's O(τ) time cannot be reduced by parallel workers: the forward graph is "
+            "inherently sequential.")
+    rule = (f"Elman at batch 1 on several workers: holds when no worker count gives more than "
+            f"{r.no_gain}× over one worker")
+    sel, used = _best_worker_speedup(
+        ev, lambda w: (w["model"] == "elman") & (w["batch"] == 1))
+    if sel.empty:
+        return _claim(text=text, key="bptt_not_parallel", source="chapter", rule=rule,
+                      verdict=NOT_MEASURED,
+                      evidence="no Elman rows with workers > 1 at batch 1")
+    best = sel.loc[sel["speedup"].idxmax()]
+    verdict = HOLDS if best["speedup"] <= r.no_gain else FAILS
+    return _claim("bptt_not_parallel", "chapter", text, rule, verdict, best["speedup"],
+                  "× speedup", _worker_text(best), used)
+
+
+def tf_workers(ev: Evidence) -> Claim:
+    r = ev.rules
+    text = ("With teacher forcing the time steps can be computed in parallel: more workers, "
+            "less time.")
+    rule = (f"Jordan + teacher forcing split along time: holds when some worker count gives more "
+            f"than {r.no_gain}× over one worker")
+    sel, used = _best_worker_speedup(
+        ev, lambda w: (w["model"] == "jordan") & (w["strategy_label"].str.startswith(
+            "teacher_forcing")) & (w["split"] == "time"))
+    if sel.empty:
+        return _claim("tf_parallel_workers", "chapter", text, rule, NOT_MEASURED,
+                      evidence="no Jordan teacher-forcing rows split along time on > 1 worker")
+    best = sel.loc[sel["speedup"].idxmax()]
+    verdict = HOLDS if best["speedup"] > r.no_gain else FAILS
+    return _claim("tf_parallel_workers", "chapter", text, rule, verdict, best["speedup"],
+                  "× speedup", _worker_text(best), used)
+
+
+# --------------------------------------------------------------------------- depth, speed
+
+
+def tf_depth(ev: Evidence) -> Claim:
+    text = "Teacher forcing decouples the time steps: the sequential depth is 1, not τ."
+    rule = "depth recorded for every Jordan + teacher-forcing cell: holds when it is 1 at every τ"
+    rows = ok_rows(ev.rows)
+    used = rows[(rows["model"] == "jordan") & (rows["strategy"] == "teacher_forcing")
+                & rows["depth"].notna()]
+    if used.empty:
+        return _claim("tf_depth_one", "chapter", text, rule, NOT_MEASURED,
+                      evidence="no Jordan + teacher-forcing rows with a recorded depth")
+    verdict = HOLDS if (used["depth"] == 1).all() else FAILS
+    bptt = rows[(rows["model"] == "elman") & (rows["strategy"] == "bptt") & rows["depth"].notna()]
+    extra = ""
+    if len(bptt):
+        big = bptt.loc[bptt["tau"].idxmax()]
+        extra = f"; Elman + bptt: depth {big['depth']:g} at τ={big['tau']:g}"
+    evidence = (f"depth {', '.join(f'{d:g}' for d in sorted(used['depth'].unique()))} over "
+                f"τ {used['tau'].min():g}–{used['tau'].max():g}{extra}")
+    return _claim("tf_depth_one", "chapter", text, rule, verdict, used["depth"].max(),
+                  "sequential steps", evidence, used)
+
+
+def tf_faster(ev: Evidence) -> Claim:
+    text = ("On one device, teacher forcing's batched steps train faster than sequential BPTT, "
+            "even against the fused kernel, from some τ on.")
+    rule = ("speedup of Jordan + teacher forcing over Elman + bptt_fused (bptt where no fused "
+            "rows): holds when teacher forcing is faster at the largest τ in every setting")
+    c = ev.crossover
+    if c.empty:
+        return _claim("tf_faster_one_device", "consequence", text, rule, NOT_MEASURED,
+                      evidence="no τ at which both teacher forcing and BPTT were timed")
+    base = "bptt_fused" if (c["baseline"] == "bptt_fused").any() else "bptt"
+    c = c[c["baseline"] == base]
+    wins = [not f.startswith(base) for f in c["finding"]]
+    parts = [f"{_setting(r)}: {r['finding']}"
+             + (f"; cross-over τ ≈ {r['tau_cross']:.3g}" if np.isfinite(r["tau_cross"]) else "")
+             for _, r in c.iterrows()]
+    rows = ok_rows(ev.rows)
+    used = rows[(rows["workers"] == 1) & (
+        ((rows["model"] == "jordan") & (rows["strategy"] == "teacher_forcing"))
+        | ((rows["model"] == "elman") & (rows["strategy_label"] == base)))]
+    taus = c["tau_cross"].dropna()
+    return _claim("tf_faster_one_device", "consequence", text, rule,
+                  HOLDS if all(wins) else FAILS, taus.max() if len(taus) else math.nan,
+                  "cross-over τ", f"vs {base}: " + "; ".join(parts), used)
+
+
+# --------------------------------------------------------------------------- capability
+
+
+def _trained(ev: Evidence, task: str) -> pd.DataFrame:
+    rows = ok_rows(ev.rows)
+    rows = rows[(rows["task"] == task) & (rows["train_steps"] > 0)].copy()
+    rows["acc_gen"] = rows["acc_free"].fillna(rows["acc_tf"])
+    rows["loss_gen"] = rows["loss_free"].fillna(rows["loss_tf"])
+    return rows
+
+
+MATCH = ["task_label", "tau", "batch", "hidden", "train_steps"]
+
+
+def _paired(rows: pd.DataFrame, value: str, best) -> pd.DataFrame:
+    """Per matched configuration, each model's best strategy (seeds averaged)."""
+    rows = rows[rows[value].notna() & rows["model"].isin(["elman", "jordan"])]
+    if rows.empty:
+        return pd.DataFrame()
+    means = rows.groupby(MATCH + ["model", "strategy_label"])[value].mean().reset_index()
+    pick = means.loc[means.groupby(MATCH + ["model"])[value].transform(best) == means[value]]
+    pick = pick.drop_duplicates(MATCH + ["model"])
+    wide = pick.pivot(index=MATCH, columns="model", values=[value, "strategy_label"])
+    if "elman" not in wide[value].columns or "jordan" not in wide[value].columns:
+        return pd.DataFrame()
+    out = pd.DataFrame({"elman": wide[(value, "elman")], "jordan": wide[(value, "jordan")],
+                        "elman_strategy": wide[("strategy_label", "elman")],
+                        "jordan_strategy": wide[("strategy_label", "jordan")]}).dropna()
+    return out.reset_index()
+
+
+def _chance(row) -> float:
+    try:
+        return tasks.make(row["task"], **_opts(row["task_options"])).chance_accuracy()
+    except (UsageError, TypeError, ValueError, KeyError):
+        return math.nan
+
+
+def _opts(value) -> dict:
+    from .load import _options
+
+    return {k: v for k, v in _options(value).items() if k}
+
+
+def _used(rows: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    return rows.merge(pairs[MATCH].drop_duplicates(), on=MATCH)
+
+
+def jordan_weaker(ev: Evidence) -> Claim:
+    r = ev.rules
+    text = ("A Jordan (output-to-hidden) network is less powerful: what its outputs do not carry "
+            "is lost (delayed recall, y(t) = x(t−k)).")
+    rule = (f"delayed_recall, accuracy on its own outputs (free-running; Elman has no feedback), "
+            f"best strategy per model, seeds averaged: holds when Elman beats Jordan by more than "
+            f"{r.accuracy_gap} on average; not measured when Elman is within "
+            f"{r.learned_margin} of chance (not trained enough)")
+    rows = _trained(ev, "delayed_recall")
+    pairs = _paired(rows, "acc_gen", "max")
+    if pairs.empty:
+        return _claim("jordan_less_powerful", "chapter", text, rule, NOT_MEASURED,
+                      evidence="no trained Elman and Jordan rows on delayed_recall")
+    chance = np.nanmax([_chance(x) for _, x in rows.iterrows()])
+    gap = float((pairs["elman"] - pairs["jordan"]).mean())
+    evidence = (f"accuracy Elman {pairs['elman'].mean():.3f} vs Jordan {pairs['jordan'].mean():.3f}"
+                f" (chance {_g(chance)}), gap {gap:+.3f} over {len(pairs)} matched "
+                f"configuration(s), τ {pairs['tau'].min():g}–{pairs['tau'].max():g}")
+    if np.isfinite(chance) and pairs["elman"].mean() <= chance + r.learned_margin:
+        verdict = NOT_MEASURED
+        evidence += "; Elman did not learn the task either, so the gap says nothing"
+    else:
+        verdict = HOLDS if gap > r.accuracy_gap else FAILS
+    return _claim("jordan_less_powerful", "chapter", text, rule, verdict, gap,
+                  "accuracy (Elman − Jordan)", evidence, _used(rows, pairs))
+
+
+def jordan_parity(ev: Evidence) -> Claim:
+    r = ev.rules
+    text = ("A Jordan network is fine when its outputs carry the state it needs (running parity, "
+            "y(t) = y(t−1) xor x(t)).")
+    rule = (f"running_parity, Jordan's accuracy on its own outputs (free-running), best strategy:"
+            f" holds when ≥ {r.solved}; does not hold when below while Elman reaches it; "
+            f"otherwise not measured (neither trained enough)")
+    rows = _trained(ev, "running_parity")
+    jordan = rows[(rows["model"] == "jordan") & rows["acc_gen"].notna()]
+    if jordan.empty:
+        return _claim("jordan_fine_parity", "chapter", text, rule, NOT_MEASURED,
+                      evidence="no trained Jordan rows on running_parity")
+    acc_j = jordan.groupby("strategy_label")["acc_gen"].mean()
+    elman = rows[(rows["model"] == "elman") & rows["acc_gen"].notna()]
+    acc_e = elman.groupby("strategy_label")["acc_gen"].mean().max() if len(elman) else math.nan
+    best = acc_j.max()
+    evidence = (f"Jordan + {acc_j.idxmax()}: accuracy {best:.3f} over {len(jordan)} cells "
+                f"(τ {jordan['tau'].min():g}–{jordan['tau'].max():g}); Elman best {_g(acc_e)}")
+    if best >= r.solved:
+        verdict = HOLDS
+    elif np.isfinite(acc_e) and acc_e >= r.solved:
+        verdict = FAILS
+    else:
+        verdict = NOT_MEASURED
+        evidence += "; neither model reached the threshold: train longer"
+    return _claim("jordan_fine_parity", "chapter", text, rule, verdict, best, "accuracy",
+                  evidence, pd.concat([jordan, elman]))
+
+
+def exposure_bias(ev: Evidence) -> Claim:
+    text = ("Exposure bias: trained with teacher forcing, the model does worse on its own outputs "
+            "(free-running loss above the teacher-forced loss).")
+    rule = ("Jordan + teacher forcing, loss_free − loss_tf per cell: holds when the 95% CI of "
+            "the mean gap lies above 0; needs ≥ 2 cells")
+    rows = ok_rows(ev.rows)
+    used = rows[(rows["model"] == "jordan") & (rows["strategy"] == "teacher_forcing")
+                & (rows["train_steps"] > 0) & rows["loss_tf"].notna() & rows["loss_free"].notna()]
+    if len(used) < 2:
+        return _claim("exposure_bias", "chapter", text, rule, NOT_MEASURED,
+                      evidence=f"{len(used)} trained Jordan + teacher-forcing cell(s) with "
+                               "both losses; need 2")
+    gap = used["loss_free"] - used["loss_tf"]
+    n, mean, sd = len(gap), float(gap.mean()), float(gap.std(ddof=1))
+    half = t_quantile(0.975, n - 1) * sd / math.sqrt(n)
+    by_task = gap.groupby(used["task_label"]).mean()
+    evidence = (f"mean gap {mean:+.3g} nats/token, 95% CI [{mean - half:+.3g}, {mean + half:+.3g}]"
+                f" over {n} cells; by task: "
+                + ", ".join(f"{t} {g:+.3g}" for t, g in by_task.items()))
+    return _claim("exposure_bias", "chapter", text, rule, HOLDS if mean - half > 0 else FAILS,
+                  mean, "nats/token (free − TF)", evidence, used)
+
+
+def belief_jordan_better(ev: Evidence) -> Claim:
+    text = ("Common belief: a Jordan network works better than an Elman network because the "
+            "output y is easier to control than the hidden state h.")
+    rule = ("tested through its consequence (the 'because' is not measurable): per-token loss "
+            "when the model runs on its own outputs, best strategy per model, seeds averaged, "
+            "same task/τ/B/H/steps: holds when Jordan's loss is lower on every task measured")
+    rows = ok_rows(ev.rows)
+    rows = rows[rows["train_steps"] > 0].copy()
+    rows["loss_gen"] = rows["loss_free"].fillna(rows["loss_tf"])
+    pairs = _paired(rows, "loss_gen", "min")
+    if pairs.empty:
+        return _claim("belief_jordan_better", "common belief", text, rule, NOT_MEASURED,
+                      evidence="no task with trained Elman and Jordan rows")
+    pairs["jordan_better"] = pairs["jordan"] < pairs["elman"]
+    per_task = pairs.groupby("task_label").agg(elman=("elman", "mean"), jordan=("jordan", "mean"),
+                                               better=("jordan_better", "all"))
+    parts = [f"{t}: Elman {x['elman']:.3g} vs Jordan {x['jordan']:.3g} nats/token "
+             f"({'Jordan' if x['better'] else 'Elman'} better)" for t, x in per_task.iterrows()]
+    verdict = HOLDS if per_task["better"].all() else FAILS
+    value = float((pairs["jordan"] - pairs["elman"]).mean())
+    return _claim("belief_jordan_better", "common belief", text, rule, verdict, value,
+                  "nats/token (Jordan − Elman)", "; ".join(parts), _used(rows, pairs))
+
+
+CLAIMS = (bptt_time, bptt_workers, bptt_memory, tf_depth, tf_workers, tf_faster,
+          jordan_weaker, jordan_parity, exposure_bias, belief_jordan_better)
+
+
+def evaluate(ev: Evidence) -> list[Claim]:
+    return [judge(ev) for judge in CLAIMS]
+
+
+def table(claims: list[Claim]) -> pd.DataFrame:
+    df = pd.DataFrame([asdict(c) for c in claims])
+    df["cell_ids"] = df["cell_ids"].map(" ".join)
+    return df

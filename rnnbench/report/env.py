@@ -1,0 +1,39 @@
+"""The environment the rows were measured in, to head every page of a report."""
+
+from __future__ import annotations
+
+import platform
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+FIELDS = (
+    ("CPU", "cpu_model"), ("GPU", "gpu_name"), ("device", "device"), ("threads", "threads"),
+    ("workers", "workers"), ("host", "host"), ("python", "python"), ("torch", "torch"),
+    ("ray", "ray"), ("rnnbench", "rnnbench"), ("git commit", "git_commit"),
+)
+
+
+def _values(series: pd.Series) -> str:
+    vals = series.dropna()
+    vals = vals[vals.astype(str).str.strip() != ""]
+    if vals.empty:
+        return "not recorded"
+    if pd.api.types.is_numeric_dtype(vals):
+        vals = vals.astype(int)
+    return ", ".join(str(v) for v in sorted(vals.unique(), key=str))
+
+
+def environment(rows: pd.DataFrame) -> dict[str, str]:
+    """Label -> the distinct values recorded in the rows (measurement environment)."""
+    env = {label: _values(rows[col]) for label, col in FIELDS}
+    stamps = pd.to_datetime(rows["timestamp"], errors="coerce", utc=True, format="mixed").dropna()
+    env["measured"] = (f"{stamps.min():%Y-%m-%d %H:%M} – {stamps.max():%Y-%m-%d %H:%M} UTC"
+                       if len(stamps) else "not recorded")
+    env["rows"] = f"{len(rows)} ({int((rows['status'] == 'ok').sum())} ok)"
+    env["report made with"] = (
+        f"python {platform.python_version()}, pandas {pd.__version__}, numpy {np.__version__}, "
+        f"matplotlib {matplotlib.__version__}"
+    )
+    return env

@@ -1,0 +1,115 @@
+"""HTML pages: one self-contained index.html (readable offline) and a page per table.
+
+Images are linked relative to the page (``plots/NAME.png``) or, with
+``embed=True``, embedded as data URIs so index.html stands alone.  No script,
+no external style sheet, no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from .markdown import CAPTIONS
+from .plots import PLOTS
+
+STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1em 2em;
+       color: #222; }
+h1 { margin-bottom: .2em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+.env { background: #f4f6f8; border: 1px solid #d8dde3; border-radius: 6px; padding: .6em 1em;
+       font-size: 13px; }
+.env dt { font-weight: 600; float: left; clear: left; width: 9em; }
+.env dd { margin-left: 9.5em; }
+table { border-collapse: collapse; font-size: 13px; margin: .5em 0; }
+th, td { border: 1px solid #ccd; padding: 3px 7px; text-align: left; vertical-align: top; }
+th { background: #eef1f5; }
+tr:nth-child(even) td { background: #fafbfc; }
+.verdict { font-weight: 600; white-space: nowrap; padding: 2px 6px; border-radius: 4px; }
+.holds { background: #d7f5dc; color: #11612a; }
+.does-not-hold { background: #fbdada; color: #8a1616; }
+.not-measured { background: #e8e8e8; color: #555; }
+figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: 13px; color: #444; }
+.note { color: #555; font-size: 13px; } .scroll { overflow-x: auto; }
+nav a { margin-right: 1em; }
+"""
+
+
+def environment(env: dict) -> str:
+    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>"
+                    for k, v in env.items())
+    return f'<dl class="env">{items}</dl>'
+
+
+def page(title: str, env: dict, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
+            f"<body><h1>{html.escape(title)}</h1>\n{environment(env)}\n{body}\n</body></html>\n")
+
+
+def table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return '<p class="note">none</p>'
+    return '<div class="scroll">' + df.to_html(index=False, na_rep="", border=0) + "</div>"
+
+
+def claims_table(claims: pd.DataFrame) -> str:
+    head = "<tr><th>claim</th><th>verdict</th><th>evidence</th><th>cells</th>" \
+           "<th>how it is decided</th></tr>"
+    rows = []
+    for _, c in claims.iterrows():
+        css = c["verdict"].replace(" ", "-")
+        rows.append(
+            f'<tr id="claim-{html.escape(c["key"])}"><td>{html.escape(c["claim"])}'
+            f'<br><span class="note">{html.escape(c["source"])}</span></td>'
+            f'<td><span class="verdict {css}">{html.escape(c["verdict"])}</span></td>'
+            f'<td>{html.escape(c["evidence"])}</td><td>{c["cells"]}</td>'
+            f'<td class="note">{html.escape(c["rule"])}</td></tr>')
+    return f'<div class="scroll"><table class="claims">{head}{"".join(rows)}</table></div>'
+
+
+def _img(out: Path, name: str, embed: bool) -> str:
+    if embed:
+        data = base64.b64encode((out / "plots" / f"{name}.png").read_bytes()).decode()
+        return f"data:image/png;base64,{data}"
+    return f"plots/{name}.png"
+
+
+def figures(report, out: Path, embed: bool) -> str:
+    parts = []
+    for name in PLOTS:
+        caption = html.escape(CAPTIONS[name])
+        if report.figures.get(name) is None:
+            parts.append(f'<p class="note">{caption} — <b>not measured</b>: the results hold no '
+                         f"rows for it.</p>")
+            continue
+        parts.append(f'<figure id="plot-{name}"><img src="{_img(out, name, embed)}" '
+                     f'alt="{caption}"><figcaption>{caption} '
+                     f'(<a href="plots/{name}.svg">SVG</a>)</figcaption></figure>')
+    return "\n".join(parts)
+
+
+def write(report, out: Path, embed: bool = False) -> list[Path]:
+    files = []
+    sections = []
+    for name, title, note, _, shown in report.tables():
+        body = f'<p class="note">{html.escape(note)}</p>{table(shown)}'
+        (out / "tables" / f"{name}.html").write_text(page(title, report.env, body))
+        files.append(out / "tables" / f"{name}.html")
+        count = f" ({len(shown)})" if name == "failed" else ""
+        sections.append(f'<h2 id="{name}">{html.escape(title)}{count}</h2>{body}'
+                        f'<p class="note">CSV: <a href="tables/{name}.csv">tables/{name}.csv</a>'
+                        "</p>")
+    nav = " ".join(f'<a href="#{k}">{html.escape(t)}</a>'
+                   for k, t in [("claims", "Claims"), ("plots", "Plots")]
+                   + [(n, t) for n, t, *_ in report.tables()])
+    body = (f'<p class="note">Results: {html.escape(report.source)}</p><nav>{nav}</nav>'
+            f'<h2 id="claims">Claims of the chapter, checked</h2>{claims_table(report.claims)}'
+            f'<h2 id="plots">Plots</h2>{figures(report, out, embed)}' + "".join(sections))
+    (out / "index.html").write_text(page("rnnbench report", report.env, body))
+    return files + [out / "index.html"]

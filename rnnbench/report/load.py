@@ -1,0 +1,111 @@
+"""Read a results folder (or take a DataFrame) and tidy it for reporting.
+
+``load(source)`` reads a folder with :func:`rnnbench.store.load`.  The frame it
+returns has every :data:`rnnbench.cell.ROW_KEYS` column, numbers as numbers,
+list columns as Python lists, and a few derived label columns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import store
+from ..cell import ROW_KEYS
+from ..errors import UsageError
+
+REQUIRED = ("model", "strategy", "tau", "status")
+LIST_COLUMNS = ("step_ms_samples", "train_curve", "horizon_t", "horizon_loss_tf",
+                "horizon_loss_free")
+NUMERIC_COLUMNS = (
+    "tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads", "workers",
+    "train_steps", "lr", "repeats", "step_ms_median", "step_ms_iqr", "fwd_ms_median",
+    "bwd_ms_median", "saved_bytes", "saved_bytes_expected", "peak_bytes", "flops", "depth",
+    "loss_tf", "loss_free", "acc_tf", "acc_free", "comm_ms_median", "neighbours", "attempt",
+    "wall_s",
+)
+
+
+def load(source) -> pd.DataFrame:
+    """Rows from a DataFrame or a results folder; UsageError when there are none."""
+    if isinstance(source, pd.DataFrame):
+        return tidy(source, "frame")
+    path = Path(source)
+    if not path.is_dir():
+        raise UsageError(f"{path}: no such results folder")
+    if not any((path / "rows").glob("*.json")) and not (path / store.PARQUET).is_file():
+        raise UsageError(f"{path}: not a results folder (no rows/*.json or {store.PARQUET})")
+    return tidy(store.load(path), str(path))
+
+
+def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Check the columns, fill the missing ones, coerce types, add labels."""
+    if frame is None or len(frame) == 0:
+        raise UsageError(f"{where}: no result rows to report")
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise UsageError(f"{where}: not rnnbench result rows (missing column {missing[0]!r})")
+    df = frame.copy().reset_index(drop=True)
+    for col in ROW_KEYS:
+        if col not in df.columns:
+            df[col] = np.nan
+    for col in NUMERIC_COLUMNS:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    for col in LIST_COLUMNS:
+        df[col] = df[col].map(_as_list)
+    df["status"] = df["status"].fillna("unknown").astype(str)
+    df["workers"] = df["workers"].fillna(1)
+    for col, default in (("batch", 1), ("threads", 1), ("seed", 0)):
+        df[col] = df[col].fillna(default)
+    df["device"] = df["device"].fillna("cpu").astype(str)
+    df["split"] = df["split"].where(df["split"].notna(), "")
+    df["strategy_label"] = [_label(s, o) for s, o in zip(df["strategy"], df["strategy_options"])]
+    df["task_label"] = [_label(t, o) for t, o in zip(df["task"].fillna("?"), df["task_options"])]
+    df["series"] = df["model"].astype(str) + " + " + df["strategy_label"]
+    return df
+
+
+def _as_list(value) -> list:
+    """A list column value (list, numpy array, JSON text, None) as a plain list."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return []
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return [_as_list(v) if isinstance(v, (list, np.ndarray)) else v for v in value] \
+        if isinstance(value, (list, tuple)) else []
+
+
+def _options(value) -> dict:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError:
+            return {"": value}
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        value = dict(value)
+    if not isinstance(value, dict):
+        return {"": value}
+    # Parquet structs come back with every known key, absent ones as None.
+    return {k: v for k, v in value.items() if v is not None}
+
+
+def _label(name, options) -> str:
+    """'truncated_bptt(k=32)', or just the name when there are no options."""
+    opts = _options(options)
+    if not opts:
+        return str(name)
+    inner = ", ".join(f"{k}={v}" if k else str(v) for k, v in sorted(opts.items()))
+    return f"{name}({inner})"

@@ -1,0 +1,72 @@
+"""Markdown pages: report.md (everything), claims.md, and one page per table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .plots import PLOTS
+
+CAPTIONS = {
+    "time_vs_tau": "Training step time vs τ, with the fitted power law of each model + strategy.",
+    "memory_vs_tau": "Bytes saved for the backward pass and peak memory vs τ.",
+    "speedup_vs_tau": "Speedup of Jordan + teacher forcing over Elman + BPTT / fused BPTT.",
+    "speedup_vs_workers": "Time-parallel training: speedup vs workers, with the ideal line.",
+    "loss_curves": "Training loss vs step and vs wall-clock: Elman + BPTT against Jordan + TF.",
+    "exposure_bias": "Teacher-forced vs free-running loss by position (exposure bias).",
+    "capacity": "Accuracy per task and model (capacity).",
+}
+VERDICT_MARK = {"holds": "✅ holds", "does not hold": "❌ does not hold",
+                "not measured": "➖ not measured"}
+
+
+def _cell(value) -> str:
+    text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table(df: pd.DataFrame) -> str:
+    """A GitHub pipe table (no tabulate dependency)."""
+    if df.empty:
+        return "_none_\n"
+    head = "| " + " | ".join(_cell(c) for c in df.columns) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
+def environment(env: dict) -> str:
+    return "**Environment** — " + "; ".join(f"{k}: {v}" for k, v in env.items()) + "\n"
+
+
+def page(title: str, env: dict, body: str) -> str:
+    return f"# {title}\n\n{environment(env)}\n{body}"
+
+
+def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "claim": claims["claim"], "verdict": claims["verdict"].map(VERDICT_MARK),
+        "evidence": claims["evidence"], "cells": claims["cells"], "how it is decided": claims["rule"],
+    })
+
+
+def write(report, out: Path) -> list[Path]:
+    files = []
+    claims = table(claims_table(report.claims))
+    (out / "claims.md").write_text(page("Claims of the chapter, checked", report.env, claims))
+    files.append(out / "claims.md")
+    body = [f"Results: `{report.source}`\n", "## Claims\n", claims, "## Plots\n"]
+    for name in PLOTS:
+        if report.figures.get(name) is not None:
+            body.append(f"![{CAPTIONS[name]}](plots/{name}.png)\n\n*{CAPTIONS[name]}* "
+                        f"([SVG](plots/{name}.svg))\n")
+        else:
+            body.append(f"*{CAPTIONS[name]}* — not measured: the results hold no rows for it.\n")
+    for name, title, note, _, shown in report.tables():
+        text = f"{note}\n\n{table(shown)}"
+        (out / "tables" / f"{name}.md").write_text(page(title, report.env, text))
+        files.append(out / "tables" / f"{name}.md")
+        body.append(f"## {title}\n\n{text}\nCSV: [tables/{name}.csv](tables/{name}.csv)\n")
+    (out / "report.md").write_text(page("rnnbench report", report.env, "\n".join(body)))
+    return files + [out / "report.md"]

@@ -1,0 +1,304 @@
+"""The report's figures (matplotlib, Agg; saved as PNG and SVG).
+
+Each function takes tidy rows (or a derived table) and returns a
+``matplotlib.figure.Figure`` — or ``None`` when the rows hold nothing to plot,
+so the report can say "not measured" instead of drawing an empty frame.
+Figures are built without pyplot: no global state, nothing to close.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .fit import power_fit  # noqa: E402
+from .tables import SETTING, ok_rows  # noqa: E402
+
+MAX_PANELS = 6
+MIB = 2.0 ** -20
+TF_LABEL = "jordan + teacher_forcing"
+
+
+def _colors(names) -> dict:
+    cmap = matplotlib.colormaps["tab10"]
+    return {name: cmap(i % 10) for i, name in enumerate(sorted(set(names)))}
+
+
+def _grid(n_rows: int, n_cols: int, width=5.2, height=3.8) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(width * n_cols, height * n_rows + 0.6), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
+    return fig, axes
+
+
+def _panels(frame: pd.DataFrame, keys: list[str]) -> list[tuple[dict, pd.DataFrame]]:
+    """The largest groups by ``keys`` (at most MAX_PANELS), as (setting, rows) pairs."""
+    groups = sorted(frame.groupby(keys, dropna=False), key=lambda kv: -len(kv[1]))
+    return [(dict(zip(keys, k)), g) for k, g in groups[:MAX_PANELS]]
+
+
+def _title(setting: dict) -> str:
+    parts = []
+    if "task_label" in setting:
+        parts.append(str(setting["task_label"]))
+    for key, short in (("batch", "B"), ("hidden", "H"), ("tau", "τ")):
+        if key in setting:
+            parts.append(f"{short}={setting[key]:g}")
+    if "device" in setting:
+        thr = f"×{setting['threads']:g} thr" if "threads" in setting else ""
+        parts.append(f"{setting['device']}{thr}")
+    return ", ".join(parts)
+
+
+def _log2x(ax) -> None:
+    ax.set_xscale("log", base=2)
+
+
+def _series_vs_tau(ax, rows: pd.DataFrame, measure: str, scale: float, colors: dict) -> None:
+    """Seed means with sd bars, one line per model + strategy, and its fitted power law."""
+    for name, g in rows.groupby("series"):
+        pts = g.groupby("tau")[measure].agg(["mean", "std"]).dropna(subset=["mean"])
+        if pts.empty:
+            continue
+        f = power_fit(g["tau"], g[measure])
+        label = name if f is None else f"{name}  (k={f.exponent:.2f})"
+        ax.errorbar(pts.index, pts["mean"] * scale, yerr=pts["std"].fillna(0) * scale,
+                    marker="o", ms=4, lw=0, elinewidth=1, capsize=2, color=colors[name],
+                    label=label)
+        if f is not None:
+            t = np.geomspace(f.tau_min, f.tau_max, 50)
+            ax.plot(t, f.predict(t) * scale, ls="--", lw=1.2, color=colors[name])
+    ax.set_xlabel("sequence length τ (steps)")
+    _log2x(ax)
+    ax.set_yscale("log")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def time_vs_tau(rows: pd.DataFrame) -> Figure | None:
+    """Median step time against τ, log-log, with the fitted line of each model + strategy."""
+    ok = ok_rows(rows)
+    ok = ok[(ok["workers"] == 1) & ok["step_ms_median"].notna()]
+    if ok.empty:
+        return None
+    panels = _panels(ok, SETTING)
+    colors = _colors(ok["series"])
+    fig, axes = _grid(1, len(panels))
+    for ax, (setting, g) in zip(axes[0], panels):
+        _series_vs_tau(ax, g, "step_ms_median", 1.0, colors)
+        ax.set_ylabel("training step time (ms)")
+        ax.set_title(_title(setting), fontsize=9)
+    fig.suptitle("Step time vs τ (dashed: fitted a·τ^k; bars: sd over seeds)")
+    return fig
+
+
+def memory_vs_tau(rows: pd.DataFrame) -> Figure | None:
+    """Saved-for-backward and peak memory against τ, log-log, with fitted lines."""
+    ok = ok_rows(rows)
+    ok = ok[(ok["workers"] == 1) & (ok["saved_bytes"].notna() | ok["peak_bytes"].notna())]
+    if ok.empty:
+        return None
+    keys = [k for k in SETTING if k != "threads"]  # memory does not depend on threads
+    panels = _panels(ok, keys)
+    colors = _colors(ok["series"])
+    fig, axes = _grid(len(panels), 2)
+    for row, (setting, g) in zip(axes, panels):
+        for ax, measure, what in ((row[0], "saved_bytes", "saved for backward"),
+                                  (row[1], "peak_bytes", "peak memory")):
+            _series_vs_tau(ax, g, measure, MIB, colors)
+            ax.set_ylabel(f"{what} (MiB)")
+            ax.set_title(f"{what}: {_title(setting)}", fontsize=9)
+    fig.suptitle("Memory vs τ (dashed: fitted b·τ^k)")
+    return fig
+
+
+def speedup_vs_tau(speedups: pd.DataFrame) -> Figure | None:
+    """Speedup of teacher forcing over bptt and bptt_fused against τ, with the 1× line."""
+    cols = [c for c in ("speedup_vs_bptt", "speedup_vs_bptt_fused") if c in speedups]
+    if speedups.empty or speedups[cols].notna().sum().sum() == 0:
+        return None
+    keys = [k for k in SETTING if k != "batch"]
+    panels = _panels(speedups, keys)
+    fig, axes = _grid(1, len(panels))
+    markers = {"speedup_vs_bptt": "o", "speedup_vs_bptt_fused": "s"}
+    batches = sorted(speedups["batch"].unique())
+    cmap = matplotlib.colormaps["viridis"]
+    for ax, (setting, g) in zip(axes[0], panels):
+        for (batch, tf), s in g.groupby(["batch", "teacher_forcing"]):
+            color = cmap(batches.index(batch) / max(1, len(batches) - 1) * 0.85)
+            for col in cols:
+                pts = s[["tau", col, f"{col}_sd"]].dropna(subset=[col]).sort_values("tau")
+                if pts.empty:
+                    continue
+                base = col.removeprefix("speedup_vs_")
+                ax.errorbar(pts["tau"], pts[col], yerr=pts[f"{col}_sd"].fillna(0),
+                            marker=markers[col], ms=4, capsize=2, color=color,
+                            ls="-" if base == "bptt" else ":",
+                            label=f"{tf} vs elman + {base}, B={batch:g}")
+        ax.axhline(1.0, color="black", lw=1, label="1× (no speedup)")
+        _log2x(ax)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length τ (steps)")
+        ax.set_ylabel("speedup of teacher forcing (×)")
+        ax.set_title(_title(setting), fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Speedup of Jordan + teacher forcing over Elman + BPTT (above 1: TF faster)")
+    return fig
+
+
+def speedup_vs_workers(workers: pd.DataFrame) -> Figure | None:
+    """Time-parallel speedup against the number of workers, with the ideal line."""
+    if workers.empty or not (workers["workers"] > 1).any():
+        return None
+    fig, axes = _grid(1, 1, width=6.4, height=4.6)
+    ax = axes[0, 0]
+    keys = ["model", "strategy_label", "task_label", "tau", "batch"]
+    colors = _colors([" ".join(map(str, k)) for k, _ in workers.groupby(keys)])
+    for key, g in workers.groupby(keys):
+        one = g[g["workers"] == 1]
+        for split, s in g[g["workers"] > 1].groupby("split"):
+            pts = pd.concat([one, s]).sort_values("workers")
+            ax.plot(pts["workers"], pts["speedup"], marker="o", ms=4,
+                    ls="-" if split == "time" else "--", color=colors[" ".join(map(str, key))],
+                    label=f"{key[0]} + {key[1]}, split {split or '?'}, τ={key[3]:g}, "
+                          f"B={key[4]:g}")
+    top = workers["workers"].max()
+    ax.plot([1, top], [1, top], color="black", lw=1, ls=":", label="ideal (speedup = workers)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("workers")
+    ax.set_ylabel("speedup over one worker (×)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle("Time-parallel training: speedup vs workers")
+    return fig
+
+
+def _curves(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a training curve: Elman + BPTT and Jordan + teacher forcing."""
+    ok = ok_rows(rows)
+    has = ok["train_curve"].map(len) > 0
+    pick = (((ok["model"] == "elman") & ok["strategy"].isin(["bptt", "bptt_fused"]))
+            | ((ok["model"] == "jordan") & (ok["strategy"] == "teacher_forcing")))
+    return ok[has & pick & (ok["workers"] == 1)]
+
+
+def loss_curves(rows: pd.DataFrame) -> Figure | None:
+    """Training loss vs step and vs wall-clock: Elman + BPTT against Jordan + TF per task."""
+    cur = _curves(rows)
+    if cur.empty:
+        return None
+    keys = ["task_label", "tau", "batch", "hidden"]
+    panels = _panels(cur, keys)
+    colors = _colors(cur["series"])
+    fig, axes = _grid(len(panels), 2)
+    for row, (setting, g) in zip(axes, panels):
+        seen = set()
+        for _, r in g.sort_values(["series", "seed"]).iterrows():
+            c = np.asarray(r["train_curve"], dtype=float).reshape(-1, 3)
+            label = None if r["series"] in seen else r["series"]
+            seen.add(r["series"])
+            row[0].plot(c[:, 0], c[:, 2], color=colors[r["series"]], lw=1, alpha=0.8, label=label)
+            row[1].plot(c[:, 1], c[:, 2], color=colors[r["series"]], lw=1, alpha=0.8, label=label)
+        for ax, xlabel in ((row[0], "training step"), (row[1], "wall-clock time (s)")):
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("training loss (nats/token)")
+            ax.set_title(_title(setting), fontsize=9)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.suptitle("Training loss vs step and vs wall-clock (one line per seed)")
+    return fig
+
+
+def exposure_bias(rows: pd.DataFrame) -> Figure | None:
+    """Teacher-forced vs free-running loss by position in the sequence (Jordan)."""
+    ok = ok_rows(rows)
+    ok = ok[(ok["model"] == "jordan") & (ok["horizon_t"].map(len) > 0)
+            & (ok["horizon_loss_free"].map(len) > 0)]
+    if ok.empty:
+        return None
+    # Per task, the longest τ measured: the one where errors have the most room to compound.
+    ok = ok[ok["tau"] == ok.groupby("task_label")["tau"].transform("max")]
+    panels = _panels(ok, ["task_label", "tau"])
+    colors = _colors(ok["series"])
+    fig, axes = _grid(1, len(panels))
+    for ax, (setting, g) in zip(axes[0], panels):
+        for name, s in g.groupby("series"):
+            t = np.asarray(s["horizon_t"].iloc[0], dtype=float)
+            same = s[s["horizon_t"].map(len) == len(t)]
+            for col, ls, what in (("horizon_loss_tf", "-", "teacher-forced"),
+                                  ("horizon_loss_free", "--", "free-running")):
+                vals = np.array([v for v in same[col] if len(v) == len(t)], dtype=float)
+                if vals.size:
+                    ax.plot(t, np.nanmean(vals, axis=0), ls=ls, marker=".", color=colors[name],
+                            label=f"{name}: {what}")
+        ax.set_xlabel("position in the sequence t (steps)")
+        ax.set_ylabel("loss (nats/token)")
+        ax.set_title(_title(setting), fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Exposure bias: loss fed the true outputs (solid) vs its own (dashed)")
+    return fig
+
+
+def capacity(rows: pd.DataFrame) -> Figure | None:
+    """Task × model accuracy (best strategy, seeds averaged) as an annotated heatmap."""
+    ok = ok_rows(rows)
+    ok = ok[ok["train_steps"] > 0].copy()
+    ok["acc"] = ok["acc_free"].fillna(ok["acc_tf"])
+    ok = ok[ok["acc"].notna()]
+    if ok.empty:
+        return None
+    means = ok.groupby(["task_label", "model", "strategy_label"])["acc"].mean().reset_index()
+    best = means.loc[means.groupby(["task_label", "model"])["acc"].idxmax()]
+    grid = best.pivot(index="task_label", columns="model", values="acc")
+    strat = best.pivot(index="task_label", columns="model", values="strategy_label")
+    fig, axes = _grid(1, 1, width=1.8 + 1.6 * grid.shape[1], height=0.9 + 0.7 * grid.shape[0])
+    ax = axes[0, 0]
+    im = ax.imshow(grid.to_numpy(dtype=float), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            v = grid.iat[i, j]
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.2f}\n{strat.iat[i, j]}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(grid.shape[1]), grid.columns)
+    ax.set_yticks(range(grid.shape[0]), grid.index)
+    ax.set_xlabel("model")
+    ax.set_ylabel("task")
+    fig.colorbar(im, ax=ax, label="accuracy on own outputs")
+    fig.suptitle("Capacity: accuracy per task and model (best strategy)")
+    return fig
+
+
+PLOTS = ("time_vs_tau", "memory_vs_tau", "speedup_vs_tau", "speedup_vs_workers",
+         "loss_curves", "exposure_bias", "capacity")
+
+
+def figures(rows: pd.DataFrame, speedups: pd.DataFrame, workers: pd.DataFrame) -> dict:
+    """Every plot that has data, by name (None where nothing was measured)."""
+    return {
+        "time_vs_tau": time_vs_tau(rows),
+        "memory_vs_tau": memory_vs_tau(rows),
+        "speedup_vs_tau": speedup_vs_tau(speedups),
+        "speedup_vs_workers": speedup_vs_workers(workers),
+        "loss_curves": loss_curves(rows),
+        "exposure_bias": exposure_bias(rows),
+        "capacity": capacity(rows),
+    }
+
+
+def save(fig: Figure, folder: Path, name: str) -> list[Path]:
+    """Write ``name``.png and ``name``.svg into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=110)
+    fig.set_layout_engine("none")  # keep the layout just computed: the SVG needs no second pass
+    fig.savefig(paths[1], metadata={"Date": None})
+    return paths

@@ -1,0 +1,144 @@
+"""Synthetic result rows with known laws, for the report tests.
+
+Every measure follows a stated law (time = a·τ^k, memory = b·τ^k) times
+log-normal noise, so a test can check that the report recovers the law.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rnnbench.cell import ROW_KEYS
+
+TAUS = (16, 32, 64, 128, 256, 512, 1024)
+SEEDS = (0, 1, 2)
+
+# (model, strategy) -> {measure: (prefactor, exponent)}
+LAWS = {
+    ("elman", "bptt"): {"time": (0.02, 1.0), "saved": (4096.0, 1.0), "peak": (2.0e5, 0.5)},
+    ("elman", "bptt_fused"): {"time": (0.008, 1.0), "saved": (4096.0, 1.0), "peak": (2.0e5, 0.5)},
+    ("jordan", "teacher_forcing"): {"time": (0.05, 0.5), "saved": (4096.0, 1.0),
+                                    "peak": (3.0e5, 0.5)},
+}
+DEPTH = {"bptt": lambda t: t, "bptt_fused": lambda t: t, "teacher_forcing": lambda t: 1,
+         "free_running": lambda t: t}
+
+# (task, model) -> (accuracy, per-token loss) after training
+TRAINED = {
+    ("delayed_recall", "elman"): (0.95, 0.2), ("delayed_recall", "jordan"): (0.13, 2.0),
+    ("running_parity", "elman"): (0.99, 0.05), ("running_parity", "jordan"): (0.99, 0.04),
+    ("text", "elman"): (0.55, 1.6), ("text", "jordan"): (0.35, 2.4),
+}
+TRAIN_STRATEGY = {"elman": "bptt", "jordan": "teacher_forcing"}
+TASK_OPTIONS = {"delayed_recall": {"k": 5, "symbols": 8}, "running_parity": {}, "text": {}}
+
+ENV = {"python": "3.11.2", "torch": "2.5.1", "ray": "2.59.0", "rnnbench": "0.1.0",
+       "git_commit": "abc1234", "host": "testhost", "cpu_model": "Synthetic CPU @ 3 GHz",
+       "gpu_name": None}
+
+
+def _row(**fields) -> dict:
+    row = dict.fromkeys(ROW_KEYS, None)
+    row.update(strategy_options={}, task="text", task_options={}, batch=1, hidden=32,
+               n_in=8, n_out=8, n_params=1000, seed=0, threads=1, device="cpu", workers=1,
+               dtype="float32", train_steps=0, lr=0.01, repeats=5, status="ok", error=None,
+               split=None, neighbours=0, attempt=1, timestamp="2025-01-01T12:00:00+00:00",
+               wall_s=1.0, peak_method="rss", **ENV)
+    row.update(fields)
+    blob = json.dumps({k: row[k] for k in ("model", "strategy", "task", "tau", "batch", "seed",
+                                           "workers", "train_steps", "status")}, sort_keys=True)
+    row["cell_id"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return row
+
+
+def timing_rows(laws=LAWS, taus=TAUS, seeds=SEEDS, noise=0.03, rng=None,
+                batch=1) -> list[dict]:
+    """One row per model × strategy × τ × seed, measures following ``laws``."""
+    rng = rng or np.random.default_rng(0)
+    rows = []
+    for (model, strategy), law in laws.items():
+        for tau in taus:
+            for seed in seeds:
+                def draw(key):
+                    a, k = law[key]
+                    return a * tau ** k * math.exp(rng.normal(0.0, noise))
+
+                ms = draw("time")
+                rows.append(_row(model=model, strategy=strategy, tau=tau, seed=seed, batch=batch,
+                                 step_ms_median=ms, step_ms_iqr=ms * 0.05,
+                                 step_ms_samples=[ms * 0.98, ms, ms * 1.02],
+                                 fwd_ms_median=ms * 0.4, bwd_ms_median=ms * 0.6,
+                                 saved_bytes=draw("saved"), peak_bytes=draw("peak"),
+                                 flops=1e4 * tau, depth=DEPTH[strategy](tau)))
+    return rows
+
+
+def trained_rows(trained=TRAINED, tau=64, seeds=SEEDS, exposure_gap=0.3,
+                 rng=None) -> list[dict]:
+    """Rows after training: accuracy and loss per task × model, curves, horizons."""
+    rng = rng or np.random.default_rng(1)
+    rows = []
+    for (task, model), (acc, loss) in trained.items():
+        strategy = TRAIN_STRATEGY[model]
+        for seed in seeds:
+            jitter = rng.normal(0.0, 0.005)
+            acc_s, loss_s = min(1.0, acc + jitter), loss * (1 + jitter)
+            free = loss_s + exposure_gap if model == "jordan" else loss_s
+            acc_free = acc_s - 0.05 if model == "jordan" else acc_s
+            steps = np.arange(0, 101, 10)
+            curve = [[int(s), 0.01 * s * (2 if model == "elman" else 1),
+                      loss_s + 2.0 * math.exp(-s / 30)] for s in steps]
+            horizon = [1, 2, 4, 8, 16, 32, 64]
+            rows.append(_row(
+                model=model, strategy=strategy, task=task, task_options=TASK_OPTIONS[task],
+                tau=tau, seed=seed, train_steps=100, depth=DEPTH[strategy](tau), loss_tf=loss_s, loss_free=free,
+                acc_tf=acc_s, acc_free=acc_free, train_curve=curve, horizon_t=horizon,
+                horizon_loss_tf=[loss_s] * len(horizon),
+                horizon_loss_free=[loss_s + (exposure_gap * h / 64 if model == "jordan" else 0)
+                                   for h in horizon]))
+    return rows
+
+
+def worker_rows(tf_speedups=(1.0, 1.8, 3.2), elman_speedups=(1.0, 0.97, 0.95),
+                tau=1024) -> list[dict]:
+    """Time-parallel rows on 1, 2, 4 workers (the 1-worker row is included)."""
+    rows = []
+    for model, strategy, split, speedups in (("jordan", "teacher_forcing", "time", tf_speedups),
+                                             ("elman", "bptt", "batch", elman_speedups)):
+        base = LAWS[(model, strategy)]["time"][0] * tau ** LAWS[(model, strategy)]["time"][1]
+        for workers, s in zip((1, 2, 4), speedups):
+            if workers == 1:
+                continue  # the single-worker baseline comes from the timing rows
+            rows.append(_row(model=model, strategy=strategy, tau=tau, workers=workers,
+                             split=split, step_ms_median=base / s, comm_ms_median=0.1 * workers,
+                             depth=DEPTH[strategy](tau)))
+    return rows
+
+
+def failed_rows() -> list[dict]:
+    return [
+        _row(model="elman", strategy="bptt", tau=65536, status="oom",
+             error="Traceback (most recent call last):\n...\nRuntimeError: out of memory"),
+        _row(model="jordan", strategy="teacher_forcing", tau=32768, status="crashed",
+             error="worker died unexpectedly"),
+    ]
+
+
+def frame(**kwargs) -> pd.DataFrame:
+    """The full synthetic sweep: timings, trained rows, workers, two failures."""
+    return pd.DataFrame(timing_rows(**kwargs) + trained_rows() + worker_rows() + failed_rows())
+
+
+def write_rows(rows: pd.DataFrame | list, folder: Path) -> Path:
+    """Write rows as ``folder/rows/<cell_id>.json``, as a results folder does."""
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
+    (folder / "rows").mkdir(parents=True, exist_ok=True)
+    for i, rec in enumerate(records):
+        (folder / "rows" / f"{rec['cell_id']}-{i}.json").write_text(json.dumps(rec))
+    return folder
