@@ -14,8 +14,9 @@ A job names fixed fields and a grid; the cartesian product of the grid's axes
     seeds: [0, 1, 2]
 
 A job with several differently shaped grids lists them under ``parts``, each
-with its own ``name``, ``fixed`` (merged over the top-level ``fixed``),
-``grid`` and optional ``seeds``.  Files are read with ``yaml.safe_load``
+with its own ``name``, ``fixed``, ``grid`` and optional ``seeds``; there the
+top-level ``fixed`` and ``seeds`` are defaults that a part may override.  Within
+one level a field is set in one place only (fixed, a grid axis, run entries).  Files are read with ``yaml.safe_load``
 semantics (no code runs); every problem is reported at once, one line each,
 naming the field, the value and what is allowed.
 """
@@ -222,14 +223,22 @@ def _locate(message: str, where_set: dict[str, str]) -> str:
 
 def _part_cells(where: str, part: dict, top_fixed: dict, top_seeds, problems: list[str]):
     """Yield the cells of one part (or the top-level grid)."""
+    grid_at = f"{where}.grid" if where else "grid"
+    if "grid" not in part:
+        problems.append(f"{grid_at}: missing; give a mapping of axis: [values], e.g. tau: [64, 256]")
+        return []
+    axes = _axes(grid_at, part.get("grid"), problems)
     fixed = {k: (v, "fixed") for k, v in top_fixed.items()}
-    if where:
+    if where:  # in a part, the top-level fixed fields are defaults the part may override
         part_fixed = _check_fields(f"{where}.fixed",
                                    _check_mapping(f"{where}.fixed", part.get("fixed"), problems),
                                    problems)
+        varied = {a for a, _ in axes if a != "run"}
+        varied |= {k for a, values in axes if a == "run" for entry in values for k in entry}
+        if "seeds" in part:
+            varied.add("seed")
+        fixed = {k: v for k, v in fixed.items() if k not in varied}
         fixed.update({k: (v, f"{where}.fixed") for k, v in part_fixed.items()})
-    grid_at = f"{where}.grid" if where else "grid"
-    axes = _axes(grid_at, part.get("grid"), problems)
     seeds = part.get("seeds", top_seeds) if where else top_seeds
     seeds_at = f"{where}.seeds" if where and "seeds" in part else "seeds"
     if seeds is not None:

@@ -467,7 +467,12 @@ def summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
 
 
 def main(args: argparse.Namespace) -> int:
-    job = jobs.load(args.job)
+    try:
+        job = jobs.load(args.job)
+    except jobs.JobError as exc:  # one line per problem, each naming its field
+        for problem in exc.problems:
+            print(f"rnnbench run: error: {exc.path}: {problem}", file=sys.stderr)
+        return 2
     out = Path(args.out or Path("results") / job.name)
     if args.dry_run:
         return _dry_run(job, out, args.num_cpus or os.cpu_count() or 1)

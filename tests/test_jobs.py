@@ -1,0 +1,203 @@
+"""Job files: the shipped jobs load; every malformed file gives exit 2 and one
+line per problem naming the field, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rnnbench import cli, jobs, store
+from rnnbench.cell import Cell
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = """\
+name: tiny
+fixed: {hidden: 8, repeats: 2, task: running_parity}
+grid:
+  tau: [8, 16]
+  run:
+    - {model: elman, strategy: bptt}
+    - {model: jordan, strategy: teacher_forcing}
+seeds: [0, 1]
+"""
+
+# (file text, text that the one error line must contain)
+MALFORMED = [
+    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\ngrdi: {tau: [8]}\n",
+     "grdi: unknown key"),
+    ("name: x\nfixed: {model: elman, strategy: bptt, tau: 8}\n", "grid: missing"),
+    ("name: x\ngrid: [8, 16]\n", "grid: must be a mapping"),
+    ("name: x\ngrid: {}\n", "grid: empty grid"),
+    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: 64}\n",
+     "grid.tau: must be a non-empty list"),
+    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: []}\n", "grid.tau: empty list"),
+    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8, -4]}\n",
+     "grid.tau: must be an integer >= 1, got -4"),
+    ("name: x\nfixed: {task: running_parity}\n"
+     "grid: {tau: [8], run: [{model: elman, strategy: teacher_forcing}]}\n",
+     "grid.run[0].strategy: teacher_forcing does not fit model 'elman'"),
+    ("name: x\nfixed: {model: lstm, strategy: bptt}\ngrid: {tau: [8]}\n",
+     "fixed.model: unknown model 'lstm'"),
+    ("name: x\nfixed: {model: elman, strategy: bptt, hiden: 8}\ngrid: {tau: [8]}\n",
+     "fixed.hiden: unknown field"),
+    ("name: x\nfixed: {model: elman, strategy: bptt, hidden: big}\ngrid: {tau: [8]}\n",
+     "fixed.hidden: must be an integer >= 1, got 'big'"),
+    ("name: x\nfixed: {model: elman, strategy: bptt}\nparts:\n"
+     "  - {name: a, grid: {tau: [8]}}\n  - {name: a, grid: {tau: [16]}}\n",
+     "parts[1].name: duplicate name 'a'"),
+    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\ngrid: {tau: [16]}\n",
+     "duplicate key 'grid'"),
+    ("name: x\nfixed: {model: elman, strategy: bptt, tau: 8}\ngrid: {tau: [16]}\n",
+     "grid.tau: 'tau' is also set in fixed.tau"),
+    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\nseeds: 3\n",
+     "seeds: must be a non-empty list"),
+    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\nseeds: [0, -1]\n",
+     "seeds: must be an integer >= 0, got -1"),
+    ("name: x\ngrid: {tau: [8]\n", "job: not valid YAML: line"),
+    ("fixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\n", "name: must be a name"),
+    ("name: x\nfixed: {model: elman, strategy: bptt, threads: 0}\ngrid: {tau: [8]}\n",
+     "fixed.threads: must be an integer >= 1, got 0"),
+    ("name: x\nfixed: {model: elman, strategy: bptt, device: tpu}\ngrid: {tau: [8]}\n",
+     "fixed.device: must be one of cpu, cuda, got 'tpu'"),
+    ("- name: x\n- grid: {}\n", "job: must be a mapping"),
+    ("name: x\nfixed: {model: elman, strategy: truncated_bptt, strategy_options: {kk: 2}}\n"
+     "grid: {tau: [8]}\n", "fixed.strategy_options.kk: unknown option; allowed: k"),
+    ("name: x\nfixed: {model: elman, strategy: bptt, task: delayed_recall,"
+     " task_options: {lag: 2}}\ngrid: {tau: [8]}\n", "fixed.task_options.lag: unknown option"),
+    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8], width: [1]}\n",
+     "grid.width: unknown axis"),
+    ("name: x\nfixed: {model: elman}\ngrid: {tau: [8]}\n", "'strategy' is set nowhere"),
+    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8, 8]}\n",
+     "grid.tau[1]: duplicate value 8"),
+    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8], run: [bptt]}\n",
+     "grid.run[0]: must be a mapping of fields"),
+    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\nparts: []\n",
+     "parts: give either a top-level grid or parts"),
+    ("name: x\nfixed: {model: elman, strategy: bptt, lr: -1}\ngrid: {tau: [8]}\n",
+     "fixed.lr: must be a positive number, got -1"),
+    # job files never execute code: a Python tag is refused by the safe loader
+    ("name: !!python/object/apply:os.system ['echo owned']\ngrid: {tau: [8]}\n",
+     "job: not valid YAML"),
+]
+
+
+def run_cli(argv, capsys):
+    rc = cli.main(argv)
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+@pytest.mark.parametrize("text,expected", MALFORMED, ids=[e for _, e in MALFORMED])
+def test_malformed_job_exits_2_with_one_line_naming_the_field(tmp_path, capsys, text, expected):
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    rc, out, err = run_cli(["run", str(path), "--out", str(tmp_path / "out"), "--dry-run"], capsys)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert expected in lines[0]
+    assert str(path) in lines[0]
+    assert "Traceback" not in err and out == ""
+    assert not (tmp_path / "out").exists()
+
+
+def test_at_least_twelve_malformed_files():
+    assert len(MALFORMED) >= 12
+
+
+def test_every_problem_is_reported_at_once(tmp_path, capsys):
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "name: x\nextra: 1\nfixed: {hidden: 8, hiden: 3, task: running_parity}\n"
+        "grid:\n  tau: [8, -4]\n  batch: 3\n  run:\n"
+        "    - {model: elman, strategy: bptt}\n"
+        "    - {model: elman, strategy: teacher_forcing}\n")
+    rc, _, err = run_cli(["run", str(path), "--dry-run"], capsys)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    for field in ("extra: unknown key", "fixed.hiden: unknown field",
+                  "grid.batch: must be a non-empty list", "grid.tau: must be an integer >= 1",
+                  "grid.run[1].strategy: teacher_forcing does not fit model 'elman'"):
+        assert sum(field in line for line in lines) == 1, (field, err)
+    assert len(lines) == 5
+    assert all(line.startswith(f"rnnbench run: error: {path}: ") for line in lines)
+
+
+def test_missing_file_is_one_line(tmp_path, capsys):
+    rc, _, err = run_cli(["run", str(tmp_path / "nope.yaml")], capsys)
+    assert rc == 2 and "no such file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_grid_product_and_seeds(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(GOOD)
+    job = jobs.load(path)
+    assert job.name == "tiny"
+    assert len(job.cells) == 2 * 2 * 2  # tau x run x seeds
+    assert {(c.model, c.strategy) for c in job.cells} == {("elman", "bptt"),
+                                                         ("jordan", "teacher_forcing")}
+    assert {c.seed for c in job.cells} == {0, 1}
+    assert all(c.hidden == 8 and c.repeats == 2 for c in job.cells)
+    assert len({c.cell_id for c in job.cells}) == len(job.cells)
+    # the ids are stable: the same file gives the same ids
+    assert [c.cell_id for c in jobs.load(path).cells] == [c.cell_id for c in job.cells]
+
+
+def test_parts_merge_fixed_and_drop_repeated_cells(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "name: p\nfixed: {model: elman, strategy: bptt, hidden: 8}\nseeds: [0]\nparts:\n"
+        "  - {name: a, grid: {tau: [8, 16]}}\n"
+        "  - {name: b, fixed: {hidden: 16}, grid: {tau: [8]}, seeds: [3, 4]}\n"
+        "  - {name: c, grid: {tau: [8]}}\n")  # same cell as in part a
+    cells = jobs.load(path).cells
+    assert [(c.tau, c.hidden, c.seed) for c in cells] == [(8, 8, 0), (16, 8, 0), (8, 16, 3),
+                                                          (8, 16, 4)]
+
+
+@pytest.mark.parametrize("name", ["quick", "chapter10", "cluster"])
+def test_shipped_jobs_load(name):
+    job = jobs.load(ROOT / "jobs" / f"{name}.yaml")
+    assert job.name == name
+    assert all(isinstance(c, Cell) for c in job.cells)
+    assert len({c.cell_id for c in job.cells}) == len(job.cells)
+
+
+def test_quick_job_covers_every_model_and_the_main_strategies():
+    cells = jobs.load(ROOT / "jobs" / "quick.yaml").cells
+    assert {c.model for c in cells} == {"elman", "jordan", "single_output"}
+    assert {"bptt", "bptt_fused", "checkpointed_bptt", "truncated_bptt", "teacher_forcing",
+            "free_running"} <= {c.strategy for c in cells}
+    taus = {c.tau for c in cells if c.strategy == "teacher_forcing"}
+    assert len(taus) >= 3  # a scaling slope can be fitted
+    assert any(c.train_steps >= 100 for c in cells)
+
+
+def test_chapter10_and_cluster_jobs_cover_the_claims():
+    ch10 = jobs.load(ROOT / "jobs" / "chapter10.yaml").cells
+    assert {64, 4096} <= {c.tau for c in ch10}
+    assert {1, 32} <= {c.batch for c in ch10}
+    assert {1, 2} <= {c.workers for c in ch10}
+    assert len({c.seed for c in ch10}) >= 2
+    cluster = jobs.load(ROOT / "jobs" / "cluster.yaml").cells
+    assert max(c.tau for c in cluster) == 16384
+    assert max(c.hidden for c in cluster) == 1024
+    assert {c.device for c in cluster} == {"cuda"}
+    assert {1, 2, 4, 8} <= {c.workers for c in cluster}
+
+
+def test_dry_run_lists_cells_and_counts_done(tmp_path, capsys):
+    path = tmp_path / "job.yaml"
+    path.write_text(GOOD)
+    out = tmp_path / "out"
+    rc, text, _ = run_cli(["run", str(path), "--out", str(out), "--dry-run"], capsys)
+    assert rc == 0
+    assert "tiny: 8 cells, 0 done" in text and "8 to run" in text
+    cell = jobs.load(path).cells[0]
+    store.write_row(out, {**cell.config(), "cell_id": cell.cell_id, "status": "ok",
+                          "wall_s": 1.5})
+    rc, text, _ = run_cli(["run", str(path), "--out", str(out), "--dry-run"], capsys)
+    assert rc == 0
+    assert "tiny: 8 cells, 1 done (1 ok, 0 not ok), 7 to run" in text
+    assert cell.cell_id in text and "todo" in text
