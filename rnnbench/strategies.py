@@ -223,7 +223,9 @@ def checkpointed_bptt(model, x, y, segments: int | None = None):
     price of a second forward pass (depth ~2 tau).
     """
     tau = x.shape[0]
-    segments = _positive_int("segments", segments or max(1, round(math.sqrt(tau))), upper=tau)
+    if segments is None:
+        segments = max(1, round(math.sqrt(tau)))
+    segments = _positive_int("segments", segments, upper=tau)  # 0 is an error, not the default
     h = _zeros(model, x.shape[1], model.n_hidden)
     total = None
     for s, e in _bounds(tau, segments):
