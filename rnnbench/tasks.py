@@ -135,11 +135,15 @@ def _read_corpus(path: str) -> str:
     if p.is_file():
         files = [p]
     elif p.is_dir():
-        files = sorted(
-            f for f in p.rglob("*")
-            if f.suffix in (".py", ".txt", ".md", ".rst") and "site-packages" not in f.parts
-            and "test" not in f.parts and "tests" not in f.parts
-        )
+        # Walk with pruning: site-packages (often most of the files under the stdlib
+        # folder) and test folders are skipped, never listed.  Only folders *below*
+        # the given one are judged, so a corpus kept under e.g. .../tests/ still works.
+        found = []
+        for root, dirs, names in os.walk(p):
+            dirs[:] = [d for d in dirs if d not in ("site-packages", "test", "tests")]
+            found += [Path(root, n) for n in names
+                      if Path(n).suffix in (".py", ".txt", ".md", ".rst")]
+        files = sorted(found)
     else:
         raise UsageError(f"text.path: no such file or folder: {path}")
     chunks, size = [], 0
