@@ -1,0 +1,28 @@
+# rnnbench: two commands do all the set-up on a fresh machine.
+#   make quick   the main job: a quick sweep on embedded Ray, then its report
+#   make test    the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+OUT    ?= results/quick
+REPORT ?= reports/quick
+
+.PHONY: setup quick test
+
+# The venv, with rnnbench installed editable and torch pinned by constraints.txt
+# (an unpinned torch would pull a multi-GB CUDA build).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The report is written even when some cells failed; the sweep's exit code is kept.
+quick: setup
+	$(BIN)/rnnbench run jobs/quick.yaml --out $(OUT); rc=$$?; \
+	$(BIN)/rnnbench report $(OUT) --out $(REPORT) && exit $$rc
+
+test: setup
+	$(BIN)/pytest -q
