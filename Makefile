@@ -13,7 +13,6 @@ REPORT ?= reports/quick
 # (an unpinned torch would pull a multi-GB CUDA build).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
 	touch $@
 
