@@ -106,12 +106,13 @@ def trained_rows(trained=TRAINED, tau=64, seeds=SEEDS, exposure_gap=0.3,
 
 
 def worker_rows(tf_speedups=(1.0, 1.8, 3.2), elman_speedups=(1.0, 0.97, 0.95),
-                tau=1024) -> list[dict]:
+                tau=1024, laws=LAWS) -> list[dict]:
     """Time-parallel rows on 1, 2, 4 workers (the 1-worker row is included)."""
     rows = []
     for model, strategy, split, speedups in (("jordan", "teacher_forcing", "time", tf_speedups),
                                              ("elman", "bptt", "batch", elman_speedups)):
-        base = LAWS[(model, strategy)]["time"][0] * tau ** LAWS[(model, strategy)]["time"][1]
+        a, k = laws[(model, strategy)]["time"]
+        base = a * tau ** k  # the law's single-worker time
         for workers, s in zip((1, 2, 4), speedups):
             if workers == 1:
                 continue  # the single-worker baseline comes from the timing rows

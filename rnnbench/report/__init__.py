@@ -70,22 +70,28 @@ class Report:
         ]
 
 
-def build_report(source, out_dir=None, formats=FORMATS, embed_images: bool = False) -> Report:
-    """Load rows (a results folder or a DataFrame), derive everything, and write
-    the report into ``out_dir`` when one is given."""
-    formats = _formats(formats)
-    rows = load.load(source)
+def analyse(rows: pd.DataFrame) -> claims_mod.Evidence:
+    """The derived tables the claims are judged on (tidy rows in, no drawing)."""
     fits = fit.fits(rows)
     speedup = tables.speedup(rows)
-    crossover = fit.crossover(speedup, fits)
-    workers = tables.workers(rows)
-    evidence = claims_mod.Evidence(rows, fits, crossover, workers)
+    return claims_mod.Evidence(rows, fits, speedup, fit.crossover(speedup, fits),
+                               tables.workers(rows))
+
+
+def build_report(source, out_dir=None, formats=FORMATS, embed_images: bool = False,
+                 figures: bool = True) -> Report:
+    """Load rows (a results folder or a DataFrame), derive everything, and write
+    the report into ``out_dir`` when one is given (``figures=False``: tables and
+    claims only, nothing drawn)."""
+    formats = _formats(formats)
+    rows = load.load(source)
+    ev = analyse(rows)
     report = Report(
         source=str(source) if not isinstance(source, pd.DataFrame) else "DataFrame",
-        rows=rows, summary=tables.summary(rows), speedup=speedup, fits=fits,
-        crossover=crossover, workers=workers, failed=tables.failed(rows),
-        claims=claims_mod.table(claims_mod.evaluate(evidence)),
-        figures=plots.figures(rows, speedup, workers), env=env_mod.environment(rows),
+        rows=rows, summary=tables.summary(rows), speedup=ev.speedup, fits=ev.fits,
+        crossover=ev.crossover, workers=ev.workers, failed=tables.failed(rows),
+        claims=claims_mod.table(claims_mod.evaluate(ev)),
+        figures=plots.figures(rows, ev.speedup, ev.workers) if figures else {}, env=env_mod.environment(rows),
     )
     if out_dir is None:
         return report

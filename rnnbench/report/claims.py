@@ -41,6 +41,7 @@ class Evidence:
 
     rows: pd.DataFrame
     fits: pd.DataFrame
+    speedup: pd.DataFrame
     crossover: pd.DataFrame
     workers: pd.DataFrame
     rules: Rules = field(default_factory=Rules)

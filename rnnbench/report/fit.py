@@ -8,6 +8,7 @@ regularised incomplete beta function (no SciPy needed).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -61,6 +62,7 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t > 0 else tail
 
 
+@functools.lru_cache(maxsize=256)
 def t_quantile(p: float, df: float) -> float:
     """The t with P(T <= t) = p, by bisection on :func:`t_cdf`."""
     if not 0.0 < p < 1.0 or df <= 0:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .markdown import CAPTIONS
+from .markdown import CAPTIONS, INTRO
 from .plots import PLOTS
 
 STYLE = """
@@ -22,8 +22,8 @@ body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1200px;
 h1 { margin-bottom: .2em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
 .env { background: #f4f6f8; border: 1px solid #d8dde3; border-radius: 6px; padding: .6em 1em;
        font-size: 13px; }
-.env dt { font-weight: 600; float: left; clear: left; width: 9em; }
-.env dd { margin-left: 9.5em; }
+.env dt { font-weight: 600; float: left; clear: left; width: 11em; }
+.env dd { margin-left: 11.5em; }
 table { border-collapse: collapse; font-size: 13px; margin: .5em 0; }
 th, td { border: 1px solid #ccd; padding: 3px 7px; text-align: left; vertical-align: top; }
 th { background: #eef1f5; }
@@ -109,7 +109,8 @@ def write(report, out: Path, embed: bool = False) -> list[Path]:
                    for k, t in [("claims", "Claims"), ("plots", "Plots")]
                    + [(n, t) for n, t, *_ in report.tables()])
     body = (f'<p class="note">Results: {html.escape(report.source)}</p><nav>{nav}</nav>'
-            f'<h2 id="claims">Claims of the chapter, checked</h2>{claims_table(report.claims)}'
+            f'<h2 id="claims">Claims of the chapter, checked</h2><p class="note">{html.escape(INTRO)}</p>'
+            f'{claims_table(report.claims)}'
             f'<h2 id="plots">Plots</h2>{figures(report, out, embed)}' + "".join(sections))
     (out / "index.html").write_text(page("rnnbench report", report.env, body))
     return files + [out / "index.html"]

@@ -17,6 +17,9 @@ CAPTIONS = {
     "exposure_bias": "Teacher-forced vs free-running loss by position (exposure bias).",
     "capacity": "Accuracy per task and model (capacity).",
 }
+INTRO = ("Each claim is checked against the measured rows by the rule in its last column. "
+         "'holds' and 'does not hold' are measured findings; 'not measured' means the results "
+         "hold too few rows (or too noisy ones) to decide — it is never a guess.")
 VERDICT_MARK = {"holds": "✅ holds", "does not hold": "❌ does not hold",
                 "not measured": "➖ not measured"}
 
@@ -53,7 +56,7 @@ def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
 
 def write(report, out: Path) -> list[Path]:
     files = []
-    claims = table(claims_table(report.claims))
+    claims = f"{INTRO}\n\n{table(claims_table(report.claims))}"
     (out / "claims.md").write_text(page("Claims of the chapter, checked", report.env, claims))
     files.append(out / "claims.md")
     body = [f"Results: `{report.source}`\n", "## Claims\n", claims, "## Plots\n"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 
@@ -32,7 +33,7 @@ def _colors(names) -> dict:
 
 
 def _grid(n_rows: int, n_cols: int, width=5.2, height=3.8) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(width * n_cols, height * n_rows + 0.6), layout="constrained")
+    fig = Figure(figsize=(max(6.4, width * n_cols), height * n_rows + 0.6), layout="constrained")
     axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
     return fig, axes
 
@@ -56,8 +57,17 @@ def _title(setting: dict) -> str:
     return ", ".join(parts)
 
 
-def _log2x(ax) -> None:
-    ax.set_xscale("log", base=2)
+_PLAIN = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+
+
+def _log(ax, x_base: int | None = 2, y_base: int | None = 10) -> None:
+    """Log axes whose tick labels read as plain numbers (16, 32, 0.1), not powers."""
+    for base, set_scale, axis in ((x_base, ax.set_xscale, ax.xaxis),
+                                  (y_base, ax.set_yscale, ax.yaxis)):
+        if base:
+            set_scale("log", base=base)
+            axis.set_major_formatter(_PLAIN)
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def _series_vs_tau(ax, rows: pd.DataFrame, measure: str, scale: float, colors: dict) -> None:
@@ -75,8 +85,7 @@ def _series_vs_tau(ax, rows: pd.DataFrame, measure: str, scale: float, colors: d
             t = np.geomspace(f.tau_min, f.tau_max, 50)
             ax.plot(t, f.predict(t) * scale, ls="--", lw=1.2, color=colors[name])
     ax.set_xlabel("sequence length τ (steps)")
-    _log2x(ax)
-    ax.set_yscale("log")
+    _log(ax)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7)
 
@@ -140,16 +149,15 @@ def speedup_vs_tau(speedups: pd.DataFrame) -> Figure | None:
                 ax.errorbar(pts["tau"], pts[col], yerr=pts[f"{col}_sd"].fillna(0),
                             marker=markers[col], ms=4, capsize=2, color=color,
                             ls="-" if base == "bptt" else ":",
-                            label=f"{tf} vs elman + {base}, B={batch:g}")
+                            label=f"jordan + {tf} vs elman + {base}, B={batch:g}")
         ax.axhline(1.0, color="black", lw=1, label="1× (no speedup)")
-        _log2x(ax)
-        ax.set_yscale("log")
+        _log(ax)
         ax.set_xlabel("sequence length τ (steps)")
         ax.set_ylabel("speedup of teacher forcing (×)")
         ax.set_title(_title(setting), fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Speedup of Jordan + teacher forcing over Elman + BPTT (above 1: TF faster)")
+    fig.suptitle("Speedup of teacher forcing over BPTT (above 1×: teacher forcing is faster)")
     return fig
 
 
@@ -171,8 +179,7 @@ def speedup_vs_workers(workers: pd.DataFrame) -> Figure | None:
                           f"B={key[4]:g}")
     top = workers["workers"].max()
     ax.plot([1, top], [1, top], color="black", lw=1, ls=":", label="ideal (speedup = workers)")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log", base=2)
+    _log(ax, 2, 2)
     ax.set_xlabel("workers")
     ax.set_ylabel("speedup over one worker (×)")
     ax.grid(True, alpha=0.3)

@@ -1,0 +1,406 @@
+"""The report layer on synthetic rows with known laws (time = a·τ^k, memory = b·τ^k)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import report_synthetic as rs
+from rnnbench import cli, store
+from rnnbench.errors import UsageError
+from rnnbench.report import analyse, build_report, claims, fit, load, plots
+
+ENV_MARK = rs.ENV["cpu_model"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The full synthetic sweep, reported once (plots included) for the whole module."""
+    return build_report(rs.frame(), tmp_path_factory.mktemp("report") / "out")
+
+
+def verdicts(frame: pd.DataFrame) -> dict[str, str]:
+    return {c.key: c.verdict for c in claims.evaluate(analyse(load.load(frame)))}
+
+
+# --------------------------------------------------------------------------- fits
+
+
+@pytest.mark.parametrize("df, expected", [(1, 12.7062), (2, 4.3027), (5, 2.5706),
+                                          (10, 2.2281), (30, 2.0423), (1000, 1.9623)])
+def test_t_quantile_matches_the_printed_table(df, expected):
+    assert fit.t_quantile(0.975, df) == pytest.approx(expected, abs=1e-4)
+    assert fit.t_quantile(0.025, df) == pytest.approx(-expected, abs=1e-4)
+
+
+def test_fitted_exponents_recover_the_known_laws(built):
+    """Every exponent within ±0.05 of its law; all intervals together contain the truth.
+
+    Nine 95% intervals at once miss somewhere about a third of the time, so the
+    joint check widens each to the Bonferroni level (familywise 95%); the 95%
+    level itself is checked by simulation in the next test.
+    """
+    names = {"step_ms_median": "time", "saved_bytes": "saved", "peak_bytes": "peak"}
+    fits = built.fits
+    assert len(fits) == 3 * len(rs.LAWS)
+    for _, f in fits.iterrows():
+        truth = rs.LAWS[(f["model"], f["strategy_label"])][names[f["measure"]]][1]
+        assert abs(f["exponent"] - truth) <= 0.05, (f["series"], f["measure"], f["exponent"])
+        assert f["n_points"] == len(rs.TAUS) * len(rs.SEEDS)
+        df = f["n_points"] - 2
+        half = (f["ci_high"] - f["ci_low"]) / 2
+        widen = fit.t_quantile(1 - 0.05 / (2 * len(fits)), df) / fit.t_quantile(0.975, df)
+        assert abs(f["exponent"] - truth) <= half * widen, (f["series"], f["measure"])
+        assert 0 < half < 0.05
+
+
+def test_interval_covers_the_truth_95_percent_of_the_time():
+    rng = np.random.default_rng(7)
+    tau = np.repeat(np.array(rs.TAUS, dtype=float), 2)
+    hits = []
+    for _ in range(600):
+        y = 3.0 * tau ** 0.5 * np.exp(rng.normal(0.0, 0.1, tau.size))
+        f = fit.power_fit(tau, y)
+        hits.append(f.ci_low <= 0.5 <= f.ci_high)
+    assert 0.92 <= np.mean(hits) <= 0.98
+
+
+def test_power_fit_needs_two_distinct_taus():
+    assert fit.power_fit([64, 64, 64], [1.0, 1.1, 0.9]) is None
+    two = fit.power_fit([16, 32], [1.0, 2.0])
+    assert two.exponent == pytest.approx(1.0) and np.isnan(two.ci_low)
+
+
+def test_speedup_and_crossover_follow_the_laws(built):
+    a_b, k_b = rs.LAWS[("elman", "bptt")]["time"]
+    a_f, k_f = rs.LAWS[("elman", "bptt_fused")]["time"]
+    a_t, k_t = rs.LAWS[("jordan", "teacher_forcing")]["time"]
+    big = built.speedup[built.speedup["tau"] == 1024].iloc[0]
+    assert big["speedup_vs_bptt"] == pytest.approx(a_b * 1024 ** k_b / (a_t * 1024 ** k_t),
+                                                   rel=0.1)
+    c = built.crossover.set_index("baseline")
+    fused_truth = (a_t / a_f) ** (1 / (k_f - k_t))  # 39 steps
+    assert 32 < c.loc["bptt_fused", "tau_cross"] < 64
+    assert c.loc["bptt_fused", "tau_cross_fit"] == pytest.approx(fused_truth, rel=0.15)
+    assert c.loc["bptt", "finding"] == "teacher forcing is faster at every τ measured"
+    assert np.isnan(c.loc["bptt", "tau_cross"])
+
+
+def test_seeds_are_aggregated_as_mean_and_spread(built):
+    timing = built.summary[(built.summary["train_steps"] == 0) & (built.summary["workers"] == 1)]
+    assert set(timing["n_seeds"]) == {len(rs.SEEDS)}
+    ok = built.rows[built.rows["status"] == "ok"]
+    one = ok[(ok["model"] == "elman") & (ok["strategy"] == "bptt") & (ok["tau"] == 64)
+             & (ok["train_steps"] == 0) & (ok["workers"] == 1)]["step_ms_median"]
+    row = timing[(timing["strategy_label"] == "bptt") & (timing["tau"] == 64)].iloc[0]
+    assert row["step_ms_median_mean"] == pytest.approx(one.mean())
+    assert row["step_ms_median_sd"] == pytest.approx(one.std(ddof=1))
+    shown = built.tables()[3][4]
+    assert shown["step time (ms)"].str.contains(" ± ").any()
+
+
+# --------------------------------------------------------------------------- claims
+
+EXPECTED = {
+    "bptt_time_linear": "holds", "bptt_not_parallel": "holds", "bptt_memory_linear": "holds",
+    "tf_depth_one": "holds", "tf_parallel_workers": "holds", "tf_faster_one_device": "holds",
+    "jordan_less_powerful": "holds", "jordan_fine_parity": "holds", "exposure_bias": "holds",
+    "belief_jordan_better": "does not hold",
+}
+
+
+def test_claims_on_chapter_like_data(built):
+    got = dict(zip(built.claims["key"], built.claims["verdict"]))
+    assert got == EXPECTED
+    assert (built.claims["cells"] > 0).all()
+    assert built.claims["evidence"].str.len().gt(0).all()
+
+
+def _laws(override):
+    laws = {k: dict(v) for k, v in rs.LAWS.items()}
+    for (model, strategy, measure), law in override.items():
+        laws[(model, strategy)][measure] = law
+    return laws
+
+
+def _trained(**acc_loss):
+    trained = dict(rs.TRAINED)
+    for key, value in acc_loss.items():
+        task, model = key.rsplit("__", 1)
+        trained[(task, model)] = value
+    return trained
+
+
+def _frame(laws=rs.LAWS, trained=rs.TRAINED, gap=0.3, tf=(1.0, 1.8, 3.2), el=(1.0, 0.97, 0.95)):
+    return pd.DataFrame(rs.timing_rows(laws=laws) + rs.trained_rows(trained, exposure_gap=gap)
+                        + rs.worker_rows(tf, el, laws=laws))
+
+
+FLIPS = [
+    ("bptt_time_linear", dict(laws=_laws({("elman", "bptt", "time"): (0.001, 2.0)}))),
+    ("bptt_memory_linear", dict(laws=_laws({("elman", "bptt", "saved"): (4096.0, 0.5)}))),
+    ("bptt_not_parallel", dict(el=(1.0, 1.9, 3.5))),
+    ("tf_parallel_workers", dict(tf=(1.0, 1.0, 0.9))),
+    ("tf_faster_one_device", dict(laws=_laws({("jordan", "teacher_forcing", "time"):
+                                               (0.05, 1.2)}))),
+    ("jordan_less_powerful", dict(trained=_trained(delayed_recall__jordan=(1.0, 0.2)))),
+    ("jordan_fine_parity", dict(trained=_trained(running_parity__jordan=(0.55, 0.7)))),
+    ("exposure_bias", dict(gap=-0.3)),
+]
+
+
+@pytest.mark.parametrize("key, change", FLIPS, ids=[k for k, _ in FLIPS])
+def test_a_verdict_flips_when_the_data_flips(key, change):
+    got = verdicts(_frame(**change))
+    assert got[key] == "does not hold"
+    others = {k: v for k, v in got.items() if k != key and k != "belief_jordan_better"}
+    assert set(others.values()) == {"holds"}, others
+
+
+def test_belief_holds_only_when_jordan_wins_every_task():
+    jordan_wins = {(task, "jordan"): (0.99, 0.01) for task, _ in rs.TRAINED}
+    assert verdicts(_frame(trained={**rs.TRAINED, **jordan_wins}, gap=0.0))[
+        "belief_jordan_better"] == "holds"
+    one_loss = {**rs.TRAINED, **jordan_wins, ("text", "jordan"): (0.2, 3.0)}
+    assert verdicts(_frame(trained=one_loss, gap=0.0))["belief_jordan_better"] == "does not hold"
+
+
+def test_not_measured_when_the_rows_are_missing_or_untrained():
+    timing_only = verdicts(pd.DataFrame(rs.timing_rows()))
+    for key in ("bptt_not_parallel", "tf_parallel_workers", "jordan_less_powerful",
+                "jordan_fine_parity", "exposure_bias", "belief_jordan_better"):
+        assert timing_only[key] == "not measured", key
+    # Elman at chance on delayed recall: the experiment did not train enough to decide.
+    untrained = _trained(delayed_recall__elman=(0.13, 2.0))
+    assert verdicts(_frame(trained=untrained))["jordan_less_powerful"] == "not measured"
+    # A fit whose interval is too wide decides nothing.
+    noisy = pd.DataFrame(rs.timing_rows(taus=(16, 32), seeds=(0, 1), noise=0.5))
+    assert verdicts(noisy)["bptt_time_linear"] == "not measured"
+
+
+def test_a_verdict_is_one_of_three():
+    with pytest.raises(ValueError):
+        claims._claim("k", "chapter", "text", "rule", "probably")
+
+
+# --------------------------------------------------------------------------- plots
+
+AXES = {  # name -> (x label, y label fragment, x scale, y scale) of the first axes
+    "time_vs_tau": ("sequence length τ (steps)", "step time (ms)", "log", "log"),
+    "memory_vs_tau": ("sequence length τ (steps)", "(MiB)", "log", "log"),
+    "speedup_vs_tau": ("sequence length τ (steps)", "speedup", "log", "log"),
+    "speedup_vs_workers": ("workers", "speedup over one worker", "log", "log"),
+    "loss_curves": ("training step", "loss (nats/token)", "linear", "linear"),
+    "exposure_bias": ("position in the sequence t (steps)", "loss (nats/token)", "linear",
+                      "linear"),
+    "capacity": ("model", "task", "linear", "linear"),
+}
+
+
+def test_every_plot_is_written_as_png_and_svg(built):
+    assert set(built.figures) == set(plots.PLOTS) == set(AXES)
+    for name in plots.PLOTS:
+        for ext in ("png", "svg"):
+            path = built.out_dir / "plots" / f"{name}.{ext}"
+            assert path.stat().st_size > 5000, path
+        assert (built.out_dir / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("name", sorted(AXES))
+def test_each_figure_has_its_labels_and_scales(built, name):
+    fig = built.figures[name]
+    xlabel, ylabel, xscale, yscale = AXES[name]
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == xlabel
+    assert ylabel in ax.get_ylabel()
+    assert (ax.get_xscale(), ax.get_yscale()) == (xscale, yscale)
+    assert fig.get_suptitle()
+    assert ax.has_data()
+
+
+def test_figures_carry_fits_reference_lines_and_both_loss_axes(built):
+    time_ax = built.figures["time_vs_tau"].axes[0]
+    labels = [t.get_text() for t in time_ax.get_legend().get_texts()]
+    assert any("elman + bptt  (k=1.00)" == label for label in labels)
+    dashed = [ln for ln in time_ax.get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == len(rs.LAWS)  # one fitted line per model + strategy
+    speed_ax = built.figures["speedup_vs_tau"].axes[0]
+    assert any(list(ln.get_ydata()) == [1.0, 1.0] for ln in speed_ax.get_lines())
+    workers_ax = built.figures["speedup_vs_workers"].axes[0]
+    ideal = [ln for ln in workers_ax.get_lines() if ln.get_label().startswith("ideal")]
+    assert list(ideal[0].get_xdata()) == list(ideal[0].get_ydata()) == [1, 4]
+    mem = built.figures["memory_vs_tau"]
+    assert [a.get_ylabel() for a in mem.axes[:2]] == ["saved for backward (MiB)",
+                                                     "peak memory (MiB)"]
+    curves = built.figures["loss_curves"].axes
+    assert {a.get_xlabel() for a in curves} == {"training step", "wall-clock time (s)"}
+
+
+def test_a_plot_without_rows_is_not_drawn():
+    report = build_report(pd.DataFrame(rs.timing_rows()))
+    assert report.figures["speedup_vs_workers"] is None
+    assert report.figures["capacity"] is None
+    assert report.figures["time_vs_tau"] is not None
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def test_pages_are_written_and_headed_by_the_environment(built):
+    out = built.out_dir
+    pages = [out / "index.html", out / "report.md", out / "claims.md"]
+    pages += sorted((out / "tables").glob("*.md")) + sorted((out / "tables").glob("*.html"))
+    assert len(pages) == 3 + 2 * 6
+    for page in pages:
+        text = page.read_text()
+        head = text[: text.index("Claims")] if page.name in ("index.html",) else text[:2000]
+        assert ENV_MARK in head and "torch" in head, page
+    for name in ("fits", "crossover", "speedup", "summary", "workers", "failed", "claims"):
+        assert (out / "tables" / f"{name}.csv").is_file()
+    index = (out / "index.html").read_text()
+    assert "http://" not in index and "https://" not in index and "<script" not in index
+    for name in plots.PLOTS:
+        assert f'src="plots/{name}.png"' in index
+
+
+def test_claims_page_shows_every_claim_with_its_verdict(built):
+    text = (built.out_dir / "claims.md").read_text()
+    for _, c in built.claims.iterrows():
+        assert c["claim"] in text
+    assert text.count("✅ holds") == 9 and text.count("❌ does not hold") == 1
+    csv = pd.read_csv(built.out_dir / "tables" / "claims.csv")
+    assert list(csv["verdict"]) == list(built.claims["verdict"])
+
+
+def test_failed_rows_are_reported_not_dropped(built):
+    failed = built.failed
+    assert sorted(failed["status"]) == ["crashed", "oom"]
+    assert "RuntimeError: out of memory" in set(failed["error"])
+    for page in ("index.html", "report.md"):
+        text = (built.out_dir / page).read_text()
+        assert "out of memory" in text and "worker died unexpectedly" in text
+    assert "Failed rows (2)" in (built.out_dir / "index.html").read_text()
+
+
+def tiny_rows() -> list[dict]:
+    """Elman + bptt at three τ (two plots to draw) and the two failures."""
+    laws = {("elman", "bptt"): rs.LAWS[("elman", "bptt")]}
+    return rs.timing_rows(laws=laws, taus=(16, 64, 256), seeds=(0,)) + rs.failed_rows()
+
+
+def test_embedded_images_make_one_standalone_file(tmp_path):
+    small = pd.DataFrame(tiny_rows())
+    report = build_report(small, tmp_path, formats=("html",), embed_images=True)
+    index = (tmp_path / "index.html").read_text()
+    assert index.count("data:image/png;base64,") == sum(f is not None
+                                                         for f in report.figures.values())
+    assert not (tmp_path / "report.md").exists()
+
+
+# --------------------------------------------------------------------------- loading, CLI
+
+
+def small_results(folder: Path, rows=None) -> Path:
+    """A results folder written by rnnbench.store, as a sweep leaves it."""
+    for row in rows or tiny_rows():
+        store.write_row(folder, row)
+    return folder
+
+
+def test_store_folder_and_parquet_give_the_same_rows(tmp_path):
+    small_results(tmp_path / "res", rs.timing_rows(taus=(16, 64, 256), seeds=(0,))
+                  + rs.failed_rows() + rs.trained_rows(seeds=(0,))[:2])
+    from_json = load.load(tmp_path / "res")
+    store.consolidate(tmp_path / "res")
+    shutil.rmtree(tmp_path / "res" / "rows")
+    from_parquet = load.load(tmp_path / "res")
+    assert len(from_json) == len(from_parquet) == 3 * 3 + 2 + 2
+    key = ["cell_id"]
+    a, b = from_json.sort_values(key), from_parquet.sort_values(key)
+    assert list(a["train_curve"]) == list(b["train_curve"])
+    assert list(a["task_label"]) == list(b["task_label"])
+    assert "delayed_recall(k=5, symbols=8)" in set(a["task_label"])
+
+
+def run_cli(*args, capsys):
+    code = cli.main(["report", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_writes_the_report(tmp_path, capsys):
+    res = small_results(tmp_path / "res")
+    code, out, err = run_cli(res, "--out", tmp_path / "rep", "--format", "md", capsys=capsys)
+    assert code == 0, err
+    assert "2 not ok" in out and "claims:" in out
+    assert (tmp_path / "rep" / "report.md").is_file()
+    assert not (tmp_path / "rep" / "index.html").exists()
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: None, "not a results folder"),
+    (lambda d: (d / "notes.txt").write_text("hello"), "not a results folder"),
+    (lambda d: ((d / "rows").mkdir(), (d / "rows" / "x.json").write_text(json.dumps({"a": 1}))),
+     "not rnnbench result rows"),
+])
+def test_empty_or_foreign_folder_is_one_clear_error(tmp_path, capsys, setup, message):
+    setup(tmp_path)
+    code, out, err = run_cli(tmp_path, "--out", tmp_path / "rep", capsys=capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "rep").exists()
+
+
+def test_missing_folder_and_bad_format_are_usage_errors(tmp_path, capsys):
+    code, _, err = run_cli(tmp_path / "nope", capsys=capsys)
+    assert code == 2 and "no such results folder" in err
+    res = small_results(tmp_path / "res")
+    code, _, err = run_cli(res, "--format", "pdf", capsys=capsys)
+    assert code == 2 and "--format" in err and "html, md" in err
+    with pytest.raises(UsageError):
+        build_report(pd.DataFrame())
+
+
+# --------------------------------------------------------------------------- browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--virtual-time-budget=5000", "--dump-dom"]
+PROBE = ("<script>window.addEventListener('load', () => { const im = [...document.images];"
+         " document.body.setAttribute('data-images', im.filter(i => i.complete &&"
+         " i.naturalWidth > 0).length + '/' + im.length); });</script>")
+
+
+def _images_loaded(page: Path) -> str:
+    """Render ``page`` (with a probe script) in headless Chromium: 'loaded/total' images."""
+    probe = page.with_name("probe.html")
+    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", probe.as_uri()],
+                             capture_output=True, text=True, timeout=90).stdout
+    probe.unlink()
+    marker = 'data-images="'
+    assert marker in dom, "the page did not finish loading in Chromium"
+    return dom.split(marker, 1)[1].split('"', 1)[0]
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (apt-get install chromium)")
+def test_index_renders_in_chromium_with_every_image(built):
+    n = len(plots.PLOTS)
+    assert _images_loaded(built.out_dir / "index.html") == f"{n}/{n}"
+    # The probe does see a broken image: move one away and it reports it.
+    png = built.out_dir / "plots" / "capacity.png"
+    png.rename(png.with_suffix(".bak"))
+    try:
+        assert _images_loaded(built.out_dir / "index.html") == f"{n - 1}/{n}"
+    finally:
+        png.with_suffix(".bak").rename(png)
