@@ -1,0 +1,587 @@
+"""Time-parallel training across Ray workers (DESIGN.md, "Time-parallel training").
+
+A cell with ``workers = N`` runs as one group of N Ray actors, reserved together
+in one placement group (all or nothing), joined with ``torch.distributed``
+(gloo on CPU, NCCL on CUDA).  Every actor holds a replica of the model and a
+shard of the cell's one batch:
+
+- ``jordan`` + ``teacher_forcing`` -- ``split = "time"``: the sequence is cut
+  into N contiguous time slices (uneven when N does not divide tau).  Under
+  teacher forcing a slice needs nothing from its neighbours but y^(s-1), which
+  is data, so each worker computes its slice's loss and gradient alone
+  (:func:`rnnbench.strategies.teacher_forcing_slice`);
+- every other model/strategy (Elman BPTT, fused BPTT, ...) -- ``split =
+  "batch"``: the hidden-to-hidden recurrence cannot be cut along time, only the
+  batch is shared out; with fewer sequences than workers the extra workers idle
+  (they hold an empty shard and only join the all-reduce) and the row's
+  ``error`` field carries a ``note:`` saying how many idled (status stays ``ok``).
+
+Each training step: zero the gradients, local loss (forward), backward, one
+all-reduce (SUM) of the flattened gradients with the loss piggy-backed, the
+same Adam step on every replica.  The summed gradient equals the
+single-process gradient of the summed loss (tests check it to 1e-10 in float64).
+
+Rendezvous is race-free: rank 0 opens a ``TCPStore`` on port 0, so the kernel
+picks a free port that rank 0 keeps bound; the real port goes to the others,
+which connect to it, and all N call ``init_process_group(store=...)``.
+
+Timing is done inside the workers with a (CUDA-synchronised) ``perf_counter``:
+``torch.utils.benchmark`` times a statement in isolation and cannot line up the
+N ranks' steps.  Per step the slowest rank's time counts (a step is done when
+every rank is done), then median, IQR and the raw samples over ``repeats``
+steps after ``WARMUP`` warm-up steps.  ``comm_ms_median``: per step the
+*smallest* time any rank spent in the all-reduce -- the last rank to arrive
+waits only for the transfer itself, the others also for the stragglers -- then
+the median.
+
+A worker that dies gives a ``crashed`` row; whatever happens, every actor is
+killed and the placement group removed before :func:`run_cell` returns (the
+store's port dies with rank 0's process).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import socket
+import statistics
+import time
+import traceback
+from typing import Any, Sequence
+
+import torch
+
+from . import strategies
+from .cell import ROW_KEYS, Cell
+from .errors import UsageError
+from .models import build
+
+WARMUP = 3  # untimed steps before the timed ones
+PLACE_TIMEOUT_S = 600.0  # how long to wait for the placement group to be placed
+DIST_TIMEOUT_S = 300.0  # torch.distributed timeout (rendezvous and collectives)
+
+# --------------------------------------------------------------------------- work split
+
+
+def split_kind(model: str, strategy: str) -> str:
+    """``time`` for teacher-forced Jordan networks, ``batch`` for everything else."""
+    return "time" if (model, strategy) == ("jordan", "teacher_forcing") else "batch"
+
+
+def partition(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous near-equal ranges covering range(n); some empty if n < parts."""
+    edges = [(i * n) // parts for i in range(parts + 1)]
+    return list(zip(edges, edges[1:]))
+
+
+def shard(cell: Cell, x: torch.Tensor, y: torch.Tensor, rank: int) -> dict:
+    """Rank ``rank``'s share of the batch (x, y): the tensors it needs and what to compute.
+
+    Time split: steps [s, e), sent as x[lo:e], y[lo:e] with lo = max(s - 1, 0)
+    (one step of overlap for y^(s-1)); ``start``/``end`` are local indices.
+    Batch split: the sequences [b0, b1).
+    """
+    kind = split_kind(cell.model, cell.strategy)
+    if kind == "time":
+        s, e = partition(x.shape[0], cell.workers)[rank]
+        lo = max(s - 1, 0)
+        return {"kind": kind, "x": x[lo:e].clone(), "y": y[lo:e].clone(),
+                "start": s - lo, "end": e - lo, "empty": e == s}
+    b0, b1 = partition(x.shape[1], cell.workers)[rank]
+    return {"kind": kind, "x": x[:, b0:b1].clone(), "y": y[..., b0:b1].clone(),
+            "start": 0, "end": x.shape[0], "empty": b1 == b0}
+
+
+def active_workers(cell: Cell) -> int:
+    """How many of the cell's workers get a non-empty shard."""
+    n = cell.tau if split_kind(cell.model, cell.strategy) == "time" else cell.batch
+    return min(n, cell.workers)
+
+
+def local_losses(model, cell: Cell, part: dict):
+    """Yield the loss pieces of one shard; backward each piece as it comes.
+
+    Teacher forcing with a ``chunk`` option gives one piece per chunk (memory
+    O(chunk)); otherwise one piece.
+    """
+    options = dict(cell.strategy_options)
+    if part["kind"] == "time":
+        chunk = options.get("chunk") or (part["end"] - part["start"])
+        for s in range(part["start"], part["end"], chunk):
+            yield strategies.teacher_forcing_slice(
+                model, part["x"], part["y"], s, min(s + chunk, part["end"]))
+    else:
+        yield strategies.loss(model, part["x"], part["y"], cell.strategy, **options)
+
+
+def initial_model(cell: Cell, n_in: int, n_out: int):
+    """The cell's model, seeded with the cell's seed, in the cell's dtype (on CPU)."""
+    torch.manual_seed(cell.seed)
+    return build(cell.model, n_in, cell.hidden, n_out).to(getattr(torch, cell.dtype))
+
+
+def cell_batch(cell: Cell):
+    """The cell's one batch (x, y) and its task."""
+    task = cell.make_task()
+    x, y = task.batch(cell.tau, cell.batch, cell.seed, dtype=getattr(torch, cell.dtype))
+    return task, x, y
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+class Worker:
+    """One rank: a model replica, its shard, an Adam optimizer and the process group.
+
+    Used as a Ray actor (``ray.remote(Worker)``); methods run one at a time.
+    """
+
+    def __init__(self, rank: int, world: int, threads: int, device: str):
+        self.rank, self.world, self.device = rank, world, device
+        self.threads = threads
+        torch.set_num_threads(threads)
+        self.store = None
+        self.model = self.opt = self.part = None
+
+    # -- rendezvous ---------------------------------------------------------
+    def info(self) -> dict:
+        import ray
+
+        return {"rank": self.rank, "pid": os.getpid(), "host": socket.gethostname(),
+                "ip": ray.util.get_node_ip_address(), "threads": torch.get_num_threads()}
+
+    def open_store(self, timeout_s: float) -> tuple[str, int]:
+        """Rank 0: bind a TCPStore on a kernel-chosen free port and hold it."""
+        import ray
+        import torch.distributed as dist
+
+        assert self.rank == 0
+        host = ray.util.get_node_ip_address()
+        self.store = dist.TCPStore(host, 0, world_size=self.world, is_master=True,
+                                   wait_for_workers=False,
+                                   timeout=datetime.timedelta(seconds=timeout_s))
+        return host, self.store.port
+
+    def join(self, host: str, port: int, timeout_s: float) -> int:
+        """Join the process group through rank 0's store; returns the rank."""
+        import torch.distributed as dist
+
+        timeout = datetime.timedelta(seconds=timeout_s)
+        if self.store is None:
+            self.store = dist.TCPStore(host, port, world_size=self.world, is_master=False,
+                                       timeout=timeout)
+        if self.device == "cuda":
+            torch.cuda.set_device(0)  # Ray shows each actor only its own GPU
+        backend = "nccl" if self.device == "cuda" else "gloo"
+        dist.init_process_group(backend, store=self.store, rank=self.rank,
+                                world_size=self.world, timeout=timeout)
+        return self.rank
+
+    # -- model and data -----------------------------------------------------
+    def setup(self, cell: Cell, state: dict, part: dict) -> None:
+        torch.set_num_threads(self.threads)  # Ray may reuse processes: set it every time
+        self.cell = cell
+        dev = torch.device(self.device)
+        self.model = build(cell.model, state["U"].shape[1], cell.hidden,
+                           state["V"].shape[0]).to(dtype=state["U"].dtype, device=dev)
+        self.model.load_state_dict(state)
+        self.part = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v)
+                     for k, v in part.items()}
+        self.params = list(self.model.parameters())
+        self.numel = [p.numel() for p in self.params]
+        self.reset(state)
+
+    def reset(self, state: dict) -> None:
+        """Parameters back to ``state``, a fresh Adam."""
+        with torch.no_grad():
+            self.model.load_state_dict(state)
+        self.opt = torch.optim.Adam(self.params, lr=self.cell.lr)
+
+    def parameters(self) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    # -- one step -----------------------------------------------------------
+    def _now(self) -> float:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def _step(self, optimize: bool, die: bool = False) -> dict:
+        import torch.distributed as dist
+
+        t0 = self._now()
+        for p in self.params:
+            p.grad = None
+        fwd = bwd = 0.0
+        total = torch.zeros((), dtype=self.params[0].dtype, device=self.params[0].device)
+        if not self.part["empty"]:
+            for piece in local_losses(self.model, self.cell, self.part):
+                t1 = self._now()
+                fwd += t1 - t0
+                if die:  # test hook: the process dies mid-step, before the all-reduce
+                    os._exit(1)
+                piece.backward()
+                t0 = self._now()
+                bwd += t0 - t1
+                total += piece.detach()
+        elif die:
+            os._exit(1)
+        t2 = self._now()
+        flat = torch.cat([total.reshape(1)] + [
+            p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
+            for p in self.params])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        t3 = self._now()
+        for p, g in zip(self.params, flat[1:].split(self.numel)):
+            p.grad = g.view_as(p)
+        if optimize:
+            self.opt.step()
+        t4 = self._now()
+        return {"fwd": fwd, "bwd": bwd, "comm": t3 - t2, "step": fwd + bwd + (t4 - t2),
+                "loss": float(flat[0])}
+
+    def steps(self, n: int, optimize: bool = True, die_at: int | None = None) -> list[dict]:
+        """``n`` training steps; each entry has seconds (fwd, bwd, comm, step) and the loss."""
+        torch.set_num_threads(self.threads)
+        return [self._step(optimize, die=(i == die_at)) for i in range(n)]
+
+    def gradient(self) -> dict:
+        """One forward/backward/all-reduce, no optimizer step: the summed gradient."""
+        self._step(optimize=False)
+        return {name: p.grad.detach().cpu().clone() for name, p in self.model.named_parameters()}
+
+    def evaluate(self) -> float:
+        """The summed teacher-forced-or-strategy loss of the whole batch, no update."""
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            total = torch.zeros((), dtype=self.params[0].dtype, device=self.params[0].device)
+            if not self.part["empty"]:
+                for piece in local_losses(self.model, self.cell, self.part):
+                    total += piece
+            dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return float(total)
+
+    def close(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        self.store = None
+
+
+# --------------------------------------------------------------------------- the group
+
+
+class WorkerDied(RuntimeError):
+    """A worker process died (killed, crashed, out of memory) while the group ran."""
+
+
+def _ray():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+    return ray
+
+
+class Group:
+    """N Worker actors in one placement group, joined by torch.distributed.
+
+    ``with Group(cell) as g: g.steps(5)`` -- on exit (or :meth:`close`) every
+    actor is killed and the placement group removed, whatever happened.
+
+    ``cpus_per_worker`` is the CPU request of each actor (default: the cell's
+    threads; tests ask for fractions to fit N actors on 2 CPUs).
+    """
+
+    def __init__(self, cell: Cell, cpus_per_worker: float | None = None,
+                 place_timeout_s: float = PLACE_TIMEOUT_S,
+                 dist_timeout_s: float = DIST_TIMEOUT_S, timeout_s: float | None = None):
+        self.cell = cell
+        self.cpus = float(cell.threads if cpus_per_worker is None else cpus_per_worker)
+        self.place_timeout_s = place_timeout_s
+        self.dist_timeout_s = dist_timeout_s
+        self.timeout_s = timeout_s  # per call on the actors; None: no limit
+        self.actors: list = []
+        self.pg = None
+        self.infos: list[dict] = []
+        self.address: tuple[str, int] | None = None
+        self.n_in = self.n_out = None
+
+    # -- lifecycle ----------------------------------------------------------
+    def __enter__(self) -> "Group":
+        try:
+            self.open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> None:
+        ray = _ray()
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        cell, n = self.cell, self.cell.workers
+        bundle = {"CPU": self.cpus}
+        if cell.device == "cuda":
+            bundle["GPU"] = 1
+        total = ray.cluster_resources()
+        for key, need in bundle.items():
+            if need * n > total.get(key, 0) + 1e-9:
+                raise UsageError(
+                    f"workers: {n} workers x {need:g} {key} need {need * n:g} {key}; "
+                    f"the Ray cluster has {total.get(key, 0):g}")
+        self.pg = placement_group([dict(bundle) for _ in range(n)], strategy="PACK")
+        if not self.pg.wait(self.place_timeout_s):
+            raise TimeoutError(
+                f"placement group of {n} x {bundle} not placed within "
+                f"{self.place_timeout_s:g} s (available now: {ray.available_resources()})")
+        actor_cls = ray.remote(Worker)
+        for rank in range(n):
+            self.actors.append(actor_cls.options(
+                num_cpus=self.cpus, num_gpus=bundle.get("GPU", 0), max_restarts=0,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    placement_group=self.pg, placement_group_bundle_index=rank),
+            ).remote(rank, n, cell.threads, cell.device))
+        self.infos = self._all([a.info.remote() for a in self.actors])
+        # Rendezvous: rank 0 holds the port from bind to init (no race), then all join.
+        self.address = self._all([self.actors[0].open_store.remote(self.dist_timeout_s)])[0]
+        self._all([a.join.remote(*self.address, self.dist_timeout_s) for a in self.actors])
+        self.load(cell)
+
+    def load(self, cell: Cell) -> None:
+        """Give every rank ``cell``'s model and its shard of ``cell``'s batch.
+
+        The group can be re-loaded with another cell of the same workers,
+        threads and device (tests do, to pay the actors' start-up once).
+        """
+        import ray
+
+        for key in ("workers", "threads", "device"):
+            if getattr(cell, key) != getattr(self.cell, key):
+                raise UsageError(f"{key}: the group was started with {getattr(self.cell, key)}, "
+                                 f"the cell asks for {getattr(cell, key)}")
+        self.cell = cell
+        # One batch, one initial model, made here once: every rank gets its shard.
+        task, x, y = cell_batch(cell)
+        self.n_in, self.n_out = task.n_in, task.n_out
+        self.state = initial_model(cell, task.n_in, task.n_out).state_dict()
+        state_ref = ray.put(self.state)
+        self._all([a.setup.remote(cell, state_ref, shard(cell, x, y, rank))
+                   for rank, a in enumerate(self.actors)])
+
+    def close(self) -> None:
+        """Kill every actor, remove the placement group.  Safe to call twice."""
+        if not self.actors and self.pg is None:
+            return
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        if self.actors:
+            # Graceful first (destroy the process group), bounded; then kill regardless.
+            refs = [a.close.remote() for a in self.actors]
+            try:
+                ray.wait(refs, num_returns=len(refs), timeout=5.0)
+            except Exception:  # noqa: BLE001 -- dead actors are killed below anyway
+                pass
+            for a in self.actors:
+                try:
+                    ray.kill(a, no_restart=True)
+                except Exception:  # noqa: BLE001
+                    pass
+            self.actors = []
+        if self.pg is not None:
+            try:
+                remove_placement_group(self.pg)
+            except Exception:  # noqa: BLE001
+                pass
+            self.pg = None
+
+    # -- calls on every rank ------------------------------------------------
+    def _all(self, refs: Sequence) -> list:
+        """ray.get that fails fast: the first dead worker raises WorkerDied at once,
+        instead of waiting for ranks stuck in a collective with it."""
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        rank_of = {ref: i for i, ref in enumerate(refs)}
+        pending = list(refs)
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
+        while pending:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, pending = ray.wait(pending, num_returns=1, timeout=left)
+            if not ready:
+                raise GetTimeoutError(f"workers did not answer within {self.timeout_s:g} s")
+            try:
+                ray.get(ready[0])
+            except RayActorError as err:
+                raise WorkerDied(f"worker rank {rank_of[ready[0]]} died: "
+                                 f"{str(err).splitlines()[0]}") from err
+            except Exception:
+                # A rank failed: if it failed because a peer died (gloo: connection
+                # closed), report the death, not its echo.
+                done, _ = ray.wait(pending, num_returns=len(pending), timeout=10.0)
+                for ref in done:
+                    try:
+                        ray.get(ref)
+                    except RayActorError as err:
+                        raise WorkerDied(f"worker rank {rank_of[ref]} died: "
+                                         f"{str(err).splitlines()[0]}") from err
+                    except Exception:  # noqa: BLE001 -- the first error is re-raised
+                        pass
+                raise
+        return ray.get(list(refs))
+
+    def steps(self, n: int, optimize: bool = True, die_at: tuple[int, int] | None = None
+              ) -> list[list[dict]]:
+        """``n`` steps on every rank; per rank the list of per-step records.
+
+        ``die_at = (rank, step)``: test hook, that rank's process exits mid-step.
+        """
+        return self._all([
+            a.steps.remote(n, optimize, die_at[1] if die_at and die_at[0] == r else None)
+            for r, a in enumerate(self.actors)])
+
+    def gradients(self) -> list[dict]:
+        """Every rank's all-reduced gradient after one forward/backward (no update)."""
+        return self._all([a.gradient.remote() for a in self.actors])
+
+    def parameters(self) -> list[dict]:
+        return self._all([a.parameters.remote() for a in self.actors])
+
+    def reset(self) -> None:
+        """Every replica back to the initial parameters, with a fresh optimizer."""
+        import ray
+
+        ref = ray.put(self.state)
+        self._all([a.reset.remote(ref) for a in self.actors])
+
+    def evaluate(self) -> float:
+        return self._all([a.evaluate.remote() for a in self.actors])[0]
+
+    @property
+    def pids(self) -> list[int]:
+        return [i["pid"] for i in self.infos]
+
+
+# --------------------------------------------------------------------------- the row
+
+
+def _nan() -> float:
+    return float("nan")
+
+
+def _base_row(cell: Cell) -> dict:
+    """Every ROW_KEY: the configuration and provenance filled, measures NaN, status ok."""
+    import sys
+
+    row: dict[str, Any] = {k: None for k in ROW_KEYS}
+    row.update(cell.config())
+    task = cell.make_task()
+    row.update(cell_id=cell.cell_id, n_in=task.n_in, n_out=task.n_out, status="ok", error="")
+    for key in ("step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median",
+                "saved_bytes", "saved_bytes_expected", "peak_bytes", "flops", "loss_tf",
+                "loss_free", "acc_tf", "acc_free", "horizon_t", "horizon_loss_tf",
+                "horizon_loss_free", "comm_ms_median", "wall_s"):
+        row[key] = _nan()
+    row.update(step_ms_samples=[], train_curve=[])
+    try:
+        import ray
+
+        ray_version = ray.__version__
+    except ImportError:  # pragma: no cover
+        ray_version = ""
+    from . import __version__
+
+    row.update(python=sys.version.split()[0], torch=torch.__version__, ray=ray_version,
+               rnnbench=__version__, host=socket.gethostname(), cpu_model=platform.processor(),
+               timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat())
+    return row
+
+
+def _ms_stats(samples: list[float]) -> tuple[float, float]:
+    if not samples:
+        return _nan(), _nan()
+    q = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 \
+        else [samples[0]] * 3
+    return statistics.median(samples), q[2] - q[0]
+
+
+def summarise(per_rank: list[list[dict]], warmup: int) -> dict:
+    """Row fields from every rank's per-step records (seconds): step, fwd and bwd as
+    the slowest rank's per step, comm as the least-waiting rank's, in ms."""
+    steps = list(zip(*per_rank))[warmup:]
+    step = [1e3 * max(r["step"] for r in s) for s in steps]
+    fwd = [1e3 * max(r["fwd"] for r in s) for s in steps]
+    bwd = [1e3 * max(r["bwd"] for r in s) for s in steps]
+    comm = [1e3 * min(r["comm"] for r in s) for s in steps]
+    median, iqr = _ms_stats(step)
+    return {"step_ms_median": median, "step_ms_iqr": iqr, "step_ms_samples": step,
+            "fwd_ms_median": _ms_stats(fwd)[0], "bwd_ms_median": _ms_stats(bwd)[0],
+            "comm_ms_median": _ms_stats(comm)[0]}
+
+
+def run_cell(cell: Cell, *, cpus_per_worker: float | None = None, warmup: int = WARMUP,
+             timeout_s: float | None = None, die_at: tuple[int, int] | None = None,
+             probe: dict | None = None) -> dict:
+    """Run a ``workers >= 1`` cell as one group of Ray actors; return its row.
+
+    Needs Ray: joins the running instance (driver or inside a Ray task), else
+    starts an embedded one.  Failure is data: a dead worker gives ``crashed``,
+    a time-out ``timeout``, anything else ``failed``; the actors and the
+    placement group are gone when this returns.  ``probe``, when given, is
+    filled with the workers' pids and the store's address (tests use it to
+    check nothing is left behind); ``die_at`` is the tests' fault injection.
+    """
+    from ray.exceptions import GetTimeoutError
+
+    t0 = time.perf_counter()
+    row = _base_row(cell)
+    kind = split_kind(cell.model, cell.strategy)
+    row["split"] = kind
+    row["depth"] = strategies.get(cell.strategy).depth(
+        tau=cell.tau, **dict(cell.strategy_options))
+    active = active_workers(cell)
+    if active < cell.workers:
+        what = "tau" if kind == "time" else "batch"
+        row["error"] = (f"note: {cell.workers - active} of {cell.workers} workers idle "
+                        f"({what} {getattr(cell, what)} split {kind}-wise; "
+                        + ("BPTT cannot be split along time)" if kind == "batch" else "tau < workers)"))
+    group = Group(cell, cpus_per_worker=cpus_per_worker, timeout_s=timeout_s)
+    try:
+        with group:
+            if probe is not None:
+                probe.update(pids=group.pids, address=group.address, infos=group.infos,
+                             placement_group=group.pg.id.hex())
+            row["n_params"] = sum(v.numel() for v in group.state.values())
+            records = group.steps(warmup + cell.repeats, die_at=die_at)
+            row.update(summarise(records, warmup))
+            if cell.train_steps:
+                group.reset()
+                tokens = cell.tau * cell.batch if kind == "time" or cell.model != "single_output" \
+                    else cell.batch
+                start, curve = time.perf_counter(), []
+                for step in range(cell.train_steps):
+                    rec = group.steps(1)[0][0]
+                    curve.append([step, time.perf_counter() - start, rec["loss"] / tokens])
+                row["train_curve"] = curve
+                if kind == "time" or cell.model != "jordan":  # the strategy's loss is L_tf
+                    row["loss_tf"] = group.evaluate() / tokens
+    except WorkerDied as err:
+        row.update(status="crashed", error=str(err))
+    except GetTimeoutError as err:
+        row.update(status="timeout", error=str(err))
+    except Exception as err:  # noqa: BLE001 -- failure is data
+        row.update(status="failed", error=f"{type(err).__name__}: {err}\n"
+                   + traceback.format_exc(limit=3))
+    if row["status"] == "ok" and not math.isfinite(row["step_ms_median"]):
+        row.update(status="failed", error="no step time measured")
+    row["wall_s"] = time.perf_counter() - t0
+    return row

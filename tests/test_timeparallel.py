@@ -1,0 +1,205 @@
+"""Time-parallel training (issue 5): N Ray workers give the single-process gradient.
+
+float64 throughout.  Actors ask for fractions of a CPU so that three fit the
+session's 2-CPU Ray.  Two groups (N = 2 and N = 3) are started once and loaded
+with several cells, because an actor's start-up (importing torch and its
+optimizer machinery) costs seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+
+import pytest
+import torch
+
+from rnnbench import strategies
+from rnnbench import timeparallel as tp
+from rnnbench.cell import ROW_KEYS, Cell
+
+CPUS = 0.5  # per actor: 3 actors on the 2-CPU test Ray
+
+JORDAN = dict(model="jordan", strategy="teacher_forcing", task="delayed_recall",
+              task_options={"symbols": 4}, tau=11, batch=2, hidden=6, dtype="float64",
+              lr=0.05, repeats=2)
+ELMAN = dict(JORDAN, model="elman", strategy="bptt", batch=5)
+
+
+def cell(workers, **over):
+    base = dict(JORDAN)
+    base.update(over)
+    return Cell(workers=workers, **base)
+
+
+# --------------------------------------------------------------------------- references
+
+
+def reference(c: Cell, steps: int = 0):
+    """Single process: the gradient at the initial parameters, and the parameters
+    after ``steps`` Adam steps on the summed loss."""
+    task, x, y = tp.cell_batch(c)
+    model = tp.initial_model(c, task.n_in, task.n_out)
+    opts = dict(c.strategy_options)
+    strategies.loss(model, x, y, c.strategy, **opts).backward()
+    grad = {n: p.grad.clone() for n, p in model.named_parameters()}
+    opt = torch.optim.Adam(model.parameters(), lr=c.lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        strategies.loss(model, x, y, c.strategy, **opts).backward()
+        opt.step()
+    return grad, {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def rel_err(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float(torch.linalg.norm(a[k] - b[k]) / torch.linalg.norm(b[k])) for k in a)
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def test_partition_is_contiguous_and_covers():
+    for n, parts in [(11, 3), (10, 2), (2, 3), (65536, 7)]:
+        ranges = tp.partition(n, parts)
+        assert len(ranges) == parts
+        assert ranges[0][0] == 0 and ranges[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        sizes = [e - s for s, e in ranges]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_split_kind_and_idle_workers():
+    assert tp.split_kind("jordan", "teacher_forcing") == "time"
+    assert tp.split_kind("elman", "bptt") == "batch"
+    assert tp.split_kind("elman", "bptt_fused") == "batch"
+    assert tp.active_workers(cell(4, model="elman", strategy="bptt", batch=1)) == 1
+    assert tp.active_workers(cell(4)) == 4
+
+
+def test_time_shards_sum_to_the_whole_loss():
+    """No Ray: the slices' losses with their prepended y^(s-1) add up to L."""
+    c = cell(3)
+    task, x, y = tp.cell_batch(c)
+    model = tp.initial_model(c, task.n_in, task.n_out)
+    whole = strategies.loss(model, x, y, "teacher_forcing")
+    parts = [sum(tp.local_losses(model, c, tp.shard(c, x, y, r))) for r in range(3)]
+    assert [tp.shard(c, x, y, r)["end"] - tp.shard(c, x, y, r)["start"] for r in range(3)] \
+        == [3, 4, 4]
+    assert math.isclose(float(sum(parts).detach()), float(whole.detach()), rel_tol=1e-13)
+
+
+# --------------------------------------------------------------------------- Ray groups
+
+
+CASES = {
+    "jordan_tf": {},
+    "jordan_tf_chunk": {"strategy_options": {"chunk": 2}},
+    "elman_bptt": {"model": "elman", "strategy": "bptt", "batch": 5},
+    "elman_fused": {"model": "elman", "strategy": "bptt_fused", "batch": 5},
+}
+
+
+class TestGroup:
+    """One group per N, reloaded with each case; torn down at the end of the class,
+    so the run_cell tests below get the CPUs back."""
+
+    @pytest.fixture(scope="class", params=[2, 3], ids=["N2", "N3"])
+    def group(self, request, ray_session):
+        with tp.Group(cell(request.param), cpus_per_worker=CPUS, timeout_s=120) as g:
+            yield g
+
+    @pytest.mark.parametrize("case", list(CASES))
+    def test_allreduced_gradient_equals_single_process(self, group, case):
+        c = cell(group.cell.workers, **CASES[case])
+        group.load(c)
+        want, _ = reference(c)
+        grads = group.gradients()
+        assert len(grads) == c.workers
+        for g in grads:  # every replica holds the same summed gradient
+            assert rel_err(g, want) < 1e-10
+
+    @pytest.mark.parametrize("case", ["jordan_tf", "elman_bptt"])
+    def test_parameters_after_k_steps_equal_single_process(self, group, case):
+        k = 4
+        c = cell(group.cell.workers, **CASES[case])
+        group.load(c)
+        _, want = reference(c, steps=k)
+        records = group.steps(k)
+        assert len(records) == c.workers and all(len(r) == k for r in records)
+        params = group.parameters()
+        for p in params:
+            assert rel_err(p, want) < 1e-10
+            assert all(torch.equal(p[n], params[0][n]) for n in p)  # replicas stay identical
+        # the loss piggy-backed on the all-reduce is the whole sequence's loss
+        task, x, y = tp.cell_batch(c)
+        first = strategies.loss(tp.initial_model(c, task.n_in, task.n_out), x, y, c.strategy)
+        assert math.isclose(records[0][0]["loss"], float(first.detach()), rel_tol=1e-12)
+
+
+# --------------------------------------------------------------------------- run_cell
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except FileNotFoundError:
+        return True
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            s.listen(1)
+        except OSError:
+            return False
+    return True
+
+
+def assert_nothing_left(ray, probe: dict) -> None:
+    from ray.util.placement_group import placement_group_table
+
+    deadline = time.monotonic() + 30
+    while True:
+        pids_gone = all(_gone(pid) for pid in probe["pids"])
+        cpus_back = ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
+        if (pids_gone and cpus_back) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert pids_gone, "a worker process outlived run_cell"
+    assert cpus_back, ray.available_resources()
+    assert placement_group_table()[probe["placement_group"]]["state"] == "REMOVED"
+    assert _port_free(*probe["address"])
+    assert os.getpid() not in probe["pids"]
+
+
+def test_run_cell_row_and_nothing_left(ray_session):
+    """Elman BPTT at batch 1 on 2 workers: an ok row, split 'batch', one idle worker."""
+    c = cell(2, model="elman", strategy="bptt", batch=1, repeats=3, train_steps=2)
+    probe = {}
+    row = tp.run_cell(c, cpus_per_worker=CPUS, probe=probe)
+    assert row["status"] == "ok", row["error"]
+    assert set(ROW_KEYS) <= set(row)
+    assert row["split"] == "batch" and row["workers"] == 2
+    assert row["error"].startswith("note: 1 of 2 workers idle")
+    assert len(row["step_ms_samples"]) == 3
+    assert row["step_ms_median"] > 0 and row["comm_ms_median"] > 0
+    assert row["step_ms_median"] >= row["comm_ms_median"]
+    assert len(row["train_curve"]) == 2 and math.isfinite(row["loss_tf"])
+    assert len(probe["pids"]) == 2
+    assert_nothing_left(ray_session, probe)
+
+
+def test_worker_dying_mid_step_gives_crashed_row(ray_session):
+    c = cell(2, repeats=3)
+    probe = {}
+    row = tp.run_cell(c, cpus_per_worker=CPUS, die_at=(1, 2), probe=probe)
+    assert row["status"] == "crashed"
+    assert "rank 1 died" in row["error"]
+    assert row["split"] == "time" and math.isnan(row["step_ms_median"])
+    assert_nothing_left(ray_session, probe)
