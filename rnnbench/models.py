@@ -65,9 +65,14 @@ class Elman(_Recurrent):
 
     kind = "hidden"
 
-    def step(self, ux_t: torch.Tensor, h_prev: torch.Tensor) -> torch.Tensor:
-        """h^(t) = tanh(b + U x^(t) + W h^(t-1)), given ux_t = b + U x^(t)."""
-        return torch.tanh(torch.addmm(ux_t, h_prev, self.W.t()))
+    def step(self, ux_t: torch.Tensor, h_prev: torch.Tensor,
+             w_t: torch.Tensor | None = None) -> torch.Tensor:
+        """h^(t) = tanh(b + U x^(t) + W h^(t-1)), given ux_t = b + U x^(t).
+
+        ``w_t``: ``W.t()`` taken once before a loop over t (one autograd node
+        instead of one per step: ~15% faster loop at batch 1).
+        """
+        return torch.tanh(torch.addmm(ux_t, h_prev, self.W.t() if w_t is None else w_t))
 
 
 class SingleOutput(Elman):
@@ -89,9 +94,10 @@ class Jordan(_Recurrent):
 
     kind = "output"
 
-    def step(self, ux_t: torch.Tensor, f_prev: torch.Tensor) -> torch.Tensor:
-        """h^(t) = tanh(b + U x^(t) + W f^(t-1)), given ux_t = b + U x^(t)."""
-        return torch.tanh(torch.addmm(ux_t, f_prev, self.W.t()))
+    def step(self, ux_t: torch.Tensor, f_prev: torch.Tensor,
+             w_t: torch.Tensor | None = None) -> torch.Tensor:
+        """h^(t) = tanh(b + U x^(t) + W f^(t-1)), given ux_t = b + U x^(t) (w_t as Elman)."""
+        return torch.tanh(torch.addmm(ux_t, f_prev, self.W.t() if w_t is None else w_t))
 
 
 MODELS: dict[str, type[_Recurrent]] = {

@@ -82,8 +82,9 @@ def _zeros(model: nn.Module, batch: int, width: int) -> torch.Tensor:
 def _elman_states(model: Elman, x: torch.Tensor, h: torch.Tensor) -> tuple[list, torch.Tensor]:
     """Run h^(t) = tanh(b + W h^(t-1) + U x^(t)) over x; return every h and the last."""
     hs = []
+    w_t = model.W.t()  # once, not per step
     for ux_t in model.input_term(x).unbind(0):  # unbind, never x[t]: O(tau) backward
-        h = model.step(ux_t, h)
+        h = model.step(ux_t, h, w_t)
         hs.append(h)
     return hs, h
 
@@ -103,9 +104,10 @@ def _jordan_outputs(model: Jordan, x, y, feed: Callable) -> torch.Tensor:
     """Step-by-step Jordan network; ``feed(t, o_t, y_t)`` gives f^(t) for step t+1."""
     f = _zeros(model, x.shape[1], model.n_out)
     outs = []
+    w_t = model.W.t()  # once, not per step
     ys = y.unbind(0) if y is not None else [None] * x.shape[0]
     for t, (ux_t, y_t) in enumerate(zip(model.input_term(x).unbind(0), ys)):
-        o = model.output(model.step(ux_t, f))
+        o = model.output(model.step(ux_t, f, w_t))
         outs.append(o)
         f = feed(t, o, y_t)
     return torch.stack(outs)
