@@ -97,7 +97,8 @@ def trained_rows(trained=TRAINED, tau=64, seeds=SEEDS, exposure_gap=0.3,
             horizon = [1, 2, 4, 8, 16, 32, 64]
             rows.append(_row(
                 model=model, strategy=strategy, task=task, task_options=TASK_OPTIONS[task],
-                tau=tau, seed=seed, train_steps=100, depth=DEPTH[strategy](tau), loss_tf=loss_s, loss_free=free,
+                tau=tau, seed=seed, train_steps=100, depth=DEPTH[strategy](tau), loss_tf=loss_s,
+                loss_free=free,
                 acc_tf=acc_s, acc_free=acc_free, train_curve=curve, horizon_t=horizon,
                 horizon_loss_tf=[loss_s] * len(horizon),
                 horizon_loss_free=[loss_s + (exposure_gap * h / 64 if model == "jordan" else 0)

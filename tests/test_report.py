@@ -192,6 +192,13 @@ def test_a_verdict_is_one_of_three():
 
 # --------------------------------------------------------------------------- plots
 
+
+def tiny_rows() -> list[dict]:
+    """Elman + bptt at three τ (two plots to draw) and the two failures."""
+    laws = {("elman", "bptt"): rs.LAWS[("elman", "bptt")]}
+    return rs.timing_rows(laws=laws, taus=(16, 64, 256), seeds=(0,)) + rs.failed_rows()
+
+
 AXES = {  # name -> (x label, y label fragment, x scale, y scale) of the first axes
     "time_vs_tau": ("sequence length τ (steps)", "step time (ms)", "log", "log"),
     "memory_vs_tau": ("sequence length τ (steps)", "(MiB)", "log", "log"),
@@ -244,10 +251,11 @@ def test_figures_carry_fits_reference_lines_and_both_loss_axes(built):
 
 
 def test_a_plot_without_rows_is_not_drawn():
-    report = build_report(pd.DataFrame(rs.timing_rows()))
-    assert report.figures["speedup_vs_workers"] is None
-    assert report.figures["capacity"] is None
-    assert report.figures["time_vs_tau"] is not None
+    rows = load.load(pd.DataFrame(tiny_rows()))
+    ev = analyse(rows)
+    drawn = {name: fig is not None for name, fig in plots.figures(rows, ev.speedup,
+                                                                  ev.workers).items()}
+    assert drawn == {name: name in ("time_vs_tau", "memory_vs_tau") for name in plots.PLOTS}
 
 
 # --------------------------------------------------------------------------- pages
@@ -289,21 +297,6 @@ def test_failed_rows_are_reported_not_dropped(built):
     assert "Failed rows (2)" in (built.out_dir / "index.html").read_text()
 
 
-def tiny_rows() -> list[dict]:
-    """Elman + bptt at three τ (two plots to draw) and the two failures."""
-    laws = {("elman", "bptt"): rs.LAWS[("elman", "bptt")]}
-    return rs.timing_rows(laws=laws, taus=(16, 64, 256), seeds=(0,)) + rs.failed_rows()
-
-
-def test_embedded_images_make_one_standalone_file(tmp_path):
-    small = pd.DataFrame(tiny_rows())
-    report = build_report(small, tmp_path, formats=("html",), embed_images=True)
-    index = (tmp_path / "index.html").read_text()
-    assert index.count("data:image/png;base64,") == sum(f is not None
-                                                         for f in report.figures.values())
-    assert not (tmp_path / "report.md").exists()
-
-
 # --------------------------------------------------------------------------- loading, CLI
 
 
@@ -335,13 +328,16 @@ def run_cli(*args, capsys):
     return code, out, err
 
 
-def test_cli_writes_the_report(tmp_path, capsys):
+def test_cli_writes_one_standalone_page(tmp_path, capsys):
     res = small_results(tmp_path / "res")
-    code, out, err = run_cli(res, "--out", tmp_path / "rep", "--format", "md", capsys=capsys)
+    code, out, err = run_cli(res, "--out", tmp_path / "rep", "--format", "html",
+                             "--embed-images", capsys=capsys)
     assert code == 0, err
     assert "2 not ok" in out and "claims:" in out
-    assert (tmp_path / "rep" / "report.md").is_file()
-    assert not (tmp_path / "rep" / "index.html").exists()
+    index = (tmp_path / "rep" / "index.html").read_text()
+    assert index.count("data:image/png;base64,") == 2  # time and memory: all there is to draw
+    assert 'src="plots/' not in index
+    assert not (tmp_path / "rep" / "report.md").exists()
 
 
 @pytest.mark.parametrize("setup, message", [

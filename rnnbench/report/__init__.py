@@ -91,7 +91,8 @@ def build_report(source, out_dir=None, formats=FORMATS, embed_images: bool = Fal
         rows=rows, summary=tables.summary(rows), speedup=ev.speedup, fits=ev.fits,
         crossover=ev.crossover, workers=ev.workers, failed=tables.failed(rows),
         claims=claims_mod.table(claims_mod.evaluate(ev)),
-        figures=plots.figures(rows, ev.speedup, ev.workers) if figures else {}, env=env_mod.environment(rows),
+        figures=plots.figures(rows, ev.speedup, ev.workers) if figures else {},
+        env=env_mod.environment(rows),
     )
     if out_dir is None:
         return report

@@ -82,9 +82,9 @@ def _img(out: Path, name: str, embed: bool) -> str:
 
 def figures(report, out: Path, embed: bool) -> str:
     parts = []
-    for name in PLOTS:
+    for name in (p for p in PLOTS if p in report.figures):  # none when drawing was skipped
         caption = html.escape(CAPTIONS[name])
-        if report.figures.get(name) is None:
+        if report.figures[name] is None:
             parts.append(f'<p class="note">{caption} — <b>not measured</b>: the results hold no '
                          f"rows for it.</p>")
             continue
@@ -109,7 +109,8 @@ def write(report, out: Path, embed: bool = False) -> list[Path]:
                    for k, t in [("claims", "Claims"), ("plots", "Plots")]
                    + [(n, t) for n, t, *_ in report.tables()])
     body = (f'<p class="note">Results: {html.escape(report.source)}</p><nav>{nav}</nav>'
-            f'<h2 id="claims">Claims of the chapter, checked</h2><p class="note">{html.escape(INTRO)}</p>'
+            f'<h2 id="claims">Claims of the chapter, checked</h2>'
+            f'<p class="note">{html.escape(INTRO)}</p>'
             f'{claims_table(report.claims)}'
             f'<h2 id="plots">Plots</h2>{figures(report, out, embed)}' + "".join(sections))
     (out / "index.html").write_text(page("rnnbench report", report.env, body))

@@ -71,8 +71,6 @@ def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
 
 def _as_list(value) -> list:
     """A list column value (list, numpy array, JSON text, None) as a plain list."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return []
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -80,8 +78,9 @@ def _as_list(value) -> list:
             return []
     if isinstance(value, np.ndarray):
         value = value.tolist()
-    return [_as_list(v) if isinstance(v, (list, np.ndarray)) else v for v in value] \
-        if isinstance(value, (list, tuple)) else []
+    if not isinstance(value, (list, tuple)):
+        return []  # None, NaN: nothing recorded
+    return [_as_list(v) if isinstance(v, (list, tuple, np.ndarray)) else v for v in value]
 
 
 def _options(value) -> dict:

@@ -50,7 +50,8 @@ def page(title: str, env: dict, body: str) -> str:
 def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "claim": claims["claim"], "verdict": claims["verdict"].map(VERDICT_MARK),
-        "evidence": claims["evidence"], "cells": claims["cells"], "how it is decided": claims["rule"],
+        "evidence": claims["evidence"], "cells": claims["cells"],
+        "how it is decided": claims["rule"],
     })
 
 
@@ -60,8 +61,8 @@ def write(report, out: Path) -> list[Path]:
     (out / "claims.md").write_text(page("Claims of the chapter, checked", report.env, claims))
     files.append(out / "claims.md")
     body = [f"Results: `{report.source}`\n", "## Claims\n", claims, "## Plots\n"]
-    for name in PLOTS:
-        if report.figures.get(name) is not None:
+    for name in (p for p in PLOTS if p in report.figures):  # none when drawing was skipped
+        if report.figures[name] is not None:
             body.append(f"![{CAPTIONS[name]}](plots/{name}.png)\n\n*{CAPTIONS[name]}* "
                         f"([SVG](plots/{name}.svg))\n")
         else:
