@@ -26,11 +26,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
-from . import jobs, store
-from .cell import Cell
 from .errors import UsageError
+
+if TYPE_CHECKING:  # kept light: the registry actor's worker imports this module
+    from .cell import Cell
 
 EXCLUSIVE = "rnnbench_exclusive"
 DEFAULT_RUNNER = "rnnbench.measure:run_cell"
@@ -108,8 +109,31 @@ class _Registry:
         self.running.pop(cell_id, None)
         return self.attempts.get(cell_id, 0), len(self.beside.pop(cell_id, ()))
 
+    def forget(self, cell_ids: list[str]) -> None:
+        """A new sweep of these cells: their attempts count from 1 again."""
+        for c in cell_ids:
+            self.attempts.pop(c, None)
+
     def started(self) -> dict[str, float]:
         return {c: t for c, (_, t) in self.running.items()}
+
+
+_REGISTRIES: dict = {}
+
+
+def _registry():
+    """The driver's registry actor, created once per Ray connection and kept
+    (a handle dropped at the end of a sweep would let Ray destroy it)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    key = ray.get_runtime_context().get_job_id()
+    if key not in _REGISTRIES:
+        _REGISTRIES.clear()
+        _REGISTRIES[key] = ray.remote(num_cpus=0)(_Registry).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=True)).remote()
+    return _REGISTRIES[key]
 
 
 def _execute(runner, cell: Cell, registry) -> dict:
@@ -208,6 +232,8 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
     import ray
     from tqdm import tqdm
 
+    from . import store
+
     cells = list(dict.fromkeys(cells))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -221,11 +247,8 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
     if not callable(runner):
         resolve(runner)  # fail fast, on the driver, with a one-line message
     t0 = time.perf_counter()
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    registry = ray.remote(num_cpus=0)(_Registry).options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(
-            ray.get_runtime_context().get_node_id(), soft=True)).remote()
+    registry = _registry()
+    ray.get(registry.forget.remote([c.cell_id for c in todo]))
     task = ray.remote(_execute)
     by_id = {c.cell_id: c for c in todo}
     bar = tqdm(total=len(todo), desc=desc, unit="cell", file=sys.stderr, disable=not progress,
@@ -284,9 +307,9 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
     finally:
         bar.close()
         try:
-            for ref in pending:
+            for ref, cell in pending.items():
                 ray.cancel(ref, force=True)
-            ray.kill(registry)
+                registry.leave.remote(cell.cell_id)
         except Exception:  # noqa: BLE001 - Ray may be going down with us; rows are safe
             pass
         store.consolidate(out)
@@ -296,6 +319,8 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
 
 
 def _done_ids(out: Path, retry_failed: bool) -> set[str]:
+    from . import store
+
     if not retry_failed:
         return store.stored_ids(out)
     df = store.load_rows_only(out)
@@ -405,8 +430,10 @@ def connect(address: str | None, num_cpus: int | None, dashboard: bool) -> bool:
             from None
 
 
-def _dry_run(job: jobs.Job, out: Path, cpus: int) -> int:
+def _dry_run(job, out: Path, cpus: int) -> int:
     import pandas as pd
+
+    from . import store
 
     stored = store.load_rows_only(out)
     status = dict(zip(stored["cell_id"], stored["status"])) if not stored.empty else {}
@@ -439,6 +466,8 @@ def summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
     """A table of the job's rows by model and strategy, the failures listed; and whether all ok."""
     import pandas as pd
 
+    from . import store
+
     df = store.load_rows_only(out)
     if df.empty:
         return "no rows", False
@@ -467,6 +496,8 @@ def summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from . import jobs, store
+
     try:
         job = jobs.load(args.job)
     except jobs.JobError as exc:  # one line per problem, each naming its field
