@@ -82,10 +82,11 @@ def test_speedup_and_crossover_follow_the_laws(built):
     a_b, k_b = rs.LAWS[("elman", "bptt")]["time"]
     a_f, k_f = rs.LAWS[("elman", "bptt_fused")]["time"]
     a_t, k_t = rs.LAWS[("jordan", "teacher_forcing")]["time"]
-    big = built.speedup[built.speedup["tau"] == 1024].iloc[0]
+    text_b1 = (built.speedup["task_label"] == "text") & (built.speedup["batch"] == 1)
+    big = built.speedup[text_b1 & (built.speedup["tau"] == 1024)].iloc[0]
     assert big["speedup_vs_bptt"] == pytest.approx(a_b * 1024 ** k_b / (a_t * 1024 ** k_t),
                                                    rel=0.1)
-    c = built.crossover.set_index("baseline")
+    c = built.crossover[built.crossover["batch"] == 1].set_index("baseline")
     fused_truth = (a_t / a_f) ** (1 / (k_f - k_t))  # 39 steps
     assert 32 < c.loc["bptt_fused", "tau_cross"] < 64
     assert c.loc["bptt_fused", "tau_cross_fit"] == pytest.approx(fused_truth, rel=0.15)
@@ -180,6 +181,12 @@ def test_not_measured_when_the_rows_are_missing_or_untrained():
     # Elman at chance on delayed recall: the experiment did not train enough to decide.
     untrained = _trained(delayed_recall__elman=(0.13, 2.0))
     assert verdicts(_frame(trained=untrained))["jordan_less_powerful"] == "not measured"
+    # Free-running loss ±0.5 around the teacher-forced one: too noisy to decide.
+    noisy_gap = rs.trained_rows()
+    jordan = [r for r in noisy_gap if r["model"] == "jordan"]
+    for i, r in enumerate(jordan):
+        r["loss_free"] = r["loss_tf"] + (0.5 if i % 2 else -0.5)
+    assert verdicts(pd.DataFrame(noisy_gap))["exposure_bias"] == "not measured"
     # A fit whose interval is too wide decides nothing.
     noisy = pd.DataFrame(rs.timing_rows(taus=(16, 32), seeds=(0, 1), noise=0.5))
     assert verdicts(noisy)["bptt_time_linear"] == "not measured"
@@ -256,6 +263,9 @@ def test_a_plot_without_rows_is_not_drawn():
     drawn = {name: fig is not None for name, fig in plots.figures(rows, ev.speedup,
                                                                   ev.workers).items()}
     assert drawn == {name: name in ("time_vs_tau", "memory_vs_tau") for name in plots.PLOTS}
+    # Trained cells at a single τ give no line to draw against τ.
+    single = load.load(pd.DataFrame(rs.trained_rows(seeds=(0,))))
+    assert plots.time_vs_tau(single) is None and plots.memory_vs_tau(single) is None
 
 
 # --------------------------------------------------------------------------- pages
@@ -400,3 +410,12 @@ def test_index_renders_in_chromium_with_every_image(built):
         assert _images_loaded(built.out_dir / "index.html") == f"{n - 1}/{n}"
     finally:
         png.with_suffix(".bak").rename(png)
+
+
+def test_exposure_plot_uses_trained_rows_only():
+    untrained = rs._row(model="jordan", strategy="teacher_forcing", tau=1024, task="text",
+                        horizon_t=[512, 1024], horizon_loss_tf=[5.0, 5.0],
+                        horizon_loss_free=[5.0, 5.0])
+    rows = load.load(pd.DataFrame(rs.trained_rows(seeds=(0,)) + [untrained]))
+    titles = [ax.get_title() for ax in plots.exposure_bias(rows).axes]
+    assert titles and all(t.endswith("τ=64") for t in titles)

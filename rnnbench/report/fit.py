@@ -174,8 +174,8 @@ def crossover(speedups: pd.DataFrame, fit_table: pd.DataFrame) -> pd.DataFrame:
         setting = dict(zip(keys, key))
         for base in BASELINES:
             g = group[["tau", f"speedup_vs_{base}"]].dropna().sort_values("tau")
-            if g.empty:
-                continue
+            if g["tau"].nunique() < 2:
+                continue  # a cross-over needs a range of τ
             taus, s = g["tau"].to_numpy(), g[f"speedup_vs_{base}"].to_numpy()
             row = {**setting, "baseline": base, "tau_min": taus[0], "tau_max": taus[-1],
                    "tau_cross": math.nan, "tau_cross_fit": math.nan}

@@ -45,9 +45,12 @@ def _grid(n_rows: int, n_cols: int, width=5.2, height=3.8,
     return fig, axes
 
 
-def _panels(frame: pd.DataFrame, keys: list[str]) -> list[tuple[dict, pd.DataFrame]]:
-    """The largest groups by ``keys`` (at most MAX_PANELS), as (setting, rows) pairs."""
-    groups = sorted(frame.groupby(keys, dropna=False), key=lambda kv: -len(kv[1]))
+def _panels(frame: pd.DataFrame, keys: list[str],
+            min_taus: int = 1) -> list[tuple[dict, pd.DataFrame]]:
+    """The largest groups by ``keys`` with at least ``min_taus`` distinct τ (at most
+    MAX_PANELS of them), as (setting, rows) pairs."""
+    groups = [kv for kv in frame.groupby(keys, dropna=False) if kv[1]["tau"].nunique() >= min_taus]
+    groups = sorted(groups, key=lambda kv: -len(kv[1]))
     return [(dict(zip(keys, k)), g) for k, g in groups[:MAX_PANELS]]
 
 
@@ -103,7 +106,9 @@ def time_vs_tau(rows: pd.DataFrame) -> Figure | None:
     ok = ok[(ok["workers"] == 1) & ok["step_ms_median"].notna()]
     if ok.empty:
         return None
-    panels = _panels(ok, SETTING)
+    panels = _panels(ok, SETTING, min_taus=2)
+    if not panels:
+        return None
     colors = _colors(ok["series"])
     fig, axes = _grid(1, len(panels))
     for ax, (setting, g) in zip(axes[0], panels):
@@ -121,7 +126,9 @@ def memory_vs_tau(rows: pd.DataFrame) -> Figure | None:
     if ok.empty:
         return None
     keys = [k for k in SETTING if k != "threads"]  # memory does not depend on threads
-    panels = _panels(ok, keys)
+    panels = _panels(ok, keys, min_taus=2)
+    if not panels:
+        return None
     colors = _colors(ok["series"])
     fig, axes = _grid(len(panels), 2)
     for row, (setting, g) in zip(axes, panels):
@@ -234,7 +241,7 @@ def loss_curves(rows: pd.DataFrame) -> Figure | None:
 def exposure_bias(rows: pd.DataFrame) -> Figure | None:
     """Teacher-forced vs free-running loss by position in the sequence (Jordan)."""
     ok = ok_rows(rows)
-    ok = ok[(ok["model"] == "jordan") & (ok["horizon_t"].map(len) > 0)
+    ok = ok[(ok["model"] == "jordan") & (ok["train_steps"] > 0) & (ok["horizon_t"].map(len) > 0)
             & (ok["horizon_loss_free"].map(len) > 0)]
     if ok.empty:
         return None

@@ -96,6 +96,7 @@ def speedup(rows: pd.DataFrame) -> pd.DataFrame:
         b = b.drop(columns=["strategy_label", "n_seeds"], errors="ignore")
         b = b.rename(columns={"ms": f"{base}_ms", "sd": f"{base}_sd"})
         tf = tf.merge(b, on=SETTING + ["tau"], how="left")
+        tf[[f"{base}_ms", f"{base}_sd"]] = tf[[f"{base}_ms", f"{base}_sd"]].astype(float)
         ratio = tf[f"{base}_ms"] / tf["tf_ms"]
         rel = np.sqrt((tf[f"{base}_sd"].fillna(0) / tf[f"{base}_ms"]) ** 2
                       + (tf["tf_sd"].fillna(0) / tf["tf_ms"]) ** 2)
