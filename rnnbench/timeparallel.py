@@ -44,17 +44,15 @@ from __future__ import annotations
 import datetime
 import math
 import os
-import platform
 import socket
 import statistics
 import time
-import traceback
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
 from . import strategies
-from .cell import ROW_KEYS, Cell
+from .cell import Cell
 from .errors import UsageError
 from .models import build
 
@@ -100,13 +98,16 @@ def active_workers(cell: Cell) -> int:
     return min(n, cell.workers)
 
 
-def local_losses(model, cell: Cell, part: dict):
+def local_losses(model, cell: Cell, part: dict, step: int | None = None):
     """Yield the loss pieces of one shard; backward each piece as it comes.
 
     Teacher forcing with a ``chunk`` option gives one piece per chunk (memory
-    O(chunk)); otherwise one piece.
+    O(chunk)); otherwise one piece.  ``step`` is the training step, for
+    scheduled sampling's schedule (as :mod:`rnnbench.measure` passes it).
     """
     options = dict(cell.strategy_options)
+    if cell.strategy == "scheduled_sampling" and step is not None:
+        options["step"] = step
     if part["kind"] == "time":
         chunk = options.get("chunk") or (part["end"] - part["start"])
         for s in range(part["start"], part["end"], chunk):
@@ -122,11 +123,20 @@ def initial_model(cell: Cell, n_in: int, n_out: int):
     return build(cell.model, n_in, cell.hidden, n_out).to(getattr(torch, cell.dtype))
 
 
-def cell_batch(cell: Cell):
-    """The cell's one batch (x, y) and its task."""
+def cell_batch(cell: Cell, seed: int | None = None):
+    """The cell's batch (x, y) -- the timed one unless ``seed`` -- and its task.
+
+    Seeds as in :mod:`rnnbench.measure`: the timed batch uses the cell's seed,
+    training step i the seed ``seed * 7919 + i + 1``.
+    """
     task = cell.make_task()
-    x, y = task.batch(cell.tau, cell.batch, cell.seed, dtype=getattr(torch, cell.dtype))
+    x, y = task.batch(cell.tau, cell.batch, cell.seed if seed is None else seed,
+                      dtype=getattr(torch, cell.dtype))
     return task, x, y
+
+
+def train_seed(cell: Cell, step: int) -> int:
+    return cell.seed * 7919 + step + 1
 
 
 # --------------------------------------------------------------------------- the worker
@@ -187,11 +197,16 @@ class Worker:
         self.model = build(cell.model, state["U"].shape[1], cell.hidden,
                            state["V"].shape[0]).to(dtype=state["U"].dtype, device=dev)
         self.model.load_state_dict(state)
-        self.part = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v)
-                     for k, v in part.items()}
+        self.set_part(part)
         self.params = list(self.model.parameters())
         self.numel = [p.numel() for p in self.params]
         self.reset(state)
+
+    def set_part(self, part: dict) -> None:
+        """A new shard (training uses a fresh batch every step)."""
+        dev = torch.device(self.device)
+        self.part = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v)
+                     for k, v in part.items()}
 
     def reset(self, state: dict) -> None:
         """Parameters back to ``state``, a fresh Adam."""
@@ -208,7 +223,7 @@ class Worker:
             torch.cuda.synchronize()
         return time.perf_counter()
 
-    def _step(self, optimize: bool, die: bool = False) -> dict:
+    def _step(self, optimize: bool, die: bool = False, step: int | None = None) -> dict:
         import torch.distributed as dist
 
         t0 = self._now()
@@ -217,7 +232,7 @@ class Worker:
         fwd = bwd = 0.0
         total = torch.zeros((), dtype=self.params[0].dtype, device=self.params[0].device)
         if not self.part["empty"]:
-            for piece in local_losses(self.model, self.cell, self.part):
+            for piece in local_losses(self.model, self.cell, self.part, step):
                 t1 = self._now()
                 fwd += t1 - t0
                 if die:  # test hook: the process dies mid-step, before the all-reduce
@@ -247,22 +262,15 @@ class Worker:
         torch.set_num_threads(self.threads)
         return [self._step(optimize, die=(i == die_at)) for i in range(n)]
 
+    def train_step(self, part: dict, step: int) -> float:
+        """One training step on a new shard; the whole batch's summed loss."""
+        self.set_part(part)
+        return self._step(True, step=step)["loss"]
+
     def gradient(self) -> dict:
         """One forward/backward/all-reduce, no optimizer step: the summed gradient."""
         self._step(optimize=False)
         return {name: p.grad.detach().cpu().clone() for name, p in self.model.named_parameters()}
-
-    def evaluate(self) -> float:
-        """The summed teacher-forced-or-strategy loss of the whole batch, no update."""
-        import torch.distributed as dist
-
-        with torch.no_grad():
-            total = torch.zeros((), dtype=self.params[0].dtype, device=self.params[0].device)
-            if not self.part["empty"]:
-                for piece in local_losses(self.model, self.cell, self.part):
-                    total += piece
-            dist.all_reduce(total, op=dist.ReduceOp.SUM)
-        return float(total)
 
     def close(self) -> None:
         import torch.distributed as dist
@@ -304,7 +312,8 @@ class Group:
         self.cpus = float(cell.threads if cpus_per_worker is None else cpus_per_worker)
         self.place_timeout_s = place_timeout_s
         self.dist_timeout_s = dist_timeout_s
-        self.timeout_s = timeout_s  # per call on the actors; None: no limit
+        self.timeout_s = timeout_s  # for everything from open() on; None: no limit
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self.actors: list = []
         self.pg = None
         self.infos: list[dict] = []
@@ -339,7 +348,14 @@ class Group:
                     f"workers: {n} workers x {need:g} {key} need {need * n:g} {key}; "
                     f"the Ray cluster has {total.get(key, 0):g}")
         self.pg = placement_group([dict(bundle) for _ in range(n)], strategy="PACK")
-        if not self.pg.wait(self.place_timeout_s):
+        wait_s = self.place_timeout_s if self.deadline is None else \
+            min(self.place_timeout_s, max(0.0, self.deadline - time.monotonic()))
+        if not self.pg.wait(wait_s):
+            if wait_s < self.place_timeout_s:  # the cell's deadline came first
+                from ray.exceptions import GetTimeoutError
+
+                raise GetTimeoutError(f"time-out after {self.timeout_s:g} s waiting for "
+                                      f"{n} x {bundle} (placement group)")
             raise TimeoutError(
                 f"placement group of {n} x {bundle} not placed within "
                 f"{self.place_timeout_s:g} s (available now: {ray.available_resources()})")
@@ -413,12 +429,11 @@ class Group:
 
         rank_of = {ref: i for i, ref in enumerate(refs)}
         pending = list(refs)
-        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
         while pending:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            left = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
             ready, pending = ray.wait(pending, num_returns=1, timeout=left)
             if not ready:
-                raise GetTimeoutError(f"workers did not answer within {self.timeout_s:g} s")
+                raise GetTimeoutError(f"time-out: the cell ran past {self.timeout_s:g} s")
             try:
                 ray.get(ready[0])
             except RayActorError as err:
@@ -463,8 +478,25 @@ class Group:
         ref = ray.put(self.state)
         self._all([a.reset.remote(ref) for a in self.actors])
 
-    def evaluate(self) -> float:
-        return self._all([a.evaluate.remote() for a in self.actors])[0]
+    def train(self, steps: int, every: int = 1) -> list[list]:
+        """``steps`` Adam steps, each on a fresh batch (seeds as in measure); the
+        curve [step, wall seconds, loss per token] at every ``every``-th step and
+        the last."""
+        import ray
+
+        cell, curve = self.cell, []
+        task = cell.make_task()
+        tokens = cell.batch if task.single_output else cell.tau * cell.batch
+        start = time.perf_counter()
+        for i in range(steps):
+            _, x, y = cell_batch(cell, train_seed(cell, i))
+            loss = self._all([a.train_step.remote(ray.put(shard(cell, x, y, r)), i)
+                              for r, a in enumerate(self.actors)])[0]
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {loss} at training step {i + 1}")
+            if i % every == 0 or i == steps - 1:
+                curve.append([i + 1, time.perf_counter() - start, loss / tokens])
+        return curve
 
     @property
     def pids(self) -> list[int]:
@@ -474,41 +506,9 @@ class Group:
 # --------------------------------------------------------------------------- the row
 
 
-def _nan() -> float:
-    return float("nan")
-
-
-def _base_row(cell: Cell) -> dict:
-    """Every ROW_KEY: the configuration and provenance filled, measures NaN, status ok."""
-    import sys
-
-    row: dict[str, Any] = {k: None for k in ROW_KEYS}
-    row.update(cell.config())
-    task = cell.make_task()
-    row.update(cell_id=cell.cell_id, n_in=task.n_in, n_out=task.n_out, status="ok", error="")
-    for key in ("step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median",
-                "saved_bytes", "saved_bytes_expected", "peak_bytes", "flops", "loss_tf",
-                "loss_free", "acc_tf", "acc_free", "horizon_t", "horizon_loss_tf",
-                "horizon_loss_free", "comm_ms_median", "wall_s"):
-        row[key] = _nan()
-    row.update(step_ms_samples=[], train_curve=[])
-    try:
-        import ray
-
-        ray_version = ray.__version__
-    except ImportError:  # pragma: no cover
-        ray_version = ""
-    from . import __version__
-
-    row.update(python=sys.version.split()[0], torch=torch.__version__, ray=ray_version,
-               rnnbench=__version__, host=socket.gethostname(), cpu_model=platform.processor(),
-               timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat())
-    return row
-
-
 def _ms_stats(samples: list[float]) -> tuple[float, float]:
     if not samples:
-        return _nan(), _nan()
+        return math.nan, math.nan
     q = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 \
         else [samples[0]] * 3
     return statistics.median(samples), q[2] - q[0]
@@ -528,60 +528,75 @@ def summarise(per_rank: list[list[dict]], warmup: int) -> dict:
             "comm_ms_median": _ms_stats(comm)[0]}
 
 
-def run_cell(cell: Cell, *, cpus_per_worker: float | None = None, warmup: int = WARMUP,
-             timeout_s: float | None = None, die_at: tuple[int, int] | None = None,
-             probe: dict | None = None) -> dict:
-    """Run a ``workers >= 1`` cell as one group of Ray actors; return its row.
+def idle_note(cell: Cell) -> str | None:
+    """The row's note when some workers get nothing to do (status stays ok)."""
+    active = active_workers(cell)
+    if active == cell.workers:
+        return None
+    kind = split_kind(cell.model, cell.strategy)
+    what = "tau" if kind == "time" else "batch"
+    why = "tau < workers" if kind == "time" else "BPTT cannot be split along time"
+    return (f"note: {cell.workers - active} of {cell.workers} workers idle "
+            f"({what} {getattr(cell, what)} split {kind}-wise; {why})")
+
+
+def _died_status(err: BaseException) -> str:
+    text = str(err).lower()
+    return "oom" if ("out of memory" in text or "memory pressure" in text
+                     or "oom" in text.split()) else "crashed"
+
+
+def run_cell(cell: Cell, *, timeout_s: float | None = None,
+             cpus_per_worker: float | None = None, warmup: int = WARMUP,
+             die_at: tuple[int, int] | None = None, probe: dict | None = None) -> dict:
+    """Run a cell as one group of ``cell.workers`` Ray actors; return its row.
+
+    The row is :func:`rnnbench.measure.base_row` with the time-parallel
+    measures: ``split``, step/fwd/bwd times (inside the workers, slowest rank
+    per step), ``comm_ms_median``, and -- with ``train_steps`` -- the training
+    curve and :func:`rnnbench.measure.evaluate`'s held-out loss and accuracy of
+    the trained replica.  Memory and FLOPs are per-process measures and stay
+    NaN here (the one-worker row has them).
 
     Needs Ray: joins the running instance (driver or inside a Ray task), else
-    starts an embedded one.  Failure is data: a dead worker gives ``crashed``,
-    a time-out ``timeout``, anything else ``failed``; the actors and the
-    placement group are gone when this returns.  ``probe``, when given, is
-    filled with the workers' pids and the store's address (tests use it to
-    check nothing is left behind); ``die_at`` is the tests' fault injection.
+    starts an embedded one.  Failure is data: a dead worker gives ``crashed``
+    (``oom`` when Ray says it was memory), running past ``timeout_s`` gives
+    ``timeout``, anything else ``failed``; the actors and the placement group
+    are gone when this returns.  ``probe``, when given, is filled with the
+    workers' pids, the store's address and the placement group id (tests check
+    nothing is left behind); ``die_at = (rank, step)`` is the tests' fault
+    injection.
     """
     from ray.exceptions import GetTimeoutError
 
+    from . import measure
+
     t0 = time.perf_counter()
-    row = _base_row(cell)
-    kind = split_kind(cell.model, cell.strategy)
-    row["split"] = kind
-    row["depth"] = strategies.get(cell.strategy).depth(
-        tau=cell.tau, **dict(cell.strategy_options))
-    active = active_workers(cell)
-    if active < cell.workers:
-        what = "tau" if kind == "time" else "batch"
-        row["error"] = (f"note: {cell.workers - active} of {cell.workers} workers idle "
-                        f"({what} {getattr(cell, what)} split {kind}-wise; "
-                        + ("BPTT cannot be split along time)" if kind == "batch" else "tau < workers)"))
-    group = Group(cell, cpus_per_worker=cpus_per_worker, timeout_s=timeout_s)
+    row = measure.base_row(cell)
+    row["split"] = split_kind(cell.model, cell.strategy)
+    row["error"] = idle_note(cell)
     try:
-        with group:
+        with Group(cell, cpus_per_worker=cpus_per_worker, timeout_s=timeout_s) as group:
             if probe is not None:
                 probe.update(pids=group.pids, address=group.address, infos=group.infos,
                              placement_group=group.pg.id.hex())
-            row["n_params"] = sum(v.numel() for v in group.state.values())
             records = group.steps(warmup + cell.repeats, die_at=die_at)
+            bad = [r["loss"] for r in records[0] if not math.isfinite(r["loss"])]
+            if bad:
+                raise FloatingPointError(f"non-finite loss {bad[0]} ({cell.strategy})")
             row.update(summarise(records, warmup))
             if cell.train_steps:
                 group.reset()
-                tokens = cell.tau * cell.batch if kind == "time" or cell.model != "single_output" \
-                    else cell.batch
-                start, curve = time.perf_counter(), []
-                for step in range(cell.train_steps):
-                    rec = group.steps(1)[0][0]
-                    curve.append([step, time.perf_counter() - start, rec["loss"] / tokens])
-                row["train_curve"] = curve
-                if kind == "time" or cell.model != "jordan":  # the strategy's loss is L_tf
-                    row["loss_tf"] = group.evaluate() / tokens
+                every = max(1, cell.train_steps // measure.CURVE_POINTS)
+                row["train_curve"] = group.train(cell.train_steps, every)
+                model = initial_model(cell, row["n_in"], row["n_out"])
+                model.load_state_dict(group.parameters()[0])
+                row.update(measure.evaluate(cell, model, cell.make_task()))
     except WorkerDied as err:
-        row.update(status="crashed", error=str(err))
+        row.update(status=_died_status(err), error=str(err))
     except GetTimeoutError as err:
         row.update(status="timeout", error=str(err))
     except Exception as err:  # noqa: BLE001 -- failure is data
-        row.update(status="failed", error=f"{type(err).__name__}: {err}\n"
-                   + traceback.format_exc(limit=3))
-    if row["status"] == "ok" and not math.isfinite(row["step_ms_median"]):
-        row.update(status="failed", error="no step time measured")
+        row.update(status="failed", error=f"{type(err).__name__}: {err}"[:2000])
     row["wall_s"] = time.perf_counter() - t0
     return row

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import time
 
 import pytest
@@ -102,14 +101,15 @@ CASES = {
 }
 
 
-class TestGroup:
+@pytest.fixture(scope="class", params=[2, 3], ids=["N2", "N3"])
+def group(request, ray_session):
     """One group per N, reloaded with each case; torn down at the end of the class,
     so the run_cell tests below get the CPUs back."""
+    with tp.Group(cell(request.param), cpus_per_worker=CPUS, timeout_s=120) as g:
+        yield g
 
-    @pytest.fixture(scope="class", params=[2, 3], ids=["N2", "N3"])
-    def group(self, request, ray_session):
-        with tp.Group(cell(request.param), cpus_per_worker=CPUS, timeout_s=120) as g:
-            yield g
+
+class TestGroup:
 
     @pytest.mark.parametrize("case", list(CASES))
     def test_allreduced_gradient_equals_single_process(self, group, case):
@@ -150,15 +150,21 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def _listening(port: int) -> bool:
+    """Whether any socket on this machine listens on ``port`` (/proc/net/tcp, state 0A).
+
+    (Binding the port would be the wrong test: once freed, the kernel may hand
+    it to any outgoing connection as its ephemeral port.)"""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            s.bind((host, port))
-            s.listen(1)
-        except OSError:
-            return False
-    return True
+            lines = open(table).read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
 
 
 def assert_nothing_left(ray, probe: dict) -> None:
@@ -174,7 +180,7 @@ def assert_nothing_left(ray, probe: dict) -> None:
     assert pids_gone, "a worker process outlived run_cell"
     assert cpus_back, ray.available_resources()
     assert placement_group_table()[probe["placement_group"]]["state"] == "REMOVED"
-    assert _port_free(*probe["address"])
+    assert not _listening(probe["address"][1]), "the store's port is still held"
     assert os.getpid() not in probe["pids"]
 
 
@@ -190,7 +196,9 @@ def test_run_cell_row_and_nothing_left(ray_session):
     assert len(row["step_ms_samples"]) == 3
     assert row["step_ms_median"] > 0 and row["comm_ms_median"] > 0
     assert row["step_ms_median"] >= row["comm_ms_median"]
-    assert len(row["train_curve"]) == 2 and math.isfinite(row["loss_tf"])
+    # trained on fresh batches, evaluated held-out by measure.evaluate, like a 1-worker row
+    assert [p[0] for p in row["train_curve"]] == [1, 2]
+    assert all(math.isfinite(row[k]) for k in ("loss_tf", "loss_free", "acc_tf", "acc_free"))
     assert len(probe["pids"]) == 2
     assert_nothing_left(ray_session, probe)
 
@@ -203,3 +211,12 @@ def test_worker_dying_mid_step_gives_crashed_row(ray_session):
     assert "rank 1 died" in row["error"]
     assert row["split"] == "time" and math.isnan(row["step_ms_median"])
     assert_nothing_left(ray_session, probe)
+
+
+def test_time_out_gives_timeout_row_and_frees_the_cpus(ray_session):
+    row = tp.run_cell(cell(2), cpus_per_worker=CPUS, timeout_s=0.5)
+    assert row["status"] == "timeout" and "time-out" in row["error"], row["error"]
+    deadline = time.monotonic() + 30
+    while ray_session.available_resources().get("CPU", 0) < ray_session.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline, ray_session.available_resources()
+        time.sleep(0.2)
