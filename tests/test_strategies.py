@@ -246,6 +246,24 @@ def test_segmented_strategies_without_grad(strategy, opts):
     assert not got.requires_grad and rel_err(got, want) < 1e-12
 
 
+@pytest.mark.parametrize("strategy, opts", [("truncated_bptt", {"k": 3}),
+                                            ("teacher_forcing", {"chunk": 3})])
+def test_segmented_strategies_scale_with_the_upstream_gradient(strategy, opts):
+    """Their gradient is computed during the forward: backward must still multiply it
+    by the incoming gradient (a per-token mean, a loss weight)."""
+    cls = models.Jordan if strategy == "teacher_forcing" else models.Elman
+    model, x, y = setup(cls, tau=8, batch=2)
+    unit = "bptt" if strategy == "truncated_bptt" else strategy
+    _, g1 = value_and_grads(model, lambda: loss(model, x, y, strategy, **opts))
+    _, g2 = value_and_grads(model, lambda: -0.25 * loss(model, x, y, strategy, **opts))
+    _, g3 = value_and_grads(model, lambda: loss(model, x, y, strategy, **opts)
+                            + 2 * loss(model, x, y, unit))
+    _, gu = value_and_grads(model, lambda: loss(model, x, y, unit))
+    for n in g1:
+        assert rel_err(g2[n], -0.25 * g1[n]) < 1e-12, n
+        assert rel_err(g3[n], g1[n] + 2 * gu[n]) < 1e-12, n
+
+
 # --------------------------------------------------------------------------- gradcheck
 
 GRADCHECK_CASES = [
