@@ -131,9 +131,20 @@ def _registry():
     if key not in _REGISTRIES:
         _REGISTRIES.clear()
         _REGISTRIES[key] = ray.remote(num_cpus=0)(_Registry).options(
+            max_restarts=-1, max_task_retries=3,
             scheduling_strategy=NodeAffinitySchedulingStrategy(
-                ray.get_runtime_context().get_node_id(), soft=True)).remote()
+                ray.get_runtime_context().get_node_id(), soft=False)).remote()
     return _REGISTRIES[key]
+
+
+def _ask(call, default, timeout: float = 30):
+    """A registry call that never breaks a sweep: ``default`` if the actor is unreachable."""
+    import ray
+
+    try:
+        return ray.get(call, timeout=timeout)
+    except Exception:  # noqa: BLE001 - bookkeeping only; the rows matter more
+        return default
 
 
 def _execute(runner, cell: Cell, registry) -> dict:
@@ -144,12 +155,12 @@ def _execute(runner, cell: Cell, registry) -> dict:
     ctx = ray.get_runtime_context()
     cpus = ctx.get_assigned_resources().get("CPU", 0)
     torch.set_num_threads(max(1, int(cpus)))  # Ray reuses workers: set it every time
-    ray.get(registry.enter.remote(cell.cell_id, ctx.get_node_id()))
+    _ask(registry.enter.remote(cell.cell_id, ctx.get_node_id()), None)
     start = time.perf_counter()
     try:
         row = resolve(runner)(cell)
     finally:
-        attempt, neighbours = ray.get(registry.leave.remote(cell.cell_id))
+        attempt, neighbours = _ask(registry.leave.remote(cell.cell_id), (None, None))
     if not isinstance(row, dict):
         row = failure_row(cell, "failed", f"runner returned {type(row).__name__}, not a row")
     row = dict(row)
@@ -248,7 +259,7 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
         resolve(runner)  # fail fast, on the driver, with a one-line message
     t0 = time.perf_counter()
     registry = _registry()
-    ray.get(registry.forget.remote([c.cell_id for c in todo]))
+    _ask(registry.forget.remote([c.cell_id for c in todo]), None)
     task = ray.remote(_execute)
     by_id = {c.cell_id: c for c in todo}
     bar = tqdm(total=len(todo), desc=desc, unit="cell", file=sys.stderr, disable=not progress,
@@ -291,12 +302,13 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
                     status = "timeout" if cell.cell_id in timed_out else _status_of(exc)
                     error = (f"time-out: cancelled after {cell_timeout:g} s"
                              if status == "timeout" else _error_text(exc))
-                    attempt, neighbours = ray.get(registry.leave.remote(cell.cell_id))
+                    attempt, neighbours = _ask(registry.leave.remote(cell.cell_id),
+                                               (None, None))
                     row = {**failure_row(cell, status, error),
                            "attempt": attempt, "neighbours": neighbours}
                 record(row)
             if cell_timeout and pending:
-                started = ray.get(registry.started.remote())
+                started = _ask(registry.started.remote(), {})
                 now = time.time()
                 for ref, cell in pending.items():
                     begun = started.get(cell.cell_id)

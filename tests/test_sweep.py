@@ -336,8 +336,9 @@ cells = [Cell(model="elman", strategy="bptt", tau=8, hidden=8, seed=s) for s in 
 result = sweep.run_sweep(cells, out, runner=functools.partial(runner, log), max_retries=3,
                          progress=False)
 df = store.load(out)
-print(json.dumps({"counts": result.counts, "removed": removed, "victim": victim,
-                  "rows": df[["cell_id", "status", "attempt", "node"]].to_dict("records")}))
+print("RESULT " + json.dumps({"counts": result.counts, "removed": removed, "victim": victim,
+                  "rows": df[["cell_id", "status", "attempt", "node"]].to_dict("records")}),
+      flush=True)
 ray.shutdown()
 cluster.shutdown()
 """
@@ -355,7 +356,8 @@ def test_removing_the_node_that_runs_a_cell_still_completes_the_sweep(tmp_path):
     finally:
         _stop(proc, signal.SIGTERM, wait=5)
     assert proc.returncode == 0, stderr[-3000:]
-    report = json.loads(stdout.strip().splitlines()[-1])
+    report = json.loads([line for line in stdout.splitlines()
+                         if line.startswith("RESULT ")][-1][len("RESULT "):])
     assert report["removed"] == [report["victim"]]
     rows = report["rows"]
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
