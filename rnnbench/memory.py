@@ -123,5 +123,7 @@ def expected_saved_bytes(model: str, strategy: str, options: dict, tau: int, bat
     if model == "elman":  # bptt or bptt_fused
         return ((2 * T + 1) * B * H + T * B * O) * itemsize + scalar
     # Jordan, stepping through its own outputs: h^(t), the fed-back f^(t-1)
-    # (f^(0) .. f^(tau-1)) and the log-softmax output.
-    return T * B * (H + 2 * O) * itemsize + scalar
+    # (f^(0) .. f^(tau-1)) and the log-softmax output.  Scheduled sampling with
+    # softmax feedback also keeps each softmax output beside the mixed feedback.
+    fed = 3 if strategy == "scheduled_sampling" and options.get("feedback") == "softmax" else 2
+    return T * B * (H + fed * O) * itemsize + scalar
