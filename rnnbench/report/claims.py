@@ -16,6 +16,7 @@ import pandas as pd
 
 from .. import tasks
 from ..errors import UsageError
+from . import load
 from .fit import t_quantile
 from .tables import ok_rows
 
@@ -165,8 +166,7 @@ def bptt_workers(ev: Evidence) -> Claim:
     sel, used = _best_worker_speedup(
         ev, lambda w: (w["model"] == "elman") & (w["batch"] == 1))
     if sel.empty:
-        return _claim(text=text, key="bptt_not_parallel", source="chapter", rule=rule,
-                      verdict=NOT_MEASURED,
+        return _claim("bptt_not_parallel", "chapter", text, rule, NOT_MEASURED,
                       evidence="no Elman rows with workers > 1 at batch 1")
     best = sel.loc[sel["speedup"].idxmax()]
     verdict = HOLDS if best["speedup"] <= r.no_gain else FAILS
@@ -280,9 +280,7 @@ def _chance(row) -> float:
 
 
 def _opts(value) -> dict:
-    from .load import _options
-
-    return {k: v for k, v in _options(value).items() if k}
+    return {k: v for k, v in load.options(value).items() if k}
 
 
 def _used(rows: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:

@@ -83,7 +83,8 @@ def _as_list(value) -> list:
     return [_as_list(v) if isinstance(v, (list, tuple, np.ndarray)) else v for v in value]
 
 
-def _options(value) -> dict:
+def options(value) -> dict:
+    """Strategy/task options (dict, JSON text, pairs, Parquet struct) as a dict."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return {}
     if isinstance(value, str):
@@ -101,9 +102,9 @@ def _options(value) -> dict:
     return {k: v for k, v in value.items() if v is not None}
 
 
-def _label(name, options) -> str:
+def _label(name, opts_value) -> str:
     """'truncated_bptt(k=32)', or just the name when there are no options."""
-    opts = _options(options)
+    opts = options(opts_value)
     if not opts:
         return str(name)
     inner = ", ".join(f"{k}={v}" if k else str(v) for k, v in sorted(opts.items()))
