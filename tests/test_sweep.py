@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -414,3 +415,4 @@ def test_ray_job_submit_runs_a_sweep_on_a_local_head(tmp_path):
         assert "succeeded" in submitted.stdout.lower()
     finally:
         _stop(head, signal.SIGINT, wait=60)
+        shutil.rmtree(temp, ignore_errors=True)
