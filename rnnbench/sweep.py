@@ -19,6 +19,7 @@ so at most one cell times on a node at a time.
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib
 import math
 import os
@@ -276,7 +277,7 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
                         refresh=False)
 
     bad = infeasible(todo, exclusive)
-    queue = [c for c in todo if c.cell_id not in bad]
+    queue = collections.deque(c for c in todo if c.cell_id not in bad)
     pending: dict = {}       # ObjectRef -> cell
     submitted: dict[str, float] = {}
     timed_out: set[str] = set()
@@ -287,13 +288,13 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
             record({**failure_row(by_id[cell_id], "failed", why), "attempt": 0, "neighbours": 0})
         while queue or pending:
             while queue and len(pending) < limit:
-                cell = queue.pop(0)
+                cell = queue.popleft()
                 ref = task.options(max_retries=max_retries, retry_exceptions=False,
                                    **resources(cell, exclusive)).remote(runner, cell, registry)
                 pending[ref] = cell
                 submitted[cell.cell_id] = time.perf_counter()
-            ready, _ = ray.wait(list(pending), num_returns=1,
-                                timeout=1.0 if cell_timeout else None)
+            # wake at least every second: Ctrl-C, time-outs and the ETA stay live
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
                 cell = pending.pop(ref)
                 try:
@@ -343,22 +344,25 @@ def _done_ids(out: Path, retry_failed: bool) -> set[str]:
 
 
 def estimate_seconds(cell: Cell) -> float:
-    """A rough wall-time guess for one cell on one CPU core (seconds).
+    """A rough wall-time guess for one cell (seconds), for ``--dry-run``.
 
-    Sequential strategies pay a per-time-step cost (Python + kernel launch) and
-    the FLOPs; teacher forcing pays the FLOPs only.  The constants were fitted
-    loosely to rows of this machine; the figure is a guide, not a promise.
+    A fixed start-up cost, then per timed step (repeats, forward/backward
+    apart, the memory pass) a per-time-step cost on the sequential depth plus
+    the FLOPs, and per training step a cost linear in tau (training and the
+    free-running evaluation step through time) plus the FLOPs.  The per-cell and
+    per-step constants are a least-squares fit to ``jobs/quick.yaml`` rows on a
+    2-core CPU; the FLOP rate (10 GFLOP/s per thread) is assumed, not fitted.
+    A guide, not a promise.
     """
     task = cell.make_task()
     h, n_in, n_out = cell.hidden, task.n_in, task.n_out
     depth = 1 if cell.strategy == "teacher_forcing" else cell.tau
     if cell.strategy == "checkpointed_bptt":
         depth *= 2
-    flops = 6.0 * cell.tau * cell.batch * h * (n_in + h + n_out)
-    step = depth * 60e-6 + flops / (4e9 * cell.threads)
-    steps = cell.repeats * 3 + 6 + cell.train_steps       # timing, fwd/bwd, memory pass, training
-    evals = 2 * (cell.tau * 60e-6 + flops / 3 / 4e9)      # teacher-forced and free-running eval
-    return 0.5 + steps * step + evals
+    flops_s = 6.0 * cell.tau * cell.batch * h * (n_in + h + n_out) / (1e10 * cell.threads)
+    timed = (cell.repeats * 3 + 6) * (depth * 225e-6 + flops_s)
+    train = cell.train_steps * (cell.tau * 410e-6 + flops_s)
+    return 1.2 + timed + train
 
 
 # --------------------------------------------------------------------------- command line
