@@ -13,7 +13,9 @@ CPUs:
   worker idles, so 2 workers give nothing (expected <= 1.1x).
 
 Step times are measured inside the workers (slowest rank per step, median over
-``repeats`` steps after warm-up); ``comm`` is the all-reduce's median.  The
+``repeats`` steps after warm-up); ``comm`` is the all-reduce's median; the CPU
+time each rank's process used per step, against the step's wall time, shows
+workers starved by other processes (and an idle rank's cost).  The
 machine's load average is printed beside each cell: other processes on the
 same cores make every figure slower and noisier.  ``--rounds`` repeats the
 whole comparison; ``--single`` adds the one-process row from
@@ -36,8 +38,9 @@ BASE = dict(batch=1, hidden=128, task="text", task_options={"vocab": 64}, dtype=
 
 def run(model: str, strategy: str, tau: int, workers: int, repeats: int, single: bool) -> dict:
     c = Cell(model=model, strategy=strategy, tau=tau, workers=workers, repeats=repeats, **BASE)
-    load = os.getloadavg()[0]
-    row = measure.run_cell(c) if single else timeparallel.run_cell(c)
+    load, probe = os.getloadavg()[0], {}
+    row = measure.run_cell(c) if single else timeparallel.run_cell(c, probe=probe)
+    row["cpu"] = probe.get("cpu_ms_median_per_rank")
     if row["status"] != "ok":
         raise SystemExit(f"{model}+{strategy} workers={workers}: {row['status']}: {row['error']}")
     row["load"] = (load, os.getloadavg()[0])
@@ -48,7 +51,7 @@ def compare(name: str, model: str, strategy: str, tau: int, workers: list[int], 
             single: bool, target: str) -> float:
     print(f"\n{name}: B=1 H=128 n_in=n_out=64 float32 tau={tau}, 1 thread per worker")
     print(f"{'':<22}{'step ms':>9} {'IQR':>7} {'fwd':>8} {'bwd':>8} {'comm':>6} "
-          f"{'speedup':>8}  split  load(before→after)")
+          f"{'speedup':>8}  split  load(before→after)  CPU ms/step per rank")
     rows = {}
     if single:
         rows["1 process (measure)"] = run(model, strategy, tau, 1, repeats, True)
@@ -60,6 +63,7 @@ def compare(name: str, model: str, strategy: str, tau: int, workers: list[int], 
               f"{r['fwd_ms_median']:>8.1f} {r['bwd_ms_median']:>8.1f} "
               f"{r['comm_ms_median']:>6.2f} {base / r['step_ms_median']:>7.2f}x  "
               f"{r['split']:<6} {r['load'][0]:.1f}→{r['load'][1]:.1f}"
+              + (f"  {' / '.join(f'{v:.0f}' for v in r['cpu'])}" if r["cpu"] else "")
               + (f"  [{r['error']}]" if r["error"] else ""))
     last = rows[f"{workers[-1]} workers"]["step_ms_median"]
     ratio = base / last

@@ -226,6 +226,7 @@ class Worker:
     def _step(self, optimize: bool, die: bool = False, step: int | None = None) -> dict:
         import torch.distributed as dist
 
+        c0 = time.process_time()
         t0 = self._now()
         for p in self.params:
             p.grad = None
@@ -255,7 +256,7 @@ class Worker:
             self.opt.step()
         t4 = self._now()
         return {"fwd": fwd, "bwd": bwd, "comm": t3 - t2, "step": fwd + bwd + (t4 - t2),
-                "loss": float(flat[0])}
+                "cpu": time.process_time() - c0, "loss": float(flat[0])}
 
     def steps(self, n: int, optimize: bool = True, die_at: int | None = None) -> list[dict]:
         """``n`` training steps; each entry has seconds (fwd, bwd, comm, step) and the loss."""
@@ -293,6 +294,35 @@ def _ray():
     if not ray.is_initialized():
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
     return ray
+
+
+def pg_name(cell: Cell) -> str:
+    """The placement group's name: one per cell (and per Ray job namespace)."""
+    return f"rnnbench-timeparallel-{cell.cell_id}"
+
+
+def release(cell: Cell) -> bool:
+    """Remove the cell's placement group if one is still there; True if one was.
+
+    A placement group outlives the task or actor that created it (until the
+    job ends).  When the sweep force-cancels a time-parallel cell (time-out),
+    the cell's actors die with their owner, but its placement group keeps the
+    CPUs: the sweep calls ``release(cell)`` after cancelling.  ``run_cell``
+    also calls it before placing, so a retry never waits on its predecessor.
+    """
+    import ray
+    from ray.util.placement_group import placement_group_table, remove_placement_group
+
+    if not ray.is_initialized():
+        return False
+    try:
+        pg = ray.util.get_placement_group(pg_name(cell))
+    except ValueError:  # no such placement group
+        return False
+    if placement_group_table(pg).get("state") == "REMOVED":
+        return False
+    remove_placement_group(pg)
+    return True
 
 
 class Group:
@@ -347,7 +377,9 @@ class Group:
                 raise UsageError(
                     f"workers: {n} workers x {need:g} {key} need {need * n:g} {key}; "
                     f"the Ray cluster has {total.get(key, 0):g}")
-        self.pg = placement_group([dict(bundle) for _ in range(n)], strategy="PACK")
+        release(cell)  # a leftover of this cell's earlier, force-cancelled run
+        self.pg = placement_group([dict(bundle) for _ in range(n)], strategy="PACK",
+                                  name=pg_name(cell))
         wait_s = self.place_timeout_s if self.deadline is None else \
             min(self.place_timeout_s, max(0.0, self.deadline - time.monotonic()))
         if not self.pg.wait(wait_s):
@@ -525,7 +557,10 @@ def summarise(per_rank: list[list[dict]], warmup: int) -> dict:
     median, iqr = _ms_stats(step)
     return {"step_ms_median": median, "step_ms_iqr": iqr, "step_ms_samples": step,
             "fwd_ms_median": _ms_stats(fwd)[0], "bwd_ms_median": _ms_stats(bwd)[0],
-            "comm_ms_median": _ms_stats(comm)[0]}
+            "comm_ms_median": _ms_stats(comm)[0],
+            # not row keys: per rank, the CPU time its process used per step (median)
+            "cpu_ms_median_per_rank": [
+                _ms_stats([1e3 * r["cpu"] for r in rank[warmup:]])[0] for rank in per_rank]}
 
 
 def idle_note(cell: Cell) -> str | None:
@@ -564,8 +599,9 @@ def run_cell(cell: Cell, *, timeout_s: float | None = None,
     ``timeout``, anything else ``failed``; the actors and the placement group
     are gone when this returns.  ``probe``, when given, is filled with the
     workers' pids, the store's address and the placement group id (tests check
-    nothing is left behind); ``die_at = (rank, step)`` is the tests' fault
-    injection.
+    nothing is left behind) and each rank's CPU time per step (the benchmark
+    compares it with the wall time to see starved workers); ``die_at = (rank,
+    step)`` is the tests' fault injection.
     """
     from ray.exceptions import GetTimeoutError
 
@@ -584,7 +620,10 @@ def run_cell(cell: Cell, *, timeout_s: float | None = None,
             bad = [r["loss"] for r in records[0] if not math.isfinite(r["loss"])]
             if bad:
                 raise FloatingPointError(f"non-finite loss {bad[0]} ({cell.strategy})")
-            row.update(summarise(records, warmup))
+            times = summarise(records, warmup)
+            if probe is not None:
+                probe["cpu_ms_median_per_rank"] = times.pop("cpu_ms_median_per_rank")
+            row.update({k: v for k, v in times.items() if k in row})
             if cell.train_steps:
                 group.reset()
                 every = max(1, cell.train_steps // measure.CURVE_POINTS)

@@ -220,3 +220,28 @@ def test_time_out_gives_timeout_row_and_frees_the_cpus(ray_session):
     while ray_session.available_resources().get("CPU", 0) < ray_session.cluster_resources()["CPU"]:
         assert time.monotonic() < deadline, ray_session.available_resources()
         time.sleep(0.2)
+
+
+def test_force_cancelled_cell_is_released(ray_session):
+    """The sweep's time-out path: the task running a time-parallel cell is killed.
+    Its actors die with it; its placement group does not (Ray keeps a placement
+    group until the job ends), so the sweep calls release(cell)."""
+    ray = ray_session
+    c = cell(2, tau=4096, repeats=100_000)  # runs until cancelled
+    task = ray.remote(num_cpus=0, max_retries=0)(tp.run_cell)
+    ref = task.remote(c, cpus_per_worker=1)
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) > 0:  # the group holds both CPUs
+        assert time.monotonic() < deadline, "the group was never placed"
+        time.sleep(0.2)
+    ray.cancel(ref, force=True)
+    with pytest.raises(Exception):
+        ray.get(ref, timeout=30)
+    assert tp.release(c) is True
+    assert tp.release(c) is False  # already gone
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.2)
+    with pytest.raises(ValueError):  # no live placement group has the cell's name
+        ray.util.get_placement_group(tp.pg_name(c))
