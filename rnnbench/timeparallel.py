@@ -36,7 +36,14 @@ the median.
 
 A worker that dies gives a ``crashed`` row; whatever happens, every actor is
 killed and the placement group removed before :func:`run_cell` returns (the
-store's port dies with rank 0's process).
+store's port dies with rank 0's process).  If the process running
+:func:`run_cell` is itself killed (the sweep force-cancels a timed-out cell),
+the actors die with their owner but Ray keeps the placement group until the
+job ends: :func:`release` removes it (the placement group is named after the
+cell).
+
+On CUDA each worker takes one GPU (NCCL; written, not tested here: no GPU on
+the development machine); the trained replica is evaluated on the caller's CPU.
 """
 
 from __future__ import annotations
