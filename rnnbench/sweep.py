@@ -188,6 +188,16 @@ class SweepResult:
         return sum(self.counts.values())
 
 
+def _release(cell: Cell) -> None:
+    """A killed time-parallel cell leaves its placement group holding CPUs: remove it."""
+    if cell.workers > 1:
+        try:
+            from .timeparallel import release
+            release(cell)
+        except Exception:  # noqa: BLE001 - nothing to release, or Ray going down
+            pass
+
+
 def _error_text(exc: BaseException) -> str:
     import ray.exceptions as rex
 
@@ -307,6 +317,7 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
                                                (None, None))
                     row = {**failure_row(cell, status, error),
                            "attempt": attempt, "neighbours": neighbours}
+                    _release(cell)
                 record(row)
             if cell_timeout and pending:
                 started = _ask(registry.started.remote(), {})
@@ -323,6 +334,7 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
             for ref, cell in pending.items():
                 ray.cancel(ref, force=True)
                 registry.leave.remote(cell.cell_id)
+                _release(cell)
         except Exception:  # noqa: BLE001 - Ray may be going down with us; rows are safe
             pass
         store.consolidate(out)

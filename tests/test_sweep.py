@@ -192,6 +192,36 @@ def test_time_out_cancels_the_cell_and_gives_timeout_row(ray_session, tmp_path):
     assert row["status"] == "timeout" and "2 s" in row["error"]
 
 
+def placement_runner(cell: Cell) -> dict:
+    """Holds a named placement group the way a time-parallel cell does, then hangs."""
+    import ray
+    from ray.util.placement_group import placement_group
+
+    from rnnbench import timeparallel
+
+    pg = placement_group([{"CPU": 1}] * cell.workers, name=timeparallel.pg_name(cell))
+    ray.get(pg.ready())
+    time.sleep(120)
+    return _row(cell)
+
+
+def test_timed_out_time_parallel_cell_gives_back_its_cpus(ray_session, tmp_path):
+    import ray
+
+    from rnnbench import timeparallel
+
+    cell = Cell(model="jordan", strategy="teacher_forcing", tau=8, hidden=8, workers=2,
+                task="running_parity")
+    result = sweep.run_sweep([cell], tmp_path / "out", runner=placement_runner,
+                             cell_timeout=3.0, progress=False)
+    assert result.counts == {"timeout": 1}
+    assert timeparallel.release(cell) is False  # the sweep removed it already
+    deadline = time.time() + 30
+    while ray.available_resources().get("CPU", 0) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == 2
+
+
 def test_cell_too_big_for_any_node_is_a_failed_row(ray_session, tmp_path):
     result = sweep.run_sweep(tiny(1, threads=64), tmp_path / "out", runner=threads_runner,
                              progress=False)
