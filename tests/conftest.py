@@ -7,10 +7,14 @@ import pytest
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """An embedded Ray with 2 CPUs, started once, shut down at the end of the run."""
+    """An embedded Ray with 2 CPUs, started once, shut down at the end of the run.
+
+    ``address="local"`` always starts a new one: without it Ray would attach to the
+    last head that ``ray start`` recorded on this machine.
+    """
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
