@@ -135,11 +135,12 @@ def test_teacher_forcing_slices_partition_the_loss():
         assert rel_err(parts, full) < 1e-12, edges
 
 
+@pytest.mark.parametrize("impl", ["segment", "torch"])
 @pytest.mark.parametrize("cls", [models.Elman, models.SingleOutput])
 @pytest.mark.parametrize("segments", [None, 1, 2, 3, 4, 9])
-def test_checkpointed_equals_bptt(cls, segments):
+def test_checkpointed_equals_bptt(cls, segments, impl):
     model, x, y = setup(cls, tau=9, batch=2)
-    opts = {} if segments is None else {"segments": segments}
+    opts = {"impl": impl} if segments is None else {"segments": segments, "impl": impl}
     assert_same(model, lambda: loss(model, x, y, "checkpointed_bptt", **opts),
                 lambda: loss(model, x, y, "bptt"))
     assert_same(model, lambda: loss(model, x, y, "bptt"), lambda: ref_elman(model, x, y))
@@ -274,6 +275,7 @@ GRADCHECK_CASES = [
     (models.SingleOutput, "bptt", {}),
     (models.SingleOutput, "bptt_fused", {}),
     (models.SingleOutput, "checkpointed_bptt", {"segments": 3}),
+    (models.Elman, "checkpointed_bptt", {"segments": 3, "impl": "torch"}),
     (models.Jordan, "bptt", {}),
     (models.Jordan, "teacher_forcing", {}),
     (models.Jordan, "teacher_forcing", {"chunk": 3}),
@@ -361,11 +363,12 @@ def test_unchunked_teacher_forcing_memory_grows_linearly():
     assert abs(slope([64, 1024], got) - 1) <= 0.05, got
 
 
+@pytest.mark.parametrize("impl", ["segment", "torch"])
 @pytest.mark.parametrize("cls", [models.Elman, models.SingleOutput])
 @pytest.mark.parametrize("tau", [64, 256, 1024])
-def test_checkpointed_memory_is_sqrt_tau(cls, tau):
+def test_checkpointed_memory_is_sqrt_tau(cls, tau, impl):
     segments = math.isqrt(tau)
-    got, _ = saved(cls, "checkpointed_bptt", {"segments": segments}, tau)
+    got, _ = saved(cls, "checkpointed_bptt", {"segments": segments, "impl": impl}, tau)
     bound = 2 * math.sqrt(tau) * B_MEM * H_MEM * 8
     assert 0 < got <= bound, (got, bound)
 
@@ -486,6 +489,8 @@ def test_strategy_on_the_wrong_model_names_the_models_it_accepts(cls, strategy, 
     (models.Elman, "checkpointed_bptt", {"segments": 0},
      r"^segments: must be a positive integer, got 0$"),
     (models.Elman, "checkpointed_bptt", {"segments": 8}, r"^segments: must be at most 7 here, got 8$"),
+    (models.Elman, "checkpointed_bptt", {"impl": "magic"},
+     r"^impl: unknown checkpoint implementation 'magic'; allowed: segment, torch$"),
     (models.Jordan, "free_running", {"feedback": "greedy"},
      r"^feedback: unknown feedback 'greedy'; allowed: softmax, argmax, sample$"),
     (models.Jordan, "scheduled_sampling", {"schedule": "cosine"},
