@@ -131,8 +131,8 @@ ROW_KEYS = (
     # loss (nats per token) and accuracy after train_steps of Adam
     "loss_tf", "loss_free", "acc_tf", "acc_free", "train_curve",
     "horizon_t", "horizon_loss_tf", "horizon_loss_free",
-    # time-parallel (workers > 1)
-    "split", "comm_ms_median",
+    # time-parallel (workers > 1): how the work was split, how many workers had any
+    "split", "workers_active", "comm_ms_median",
     # sweep context: how many other cells shared the node while this one ran
     "neighbours", "attempt",
     # provenance

@@ -71,6 +71,7 @@ def base_row(cell: Cell) -> dict:
         horizon_loss_tf=[],
         horizon_loss_free=[],
         split="none" if cell.workers == 1 else None,
+        workers_active=1 if cell.workers == 1 else None,
         neighbours=0,
         attempt=1,
         depth=strategies.get(cell.strategy).depth(cell.tau, **dict(cell.strategy_options)),
@@ -103,7 +104,7 @@ def run_cell(cell: Cell, timeout_s: float | None = None) -> dict:
     if cell.workers > 1:
         from . import timeparallel
 
-        return timeparallel.run_cell(cell)
+        return timeparallel.run_cell(cell, timeout_s=timeout_s)
     row = base_row(cell)
     start = time.perf_counter()
     deadline = start + timeout_s if timeout_s else math.inf

@@ -617,6 +617,7 @@ def run_cell(cell: Cell, *, timeout_s: float | None = None,
     t0 = time.perf_counter()
     row = measure.base_row(cell)
     row["split"] = split_kind(cell.model, cell.strategy)
+    row["workers_active"] = active_workers(cell)
     row["error"] = idle_note(cell)
     try:
         with Group(cell, cpus_per_worker=cpus_per_worker, timeout_s=timeout_s) as group:

@@ -191,7 +191,7 @@ def test_run_cell_row_and_nothing_left(ray_session):
     row = tp.run_cell(c, cpus_per_worker=CPUS, probe=probe)
     assert row["status"] == "ok", row["error"]
     assert set(ROW_KEYS) <= set(row)
-    assert row["split"] == "batch" and row["workers"] == 2
+    assert row["split"] == "batch" and row["workers"] == 2 and row["workers_active"] == 1
     assert row["error"].startswith("note: 1 of 2 workers idle")
     assert len(row["step_ms_samples"]) == 3
     assert row["step_ms_median"] > 0 and row["comm_ms_median"] > 0
