@@ -146,18 +146,55 @@ def _setup(cell: Cell, seed_offset: int = 0):
     return task, model, x, y
 
 
-def _loss_fn(cell: Cell, model, x, y, step: int | None = None):
+def train_seed(cell: Cell, step: int) -> int:
+    """The seed of training step ``step``'s batch (the timed batch uses the cell's seed)."""
+    return cell.seed * 7919 + step + 1
+
+
+def tokens(cell: Cell) -> int:
+    """Targets per sequence batch: what the loss is divided by to give nats per token."""
+    return cell.batch if cell.model == "single_output" else cell.tau * cell.batch
+
+
+def strategy_options(cell: Cell, step: int | None = None, rank: int = 0) -> dict:
+    """The strategy's options at training step ``step`` (None: the timed step).
+
+    Scheduled sampling learns the step (its schedule moves); strategies that
+    draw random numbers (scheduled sampling's coins, sampled feedback) get a
+    fresh seed per step and rank, derived from the cell's.
+    """
     options = dict(cell.strategy_options)
-    if cell.strategy == "scheduled_sampling" and step is not None:
+    if step is None:
+        return options
+    if cell.strategy == "scheduled_sampling":
         options["step"] = step
+    if cell.strategy in ("scheduled_sampling", "free_running"):
+        base = options.get("seed", cell.seed)
+        options["seed"] = int(np.random.SeedSequence([base, step, rank]).generate_state(1)[0])
+    return options
+
+
+def _loss_fn(cell: Cell, model, x, y, step: int | None = None):
+    """The loss of (x, y) under the cell's strategy: checked once here, not in the timed call."""
+    options = strategy_options(cell, step)
+    strategy = strategies.check(cell.model, cell.strategy, options)
+    strategies.check_inputs(model, x, y)
 
     def forward():
-        value = strategies.loss(model, x, y, cell.strategy, **options)
+        value = strategy.fn(model, x, y, **options)
         if not torch.isfinite(value.detach()):
             raise NonFiniteLoss(f"non-finite loss {value.item()} ({cell.strategy})")
         return value
 
     return forward
+
+
+def grad_in_forward(cell: Cell) -> bool:
+    """Strategies that take each segment's gradient during the forward pass: their
+    backward only hands it out, so forward and backward times mean nothing apart."""
+    options = dict(cell.strategy_options)
+    return cell.strategy == "truncated_bptt" or (
+        cell.strategy == "teacher_forcing" and options.get("chunk") is not None)
 
 
 def _measure(cell: Cell, row: dict, deadline: float) -> None:
@@ -213,8 +250,9 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
     _check_time(deadline, "warm-up")
     budget = cell.repeats * max(one, 0.01)
     g = {"step": step, "forward": forward}
-    stmts = {"step": ("step()", "pass"), "fwd": ("forward()", "pass"),
-             "bwd": ("L.backward(retain_graph=True)", "L = forward()")}
+    stmts = {"step": ("step()", "pass")}
+    if not grad_in_forward(cell):
+        stmts.update(fwd=("forward()", "pass"), bwd=("L.backward(retain_graph=True)", "L = forward()"))
     out = {}
     for name, (stmt, setup) in stmts.items():
         timer = benchmark.Timer(stmt, setup=setup, globals=g, num_threads=cell.threads,
@@ -224,12 +262,13 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
         _check_time(deadline, f"timing ({name})")
     optimizer.zero_grad(set_to_none=True)
     q1, q3 = np.percentile(out["step"], [25, 75])
+    apart = not grad_in_forward(cell)
     return {
         "step_ms_median": float(np.median(out["step"])),
         "step_ms_iqr": float(q3 - q1),
         "step_ms_samples": out["step"],
-        "fwd_ms_median": float(np.median(out["fwd"])),
-        "bwd_ms_median": float(np.median(out["bwd"])),
+        "fwd_ms_median": float(np.median(out["fwd"])) if apart else NAN,
+        "bwd_ms_median": float(np.median(out["bwd"])) if apart else NAN,
     }
 
 
@@ -237,21 +276,23 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
 
 
 def _train_and_evaluate(cell: Cell, deadline: float) -> dict:
+    """Train ``train_steps`` steps of Adam, then evaluate; an untrained cell has no loss figures."""
+    if cell.train_steps == 0:
+        return {}
     task, model, x, y = _setup(cell)
     optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
     curve = []
     every = max(1, cell.train_steps // CURVE_POINTS)
-    tokens = cell.batch if model.single_output else cell.tau * cell.batch
     start = time.perf_counter()
     for i in range(cell.train_steps):
-        xs, ys = task.batch(cell.tau, cell.batch, seed=cell.seed * 7919 + i + 1,
-                            dtype=x.dtype, device=x.device)
+        xs, ys = task.batch(cell.tau, cell.batch, seed=train_seed(cell, i), dtype=x.dtype,
+                            device=x.device)
         optimizer.zero_grad(set_to_none=True)
         value = _loss_fn(cell, model, xs, ys, step=i)()
         value.backward()
         optimizer.step()
         if i % every == 0 or i == cell.train_steps - 1:
-            curve.append([i + 1, time.perf_counter() - start, value.item() / tokens])
+            curve.append([i + 1, time.perf_counter() - start, value.item() / tokens(cell)])
         _check_time(deadline, f"training (step {i + 1} of {cell.train_steps})")
     return {"train_curve": curve, **evaluate(cell, model, task)}
 

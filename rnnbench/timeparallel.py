@@ -92,10 +92,10 @@ def shard(cell: Cell, x: torch.Tensor, y: torch.Tensor, rank: int) -> dict:
     if kind == "time":
         s, e = partition(x.shape[0], cell.workers)[rank]
         lo = max(s - 1, 0)
-        return {"kind": kind, "x": x[lo:e].clone(), "y": y[lo:e].clone(),
+        return {"kind": kind, "x": x[lo:e].clone(), "y": y[lo:e].clone(), "rank": rank,
                 "start": s - lo, "end": e - lo, "empty": e == s}
     b0, b1 = partition(x.shape[1], cell.workers)[rank]
-    return {"kind": kind, "x": x[:, b0:b1].clone(), "y": y[..., b0:b1].clone(),
+    return {"kind": kind, "x": x[:, b0:b1].clone(), "y": y[..., b0:b1].clone(), "rank": rank,
             "start": 0, "end": x.shape[0], "empty": b1 == b0}
 
 
@@ -112,9 +112,9 @@ def local_losses(model, cell: Cell, part: dict, step: int | None = None):
     O(chunk)); otherwise one piece.  ``step`` is the training step, for
     scheduled sampling's schedule (as :mod:`rnnbench.measure` passes it).
     """
-    options = dict(cell.strategy_options)
-    if cell.strategy == "scheduled_sampling" and step is not None:
-        options["step"] = step
+    from .measure import strategy_options
+
+    options = strategy_options(cell, step, part.get("rank", 0))
     if part["kind"] == "time":
         chunk = options.get("chunk") or (part["end"] - part["start"])
         for s in range(part["start"], part["end"], chunk):
@@ -140,10 +140,6 @@ def cell_batch(cell: Cell, seed: int | None = None):
     x, y = task.batch(cell.tau, cell.batch, cell.seed if seed is None else seed,
                       dtype=getattr(torch, cell.dtype))
     return task, x, y
-
-
-def train_seed(cell: Cell, step: int) -> int:
-    return cell.seed * 7919 + step + 1
 
 
 # --------------------------------------------------------------------------- the worker
@@ -298,8 +294,8 @@ class WorkerDied(RuntimeError):
 def _ray():
     import ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+    if not ray.is_initialized():  # "local": never attach to a head `ray start` left behind
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
     return ray
 
 
@@ -523,18 +519,18 @@ class Group:
         the last."""
         import ray
 
+        from . import measure
+
         cell, curve = self.cell, []
-        task = cell.make_task()
-        tokens = cell.batch if task.single_output else cell.tau * cell.batch
         start = time.perf_counter()
         for i in range(steps):
-            _, x, y = cell_batch(cell, train_seed(cell, i))
+            _, x, y = cell_batch(cell, measure.train_seed(cell, i))
             loss = self._all([a.train_step.remote(ray.put(shard(cell, x, y, r)), i)
                               for r, a in enumerate(self.actors)])[0]
             if not math.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss {loss} at training step {i + 1}")
             if i % every == 0 or i == steps - 1:
-                curve.append([i + 1, time.perf_counter() - start, loss / tokens])
+                curve.append([i + 1, time.perf_counter() - start, loss / measure.tokens(cell)])
         return curve
 
     @property

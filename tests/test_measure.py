@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -107,17 +108,23 @@ def test_jordan_row_reports_teacher_forced_and_free_running_apart():
                                 task="running_parity", **SMALL))
     assert row["status"] == "ok"
     assert row["depth"] == 1
-    assert row["loss_tf"] != row["loss_free"]
+    assert row["loss_tf"] != row["loss_free"]  # trained 3 steps, judged both ways
 
 
 # --------------------------------------------------------------------------- failures
+
+
+def _replace_strategy(monkeypatch, name, fn):
+    """Swap a strategy's function in the registry (what run_cell calls) for the test."""
+    monkeypatch.setitem(strategies.STRATEGIES, name,
+                        dataclasses.replace(strategies.STRATEGIES[name], fn=fn))
 
 
 def test_forced_nan_gives_a_failed_row(monkeypatch):
     def nan_loss(model, x, y, strategy="bptt", **options):
         return model.U.sum() * float("nan")
 
-    monkeypatch.setattr(strategies, "loss", nan_loss)
+    _replace_strategy(monkeypatch, "bptt", nan_loss)
     row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, **SMALL))
     assert row["status"] == "failed"
     assert "non-finite loss" in row["error"]
@@ -128,7 +135,7 @@ def test_exception_gives_a_failed_row_with_the_message(monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("the kernel exploded")
 
-    monkeypatch.setattr(strategies, "loss", boom)
+    _replace_strategy(monkeypatch, "bptt", boom)
     row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, **SMALL))
     assert row["status"] == "failed"
     assert row["error"] == "RuntimeError: the kernel exploded"
@@ -139,7 +146,7 @@ def test_out_of_memory_gives_an_oom_row(monkeypatch):
     def oom(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")
 
-    monkeypatch.setattr(strategies, "loss", oom)
+    _replace_strategy(monkeypatch, "bptt", oom)
     row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, **SMALL))
     assert row["status"] == "oom"
 
@@ -165,13 +172,13 @@ def test_failure_row_keeps_configuration():
 
 def test_threads_are_set_from_the_cell_and_restored(monkeypatch):
     seen = []
-    real = strategies.loss
+    real = strategies.STRATEGIES["bptt"].fn
 
     def spy(*args, **kwargs):
         seen.append(torch.get_num_threads())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(strategies, "loss", spy)
+    _replace_strategy(monkeypatch, "bptt", spy)
     before = torch.get_num_threads()
     measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, threads=2, **SMALL))
     assert seen and set(seen) == {2}
@@ -265,3 +272,44 @@ def test_cell_rejects_bad_fields_naming_them():
         Cell(model="single_output", strategy="bptt", tau=4, task="text")
     with pytest.raises(UsageError, match="task.vocab"):
         Cell(model="elman", strategy="bptt", tau=4, task_options={"vocab": 0})
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+def test_untrained_cell_reports_no_loss_figures():
+    row = measure.run_cell(Cell(model="jordan", strategy="teacher_forcing", tau=16,
+                                **{**SMALL, "train_steps": 0}))
+    assert row["status"] == "ok"
+    assert all(math.isnan(row[k]) for k in ("loss_tf", "loss_free", "acc_tf", "acc_free"))
+    assert row["train_curve"] == [] and row["horizon_t"] == []
+
+
+@pytest.mark.parametrize("strategy,options", [("truncated_bptt", {"k": 4}),
+                                              ("teacher_forcing", {"chunk": 4})])
+def test_grad_in_forward_strategies_report_no_forward_backward_split(strategy, options):
+    model = "jordan" if strategy == "teacher_forcing" else "elman"
+    row = measure.run_cell(Cell(model=model, strategy=strategy, tau=16, strategy_options=options,
+                                **{**SMALL, "train_steps": 0}))
+    assert row["status"] == "ok" and row["step_ms_median"] > 0
+    assert math.isnan(row["fwd_ms_median"]) and math.isnan(row["bwd_ms_median"])
+
+
+def test_random_strategies_draw_fresh_coins_each_step_and_rank():
+    cell = Cell(model="jordan", strategy="scheduled_sampling", tau=8)
+    a, b = measure.strategy_options(cell, 0), measure.strategy_options(cell, 1)
+    assert a["step"] == 0 and b["step"] == 1 and a["seed"] != b["seed"]
+    assert measure.strategy_options(cell, 1) == b  # deterministic
+    assert measure.strategy_options(cell, 1, rank=1)["seed"] != b["seed"]
+    assert "seed" not in measure.strategy_options(cell)  # the timed step: fixed options
+    sampled = Cell(model="jordan", strategy="free_running", tau=8,
+                   strategy_options={"feedback": "sample"})
+    assert measure.strategy_options(sampled, 0)["seed"] != measure.strategy_options(sampled, 1)["seed"]
+    # the seeds change what the strategy draws: at a constant 1/2 chance of the truth,
+    # different coins give different losses
+    half = Cell(model="jordan", strategy="scheduled_sampling", tau=16, batch=4,
+                strategy_options={"schedule": "linear", "k": 0.5, "c": 0.0})
+    _, model, x, y = measure._setup(half)
+    la = measure._loss_fn(half, model, x, y, step=0)().item()
+    lb = measure._loss_fn(half, model, x, y, step=1)().item()
+    assert la != lb
