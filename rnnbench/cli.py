@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rnnbench {command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"rnnbench {command}: interrupted", file=sys.stderr)
+        hint = "; rows written so far are kept: run the same command again to resume" \
+            if command == "run" else ""
+        print(f"rnnbench {command}: interrupted{hint}", file=sys.stderr)
         return 130
 
 

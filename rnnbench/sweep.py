@@ -23,7 +23,9 @@ import collections
 import importlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -523,6 +525,16 @@ def summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
     return "\n".join(lines), bad.empty and not missing
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `ray job stop`, `kill`) stops the sweep as Ctrl-C does:
+    in-flight cells are cancelled, rows written so far are consolidated and kept."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(args: argparse.Namespace) -> int:
     from . import jobs, store
 
@@ -540,6 +552,7 @@ def main(args: argparse.Namespace) -> int:
     import ray
 
     started = connect(args.address, args.num_cpus, args.dashboard)
+    _stop_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
     try:
         if args.exclusive and not ray.cluster_resources().get(EXCLUSIVE):
             raise UsageError(

@@ -331,6 +331,33 @@ def test_sigint_then_rerun_resumes_and_exclusive_runs_alone(tmp_path):
     assert "resume: " in second.stdout and "already stored" in second.stdout
 
 
+@pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c_and_keeps_rows(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text(JOB)
+    out = tmp_path / "out"
+    cmd = [str(BIN / "rnnbench"), "run", str(job), "--out", str(out), "--num-cpus", "2",
+           "--runner", "test_sweep:cli_runner", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=_env(RB_TEST_LOG=str(tmp_path / "log"), RB_TEST_SLEEP="1.5"),
+                            start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 180
+        while len(store.stored_ids(out)) < 2 and time.time() < deadline:
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.1)
+    finally:
+        rc = _stop(proc, signal.SIGTERM)
+    log = proc.stdout.read()
+    assert rc == 130, log
+    assert "Traceback" not in log and "run the same command again to resume" in log
+    stored = store.stored_ids(out)
+    assert len(stored) >= 2
+    import pandas as pd
+
+    assert set(pd.read_parquet(out / "results.parquet")["cell_id"]) == stored  # consolidated
+
+
 CLUSTER_SCRIPT = """\
 import functools, json, os, sys, threading, time
 from pathlib import Path
