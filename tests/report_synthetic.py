@@ -51,8 +51,9 @@ def _row(**fields) -> dict:
                split=None, neighbours=0, attempt=1, timestamp="2025-01-01T12:00:00+00:00",
                wall_s=1.0, peak_method="rss", **ENV)
     row.update(fields)
-    blob = json.dumps({k: row[k] for k in ("model", "strategy", "task", "tau", "batch", "seed",
-                                           "workers", "train_steps", "status")}, sort_keys=True)
+    blob = json.dumps({k: row.get(k) for k in ("model", "strategy", "task", "tau", "batch", "seed",
+                                               "workers", "split", "harness", "train_steps",
+                                               "status")}, sort_keys=True)
     row["cell_id"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return row
 
@@ -108,19 +109,27 @@ def trained_rows(trained=TRAINED, tau=64, seeds=SEEDS, exposure_gap=0.3,
 
 
 def worker_rows(tf_speedups=(1.0, 1.8, 3.2), elman_speedups=(1.0, 0.97, 0.95),
-                tau=1024, laws=LAWS) -> list[dict]:
-    """Time-parallel rows on 1, 2, 4 workers (the 1-worker row is included)."""
+                tau=1024, laws=LAWS, spread=0.02, baseline=True, seeds=(0,)) -> list[dict]:
+    """Time-parallel rows on 1, 2, 4 workers, all timed by the worker-group harness
+    (``split`` 'time' or 'batch'; the 1-worker baseline has ``harness='group'``), each
+    with raw samples spread ±``spread`` around its median (quartiles at about ±spread/2).
+    ``baseline=False`` leaves the 1-worker rows out."""
     rows = []
     for model, strategy, split, speedups in (("jordan", "teacher_forcing", "time", tf_speedups),
                                              ("elman", "bptt", "batch", elman_speedups)):
         a, k = laws[(model, strategy)]["time"]
         base = a * tau ** k  # the law's single-worker time
         for workers, s in zip((1, 2, 4), speedups):
-            if workers == 1:
-                continue  # the single-worker baseline comes from the timing rows
-            rows.append(_row(model=model, strategy=strategy, tau=tau, workers=workers,
-                             split=split, step_ms_median=base / s, comm_ms_median=0.1 * workers,
-                             depth=DEPTH[strategy](tau)))
+            if workers == 1 and not baseline:
+                continue
+            ms = base / s
+            for seed in seeds:
+                rows.append(_row(model=model, strategy=strategy, tau=tau, workers=workers,
+                                 seed=seed, split=split,
+                                 harness="group" if workers == 1 else "auto",
+                                 step_ms_median=ms, step_ms_iqr=ms * spread,
+                                 step_ms_samples=list(ms * np.linspace(1 - spread, 1 + spread, 9)),
+                                 comm_ms_median=0.1 * workers, depth=DEPTH[strategy](tau)))
     return rows
 
 

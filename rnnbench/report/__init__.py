@@ -47,7 +47,7 @@ class Report:
 
     def tables(self) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
         """(name, title, note, numeric table, display table) in page order."""
-        spread = "mean ± sd over seeds"
+        spread = "mean ± sd over seeds (no ± with one seed)"
         return [
             ("fits", "Scaling exponents (y = a·τ^k)",
              "Least-squares slope of log y on log τ over every ok cell (one point per seed); "
@@ -63,8 +63,11 @@ class Report:
              self.speedup, tables.display(self.speedup)),
             ("summary", "Every configuration", f"Measures are {spread} (n_seeds rows each).",
              self.summary, tables.display(self.summary)),
-            ("workers", "Time-parallel runs", "speedup = time on one worker / time on N; "
-             "efficiency = speedup / N.", self.workers, tables.display(self.workers)),
+            ("workers", "Time-parallel runs", "speedup = time on one worker / time on N, both "
+             "timed by the worker-group harness (no such 1-worker row: no speedup; the "
+             "single-process rows are not a baseline); lo/hi: the speedup from the quartiles "
+             "Q1/Q3 of the raw samples; efficiency = speedup / N.",
+             self.workers, tables.display(self.workers)),
             ("failed", "Failed rows", "Every row whose status is not ok, with its error.",
              self.failed, self.failed),
         ]

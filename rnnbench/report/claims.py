@@ -3,7 +3,10 @@
 A verdict is ``holds``, ``does not hold`` or ``not measured`` — decided by a
 rule written next to it (thresholds in :class:`Rules`), never guessed: when
 the rows needed are missing, or too noisy to decide, the verdict is
-``not measured`` and the evidence says why.
+``not measured`` and the evidence says why. Timings are compared through
+intervals (the quartiles of the raw samples), never as two single medians.
+A claim that the results only echo — a constant of the strategy registry —
+gets ``by construction``: true by how the code is written, not measured.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from .. import tasks
 from ..errors import UsageError
 from . import load
 from .fit import t_quantile
-from .tables import ok_rows
+from .tables import SETTING as SETTING_COLS
+from .tables import ok_rows, single
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
-VERDICTS = (HOLDS, FAILS, NOT_MEASURED)
+BY_CONSTRUCTION = "by construction"
+VERDICTS = (HOLDS, FAILS, NOT_MEASURED, BY_CONSTRUCTION)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,9 @@ class Rules:
     exponent_tol: float = 0.15       # |k - 1| within this: linear in τ
     max_ci_halfwidth: float = 0.25   # a wider 95% interval decides nothing
     no_gain: float = 1.1             # a speedup at or below this is no speedup
+    faster: float = 1.0              # a speedup above this: faster on one device
+    # Speedups are decided from the interval [q1(base)/q3(new), q3(base)/q1(new)] of the
+    # raw samples' quartiles: only an interval clear of the threshold decides.
     accuracy_gap: float = 0.05       # accuracy difference that counts as a gap
     learned_margin: float = 0.05     # above chance by this much: the task was learned
     solved: float = 0.9              # accuracy that counts as solving a task
@@ -109,7 +117,7 @@ def _exponent_claim(ev: Evidence, key, text, measure, unit_name, strategies) -> 
                    & (ev.fits["measure"] == measure)]
     used = ok_rows(ev.rows)
     used = used[(used["model"] == "elman") & used["strategy_label"].isin(strategies)
-                & (used["workers"] == 1) & used[measure].notna()]
+                & single(used) & used[measure].notna()]
     if fits.empty:
         return _claim(key, "chapter", text, rule, NOT_MEASURED,
                       evidence=f"no Elman {'/'.join(strategies)} rows with {unit_name} "
@@ -139,57 +147,109 @@ def bptt_memory(ev: Evidence) -> Claim:
 # --------------------------------------------------------------------------- workers
 
 
-def _best_worker_speedup(ev: Evidence, mask) -> tuple[pd.DataFrame, pd.DataFrame]:
-    w = ev.workers
-    if w.empty:
-        return w, w
-    sel = w[mask(w) & (w["workers"] > 1) & w["speedup"].notna()]
-    rows = ok_rows(ev.rows)
-    keys = ["model", "strategy_label", "task_label", "tau", "batch", "hidden"]
-    used = rows.merge(sel[keys].drop_duplicates(), on=keys) if len(sel) else rows.iloc[:0]
-    return sel, used
+def _interval_verdict(lo: float, hi: float, threshold: float) -> str | None:
+    """'above' when the whole interval lies above ``threshold``, 'below' when it lies at
+    or below it, None when it straddles it (or is unknown)."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return None
+    if lo > threshold:
+        return "above"
+    if hi <= threshold:
+        return "below"
+    return None
+
+
+def _interval_text(lo: float, hi: float) -> str:
+    if np.isfinite(lo) and np.isfinite(hi):
+        return f"[{lo:.2f}, {hi:.2f}]×"
+    return "no interval: no raw samples or IQR"
 
 
 def _worker_text(best) -> str:
-    return (f"best {best['speedup']:.2f}× on {best['workers']:g} workers "
-            f"(split {best['split'] or '?'}; {best['model']} + {best['strategy_label']}, "
-            f"τ={best['tau']:g}, B={best['batch']:g}; "
-            f"{best['step_ms_median_mean']:.3g} ms vs {best['one_ms']:.3g} ms on one)")
+    return (f"best {best['speedup']:.2f}× (quartile interval "
+            f"{_interval_text(best['speedup_lo'], best['speedup_hi'])}) on "
+            f"{best['workers']:g} workers (split {best['split']}; {best['model']} + "
+            f"{best['strategy_label']}, τ={best['tau']:g}, B={best['batch']:g}; "
+            f"{best['step_ms_median_mean']:.3g} ms vs {best['one_ms']:.3g} ms on one worker "
+            "in the same harness)")
+
+
+@dataclass(frozen=True)
+class WorkerClaim:
+    """One claim about speedup with workers, decided on the speedup's interval."""
+
+    key: str
+    text: str
+    what: str           # the rows, in words
+    select: object      # workers table -> mask
+    expect_gain: bool   # True: some worker count must give a gain; False: none may
+
+
+BPTT_WORKERS = WorkerClaim(
+    "bptt_not_parallel",
+    "BPTT's O(τ) time cannot be reduced by parallel workers: the forward graph is inherently "
+    "sequential.",
+    "Elman at batch 1",
+    lambda w: (w["model"] == "elman") & (w["batch"] == 1),
+    expect_gain=False)
+TF_WORKERS = WorkerClaim(
+    "tf_parallel_workers",
+    "With teacher forcing the time steps can be computed in parallel: more workers, less time.",
+    "Jordan + teacher forcing split along time",
+    lambda w: ((w["model"] == "jordan") & w["strategy_label"].str.startswith("teacher_forcing")
+               & (w["split"] == "time")),
+    expect_gain=True)
+
+
+def workers_claim(ev: Evidence, spec: WorkerClaim) -> Claim:
+    r = ev.rules
+    want = "some worker count gives" if spec.expect_gain else "no worker count gives"
+    rule = (f"{spec.what} on several workers, against one worker timed in the same worker-group "
+            f"harness: holds when {want} more than {r.no_gain}× over one worker, judged on the "
+            f"speedup interval [q1(one)/q3(N), q3(one)/q1(N)] of the raw samples; an interval "
+            f"that straddles {r.no_gain}× decides nothing")
+    w = ev.workers
+    sel = w[spec.select(w) & (w["workers"] > 1)] if len(w) else w
+    if sel.empty:
+        return _claim(spec.key, "chapter", spec.text, rule, NOT_MEASURED,
+                      evidence=f"no {spec.what} rows on more than one worker")
+    paired = sel[sel["speedup"].notna()]
+    if paired.empty:
+        return _claim(spec.key, "chapter", spec.text, rule, NOT_MEASURED,
+                      evidence=f"{len(sel)} {spec.what} row(s) on several workers, but no "
+                               "1-worker baseline timed in the worker-group harness (the "
+                               "single-process rows are not comparable)")
+    rows = ok_rows(ev.rows)
+    keys = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "device",
+            "threads", "split"]
+    used = rows.merge(paired[keys].drop_duplicates(), on=keys)
+    used = used[used["workers"] >= 1]
+    sides = [_interval_verdict(lo, hi, r.no_gain)
+             for lo, hi in zip(paired["speedup_lo"], paired["speedup_hi"])]
+    if "above" in sides:
+        verdict = HOLDS if spec.expect_gain else FAILS
+        best = paired.iloc[[i for i, x in enumerate(sides) if x == "above"]]
+        best = best.loc[best["speedup_lo"].idxmax()]
+    elif all(x == "below" for x in sides):
+        verdict = FAILS if spec.expect_gain else HOLDS
+        best = paired.loc[paired["speedup"].idxmax()]
+    else:
+        verdict = NOT_MEASURED
+        best = paired.loc[paired["speedup"].idxmax()]
+    evidence = _worker_text(best)
+    if verdict == NOT_MEASURED:
+        evidence += (f"; the spread is too wide to decide: an interval straddles {r.no_gain}× "
+                     "(more repeats or seeds)")
+    return _claim(spec.key, "chapter", spec.text, rule, verdict, best["speedup"], "× speedup",
+                  evidence, used)
 
 
 def bptt_workers(ev: Evidence) -> Claim:
-    r = ev.rules
-    text = ("BPTT's O(τ) time cannot be reduced by parallel workers: the forward graph is "
-            "inherently sequential.")
-    rule = (f"Elman at batch 1 on several workers: holds when no worker count gives more than "
-            f"{r.no_gain}× over one worker")
-    sel, used = _best_worker_speedup(
-        ev, lambda w: (w["model"] == "elman") & (w["batch"] == 1))
-    if sel.empty:
-        return _claim("bptt_not_parallel", "chapter", text, rule, NOT_MEASURED,
-                      evidence="no Elman rows with workers > 1 at batch 1")
-    best = sel.loc[sel["speedup"].idxmax()]
-    verdict = HOLDS if best["speedup"] <= r.no_gain else FAILS
-    return _claim("bptt_not_parallel", "chapter", text, rule, verdict, best["speedup"],
-                  "× speedup", _worker_text(best), used)
+    return workers_claim(ev, BPTT_WORKERS)
 
 
 def tf_workers(ev: Evidence) -> Claim:
-    r = ev.rules
-    text = ("With teacher forcing the time steps can be computed in parallel: more workers, "
-            "less time.")
-    rule = (f"Jordan + teacher forcing split along time: holds when some worker count gives more "
-            f"than {r.no_gain}× over one worker")
-    sel, used = _best_worker_speedup(
-        ev, lambda w: (w["model"] == "jordan") & (w["strategy_label"].str.startswith(
-            "teacher_forcing")) & (w["split"] == "time"))
-    if sel.empty:
-        return _claim("tf_parallel_workers", "chapter", text, rule, NOT_MEASURED,
-                      evidence="no Jordan teacher-forcing rows split along time on > 1 worker")
-    best = sel.loc[sel["speedup"].idxmax()]
-    verdict = HOLDS if best["speedup"] > r.no_gain else FAILS
-    return _claim("tf_parallel_workers", "chapter", text, rule, verdict, best["speedup"],
-                  "× speedup", _worker_text(best), used)
+    return workers_claim(ev, TF_WORKERS)
 
 
 # --------------------------------------------------------------------------- depth, speed
@@ -197,47 +257,73 @@ def tf_workers(ev: Evidence) -> Claim:
 
 def tf_depth(ev: Evidence) -> Claim:
     text = "Teacher forcing decouples the time steps: the sequential depth is 1, not τ."
-    rule = "depth recorded for every Jordan + teacher-forcing cell: holds when it is 1 at every τ"
+    rule = ("depth of every Jordan + teacher-forcing cell, a constant of the strategy registry "
+            "copied into each row: 'by construction' when it is 1 at every τ (not measured — "
+            "the timings vs τ and workers are the measured evidence); does not hold when the "
+            "registry says otherwise")
     rows = ok_rows(ev.rows)
     used = rows[(rows["model"] == "jordan") & (rows["strategy"] == "teacher_forcing")
                 & rows["depth"].notna()]
     if used.empty:
         return _claim("tf_depth_one", "chapter", text, rule, NOT_MEASURED,
                       evidence="no Jordan + teacher-forcing rows with a recorded depth")
-    verdict = HOLDS if (used["depth"] == 1).all() else FAILS
+    verdict = BY_CONSTRUCTION if (used["depth"] == 1).all() else FAILS
     bptt = rows[(rows["model"] == "elman") & (rows["strategy"] == "bptt") & rows["depth"].notna()]
     extra = ""
     if len(bptt):
         big = bptt.loc[bptt["tau"].idxmax()]
         extra = f"; Elman + bptt: depth {big['depth']:g} at τ={big['tau']:g}"
-    evidence = (f"depth {', '.join(f'{d:g}' for d in sorted(used['depth'].unique()))} over "
+    evidence = ("by construction (from the strategy registry), not measured: depth "
+                f"{', '.join(f'{d:g}' for d in sorted(used['depth'].unique()))} over "
                 f"τ {used['tau'].min():g}–{used['tau'].max():g}{extra}")
     return _claim("tf_depth_one", "chapter", text, rule, verdict, used["depth"].max(),
                   "sequential steps", evidence, used)
 
 
 def tf_faster(ev: Evidence) -> Claim:
+    r = ev.rules
     text = ("On one device, teacher forcing's batched steps train faster than sequential BPTT, "
             "even against the fused kernel, from some τ on.")
     rule = ("speedup of Jordan + teacher forcing over Elman + bptt_fused (bptt where no fused "
-            "rows): holds when teacher forcing is faster at the largest τ in every setting")
+            "rows) at the largest τ of every setting, judged on its interval [q1(BPTT)/q3(TF), "
+            f"q3(BPTT)/q1(TF)] of the raw samples: holds when it lies above {r.faster:g}× in "
+            f"every setting; does not hold when it lies at or below {r.faster:g}× in one; "
+            "otherwise not measured")
     c = ev.crossover
     if c.empty:
         return _claim("tf_faster_one_device", "consequence", text, rule, NOT_MEASURED,
                       evidence="no τ at which both teacher forcing and BPTT were timed")
     base = "bptt_fused" if (c["baseline"] == "bptt_fused").any() else "bptt"
     c = c[c["baseline"] == base]
-    wins = [not f.startswith(base) for f in c["finding"]]
-    parts = [f"{_setting(r)}: {r['finding']}"
-             + (f"; cross-over τ ≈ {r['tau_cross']:.3g}" if np.isfinite(r["tau_cross"]) else "")
-             for _, r in c.iterrows()]
+    sp = ev.speedup
+    sides, parts = [], []
+    for _, x in c.iterrows():
+        at = sp[(sp["tau"] == x["tau_max"]) & (sp["teacher_forcing"] == x["teacher_forcing"])]
+        for col in SETTING_COLS:
+            at = at[at[col] == x[col]]
+        lo = float(at[f"speedup_vs_{base}_lo"].iloc[0]) if len(at) else math.nan
+        hi = float(at[f"speedup_vs_{base}_hi"].iloc[0]) if len(at) else math.nan
+        point = float(at[f"speedup_vs_{base}"].iloc[0]) if len(at) else math.nan
+        sides.append(_interval_verdict(lo, hi, r.faster))
+        parts.append(f"{_setting(x)}: {x['finding']}; at τ={x['tau_max']:g} speedup "
+                     f"{_g(point)}× {_interval_text(lo, hi)}"
+                     + (f"; cross-over τ ≈ {x['tau_cross']:.3g}"
+                        if np.isfinite(x["tau_cross"]) else ""))
     rows = ok_rows(ev.rows)
-    used = rows[(rows["workers"] == 1) & (
+    used = rows[single(rows) & (
         ((rows["model"] == "jordan") & (rows["strategy"] == "teacher_forcing"))
         | ((rows["model"] == "elman") & (rows["strategy_label"] == base)))]
     taus = c["tau_cross"].dropna()
-    return _claim("tf_faster_one_device", "consequence", text, rule,
-                  HOLDS if all(wins) else FAILS, taus.max() if len(taus) else math.nan,
+    if "below" in sides:
+        verdict = FAILS
+    elif all(x == "above" for x in sides):
+        verdict = HOLDS
+    else:
+        verdict = NOT_MEASURED
+        parts.append(f"the spread is too wide to decide: an interval straddles {r.faster:g}× "
+                     "(more repeats or seeds)")
+    return _claim("tf_faster_one_device", "consequence", text, rule, verdict,
+                  taus.max() if len(taus) else math.nan,
                   "cross-over τ", f"vs {base}: " + "; ".join(parts), used)
 
 
@@ -300,7 +386,8 @@ def jordan_weaker(ev: Evidence) -> Claim:
     if pairs.empty:
         return _claim("jordan_less_powerful", "chapter", text, rule, NOT_MEASURED,
                       evidence="no trained Elman and Jordan rows on delayed_recall")
-    chance = np.nanmax([_chance(x) for _, x in rows.iterrows()])
+    chances = [c for c in (_chance(x) for _, x in rows.iterrows()) if np.isfinite(c)]
+    chance = max(chances) if chances else math.nan
     gap = float((pairs["elman"] - pairs["jordan"]).mean())
     evidence = (f"accuracy Elman {pairs['elman'].mean():.3f} vs Jordan {pairs['jordan'].mean():.3f}"
                 f" (chance {_g(chance)}), gap {gap:+.3f} over {len(pairs)} matched "

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from .tables import BASELINES, SETTING, ok_rows
+from .tables import BASELINES, SETTING, ok_rows, single
 
 LEVEL = 0.95
 FITTED = ("step_ms_median", "saved_bytes", "peak_bytes")
@@ -132,7 +132,7 @@ FIT_KEYS = ["model", "strategy_label", "series"] + SETTING
 def fits(rows: pd.DataFrame, measures=FITTED) -> pd.DataFrame:
     """One power-law fit per model × strategy × setting × measure (single-worker rows)."""
     ok = ok_rows(rows)
-    ok = ok[ok["workers"] == 1]
+    ok = ok[single(ok)]
     out = []
     for key, group in ok.groupby(FIT_KEYS, dropna=False, sort=True):
         for measure in measures:

@@ -32,6 +32,7 @@ tr:nth-child(even) td { background: #fafbfc; }
 .holds { background: #d7f5dc; color: #11612a; }
 .does-not-hold { background: #fbdada; color: #8a1616; }
 .not-measured { background: #e8e8e8; color: #555; }
+.by-construction { background: #e3ecfa; color: #23487a; font-style: italic; }
 figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 13px; color: #444; }
 .note { color: #555; font-size: 13px; } .scroll { overflow-x: auto; }
@@ -58,16 +59,20 @@ def table(df: pd.DataFrame) -> str:
     return '<div class="scroll">' + df.to_html(index=False, na_rep="", border=0) + "</div>"
 
 
+VERDICT_TEXT = {"by construction": "by construction (not measured)"}
+
+
 def claims_table(claims: pd.DataFrame) -> str:
     head = "<tr><th>claim</th><th>verdict</th><th>evidence</th><th>cells</th>" \
            "<th>how it is decided</th></tr>"
     rows = []
     for _, c in claims.iterrows():
         css = c["verdict"].replace(" ", "-")
+        shown = html.escape(VERDICT_TEXT.get(c["verdict"], c["verdict"]))
         rows.append(
             f'<tr id="claim-{html.escape(c["key"])}"><td>{html.escape(c["claim"])}'
             f'<br><span class="note">{html.escape(c["source"])}</span></td>'
-            f'<td><span class="verdict {css}">{html.escape(c["verdict"])}</span></td>'
+            f'<td><span class="verdict {css}">{shown}</span></td>'
             f'<td>{html.escape(c["evidence"])}</td><td>{c["cells"]}</td>'
             f'<td class="note">{html.escape(c["rule"])}</td></tr>')
     return f'<div class="scroll"><table class="claims">{head}{"".join(rows)}</table></div>'

@@ -62,7 +62,13 @@ def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     for col, default in (("batch", 1), ("threads", 1), ("seed", 0)):
         df[col] = df[col].fillna(default)
     df["device"] = df["device"].fillna("cpu").astype(str)
-    df["split"] = df["split"].where(df["split"].notna(), "")
+    # Single-process rows carry split 'none' (older rows: nothing); rows timed by the
+    # worker-group harness carry 'time' or 'batch'.
+    split = df["split"].where(df["split"].notna(), "none").astype(str)
+    df["split"] = split.where(split.str.strip() != "", "none")
+    if "harness" not in df.columns:
+        df["harness"] = np.nan
+    df["harness"] = df["harness"].where(df["harness"].notna(), "auto").astype(str)
     df["strategy_label"] = [_label(s, o) for s, o in zip(df["strategy"], df["strategy_options"])]
     df["task_label"] = [_label(t, o) for t, o in zip(df["task"].fillna("?"), df["task_options"])]
     df["series"] = df["model"].astype(str) + " + " + df["strategy_label"]

@@ -19,9 +19,12 @@ CAPTIONS = {
 }
 INTRO = ("Each claim is checked against the measured rows by the rule in its last column. "
          "'holds' and 'does not hold' are measured findings; 'not measured' means the results "
-         "hold too few rows (or too noisy ones) to decide — it is never a guess.")
+         "hold too few rows (or too noisy ones) to decide — it is never a guess. "
+         "'by construction' marks what the code guarantees (a constant of the strategy "
+         "registry): true by design, not a measurement.")
 VERDICT_MARK = {"holds": "✅ holds", "does not hold": "❌ does not hold",
-                "not measured": "➖ not measured"}
+                "not measured": "➖ not measured",
+                "by construction": "📐 by construction (not measured)"}
 
 
 def _cell(value) -> str:

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from .fit import power_fit  # noqa: E402
-from .tables import SETTING, ok_rows  # noqa: E402
+from .tables import SETTING, ok_rows, single  # noqa: E402
 
 MAX_PANELS = 6
 MIB = 2.0 ** -20
@@ -80,6 +80,28 @@ def _log(ax, x_base: int | None = 2, y_base: int | None = 10) -> None:
             axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
+def _decorate(ax, xlabel: str, ylabel: str | None = None, title: str | None = None,
+              log: tuple | None = None, grid_which: str = "major") -> None:
+    """The axis decoration every panel shares: labels, title, optional log scales, a light
+    grid and a small legend (only when something is labelled)."""
+    if log is not None:
+        _log(ax, *log)
+    ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    ax.grid(True, which=grid_which, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
+def _errors(values: pd.Series):
+    """Error-bar lengths, or None when there are none to draw (one seed: no spread)."""
+    values = pd.to_numeric(values, errors="coerce")
+    return None if values.isna().all() else values.fillna(0).to_numpy(dtype=float)
+
+
 def _series_vs_tau(ax, rows: pd.DataFrame, measure: str, scale: float, colors: dict) -> None:
     """Seed means with sd bars, one line per model + strategy, and its fitted power law."""
     for name, g in rows.groupby("series"):
@@ -88,22 +110,20 @@ def _series_vs_tau(ax, rows: pd.DataFrame, measure: str, scale: float, colors: d
             continue
         f = power_fit(g["tau"], g[measure])
         label = name if f is None else f"{name}  (k={f.exponent:.2f})"
-        ax.errorbar(pts.index, pts["mean"] * scale, yerr=pts["std"].fillna(0) * scale,
+        err = _errors(pts["std"])
+        ax.errorbar(pts.index, pts["mean"] * scale, yerr=None if err is None else err * scale,
                     marker="o", ms=4, lw=0, elinewidth=1, capsize=2, color=colors[name],
                     label=label)
         if f is not None:
             t = np.geomspace(f.tau_min, f.tau_max, 50)
             ax.plot(t, f.predict(t) * scale, ls="--", lw=1.2, color=colors[name])
-    ax.set_xlabel("sequence length τ (steps)")
-    _log(ax)
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7)
+    _decorate(ax, "sequence length τ (steps)", log=(2, 10))
 
 
 def time_vs_tau(rows: pd.DataFrame) -> Figure | None:
     """Median step time against τ, log-log, with the fitted line of each model + strategy."""
     ok = ok_rows(rows)
-    ok = ok[(ok["workers"] == 1) & ok["step_ms_median"].notna()]
+    ok = ok[single(ok) & ok["step_ms_median"].notna()]
     if ok.empty:
         return None
     panels = _panels(ok, SETTING, min_taus=2)
@@ -122,7 +142,7 @@ def time_vs_tau(rows: pd.DataFrame) -> Figure | None:
 def memory_vs_tau(rows: pd.DataFrame) -> Figure | None:
     """Saved-for-backward and peak memory against τ, log-log, with fitted lines."""
     ok = ok_rows(rows)
-    ok = ok[(ok["workers"] == 1) & (ok["saved_bytes"].notna() | ok["peak_bytes"].notna())]
+    ok = ok[single(ok) & (ok["saved_bytes"].notna() | ok["peak_bytes"].notna())]
     if ok.empty:
         return None
     keys = [k for k in SETTING if k != "threads"]  # memory does not depend on threads
@@ -160,45 +180,41 @@ def speedup_vs_tau(speedups: pd.DataFrame) -> Figure | None:
                 if pts.empty:
                     continue
                 base = col.removeprefix("speedup_vs_")
-                ax.errorbar(pts["tau"], pts[col], yerr=pts[f"{col}_sd"].fillna(0),
+                ax.errorbar(pts["tau"], pts[col], yerr=_errors(pts[f"{col}_sd"]),
                             marker=markers[col], ms=4, capsize=2, color=color,
                             ls="-" if base == "bptt" else ":",
                             label=f"jordan + {tf} vs elman + {base}, B={batch:g}")
         ax.axhline(1.0, color="black", lw=1, label="1× (no speedup)")
-        _log(ax)
-        ax.set_xlabel("sequence length τ (steps)")
-        ax.set_ylabel("speedup of teacher forcing (×)")
-        ax.set_title(_title(setting), fontsize=9)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        _decorate(ax, "sequence length τ (steps)", "speedup of teacher forcing (×)",
+                  _title(setting), log=(2, 10))
     fig.suptitle("Speedup of teacher forcing over BPTT (above 1×: teacher forcing is faster)")
     return fig
 
 
 def speedup_vs_workers(workers: pd.DataFrame) -> Figure | None:
-    """Time-parallel speedup against the number of workers, with the ideal line."""
-    if workers.empty or not (workers["workers"] > 1).any():
+    """Time-parallel speedup against the number of workers, with the ideal line; bars:
+    the interval from the quartiles of the raw samples. Only N-worker rows with a
+    1-worker baseline from the same harness are drawn (None when there are none)."""
+    if workers.empty or not ((workers["workers"] > 1) & workers["speedup"].notna()).any():
         return None
     fig, axes = _grid(1, 1, width=6.4, height=4.6)
     ax = axes[0, 0]
-    keys = ["model", "strategy_label", "task_label", "tau", "batch"]
+    keys = ["model", "strategy_label", "task_label", "tau", "batch", "split"]
     colors = _colors([" ".join(map(str, k)) for k, _ in workers.groupby(keys)])
     for key, g in workers.groupby(keys):
-        one = g[g["workers"] == 1]
-        for split, s in g[g["workers"] > 1].groupby("split"):
-            pts = pd.concat([one, s]).sort_values("workers")
-            ax.plot(pts["workers"], pts["speedup"], marker="o", ms=4,
-                    ls="-" if split == "time" else "--", color=colors[" ".join(map(str, key))],
-                    label=f"{key[0]} + {key[1]}, split {split or '?'}, τ={key[3]:g}, "
-                          f"B={key[4]:g}")
+        pts = g[g["speedup"].notna()].sort_values("workers")
+        if not (pts["workers"] > 1).any():
+            continue
+        low = (pts["speedup"] - pts["speedup_lo"]).clip(lower=0)
+        high = (pts["speedup_hi"] - pts["speedup"]).clip(lower=0)
+        yerr = None if low.isna().all() else np.vstack([low.fillna(0), high.fillna(0)])
+        ax.errorbar(pts["workers"], pts["speedup"], yerr=yerr, marker="o", ms=4, capsize=2,
+                    ls="-" if key[5] == "time" else "--", color=colors[" ".join(map(str, key))],
+                    label=f"{key[0]} + {key[1]}, split {key[5]}, τ={key[3]:g}, B={key[4]:g}")
     top = workers["workers"].max()
     ax.plot([1, top], [1, top], color="black", lw=1, ls=":", label="ideal (speedup = workers)")
-    _log(ax, 2, 2)
-    ax.set_xlabel("workers")
-    ax.set_ylabel("speedup over one worker (×)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.suptitle("Time-parallel training: speedup vs workers")
+    _decorate(ax, "workers", "speedup over one worker (×)", log=(2, 2))
+    fig.suptitle("Time-parallel training: speedup vs workers (bars: quartile interval)")
     return fig
 
 
@@ -208,7 +224,7 @@ def _curves(rows: pd.DataFrame) -> pd.DataFrame:
     has = ok["train_curve"].map(len) > 0
     pick = (((ok["model"] == "elman") & ok["strategy"].isin(["bptt", "bptt_fused"]))
             | ((ok["model"] == "jordan") & (ok["strategy"] == "teacher_forcing")))
-    return ok[has & pick & (ok["workers"] == 1)]
+    return ok[has & pick & single(ok)]
 
 
 def loss_curves(rows: pd.DataFrame) -> Figure | None:
@@ -229,11 +245,7 @@ def loss_curves(rows: pd.DataFrame) -> Figure | None:
             row[0].plot(c[:, 0], c[:, 2], color=colors[r["series"]], lw=1, alpha=0.8, label=label)
             row[1].plot(c[:, 1], c[:, 2], color=colors[r["series"]], lw=1, alpha=0.8, label=label)
         for ax, xlabel in ((row[0], "training step"), (row[1], "wall-clock time (s)")):
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel("training loss (nats/token)")
-            ax.set_title(_title(setting), fontsize=9)
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7)
+            _decorate(ax, xlabel, "training loss (nats/token)", _title(setting))
     fig.suptitle("Training loss vs step and vs wall-clock (one line per seed)")
     return fig
 
@@ -257,14 +269,14 @@ def exposure_bias(rows: pd.DataFrame) -> Figure | None:
             for col, ls, what in (("horizon_loss_tf", "-", "teacher-forced"),
                                   ("horizon_loss_free", "--", "free-running")):
                 vals = np.array([v for v in same[col] if len(v) == len(t)], dtype=float)
-                if vals.size:
-                    ax.plot(t, np.nanmean(vals, axis=0), ls=ls, marker=".", color=colors[name],
+                if vals.size and np.isfinite(vals).any():
+                    counts = np.isfinite(vals).sum(axis=0)
+                    mean = np.where(counts > 0, np.nansum(vals, axis=0) / np.maximum(counts, 1),
+                                    np.nan)  # NaN losses skipped, without a warning
+                    ax.plot(t, mean, ls=ls, marker=".", color=colors[name],
                             label=f"{name}: {what}")
-        ax.set_xlabel("position in the sequence t (steps)")
-        ax.set_ylabel("loss (nats/token)")
-        ax.set_title(_title(setting), fontsize=9)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        _decorate(ax, "position in the sequence t (steps)", "loss (nats/token)",
+                  _title(setting))
     fig.suptitle("Exposure bias: loss fed the true outputs (solid) vs its own (dashed)")
     return fig
 

@@ -44,6 +44,11 @@ def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[rows["status"] == "ok"]
 
 
+def single(rows: pd.DataFrame) -> pd.Series:
+    """Mask of the rows timed in one process (one worker, no worker-group harness)."""
+    return (rows["workers"] == 1) & (rows["split"] == "none")
+
+
 def aggregate(rows: pd.DataFrame, keys: list[str], measures=MEASURES) -> pd.DataFrame:
     """Mean and sample standard deviation over the rows sharing ``keys`` (the seeds)."""
     measures = [m for m in measures if m in rows.columns]
@@ -52,6 +57,8 @@ def aggregate(rows: pd.DataFrame, keys: list[str], measures=MEASURES) -> pd.Data
     sd = grouped[measures].std(ddof=1).add_suffix("_sd")
     out = pd.concat([mean, sd], axis=1)
     out["n_seeds"] = grouped.size()
+    # One seed has no spread: NaN (shown as nothing), never a zero uncertainty.
+    out.loc[out["n_seeds"] < 2, sd.columns] = np.nan
     order = [c for m in measures for c in (f"{m}_mean", f"{m}_sd")]
     return out[order + ["n_seeds"]].reset_index()
 
@@ -68,14 +75,55 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     return table[keep]
 
 
+# Fewer raw samples than this (all seeds pooled) give no quartiles.
+MIN_SAMPLES = 3
+
+
+def quartiles(rows: pd.DataFrame) -> tuple[float, float]:
+    """Lower and upper quartile of the step time in ``rows``: over every raw sample
+    (``step_ms_samples``, all seeds pooled); a row without samples contributes
+    median ∓ IQR/2. (NaN, NaN) when there is neither: no interval to decide on."""
+    pooled, lows, highs = [], [], []
+    for samples, med, iqr in zip(rows["step_ms_samples"], rows["step_ms_median"],
+                                 rows["step_ms_iqr"]):
+        vals = np.array([v for v in samples if isinstance(v, (int, float))], dtype=float)
+        vals = vals[np.isfinite(vals)]
+        if vals.size:
+            pooled.append(vals)
+        elif np.isfinite(med) and np.isfinite(iqr):
+            lows.append(med - iqr / 2)
+            highs.append(med + iqr / 2)
+    if pooled:
+        allv = np.concatenate(pooled)
+        if allv.size >= MIN_SAMPLES:
+            q1, q3 = np.quantile(allv, [0.25, 0.75])
+            lows.append(q1)
+            highs.append(q3)
+    if not lows:
+        return np.nan, np.nan
+    return float(min(lows)), float(max(highs))
+
+
+def _quartiles_by(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    out = [(*(k if isinstance(k, tuple) else (k,)), *quartiles(g))
+           for k, g in rows.groupby(keys, dropna=False, sort=True)]
+    return pd.DataFrame(out, columns=keys + ["q1", "q3"])
+
+
+def speedup_interval(base_q1, base_q3, new_q1, new_q3) -> tuple:
+    """The speedup base/new from quartiles: (worst case, best case)."""
+    return base_q1 / new_q3, base_q3 / new_q1
+
+
 def _timing(rows: pd.DataFrame, mask) -> pd.DataFrame:
-    """Mean and sd of the median step time per setting and τ for the rows in ``mask``."""
+    """Mean and sd of the median step time per setting and τ for the rows in ``mask``,
+    and the quartiles of the raw samples (q1, q3)."""
     sel = ok_rows(rows)[mask(ok_rows(rows))]
-    sel = sel[(sel["workers"] == 1) & sel["step_ms_median"].notna()]
+    sel = sel[single(sel) & sel["step_ms_median"].notna()]
     keys = SETTING + ["tau", "strategy_label"]
     if sel.empty:
-        return pd.DataFrame(columns=keys + ["ms", "sd"])
-    agg = aggregate(sel, keys, ["step_ms_median"])
+        return pd.DataFrame(columns=keys + ["ms", "sd", "n_seeds", "q1", "q3"])
+    agg = aggregate(sel, keys, ["step_ms_median"]).merge(_quartiles_by(sel, keys), on=keys)
     return agg.rename(columns={"step_ms_median_mean": "ms", "step_ms_median_sd": "sd"})
 
 
@@ -86,41 +134,70 @@ def speedup(rows: pd.DataFrame) -> pd.DataFrame:
     """Speedup of Jordan + teacher forcing over Elman + bptt and + bptt_fused, per τ and batch.
 
     speedup = baseline time / teacher-forcing time (both the mean over seeds of the
-    median step time); its sd follows from the two relative sds.
+    median step time); its sd follows from the two relative sds, and only when both
+    sides have two seeds or more (else NaN: one seed shows no spread). ``_lo`` and
+    ``_hi`` bound it from the quartiles of the raw samples (:func:`speedup_interval`).
     """
     tf = _timing(rows, lambda r: (r["model"] == "jordan") & (r["strategy"] == "teacher_forcing"))
-    tf = tf.rename(columns={"strategy_label": "teacher_forcing", "ms": "tf_ms", "sd": "tf_sd"})
+    tf = tf.rename(columns={"strategy_label": "teacher_forcing", "ms": "tf_ms", "sd": "tf_sd",
+                            "q1": "tf_q1", "q3": "tf_q3"})
     tf = tf.drop(columns=["n_seeds"], errors="ignore")
     for base in BASELINES:
         b = _timing(rows, lambda r, s=base: (r["model"] == "elman") & (r["strategy_label"] == s))
         b = b.drop(columns=["strategy_label", "n_seeds"], errors="ignore")
-        b = b.rename(columns={"ms": f"{base}_ms", "sd": f"{base}_sd"})
+        cols = {c: f"{base}_{c}" for c in ("ms", "sd", "q1", "q3")}
+        b = b.rename(columns=cols)
         tf = tf.merge(b, on=SETTING + ["tau"], how="left")
-        tf[[f"{base}_ms", f"{base}_sd"]] = tf[[f"{base}_ms", f"{base}_sd"]].astype(float)
+        tf[list(cols.values())] = tf[list(cols.values())].astype(float)
         ratio = tf[f"{base}_ms"] / tf["tf_ms"]
-        rel = np.sqrt((tf[f"{base}_sd"].fillna(0) / tf[f"{base}_ms"]) ** 2
-                      + (tf["tf_sd"].fillna(0) / tf["tf_ms"]) ** 2)
+        rel = np.sqrt((tf[f"{base}_sd"] / tf[f"{base}_ms"]) ** 2
+                      + (tf["tf_sd"] / tf["tf_ms"]) ** 2)
         tf[f"speedup_vs_{base}"] = ratio
         tf[f"speedup_vs_{base}_sd"] = ratio * rel
+        tf[f"speedup_vs_{base}_lo"], tf[f"speedup_vs_{base}_hi"] = speedup_interval(
+            tf[f"{base}_q1"], tf[f"{base}_q3"], tf["tf_q1"], tf["tf_q3"])
     return tf.sort_values(SETTING + ["teacher_forcing", "tau"]).reset_index(drop=True)
 
 
+WORKER_KEYS = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "device",
+               "threads", "dtype"]
+WORKER_COLUMNS = WORKER_KEYS + [
+    "workers", "split", "step_ms_median_mean", "step_ms_median_sd", "comm_ms_median_mean",
+    "comm_ms_median_sd", "n_seeds", "q1", "q3", "one_ms", "one_sd", "one_q1", "one_q3",
+    "speedup", "speedup_lo", "speedup_hi", "efficiency"]
+
+
 def workers(rows: pd.DataFrame) -> pd.DataFrame:
-    """Time-parallel runs: speedup and efficiency against the same cell on one worker."""
+    """Time-parallel runs: speedup and efficiency against the same cell on one worker.
+
+    Like is paired with like: only rows timed by the worker-group harness (``split``
+    'time' or 'batch', never 'none') enter, and an N-worker row is compared with the
+    1-worker row of the same harness and split; without one its speedup is NaN (the
+    single-process rows are not a fallback). ``speedup_lo``/``_hi``: the speedup from
+    the quartiles of the raw samples (:func:`speedup_interval`).
+    """
     ok = ok_rows(rows)
-    keys = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "device",
-            "threads", "dtype"]
-    if not (ok["workers"] > 1).any():
-        return pd.DataFrame(columns=keys + ["workers", "split", "speedup", "efficiency"])
-    agg = aggregate(ok, keys + ["workers", "split"], ["step_ms_median", "comm_ms_median"])
-    one = agg[agg["workers"] == 1][keys + ["step_ms_median_mean", "step_ms_median_sd"]]
-    one = one.rename(columns={"step_ms_median_mean": "one_ms", "step_ms_median_sd": "one_sd"})
+    group = ok[(ok["split"] != "none") & ok["step_ms_median"].notna()]
+    if not (group["workers"] > 1).any():
+        return pd.DataFrame(columns=WORKER_COLUMNS)
+    keys = WORKER_KEYS + ["split"]
+    agg = aggregate(group, keys + ["workers"], ["step_ms_median", "comm_ms_median"])
+    agg = agg.merge(_quartiles_by(group, keys + ["workers"]), on=keys + ["workers"])
+    one = agg[agg["workers"] == 1][keys + ["step_ms_median_mean", "step_ms_median_sd", "q1",
+                                           "q3"]]
+    one = one.rename(columns={"step_ms_median_mean": "one_ms", "step_ms_median_sd": "one_sd",
+                              "q1": "one_q1", "q3": "one_q3"})
     # Only configurations that were run on several workers.
     multi = agg[agg["workers"] > 1][keys].drop_duplicates()
     table = agg.merge(multi, on=keys).merge(one, on=keys, how="left")
+    for col in ("one_ms", "one_sd", "one_q1", "one_q3"):
+        table[col] = table[col].astype(float)
     table["speedup"] = table["one_ms"] / table["step_ms_median_mean"]
+    table["speedup_lo"], table["speedup_hi"] = speedup_interval(
+        table["one_q1"], table["one_q3"], table["q1"], table["q3"])
     table["efficiency"] = table["speedup"] / table["workers"]
-    return table.sort_values(keys + ["split", "workers"]).reset_index(drop=True)
+    table = table.reindex(columns=[c for c in WORKER_COLUMNS if c in table.columns])
+    return table.sort_values(keys + ["workers"]).reset_index(drop=True)
 
 
 def failed(rows: pd.DataFrame) -> pd.DataFrame:
@@ -164,6 +241,8 @@ def _name(measure: str) -> str:
         return UNITS[measure][0]
     if measure.endswith("_ms"):
         return measure[:-3].replace("_", " ") + " (ms)"
+    if measure.endswith(("q1", "q3")):  # quartiles of the raw step-time samples
+        return (measure.replace("_", " ") + " (ms)").replace("q1", "Q1").replace("q3", "Q3")
     if measure.startswith("speedup"):
         return measure.replace("_", " ") + " (×)"
     return measure.replace("_label", "")
