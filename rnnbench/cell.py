@@ -19,6 +19,10 @@ from .models import MODELS
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
+# auto: one worker is timed in this process, several by the worker-group harness
+# (rnnbench.timeparallel); group: the worker-group harness even for one worker, so a
+# 1-worker baseline is timed exactly like the N-worker cells it is compared with.
+HARNESSES = ("auto", "group")
 
 
 def _frozen(options: Any, field: str) -> tuple:
@@ -45,7 +49,7 @@ def _int(name: str, value, low: int) -> None:
 @dataclass(frozen=True)
 class Cell:
     """model, strategy (+ options), task (+ options), tau, batch, hidden, seed,
-    threads, device, workers, train_steps, lr, repeats, dtype."""
+    threads, device, workers, train_steps, lr, repeats, dtype, harness."""
 
     model: str
     strategy: str
@@ -63,6 +67,7 @@ class Cell:
     lr: float = 1e-2
     repeats: int = 20
     dtype: str = "float32"
+    harness: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "strategy_options",
@@ -83,6 +88,8 @@ class Cell:
             _int(name, getattr(self, name), low)
         if self.device not in DEVICES:
             raise UsageError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.harness not in HARNESSES:
+            raise UsageError(f"harness: must be one of {', '.join(HARNESSES)}, got {self.harness!r}")
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
@@ -98,9 +105,21 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        """Stable id: the first 16 hex digits of SHA-256 over the sorted config."""
-        blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        """Stable id: the first 16 hex digits of SHA-256 over the sorted config.
+
+        ``harness`` enters the hash only when it is not the default, so ids of
+        cells stored before the field existed do not change.
+        """
+        config = self.config()
+        if config["harness"] == "auto":
+            del config["harness"]
+        blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def grouped(self) -> bool:
+        """Timed by the worker-group harness (rnnbench.timeparallel), not in-process."""
+        return self.workers > 1 or self.harness == "group"
 
     def make_task(self) -> tasks.Task:
         return tasks.make(self.task, **dict(self.task_options))
@@ -119,7 +138,7 @@ ROW_KEYS = (
     # identity and configuration
     "cell_id", "model", "strategy", "strategy_options", "task", "task_options",
     "tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads", "device",
-    "workers", "dtype", "train_steps", "lr", "repeats",
+    "workers", "harness", "dtype", "train_steps", "lr", "repeats",
     # outcome
     "status", "error",
     # time (ms): full training step, and forward / backward apart

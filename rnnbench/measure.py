@@ -70,7 +70,7 @@ def base_row(cell: Cell) -> dict:
         horizon_t=[],
         horizon_loss_tf=[],
         horizon_loss_free=[],
-        split="none" if cell.workers == 1 else None,
+        split=None if cell.grouped else "none",
         workers_active=1 if cell.workers == 1 else None,
         neighbours=0,
         attempt=1,
@@ -101,7 +101,7 @@ def _n_params(hidden: int, n_in: int, n_out: int, model: str) -> int:
 
 def run_cell(cell: Cell, timeout_s: float | None = None) -> dict:
     """Measure one cell; never raises for a failure of the cell itself."""
-    if cell.workers > 1:
+    if cell.grouped:
         from . import timeparallel
 
         return timeparallel.run_cell(cell, timeout_s=timeout_s)

@@ -75,10 +75,11 @@ def resources(cell: Cell, exclusive: bool) -> dict:
     """What the cell's task asks Ray for.
 
     A one-worker cell holds ``threads`` CPUs (and a GPU on cuda); a
-    time-parallel cell (workers > 1) holds nothing, since its own placement
-    group of actors holds the CPUs/GPUs — so nothing deadlocks on a small node.
+    time-parallel cell (workers > 1, or harness 'group') holds nothing, since its
+    own placement group of actors holds the CPUs/GPUs — so nothing deadlocks on a
+    small node.
     """
-    solo = cell.workers == 1
+    solo = not cell.grouped
     opts = {"num_cpus": cell.threads if solo else 0,
             "num_gpus": 1 if solo and cell.device == "cuda" else 0}
     if exclusive:
@@ -192,7 +193,7 @@ class SweepResult:
 
 def _release(cell: Cell) -> None:
     """A killed time-parallel cell leaves its placement group holding CPUs: remove it."""
-    if cell.workers > 1:
+    if cell.grouped:
         try:
             from .timeparallel import release
             release(cell)

@@ -185,6 +185,11 @@ def test_chapter10_and_cluster_jobs_cover_the_claims():
     assert max(c.hidden for c in cluster) == 1024
     assert {c.device for c in cluster} == {"cuda"}
     assert {1, 2, 4, 8} <= {c.workers for c in cluster}
+    for job in (ch10, cluster, jobs.load(ROOT / "jobs" / "quick.yaml").cells):
+        # every 1-worker baseline of a workers sweep is timed in the same harness
+        swept = [c for c in job if c.workers > 1]
+        assert swept and all(c.harness == "group" for c in swept)
+        assert any(c.workers == 1 and c.harness == "group" for c in job)
 
 
 def test_dry_run_lists_cells_and_counts_done(tmp_path, capsys):

@@ -313,3 +313,17 @@ def test_random_strategies_draw_fresh_coins_each_step_and_rank():
     la = measure._loss_fn(half, model, x, y, step=0)().item()
     lb = measure._loss_fn(half, model, x, y, step=1)().item()
     assert la != lb
+
+
+def test_harness_enters_the_cell_id_only_when_not_default():
+    import hashlib
+
+    cell = Cell(model="elman", strategy="bptt", tau=8)
+    config = cell.config()
+    del config["harness"]
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    assert cell.cell_id == hashlib.sha256(blob.encode()).hexdigest()[:16]  # ids stored before
+    grouped = Cell(model="elman", strategy="bptt", tau=8, harness="group")
+    assert grouped.cell_id != cell.cell_id and grouped.grouped and not cell.grouped
+    with pytest.raises(UsageError, match="harness"):
+        Cell(model="elman", strategy="bptt", tau=8, harness="gpu")

@@ -245,3 +245,14 @@ def test_force_cancelled_cell_is_released(ray_session):
         time.sleep(0.2)
     with pytest.raises(ValueError):  # no live placement group has the cell's name
         ray.util.get_placement_group(tp.pg_name(c))
+
+
+def test_one_worker_in_the_group_harness_is_a_baseline_row(ray_session):
+    """harness='group' times a 1-worker cell exactly like the N-worker cells."""
+    from rnnbench import measure
+
+    c = cell(1, model="jordan", strategy="teacher_forcing", repeats=3, harness="group")
+    row = measure.run_cell(c)
+    assert row["status"] == "ok", row["error"]
+    assert row["split"] == "time" and row["workers"] == 1 and row["workers_active"] == 1
+    assert row["harness"] == "group" and row["step_ms_median"] > 0
