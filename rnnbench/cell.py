@@ -76,6 +76,8 @@ class Cell:
         if self.model not in MODELS:
             raise UsageError(f"model: unknown model {self.model!r}; allowed: {', '.join(MODELS)}")
         strategies.check(self.model, self.strategy, dict(self.strategy_options))
+        if isinstance(self.tau, int) and not isinstance(self.tau, bool) and self.tau >= 1:
+            strategies.check_option_values(self.strategy, dict(self.strategy_options), self.tau)
         task = tasks.make(self.task, **dict(self.task_options))
         if task.single_output != (self.model == "single_output"):
             raise UsageError(

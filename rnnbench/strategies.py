@@ -433,7 +433,45 @@ def check(model: str, strategy: str, options: dict | None = None) -> Strategy:
         if key not in s.options:
             allowed = ", ".join(s.options) or "none"
             raise UsageError(f"{strategy}.{key}: unknown option; allowed: {allowed}")
+    check_option_values(strategy, options or {})
     return s
+
+
+def _non_negative_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{name}: must be a non-negative integer, got {value!r}")
+    return value
+
+
+def check_option_values(strategy: str, options: dict, tau: int | None = None) -> None:
+    """Check option *values* before anything runs (the strategies check them again).
+
+    So a bad value in a job file or on the command line is an error naming the
+    option (exit 2), not a failed row after Ray has started.
+    """
+    o = options
+    if strategy == "truncated_bptt" and "k" in o:
+        _positive_int("k", o["k"])
+    if strategy == "checkpointed_bptt":
+        if o.get("segments") is not None:
+            _positive_int("segments", o["segments"], upper=tau)
+        if o.get("impl", "segment") not in CHECKPOINT_IMPLS:
+            raise UsageError(f"impl: unknown checkpoint implementation {o['impl']!r}; "
+                             f"allowed: {', '.join(CHECKPOINT_IMPLS)}")
+    if strategy == "teacher_forcing" and o.get("chunk") is not None:
+        _positive_int("chunk", o["chunk"])
+    if "feedback" in o:
+        _feedback(o["feedback"], None)
+    if "seed" in o:
+        _non_negative_int("seed", o["seed"])
+    if strategy == "scheduled_sampling":
+        for key in ("k", "c", "eps_min"):
+            value = o.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise UsageError(f"{key}: must be a number, got {value!r}")
+        sampling_probability(o.get("schedule", "inverse_sigmoid"),
+                             _non_negative_int("step", o.get("step", 0)), k=o.get("k"),
+                             c=o.get("c", 1e-3), eps_min=o.get("eps_min", 0.0))
 
 
 def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, strategy: str = "bptt",

@@ -145,7 +145,7 @@ def _read_corpus(path: str) -> str:
                       if Path(n).suffix in (".py", ".txt", ".md", ".rst")]
         files = sorted(found)
     else:
-        raise UsageError(f"text.path: no such file or folder: {path}")
+        raise UsageError(f"task.path: no such file or folder: {path}")
     chunks, size = [], 0
     for f in files:
         try:
@@ -158,7 +158,7 @@ def _read_corpus(path: str) -> str:
             break
     text = "".join(chunks)[:CORPUS_LIMIT]
     if not text:
-        raise UsageError(f"text.path: no readable text under {path}")
+        raise UsageError(f"task.path: no readable text under {path}")
     return text
 
 
@@ -203,6 +203,8 @@ def make(name: str, **options) -> Task:
         if vocab < 2:
             raise UsageError(f"task.vocab: must be at least 2, got {vocab}")
         opts["path"] = str(opts["path"] or default_corpus())
+        if not Path(opts["path"]).exists():
+            raise UsageError(f"task.path: no such file or folder: {opts['path']}")
         return Task(name, vocab, vocab, options=opts)
     if name == "delayed_recall":
         _check_size("task.k", opts["k"])

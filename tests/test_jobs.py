@@ -24,6 +24,12 @@ seeds: [0, 1]
 
 # (file text, text that the one error line must contain)
 MALFORMED = [
+    ("name: x\nfixed: {model: elman, strategy: truncated_bptt, strategy_options: {k: 0}}\n"
+     "grid: {tau: [8]}\n", "k: must be a positive integer, got 0"),
+    ("name: x\nfixed: {model: jordan, strategy: free_running, task: running_parity,"
+     " strategy_options: {feedback: bogus}}\ngrid: {tau: [8]}\n", "feedback: unknown feedback"),
+    ("name: x\nfixed: {model: elman, strategy: bptt, task_options: {path: /nonexistent}}\n"
+     "grid: {tau: [8]}\n", "fixed.task_options.path: no such file or folder"),
     ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\ngrdi: {tau: [8]}\n",
      "grdi: unknown key"),
     ("name: x\nfixed: {model: elman, strategy: bptt, tau: 8}\n", "grid: missing"),

@@ -247,6 +247,15 @@ def test_bench_json_prints_exactly_one_json_object():
     (["--tau", "8", "--n-in", "3", "--n-out", "4"], "--n-out"),
     (["--tau", "8", "--task", "sequence_parity"], "task"),
     (["--tau", "8", "--lr", "-1"], "--lr"),
+    # option values are checked before anything runs, not turned into a failed row
+    (["--tau", "8", "--strategy", "truncated_bptt", "--option", "k=0"], "k:"),
+    (["--tau", "8", "--strategy", "truncated_bptt", "--option", "k=abc"], "k:"),
+    (["--tau", "8", "--strategy", "checkpointed_bptt", "--option", "segments=9"], "segments:"),
+    (["--tau", "8", "--model", "jordan", "--strategy", "free_running", "--option",
+      "feedback=bogus"], "feedback:"),
+    (["--tau", "8", "--model", "jordan", "--strategy", "scheduled_sampling", "--option",
+      "schedule=exponential", "--option", "k=2"], "k:"),
+    (["--tau", "8", "--task-option", "path=/nonexistent/corpus"], "task.path"),
 ])
 def test_bench_bad_values_exit_2_with_one_line_naming_the_option(argv, needle, capsys):
     assert _exit_code(["bench", "--model", "elman", "--strategy", "bptt", *argv]) == 2

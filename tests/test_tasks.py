@@ -139,15 +139,15 @@ def test_text_from_a_folder_even_under_a_tests_folder(tmp_path):
 
 
 def test_text_errors(tmp_path):
-    with pytest.raises(UsageError, match=r"^text\.path: no such file or folder: "):
-        tasks.make("text", path=str(tmp_path / "missing")).batch(5, 1)
+    with pytest.raises(UsageError, match=r"^task\.path: no such file or folder: "):
+        tasks.make("text", path=str(tmp_path / "missing"))  # at once, before any batch
     short = tmp_path / "short.txt"
     short.write_text("abc", encoding="utf-8")
     with pytest.raises(UsageError, match=r"^tau: 10 is longer than the text corpus \(3 chars\)$"):
         tasks.make("text", path=str(short)).batch(10, 1)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(UsageError, match=r"^text\.path: no readable text under "):
+    with pytest.raises(UsageError, match=r"^task\.path: no readable text under "):
         tasks.make("text", path=str(empty)).batch(5, 1)
     with pytest.raises(UsageError, match=r"^task\.vocab: must be at least 2, got 1$"):
         tasks.make("text", vocab=1)
