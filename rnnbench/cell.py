@@ -160,3 +160,10 @@ ROW_KEYS = (
     "python", "torch", "ray", "rnnbench", "git_commit", "host", "cpu_model", "gpu_name",
     "timestamp", "wall_s",
 )
+
+# Columns that are numbers and may be missing (NaN in a frame, null in a row file).
+FLOAT_KEYS = (
+    "lr", "step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
+    "saved_bytes_expected", "peak_bytes", "flops", "loss_tf", "loss_free", "acc_tf", "acc_free",
+    "comm_ms_median", "wall_s",
+)

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .cell import ROW_KEYS
+from .cell import FLOAT_KEYS, ROW_KEYS
 
 ROWS = "rows"
 PARQUET = "results.parquet"
@@ -67,8 +67,19 @@ def write_row(out: str | Path, row: dict) -> Path:
     if not isinstance(cell_id, str) or not cell_id or "/" in cell_id or cell_id.startswith("."):
         raise ValueError(f"cell_id: a row needs a plain string cell_id, got {cell_id!r}")
     path = row_path(out, cell_id)
-    _atomic_write(path, json.dumps(row, default=_plain, allow_nan=True).encode())
+    _atomic_write(path, json.dumps(_strict(row), default=_plain, allow_nan=False).encode())
     return path
+
+
+def _strict(value):
+    """NaN and infinities as null, so row files are strict JSON (jq, other languages)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _row_files(out: str | Path) -> list[Path]:
@@ -111,6 +122,9 @@ def _tidy(df: pd.DataFrame) -> pd.DataFrame:
                                  else json.dumps(v, sort_keys=True, default=_plain))
         elif values.map(lambda v: hasattr(v, "tolist") and not isinstance(v, str)).any():
             df[col] = values.map(_listify)
+    for col in FLOAT_KEYS:  # null in a row file is NaN in the frame, even in an all-null column
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     first = [k for k in ROW_KEYS if k in df.columns]
     return df[first + [c for c in df.columns if c not in first]]
 

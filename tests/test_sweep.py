@@ -473,3 +473,19 @@ def test_ray_job_submit_runs_a_sweep_on_a_local_head(tmp_path):
     finally:
         _stop(head, signal.SIGINT, wait=60)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_row_files_are_strict_json_and_load_back_as_nan(tmp_path):
+    import json as _json
+    import math as _math
+
+    from rnnbench import measure
+
+    row = measure.failure_row(Cell(model="elman", strategy="bptt", tau=8), "failed", "boom")
+    path = store.write_row(tmp_path, row)
+    text = path.read_text()
+    assert "NaN" not in text
+    _json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
+    df = store.load(tmp_path)
+    assert _math.isnan(df.loc[0, "step_ms_median"]) and _math.isnan(df.loc[0, "comm_ms_median"])
+    assert df["step_ms_median"].dtype == float
