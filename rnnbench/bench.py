@@ -8,40 +8,11 @@ import math
 import sys
 
 from . import cell as cell_mod
+from .argtypes import non_negative_int, positive_float, positive_int
 from . import strategies, tasks
 from .cell import Cell
 from .errors import UsageError
 from .models import MODELS
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -62,25 +33,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--model", required=True, choices=sorted(MODELS))
     a("--strategy", required=True, choices=list(strategies.STRATEGIES))
-    a("--tau", required=True, type=_positive, help="sequence length")
-    a("--batch", type=_positive, default=1)
-    a("--hidden", type=_positive, default=128)
-    a("--n-in", type=_positive, help="input size (text: the vocabulary; delayed_recall: symbols+1)")
-    a("--n-out", type=_positive, help="output size (must equal --n-in for these tasks)")
+    a("--tau", required=True, type=positive_int, help="sequence length")
+    a("--batch", type=positive_int, default=1)
+    a("--hidden", type=positive_int, default=128)
+    a("--n-in", type=positive_int, help="input size (text: the vocabulary; delayed_recall: symbols+1)")
+    a("--n-out", type=positive_int, help="output size (must equal --n-in for these tasks)")
     a("--task", choices=list(tasks.TASKS), default=None,
       help="default: text (sequence_parity for single_output)")
     a("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
       help="a strategy option, e.g. k=32, segments=16, chunk=256, feedback=argmax")
     a("--task-option", action="append", type=_option, default=[], metavar="KEY=VALUE")
-    a("--threads", type=_positive, default=1)
+    a("--threads", type=positive_int, default=1)
     a("--device", choices=cell_mod.DEVICES, default="cpu")
     a("--dtype", choices=cell_mod.DTYPES, default="float32")
-    a("--workers", type=_positive, default=1)
-    a("--train-steps", type=_non_negative, default=0)
-    a("--lr", type=_positive_float, default=1e-2)
-    a("--repeats", type=_positive, default=20, help="about this many timing samples")
-    a("--seed", type=_non_negative, default=0)
-    a("--timeout", type=_positive_float, default=None, help="seconds before the cell is a time-out")
+    a("--workers", type=positive_int, default=1)
+    a("--train-steps", type=non_negative_int, default=0)
+    a("--lr", type=positive_float, default=1e-2)
+    a("--repeats", type=positive_int, default=20, help="about this many timing samples")
+    a("--seed", type=non_negative_int, default=0)
+    a("--timeout", type=positive_float, default=None, help="seconds before the cell is a time-out")
     a("--json", action="store_true", help="print exactly one JSON object on stdout")
 
 

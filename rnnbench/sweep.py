@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import collections
 import importlib
-import math
 import os
 import signal
 import sys
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
+from .argtypes import non_negative_int, positive_float, positive_int
 from .errors import UsageError
 
 if TYPE_CHECKING:  # kept light: the registry actor's worker imports this module
@@ -64,10 +64,8 @@ def resolve(runner: str | Callable) -> Callable:
 
 def failure_row(cell: Cell, status: str, error: str) -> dict:
     """A row for a cell that gave no row of its own (crash, time-out, exception)."""
-    try:
-        from .measure import failure_row as measured
-    except ImportError:  # measurement module absent: the cell's config is enough
-        return {**cell.config(), "cell_id": cell.cell_id, "status": status, "error": error}
+    from .measure import failure_row as measured
+
     return measured(cell, status, error)
 
 
@@ -390,13 +388,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", metavar="ADDR",
                         help="connect to a running Ray cluster (ADDR, or 'auto'); default: "
                              "RAY_ADDRESS if set, else start an embedded Ray on this machine")
-    parser.add_argument("--num-cpus", type=_positive_int, metavar="N",
+    parser.add_argument("--num-cpus", type=positive_int, metavar="N",
                         help="CPUs of the embedded Ray (default: all of this machine's)")
     parser.add_argument("--exclusive", action="store_true",
                         help="at most one cell per node at a time (honest timings)")
-    parser.add_argument("--max-retries", type=_non_negative_int, default=3, metavar="N",
+    parser.add_argument("--max-retries", type=non_negative_int, default=3, metavar="N",
                         help="retries of a cell whose worker crashed (default 3)")
-    parser.add_argument("--cell-timeout", type=_positive_float, metavar="S",
+    parser.add_argument("--cell-timeout", type=positive_float, metavar="S",
                         help="cancel a cell that runs longer than S seconds (a 'timeout' row)")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the cells, how many are done and what the rest may cost")
@@ -409,30 +407,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--runner", default=DEFAULT_RUNNER, metavar="MODULE:FUNCTION",
                         help=f"the per-cell function (default {DEFAULT_RUNNER})")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else None
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else None
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
 
 
 def connect(address: str | None, num_cpus: int | None, dashboard: bool) -> bool:

@@ -28,12 +28,7 @@ from rnnbench import models, strategies, tasks
 TAU, BATCH, EVAL_BATCH = 20, 32, 256
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(cls, strategy, task, hidden, steps, lr=0.02, seed=0):

@@ -18,14 +18,7 @@ from rnnbench.errors import UsageError
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine
-    a second thread makes softmax / log_softmax stall for milliseconds per call."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 REL = 1e-8  # acceptance: relative error < 1e-8
 

@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -148,7 +147,7 @@ def test_exception_gives_failed_row_and_is_not_retried(ray_session, tmp_path):
     assert result.counts == {"failed": 2}
     df = store.load(tmp_path / "out")
     assert set(df["status"]) == {"failed"}
-    assert all(e == f"ValueError: no good at tau=8" for e in df["error"])
+    assert all(e == "ValueError: no good at tau=8" for e in df["error"])
     assert set(df["attempt"]) == {1}
     assert sorted(executions(log)) == sorted(c.cell_id for c in cells)  # not retried
     # --retry-failed runs them again; plain resume does not
