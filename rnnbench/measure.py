@@ -231,6 +231,20 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
     row.update(_train_and_evaluate(cell, deadline))
 
 
+def block_seconds(run_s: float, floor_s: float = 0.01) -> float:
+    """How long one blocked_autorange block of a ``run_s``-second statement lasts.
+
+    Its block size is the smallest power of ten of runs that lasts at least
+    ~10 ms (so the timer's own overhead stays below 1e-4); the run time is then
+    sized at ``repeats`` such blocks, so a fast step still yields ``repeats``
+    samples instead of one long block.
+    """
+    number = 1
+    while number * run_s < floor_s:
+        number *= 10
+    return number * run_s
+
+
 def _time(cell: Cell, model, forward, deadline: float) -> dict:
     """torch.utils.benchmark's blocked_autorange for the step, the forward, the backward.
 
@@ -251,7 +265,7 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
         step()
     one = (time.perf_counter() - start) / WARMUP
     _check_time(deadline, "warm-up")
-    budget = cell.repeats * max(one, 0.01)
+    budget = cell.repeats * block_seconds(one)
     g = {"step": step, "forward": forward}
     stmts = {"step": ("step()", "pass")}
     if not grad_in_forward(cell):

@@ -336,3 +336,12 @@ def test_harness_enters_the_cell_id_only_when_not_default():
     assert grouped.cell_id != cell.cell_id and grouped.grouped and not cell.grouped
     with pytest.raises(UsageError, match="harness"):
         Cell(model="elman", strategy="bptt", tau=8, harness="gpu")
+
+
+def test_fast_steps_still_get_about_repeats_timing_samples():
+    assert measure.block_seconds(0.007) == pytest.approx(0.07)
+    assert measure.block_seconds(0.2) == pytest.approx(0.2)
+    row = measure.run_cell(Cell(model="jordan", strategy="teacher_forcing", tau=8, hidden=8,
+                                repeats=5))
+    assert row["status"] == "ok"
+    assert len(row["step_ms_samples"]) >= 4  # was 1 when the budget ignored the block size
