@@ -61,35 +61,43 @@ def checkpointing(repeats: int) -> None:
               f"{ckpt['peak_bytes'] / plain['peak_bytes']:.1%}")
 
 
-def fidelity(repeats: int) -> None:
-    """The harness's median against a bare perf_counter loop around the same step."""
-    print("\nharness fidelity (cell median vs bare time.perf_counter loop, same step):")
+def fidelity(repeats: int, rounds: int = 3) -> None:
+    """The harness's median against a bare perf_counter loop around the same step,
+    interleaved over ``rounds`` so drift on a shared machine touches both alike."""
+    print(f"\nharness fidelity (cell median vs bare time.perf_counter loop, same step; "
+          f"median of {rounds} interleaved rounds):")
     for model, strategy, tau in (("elman", "bptt", 256), ("jordan", "teacher_forcing", 1024)):
         c = Cell(model=model, strategy=strategy, tau=tau, repeats=repeats, **BASE)
-        row = measure.run_cell(c)
-        _, net, x, y = measure._setup(c)
-        opt = torch.optim.Adam(net.parameters(), lr=c.lr)
-        torch.set_num_threads(c.threads)
-        times = []
-        for i in range(max(20, repeats) + 2):
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            strategies.loss(net, x, y, strategy).backward()
-            opt.step()
-            if i >= 2:
-                times.append((time.perf_counter() - t0) * 1e3)
-        bare = statistics.median(times)
-        print(f"  {model}+{strategy} tau={tau}: cell {row['step_ms_median']:.3f} ms, bare "
-              f"{bare:.3f} ms, ratio {row['step_ms_median'] / bare:.3f} (target 0.85..1.15)")
+        cells, bares = [], []
+        for _ in range(rounds):
+            cells.append(measure.run_cell(c)["step_ms_median"])
+            _, net, x, y = measure._setup(c)
+            opt = torch.optim.Adam(net.parameters(), lr=c.lr)
+            torch.set_num_threads(c.threads)
+            times = []
+            for i in range(max(20, repeats) + 2):
+                t0 = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                strategies.loss(net, x, y, strategy).backward()
+                opt.step()
+                if i >= 2:
+                    times.append((time.perf_counter() - t0) * 1e3)
+            bares.append(statistics.median(times))
+        cell_ms, bare_ms = statistics.median(cells), statistics.median(bares)
+        print(f"  {model}+{strategy} tau={tau}: cell {cell_ms:.3f} ms, bare {bare_ms:.3f} ms, "
+              f"ratio {cell_ms / bare_ms:.3f} (target 0.85..1.15); rounds: cell "
+              f"{', '.join(f'{v:.2f}' for v in cells)} / bare {', '.join(f'{v:.2f}' for v in bares)}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--taus", type=int, nargs="+", default=[64, 256, 1024, 4096])
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--only-fidelity", action="store_true", help="just the harness check")
     args = p.parse_args()
-    scaling(args.taus, args.repeats)
-    checkpointing(args.repeats)
+    if not args.only_fidelity:
+        scaling(args.taus, args.repeats)
+        checkpointing(args.repeats)
     fidelity(args.repeats)
 
 

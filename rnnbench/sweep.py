@@ -336,6 +336,8 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
                 ray.cancel(ref, force=True)
                 registry.leave.remote(cell.cell_id)
                 _release(cell)
+            for cell_id in timed_out:  # a group placed just as its cell was cancelled
+                _release(by_id[cell_id])
         except Exception:  # noqa: BLE001 - Ray may be going down with us; rows are safe
             pass
         store.consolidate(out)

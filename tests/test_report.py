@@ -190,6 +190,14 @@ def test_not_measured_when_the_rows_are_missing_or_untrained():
     for i, r in enumerate(jordan):
         r["loss_free"] = r["loss_tf"] + (0.5 if i % 2 else -0.5)
     assert verdicts(pd.DataFrame(noisy_gap))["exposure_bias"] == "not measured"
+    # One task learned perfectly (no gap: nothing to expose), another with a clear gap:
+    # judged per task, exposure bias holds (pooled, the zero task would hide it).
+    mixed = rs.trained_rows(exposure_gap=0.0)
+    tasks = sorted({r["task"] for r in mixed if r["model"] == "jordan"})
+    for r in mixed:
+        if r["model"] == "jordan" and r["task"] == tasks[0]:
+            r["loss_free"] = r["loss_tf"] + 0.2 + 0.01 * r["seed"]
+    assert verdicts(pd.DataFrame(mixed))["exposure_bias"] == "holds"
     # A fit whose interval is too wide decides nothing.
     noisy = pd.DataFrame(rs.timing_rows(taus=(16, 32), seeds=(0, 1), noise=0.5))
     assert verdicts(noisy)["bptt_time_linear"] == "not measured"

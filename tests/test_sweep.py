@@ -296,7 +296,7 @@ def test_sigint_then_rerun_resumes_and_exclusive_runs_alone(tmp_path):
     cmd = [str(BIN / "rnnbench"), "run", str(job), "--out", str(out), "--num-cpus", "2",
            "--runner", "test_sweep:cli_runner", "--no-progress"]
     first = subprocess.Popen(cmd, env=_env(RB_TEST_LOG=str(tmp_path / "log1"),
-                                           RB_TEST_SLEEP="1.5"),
+                                           RB_TEST_SLEEP="3"),  # slow enough to stop mid-run
                              start_new_session=True, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
@@ -337,7 +337,7 @@ def test_sigterm_stops_like_ctrl_c_and_keeps_rows(tmp_path):
     out = tmp_path / "out"
     cmd = [str(BIN / "rnnbench"), "run", str(job), "--out", str(out), "--num-cpus", "2",
            "--runner", "test_sweep:cli_runner", "--no-progress"]
-    proc = subprocess.Popen(cmd, env=_env(RB_TEST_LOG=str(tmp_path / "log"), RB_TEST_SLEEP="1.5"),
+    proc = subprocess.Popen(cmd, env=_env(RB_TEST_LOG=str(tmp_path / "log"), RB_TEST_SLEEP="3"),
                             start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

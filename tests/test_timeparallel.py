@@ -27,6 +27,28 @@ JORDAN = dict(model="jordan", strategy="teacher_forcing", task="delayed_recall",
 ELMAN = dict(JORDAN, model="elman", strategy="bptt", batch=5)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _all_cpus_free(ray_session):
+    """These tests count CPUs, and other modules share the Ray session: a cell that an
+    earlier module's sweep test force-cancelled can leave its named placement group
+    behind (Ray keeps one until the job ends). Remove such leftovers first, then wait
+    until every CPU is free; say what still holds them if not."""
+    from ray.util.placement_group import placement_group_table, remove_placement_group
+
+    def leftovers():
+        return {k: v["name"] for k, v in placement_group_table().items()
+                if v["state"] != "REMOVED" and v["name"].startswith("rnnbench-timeparallel-")}
+
+    for name in leftovers().values():
+        remove_placement_group(ray_session.util.get_placement_group(name))
+    deadline = time.monotonic() + 60
+    while ray_session.available_resources().get("CPU", 0) < ray_session.cluster_resources()["CPU"]:
+        if time.monotonic() > deadline:
+            pytest.fail(f"CPUs still held by earlier work: placement groups {leftovers()}, "
+                        f"available {ray_session.available_resources()}")
+        time.sleep(0.2)
+
+
 def cell(workers, **over):
     base = dict(JORDAN)
     base.update(over)
@@ -218,7 +240,11 @@ def test_time_out_gives_timeout_row_and_frees_the_cpus(ray_session):
     assert row["status"] == "timeout" and "time-out" in row["error"], row["error"]
     deadline = time.monotonic() + 30
     while ray_session.available_resources().get("CPU", 0) < ray_session.cluster_resources()["CPU"]:
-        assert time.monotonic() < deadline, ray_session.available_resources()
+        if time.monotonic() > deadline:
+            from ray.util.placement_group import placement_group_table
+
+            pytest.fail(f"{ray_session.available_resources()}; placement groups: "
+                        f"{[(v['name'], v['state']) for v in placement_group_table().values()]}")
         time.sleep(0.2)
 
 
