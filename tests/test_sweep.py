@@ -287,27 +287,36 @@ seeds: [0, 1, 2, 3, 4]
 """
 
 
+def _run_cmd(job, out) -> list[str]:
+    return [str(BIN / "rnnbench"), "run", str(job), "--out", str(out), "--num-cpus", "2",
+            "--runner", "test_sweep:cli_runner", "--no-progress"]
+
+
+def _stop_mid_run(cmd, log, out, rows: int, sig) -> tuple[int | None, str]:
+    """Start ``rnnbench run`` with slow fake cells (3 s, so it is stopped mid-run), wait
+    for ``rows`` stored rows, send ``sig``; return the exit code and the output."""
+    proc = subprocess.Popen(cmd, env=_env(RB_TEST_LOG=str(log), RB_TEST_SLEEP="3"),
+                            start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 180
+        while len(store.stored_ids(out)) < rows and time.time() < deadline:
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.1)
+        assert len(store.stored_ids(out)) >= rows
+    finally:
+        rc = _stop(proc, sig)
+    return rc, proc.stdout.read()
+
+
 @pytest.mark.slow
 def test_sigint_then_rerun_resumes_and_exclusive_runs_alone(tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text(JOB)
     cells = jobs.load(job).cells
     out = tmp_path / "out"
-    cmd = [str(BIN / "rnnbench"), "run", str(job), "--out", str(out), "--num-cpus", "2",
-           "--runner", "test_sweep:cli_runner", "--no-progress"]
-    first = subprocess.Popen(cmd, env=_env(RB_TEST_LOG=str(tmp_path / "log1"),
-                                           RB_TEST_SLEEP="3"),  # slow enough to stop mid-run
-                             start_new_session=True, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 180
-        while len(store.stored_ids(out)) < 4 and time.time() < deadline:
-            assert first.poll() is None, first.stdout.read()
-            time.sleep(0.1)
-        assert len(store.stored_ids(out)) >= 4
-    finally:
-        rc = _stop(first, signal.SIGINT)
-    log1 = first.stdout.read()
+    cmd = _run_cmd(job, out)
+    rc, log1 = _stop_mid_run(cmd, tmp_path / "log1", out, 4, signal.SIGINT)
     assert rc == 130, log1
     assert "Traceback" not in log1
     stored = store.stored_ids(out)
@@ -335,19 +344,7 @@ def test_sigterm_stops_like_ctrl_c_and_keeps_rows(tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text(JOB)
     out = tmp_path / "out"
-    cmd = [str(BIN / "rnnbench"), "run", str(job), "--out", str(out), "--num-cpus", "2",
-           "--runner", "test_sweep:cli_runner", "--no-progress"]
-    proc = subprocess.Popen(cmd, env=_env(RB_TEST_LOG=str(tmp_path / "log"), RB_TEST_SLEEP="3"),
-                            start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 180
-        while len(store.stored_ids(out)) < 2 and time.time() < deadline:
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.1)
-    finally:
-        rc = _stop(proc, signal.SIGTERM)
-    log = proc.stdout.read()
+    rc, log = _stop_mid_run(_run_cmd(job, out), tmp_path / "log", out, 2, signal.SIGTERM)
     assert rc == 130, log
     assert "Traceback" not in log and "run the same command again to resume" in log
     stored = store.stored_ids(out)
