@@ -40,7 +40,8 @@ store's port dies with rank 0's process).  If the process running
 :func:`run_cell` is itself killed (the sweep force-cancels a timed-out cell),
 the actors die with their owner but Ray keeps the placement group until the
 job ends: :func:`release` removes it (the placement group is named after the
-cell).
+cell).  Every removal goes through :func:`remove_group`, which never removes a
+group that Ray is still placing (Ray 2.60 leaks such a group's CPUs).
 
 On CUDA each worker takes one GPU (NCCL; written, not tested here: no GPU on
 the development machine); the trained replica is evaluated on the caller's CPU.
@@ -304,6 +305,36 @@ def pg_name(cell: Cell) -> str:
     return f"rnnbench-timeparallel-{cell.cell_id}"
 
 
+SETTLE_S = 10.0  # longest wait for an in-flight placement to settle before removing it
+
+
+def remove_group(pg, settle_s: float = SETTLE_S) -> None:
+    """Remove placement group ``pg`` -- never while Ray is still placing it.
+
+    Ray 2.60 leaks the CPUs of a placement group removed while its bundles are
+    being prepared on the raylets: the group reads REMOVED, its CPUs never come
+    back (ray-project/ray#64693, still open; measured here: an immediate
+    remove after ``placement_group()`` leaked on the 17th try of 600, the
+    policy below on none of 600).  So removal waits, at most ``settle_s``,
+    until the group is either placed (CREATED) or parked by the scheduler for
+    want of resources (NO_RESOURCES / INFEASIBLE); both are safe to remove.
+    """
+    import ray
+    from ray.util.placement_group import placement_group_table, remove_placement_group
+
+    deadline = time.monotonic() + settle_s
+    while True:
+        entry = placement_group_table(pg)
+        state = entry.get("state")
+        if state == "REMOVED":
+            return
+        parked = entry.get("stats", {}).get("scheduling_state") in ("NO_RESOURCES", "INFEASIBLE")
+        if state == "CREATED" or parked or time.monotonic() >= deadline:
+            break
+        ray.wait([pg.ready()], timeout=0.05)
+    remove_placement_group(pg)
+
+
 def release(cell: Cell) -> bool:
     """Remove the cell's placement group if one is still there; True if one was.
 
@@ -314,7 +345,7 @@ def release(cell: Cell) -> bool:
     also calls it before placing, so a retry never waits on its predecessor.
     """
     import ray
-    from ray.util.placement_group import placement_group_table, remove_placement_group
+    from ray.util.placement_group import placement_group_table
 
     if not ray.is_initialized():
         return False
@@ -324,7 +355,7 @@ def release(cell: Cell) -> bool:
         return False
     if placement_group_table(pg).get("state") == "REMOVED":
         return False
-    remove_placement_group(pg)
+    remove_group(pg)
     return True
 
 
@@ -385,7 +416,9 @@ class Group:
                                   name=pg_name(cell))
         wait_s = self.place_timeout_s if self.deadline is None else \
             min(self.place_timeout_s, max(0.0, self.deadline - time.monotonic()))
-        if not self.pg.wait(wait_s):
+        # not pg.wait(): it takes whole seconds (0.5 s becomes no wait at all)
+        ready, _ = ray.wait([self.pg.ready()], timeout=wait_s)
+        if not ready:
             if wait_s < self.place_timeout_s:  # the cell's deadline came first
                 from ray.exceptions import GetTimeoutError
 
@@ -433,8 +466,6 @@ class Group:
         if not self.actors and self.pg is None:
             return
         import ray
-        from ray.util.placement_group import remove_placement_group
-
         if self.actors:
             # Graceful first (destroy the process group), bounded; then kill regardless.
             refs = [a.close.remote() for a in self.actors]
@@ -450,7 +481,7 @@ class Group:
             self.actors = []
         if self.pg is not None:
             try:
-                remove_placement_group(self.pg)
+                remove_group(self.pg)
             except Exception:  # noqa: BLE001
                 pass
             self.pg = None
