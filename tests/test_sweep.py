@@ -295,7 +295,12 @@ def _run_cmd(job, out) -> list[str]:
 def _stop_mid_run(cmd, log, out, rows: int, sig) -> tuple[int | None, str]:
     """Start ``rnnbench run`` with slow fake cells (3 s, so it is stopped mid-run), wait
     for ``rows`` stored rows, send ``sig``; return the exit code and the output."""
-    proc = subprocess.Popen(cmd, env=_env(RB_TEST_LOG=str(log), RB_TEST_SLEEP="3"),
+    # SIGINT at its default in the child: a shell's background job (`cmd &`) starts with
+    # SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
+    reset = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+             "os.execv(sys.argv[1], sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", reset, *cmd],
+                            env=_env(RB_TEST_LOG=str(log), RB_TEST_SLEEP="3"),
                             start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
