@@ -1,7 +1,7 @@
 """Time-parallel training: speedup of 2 workers over 1, side by side (issue 5).
 
     python benchmarks/bench_timeparallel.py [--tau 65536] [--elman-tau 4096]
-        [--workers 1 2] [--repeats 10] [--rounds 1] [--single]
+        [--workers 1 2] [--repeats 10] [--rounds 1] [--single] [--probe]
 
 One run on this machine, 1 thread per worker, embedded Ray with the machine's
 CPUs:
@@ -20,14 +20,25 @@ machine's load average is printed beside each cell: other processes on the
 same cores make every figure slower and noisier.  ``--rounds`` repeats the
 whole comparison; ``--single`` adds the one-process row from
 rnnbench.measure (torch.utils.benchmark) for reference.
+
+``--probe`` adds the same steps run by plain
+``torch.distributed`` processes (torch.multiprocessing, gloo, no Ray): the
+same shards, loss, all-reduce and Adam step, timed the same way.  Its speedup
+beside the Ray harness's shows what the harness itself costs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
+import statistics
+import time
 
 import ray
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from rnnbench import measure, timeparallel
 from rnnbench.cell import Cell
@@ -47,8 +58,59 @@ def run(model: str, strategy: str, tau: int, workers: int, repeats: int, single:
     return row
 
 
+def _probe_rank(rank: int, world: int, port: int, cell: Cell, steps: int, queue) -> None:
+    """One plain torch.distributed process: timeparallel's shard and loss, gloo, Adam."""
+    torch.set_num_threads(cell.threads)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    task, x, y = timeparallel.cell_batch(cell)
+    model = timeparallel.initial_model(cell, task.n_in, task.n_out)
+    part = timeparallel.shard(cell, x, y, rank)
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=cell.lr)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        for p in params:
+            p.grad = None
+        if not part["empty"]:  # an idle rank (batch split, B < workers) only all-reduces
+            for piece in timeparallel.local_losses(model, cell, part):
+                piece.backward()
+        flat = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1)
+                          for p in params])
+        dist.all_reduce(flat)
+        for p, g in zip(params, flat.split([p.numel() for p in params])):
+            p.grad = g.view_as(p)
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    queue.put((rank, times))
+    dist.destroy_process_group()
+
+
+def probe(cell: Cell, warmup: int = timeparallel.WARMUP) -> dict:
+    """Median step (ms) of ``cell`` on plain torch.distributed processes, slowest rank per step."""
+    with socket.socket() as sock:  # a free port (the probe is not the product: a tiny race)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    load = os.getloadavg()[0]
+    procs = [ctx.Process(target=_probe_rank,
+                         args=(r, cell.workers, port, cell, warmup + cell.repeats, queue))
+             for r in range(cell.workers)]
+    for proc in procs:
+        proc.start()
+    per_rank = dict(queue.get() for _ in procs)
+    for proc in procs:
+        proc.join()
+    steps = [1e3 * max(t) for t in zip(*(per_rank[r] for r in sorted(per_rank)))][warmup:]
+    q = statistics.quantiles(steps, n=4, method="inclusive")
+    return {"step_ms_median": statistics.median(steps), "step_ms_iqr": q[2] - q[0],
+            "load": (load, os.getloadavg()[0])}
+
+
 def compare(name: str, model: str, strategy: str, tau: int, workers: list[int], repeats: int,
-            single: bool, target: str) -> float:
+            single: bool, target: str, plain: bool = False) -> tuple[float, float | None]:
     print(f"\n{name}: B=1 H=128 n_in=n_out=64 float32 tau={tau}, 1 thread per worker")
     print(f"{'':<22}{'step ms':>9} {'IQR':>7} {'fwd':>8} {'bwd':>8} {'comm':>6} "
           f"{'speedup':>8}  split  load(before→after)  CPU ms/step per rank")
@@ -57,18 +119,34 @@ def compare(name: str, model: str, strategy: str, tau: int, workers: list[int], 
         rows["1 process (measure)"] = run(model, strategy, tau, 1, repeats, True)
     for n in workers:
         rows[f"{n} worker{'s' if n > 1 else ''}"] = run(model, strategy, tau, n, repeats, False)
+    if plain:
+        for n in workers:
+            c = Cell(model=model, strategy=strategy, tau=tau, workers=n, repeats=repeats, **BASE)
+            rows[f"{n} plain process{'es' if n > 1 else ''}"] = probe(c)
     base = rows[f"{workers[0]} worker{'s' if workers[0] > 1 else ''}"]["step_ms_median"]
+    plain_base = rows.get(f"{workers[0]} plain process", {}).get("step_ms_median")
     for label, r in rows.items():
+        ref = plain_base if "plain" in label else base
+        if "plain" in label:
+            print(f"{label:<22}{r['step_ms_median']:>9.1f} {r['step_ms_iqr']:>7.1f} "
+                  f"{'':>8} {'':>8} {'':>6} {ref / r['step_ms_median']:>7.2f}x  "
+                  f"{timeparallel.split_kind(model, strategy):<6} "
+                  f"{r['load'][0]:.1f}→{r['load'][1]:.1f}")
+            continue
         print(f"{label:<22}{r['step_ms_median']:>9.1f} {r['step_ms_iqr']:>7.1f} "
               f"{r['fwd_ms_median']:>8.1f} {r['bwd_ms_median']:>8.1f} "
-              f"{r['comm_ms_median']:>6.2f} {base / r['step_ms_median']:>7.2f}x  "
+              f"{r['comm_ms_median']:>6.2f} {ref / r['step_ms_median']:>7.2f}x  "
               f"{r['split']:<6} {r['load'][0]:.1f}→{r['load'][1]:.1f}"
               + (f"  {' / '.join(f'{v:.0f}' for v in r['cpu'])}" if r["cpu"] else "")
               + (f"  [{r['error']}]" if r["error"] else ""))
-    last = rows[f"{workers[-1]} workers"]["step_ms_median"]
-    ratio = base / last
+    ratio = base / rows[f"{workers[-1]} workers"]["step_ms_median"]
     print(f"  {workers[-1]} workers vs {workers[0]}: {ratio:.2f}x (target {target})")
-    return ratio
+    plain_ratio = None
+    if plain_base:
+        plain_ratio = plain_base / rows[f"{workers[-1]} plain processes"]["step_ms_median"]
+        print(f"  plain torch.distributed, {workers[-1]} processes vs {workers[0]}: "
+              f"{plain_ratio:.2f}x")
+    return ratio, plain_ratio
 
 
 def main() -> None:
@@ -79,20 +157,30 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--single", action="store_true", help="add the one-process measure row")
+    p.add_argument("--probe", action="store_true",
+                   help="add plain torch.distributed processes (no Ray) beside the Ray workers")
     args = p.parse_args()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     print(f"{os.cpu_count()} CPUs; load average at start {os.getloadavg()}")
     summary = []
     for r in range(args.rounds):
         print(f"\n=== round {r + 1} of {args.rounds}")
-        tf = compare("Jordan + teacher_forcing (time split)", "jordan", "teacher_forcing",
-                     args.tau, args.workers, args.repeats, args.single, ">= 1.7x")
-        bp = compare("Elman + bptt (batch split only)", "elman", "bptt", args.elman_tau,
-                     args.workers, args.repeats, args.single, "<= 1.1x")
-        summary.append((tf, bp))
+        tf, tf_plain = compare("Jordan + teacher_forcing (time split)", "jordan",
+                               "teacher_forcing", args.tau, args.workers, args.repeats,
+                               args.single, ">= 1.7x", plain=args.probe)
+        bp, bp_plain = compare("Elman + bptt (batch split only)", "elman", "bptt",
+                               args.elman_tau, args.workers, args.repeats, args.single,
+                               "<= 1.1x", plain=args.probe)
+        summary.append((tf, tf_plain, bp, bp_plain))
     print(f"\nsummary ({args.workers[-1]} workers vs {args.workers[0]}, per round):")
-    for i, (tf, bp) in enumerate(summary, 1):
-        print(f"  round {i}: teacher_forcing {tf:.2f}x, bptt {bp:.2f}x")
+    for i, (tf, tf_plain, bp, bp_plain) in enumerate(summary, 1):
+        print(f"  round {i}: teacher_forcing {tf:.2f}x"
+              + (f" (plain torch.distributed {tf_plain:.2f}x)" if tf_plain else "")
+              + f", bptt {bp:.2f}x"
+              + (f" (plain torch.distributed {bp_plain:.2f}x)" if bp_plain else ""))
+    if len(summary) > 1:  # load drifts between the 1- and N-worker runs: a round can mislead
+        tf_m, bp_m = (statistics.median(r[i] for r in summary) for i in (0, 2))
+        print(f"  median over {len(summary)} rounds: teacher_forcing {tf_m:.2f}x, bptt {bp_m:.2f}x")
     ray.shutdown()
 
 
