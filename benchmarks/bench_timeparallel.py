@@ -1,7 +1,8 @@
 """Time-parallel training: speedup of 2 workers over 1, side by side (issue 5).
 
     python benchmarks/bench_timeparallel.py [--tau 65536] [--elman-tau 4096]
-        [--workers 1 2] [--repeats 10] [--rounds 1] [--single] [--probe]
+        [--workers 1 2] [--repeats 10] [--blocks 8] [--sequential [--rounds R]
+        [--single] [--probe]]
 
 One run on this machine, 1 thread per worker, embedded Ray with the machine's
 CPUs:
@@ -12,24 +13,38 @@ CPUs:
 - Elman + bptt, B = 1, H = 128, tau = 4096: only the batch can be split, one
   worker idles, so 2 workers give nothing (expected <= 1.1x).
 
-Step times are measured inside the workers (slowest rank per step, median over
-``repeats`` steps after warm-up); ``comm`` is the all-reduce's median; the CPU
-time each rank's process used per step, against the step's wall time, shows
-workers starved by other processes (and an idle rank's cost).  The
-machine's load average is printed beside each cell: other processes on the
-same cores make every figure slower and noisier.  ``--rounds`` repeats the
-whole comparison; ``--single`` adds the one-process row from
-rnnbench.measure (torch.utils.benchmark) for reference.
+Step times are measured inside the workers (slowest rank per step), with the
+same Group and Worker code that ``rnnbench run`` uses.
 
-``--probe`` adds the same steps run by plain
+Interleaved (the headline): the 1-worker and the N-worker groups are started
+together (their actors ask for fractions of a CPU so both fit) and take turns,
+``repeats`` steps each, for ``blocks`` blocks, the order swapped every block.
+This machine's speed drifts by tens of percent over minutes, and its two vCPUs
+are not equally fast (a pure-Python loop pinned to each differs by up to
+1.7x; printed at the start): two groups timed one after the other, or one
+process left by the scheduler on the slow vCPU and the other on the fast
+one, differ for reasons of their own.  So the groups take turns (same drift),
+and every block pins rank r of each group to vCPU (r + block) mod count, so
+each process spends as many blocks on each vCPU.  The speedup is the ratio
+of the pooled medians (use an even number of blocks); the per-block ratios'
+median and range show the spread.
+
+``--sequential`` also runs the cells one after the other through
+``timeparallel.run_cell`` (the sweep's path; median, IQR, fwd/bwd/comm, and
+the CPU time each rank's process used per step against the step's wall time,
+which shows starved workers and an idle rank's cost), with the machine's
+load average beside each row.  ``--rounds`` repeats that comparison;
+``--single`` adds the one-process row from rnnbench.measure
+(torch.utils.benchmark); ``--probe`` adds the same steps run by plain
 ``torch.distributed`` processes (torch.multiprocessing, gloo, no Ray): the
-same shards, loss, all-reduce and Adam step, timed the same way.  Its speedup
+same shards, loss, all-reduce and Adam step, timed the same way -- its speedup
 beside the Ray harness's shows what the harness itself costs.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import socket
 import statistics
@@ -149,38 +164,120 @@ def compare(name: str, model: str, strategy: str, tau: int, workers: list[int], 
     return ratio, plain_ratio
 
 
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of process ``pid`` onto one CPU (sched_setaffinity is per thread)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), {cpu})
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def vcpu_speeds(loops: int = 3) -> dict[int, float]:
+    """ms for a pure-Python loop pinned to each CPU (best of ``loops``): are they alike?"""
+    before, out = os.sched_getaffinity(0), {}
+    try:
+        for cpu in sorted(before):
+            os.sched_setaffinity(0, {cpu})
+            best = math.inf
+            for _ in range(loops):
+                t0 = time.perf_counter()
+                total = 0
+                for i in range(1_000_000):
+                    total += i * i
+                best = min(best, time.perf_counter() - t0)
+            out[cpu] = 1e3 * best
+    finally:
+        os.sched_setaffinity(0, before)
+    return out
+
+
+def interleaved(name: str, model: str, strategy: str, tau: int, workers: list[int],
+                repeats: int, blocks: int, target: str) -> float:
+    """Both groups alive, taking turns; the speedup of the last over the first."""
+    from contextlib import ExitStack
+
+    cpus = ray.cluster_resources()["CPU"] / sum(workers)  # Ray's bookkeeping only
+    print(f"\n{name}: B=1 H=128 n_in=n_out=64 float32 tau={tau}, 1 thread per worker, "
+          f"{blocks} blocks of {repeats} steps, taking turns")
+    samples: dict[int, list[float]] = {n: [] for n in workers}
+    block_ratios = []
+    with ExitStack() as stack:
+        groups = {}
+        for n in workers:
+            c = Cell(model=model, strategy=strategy, tau=tau, workers=n, repeats=repeats, **BASE)
+            groups[n] = stack.enter_context(timeparallel.Group(c, cpus_per_worker=cpus))
+            groups[n].steps(timeparallel.WARMUP)
+        vcpus = sorted(os.sched_getaffinity(0))
+        for b in range(blocks):
+            medians = {}
+            for n, g in groups.items():  # rank r on vCPU (r + b) mod count, every thread
+                for rank, pid in enumerate(g.pids):
+                    pin(pid, vcpus[(rank + b) % len(vcpus)])
+            for n in (workers if b % 2 == 0 else workers[::-1]):
+                steps = [1e3 * max(r["step"] for r in s) for s in zip(*groups[n].steps(repeats))]
+                samples[n] += steps
+                medians[n] = statistics.median(steps)
+            block_ratios.append(medians[workers[0]] / medians[workers[-1]])
+            print(f"  block {b + 1}: " + "  ".join(
+                f"{n} worker{'s' if n > 1 else ''} {medians[n]:7.1f} ms" for n in workers)
+                + f"   ratio {block_ratios[-1]:.2f}x   load {os.getloadavg()[0]:.1f}")
+    for n in workers:
+        q = statistics.quantiles(samples[n], n=4, method="inclusive")
+        print(f"  {n} worker{'s' if n > 1 else ''}: median {statistics.median(samples[n]):.1f} ms "
+              f"(IQR {q[2] - q[0]:.1f}) over {len(samples[n])} steps")
+    ratio = statistics.median(samples[workers[0]]) / statistics.median(samples[workers[-1]])
+    print(f"  {workers[-1]} workers vs {workers[0]}: {ratio:.2f}x (target {target}); per-block "
+          f"ratios median {statistics.median(block_ratios):.2f}x, range "
+          f"{min(block_ratios):.2f}-{max(block_ratios):.2f}x")
+    return ratio
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tau", type=int, default=65536, help="Jordan sequence length")
     p.add_argument("--elman-tau", type=int, default=4096, help="Elman sequence length")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--single", action="store_true", help="add the one-process measure row")
+    p.add_argument("--blocks", type=int, default=8, help="interleaved blocks (default 8)")
+    p.add_argument("--sequential", action="store_true",
+                   help="also time the cells one after the other through run_cell")
+    p.add_argument("--rounds", type=int, default=1, help="rounds of the sequential comparison")
+    p.add_argument("--single", action="store_true",
+                   help="sequential: add the one-process measure row")
     p.add_argument("--probe", action="store_true",
-                   help="add plain torch.distributed processes (no Ray) beside the Ray workers")
+                   help="sequential: add plain torch.distributed processes (no Ray)")
     args = p.parse_args()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     print(f"{os.cpu_count()} CPUs; load average at start {os.getloadavg()}")
+    print("pure-Python loop pinned to each CPU (ms, best of 3): " + ", ".join(
+        f"cpu{c} {ms:.0f}" for c, ms in vcpu_speeds().items()))
+    tf = interleaved("Jordan + teacher_forcing (time split)", "jordan", "teacher_forcing",
+                     args.tau, args.workers, args.repeats, args.blocks, ">= 1.7x")
+    bp = interleaved("Elman + bptt (batch split only)", "elman", "bptt", args.elman_tau,
+                     args.workers, args.repeats, args.blocks, "<= 1.1x")
     summary = []
-    for r in range(args.rounds):
-        print(f"\n=== round {r + 1} of {args.rounds}")
-        tf, tf_plain = compare("Jordan + teacher_forcing (time split)", "jordan",
-                               "teacher_forcing", args.tau, args.workers, args.repeats,
-                               args.single, ">= 1.7x", plain=args.probe)
-        bp, bp_plain = compare("Elman + bptt (batch split only)", "elman", "bptt",
-                               args.elman_tau, args.workers, args.repeats, args.single,
-                               "<= 1.1x", plain=args.probe)
-        summary.append((tf, tf_plain, bp, bp_plain))
-    print(f"\nsummary ({args.workers[-1]} workers vs {args.workers[0]}, per round):")
-    for i, (tf, tf_plain, bp, bp_plain) in enumerate(summary, 1):
-        print(f"  round {i}: teacher_forcing {tf:.2f}x"
+    for r in range(args.rounds if args.sequential else 0):
+        print(f"\n=== sequential round {r + 1} of {args.rounds}")
+        tf_s, tf_plain = compare("Jordan + teacher_forcing (time split)", "jordan",
+                                 "teacher_forcing", args.tau, args.workers, args.repeats,
+                                 args.single, ">= 1.7x", plain=args.probe)
+        bp_s, bp_plain = compare("Elman + bptt (batch split only)", "elman", "bptt",
+                                 args.elman_tau, args.workers, args.repeats, args.single,
+                                 "<= 1.1x", plain=args.probe)
+        summary.append((tf_s, tf_plain, bp_s, bp_plain))
+    print(f"\nsummary ({args.workers[-1]} workers vs {args.workers[0]}):")
+    print(f"  interleaved: teacher_forcing {tf:.2f}x (target >= 1.7x), "
+          f"bptt {bp:.2f}x (target <= 1.1x)")
+    for i, (tf_s, tf_plain, bp_s, bp_plain) in enumerate(summary, 1):
+        print(f"  sequential round {i}: teacher_forcing {tf_s:.2f}x"
               + (f" (plain torch.distributed {tf_plain:.2f}x)" if tf_plain else "")
-              + f", bptt {bp:.2f}x"
+              + f", bptt {bp_s:.2f}x"
               + (f" (plain torch.distributed {bp_plain:.2f}x)" if bp_plain else ""))
-    if len(summary) > 1:  # load drifts between the 1- and N-worker runs: a round can mislead
+    if len(summary) > 1:
         tf_m, bp_m = (statistics.median(r[i] for r in summary) for i in (0, 2))
-        print(f"  median over {len(summary)} rounds: teacher_forcing {tf_m:.2f}x, bptt {bp_m:.2f}x")
+        print(f"  sequential, median over {len(summary)} rounds: teacher_forcing {tf_m:.2f}x, "
+              f"bptt {bp_m:.2f}x")
     ray.shutdown()
 
 
