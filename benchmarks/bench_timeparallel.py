@@ -215,7 +215,7 @@ def interleaved(name: str, model: str, strategy: str, tau: int, workers: list[in
                 for rank, pid in enumerate(g.pids):
                     pin(pid, vcpus[(rank + b) % len(vcpus)])
             for n in (workers if b % 2 == 0 else workers[::-1]):
-                steps = [1e3 * max(r["step"] for r in s) for s in zip(*groups[n].steps(repeats))]
+                steps = timeparallel.summarise(groups[n].steps(repeats), 0)["step_ms_samples"]
                 samples[n] += steps
                 medians[n] = statistics.median(steps)
             block_ratios.append(medians[workers[0]] / medians[workers[-1]])

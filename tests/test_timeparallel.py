@@ -41,12 +41,22 @@ def _all_cpus_free(ray_session):
 
     for name in leftovers().values():
         tp.remove_group(ray_session.util.get_placement_group(name))
-    deadline = time.monotonic() + 60
-    while ray_session.available_resources().get("CPU", 0) < ray_session.cluster_resources()["CPU"]:
+    wait_cpus_free(ray_session, 60, "CPUs still held by earlier work")
+
+
+def wait_cpus_free(ray, seconds: float, why: str) -> None:
+    """Wait until every CPU of the Ray session is free; fail after ``seconds`` saying
+    ``why``, what is available and which placement groups are still there."""
+    from ray.util.placement_group import placement_group_table
+
+    deadline = time.monotonic() + seconds
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
         if time.monotonic() > deadline:
-            pytest.fail(f"CPUs still held by earlier work: placement groups {leftovers()}, "
-                        f"available {ray_session.available_resources()}")
-        time.sleep(0.2)
+            live = [(v["name"], v["state"]) for v in placement_group_table().values()
+                    if v["state"] != "REMOVED"]
+            pytest.fail(f"{why}: available {ray.available_resources()}; "
+                        f"placement groups not removed: {live}")
+        time.sleep(0.01)
 
 
 def cell(workers, **over):
@@ -239,14 +249,7 @@ def test_time_out_gives_timeout_row_and_frees_the_cpus(ray_session):
     row = tp.run_cell(cell(2), cpus_per_worker=CPUS, timeout_s=0.5)
     assert row["status"] == "timeout" and "time-out" in row["error"], row["error"]
     assert row["wall_s"] >= 0.5  # it waited its time (pg.wait(0.5) would not wait at all)
-    deadline = time.monotonic() + 30
-    while ray_session.available_resources().get("CPU", 0) < ray_session.cluster_resources()["CPU"]:
-        if time.monotonic() > deadline:
-            from ray.util.placement_group import placement_group_table
-
-            pytest.fail(f"{ray_session.available_resources()}; placement groups: "
-                        f"{[(v['name'], v['state']) for v in placement_group_table().values()]}")
-        time.sleep(0.2)
+    wait_cpus_free(ray_session, 30, "CPUs not back after the time-out")
 
 
 def test_removing_a_group_as_it_is_placed_gives_its_cpus_back(ray_session):
@@ -255,15 +258,10 @@ def test_removing_a_group_as_it_is_placed_gives_its_cpus_back(ray_session):
     now and then -- ray-project/ray#64693 -- which failed this module's later tests.)"""
     from ray.util.placement_group import placement_group
 
-    ray = ray_session
-    total = ray.cluster_resources()["CPU"]
     for i in range(100):
         pg = placement_group([{"CPU": CPUS}, {"CPU": CPUS}], strategy="PACK")
         tp.remove_group(pg)
-        deadline = time.monotonic() + 10
-        while ray.available_resources().get("CPU", 0) < total:
-            assert time.monotonic() < deadline, f"try {i}: {ray.available_resources()}"
-            time.sleep(0.01)
+        wait_cpus_free(ray_session, 10, f"try {i}: CPUs not back")
 
 
 def test_force_cancelled_cell_is_released(ray_session):
@@ -283,10 +281,7 @@ def test_force_cancelled_cell_is_released(ray_session):
         ray.get(ref, timeout=30)
     assert tp.release(c) is True
     assert tp.release(c) is False  # already gone
-    deadline = time.monotonic() + 30
-    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
-        assert time.monotonic() < deadline, ray.available_resources()
-        time.sleep(0.2)
+    wait_cpus_free(ray, 30, "CPUs not back after release")
     with pytest.raises(ValueError):  # no live placement group has the cell's name
         ray.util.get_placement_group(tp.pg_name(c))
 
