@@ -5,9 +5,10 @@ Each measure has its own pass, so none disturbs another:
 1. memory  - bytes saved for backward (:func:`rnnbench.memory.saved_bytes`) and
              the allocator's peak over one training step;
 2. work    - FLOPs of forward + backward (``torch.utils.flop_counter``);
-3. time    - ``torch.utils.benchmark.Timer``: forward, backward and the whole
-             training step (forward, loss, backward, Adam), ``repeats`` samples
-             each after warm-up; median, IQR and the raw samples;
+3. time    - ``timeit.Timer`` blocks of runs (as ``torch.utils.benchmark`` times
+             them): forward, backward and the whole training step (forward,
+             loss, backward, Adam), exactly ``repeats`` samples each after
+             warm-up; median, IQR and the raw samples;
 4. loss    - ``train_steps`` of Adam on fresh batches from the same model
              init, then per-token NLL (nats) and accuracy on a held-out batch,
              teacher-forced and free-running, also by position (exposure bias).
@@ -21,10 +22,10 @@ from __future__ import annotations
 import json
 import math
 import time
+import timeit
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import memory, models, strategies
@@ -231,27 +232,40 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
     row.update(_train_and_evaluate(cell, deadline))
 
 
-def block_seconds(run_s: float, floor_s: float = 0.01) -> float:
-    """How long one blocked_autorange block of a ``run_s``-second statement lasts.
-
-    Its block size is the smallest power of ten of runs that lasts at least
-    ~10 ms (so the timer's own overhead stays below 1e-4); the run time is then
-    sized at ``repeats`` such blocks, so a fast step still yields ``repeats``
-    samples instead of one long block.
-    """
+def block_size(run_s: float, floor_s: float = 0.01) -> int:
+    """Runs per timing sample for a ``run_s``-second statement: the smallest power
+    of ten that lasts at least ``floor_s`` (so the clock's own cost, well under a
+    microsecond, stays below 1e-4 of a sample), or one run."""
     number = 1
     while number * run_s < floor_s:
         number *= 10
-    return number * run_s
+    return number
+
+
+def _clock(device: str):
+    """The sample clock: ``perf_counter``, after a CUDA synchronise on a GPU."""
+    if device != "cuda":
+        return time.perf_counter
+
+    def clock() -> float:
+        torch.cuda.synchronize()
+        return time.perf_counter()
+
+    return clock
 
 
 def _time(cell: Cell, model, forward, deadline: float) -> dict:
-    """torch.utils.benchmark's blocked_autorange for the step, the forward, the backward.
+    """``repeats`` timing samples each of the step, the forward and the backward.
 
-    Each sample is one block of runs (blocks last at least ~10 ms, or one run);
-    the run time is sized for about ``repeats`` samples.  The backward is timed
-    on a graph built in ``setup`` and kept (``retain_graph=True``), so repeated
-    backward passes do the same work without a forward in the sample.
+    A sample is one block of runs (:func:`block_size`, sized from the warm-up),
+    timed by ``timeit.Timer`` - the clock that ``torch.utils.benchmark.Timer``
+    wraps - as the per-run mean of the block; exactly ``repeats`` of them, so
+    the median and IQR always rest on the number of samples the job asked for.
+    (``Timer.blocked_autorange`` picks its own block size from a measured clock
+    overhead, and on a busy machine that gave as few as one sample.)  The
+    backward is timed on a graph built in the block's ``setup`` and kept
+    (``retain_graph=True``), so repeated backward passes do the same work
+    without a forward in the sample.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
 
@@ -263,20 +277,19 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
     start = time.perf_counter()
     for _ in range(WARMUP):
         step()
-    one = (time.perf_counter() - start) / WARMUP
+    number = block_size((time.perf_counter() - start) / WARMUP)
     _check_time(deadline, "warm-up")
-    budget = cell.repeats * block_seconds(one)
     g = {"step": step, "forward": forward}
     stmts = {"step": ("step()", "pass")}
     if not grad_in_forward(cell):
         stmts.update(fwd=("forward()", "pass"), bwd=("L.backward(retain_graph=True)", "L = forward()"))
     out = {}
     for name, (stmt, setup) in stmts.items():
-        timer = benchmark.Timer(stmt, setup=setup, globals=g, num_threads=cell.threads,
-                                label=cell.cell_id, description=name)
-        m = timer.blocked_autorange(min_run_time=budget)
-        out[name] = [t * 1e3 for t in m.times]  # per-run ms, one per block
-        _check_time(deadline, f"timing ({name})")
+        timer = timeit.Timer(stmt, setup=setup, timer=_clock(cell.device), globals=g)
+        out[name] = []
+        for _ in range(cell.repeats):
+            out[name].append(timer.timeit(number) / number * 1e3)  # per-run ms
+            _check_time(deadline, f"timing ({name})")
     optimizer.zero_grad(set_to_none=True)
     q1, q3 = np.percentile(out["step"], [25, 75])
     apart = not grad_in_forward(cell)

@@ -41,7 +41,7 @@ def test_row_has_every_key_with_the_right_type(elman_row):
         assert isinstance(row[key], str) and row[key], key
     assert row["step_ms_median"] > 0 and row["step_ms_iqr"] >= 0
     assert all(isinstance(s, float) and s > 0 for s in row["step_ms_samples"])
-    assert len(row["step_ms_samples"]) >= 1
+    assert len(row["step_ms_samples"]) == SMALL["repeats"]
     assert row["depth"] == 32 and row["n_in"] == row["n_out"] == 64
     assert row["flops"] > 0 and row["peak_bytes"] > 0
     assert [len(p) for p in row["train_curve"]] == [3, 3, 3]
@@ -338,10 +338,14 @@ def test_harness_enters_the_cell_id_only_when_not_default():
         Cell(model="elman", strategy="bptt", tau=8, harness="gpu")
 
 
-def test_fast_steps_still_get_about_repeats_timing_samples():
-    assert measure.block_seconds(0.007) == pytest.approx(0.07)
-    assert measure.block_seconds(0.2) == pytest.approx(0.2)
-    row = measure.run_cell(Cell(model="jordan", strategy="teacher_forcing", tau=8, hidden=8,
-                                repeats=5))
-    assert row["status"] == "ok"
-    assert len(row["step_ms_samples"]) >= 4  # was 1 when the budget ignored the block size
+def test_every_cell_gets_exactly_repeats_timing_samples():
+    assert measure.block_size(0.007) == 10  # a fast step: 10 runs make a 70 ms sample
+    assert measure.block_size(0.0004) == 100
+    assert measure.block_size(0.2) == 1
+    for cell in (Cell(model="jordan", strategy="teacher_forcing", tau=8, hidden=8, repeats=5),
+                 Cell(model="elman", strategy="bptt", tau=64, repeats=3)):
+        row = measure.run_cell(cell)
+        assert row["status"] == "ok", row["error"]
+        assert len(row["step_ms_samples"]) == cell.repeats
+        assert row["step_ms_median"] == pytest.approx(float(np.median(row["step_ms_samples"])))
+        assert all(t > 0 for t in row["step_ms_samples"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -425,14 +426,24 @@ def test_removing_the_node_that_runs_a_cell_still_completes_the_sweep(tmp_path):
 
 
 def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """``n`` free ports the kernel will not hand out meanwhile.
+
+    They come from between Ray's worker ports (10002-19999) and the kernel's
+    ephemeral range: a port from ``bind(0)`` would be free again once closed,
+    and the ephemeral ports Ray's own processes take could land on it before
+    ``ray start`` binds it."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    ports = []
+    for port in random.Random().sample(range(20000, max(low, 20000 + 4 * n)), 4 * n):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError("no free ports below the ephemeral range")
 
 
 @pytest.mark.slow
@@ -448,8 +459,8 @@ def test_ray_job_submit_runs_a_sweep_on_a_local_head(tmp_path):
          f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
          f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
          f"--runtime-env-agent-port={rt_env}", "--num-cpus=2", "--disable-usage-stats"],
-        env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        env=env, start_new_session=True, stdout=(tmp_path / "head.log").open("w"),
+        stderr=subprocess.STDOUT)
     try:
         job = tmp_path / "job.yaml"
         job.write_text(JOB.replace("seeds: [0, 1, 2, 3, 4]", "seeds: [0]"))
@@ -457,15 +468,18 @@ def test_ray_job_submit_runs_a_sweep_on_a_local_head(tmp_path):
         deadline = time.time() + 120
         submitted = None
         while time.time() < deadline:
-            assert head.poll() is None, head.stdout.read()
+            assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
             submitted = subprocess.run(
                 [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}",
                  "--working-dir", ".", "--",
                  "rnnbench", "run", str(job), "--out", str(out), "--no-progress"],
                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-            if submitted.returncode == 0 or "Connection" not in submitted.stderr + submitted.stdout:
+            said = submitted.stderr + submitted.stdout
+            if submitted.returncode == 0 or not ("Connection" in said or "try again" in said):
                 break
-            time.sleep(2)  # the dashboard's job server may still be starting
+            # the dashboard's job server may still be starting, or its agent (it
+            # waits 10 s for one, then answers "No available agent ... try again later")
+            time.sleep(2)
         assert submitted is not None
         assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
         df = store.load(out)
