@@ -318,20 +318,24 @@ def remove_group(pg, settle_s: float = SETTLE_S) -> None:
     policy below on none of 600).  So removal waits, at most ``settle_s``,
     until the group is either placed (CREATED) or parked by the scheduler for
     want of resources (NO_RESOURCES / INFEASIBLE); both are safe to remove.
+    "Parked" must read so on two looks 0.1 s apart: the scheduling state is a
+    statistic, and a group Ray has just started placing again may still show it.
     """
     import ray
     from ray.util.placement_group import placement_group_table, remove_placement_group
 
     deadline = time.monotonic() + settle_s
+    parked_before = False
     while True:
         entry = placement_group_table(pg)
         state = entry.get("state")
         if state == "REMOVED":
             return
         parked = entry.get("stats", {}).get("scheduling_state") in ("NO_RESOURCES", "INFEASIBLE")
-        if state == "CREATED" or parked or time.monotonic() >= deadline:
+        if state == "CREATED" or (parked and parked_before) or time.monotonic() >= deadline:
             break
-        ray.wait([pg.ready()], timeout=0.05)
+        parked_before = parked
+        ray.wait([pg.ready()], timeout=0.1)
     remove_placement_group(pg)
 
 

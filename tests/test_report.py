@@ -390,6 +390,7 @@ def test_missing_folder_and_bad_format_are_usage_errors(tmp_path, capsys):
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-dev-shm-usage",  # a container's /dev/shm may be 64 MB
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--virtual-time-budget=5000", "--dump-dom"]
 PROBE = ("<script>window.addEventListener('load', () => { const im = [...document.images];"

@@ -216,8 +216,8 @@ def test_timed_out_time_parallel_cell_gives_back_its_cpus(ray_session, tmp_path)
                              cell_timeout=3.0, progress=False)
     assert result.counts == {"timeout": 1}
     assert timeparallel.release(cell) is False  # the sweep removed it already
-    deadline = time.time() + 30
-    while ray.available_resources().get("CPU", 0) < 2 and time.time() < deadline:
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert ray.available_resources().get("CPU", 0) == 2
 
@@ -305,8 +305,8 @@ def _stop_mid_run(cmd, log, out, rows: int, sig) -> tuple[int | None, str]:
                             start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 180
-        while len(store.stored_ids(out)) < rows and time.time() < deadline:
+        deadline = time.monotonic() + 180
+        while len(store.stored_ids(out)) < rows and time.monotonic() < deadline:
             assert proc.poll() is None, proc.stdout.read()
             time.sleep(0.1)
         assert len(store.stored_ids(out)) >= rows
@@ -465,9 +465,9 @@ def test_ray_job_submit_runs_a_sweep_on_a_local_head(tmp_path):
         job = tmp_path / "job.yaml"
         job.write_text(JOB.replace("seeds: [0, 1, 2, 3, 4]", "seeds: [0]"))
         out = tmp_path / "out"
-        deadline = time.time() + 120
+        deadline = time.monotonic() + 120
         submitted = None
-        while time.time() < deadline:
+        while time.monotonic() < deadline:
             assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
             submitted = subprocess.run(
                 [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}",

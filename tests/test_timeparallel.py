@@ -137,7 +137,9 @@ CASES = {
 def group(request, ray_session):
     """One group per N, reloaded with each case; torn down at the end of the class,
     so the run_cell tests below get the CPUs back."""
-    with tp.Group(cell(request.param), cpus_per_worker=CPUS, timeout_s=120) as g:
+    # no cell time-out: it would be one deadline for the whole class (DIST_TIMEOUT_S
+    # still bounds a hung collective)
+    with tp.Group(cell(request.param), cpus_per_worker=CPUS, timeout_s=None) as g:
         yield g
 
 
@@ -256,7 +258,7 @@ def test_port_check_finds_the_listener_and_its_parent():
         s.listen()
         port = s.getsockname()[1]
         assert _listeners(port) == {os.getpid()}
-    assert _listeners(port) == set()
+    assert os.getpid() not in _listeners(port)  # (a Ray worker may take the port next)
     child = subprocess.Popen([sys.executable, "-c", (
         "import socket, sys; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
         "print(s.getsockname()[1], flush=True); sys.stdin.read()")],
