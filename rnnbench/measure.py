@@ -5,10 +5,10 @@ Each measure has its own pass, so none disturbs another:
 1. memory  - bytes saved for backward (:func:`rnnbench.memory.saved_bytes`) and
              the allocator's peak over one training step;
 2. work    - FLOPs of forward + backward (``torch.utils.flop_counter``);
-3. time    - ``timeit.Timer`` blocks of runs (as ``torch.utils.benchmark`` times
-             them): forward, backward and the whole training step (forward,
-             loss, backward, Adam), exactly ``repeats`` samples each after
-             warm-up; median, IQR and the raw samples;
+3. time    - blocks of runs timed as ``torch.utils.benchmark`` times them:
+             forward, backward and the whole training step (forward, loss,
+             backward, Adam), exactly ``repeats`` samples each after warm-up;
+             median, IQR (``benchmark.Measurement``) and the raw samples;
 4. loss    - ``train_steps`` of Adam on fresh batches from the same model
              init, then per-token NLL (nats) and accuracy on a held-out batch,
              teacher-forced and free-running, also by position (exposure bias).
@@ -26,6 +26,7 @@ import timeit
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import memory, models, strategies
@@ -258,11 +259,13 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
     """``repeats`` timing samples each of the step, the forward and the backward.
 
     A sample is one block of runs (:func:`block_size`, sized from the warm-up),
-    timed by ``timeit.Timer`` - the clock that ``torch.utils.benchmark.Timer``
-    wraps - as the per-run mean of the block; exactly ``repeats`` of them, so
-    the median and IQR always rest on the number of samples the job asked for.
-    (``Timer.blocked_autorange`` picks its own block size from a measured clock
-    overhead, and on a busy machine that gave as few as one sample.)  The
+    timed by ``timeit.Timer`` - what ``torch.utils.benchmark.Timer`` wraps -
+    as the per-run mean of the block; exactly ``repeats`` of them, so the
+    median and IQR (``torch.utils.benchmark.Measurement``'s) always rest on the
+    number of samples the job asked for.
+    (``Timer.blocked_autorange`` sizes its blocks by its own rule - clock
+    overhead under 1e-4 of a block - which put 10 runs in each block of a
+    14 ms step and gave 2 samples where 10 were asked.)  The
     backward is timed on a graph built in the block's ``setup`` and kept
     (``retain_graph=True``), so repeated backward passes do the same work
     without a forward in the sample.
@@ -286,19 +289,22 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
     out = {}
     for name, (stmt, setup) in stmts.items():
         timer = timeit.Timer(stmt, setup=setup, timer=_clock(cell.device), globals=g)
-        out[name] = []
+        raw = []
         for _ in range(cell.repeats):
-            out[name].append(timer.timeit(number) / number * 1e3)  # per-run ms
+            raw.append(timer.timeit(number))
             _check_time(deadline, f"timing ({name})")
+        out[name] = benchmark.Measurement(
+            number_per_run=number, raw_times=raw,
+            task_spec=benchmark.TaskSpec(stmt, setup, label=cell.cell_id, description=name,
+                                         num_threads=cell.threads))
     optimizer.zero_grad(set_to_none=True)
-    q1, q3 = np.percentile(out["step"], [25, 75])
     apart = not grad_in_forward(cell)
     return {
-        "step_ms_median": float(np.median(out["step"])),
-        "step_ms_iqr": float(q3 - q1),
-        "step_ms_samples": out["step"],
-        "fwd_ms_median": float(np.median(out["fwd"])) if apart else NAN,
-        "bwd_ms_median": float(np.median(out["bwd"])) if apart else NAN,
+        "step_ms_median": out["step"].median * 1e3,
+        "step_ms_iqr": out["step"].iqr * 1e3,
+        "step_ms_samples": [t * 1e3 for t in out["step"].times],  # per-run ms, one per block
+        "fwd_ms_median": out["fwd"].median * 1e3 if apart else NAN,
+        "bwd_ms_median": out["bwd"].median * 1e3 if apart else NAN,
     }
 
 
