@@ -10,7 +10,9 @@ network -- target: loop / fused <= 1.25.  At B = 1, tau = 1024:
 ``bptt_fused`` -- target: fused / teacher_forcing >= 15.
 
 Timed with torch.utils.benchmark.Timer (blocked_autorange: median and IQR over
-measurement blocks), one statement = zero_grad + loss + backward.  Cases are
+measurement blocks), one statement = zero_grad + loss + backward.  (A sweep's
+cells take a fixed number of samples instead -- rnnbench.measure; here the
+figures are ratios of cases timed alike, side by side.)  Cases are
 interleaved round by round so that machine noise (other users of the CPU) hits
 every case alike; the figure per case is the median over rounds of each
 round's median.  With one thread, each case is timed on two clocks: wall time

@@ -176,19 +176,25 @@ def strategy_options(cell: Cell, step: int | None = None, rank: int = 0) -> dict
     return options
 
 
-def _loss_fn(cell: Cell, model, x, y, step: int | None = None):
-    """The loss of (x, y) under the cell's strategy: checked once here, not in the timed call."""
+def _loss_fn(cell: Cell, model, x, y, step: int | None = None, checked: bool = True):
+    """The loss of (x, y) under the cell's strategy; strategy and inputs are checked
+    once here, not in the call.  ``checked``: the call raises NonFiniteLoss on a
+    NaN or infinite loss (the timed calls go without: the test reads the value
+    back, which on a GPU is a synchronise inside the step)."""
     options = strategy_options(cell, step)
     strategy = strategies.check(cell.model, cell.strategy, options)
     strategies.check_inputs(model, x, y)
 
+    def loss():
+        return strategy.fn(model, x, y, **options)
+
     def forward():
-        value = strategy.fn(model, x, y, **options)
+        value = loss()
         if not torch.isfinite(value.detach()):
             raise NonFiniteLoss(f"non-finite loss {value.item()} ({cell.strategy})")
         return value
 
-    return forward
+    return forward if checked else loss
 
 
 def grad_in_forward(cell: Cell) -> bool:
@@ -227,7 +233,7 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
     _check_time(deadline, "flop count")
 
     # 3. time
-    row.update(_time(cell, model, forward, deadline))
+    row.update(_time(cell, model, _loss_fn(cell, model, x, y, checked=False), deadline))
 
     # 4. loss
     row.update(_train_and_evaluate(cell, deadline))
@@ -235,8 +241,10 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
 
 def block_size(run_s: float, floor_s: float = 0.01) -> int:
     """Runs per timing sample for a ``run_s``-second statement: the smallest power
-    of ten that lasts at least ``floor_s`` (so the clock's own cost, well under a
-    microsecond, stays below 1e-4 of a sample), or one run."""
+    of ten that lasts at least ``floor_s``, or one run.  The clock's own cost -
+    well under a microsecond on the CPU, a synchronise of a few on CUDA - then
+    stays below 1e-3 of a sample."""
+    run_s = max(run_s, 1e-9)
     number = 1
     while number * run_s < floor_s:
         number *= 10
@@ -258,16 +266,17 @@ def _clock(device: str):
 def _time(cell: Cell, model, forward, deadline: float) -> dict:
     """``repeats`` timing samples each of the step, the forward and the backward.
 
-    A sample is one block of runs (:func:`block_size`, sized from the warm-up),
-    timed by ``timeit.Timer`` - what ``torch.utils.benchmark.Timer`` wraps -
-    as the per-run mean of the block; exactly ``repeats`` of them, so the
-    median and IQR (``torch.utils.benchmark.Measurement``'s) always rest on the
-    number of samples the job asked for.
-    (``Timer.blocked_autorange`` sizes its blocks by its own rule - clock
-    overhead under 1e-4 of a block - which put 10 runs in each block of a
-    14 ms step and gave 2 samples where 10 were asked.)  The
-    backward is timed on a graph built in the block's ``setup`` and kept
-    (``retain_graph=True``), so repeated backward passes do the same work
+    Each statement first runs ``WARMUP`` times untimed (the first step also
+    makes Adam's state); the last of those runs sizes its blocks
+    (:func:`block_size`).  A sample is one block, timed by ``timeit.Timer`` -
+    what ``torch.utils.benchmark.Timer`` wraps, with the garbage collector off -
+    as the per-run mean of the block; exactly ``repeats`` of them, so the median
+    and IQR (``torch.utils.benchmark.Measurement``'s) always rest on the number
+    of samples the job asked for.  (``Timer.blocked_autorange`` sizes its blocks
+    by its own rule - clock overhead under 1e-4 of a block - which put 10 runs
+    in each block of a 14 ms step and gave 2 samples where 10 were asked.)  The
+    backward is timed on a graph built in the block's ``setup`` (untimed) and
+    kept (``retain_graph=True``), so repeated backward passes do the same work
     without a forward in the sample.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
@@ -277,18 +286,18 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
         forward().backward()
         optimizer.step()
 
-    start = time.perf_counter()
-    for _ in range(WARMUP):
-        step()
-    number = block_size((time.perf_counter() - start) / WARMUP)
-    _check_time(deadline, "warm-up")
     g = {"step": step, "forward": forward}
     stmts = {"step": ("step()", "pass")}
     if not grad_in_forward(cell):
-        stmts.update(fwd=("forward()", "pass"), bwd=("L.backward(retain_graph=True)", "L = forward()"))
+        stmts.update(fwd=("forward()", "pass"),
+                     bwd=("L.backward(retain_graph=True)", "L = forward()"))
     out = {}
     for name, (stmt, setup) in stmts.items():
         timer = timeit.Timer(stmt, setup=setup, timer=_clock(cell.device), globals=g)
+        for _ in range(WARMUP):
+            one = timer.timeit(1)
+        _check_time(deadline, f"warm-up ({name})")
+        number = block_size(one)
         raw = []
         for _ in range(cell.repeats):
             raw.append(timer.timeit(number))

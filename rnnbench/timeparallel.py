@@ -634,8 +634,9 @@ def run_cell(cell: Cell, *, timeout_s: float | None = None,
     Needs Ray: joins the running instance (driver or inside a Ray task), else
     starts an embedded one.  Failure is data: a dead worker gives ``crashed``
     (``oom`` when Ray says it was memory), running past ``timeout_s`` gives
-    ``timeout``, anything else ``failed``; the actors and the placement group
-    are gone when this returns.  ``probe``, when given, is filled with the
+    ``timeout``, anything else ``failed``; when this returns the actors are
+    killed (Ray ends their processes moments later) and the placement group
+    is removed.  ``probe``, when given, is filled with the
     workers' pids, the store's address and the placement group id (tests check
     nothing is left behind) and each rank's CPU time per step (the benchmark
     compares it with the wall time to see starved workers); ``die_at = (rank,
