@@ -2,8 +2,8 @@
 
     python benchmarks/bench_sampling.py [--rounds 6] [--repeats 10] [--tau 256]
 
-rnnbench.measure takes exactly ``repeats`` samples per statement, each the
-per-run mean of a block of ``block_size`` runs; torch.utils.benchmark's
+rnnbench.measure.sample takes exactly ``repeats`` samples per statement, each
+the per-run mean of a block of ``block_size`` runs; torch.utils.benchmark's
 ``Timer.blocked_autorange`` picks its own block size and so its own sample
 count.  Both time the same training step (zero_grad + loss + backward + Adam,
 1 thread) of Elman + bptt and Jordan + teacher forcing, taking turns round by
@@ -51,15 +51,15 @@ def main() -> None:
         auto, fixed = [], []
         for r in range(args.rounds):
             one = timeit.Timer("step()", globals={"step": step}).timeit(1)
-            number = measure.block_size(one)
 
-            def autorange():
+            def autorange():  # as rnnbench called it before: about `repeats` blocks' time
                 m = benchmark.Timer("step()", globals={"step": step}, num_threads=1)
-                auto.extend(m.blocked_autorange(min_run_time=args.repeats * number * one).times)
+                budget = args.repeats * measure.block_size(one) * one
+                auto.extend(m.blocked_autorange(min_run_time=budget).times)
 
-            def fixed_count():
-                t = timeit.Timer("step()", globals={"step": step}, timer=measure._clock("cpu"))
-                fixed.extend(t.timeit(number) / number for _ in range(args.repeats))
+            def fixed_count():  # what a cell does now
+                fixed.extend(measure.sample("step()", "pass", {"step": step},
+                                            repeats=args.repeats).times)
 
             for method in (autorange, fixed_count)[::1 if r % 2 else -1]:  # each goes first
                 method()

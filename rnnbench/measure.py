@@ -263,20 +263,42 @@ def _clock(device: str):
     return clock
 
 
-def _time(cell: Cell, model, forward, deadline: float) -> dict:
-    """``repeats`` timing samples each of the step, the forward and the backward.
+def sample(stmt: str, setup: str, globals: dict, *, repeats: int, device: str = "cpu",
+           threads: int = 1, label: str | None = None, description: str | None = None,
+           after=lambda what: None) -> benchmark.Measurement:
+    """Exactly ``repeats`` timing samples of ``stmt``.
 
-    Each statement first runs ``WARMUP`` times untimed (the first step also
-    makes Adam's state); the last of those runs sizes its blocks
-    (:func:`block_size`).  A sample is one block, timed by ``timeit.Timer`` -
-    what ``torch.utils.benchmark.Timer`` wraps, with the garbage collector off -
-    as the per-run mean of the block; exactly ``repeats`` of them, so the median
-    and IQR (``torch.utils.benchmark.Measurement``'s) always rest on the number
-    of samples the job asked for.  (``Timer.blocked_autorange`` sizes its blocks
-    by its own rule - clock overhead under 1e-4 of a block - which put 10 runs
-    in each block of a 14 ms step and gave 2 samples where 10 were asked.)  The
-    backward is timed on a graph built in the block's ``setup`` (untimed) and
-    kept (``retain_graph=True``), so repeated backward passes do the same work
+    The statement first runs ``WARMUP`` times untimed; the last of those runs
+    sizes its blocks (:func:`block_size`).  A sample is one block, timed by
+    ``timeit.Timer`` - what ``torch.utils.benchmark.Timer`` wraps, with the
+    garbage collector off - on the device's clock (:func:`_clock`), as the
+    per-run mean of the block; ``setup`` runs untimed before each block.  The
+    result is a ``torch.utils.benchmark.Measurement`` (median, IQR, raw times).
+    (``Timer.blocked_autorange`` sizes its blocks by its own rule - clock
+    overhead under 1e-4 of a block - which put 10 runs in each block of a 14 ms
+    step and gave 2 samples where 10 were asked.)  ``after(what)`` is called
+    after the warm-up and after every sample (the cell's time-out check).
+    """
+    timer = timeit.Timer(stmt, setup=setup, timer=_clock(device), globals=globals)
+    for _ in range(WARMUP):
+        one = timer.timeit(1)
+    after(f"warm-up ({description or stmt})")
+    number = block_size(one)
+    raw = []
+    for _ in range(repeats):
+        raw.append(timer.timeit(number))
+        after(f"timing ({description or stmt})")
+    return benchmark.Measurement(
+        number_per_run=number, raw_times=raw,
+        task_spec=benchmark.TaskSpec(stmt, setup, label=label, description=description,
+                                     num_threads=threads))
+
+
+def _time(cell: Cell, model, forward, deadline: float) -> dict:
+    """:func:`sample` of the training step (the first warm-up step also makes
+    Adam's state), the forward and the backward, ``repeats`` samples each.  The
+    backward is timed on a graph built in the block's ``setup`` and kept
+    (``retain_graph=True``), so repeated backward passes do the same work
     without a forward in the sample.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
@@ -291,21 +313,10 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
     if not grad_in_forward(cell):
         stmts.update(fwd=("forward()", "pass"),
                      bwd=("L.backward(retain_graph=True)", "L = forward()"))
-    out = {}
-    for name, (stmt, setup) in stmts.items():
-        timer = timeit.Timer(stmt, setup=setup, timer=_clock(cell.device), globals=g)
-        for _ in range(WARMUP):
-            one = timer.timeit(1)
-        _check_time(deadline, f"warm-up ({name})")
-        number = block_size(one)
-        raw = []
-        for _ in range(cell.repeats):
-            raw.append(timer.timeit(number))
-            _check_time(deadline, f"timing ({name})")
-        out[name] = benchmark.Measurement(
-            number_per_run=number, raw_times=raw,
-            task_spec=benchmark.TaskSpec(stmt, setup, label=cell.cell_id, description=name,
-                                         num_threads=cell.threads))
+    out = {name: sample(stmt, setup, g, repeats=cell.repeats, device=cell.device,
+                        threads=cell.threads, label=cell.cell_id, description=name,
+                        after=lambda what: _check_time(deadline, what))
+           for name, (stmt, setup) in stmts.items()}
     optimizer.zero_grad(set_to_none=True)
     apart = not grad_in_forward(cell)
     return {

@@ -28,6 +28,8 @@ import pytest
 from rnnbench import jobs, store, sweep
 from rnnbench.cell import Cell
 
+from raywait import wait_cpus_free
+
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -216,10 +218,7 @@ def test_timed_out_time_parallel_cell_gives_back_its_cpus(ray_session, tmp_path)
                              cell_timeout=3.0, progress=False)
     assert result.counts == {"timeout": 1}
     assert timeparallel.release(cell) is False  # the sweep removed it already
-    deadline = time.monotonic() + 30
-    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert ray.available_resources().get("CPU", 0) == 2
+    wait_cpus_free(ray, 30, "CPUs not back after the time-out")
 
 
 def test_cell_too_big_for_any_node_is_a_failed_row(ray_session, tmp_path):

@@ -19,6 +19,8 @@ from rnnbench import strategies
 from rnnbench import timeparallel as tp
 from rnnbench.cell import ROW_KEYS, Cell
 
+from raywait import wait_cpus_free
+
 CPUS = 0.5  # per actor: 3 actors on the 2-CPU test Ray
 
 JORDAN = dict(model="jordan", strategy="teacher_forcing", task="delayed_recall",
@@ -42,21 +44,6 @@ def _all_cpus_free(ray_session):
     for name in leftovers().values():
         tp.remove_group(ray_session.util.get_placement_group(name))
     wait_cpus_free(ray_session, 60, "CPUs still held by earlier work")
-
-
-def wait_cpus_free(ray, seconds: float, why: str) -> None:
-    """Wait until every CPU of the Ray session is free; fail after ``seconds`` saying
-    ``why``, what is available and which placement groups are still there."""
-    from ray.util.placement_group import placement_group_table
-
-    deadline = time.monotonic() + seconds
-    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
-        if time.monotonic() > deadline:
-            live = [(v["name"], v["state"]) for v in placement_group_table().values()
-                    if v["state"] != "REMOVED"]
-            pytest.fail(f"{why}: available {ray.available_resources()}; "
-                        f"placement groups not removed: {live}")
-        time.sleep(0.01)
 
 
 def cell(workers, **over):
