@@ -15,7 +15,7 @@ from typing import Any
 
 from . import strategies, tasks
 from .errors import UsageError
-from .models import MODELS
+from .models import MODELS, check_rho
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
@@ -49,7 +49,8 @@ def _int(name: str, value, low: int) -> None:
 @dataclass(frozen=True)
 class Cell:
     """model, strategy (+ options), task (+ options), tau, batch, hidden, seed,
-    threads, device, workers, train_steps, lr, repeats, dtype, harness."""
+    threads, device, workers, train_steps, lr, repeats, dtype, harness, rho
+    (spectral radius W is rescaled to at init; None: the default init)."""
 
     model: str
     strategy: str
@@ -68,6 +69,7 @@ class Cell:
     repeats: int = 20
     dtype: str = "float32"
     harness: str = "auto"
+    rho: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "strategy_options",
@@ -94,6 +96,7 @@ class Cell:
             raise UsageError(f"harness: must be one of {', '.join(HARNESSES)}, got {self.harness!r}")
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_rho(self.model, self.rho)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise UsageError(f"lr: must be a positive number, got {self.lr!r}")
 
@@ -109,12 +112,14 @@ class Cell:
     def cell_id(self) -> str:
         """Stable id: the first 16 hex digits of SHA-256 over the sorted config.
 
-        ``harness`` enters the hash only when it is not the default, so ids of
-        cells stored before the field existed do not change.
+        ``harness`` and ``rho`` enter the hash only when they are not the
+        default, so ids of cells stored before the fields existed do not change.
         """
         config = self.config()
         if config["harness"] == "auto":
             del config["harness"]
+        if config["rho"] is None:
+            del config["rho"]
         blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -140,7 +145,7 @@ ROW_KEYS = (
     # identity and configuration
     "cell_id", "model", "strategy", "strategy_options", "task", "task_options",
     "tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads", "device",
-    "workers", "harness", "dtype", "train_steps", "lr", "repeats",
+    "workers", "harness", "dtype", "train_steps", "lr", "repeats", "rho",
     # outcome
     "status", "error",
     # time (ms): full training step, and forward / backward apart
@@ -152,6 +157,9 @@ ROW_KEYS = (
     # loss (nats per token) and accuracy after train_steps of Adam
     "loss_tf", "loss_free", "acc_tf", "acc_free", "train_curve",
     "horizon_t", "horizon_loss_tf", "horizon_loss_free",
+    # parallel-in-time strategies (deer, quasi_deer; null for the others): Newton
+    # iterations done, whether every residual met the tolerance, the largest residual
+    "iterations", "converged", "residual",
     # time-parallel (workers > 1): how the work was split, how many workers had any
     "split", "workers_active", "comm_ms_median",
     # sweep context: how many other cells shared the node while this one ran
@@ -165,5 +173,5 @@ ROW_KEYS = (
 FLOAT_KEYS = (
     "lr", "step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
     "saved_bytes_expected", "peak_bytes", "flops", "loss_tf", "loss_free", "acc_tf", "acc_free",
-    "comm_ms_median", "wall_s",
+    "comm_ms_median", "wall_s", "rho", "residual",
 )

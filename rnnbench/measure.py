@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import memory, models, strategies
+from . import diagnostics, memory, models, strategies
 from .cell import ROW_KEYS, Cell
 from .provenance import provenance
 
@@ -142,7 +142,8 @@ def _setup(cell: Cell, seed_offset: int = 0):
         raise RuntimeError("device cuda: no CUDA device is available")
     task = cell.make_task()
     torch.manual_seed(cell.seed)
-    model = models.build(cell.model, task.n_in, cell.hidden, task.n_out).to(device, dtype)
+    model = models.build(cell.model, task.n_in, cell.hidden, task.n_out, cell.rho).to(
+        device, dtype)
     x, y = task.batch(cell.tau, cell.batch, seed=cell.seed + seed_offset, dtype=dtype,
                       device=device)
     return task, model, x, y
@@ -211,8 +212,14 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
     params = list(model.parameters())
     itemsize = x.element_size()
 
-    # 1. memory
-    row["saved_bytes"] = memory.saved_bytes(forward, keep=[*params, x, y])
+    # 1. memory; the first call on the cell's batch also gives the iterative
+    # strategies' report (iterations, converged, residual) and so their depth
+    with diagnostics.recording() as rec:
+        row["saved_bytes"] = memory.saved_bytes(forward, keep=[*params, x, y])
+    row.update(rec.fields())
+    if rec.iterations is not None:
+        row["depth"] = strategies.get(cell.strategy).depth(
+            cell.tau, iterations=rec.iterations, **dict(cell.strategy_options))
     row["saved_bytes_expected"] = int(memory.expected_saved_bytes(
         cell.model, cell.strategy, dict(cell.strategy_options), cell.tau, cell.batch,
         cell.hidden, task.n_out, row["n_params"], itemsize))

@@ -104,7 +104,9 @@ def expected_saved_bytes(model: str, strategy: str, options: dict, tau: int, bat
     ((2 tau + 1) B H + tau B n_out).  Jordan teacher forcing: tanh output and
     log-softmax output, tau B (H + n_out).  Strategies that take each segment's
     gradient during the forward keep one gradient-sized buffer (n_params).
-    Checkpointing keeps each segment's entry state, segments * B * H.
+    Checkpointing keeps each segment's entry state, segments * B * H.  The
+    adjoint-scan strategies keep the states once, tau B H, and the log-softmax
+    output (their tau B H^2 Jacobians live only inside forward or backward).
     """
     T, B, H, O = tau, batch, hidden, n_out
     scalar = itemsize  # cross-entropy keeps its total weight (one element)
@@ -118,6 +120,9 @@ def expected_saved_bytes(model: str, strategy: str, options: dict, tau: int, bat
         return seg * B * H * itemsize
     if strategy == "teacher_forcing":
         return (T * B * (H + O)) * itemsize + scalar
+    if strategy in ("scan_bptt", "deer", "quasi_deer"):  # every h (the adjoint's input)
+        outputs = B * O if model == "single_output" else T * B * O  # and log-softmax
+        return (T * B * H + outputs) * itemsize + scalar
     if model == "single_output":  # bptt or bptt_fused: every h, one output
         return ((T + 1) * B * H + B * O) * itemsize + scalar
     if model == "elman":  # bptt or bptt_fused

@@ -128,7 +128,7 @@ def local_losses(model, cell: Cell, part: dict, step: int | None = None):
 def initial_model(cell: Cell, n_in: int, n_out: int):
     """The cell's model, seeded with the cell's seed, in the cell's dtype (on CPU)."""
     torch.manual_seed(cell.seed)
-    return build(cell.model, n_in, cell.hidden, n_out).to(getattr(torch, cell.dtype))
+    return build(cell.model, n_in, cell.hidden, n_out, cell.rho).to(getattr(torch, cell.dtype))
 
 
 def cell_batch(cell: Cell, seed: int | None = None):
