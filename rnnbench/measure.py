@@ -113,7 +113,8 @@ def run_cell(cell: Cell, timeout_s: float | None = None) -> dict:
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(cell.threads)  # Ray reuses worker processes: set it every time
-        _measure(cell, row, deadline)
+        with diagnostics.recording():  # the row reports convergence (see _measure), no warnings
+            _measure(cell, row, deadline)
     except CellTimeout as exc:
         row.update(status="timeout", error=str(exc))
     except torch.OutOfMemoryError as exc:
