@@ -121,9 +121,13 @@ def _solver(method: str, tol: float | None, max_iter: int | None) -> Callable:
 def adjoint(hs: torch.Tensor, W: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """delta_t = dL/da_t and dL/dW from g_t = dL/dh_t, by one reverse scan."""
     d = 1 - hs * hs
-    d_next = torch.cat([d[1:], torch.zeros_like(d[:1])])  # lambda_tau = g_tau
-    A = W.t() * d_next.unsqueeze(-2)  # J_{t+1}^T = W^T diag(d_{t+1}), (tau, B, H, H)
-    lam = linear_scan(A, g, reverse=True)
+    # J_{t+1}^T = W^T diag(d_{t+1}), (tau, B, H, H), built in reversed time so that
+    # no flipped copy of the Jacobians is made: the reverse scan is a forward one
+    # over t = tau .. 1 (the element of t = tau multiplies lambda_{tau+1} = 0).
+    A = hs.new_empty(hs.shape + hs.shape[-1:])
+    A[0] = 0
+    torch.mul(W.t(), d[1:].flip(0).unsqueeze(-2), out=A[1:])
+    lam = linear_scan(A, g.flip(0)).flip(0)
     delta = d * lam
     H = hs.shape[-1]
     grad_W = delta.reshape(-1, H).t() @ _shifted(hs).reshape(-1, H)
