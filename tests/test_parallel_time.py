@@ -98,6 +98,17 @@ def test_converged_states_equal_the_sequential_ones(method, rho):
     assert (got - want).abs().max() <= 1e-10
 
 
+def test_float32_newton_converges_to_the_sequential_states():
+    m, x, _ = setup(tau=300, batch=2, hidden=16, rho=0.9)
+    m, x = m.float(), x.float()
+    want = sequential(m, x)
+    for method in ("newton", "quasi"):
+        with diagnostics.recording() as rec, torch.no_grad():
+            got = elman_states(m.input_term(x), m.W, method)
+        assert rec.converged is True and rec.iterations < 300
+        assert (got - want).abs().max() <= 1e-3
+
+
 @pytest.mark.parametrize("method", ["newton", "quasi"])
 def test_max_iter_tau_ends_at_the_sequential_answer_even_for_rho_3(method):
     tau = 40
