@@ -102,7 +102,7 @@ TABLE_KEYS = ("cell_id", "model", "strategy", "strategy_options", "task", "tau",
 
 
 def main(args: argparse.Namespace) -> int:
-    from .measure import run_cell
+    from .runner import run_cell
 
     cell = cell_from_args(args)
     if cell.device == "cuda":
