@@ -5,9 +5,9 @@ One public entry point, :func:`loss`, returns the book's total loss
     L = sum_t L^(t) = - sum_t sum_batch log p_model(y^(t) | x^(1..t))
 
 as a scalar tensor whose ``.backward()`` leaves the gradient of the chosen
-strategy in the model's parameters.  :data:`STRATEGIES` lists every strategy
-with the models it accepts, its sequential depth and its activation-memory
-class, so a runner can time them all through the same interface.
+strategy in the model's parameters.  :data:`STRATEGIES` holds one
+:class:`Strategy` record per strategy with every fact a runner needs about it
+(docs/design.md, "Where each rule lives").
 """
 
 from __future__ import annotations

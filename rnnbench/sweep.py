@@ -228,7 +228,7 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
     """Run the cells not yet stored under ``out`` on the connected Ray; write each row as it arrives.
 
     ``runner(cell) -> row`` is the per-cell function (default
-    :func:`rnnbench.measure.run_cell`).  Worker crashes are retried
+    :func:`rnnbench.runner.run_cell`).  Worker crashes are retried
     ``max_retries`` times; exceptions are not retried and give ``failed`` rows;
     a cell running longer than ``cell_timeout`` seconds is cancelled (its worker
     killed) and gives a ``timeout`` row.
