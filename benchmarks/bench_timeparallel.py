@@ -62,6 +62,16 @@ BASE = dict(batch=1, hidden=128, task="text", task_options={"vocab": 64}, dtype=
             threads=1, train_steps=0)
 
 
+class CpuTimed(timeparallel.Worker):
+    """A worker that also notes the CPU time its process used in each step ("cpu", s):
+    far below the wall time, the rank was starved of a CPU."""
+
+    def _step(self, optimize, step=None):
+        c0 = time.process_time()
+        record = super()._step(optimize, step)
+        return {**record, "cpu": time.process_time() - c0}
+
+
 def run(model: str, strategy: str, tau: int, workers: int, repeats: int, single: bool) -> dict:
     c = Cell(model=model, strategy=strategy, tau=tau, workers=workers, repeats=repeats, **BASE)
     load, per_rank = os.getloadavg()[0], []
@@ -71,7 +81,8 @@ def run(model: str, strategy: str, tau: int, workers: int, repeats: int, single:
             per_rank[:] = super().steps(n, optimize)
             return per_rank
 
-    row = measure.run_cell(c) if single else timeparallel.run_cell(c, group=Counted)
+    row = measure.run_cell(c) if single else timeparallel.run_cell(c, group=Counted,
+                                                                    worker=CpuTimed)
     # per rank, the CPU time its process used per timed step (median, ms)
     row["cpu"] = [1e3 * statistics.median(r["cpu"] for r in rank[timeparallel.WARMUP:])
                   for rank in per_rank] or None

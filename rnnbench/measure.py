@@ -60,7 +60,9 @@ def _check_time(deadline: float, what: str) -> None:
 
 
 def _setup(cell: Cell):
-    device = training.device_of(cell)
+    if cell.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda: no CUDA device is available")
+    device = torch.device(cell.device)
     task, x, y = training.cell_batch(cell, device=device)
     return task, training.initial_model(cell, task.n_in, task.n_out, device), x, y
 
@@ -84,12 +86,6 @@ def _loss_fn(cell: Cell, model, x, y, step: int | None = None, checked: bool = T
         return value
 
     return forward if checked else loss
-
-
-def grad_in_forward(cell: Cell) -> bool:
-    """The strategy takes each segment's gradient during the forward pass: its
-    backward only hands it out, so forward and backward times mean nothing apart."""
-    return strategies.get(cell.strategy).grad_in_forward(dict(cell.strategy_options))
 
 
 def _measure(cell: Cell, row: dict, deadline: float) -> None:
@@ -138,18 +134,6 @@ def block_size(run_s: float, floor_s: float = 0.01) -> int:
     return number
 
 
-def _clock(device: str):
-    """The sample clock: ``perf_counter``, after a CUDA synchronise on a GPU."""
-    if device != "cuda":
-        return time.perf_counter
-
-    def clock() -> float:
-        torch.cuda.synchronize()
-        return time.perf_counter()
-
-    return clock
-
-
 def sample(stmt: str, setup: str, globals: dict, cell: Cell, description: str | None = None,
            after=lambda what: None) -> benchmark.Measurement:
     """Exactly ``cell.repeats`` timing samples of ``stmt``, on the cell's device.
@@ -157,15 +141,14 @@ def sample(stmt: str, setup: str, globals: dict, cell: Cell, description: str | 
     The statement first runs ``WARMUP`` times untimed; the last of those runs
     sizes its blocks (:func:`block_size`).  A sample is one block, timed by
     ``timeit.Timer`` - what ``torch.utils.benchmark.Timer`` wraps, with the
-    garbage collector off - on the device's clock (:func:`_clock`), as the
+    garbage collector off - on the device's clock (:func:`rnnbench.training.clock`), as the
     per-run mean of the block; ``setup`` runs untimed before each block.  The
     result is a ``torch.utils.benchmark.Measurement`` (median, IQR, raw times).
-    (``Timer.blocked_autorange`` sizes its blocks by its own rule - clock
-    overhead under 1e-4 of a block - which put 10 runs in each block of a 14 ms
-    step and gave 2 samples where 10 were asked.)  ``after(what)`` is called
+    (``Timer.blocked_autorange`` gave 2 samples where 10 were asked: its blocks
+    are sized for clock overhead under 1e-4 of a block.)  ``after(what)`` is called
     after the warm-up and after every sample (the cell's time-out check).
     """
-    timer = timeit.Timer(stmt, setup=setup, timer=_clock(cell.device), globals=globals)
+    timer = timeit.Timer(stmt, setup=setup, timer=training.clock(cell.device), globals=globals)
     for _ in range(WARMUP):
         one = timer.timeit(1)
     after(f"warm-up ({description or stmt})")
@@ -193,7 +176,8 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
 
     g = {"step": step, "forward": forward}
     stmts = {"step": ("step()", "pass")}
-    if not grad_in_forward(cell):
+    # a strategy that takes its gradient in the forward cannot be timed apart
+    if not strategies.get(cell.strategy).grad_in_forward(dict(cell.strategy_options)):
         stmts.update(fwd=("forward()", "pass"),
                      bwd=("L.backward(retain_graph=True)", "L = forward()"))
     out = {name: sample(stmt, setup, g, cell, name, after=lambda what: _check_time(deadline, what))

@@ -366,13 +366,9 @@ def scheduled_sampling(model, x, y, schedule: str = "inverse_sigmoid", step: int
 
 
 # --------------------------------------------------------------------------- option checks
-# Each strategy's option values are checked here, once, before anything runs:
-# a bad value in a job file or on the command line is an error naming the
-# option (exit 2), not a failed row after Ray has started.
-
-
-def _no_check(options: dict, tau: int | None) -> None:
-    pass
+# Each strategy's option values, checked once before anything runs: a bad value
+# in a job file or on the command line is an error naming the option (exit 2),
+# not a failed row after Ray has started.
 
 
 def _check_k(options: dict, tau: int | None) -> None:
@@ -406,23 +402,21 @@ def _check_scheduled(options: dict, tau: int | None) -> None:
         value = options.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise UsageError(f"{key}: must be a number, got {value!r}")
-    sampling_probability(options.get("schedule", "inverse_sigmoid"),
-                         options.get("step", 0), k=options.get("k"),
-                         c=options.get("c", 1e-3), eps_min=options.get("eps_min", 0.0))
+    sampling_probability(options.get("schedule", "inverse_sigmoid"), options.get("step", 0),
+                         k=options.get("k"), c=options.get("c", 1e-3),
+                         eps_min=options.get("eps_min", 0.0))
 
 
 # --------------------------------------------------------------------------- saved bytes
-# What each strategy must keep for backward, in bytes, given the model, the
-# options, tau T, batch B, hidden H, outputs O, parameters P and the item size
-# (tests compare it with memory.saved_bytes).  Cross-entropy keeps its total
-# weight: one element more.
+# What each strategy must keep for backward, in bytes (tests compare it with
+# memory.saved_bytes), given the model, options o, tau T, batch B, hidden H,
+# outputs O, parameters P and the item size i.  Cross-entropy also keeps its
+# total weight: one element (+ i).
 
 
 def _saved_elman(model, o, T, B, H, O, P, i) -> int:
-    """Elman loop: every h^(t) (tanh output, also W's matmul input) plus h^(0),
-    the stacked copy the output layer reads, and the log-softmax output; one
-    output for single_output.  Jordan stepping through its own outputs: h^(t),
-    the fed-back f^(t-1) and the log-softmax output."""
+    """Every h^(t) (tanh output, also W's matmul input) plus h^(0), the stacked copy
+    the output layer reads and the log-softmax output; one output for single_output."""
     if model == "single_output":
         return ((T + 1) * B * H + B * O) * i + i
     if model == "elman":
@@ -431,17 +425,22 @@ def _saved_elman(model, o, T, B, H, O, P, i) -> int:
 
 
 def _saved_jordan(model, o, T, B, H, O, P, i, fed: int = 2) -> int:
-    """h^(t), the fed-back f^(0) .. f^(tau-1) and the log-softmax output."""
+    """A Jordan loop: h^(t), the fed-back f^(0) .. f^(tau-1), the log-softmax output
+    (scheduled sampling with softmax feedback: each softmax output too)."""
     return T * B * (H + fed * O) * i + i
 
 
+def _saved_scheduled(model, o, T, B, H, O, P, i) -> int:
+    return _saved_jordan(model, o, T, B, H, O, P, i, 3 if o.get("feedback") == "softmax" else 2)
+
+
 def _saved_eager(model, o, T, B, H, O, P, i) -> int:
-    """Each segment's gradient is taken during the forward: one gradient-sized buffer."""
+    """Each segment's gradient taken during the forward: one gradient-sized buffer."""
     return P * i + i
 
 
 def _saved_checkpointed(model, o, T, B, H, O, P, i) -> int:
-    """Each segment's entry state (plus, for single_output, the last state and its output)."""
+    """Each segment's entry state (single_output: plus the last state and its output)."""
     seg = min(_segments(o.get("segments"), T), T)
     if model == "single_output":
         return (seg * B * H + B * H + B * O) * i + i
@@ -449,24 +448,13 @@ def _saved_checkpointed(model, o, T, B, H, O, P, i) -> int:
 
 
 def _saved_teacher(model, o, T, B, H, O, P, i) -> int:
-    """tanh output and log-softmax output, tau B (H + O); chunked: one gradient buffer."""
+    """tanh and log-softmax outputs, T B (H + O); chunked: one gradient buffer."""
     if o.get("chunk"):
         return _saved_eager(model, o, T, B, H, O, P, i)
     return T * B * (H + O) * i + i
 
 
-def _saved_scheduled(model, o, T, B, H, O, P, i) -> int:
-    """As a Jordan loop; with softmax feedback each softmax output is kept too,
-    beside the mixed feedback."""
-    fed = 3 if o.get("feedback") == "softmax" else 2
-    return _saved_jordan(model, o, T, B, H, O, P, i, fed)
-
-
 # --------------------------------------------------------------------------- registry
-
-
-def _never(options: dict) -> bool:
-    return False
 
 
 def _tau(tau, **_):
@@ -479,11 +467,10 @@ class Strategy:
 
     ``depth(tau, **options)``: sequential depth; ``memory``: activation-memory
     class; ``exact``: exact gradient of the loss it reports; ``options``: the
-    option names and ``check(options, tau)`` their values; ``split``: how the
+    option names, ``check(options, tau)`` their values; ``split``: how the
     worker-group harness shares it out ("time" slices or "batch" shards);
-    ``grad_in_forward(options)``: its gradient is taken during the forward (so
-    forward and backward cannot be timed apart); ``saved_bytes(...)``: the
-    bytes it must keep for backward (see the functions above).
+    ``grad_in_forward(options)``: the gradient is taken during the forward (so
+    forward and backward cannot be timed apart); ``saved_bytes``: above.
     """
 
     name: str
@@ -493,9 +480,9 @@ class Strategy:
     memory: str
     exact: bool
     options: tuple[str, ...] = field(default_factory=tuple)
-    check: Callable[[dict, int | None], None] = _no_check
+    check: Callable[[dict, int | None], None] = lambda options, tau: None
     split: str = "batch"
-    grad_in_forward: Callable[[dict], bool] = _never
+    grad_in_forward: Callable[[dict], bool] = lambda options: False
     saved_bytes: Callable[..., int] = _saved_elman
 
 

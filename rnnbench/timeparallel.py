@@ -3,52 +3,35 @@
 A cell with ``workers = N`` runs as one group of N Ray actors, reserved together
 in one placement group (all or nothing), joined with ``torch.distributed``
 (gloo on CPU, NCCL on CUDA).  Every actor holds a replica of the model and a
-shard of the cell's one batch:
+shard of the cell's one batch, cut as the strategy's record says (``split``):
 
-How a strategy is shared out is its record's ``split``
-(:class:`rnnbench.strategies.Strategy`):
+- ``time`` (teacher forcing): N contiguous time slices.  A slice needs nothing
+  from its neighbours but y^(s-1), which is data, so each worker computes its
+  slice's loss and gradient alone (:func:`rnnbench.strategies.teacher_forcing_slice`);
+- ``batch`` (every other strategy: the hidden-to-hidden recurrence cannot be
+  cut along time): with fewer sequences than workers the extra workers idle
+  (an empty shard; they only join the all-reduce) and the row's ``error``
+  carries a ``note:`` saying how many (status stays ``ok``).
 
-- ``teacher_forcing`` -- ``split = "time"``: the sequence is cut
-  into N contiguous time slices (uneven when N does not divide tau).  Under
-  teacher forcing a slice needs nothing from its neighbours but y^(s-1), which
-  is data, so each worker computes its slice's loss and gradient alone
-  (:func:`rnnbench.strategies.teacher_forcing_slice`);
-- every other strategy (Elman BPTT, fused BPTT, ...) -- ``split =
-  "batch"``: the hidden-to-hidden recurrence cannot be cut along time, only the
-  batch is shared out; with fewer sequences than workers the extra workers idle
-  (they hold an empty shard and only join the all-reduce) and the row's
-  ``error`` field carries a ``note:`` saying how many idled (status stays ``ok``).
+Each step: local loss (forward), backward, one all-reduce (SUM) of the
+flattened gradients with the loss piggy-backed, the same Adam step on every
+replica: the single-process gradient of the summed loss (tested to 1e-10 in
+float64).  Rendezvous is race-free: rank 0 opens a ``TCPStore`` on port 0 and
+keeps the kernel-chosen port bound; the others connect to it.
 
-Each training step: zero the gradients, local loss (forward), backward, one
-all-reduce (SUM) of the flattened gradients with the loss piggy-backed, the
-same Adam step on every replica.  The summed gradient equals the
-single-process gradient of the summed loss (tests check it to 1e-10 in float64).
+Timing is done inside the workers (``torch.utils.benchmark`` cannot line up
+the N ranks' steps): per step the slowest rank's time counts, then a
+``benchmark.Measurement`` over ``repeats`` steps after ``WARMUP``.
+``comm_ms_median``: per step the *smallest* time any rank spent in the
+all-reduce (the last rank to arrive waits only for the transfer itself).
 
-Rendezvous is race-free: rank 0 opens a ``TCPStore`` on port 0, so the kernel
-picks a free port that rank 0 keeps bound; the real port goes to the others,
-which connect to it, and all N call ``init_process_group(store=...)``.
-
-Timing is done inside the workers with a (CUDA-synchronised) ``perf_counter``:
-``torch.utils.benchmark`` times a statement in isolation and cannot line up the
-N ranks' steps.  Per step the slowest rank's time counts (a step is done when
-every rank is done), then median, IQR and the raw samples over ``repeats``
-steps after ``training.WARMUP`` warm-up steps, as a ``benchmark.Measurement``
-(:func:`rnnbench.training.measurement`).  ``comm_ms_median``: per step the
-*smallest* time any rank spent in the all-reduce -- the last rank to arrive
-waits only for the transfer itself, the others also for the stragglers -- then
-the median.
-
-A worker that dies gives a ``crashed`` row; whatever happens, every actor is
-killed and the placement group removed before :func:`run_cell` returns (the
-store's port dies with rank 0's process).  If the process running
-:func:`run_cell` is itself killed (the sweep force-cancels a timed-out cell),
-the actors die with their owner but Ray keeps the placement group until the
-job ends: :func:`release` removes it (the placement group is named after the
-cell).  Every removal goes through :func:`remove_group`, which never removes a
-group that Ray is still placing (Ray 2.60 leaks such a group's CPUs).
-
-On CUDA each worker takes one GPU (NCCL; written, not tested here: no GPU on
-the development machine); the trained replica is evaluated on the caller's CPU.
+Whatever happens, every actor is killed and the placement group removed
+before :func:`run_cell` returns.  If the process running it is killed (the
+sweep force-cancels a timed-out cell), Ray keeps the placement group until the
+job ends: :func:`release` removes it (it is named after the cell).  Every
+removal goes through :func:`remove_group` (Ray 2.60 leaks the CPUs of a group
+removed while it is being placed).  On CUDA each worker takes one GPU (written,
+not tested here); the trained replica is evaluated on the caller's CPU.
 """
 
 from __future__ import annotations
@@ -68,6 +51,7 @@ from .errors import UsageError
 from .models import build
 from .rows import NonFiniteLoss, WorkerDied, base_row, fail
 from .training import WARMUP, cell_batch, initial_model
+
 PLACE_TIMEOUT_S = 600.0  # how long to wait for the placement group to be placed
 DIST_TIMEOUT_S = 300.0  # torch.distributed timeout (rendezvous and collectives)
 
@@ -131,6 +115,7 @@ class Worker:
 
     def __init__(self, rank: int, world: int, threads: int, device: str):
         self.rank, self.world, self.device = rank, world, device
+        self._now = training.clock(device)
         self.threads = threads
         torch.set_num_threads(threads)
         self.store = None
@@ -199,15 +184,9 @@ class Worker:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     # -- one step -----------------------------------------------------------
-    def _now(self) -> float:
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
     def _step(self, optimize: bool, step: int | None = None) -> dict:
         import torch.distributed as dist
 
-        c0 = time.process_time()
         t0 = self._now()
         for p in self.params:
             p.grad = None
@@ -233,7 +212,7 @@ class Worker:
             self.opt.step()
         t4 = self._now()
         return {"fwd": fwd, "bwd": bwd, "comm": t3 - t2, "step": fwd + bwd + (t4 - t2),
-                "cpu": time.process_time() - c0, "loss": float(flat[0])}
+                "loss": float(flat[0])}
 
     def steps(self, n: int, optimize: bool = True) -> list[dict]:
         """``n`` training steps; each entry has seconds (fwd, bwd, comm, step) and the loss."""

@@ -61,12 +61,6 @@ def strategy_options(cell, step: int | None = None, rank: int = 0) -> dict:
     return options
 
 
-def device_of(cell) -> torch.device:
-    if cell.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device cuda: no CUDA device is available")
-    return torch.device(cell.device)
-
-
 def initial_model(cell, n_in: int, n_out: int, device: str | torch.device = "cpu"):
     """The cell's model, seeded with the cell's seed, in the cell's dtype."""
     torch.manual_seed(cell.seed)
@@ -130,7 +124,19 @@ def evaluate(cell, model, task) -> dict:
     return out
 
 
-# --------------------------------------------------------------------------- timing statistics
+# --------------------------------------------------------------------------- timing
+
+
+def clock(device: str):
+    """The timing clock: ``perf_counter``, after a CUDA synchronise on a GPU."""
+    if device != "cuda":
+        return time.perf_counter
+
+    def synced() -> float:
+        torch.cuda.synchronize()
+        return time.perf_counter()
+
+    return synced
 
 
 def measurement(raw_times: Iterable[float], cell, description: str, number: int = 1,

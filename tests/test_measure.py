@@ -346,7 +346,7 @@ def test_timing_samples_are_per_run_means_of_blocks_on_the_cells_clock(monkeypat
     statement from its own warm-up; on CUDA the clock synchronises first."""
     ticks = itertools.count()
     devices, sized = [], []
-    monkeypatch.setattr(measure, "_clock", lambda device: devices.append(device) or
+    monkeypatch.setattr(training, "clock", lambda device: devices.append(device) or
                         (lambda: float(next(ticks))))  # every block lasts exactly 1 "s"
     monkeypatch.setattr(measure, "block_size", lambda run_s: sized.append(run_s) or 10)
     row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=16, repeats=3))
@@ -356,10 +356,10 @@ def test_timing_samples_are_per_run_means_of_blocks_on_the_cells_clock(monkeypat
     assert row["step_ms_median"] == row["fwd_ms_median"] == row["bwd_ms_median"] == 100.0
     assert row["step_ms_iqr"] == 0.0
     monkeypatch.undo()
-    assert measure._clock("cpu") is time.perf_counter
+    assert training.clock("cpu") is time.perf_counter
     synced = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: synced.append(a))
-    assert isinstance(measure._clock("cuda")(), float) and synced == [()]
+    assert isinstance(training.clock("cuda")(), float) and synced == [()]
 
 
 def test_every_cell_gets_exactly_repeats_timing_samples():

@@ -207,18 +207,19 @@ def watched(probe: dict) -> type:
     return Watched
 
 
-def dying_worker(rank: int, at: int) -> type:
-    """A Worker whose rank ``rank`` process exits at its step ``at``, before the
-    all-reduce (defined here, in a function, so Ray ships the class by value)."""
+def killing(probe: dict, rank: int) -> type:
+    """A watched Group whose rank ``rank`` process is killed (``ray.kill``) as soon as
+    the timed steps are sent: the other ranks wait for it in the all-reduce."""
 
-    class Dying(tp.Worker):
-        def _step(self, optimize: bool, step: int | None = None) -> dict:
-            self.calls = getattr(self, "calls", 0) + 1
-            if self.rank == rank and self.calls == at + 1:
-                os._exit(1)
-            return super()._step(optimize, step)
+    class Killing(watched(probe)):
+        def steps(self, n: int, optimize: bool = True) -> list[list[dict]]:
+            import ray
 
-    return Dying
+            refs = [a.steps.remote(n, optimize) for a in self.actors]
+            ray.kill(self.actors[rank], no_restart=True)
+            return self._all(refs)
+
+    return Killing
 
 
 def assert_nothing_left(ray, probe: dict) -> None:
@@ -272,12 +273,12 @@ def test_run_cell_row_and_nothing_left(ray_session):
     assert_nothing_left(ray_session, probe)
 
 
-def test_worker_dying_mid_step_gives_crashed_row(ray_session):
+def test_a_worker_killed_while_stepping_gives_crashed_row(ray_session):
     c = cell(2, repeats=3)
     probe = {}
-    row = tp.run_cell(c, cpus_per_worker=CPUS, group=watched(probe), worker=dying_worker(1, 2))
+    row = tp.run_cell(c, cpus_per_worker=CPUS, group=killing(probe, 1))
     assert row["status"] == "crashed"
-    assert "rank 1 died" in row["error"]
+    assert "rank 1 died" in row["error"], row["error"]
     assert row["split"] == "time" and math.isnan(row["step_ms_median"])
     assert_nothing_left(ray_session, probe)
 
