@@ -68,10 +68,9 @@ def _setup(cell: Cell):
 
 
 def _loss_fn(cell: Cell, model, x, y, step: int | None = None, checked: bool = True):
-    """The loss of (x, y) under the cell's strategy; strategy and inputs are checked
-    once here, not in the call.  ``checked``: the call raises NonFiniteLoss on a
-    NaN or infinite loss (the timed calls go without: the test reads the value
-    back, which on a GPU is a synchronise inside the step)."""
+    """The loss of (x, y) under the cell's strategy, checked here once, not in the call.
+    ``checked``: the call raises NonFiniteLoss on a non-finite loss (not in timed calls:
+    reading the value back is a synchronise inside the step on a GPU)."""
     options = training.strategy_options(cell, step)
     strategies.check_inputs(model, x, y)
     strategy = strategies.check(cell.model, cell.strategy, options, cell.tau)
@@ -184,9 +183,6 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
            for name, (stmt, setup) in stmts.items()}
     optimizer.zero_grad(set_to_none=True)
     return training.time_fields(out["step"], out.get("fwd"), out.get("bwd"))
-
-
-# --------------------------------------------------------------------------- loss
 
 
 def _train_and_evaluate(cell: Cell, deadline: float) -> dict:

@@ -1,10 +1,6 @@
-"""The row: its keys and their types, its statuses, and how an exception becomes one.
-
-A row is a flat dict, one per cell (docs/design.md, "Rows").  This module
-imports neither torch nor Ray, so reading results (:mod:`rnnbench.store`,
-:mod:`rnnbench.report.load`) stays light.  A row file written before a key
-existed still loads: a missing key reads as null.
-"""
+"""The row: its keys and their types, its statuses, how an exception becomes one
+(docs/design.md).  Imports neither torch nor Ray, so reading results stays light.
+A row file written before a key existed still loads: the key reads as null."""
 
 from __future__ import annotations
 
@@ -18,39 +14,36 @@ OK, FAILED, CRASHED, TIMEOUT, OOM = "ok", "failed", "crashed", "timeout", "oom"
 # (null in a row file) when not measured; "list": a Parquet list column.
 SCHEMA: dict[str, str] = {
     # identity and configuration
-    "cell_id": "str", "model": "str", "strategy": "str", "strategy_options": "str",
-    "task": "str", "task_options": "str", "tau": "int", "batch": "int", "hidden": "int",
-    "n_in": "int", "n_out": "int", "n_params": "int", "seed": "int", "threads": "int",
-    "device": "str", "workers": "int", "harness": "str", "dtype": "str",
-    "train_steps": "int", "lr": "float", "repeats": "int",
+    **dict.fromkeys(("cell_id", "model", "strategy", "strategy_options", "task", "task_options"),
+                    "str"),
+    **dict.fromkeys(("tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads"),
+                    "int"),
+    "device": "str", "workers": "int", "harness": "str", "dtype": "str", "train_steps": "int",
+    "lr": "float", "repeats": "int",
     # outcome
     "status": "str", "error": "str",
     # time (ms): full training step, and forward / backward apart
     "step_ms_median": "float", "step_ms_iqr": "float", "step_ms_samples": "list",
     "fwd_ms_median": "float", "bwd_ms_median": "float",
-    # memory (bytes)
+    # memory (bytes), work and depth
     "saved_bytes": "float", "saved_bytes_expected": "float", "peak_bytes": "float",
-    "peak_method": "str",
-    # work and depth
-    "flops": "float", "depth": "int",
+    "peak_method": "str", "flops": "float", "depth": "int",
     # loss (nats per token) and accuracy after train_steps of Adam
-    "loss_tf": "float", "loss_free": "float", "acc_tf": "float", "acc_free": "float",
-    "train_curve": "list", "horizon_t": "list", "horizon_loss_tf": "list",
-    "horizon_loss_free": "list",
+    **dict.fromkeys(("loss_tf", "loss_free", "acc_tf", "acc_free"), "float"),
+    **dict.fromkeys(("train_curve", "horizon_t", "horizon_loss_tf", "horizon_loss_free"), "list"),
     # worker-group harness: how the work was split, how many workers had any
     "split": "str", "workers_active": "int", "comm_ms_median": "float",
     # sweep context: how many other cells shared the node while this one ran
     "neighbours": "int", "attempt": "int",
     # provenance
-    "python": "str", "torch": "str", "ray": "str", "rnnbench": "str", "git_commit": "str",
-    "host": "str", "cpu_model": "str", "gpu_name": "str", "timestamp": "str",
+    **dict.fromkeys(("python", "torch", "ray", "rnnbench", "git_commit", "host", "cpu_model",
+                     "gpu_name", "timestamp"), "str"),
     "wall_s": "float",
 }
 ROW_KEYS = tuple(SCHEMA)
 FLOAT_KEYS = tuple(k for k, t in SCHEMA.items() if t == "float")
 LIST_KEYS = tuple(k for k, t in SCHEMA.items() if t == "list")
 NUMERIC_KEYS = tuple(k for k, t in SCHEMA.items() if t in ("int", "float"))
-CONFIG_FLOATS = ("lr",)  # floats that are configuration, not measures
 
 
 class CellTimeout(Exception):
@@ -74,7 +67,8 @@ def _is(exc: BaseException, module: str, name: str) -> bool:
 
 def _memory_words(text: str) -> bool:
     text = text.lower()
-    return "out of memory" in text or "can't allocate memory" in text
+    return any(w in text for w in ("out of memory", "can't allocate memory", "memory pressure")) \
+        or "oom" in text.split()
 
 
 def status_of(exc: BaseException) -> str:
@@ -95,25 +89,18 @@ def status_of(exc: BaseException) -> str:
     if _is(exc, "torch", "OutOfMemoryError") or _is(exc, "ray.exceptions", "OutOfMemoryError"):
         return OOM
     if isinstance(exc, WorkerDied):
-        text = str(exc).lower()
-        return OOM if "memory pressure" in text or "oom" in text.split() or _memory_words(text) \
-            else CRASHED
+        return OOM if _memory_words(str(exc)) else CRASHED
     if _is(exc, "ray.exceptions", "RayError"):
         return CRASHED  # WorkerCrashedError, NodeDiedError, ObjectLostError, ...
     return OOM if _memory_words(f"{exc}") else FAILED
 
 
-def error_of(exc: BaseException) -> str:
-    """The row's ``error`` text for ``exc``: its own message for a time-out or a
-    dead worker (they say what happened), else ``Type: message``; at most 2000 characters."""
-    if status_of(exc) == TIMEOUT or isinstance(exc, WorkerDied):
-        return str(exc)[:2000]
-    return f"{type(exc).__name__}: {exc}"[:2000]
-
-
 def fail(row: dict, exc: BaseException) -> dict:
-    """``row`` with the status and error of ``exc``."""
-    row.update(status=status_of(exc), error=error_of(exc))
+    """``row`` with the status of ``exc`` and its error text: the message itself for a
+    time-out or a dead worker (they say what happened), else ``Type: message``."""
+    status = status_of(exc)
+    own = status == TIMEOUT or isinstance(exc, WorkerDied)
+    row.update(status=status, error=(str(exc) if own else f"{type(exc).__name__}: {exc}")[:2000])
     return row
 
 
@@ -148,7 +135,7 @@ def base_row(cell) -> dict:
         **provenance(cell.device),
     )
     row.update({k: [] for k in LIST_KEYS})
-    row.update({k: float("nan") for k in FLOAT_KEYS if k not in CONFIG_FLOATS})
+    row.update({k: float("nan") for k in FLOAT_KEYS if k != "lr"})  # lr: configuration
     return row
 
 

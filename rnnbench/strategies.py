@@ -371,9 +371,10 @@ def scheduled_sampling(model, x, y, schedule: str = "inverse_sigmoid", step: int
 # not a failed row after Ray has started.
 
 
-def _check_k(options: dict, tau: int | None) -> None:
-    if "k" in options:
-        check_int("k", options["k"])
+def _positive(key: str, none_ok: bool):
+    """The check of an option that is a positive integer (or None, when ``none_ok``)."""
+    return lambda options, tau: None if key not in options or (
+        none_ok and options[key] is None) else check_int(key, options[key])
 
 
 def _check_checkpointed(options: dict, tau: int | None) -> None:
@@ -382,11 +383,6 @@ def _check_checkpointed(options: dict, tau: int | None) -> None:
     if options.get("impl", "segment") not in CHECKPOINT_IMPLS:
         raise UsageError(f"impl: unknown checkpoint implementation {options['impl']!r}; "
                          f"allowed: {', '.join(CHECKPOINT_IMPLS)}")
-
-
-def _check_chunk(options: dict, tau: int | None) -> None:
-    if options.get("chunk") is not None:
-        check_int("chunk", options["chunk"])
 
 
 def _check_feedback(options: dict, tau: int | None) -> None:
@@ -463,27 +459,20 @@ def _tau(tau, **_):
 
 @dataclass(frozen=True)
 class Strategy:
-    """One way to compute L and its gradient, with every fact a runner needs about it.
-
-    ``depth(tau, **options)``: sequential depth; ``memory``: activation-memory
-    class; ``exact``: exact gradient of the loss it reports; ``options``: the
-    option names, ``check(options, tau)`` their values; ``split``: how the
-    worker-group harness shares it out ("time" slices or "batch" shards);
-    ``grad_in_forward(options)``: the gradient is taken during the forward (so
-    forward and backward cannot be timed apart); ``saved_bytes``: above.
-    """
+    """One way to compute L and its gradient, with every fact a runner needs about it."""
 
     name: str
     fn: Callable
     models: tuple[str, ...]
-    depth: Callable[..., int]
-    memory: str
-    exact: bool
-    options: tuple[str, ...] = field(default_factory=tuple)
-    check: Callable[[dict, int | None], None] = lambda options, tau: None
-    split: str = "batch"
+    depth: Callable[..., int]  # sequential depth given tau and options
+    memory: str  # activation-memory class
+    exact: bool  # exact gradient of the loss it reports
+    options: tuple[str, ...] = field(default_factory=tuple)  # option names
+    check: Callable[[dict, int | None], None] = lambda options, tau: None  # option values
+    split: str = "batch"  # how the worker-group harness shares it out: "time" | "batch"
+    # its gradient is taken during the forward: forward and backward cannot be timed apart
     grad_in_forward: Callable[[dict], bool] = lambda options: False
-    saved_bytes: Callable[..., int] = _saved_elman
+    saved_bytes: Callable[..., int] = _saved_elman  # bytes kept for backward (above)
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -492,12 +481,13 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("bptt", bptt, ("elman", "single_output", "jordan"), _tau, "O(tau)", True),
         Strategy("bptt_fused", bptt_fused, ("elman", "single_output"), _tau, "O(tau)", True),
         Strategy("truncated_bptt", truncated_bptt, ("elman",), _tau, "O(k)", False, ("k",),
-                 check=_check_k, grad_in_forward=lambda o: True, saved_bytes=_saved_eager),
+                 check=_positive("k", False), grad_in_forward=lambda o: True,
+                 saved_bytes=_saved_eager),
         Strategy("checkpointed_bptt", checkpointed_bptt, ("elman", "single_output"),
                  lambda tau, **_: 2 * tau, "O(sqrt(tau))", True, ("segments", "impl"),
                  check=_check_checkpointed, saved_bytes=_saved_checkpointed),
         Strategy("teacher_forcing", teacher_forcing, ("jordan",), lambda tau, **_: 1,
-                 "O(tau)", True, ("chunk",), check=_check_chunk, split="time",
+                 "O(tau)", True, ("chunk",), check=_positive("chunk", True), split="time",
                  grad_in_forward=lambda o: o.get("chunk") is not None,
                  saved_bytes=_saved_teacher),
         Strategy("free_running", free_running, ("jordan",), _tau, "O(tau)", True,

@@ -48,7 +48,6 @@ import torch
 from . import strategies, training
 from .cell import Cell
 from .errors import UsageError
-from .models import build
 from .rows import NonFiniteLoss, WorkerDied, base_row, fail
 from .training import WARMUP, cell_batch, initial_model
 
@@ -159,10 +158,7 @@ class Worker:
     def setup(self, cell: Cell, state: dict, part: dict) -> None:
         torch.set_num_threads(self.threads)  # Ray may reuse processes: set it every time
         self.cell = cell
-        dev = torch.device(self.device)
-        self.model = build(cell.model, state["U"].shape[1], cell.hidden,
-                           state["V"].shape[0]).to(dtype=state["U"].dtype, device=dev)
-        self.model.load_state_dict(state)
+        self.model = initial_model(cell, state["U"].shape[1], state["V"].shape[0], self.device)
         self.set_part(part)
         self.params = list(self.model.parameters())
         self.numel = [p.numel() for p in self.params]

@@ -1,12 +1,6 @@
-"""The rules every cell follows, whichever harness times it (docs/design.md, "Rules").
-
-Seeds (the model init, the timed batch, each training step's batch and each
-step's strategy options), what a loss is divided by (tokens), the training
-loop and its curve, the held-out evaluation, and the timing statistics
-(``torch.utils.benchmark.Measurement``).  Both harnesses -- the single-process
-one (:mod:`rnnbench.measure`) and the worker-group one
-(:mod:`rnnbench.timeparallel`) -- use these and nothing else.
-"""
+"""The rules every cell follows, whichever harness times it (docs/design.md): seeds,
+strategy options per step, tokens, the training loop and its curve, the held-out
+evaluation, the clock, warm-up and timing statistics (``benchmark.Measurement``)."""
 
 from __future__ import annotations
 
@@ -141,8 +135,7 @@ def clock(device: str):
 
 def measurement(raw_times: Iterable[float], cell, description: str, number: int = 1,
                 stmt: str | None = None, setup: str = "pass") -> benchmark.Measurement:
-    """Timing samples (seconds per block of ``number`` runs) as the
-    ``torch.utils.benchmark.Measurement`` every timing figure comes from."""
+    """Samples (seconds per block of ``number`` runs) as the one ``benchmark.Measurement``."""
     return benchmark.Measurement(
         number_per_run=number, raw_times=list(raw_times),
         task_spec=benchmark.TaskSpec(stmt or description, setup, label=cell.cell_id,
@@ -151,8 +144,7 @@ def measurement(raw_times: Iterable[float], cell, description: str, number: int 
 
 def time_fields(step: benchmark.Measurement, fwd: benchmark.Measurement | None = None,
                 bwd: benchmark.Measurement | None = None) -> dict:
-    """The row's timing fields (ms): the step's median, IQR and per-run samples, the
-    forward's and backward's medians (NaN when they were not timed apart)."""
+    """The row's timing fields in ms (forward and backward: NaN when not timed apart)."""
     return {
         "step_ms_median": step.median * 1e3,
         "step_ms_iqr": step.iqr * 1e3,
