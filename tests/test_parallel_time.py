@@ -268,7 +268,8 @@ def test_rows_carry_iterations_converged_residual_and_measured_depth():
     scan = measure.run_cell(Cell(model="elman", strategy="scan_bptt", tau=100, **SMALL))
     assert scan["depth"] == 107 and scan["iterations"] is None
     bptt = measure.base_row(Cell(model="elman", strategy="bptt", tau=100, **SMALL))
-    assert [bptt[k] for k in diagnostics.FIELDS] == [None, None, None]
+    assert bptt["iterations"] is None and bptt["converged"] is None
+    assert math.isnan(bptt["residual"])  # a float column: NaN, null in a row file
     assert deer["saved_bytes"] == pytest.approx(deer["saved_bytes_expected"], rel=0.10)
 
 
@@ -286,7 +287,7 @@ def test_saved_bytes_are_the_states_not_the_jacobians():
         for strategy in PARALLEL:
             got = memory.saved_bytes(lambda: strategies.loss(m, x, y, strategy),
                                      keep=[*m.parameters(), x, y])
-            want = memory.expected_saved_bytes(model, strategy, {}, tau, 2, 8, 4, 0, 8)
+            want = strategies.get(strategy).saved_bytes(model, {}, tau, 2, 8, 4, 0, 8)
             assert abs(got - want) <= 0.10 * want, (model, strategy, got, want)
 
 
