@@ -52,6 +52,7 @@ from . import diagnostics, strategies, training
 from .cell import Cell
 from .errors import UsageError
 from .rows import NonFiniteLoss, WorkerDied, base_row, fail
+from .time_split import DistComm
 from .training import WARMUP, cell_batch, initial_model
 
 PLACE_TIMEOUT_S = 600.0  # how long to wait for the placement group to be placed
@@ -103,8 +104,6 @@ def local_losses(model, cell: Cell, part: dict, step: int | None = None):
     """
     options = training.strategy_options(cell, step, part.get("rank", 0))
     if part["kind"] == "time" and cell.strategy in strategies.TIME_SPLIT_METHODS:
-        from .time_split import DistComm
-
         s, e, y = part["start"], part["end"], part["y"]
         yield strategies.elman_time_shard(model, part["x"][s:e], y if y.dim() == 1 else y[s:e],
                                           cell.strategy, DistComm(), **options)

@@ -165,3 +165,15 @@ def test_newton_with_default_max_iter_ends_at_the_sequential_answer_split():
     for name, p in ref.named_parameters():
         got = sum(g[name] for _, g, _ in ranks)
         assert float((got - p.grad).norm() / p.grad.norm()) < 1e-8, name
+
+
+def test_time_split_elman_needs_a_step_per_worker():
+    from rnnbench import timeparallel as tp
+    from rnnbench.cell import Cell
+    from rnnbench.errors import UsageError
+
+    c = Cell(model="elman", strategy="deer", task="text", tau=2, batch=1, hidden=3, workers=3)
+    task, x, y = tp.cell_batch(c)
+    assert tp.shard(c, x, y, 2)["end"] - tp.shard(c, x, y, 2)["start"] == 1
+    with pytest.raises(UsageError, match="workers: deer split along time needs tau >= workers"):
+        tp.shard(c, x, y, 0)  # partition(2, 3): rank 0 gets no step

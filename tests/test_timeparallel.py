@@ -353,13 +353,6 @@ def test_time_split_deer_row_reports_its_iterations(ray_session):
     assert row["converged"] is False
 
 
-def test_time_split_elman_needs_a_step_per_worker():
-    c = cell(3, model="elman", strategy="deer", tau=2)
-    task, x, y = tp.cell_batch(c)
-    with pytest.raises(Exception, match="workers: deer split along time needs tau >= workers"):
-        tp.shard(c, x, y, 2)
-
-
 def test_one_worker_in_the_group_harness_is_a_baseline_row(ray_session):
     """harness='group' times a 1-worker cell exactly like the N-worker cells."""
     from rnnbench import runner
