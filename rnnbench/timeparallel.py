@@ -544,14 +544,15 @@ def summarise(cell: Cell, per_rank: list[list[dict]], warmup: int = WARMUP) -> d
 
 
 def reported(per_rank: list[list[dict]]) -> dict:
-    """iterations, converged, residual of the last step: the most iterations, converged
-    only if every rank was, the largest residual (time-split ranks agree on all three)."""
-    last = [steps[-1] for steps in per_rank if steps and steps[-1].get("iterations") is not None]
-    if not last:
+    """iterations, converged, residual of the first step (the initial parameters, as the
+    one-process harness reports): the most iterations, converged only if every rank was,
+    the largest residual (time-split ranks agree on all three)."""
+    first = [steps[0] for steps in per_rank if steps and steps[0].get("iterations") is not None]
+    if not first:
         return {name: None for name in diagnostics.FIELDS}
-    return {"iterations": max(r["iterations"] for r in last),
-            "converged": all(r["converged"] for r in last),
-            "residual": max(r["residual"] for r in last)}
+    return {"iterations": max(r["iterations"] for r in first),
+            "converged": all(r["converged"] for r in first),
+            "residual": max(r["residual"] for r in first)}
 
 
 def idle_note(cell: Cell) -> str | None:
