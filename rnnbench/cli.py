@@ -2,7 +2,8 @@
 
 Each sub-command lives in its own module, which provides ``configure(parser)``
 and ``main(args) -> int``; only the chosen one is imported.  Bad input prints
-one line naming the field and exits 2, never a traceback.
+one line naming the field and exits 2, never a traceback; results that cannot
+be written (disk full, ...) print one line and exit 3.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import UsageError
+from .errors import StorageError, UsageError
 
 COMMANDS = {
     "bench": ("rnnbench.bench", "run one benchmark cell and print its row"),
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"rnnbench {command}: error: {exc}", file=sys.stderr)
         return 2
+    except StorageError as exc:
+        print(f"rnnbench {command}: error: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         hint = "; rows written so far are kept: run the same command again to resume" \
             if command == "run" else ""
