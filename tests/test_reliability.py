@@ -241,3 +241,29 @@ def test_out_that_is_a_file_exits_2_before_ray_starts(tmp_path, capsys, monkeypa
         err = capsys.readouterr().err
         assert rc == 2 and len(err.strip().splitlines()) == 1, err
         assert err.startswith(f"rnnbench run: error: --out {out}: ")
+
+
+def idle_runner(cell: Cell) -> dict:
+    """A cell that waits long enough for Ray's memory monitor to kill its worker."""
+    time.sleep(120)
+    return ok_runner(cell)
+
+
+@pytest.mark.slow
+def test_memory_kills_are_retried_a_bounded_number_of_times_then_give_an_oom_row(tmp_path):
+    """Ray's memory monitor, with its threshold lowered to 1 % of this machine's
+    memory, kills the cell's worker at every attempt (nothing is allocated)."""
+    job = tmp_path / "job.yaml"
+    job.write_text(JOB.replace("seeds: [0, 1, 2]", "seeds: [0]"))
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    proc = _run([job, "--out", out, "--num-cpus", "1", "--max-retries", "1", "--no-progress",
+                 "--runner", "test_reliability:idle_runner"], timeout=300,
+                RAY_memory_usage_threshold="0.01", RAY_memory_monitor_refresh_ms="100")
+    took = time.perf_counter() - start
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    row = store.load(out).iloc[0]
+    assert row["status"] == "oom", row["error"]
+    assert "memory" in row["error"].lower()
+    assert took < 100  # Ray's default (15 retries, growing back-off) takes many minutes
