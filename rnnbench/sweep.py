@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # kept light: the registry actor's worker imports this module
 EXCLUSIVE = "rnnbench_exclusive"
 DEFAULT_RUNNER = "rnnbench.measure:run_cell"
 OK = "ok"
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's node address is 127.0.0.1
 IN_FLIGHT_MIN = 100  # cells submitted to Ray at a time, at least (see _in_flight)
 
 
@@ -488,13 +489,22 @@ def connect(address: str | None, num_cpus: int | None, dashboard: bool,
     with ``task_oom_retries`` set so (Ray's default, 15 with growing back-off,
     keeps a cell that never fits busy for many minutes); a cluster keeps its
     own setting (README: ``ray start --system-config``).
+
+    The embedded Ray listens on 127.0.0.1 only: Ray takes the loopback address
+    as the node's address when ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (its
+    default on macOS and Windows), and its servers bind to the node's address.
+    Ray reads that when it is imported, so it holds where this function is the
+    first to import Ray (``rnnbench run``); its processes inherit it.  A cluster
+    keeps its nodes' addresses.
     """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ONLY, "0")
     import ray
 
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         print("rnnbench run: warning: RAY_AUTH_MODE=disabled turns Ray's token authentication "
               "off; anyone who reaches the cluster's ports can run code on it", file=sys.stderr)
-    address = address or os.environ.get("RAY_ADDRESS") or None
     try:
         if address:
             if num_cpus or dashboard:
@@ -619,11 +629,11 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(job, out: Path, args: argparse.Namespace) -> int:
-    import ray
-
     from . import store
 
     started = connect(args.address, args.num_cpus, args.dashboard, args.max_retries)
+    import ray  # after connect, which may set how Ray binds before importing it
+
     _stop_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
     try:
         if args.exclusive and not ray.cluster_resources().get(EXCLUSIVE):

@@ -267,3 +267,118 @@ def test_memory_kills_are_retried_a_bounded_number_of_times_then_give_an_oom_row
     assert row["status"] == "oom", row["error"]
     assert "memory" in row["error"].lower()
     assert took < 100  # Ray's default (15 retries, growing back-off) takes many minutes
+
+
+# --------------------------------------------------------------------------- listening sockets
+
+
+def _tree(root: int) -> set[int]:
+    """``root`` and every process below it (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    seen, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        seen.add(pid)
+        todo += children.get(pid, [])
+    return seen
+
+
+def _hex_ip(text: str) -> str:
+    """/proc/net/tcp{,6}'s address (little-endian 32-bit words) as an IP string."""
+    import ipaddress
+
+    raw = bytes.fromhex(text)
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    ip = ipaddress.ip_address(words)
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def listening(root: int) -> set[tuple[str, int, str]]:
+    """(address, port, process name) of every TCP socket that a process of the tree
+    below ``root`` is listening on."""
+    owner = {}
+    for pid in _tree(root):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            with open(f"/proc/{pid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                owner[link[8:-1]] = name
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in owner:  # 0A: LISTEN
+                ip, port = fields[1].split(":")
+                found.add((_hex_ip(ip), int(port, 16), owner[fields[9]]))
+    return found
+
+
+def test_listing_finds_a_socket_on_every_interface():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert ("0.0.0.0", port) in {(ip, p) for ip, p, _ in listening(os.getpid())}
+
+
+SOCKET_JOB = """\
+name: loopback
+fixed: {hidden: 8, repeats: 2, task: running_parity, tau: 16}
+grid:
+  run:
+    - {model: elman, strategy: bptt}
+    - {model: jordan, strategy: teacher_forcing, workers: 2, threads: 1}
+"""
+
+
+@pytest.mark.slow
+def test_an_embedded_run_listens_on_loopback_only(tmp_path):
+    """Every TCP socket of the run's processes (driver, GCS, raylet, agents, workers,
+    the time-parallel cell's TCPStore and gloo) while real cells run."""
+    job = tmp_path / "job.yaml"
+    job.write_text(SOCKET_JOB)
+    proc = subprocess.Popen([str(BIN / "rnnbench"), "run", str(job), "--out",
+                             str(tmp_path / "out"), "--num-cpus", "2", "--no-progress"],
+                            env=_env(), cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: set = set()
+    try:
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            seen |= listening(proc.pid)
+            time.sleep(0.2)
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == 0, out[-3000:]
+    names = {name for _, _, name in seen}
+    assert {"gcs_server", "raylet"} <= names, seen  # the listing saw Ray's servers
+    open_ = sorted(s for s in seen if s[0] not in ("127.0.0.1", "::1"))
+    assert open_ == [], open_
