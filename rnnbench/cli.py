@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     try:
         return int(module.main(args) or 0)
-    except UsageError as exc:
-        print(f"rnnbench {command}: error: {exc}", file=sys.stderr)
+    except UsageError as exc:  # one line per problem
+        for line in str(exc).splitlines() or [""]:
+            print(f"rnnbench {command}: error: {line}", file=sys.stderr)
         return 2
     except StorageError as exc:
         print(f"rnnbench {command}: error: {exc}", file=sys.stderr)

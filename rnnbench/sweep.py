@@ -532,7 +532,11 @@ def _dry_run(job, out: Path, cpus: int, fresh: bool = False, exclusive: bool = F
 
     from . import store
 
-    stored = store.load_rows_only(out) if not fresh else pd.DataFrame()
+    listing = store.scan(out) if not fresh else store.Listing()
+    if listing.broken:
+        print("rnnbench run: warning: " + listing.broken_line(
+            "skipped (a run moves them aside and runs their cells again)"), file=sys.stderr)
+    stored = store.frame(listing.rows)
     status = dict(zip(stored["cell_id"], stored["status"])) if not stored.empty else {}
     wall = dict(zip(stored["cell_id"], stored.get("wall_s", pd.Series(dtype=float)))) \
         if not stored.empty else {}

@@ -24,8 +24,9 @@ from rnnbench import cli, store, sweep
 from rnnbench.cell import Cell
 from rnnbench.errors import StorageError
 
+from test_sweep import _env  # the subprocesses' environment: tests/ importable, no RAY_ADDRESS
+
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
 from ray import cloudpickle  # noqa: E402
@@ -69,15 +70,6 @@ def slow_second_attempt_runner(marks: str, cell: Cell) -> dict:
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(3)
     return ok_runner(cell)
-
-
-def _env(**extra) -> dict:
-    env = dict(os.environ)
-    env.pop("RAY_ADDRESS", None)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
-    env.update(extra)
-    return env
 
 
 # --------------------------------------------------------------------------- in-process

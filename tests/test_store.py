@@ -148,3 +148,17 @@ def test_read_only_out_is_one_line(tmp_path):
             store.check_writable(ro)
     finally:
         ro.chmod(0o700)
+
+
+def test_dry_run_names_broken_rows_on_one_line_and_moves_nothing(tmp_path, capsys):
+    from rnnbench import cli
+
+    job = tmp_path / "job.yaml"
+    job.write_text("name: x\nfixed: {model: elman, strategy: bptt, hidden: 8}\n"
+                   "grid: {tau: [8]}\n")
+    out = tmp_path / "out"
+    _broken_folder(out)
+    assert cli.main(["run", str(job), "--out", str(out), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "6 broken row file(s) skipped" in err, err
+    assert len(list((out / store.ROWS).glob("*.json"))) == 9
