@@ -612,6 +612,27 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
+def _run_on_ray(job, out: Path, args: argparse.Namespace) -> SweepResult:
+    """Connect to (or start) Ray, run the job's missing cells, let go of Ray."""
+    started = connect(args.address, args.num_cpus, args.dashboard, args.max_retries)
+    import ray  # after connect, which may set how Ray binds before importing it
+
+    _stop_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
+    try:
+        if args.exclusive and not ray.cluster_resources().get(EXCLUSIVE):
+            raise UsageError(
+                f"--exclusive: no node declares the {EXCLUSIVE} resource; start each node with "
+                f"ray start ... --resources='{{\"{EXCLUSIVE}\": 1}}'")
+        print(f"rnnbench run: {job.name}: {len(job.cells)} cells -> {out}", file=sys.stderr)
+        return run_sweep(job.cells, out, runner=args.runner, max_retries=args.max_retries,
+                         cell_timeout=args.cell_timeout, exclusive=args.exclusive,
+                         fresh=args.fresh, retry_failed=args.retry_failed,
+                         progress=not args.no_progress, desc=job.name, job=job.name)
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def main(args: argparse.Namespace) -> int:
     from . import jobs, store
 
@@ -629,29 +650,7 @@ def main(args: argparse.Namespace) -> int:
         resolve(args.runner)
     store.check_writable(out)  # before Ray starts: a bad --out costs nothing
     with store.locked(out):    # a second run on the same folder stops here, at once
-        return _run(job, out, args)
-
-
-def _run(job, out: Path, args: argparse.Namespace) -> int:
-    from . import store
-
-    started = connect(args.address, args.num_cpus, args.dashboard, args.max_retries)
-    import ray  # after connect, which may set how Ray binds before importing it
-
-    _stop_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
-    try:
-        if args.exclusive and not ray.cluster_resources().get(EXCLUSIVE):
-            raise UsageError(
-                f"--exclusive: no node declares the {EXCLUSIVE} resource; start each node with "
-                f"ray start ... --resources='{{\"{EXCLUSIVE}\": 1}}'")
-        print(f"rnnbench run: {job.name}: {len(job.cells)} cells -> {out}", file=sys.stderr)
-        result = run_sweep(job.cells, out, runner=args.runner, max_retries=args.max_retries,
-                           cell_timeout=args.cell_timeout, exclusive=args.exclusive,
-                           fresh=args.fresh, retry_failed=args.retry_failed,
-                           progress=not args.no_progress, desc=job.name, job=job.name)
-    finally:
-        if started:
-            ray.shutdown()
+        result = _run_on_ray(job, out, args)
     text, all_ok = summary(out, {c.cell_id for c in job.cells})
     print(text)
     print(f"\n{job.name}: {result.ran} cell(s) run now, {result.skipped} already stored, "

@@ -207,14 +207,12 @@ def test_second_run_on_a_locked_folder_exits_2_at_once_naming_the_holder(tmp_pat
     job.write_text(JOB)
     out = tmp_path / "out"
     with store.locked(out):
-        start = time.perf_counter()
         second = _run([job, "--out", out, "--no-progress"])
-        took = time.perf_counter() - start
     assert second.returncode == 2, second.stderr
     assert second.stderr.strip() == (
         f"rnnbench run: error: --out {out}: another rnnbench run (pid {os.getpid()}) is "
         "writing to this results folder; wait for it or give another --out")
-    assert took < 30  # no Ray was started (that alone takes longer here)
+    # nothing else was said: no Ray was started (it logs "Started a local Ray instance")
     assert not (out / store.ROWS).exists() or not any((out / store.ROWS).iterdir())
 
 
@@ -250,7 +248,7 @@ def test_memory_kills_are_retried_a_bounded_number_of_times_then_give_an_oom_row
     out = tmp_path / "out"
     start = time.perf_counter()
     proc = _run([job, "--out", out, "--num-cpus", "1", "--max-retries", "1", "--no-progress",
-                 "--runner", "test_reliability:idle_runner"], timeout=300,
+                 "--runner", "test_reliability:idle_runner"], timeout=400,
                 RAY_memory_usage_threshold="0.01", RAY_memory_monitor_refresh_ms="100")
     took = time.perf_counter() - start
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -258,7 +256,8 @@ def test_memory_kills_are_retried_a_bounded_number_of_times_then_give_an_oom_row
     row = store.load(out).iloc[0]
     assert row["status"] == "oom", row["error"]
     assert "memory" in row["error"].lower()
-    assert took < 100  # Ray's default (15 retries, growing back-off) takes many minutes
+    # Ray's default, 15 retries with a back-off growing to 60 s, takes about 10 minutes
+    assert took < 200, took
 
 
 # --------------------------------------------------------------------------- listening sockets
