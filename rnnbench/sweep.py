@@ -488,7 +488,7 @@ def connect(address: str | None, num_cpus: int | None, dashboard: bool,
     ``max_retries`` times, then gives an ``oom`` row: the embedded Ray is started
     with ``task_oom_retries`` set so (Ray's default, 15 with growing back-off,
     keeps a cell that never fits busy for many minutes); a cluster keeps its
-    own setting (README: ``ray start --system-config``).
+    own setting (README: ``RAY_task_oom_retries``).
 
     The embedded Ray listens on 127.0.0.1 only: Ray takes the loopback address
     as the node's address when ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (its
