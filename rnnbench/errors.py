@@ -1,4 +1,5 @@
-"""The exception types rnnbench raises for bad input.
+"""The exception types rnnbench raises, the one integer check, and short values
+for messages.
 
 A ``UsageError`` carries a message that names the offending field and what is
 allowed; the command line prints it on one line and exits with code 2.
@@ -25,3 +26,13 @@ class UsageError(ValueError):
 class StorageError(RuntimeError):
     """Results could not be written (disk full, folder removed, ...); the rows
     written before stay.  The command line prints it on one line and exits 3."""
+
+
+def check_int(name: str, value, low: int = 1, upper: int | None = None) -> int:
+    """``value`` if it is an integer in [low, upper], else a UsageError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        what = {1: "a positive integer", 0: "a non-negative integer"}.get(low, f"an integer >= {low}")
+        raise UsageError(f"{name}: must be {what}, got {short(value)}")
+    if upper is not None and value > upper:
+        raise UsageError(f"{name}: must be at most {upper} here, got {short(value)}")
+    return value

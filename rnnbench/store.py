@@ -33,8 +33,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .cell import FLOAT_KEYS, ROW_KEYS
 from .errors import UsageError
+from .rows import FLOAT_KEYS, ROW_KEYS
 
 ROWS = "rows"
 BROKEN = ".broken"
