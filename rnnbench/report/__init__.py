@@ -67,7 +67,7 @@ class Report:
             ("fits", "Scaling exponents (y = a·τ^k)",
              "Least-squares slope of log y on log τ over every ok cell (one point per seed); "
              "95% CI from Student's t with n−2 degrees of freedom.",
-             self.fits, fit.display(self.fits)),
+             self.fits, _keep_run(self.fits, fit.display(self.fits))),
             ("crossover", "Cross-over: the τ from which teacher forcing wins",
              "tau_cross: log-log interpolation between the last τ where BPTT wins and the first "
              "from which teacher forcing wins at every larger τ; tau_cross_fit: where the two "
@@ -86,6 +86,14 @@ class Report:
             ("failed", "Failed rows", "Every row whose status is not ok, with its error.",
              self.failed, self.failed),
         ]
+
+
+def _keep_run(numeric: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
+    """A display table with the numeric table's ``run`` column first, when it has one."""
+    if runs.RUN in numeric.columns and runs.RUN not in shown.columns:
+        shown = shown.copy()
+        shown.insert(0, runs.RUN, numeric[runs.RUN].to_numpy())
+    return shown
 
 
 def analyse(rows: pd.DataFrame) -> claims_mod.Evidence:

@@ -136,7 +136,8 @@ def compare_rows(rows: pd.DataFrame, measure: str = "step_ms",
         raise UsageError(f"--measure: unknown measure {measure!r}; allowed: "
                          f"{', '.join(MEASURES)}")
     if not (isinstance(threshold, (int, float)) and threshold >= 1.0 and math.isfinite(threshold)):
-        raise UsageError(f"--threshold: must be a number >= 1 (NEW/BASE ratio), got {threshold!r}")
+        raise UsageError(f"--threshold: must be a number >= 1 (a NEW/BASE ratio), got "
+                         f"{threshold!r}")
     labels = runs.names(rows)
     if len(labels) != 2:
         raise UsageError(f"compare: needs exactly two runs, got {len(labels)}")
@@ -228,7 +229,7 @@ def table(c: Comparison) -> pd.DataFrame:
 
 
 def text(c: Comparison) -> str:
-    column, what, unit, worse, _ = MEASURES[c.measure]
+    _, what, _, worse, _ = MEASURES[c.measure]
     base, new = c.labels
     lines = [f"rnnbench compare: {what} ({c.measure}), NEW/BASE, threshold {c.threshold:g}"]
     for role, label in (("BASE", base), ("NEW", new)):
@@ -301,8 +302,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.threshold < 1.0:
-        raise UsageError(f"--threshold: must be >= 1 (a NEW/BASE ratio), got {args.threshold:g}")
     c = compare(args.base, args.new, args.measure, args.threshold, args.label)
     print(as_json(c) if args.json else text(c))
     return c.exit_code

@@ -30,22 +30,26 @@ EXTRA = ("harness", "lr", "baseline", "rho")
 
 
 def label_runs(sources, labels=None) -> list[tuple[str, object]]:
-    """(label, source) per run: ``labels`` in order, else each folder's name; labels
-    must be distinct (a folder name repeated, as a/results and b/results, needs --label)."""
+    """(label, source) per run: ``labels`` in order (distinct), else each folder's name
+    — or, where two folders share a name (a/results, b/results), the path as given, and
+    a number after a path given twice."""
     sources = list(sources)
     if labels:
         if len(labels) != len(sources):
             raise UsageError(f"--label: {len(labels)} label(s) for {len(sources)} results "
                              "folder(s); give one per folder, in the same order")
         names = [str(x) for x in labels]
-    else:
-        names = [Path(str(s)).resolve().name if not isinstance(s, pd.DataFrame) else f"run{i + 1}"
-                 for i, s in enumerate(sources)]
-    seen = [n for i, n in enumerate(names) if n in names[:i]]
-    if seen:
-        raise UsageError(f"--label: two runs are both labelled {seen[0]!r}; give distinct "
-                         "labels, one per folder (--label NAME ...)")
-    return list(zip(names, sources))
+        seen = [n for i, n in enumerate(names) if n in names[:i]]
+        if seen:
+            raise UsageError(f"--label: two runs are both labelled {seen[0]!r}; give "
+                             "distinct labels")
+        return list(zip(names, sources))
+    given = [str(s) if not isinstance(s, pd.DataFrame) else f"run{i + 1}"
+             for i, s in enumerate(sources)]
+    names = [Path(g).resolve().name or g for g in given]
+    names = [g if names.count(n) > 1 else n for n, g in zip(names, given)]
+    return [(n if names[:i].count(n) == 0 else f"{n} #{names[:i].count(n) + 1}", s)
+            for i, (n, s) in enumerate(zip(names, sources))]
 
 
 def load_runs(sources, labels=None) -> pd.DataFrame:
