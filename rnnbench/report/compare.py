@@ -9,7 +9,8 @@ a mark.
   sample (``step_ms_samples``, seeds pooled), and the interval of the ratio comes from
   both sides' quartiles, [Q1(new)/Q3(base), Q3(new)/Q1(base)] — as the claims judge
   speedups. *slower* when the whole interval lies above the threshold, *faster* when it
-  lies below 1/threshold, *same* otherwise (an interval straddling 1 is always same).
+  lies below 1/threshold, *same* otherwise (an interval straddling 1 is always same; a
+  configuration with neither raw samples nor IQR has no interval and is same).
 - ``peak_bytes``, ``saved_bytes``, ``loss_free`` have no raw samples: the ratio of the
   two point values (median over seeds) decides alone: *larger* above the threshold,
   *smaller* below 1/threshold, *same* otherwise.
@@ -47,9 +48,10 @@ BASE, NEW = "base", "new"
 
 RULE_SAMPLES = (
     "ratio = NEW/BASE of the medians of every raw sample (seeds pooled); interval = "
-    "[Q1(NEW)/Q3(BASE), Q3(NEW)/Q1(BASE)] from both sides' quartiles; {worse} when the whole "
-    "interval lies above the threshold T, {better} when it lies below 1/T, same otherwise "
-    "(an interval that straddles 1 is always same)")
+    "[Q1(NEW)/Q3(BASE), Q3(NEW)/Q1(BASE)] from both sides' quartiles of the raw samples (a "
+    "row without samples: median -/+ IQR/2; neither: no interval, same); {worse} when the "
+    "whole interval lies above the threshold T, {better} when it lies below 1/T, same "
+    "otherwise (an interval that straddles 1 is always same)")
 RULE_POINT = (
     "no raw samples for this measure: ratio = NEW/BASE of the two point values (median "
     "over seeds), no interval; {worse} when the ratio is above the threshold T, {better} when "
@@ -219,7 +221,8 @@ def table(c: Comparison) -> pd.DataFrame:
     m = c.matched
     shown_unit = "MiB" if unit == "bytes" else unit
     base, new = c.labels
-    interval = [f"[{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "none (point values)"
+    none = "none (no raw samples)" if c.measure == "step_ms" else "none (point values)"
+    interval = [f"[{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else none
                 for lo, hi in zip(m["ratio_lo"], m["ratio_hi"])]
     return pd.DataFrame({
         "configuration": m["configuration"],

@@ -139,6 +139,13 @@ def _series_vs_tau(ax, rows: pd.DataFrame, measure: str, scale: float, colors: d
     _decorate(ax, "sequence length τ (steps)", log=(2, 10))
 
 
+def _fitted(rows: pd.DataFrame, prefactor: str) -> str:
+    """How the fitted lines are drawn, for a figure's title."""
+    if runs.names(rows):
+        return f"lines: fitted {prefactor}·τ^k, one line style and marker per run"
+    return f"dashed: fitted {prefactor}·τ^k"
+
+
 def time_vs_tau(rows: pd.DataFrame) -> Figure | None:
     """Median step time against τ, log-log, with the fitted line of each model + strategy."""
     ok = ok_rows(rows)
@@ -154,7 +161,7 @@ def time_vs_tau(rows: pd.DataFrame) -> Figure | None:
         _series_vs_tau(ax, g, "step_ms_median", 1.0, colors)
         ax.set_ylabel("training step time (ms)")
         ax.set_title(_title(setting), fontsize=9)
-    fig.suptitle("Step time vs τ (dashed: fitted a·τ^k; bars: sd over seeds)")
+    fig.suptitle("Step time vs τ (" + _fitted(ok, "a") + "; bars: sd over seeds)")
     return fig
 
 
@@ -176,7 +183,7 @@ def memory_vs_tau(rows: pd.DataFrame) -> Figure | None:
             _series_vs_tau(ax, g, measure, MIB, colors)
             ax.set_ylabel(f"{what} (MiB)")
             ax.set_title(f"{what}: {_title(setting)}", fontsize=9)
-    fig.suptitle("Memory vs τ (dashed: fitted b·τ^k)")
+    fig.suptitle("Memory vs τ (" + _fitted(ok, "b") + ")")
     return fig
 
 
