@@ -142,7 +142,7 @@ def _series_vs_tau(ax, rows: pd.DataFrame, measure: str, scale: float, colors: d
 def _fitted(rows: pd.DataFrame, prefactor: str) -> str:
     """How the fitted lines are drawn, for a figure's title."""
     if runs.names(rows):
-        return f"lines: fitted {prefactor}·τ^k, one line style and marker per run"
+        return f"a style per run; lines: fitted {prefactor}·τ^k"
     return f"dashed: fitted {prefactor}·τ^k"
 
 
@@ -161,7 +161,8 @@ def time_vs_tau(rows: pd.DataFrame) -> Figure | None:
         _series_vs_tau(ax, g, "step_ms_median", 1.0, colors)
         ax.set_ylabel("training step time (ms)")
         ax.set_title(_title(setting), fontsize=9)
-    fig.suptitle("Step time vs τ (" + _fitted(ok, "a") + "; bars: sd over seeds)")
+    bars = "bars: sd" if runs.names(ok) else "bars: sd over seeds"
+    fig.suptitle(f"Step time vs τ ({_fitted(ok, 'a')}; {bars})")
     return fig
 
 
