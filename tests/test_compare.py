@@ -13,6 +13,7 @@ import pytest
 import report_synthetic as rs
 from rnnbench import cli, store
 from rnnbench.report import build_report, compare, plots
+from test_architecture import _imports_torch
 from test_report import CHROMIUM, _images_loaded
 
 # Two seeds, three τ, each row with 9 raw samples spread ±2% around its median.
@@ -227,6 +228,10 @@ def test_a_real_cell_measured_twice_saves_the_same_bytes(tmp_path, capsys, one_t
     c = compare.compare(a, b, measure="saved_bytes")
     assert list(c.matched["ratio"]) == [1.0] and list(c.matched["mark"]) == ["same"]
     assert run("compare", a, b, "--json", capsys=capsys)[0] in (0, 1)
+
+
+def test_comparing_runs_does_not_import_torch():
+    assert not _imports_torch("import rnnbench.report.compare, rnnbench.report.runs")
 
 
 # --------------------------------------------------------------------------- report
