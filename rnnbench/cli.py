@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _usage() -> str:
     lines = ["usage: rnnbench {" + ",".join(COMMANDS) + "} ...", ""]
-    lines += [f"  {name:<8}{help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<9}{help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
 
