@@ -17,7 +17,7 @@ from typing import Any
 
 from . import strategies, tasks
 from .errors import UsageError, check_int, short
-from .models import MODELS
+from .models import MODELS, check_rho
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
@@ -49,7 +49,8 @@ INT64_MAX = 2**63 - 1  # integers are stored as int64 (Parquet, pandas)
 @dataclass(frozen=True)
 class Cell:
     """model, strategy (+ options), task (+ options), tau, batch, hidden, seed,
-    threads, device, workers, train_steps, lr, repeats, dtype, harness."""
+    threads, device, workers, train_steps, lr, repeats, dtype, harness, rho
+    (spectral radius W is rescaled to at init; None: the default init)."""
 
     model: str
     strategy: str
@@ -68,6 +69,7 @@ class Cell:
     repeats: int = 20
     dtype: str = "float32"
     harness: str = "auto"
+    rho: float | None = None
 
     def __post_init__(self):
         """Check every field; one UsageError listing every problem, one line each."""
@@ -85,6 +87,7 @@ class Cell:
             object.__setattr__(self, name, () if frozen is None else frozen)
         check(self._check_model_strategy)
         check(self._check_task)
+        check(check_rho, self.model, self.rho)
         for name, low in (("tau", 1), ("batch", 1), ("hidden", 1), ("seed", 0),
                           ("threads", 1), ("workers", 1), ("train_steps", 0), ("repeats", 1)):
             check(check_int, name, getattr(self, name), low, INT64_MAX)
@@ -128,13 +131,15 @@ class Cell:
     def cell_id(self) -> str:
         """Stable id: the first 16 hex digits of SHA-256 over the sorted config.
 
-        ``harness`` enters the hash only when it is not the default, so ids of
-        cells stored before the field existed do not change.  Computed once per
-        cell (the driver asks for it many times).
+        ``harness`` and ``rho`` enter the hash only when they are not the
+        default, so ids of cells stored before the fields existed do not change.
+        Computed once per cell (the driver asks for it many times).
         """
         config = self.config()
         if config["harness"] == "auto":
             del config["harness"]
+        if config["rho"] is None:
+            del config["rho"]
         blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -144,8 +149,9 @@ class Cell:
         return self.workers > 1 or self.harness == "group"
 
     @property
-    def depth(self) -> int:
-        """The strategy's sequential depth at this tau and these options."""
+    def depth(self) -> int | None:
+        """The strategy's sequential depth at this tau and these options (None: known
+        only once the iterative strategies have run, see rnnbench.diagnostics)."""
         return strategies.get(self.strategy).depth(self.tau, **dict(self.strategy_options))
 
     def make_task(self) -> tasks.Task:
