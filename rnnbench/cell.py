@@ -147,8 +147,8 @@ ROW_KEYS = (
     "step_ms_median", "step_ms_iqr", "step_ms_samples", "fwd_ms_median", "bwd_ms_median",
     # memory (bytes)
     "saved_bytes", "saved_bytes_expected", "peak_bytes", "peak_method",
-    # work and depth
-    "flops", "depth",
+    # work and depth; the node's GEMM rate (GFLOP/s, the cell's dtype and threads)
+    "flops", "depth", "gemm_gflops",
     # loss (nats per token) and accuracy after train_steps of Adam
     "loss_tf", "loss_free", "acc_tf", "acc_free", "train_curve",
     "horizon_t", "horizon_loss_tf", "horizon_loss_free",
@@ -164,6 +164,6 @@ ROW_KEYS = (
 # Columns that are numbers and may be missing (NaN in a frame, null in a row file).
 FLOAT_KEYS = (
     "lr", "step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
-    "saved_bytes_expected", "peak_bytes", "flops", "loss_tf", "loss_free", "acc_tf", "acc_free",
-    "comm_ms_median", "wall_s",
+    "saved_bytes_expected", "peak_bytes", "flops", "gemm_gflops", "loss_tf", "loss_free",
+    "acc_tf", "acc_free", "comm_ms_median", "wall_s",
 )

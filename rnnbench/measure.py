@@ -4,7 +4,9 @@ Each measure has its own pass, so none disturbs another:
 
 1. memory  - bytes saved for backward (:func:`rnnbench.memory.saved_bytes`) and
              the allocator's peak over one training step;
-2. work    - FLOPs of forward + backward (``torch.utils.flop_counter``);
+2. work    - FLOPs of forward + backward (``torch.utils.flop_counter``), and
+             the node's GEMM rate (:mod:`rnnbench.gemm`), so a report can set
+             the step time against the compute-bound time;
 3. time    - blocks of runs timed as ``torch.utils.benchmark`` times them:
              forward, backward and the whole training step (forward, loss,
              backward, Adam), exactly ``repeats`` samples each after warm-up;
@@ -29,8 +31,8 @@ import torch.nn.functional as F
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import memory, models, strategies
-from .cell import ROW_KEYS, Cell
+from . import gemm, memory, models, strategies
+from .cell import FLOAT_KEYS, ROW_KEYS, Cell
 from .provenance import provenance
 
 NAN = float("nan")
@@ -79,10 +81,9 @@ def base_row(cell: Cell) -> dict:
         depth=strategies.get(cell.strategy).depth(cell.tau, **dict(cell.strategy_options)),
         **provenance(cell.device),
     )
-    for key in ("step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median",
-                "saved_bytes", "saved_bytes_expected", "peak_bytes", "flops", "loss_tf",
-                "loss_free", "acc_tf", "acc_free", "comm_ms_median", "wall_s"):
-        row[key] = NAN
+    for key in FLOAT_KEYS:  # every measure not set above starts as NaN
+        if row[key] is None:
+            row[key] = NAN
     return row
 
 
@@ -141,6 +142,9 @@ def _setup(cell: Cell, seed_offset: int = 0):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device cuda: no CUDA device is available")
     task = cell.make_task()
+    prepare = strategies.get(cell.strategy).prepare
+    if prepare is not None:
+        prepare(cell.device)
     torch.manual_seed(cell.seed)
     model = models.build(cell.model, task.n_in, cell.hidden, task.n_out).to(device, dtype)
     x, y = task.batch(cell.tau, cell.batch, seed=cell.seed + seed_offset, dtype=dtype,
@@ -207,6 +211,7 @@ def grad_in_forward(cell: Cell) -> bool:
 
 def _measure(cell: Cell, row: dict, deadline: float) -> None:
     task, model, x, y = _setup(cell)
+    row["gemm_gflops"] = gemm.gflops(cell.dtype, cell.device)
     forward = _loss_fn(cell, model, x, y)
     params = list(model.parameters())
     itemsize = x.element_size()

@@ -104,7 +104,9 @@ def expected_saved_bytes(model: str, strategy: str, options: dict, tau: int, bat
     ((2 tau + 1) B H + tau B n_out).  Jordan teacher forcing: tanh output and
     log-softmax output, tau B (H + n_out).  Strategies that take each segment's
     gradient during the forward keep one gradient-sized buffer (n_params).
-    Checkpointing keeps each segment's entry state, segments * B * H.
+    Checkpointing keeps each segment's entry state, segments * B * H.  The compiled
+    loop keeps h^(1..tau) once, which the output layer also reads: tau B H plus
+    the log-softmax output.
     """
     T, B, H, O = tau, batch, hidden, n_out
     scalar = itemsize  # cross-entropy keeps its total weight (one element)
@@ -118,6 +120,8 @@ def expected_saved_bytes(model: str, strategy: str, options: dict, tau: int, bat
         return seg * B * H * itemsize
     if strategy == "teacher_forcing":
         return (T * B * (H + O)) * itemsize + scalar
+    if strategy == "bptt_compiled":  # every h once (the outputs read the same tensor)
+        return (T * B * H + (B if model == "single_output" else T * B) * O) * itemsize + scalar
     if model == "single_output":  # bptt or bptt_fused: every h, one output
         return ((T + 1) * B * H + B * O) * itemsize + scalar
     if model == "elman":  # bptt or bptt_fused

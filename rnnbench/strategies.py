@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from . import compiled
 from .errors import UsageError
 from .models import Elman, Jordan, SingleOutput, model_name
 
@@ -199,6 +200,25 @@ def bptt_fused(model, x, y):
     if model.single_output:
         return _nll(model.output(h_last[0]), y)
     return _nll(model.output(hs), y)
+
+
+def bptt_compiled(model, x, y):
+    """Exact BPTT with the recurrence and its backward as compiled loops (C++, BLAS).
+
+    h^(t) = tanh(b + W h^(t-1) + U x^(t)) step by step in compiled code; b + U x
+    and o = c + V h are batched products.  On CUDA this is cuDNN's fused kernel
+    (:func:`bptt_fused`): there it already is the compiled baseline.
+    """
+    if x.device.type == "cuda":
+        return bptt_fused(model, x, y)
+    h = compiled.recurrence(model.input_term(x), model.W)
+    return _nll(model.output(h[-1] if model.single_output else h), y)
+
+
+def _prepare_compiled(device: str) -> None:
+    """Build (once per machine) and load the kernel before anything is timed."""
+    if device == "cpu":
+        compiled.load()
 
 
 def truncated_bptt(model, x, y, k: int = 32):
@@ -390,6 +410,8 @@ class Strategy:
     memory: str  # activation-memory class, as in DESIGN.md
     exact: bool  # exact gradient of the loss it reports
     options: tuple[str, ...] = field(default_factory=tuple)
+    # called with the device before the first call (building compiled code, say)
+    prepare: Callable[[str], None] | None = None
 
 
 def _tau(tau, **_):
@@ -401,6 +423,8 @@ STRATEGIES: dict[str, Strategy] = {
     for s in (
         Strategy("bptt", bptt, ("elman", "single_output", "jordan"), _tau, "O(tau)", True),
         Strategy("bptt_fused", bptt_fused, ("elman", "single_output"), _tau, "O(tau)", True),
+        Strategy("bptt_compiled", bptt_compiled, ("elman", "single_output"), _tau, "O(tau)",
+                 True, prepare=_prepare_compiled),
         Strategy("truncated_bptt", truncated_bptt, ("elman",), _tau, "O(k)", False, ("k",)),
         Strategy("checkpointed_bptt", checkpointed_bptt, ("elman", "single_output"),
                  lambda tau, **_: 2 * tau, "O(sqrt(tau))", True, ("segments", "impl")),

@@ -25,7 +25,8 @@ NUMERIC_COLUMNS = (
     "tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads", "workers",
     "train_steps", "lr", "repeats", "step_ms_median", "step_ms_iqr", "fwd_ms_median",
     "bwd_ms_median", "saved_bytes", "saved_bytes_expected", "peak_bytes", "flops", "depth",
-    "loss_tf", "loss_free", "acc_tf", "acc_free", "comm_ms_median", "neighbours", "attempt",
+    "gemm_gflops", "loss_tf", "loss_free", "acc_tf", "acc_free", "comm_ms_median", "neighbours",
+    "attempt",
     "wall_s",
 )
 
