@@ -153,3 +153,25 @@ def test_first_error_line_picks_the_compilers_complaint():
     assert compiled.first_error_line(log) == (
         "elman.cpp:3:10: fatal error: torch/library.h: No such file or directory")
     assert compiled.first_error_line("something odd\nmore") == "something odd"
+
+
+def test_tables_set_each_step_against_its_compute_bound_time():
+    import pandas as pd
+
+    from rnnbench.report import load, tables
+
+    rows = pd.DataFrame([
+        {"model": "elman", "strategy": s, "tau": 64, "status": "ok", "step_ms_median": ms,
+         "flops": 2e9, "gemm_gflops": 100.0, "seed": seed, "device": "cpu",
+         "task": "text"}
+        for s, ms in (("bptt", 200.0), ("bptt_compiled", 40.0)) for seed in (0, 1)])
+    summary = tables.summary(load.tidy(rows, "test")).set_index("strategy_label")
+    assert summary["bound_ms_mean"].tolist() == [20.0, 20.0]  # 2 GFLOP at 100 GFLOP/s
+    assert summary.loc["bptt", "bound_ratio_mean"] == 10.0
+    assert summary.loc["bptt_compiled", "bound_ratio_mean"] == 2.0
+    shown = tables.display(summary.reset_index())
+    assert {"compute-bound (ms)", "step / bound (×)"} <= set(shown.columns)
+    # rows from before the GEMM rate was recorded load, and have no bound
+    old = load.tidy(rows.drop(columns="gemm_gflops"), "test")
+    assert old["gemm_gflops"].isna().all()
+    assert "bound_ms_mean" not in tables.summary(old).columns
