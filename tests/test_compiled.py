@@ -1,8 +1,9 @@
 """The compiled BPTT kernel: same loss and gradient as the autograd loop, built once.
 
-The kernel is built (or found in torch's extension cache) once per test session by
-the ``kernel`` fixture: the very first build on a machine takes ~30-60 s, later
-sessions only load it.
+The kernel is built (or found in torch's extension cache) once per test module by
+the ``kernel`` fixture: the very first build on a machine takes ~40 s (minutes on
+a loaded one), later sessions only load it.  The two tests that start a fresh
+Python process are marked slow.
 """
 
 from __future__ import annotations
@@ -119,18 +120,25 @@ def test_a_cell_row_counts_the_kernels_flops_and_the_gemm_rate(kernel):
     assert rows["bptt_compiled"]["depth"] == tau
 
 
+def built_files(lib: str) -> dict:
+    folder = os.path.dirname(lib)
+    return {f: os.stat(os.path.join(folder, f)).st_mtime_ns for f in os.listdir(folder)
+            if f.endswith((".o", ".so"))}
+
+
+@pytest.mark.slow
 def test_the_build_is_cached_for_the_next_process(kernel):
-    """A second process loads the library built before: no compiler runs, the file is the same."""
+    """A second process loads the library built before: no compiler runs (the object
+    files and the library are the same files, untouched)."""
     lib = compiled.library_path()
-    before = os.stat(lib).st_mtime_ns
-    code = ("import time; from rnnbench import compiled; t = time.perf_counter(); "
-            "compiled.load(); print(compiled.library_path(), time.perf_counter() - t)")
+    before = built_files(lib)
+    code = "from rnnbench import compiled; print(compiled.library_path())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300, check=True).stdout.split()
-    assert out[0] == lib and os.stat(lib).st_mtime_ns == before
-    assert float(out[1]) < 15  # a build takes 30 s and more here; a load a second or less
+    assert out[-1] == lib and len(before) >= 2 and built_files(lib) == before
 
 
+@pytest.mark.slow
 def test_a_machine_that_cannot_compile_gets_a_failed_row(tmp_path):
     """No compiler: the cell is a failed row naming the compiler's error, not a crash."""
     env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"),
