@@ -1,6 +1,6 @@
 """The compiled BPTT loop against the framework loop, cuDNN-style fused RNN and teacher forcing.
 
-    python benchmarks/bench_compiled.py [--rounds 9] [--threads 1 2]
+    python benchmarks/bench_compiled.py [--rounds 9] [--threads 1 2] [--setting B TAU ...]
 
 One training step's forward + backward (gradients set to None first, no
 optimiser) of Elman + ``bptt``, + ``bptt_fused``, + ``bptt_compiled`` and
@@ -85,10 +85,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--setting", type=int, nargs=2, action="append", metavar=("B", "TAU"),
+                    help="batch and tau (repeatable); default: 1 1024 and 32 4096")
     args = ap.parse_args()
     compiled.load()  # build or load the kernel before anything is timed
     for threads in args.threads:
-        for batch, tau in SETTINGS:
+        for batch, tau in args.setting or SETTINGS:
             run(batch, tau, threads, args.rounds)
 
 
