@@ -1,8 +1,8 @@
 """One benchmark cell: a frozen configuration, its stable id, and the row it gives.
 
 Data flows one way: job -> cells -> rows -> report.  A :class:`Cell` is pure
-configuration; :func:`rnnbench.measure.run_cell` turns it into one tidy row
-(a dict whose keys are :data:`ROW_KEYS`).
+configuration; :func:`rnnbench.runner.run_cell` turns it into one tidy row
+(a dict whose keys are :data:`rnnbench.rows.ROW_KEYS`); docs/design.md.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import strategies, tasks
-from .errors import UsageError
-from .models import MODELS
+from .errors import UsageError, check_int
+from .models import MODELS, check_rho
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
@@ -41,15 +41,11 @@ def _frozen(options: Any, field: str) -> tuple:
     return tuple(sorted(options.items()))
 
 
-def _int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UsageError(f"{name}: must be an integer >= {low}, got {value!r}")
-
-
 @dataclass(frozen=True)
 class Cell:
     """model, strategy (+ options), task (+ options), tau, batch, hidden, seed,
-    threads, device, workers, train_steps, lr, repeats, dtype, harness."""
+    threads, device, workers, train_steps, lr, repeats, dtype, harness, rho
+    (spectral radius W is rescaled to at init; None: the default init)."""
 
     model: str
     strategy: str
@@ -68,6 +64,7 @@ class Cell:
     repeats: int = 20
     dtype: str = "float32"
     harness: str = "auto"
+    rho: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "strategy_options",
@@ -75,9 +72,9 @@ class Cell:
         object.__setattr__(self, "task_options", _frozen(self.task_options, "task_options"))
         if self.model not in MODELS:
             raise UsageError(f"model: unknown model {self.model!r}; allowed: {', '.join(MODELS)}")
-        strategies.check(self.model, self.strategy, dict(self.strategy_options))
-        if isinstance(self.tau, int) and not isinstance(self.tau, bool) and self.tau >= 1:
-            strategies.check_option_values(self.strategy, dict(self.strategy_options), self.tau)
+        tau_ok = isinstance(self.tau, int) and not isinstance(self.tau, bool) and self.tau >= 1
+        strategies.check(self.model, self.strategy, dict(self.strategy_options),
+                         self.tau if tau_ok else None)
         task = tasks.make(self.task, **dict(self.task_options))
         if task.single_output != (self.model == "single_output"):
             raise UsageError(
@@ -87,13 +84,14 @@ class Cell:
             )
         for name, low in (("tau", 1), ("batch", 1), ("hidden", 1), ("seed", 0),
                           ("threads", 1), ("workers", 1), ("train_steps", 0), ("repeats", 1)):
-            _int(name, getattr(self, name), low)
+            check_int(name, getattr(self, name), low)
         if self.device not in DEVICES:
             raise UsageError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.harness not in HARNESSES:
             raise UsageError(f"harness: must be one of {', '.join(HARNESSES)}, got {self.harness!r}")
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_rho(self.model, self.rho)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise UsageError(f"lr: must be a positive number, got {self.lr!r}")
 
@@ -109,12 +107,14 @@ class Cell:
     def cell_id(self) -> str:
         """Stable id: the first 16 hex digits of SHA-256 over the sorted config.
 
-        ``harness`` enters the hash only when it is not the default, so ids of
-        cells stored before the field existed do not change.
+        ``harness`` and ``rho`` enter the hash only when they are not the
+        default, so ids of cells stored before the fields existed do not change.
         """
         config = self.config()
         if config["harness"] == "auto":
             del config["harness"]
+        if config["rho"] is None:
+            del config["rho"]
         blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -122,6 +122,12 @@ class Cell:
     def grouped(self) -> bool:
         """Timed by the worker-group harness (rnnbench.timeparallel), not in-process."""
         return self.workers > 1 or self.harness == "group"
+
+    @property
+    def depth(self) -> int | None:
+        """The strategy's sequential depth at this tau and these options (None: known
+        only once the iterative strategies have run, see rnnbench.diagnostics)."""
+        return strategies.get(self.strategy).depth(self.tau, **dict(self.strategy_options))
 
     def make_task(self) -> tasks.Task:
         return tasks.make(self.task, **dict(self.task_options))
@@ -133,37 +139,3 @@ class Cell:
         if unknown:
             raise UsageError(f"{unknown[0]}: unknown cell field; allowed: {', '.join(sorted(known))}")
         return cls(**config)
-
-
-# The keys of every row, in order.  Lists are stored as lists (Parquet list columns).
-ROW_KEYS = (
-    # identity and configuration
-    "cell_id", "model", "strategy", "strategy_options", "task", "task_options",
-    "tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads", "device",
-    "workers", "harness", "dtype", "train_steps", "lr", "repeats",
-    # outcome
-    "status", "error",
-    # time (ms): full training step, and forward / backward apart
-    "step_ms_median", "step_ms_iqr", "step_ms_samples", "fwd_ms_median", "bwd_ms_median",
-    # memory (bytes)
-    "saved_bytes", "saved_bytes_expected", "peak_bytes", "peak_method",
-    # work and depth; the node's GEMM rate (GFLOP/s, the cell's dtype and threads)
-    "flops", "depth", "gemm_gflops",
-    # loss (nats per token) and accuracy after train_steps of Adam
-    "loss_tf", "loss_free", "acc_tf", "acc_free", "train_curve",
-    "horizon_t", "horizon_loss_tf", "horizon_loss_free",
-    # time-parallel (workers > 1): how the work was split, how many workers had any
-    "split", "workers_active", "comm_ms_median",
-    # sweep context: how many other cells shared the node while this one ran
-    "neighbours", "attempt",
-    # provenance
-    "python", "torch", "ray", "rnnbench", "git_commit", "host", "cpu_model", "gpu_name",
-    "timestamp", "wall_s",
-)
-
-# Columns that are numbers and may be missing (NaN in a frame, null in a row file).
-FLOAT_KEYS = (
-    "lr", "step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
-    "saved_bytes_expected", "peak_bytes", "flops", "gemm_gflops", "loss_tf", "loss_free",
-    "acc_tf", "acc_free", "comm_ms_median", "wall_s",
-)
