@@ -5,7 +5,8 @@ Each measure has its own pass, so none disturbs another:
 
 1. memory  - bytes saved for backward (:func:`rnnbench.memory.saved_bytes`) and
              the allocator's peak over one training step;
-2. work    - FLOPs of forward + backward (``torch.utils.flop_counter``);
+2. work    - FLOPs of forward + backward (``torch.utils.flop_counter``), and the
+             node's GEMM rate (:mod:`rnnbench.gemm`): the compute-bound time;
 3. time    - blocks of runs timed as ``torch.utils.benchmark`` times them:
              forward, backward and the whole training step (forward, loss,
              backward, Adam), exactly ``repeats`` samples each after warm-up;
