@@ -457,7 +457,8 @@ def _raises(pattern, fn):
 def test_unknown_strategy():
     model, x, y = setup(models.Elman)
     _raises(r"^strategy: unknown strategy 'bppt'; allowed: bptt, bptt_fused, bptt_compiled, "
-            r"truncated_bptt, checkpointed_bptt, teacher_forcing, free_running, scheduled_sampling$",
+            r"truncated_bptt, checkpointed_bptt, teacher_forcing, free_running, scheduled_sampling, "
+            r"scan_bptt, deer, quasi_deer$",
             lambda: loss(model, x, y, "bppt"))
 
 
