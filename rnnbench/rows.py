@@ -25,9 +25,10 @@ SCHEMA: dict[str, str] = {
     # time (ms): full training step, and forward / backward apart
     "step_ms_median": "float", "step_ms_iqr": "float", "step_ms_samples": "list",
     "fwd_ms_median": "float", "bwd_ms_median": "float",
-    # memory (bytes), work and depth
+    # memory (bytes), work and depth; the node's GEMM rate (GFLOP/s, the cell's dtype
+    # and threads), so flops / gemm_gflops is the step's compute-bound time
     "saved_bytes": "float", "saved_bytes_expected": "float", "peak_bytes": "float",
-    "peak_method": "str", "flops": "float", "depth": "int",
+    "peak_method": "str", "flops": "float", "depth": "int", "gemm_gflops": "float",
     # parallel-in-time strategies (deer, quasi_deer; null for the others): Newton
     # iterations done, whether every residual met the tolerance, the largest residual
     "iterations": "int", "converged": "bool", "residual": "float",

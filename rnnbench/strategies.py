@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from . import parallel_time
+from . import compiled, parallel_time
 from .errors import UsageError, check_int
 from .models import Elman, Jordan, SingleOutput, model_name
 
@@ -193,6 +193,25 @@ def bptt_fused(model, x, y):
     if model.single_output:
         return _nll(model.output(h_last[0]), y)
     return _nll(model.output(hs), y)
+
+
+def bptt_compiled(model, x, y):
+    """Exact BPTT with the recurrence and its backward as compiled loops (C++, BLAS).
+
+    h^(t) = tanh(b + W h^(t-1) + U x^(t)) step by step in compiled code; b + U x
+    and o = c + V h are batched products.  On CUDA this is cuDNN's fused kernel
+    (:func:`bptt_fused`): there it already is the compiled baseline.
+    """
+    if x.device.type == "cuda":
+        return bptt_fused(model, x, y)
+    h = compiled.recurrence(model.input_term(x), model.W)
+    return _nll(model.output(h[-1] if model.single_output else h), y)
+
+
+def _prepare_compiled(device: str) -> None:
+    """Build (once per machine) and load the kernel before anything is timed."""
+    if device == "cpu":
+        compiled.load()
 
 
 def truncated_bptt(model, x, y, k: int = 32):
@@ -486,8 +505,9 @@ def _saved_teacher(model, o, T, B, H, O, P, i) -> int:
 
 
 def _saved_states(model, o, T, B, H, O, P, i) -> int:
-    """The adjoint-scan strategies keep every h^(t) once and the log-softmax output;
-    their tau B H^2 Jacobians live only inside the forward or the backward."""
+    """The compiled loop and the adjoint-scan strategies keep every h^(t) once and the
+    log-softmax output; the scans' tau B H^2 Jacobians live only inside the forward or
+    the backward."""
     return (T * B * H + (B * O if model == "single_output" else T * B * O)) * i + i
 
 
@@ -519,6 +539,8 @@ class Strategy:
     # its gradient is taken during the forward: forward and backward cannot be timed apart
     grad_in_forward: Callable[[dict], bool] = lambda options: False
     saved_bytes: Callable[..., int] = _saved_elman  # bytes kept for backward (above)
+    # called with the device before the first call (building compiled code, say)
+    prepare: Callable[[str], None] | None = None
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -526,6 +548,8 @@ STRATEGIES: dict[str, Strategy] = {
     for s in (
         Strategy("bptt", bptt, ("elman", "single_output", "jordan"), _tau, "O(tau)", True),
         Strategy("bptt_fused", bptt_fused, ("elman", "single_output"), _tau, "O(tau)", True),
+        Strategy("bptt_compiled", bptt_compiled, ("elman", "single_output"), _tau, "O(tau)",
+                 True, saved_bytes=_saved_states, prepare=_prepare_compiled),
         Strategy("truncated_bptt", truncated_bptt, ("elman",), _tau, "O(k)", False, ("k",),
                  check=_positive("k", False), grad_in_forward=lambda o: True,
                  saved_bytes=_saved_eager),

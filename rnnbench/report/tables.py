@@ -16,7 +16,7 @@ CONFIG = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "de
 # What a timing is compared across: everything but model and strategy.
 SETTING = ["task_label", "batch", "hidden", "device", "threads", "dtype"]
 
-MEASURES = ("step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
+MEASURES = ("step_ms_median", "step_ms_iqr", "bound_ms", "bound_ratio", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
             "peak_bytes", "flops", "depth", "loss_tf", "loss_free", "acc_tf", "acc_free",
             "comm_ms_median")
 
@@ -24,6 +24,8 @@ MEASURES = ("step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median", "
 UNITS = {
     "step_ms_median": ("step time (ms)", 1.0),
     "step_ms_iqr": ("step IQR (ms)", 1.0),
+    "bound_ms": ("compute-bound (ms)", 1.0),
+    "bound_ratio": ("step / bound (×)", 1.0),
     "fwd_ms_median": ("forward (ms)", 1.0),
     "bwd_ms_median": ("backward (ms)", 1.0),
     "saved_bytes": ("saved (MiB)", 2.0 ** -20),
@@ -63,9 +65,19 @@ def aggregate(rows: pd.DataFrame, keys: list[str], measures=MEASURES) -> pd.Data
     return out[order + ["n_seeds"]].reset_index()
 
 
+def with_bound(rows: pd.DataFrame) -> pd.DataFrame:
+    """``bound_ms``: the step's FLOPs at the node's measured GEMM rate,
+    flops / (gemm_gflops * 1e9), in ms - the time of a compute-bound step; and
+    ``bound_ratio``: the step time over it (NaN where either is unknown)."""
+    rate = rows["gemm_gflops"] if "gemm_gflops" in rows.columns else np.nan
+    bound = rows["flops"] / (rate * 1e9) * 1e3
+    return rows.assign(bound_ms=bound, bound_ratio=rows["step_ms_median"] / bound)
+
+
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per model × strategy × τ (and the rest of the configuration): seeds aggregated."""
-    ok = ok_rows(rows)
+    """Per model × strategy × τ (and the rest of the configuration): seeds aggregated,
+    with the compute-bound time beside the step time (:func:`with_bound`)."""
+    ok = with_bound(ok_rows(rows))
     if ok.empty:
         return pd.DataFrame(columns=CONFIG + ["n_seeds"])
     table = aggregate(ok, CONFIG)
