@@ -135,35 +135,42 @@ class Cell:
         return cls(**config)
 
 
-# The keys of every row, in order.  Lists are stored as lists (Parquet list columns).
-ROW_KEYS = (
+# The keys of every row, in order, each with its type: the schema of ``results.parquet``
+# (rnnbench.store), so every run's file has the same column types, an all-null column too.
+# str, int, float (null when missing), json (a JSON object as text: the options),
+# timestamp (UTC; ISO 8601 text in a row file), list[...] (a Parquet list column).
+ROW_TYPES = {
     # identity and configuration
-    "cell_id", "model", "strategy", "strategy_options", "task", "task_options",
-    "tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads", "device",
-    "workers", "harness", "dtype", "train_steps", "lr", "repeats",
+    "cell_id": "str", "model": "str", "strategy": "str", "strategy_options": "json",
+    "task": "str", "task_options": "json", "tau": "int", "batch": "int", "hidden": "int",
+    "n_in": "int", "n_out": "int", "n_params": "int", "seed": "int", "threads": "int",
+    "device": "str", "workers": "int", "harness": "str", "dtype": "str", "train_steps": "int",
+    "lr": "float", "repeats": "int",
     # outcome
-    "status", "error",
+    "status": "str", "error": "str",
     # time (ms): full training step, and forward / backward apart
-    "step_ms_median", "step_ms_iqr", "step_ms_samples", "fwd_ms_median", "bwd_ms_median",
+    "step_ms_median": "float", "step_ms_iqr": "float", "step_ms_samples": "list[float]",
+    "fwd_ms_median": "float", "bwd_ms_median": "float",
     # memory (bytes)
-    "saved_bytes", "saved_bytes_expected", "peak_bytes", "peak_method",
+    "saved_bytes": "float", "saved_bytes_expected": "float", "peak_bytes": "float",
+    "peak_method": "str",
     # work and depth
-    "flops", "depth",
-    # loss (nats per token) and accuracy after train_steps of Adam
-    "loss_tf", "loss_free", "acc_tf", "acc_free", "train_curve",
-    "horizon_t", "horizon_loss_tf", "horizon_loss_free",
+    "flops": "float", "depth": "int",
+    # loss (nats per token) and accuracy after train_steps of Adam; the curve's points
+    # are (step, wall seconds, loss)
+    "loss_tf": "float", "loss_free": "float", "acc_tf": "float", "acc_free": "float",
+    "train_curve": "list[list[float]]", "horizon_t": "list[int]",
+    "horizon_loss_tf": "list[float]", "horizon_loss_free": "list[float]",
     # time-parallel (workers > 1): how the work was split, how many workers had any
-    "split", "workers_active", "comm_ms_median",
+    "split": "str", "workers_active": "int", "comm_ms_median": "float",
     # sweep context: how many other cells shared the node while this one ran
-    "neighbours", "attempt",
+    "neighbours": "int", "attempt": "int",
     # provenance
-    "python", "torch", "ray", "rnnbench", "git_commit", "host", "cpu_model", "gpu_name",
-    "timestamp", "wall_s",
-)
+    "python": "str", "torch": "str", "ray": "str", "rnnbench": "str", "git_commit": "str",
+    "host": "str", "cpu_model": "str", "gpu_name": "str", "timestamp": "timestamp",
+    "wall_s": "float",
+}
+ROW_KEYS = tuple(ROW_TYPES)
 
 # Columns that are numbers and may be missing (NaN in a frame, null in a row file).
-FLOAT_KEYS = (
-    "lr", "step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
-    "saved_bytes_expected", "peak_bytes", "flops", "loss_tf", "loss_free", "acc_tf", "acc_free",
-    "comm_ms_median", "wall_s",
-)
+FLOAT_KEYS = tuple(k for k, kind in ROW_TYPES.items() if kind == "float")

@@ -469,8 +469,18 @@ def _dry_run(job, out: Path, cpus: int) -> int:
     return 0
 
 
+# Configuration columns a job may vary (seed aside); the summary keeps those that vary.
+SUMMARY_KEYS = ("strategy_options", "task", "task_options", "tau", "batch", "hidden", "threads",
+                "device", "dtype", "workers", "harness", "train_steps", "lr", "repeats")
+
+
 def summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
-    """A table of the job's rows by model and strategy, the failures listed; and whether all ok."""
+    """A table of the job's rows, one line per configuration (model, strategy and the
+    columns that vary in the job; seeds together), the failures listed; and whether all ok.
+
+    ``step_ms_median`` is the median over the configuration's ok seeds of their
+    median step time: never a median across different τ or batch sizes.
+    """
     import pandas as pd
 
     from . import store
@@ -479,16 +489,19 @@ def summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
     if df.empty:
         return "no rows", False
     df = df[df["cell_id"].isin(cell_ids)]
-    keys = ["model", "strategy"]
-    has_time = "step_ms_median" in df.columns
-    grouped = df.groupby(keys, dropna=False)
+    keys = ["model", "strategy"] + [k for k in SUMMARY_KEYS if k in df.columns
+                                    and df[k].astype(str).nunique() > 1]
+    times = df["step_ms_median"].where(df["status"] == OK) if "step_ms_median" in df.columns \
+        else pd.Series(float("nan"), index=df.index)
+    grouped = df.assign(step_ms_median=times).groupby(keys, dropna=False)
     table = pd.DataFrame({
         "cells": grouped.size(),
         "ok": grouped["status"].apply(lambda s: int((s == OK).sum())),
-        "step_ms_median": (grouped["step_ms_median"].median() if has_time
-                           else pd.Series(dtype=float)),
+        "step_ms_median": grouped["step_ms_median"].median(),
     }).reset_index()
-    lines = [table.to_string(index=False, float_format=lambda v: f"{v:.3g}")]
+    lines = [table.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
+             "(step_ms_median: per line, the median over its ok seeds of each cell's median "
+             "training-step time in ms)"]
     bad = df[df["status"] != OK]
     if not bad.empty:
         cols = [c for c in ("cell_id", "model", "strategy", "tau", "status", "error")
@@ -512,6 +525,27 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
+def _run_on_ray(job, out: Path, args: argparse.Namespace) -> SweepResult:
+    """Connect to (or start) Ray, run the job's missing cells, let go of Ray."""
+    import ray
+
+    started = connect(args.address, args.num_cpus, args.dashboard)
+    _stop_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
+    try:
+        if args.exclusive and not ray.cluster_resources().get(EXCLUSIVE):
+            raise UsageError(
+                f"--exclusive: no node declares the {EXCLUSIVE} resource; start each node with "
+                f"ray start ... --resources='{{\"{EXCLUSIVE}\": 1}}'")
+        print(f"rnnbench run: {job.name}: {len(job.cells)} cells -> {out}", file=sys.stderr)
+        return run_sweep(job.cells, out, runner=args.runner, max_retries=args.max_retries,
+                         cell_timeout=args.cell_timeout, exclusive=args.exclusive,
+                         fresh=args.fresh, retry_failed=args.retry_failed,
+                         progress=not args.no_progress, desc=job.name)
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def main(args: argparse.Namespace) -> int:
     from . import jobs, store
 
@@ -526,23 +560,11 @@ def main(args: argparse.Namespace) -> int:
         return _dry_run(job, out, args.num_cpus or os.cpu_count() or 1)
     if not (args.runner and callable(args.runner)):
         resolve(args.runner)
-    import ray
-
-    started = connect(args.address, args.num_cpus, args.dashboard)
-    _stop_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
-    try:
-        if args.exclusive and not ray.cluster_resources().get(EXCLUSIVE):
-            raise UsageError(
-                f"--exclusive: no node declares the {EXCLUSIVE} resource; start each node with "
-                f"ray start ... --resources='{{\"{EXCLUSIVE}\": 1}}'")
-        print(f"rnnbench run: {job.name}: {len(job.cells)} cells -> {out}", file=sys.stderr)
-        result = run_sweep(job.cells, out, runner=args.runner, max_retries=args.max_retries,
-                           cell_timeout=args.cell_timeout, exclusive=args.exclusive,
-                           fresh=args.fresh, retry_failed=args.retry_failed,
-                           progress=not args.no_progress, desc=job.name)
-    finally:
-        if started:
-            ray.shutdown()
+    if not args.fresh and {c.cell_id for c in job.cells} <= _done_ids(out, args.retry_failed):
+        # every cell is stored: nothing to run, so no Ray to start (it costs seconds)
+        result = SweepResult(cells=len(job.cells), skipped=len(job.cells))
+    else:
+        result = _run_on_ray(job, out, args)
     text, all_ok = summary(out, {c.cell_id for c in job.cells})
     print(text)
     print(f"\n{job.name}: {result.ran} cell(s) run now, {result.skipped} already stored, "

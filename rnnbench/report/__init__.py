@@ -6,7 +6,8 @@ Python API::
     report = build_report("results/quick", "reports/quick", formats=("html", "md"))
     report.fits, report.claims, report.figures["time_vs_tau"]
 
-Command line: ``rnnbench report RESULTS_DIR [--out DIR] [--format html,md]``.
+Command line: ``rnnbench report RESULTS [--out DIR] [--format html,md]`` (RESULTS: a
+results folder or its ``results.parquet``).
 Modules: :mod:`.load` (rows), :mod:`.tables`, :mod:`.fit`, :mod:`.claims`,
 :mod:`.plots`, :mod:`.markdown` and :mod:`.html` (pages), :mod:`.env`.
 """
@@ -141,9 +142,11 @@ def _formats(formats) -> tuple[str, ...]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", metavar="RESULTS_DIR", help="a results folder (rnnbench run)")
+    parser.add_argument("results", metavar="RESULTS",
+                        help="a results folder (rnnbench run) or its results.parquet file")
     parser.add_argument("--out", metavar="DIR", default=None,
-                        help="where to write the report (default: RESULTS_DIR/report)")
+                        help="where to write the report (default: the results folder's "
+                             "report/, e.g. results/quick/report)")
     parser.add_argument("--format", default="html,md", metavar="html,md",
                         help="pages to write, comma-separated (default: html,md); "
                              "CSV tables and PNG/SVG plots are always written")
@@ -153,7 +156,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     formats = _formats(args.format)
-    out = Path(args.out) if args.out else Path(args.results) / "report"
+    results = Path(args.results)
+    out = Path(args.out) if args.out else (results.parent if results.is_file() else results) / "report"
     report = build_report(args.results, out, formats, args.embed_images)
     counts = report.claims["verdict"].value_counts()
     verdicts = ", ".join(f"{counts.get(v, 0)} {v}" for v in claims_mod.VERDICTS)
