@@ -1,11 +1,13 @@
 # rnnbench: two commands do all the set-up on a fresh machine.
 #   make quick   the main job: a quick sweep on embedded Ray, then its report
+#                (results/quick/ and results/quick/report/, both ignored by git;
+#                `make quick REPORT=reports/quick` regenerates the committed example)
 #   make test    the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 OUT    ?= results/quick
-REPORT ?= reports/quick
+REPORT ?= $(OUT)/report
 
 .PHONY: setup quick test
 

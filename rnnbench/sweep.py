@@ -411,6 +411,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"the per-cell function (default {DEFAULT_RUNNER})")
 
 
+def _quiet_opt_out_advice() -> None:
+    """Drop Ray 2.60's "Token authentication is enabled ... Set RAY_AUTH_MODE=disabled to
+    opt out" warning for the embedded Ray: authentication stays on (the default), and the
+    line read as advice to turn it off.  Every other Ray message is kept."""
+    import logging
+
+    class OptOutAdvice(logging.Filter):
+        def filter(self, record):
+            return "RAY_AUTH_MODE=disabled to opt out" not in record.getMessage()
+
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(type(f).__name__ == "OptOutAdvice" for f in log.filters):
+        log.addFilter(OptOutAdvice())
+
+
 def connect(address: str | None, num_cpus: int | None, dashboard: bool) -> bool:
     """Connect to Ray; return True when this call started an embedded instance."""
     import ray
@@ -426,6 +441,7 @@ def connect(address: str | None, num_cpus: int | None, dashboard: bool) -> bool:
                                  "a cluster given by --address/RAY_ADDRESS is used as it is")
             ray.init(address=address, log_to_driver=False)
             return False
+        _quiet_opt_out_advice()
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
                  resources={EXCLUSIVE: 1}, include_dashboard=dashboard,
                  dashboard_host="127.0.0.1", log_to_driver=False)
