@@ -62,7 +62,9 @@ class Report:
             ("speedup", "Speedup of Jordan + teacher forcing over Elman + BPTT",
              f"baseline time / teacher-forcing time, per τ and batch; times are {spread}.",
              self.speedup, tables.display(self.speedup)),
-            ("summary", "Every configuration", f"Measures are {spread} (n_seeds rows each).",
+            ("summary", "Every configuration", f"Measures are {spread} (n_seeds rows each); "
+             f"noisy: how many of its rows have a step-time IQR above "
+             f"{tables.NOISY_IQR:.0%} of the median (torch.utils.benchmark's warning).",
              self.summary, tables.display(self.summary)),
             ("workers", "Time-parallel runs", "speedup = time on one worker / time on N, both "
              "timed by the worker-group harness (no such 1-worker row: no speedup; the "
