@@ -104,12 +104,10 @@ def blank_note(shown: pd.DataFrame) -> str:
     """A sentence naming the display columns that are wholly empty, and why cells can be."""
     if shown.empty:
         return ""
-    empty = [str(c) for c in shown.columns
-             if shown[c].map(lambda v: v is None or (isinstance(v, float) and np.isnan(v))
-                             or str(v).strip() == "").all()]
-    some = [str(c) for c in shown.columns if c not in empty and shown[c].map(
-        lambda v: v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == ""
-    ).any()]
+    blank = shown.map(lambda v: v is None or (isinstance(v, float) and np.isnan(v))
+                      or str(v).strip() == "")
+    empty = [str(c) for c in shown.columns if blank[c].all()]
+    some = [str(c) for c in shown.columns if blank[c].any() and not blank[c].all()]
     if not empty and not some:
         return ""
     why = sorted({r for c in empty + some for k, r in BLANK_REASONS.items()
