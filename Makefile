@@ -2,14 +2,15 @@
 #   make quick   the main job: a quick sweep on embedded Ray, then its report
 #                (results/quick/ and results/quick/report/, both ignored by git;
 #                `make quick REPORT=reports/quick` regenerates the committed example)
-#   make test    the test suite
+#   make test       the whole test suite (what CI runs)
+#   make test-fast  the unit tests: no Ray, nothing marked slow (a couple of minutes)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 OUT    ?= results/quick
 REPORT ?= $(OUT)/report
 
-.PHONY: setup quick test
+.PHONY: setup quick test test-fast
 
 # The venv, with rnnbench installed editable and torch pinned by constraints.txt
 # (an unpinned torch would pull a multi-GB CUDA build).
@@ -27,3 +28,6 @@ quick: setup
 
 test: setup
 	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow and not ray"

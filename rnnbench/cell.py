@@ -1,8 +1,8 @@
 """One benchmark cell: a frozen configuration, its stable id, and the row it gives.
 
 Data flows one way: job -> cells -> rows -> report.  A :class:`Cell` is pure
-configuration; :func:`rnnbench.measure.run_cell` turns it into one tidy row
-(a dict whose keys are :data:`ROW_KEYS`).
+configuration; :func:`rnnbench.runner.run_cell` turns it into one tidy row
+(a dict whose keys are :data:`rnnbench.rows.ROW_KEYS`); docs/design.md.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import strategies, tasks
-from .errors import UsageError
+from .errors import UsageError, check_int
 from .models import MODELS
 
 DEVICES = ("cpu", "cuda")
@@ -39,11 +39,6 @@ def _frozen(options: Any, field: str) -> tuple:
         if not isinstance(value, (str, int, float, bool, type(None))):
             raise UsageError(f"{field}.{key}: must be a number, string or boolean, got {value!r}")
     return tuple(sorted(options.items()))
-
-
-def _int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UsageError(f"{name}: must be an integer >= {low}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -75,9 +70,9 @@ class Cell:
         object.__setattr__(self, "task_options", _frozen(self.task_options, "task_options"))
         if self.model not in MODELS:
             raise UsageError(f"model: unknown model {self.model!r}; allowed: {', '.join(MODELS)}")
-        strategies.check(self.model, self.strategy, dict(self.strategy_options))
-        if isinstance(self.tau, int) and not isinstance(self.tau, bool) and self.tau >= 1:
-            strategies.check_option_values(self.strategy, dict(self.strategy_options), self.tau)
+        tau_ok = isinstance(self.tau, int) and not isinstance(self.tau, bool) and self.tau >= 1
+        strategies.check(self.model, self.strategy, dict(self.strategy_options),
+                         self.tau if tau_ok else None)
         task = tasks.make(self.task, **dict(self.task_options))
         if task.single_output != (self.model == "single_output"):
             raise UsageError(
@@ -87,7 +82,7 @@ class Cell:
             )
         for name, low in (("tau", 1), ("batch", 1), ("hidden", 1), ("seed", 0),
                           ("threads", 1), ("workers", 1), ("train_steps", 0), ("repeats", 1)):
-            _int(name, getattr(self, name), low)
+            check_int(name, getattr(self, name), low)
         if self.device not in DEVICES:
             raise UsageError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.harness not in HARNESSES:
@@ -123,6 +118,11 @@ class Cell:
         """Timed by the worker-group harness (rnnbench.timeparallel), not in-process."""
         return self.workers > 1 or self.harness == "group"
 
+    @property
+    def depth(self) -> int:
+        """The strategy's sequential depth at this tau and these options."""
+        return strategies.get(self.strategy).depth(self.tau, **dict(self.strategy_options))
+
     def make_task(self) -> tasks.Task:
         return tasks.make(self.task, **dict(self.task_options))
 
@@ -133,44 +133,3 @@ class Cell:
         if unknown:
             raise UsageError(f"{unknown[0]}: unknown cell field; allowed: {', '.join(sorted(known))}")
         return cls(**config)
-
-
-# The keys of every row, in order, each with its type: the schema of ``results.parquet``
-# (rnnbench.store), so every run's file has the same column types, an all-null column too.
-# str, int, float (null when missing), json (a JSON object as text: the options),
-# timestamp (UTC; ISO 8601 text in a row file), list[...] (a Parquet list column).
-ROW_TYPES = {
-    # identity and configuration
-    "cell_id": "str", "model": "str", "strategy": "str", "strategy_options": "json",
-    "task": "str", "task_options": "json", "tau": "int", "batch": "int", "hidden": "int",
-    "n_in": "int", "n_out": "int", "n_params": "int", "seed": "int", "threads": "int",
-    "device": "str", "workers": "int", "harness": "str", "dtype": "str", "train_steps": "int",
-    "lr": "float", "repeats": "int",
-    # outcome
-    "status": "str", "error": "str",
-    # time (ms): full training step, and forward / backward apart
-    "step_ms_median": "float", "step_ms_iqr": "float", "step_ms_samples": "list[float]",
-    "fwd_ms_median": "float", "bwd_ms_median": "float",
-    # memory (bytes)
-    "saved_bytes": "float", "saved_bytes_expected": "float", "peak_bytes": "float",
-    "peak_method": "str",
-    # work and depth
-    "flops": "float", "depth": "int",
-    # loss (nats per token) and accuracy after train_steps of Adam; the curve's points
-    # are (step, wall seconds, loss)
-    "loss_tf": "float", "loss_free": "float", "acc_tf": "float", "acc_free": "float",
-    "train_curve": "list[list[float]]", "horizon_t": "list[int]",
-    "horizon_loss_tf": "list[float]", "horizon_loss_free": "list[float]",
-    # time-parallel (workers > 1): how the work was split, how many workers had any
-    "split": "str", "workers_active": "int", "comm_ms_median": "float",
-    # sweep context: how many other cells shared the node while this one ran
-    "neighbours": "int", "attempt": "int",
-    # provenance
-    "python": "str", "torch": "str", "ray": "str", "rnnbench": "str", "git_commit": "str",
-    "host": "str", "cpu_model": "str", "gpu_name": "str", "timestamp": "timestamp",
-    "wall_s": "float",
-}
-ROW_KEYS = tuple(ROW_TYPES)
-
-# Columns that are numbers and may be missing (NaN in a frame, null in a row file).
-FLOAT_KEYS = tuple(k for k, kind in ROW_TYPES.items() if kind == "float")

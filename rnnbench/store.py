@@ -6,7 +6,7 @@ Layout of a results folder ``DIR``::
     DIR/results.parquet       all rows, rewritten by :func:`consolidate`
 
 ``results.parquet`` has one column per row key, each with the type the row schema
-declares (:data:`rnnbench.cell.ROW_TYPES`) even when every value is null, so any
+declares (:data:`rnnbench.rows.SCHEMA`) even when every value is null, so any
 number of runs read together (pandas, ``pyarrow.dataset``, DuckDB, Polars).  The
 options (``strategy_options``, ``task_options``) are JSON text, ``timestamp`` a UTC
 timestamp, the list columns Parquet lists.
@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .cell import FLOAT_KEYS, ROW_KEYS, ROW_TYPES
+from .rows import FLOAT_KEYS, ROW_KEYS, SCHEMA
 
 ROWS = "rows"
 PARQUET = "results.parquet"
@@ -223,7 +223,7 @@ def consolidate(out: str | Path) -> Path | None:
         return None
     columns = list(df.columns) + [k for k in ROW_KEYS if k not in df.columns]
     table = pa.table({col: _column(df[col].tolist() if col in df.columns else [None] * len(df),
-                                   ROW_TYPES.get(col)) for col in columns})
+                                   SCHEMA.get(col)) for col in columns})
     path = Path(out) / PARQUET
     fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{PARQUET}.", suffix=".tmp")
     os.close(fd)

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rnnbench import store
-from rnnbench.cell import ROW_KEYS
+from rnnbench.rows import ROW_KEYS
 from rnnbench.errors import UsageError
 from rnnbench.report import load as report_load
 from report_synthetic import _row
