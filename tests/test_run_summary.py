@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rnnbench import cli, jobs, store, sweep
-from rnnbench.measure import base_row
+from rnnbench.rows import base_row
 
 JOB = """name: tiny
 fixed: {model: elman, strategy: bptt, hidden: 4, task: delayed_recall, repeats: 1}

@@ -95,8 +95,8 @@ BLANK_REASONS = {
     "comm": "only time-parallel rows (worker-group harness) have a communication time",
     "speedup": "a speedup needs both sides measured at the same setting",
     "one": "no 1-worker row of the same harness to compare with",
-    "bptt": "no Elman + BPTT row at that setting",
-    "tau cross": "no cross-over inside the τ range measured",
+    "bptt": "no Elman + BPTT (or fused) row at that setting",
+    "tau_cross": "no cross-over inside the τ range measured",
 }
 
 
