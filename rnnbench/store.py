@@ -166,6 +166,7 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
 
 ARROW_TYPES = {
     "str": pa.string(), "json": pa.string(), "int": pa.int64(), "float": pa.float64(),
+    "bool": pa.bool_(),
     "timestamp": pa.timestamp("s", tz="UTC"), "list[float]": pa.list_(pa.float64()),
     "list[int]": pa.list_(pa.int64()), "list[list[float]]": pa.list_(pa.list_(pa.float64())),
 }
@@ -190,6 +191,10 @@ def _typed(value, kind: str):
         return int(value)
     if kind == "float":
         return float(value)
+    if kind == "bool":
+        if value not in (True, False, 0, 1):
+            raise ValueError(f"{value!r} is not a boolean")
+        return bool(value)
     if kind == "timestamp":
         stamp = pd.Timestamp(value)
         return (stamp.tz_localize("UTC") if stamp.tzinfo is None
