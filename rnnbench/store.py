@@ -7,6 +7,12 @@ Layout of a results folder ``DIR``::
     DIR/results.parquet       all rows, rewritten by :func:`consolidate`
     DIR/.rnnbench.lock        held (``flock``) by the one ``rnnbench run`` writing here
 
+``results.parquet`` has one column per row key, each with the type the row schema
+declares (:data:`rnnbench.rows.SCHEMA`) even when every value is null, so any
+number of runs read together (pandas, ``pyarrow.dataset``, DuckDB, Polars).  The
+options (``strategy_options``, ``task_options``) are JSON text, ``timestamp`` a UTC
+timestamp, the list columns Parquet lists.
+
 A row file appears whole or not at all, so a run killed at any moment leaves
 only complete rows, and a rerun skips them.  A row counts as stored only when
 it parses as a JSON object whose ``cell_id`` is its file name and that has
@@ -34,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import UsageError
-from .rows import FLOAT_KEYS, ROW_KEYS
+from .rows import FLOAT_KEYS, ROW_KEYS, SCHEMA
 
 ROWS = "rows"
 BROKEN = ".broken"
@@ -254,17 +260,74 @@ def load(out: str | Path) -> pd.DataFrame:
     if _row_files(out):
         return frame(read_rows(out))
     if (out / PARQUET).is_file():
-        return _tidy(pq.read_table(out / PARQUET).to_pandas())
+        return read_parquet(out / PARQUET)
     return frame([])
 
 
-def _column(values: list):
-    """A pyarrow array for one column; JSON text where types are too mixed."""
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """One ``results.parquet`` file as a tidy frame (the timestamp as ISO text, as in
+    a row file, so the frame has the same shape whatever the source)."""
+    df = pq.read_table(path).to_pandas()
+    for col in df.columns:
+        if isinstance(df[col].dtype, pd.DatetimeTZDtype):
+            df[col] = df[col].map(lambda t: None if pd.isna(t) else t.isoformat())
+    return _tidy(df)
+
+
+ARROW_TYPES = {
+    "str": pa.string(), "json": pa.string(), "int": pa.int64(), "float": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("s", tz="UTC"), "list[float]": pa.list_(pa.float64()),
+    "list[int]": pa.list_(pa.int64()), "list[list[float]]": pa.list_(pa.list_(pa.float64())),
+}
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT
+
+
+def _typed(value, kind: str):
+    """One value as the Python value of its declared kind (None when missing)."""
+    if _missing(value):
+        return None
+    if kind == "json":
+        return value if isinstance(value, str) else json.dumps(value, sort_keys=True,
+                                                                default=_plain)
+    if kind == "str":
+        return str(value)
+    if kind == "int":
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{value!r} is not an integer")
+        return int(value)
+    if kind == "float":
+        return float(value)
+    if kind == "bool":
+        if value not in (True, False, 0, 1):
+            raise ValueError(f"{value!r} is not a boolean")
+        return bool(value)
+    if kind == "timestamp":
+        stamp = pd.Timestamp(value)
+        return (stamp.tz_localize("UTC") if stamp.tzinfo is None
+                else stamp.tz_convert("UTC")).to_pydatetime()
+    inner = kind[len("list["):-1]  # list[...]
+    return [_typed(v, inner) for v in _listify(value)]
+
+
+def _column(values: list, kind: str | None):
+    """A pyarrow array for one column, of its declared type; a column the schema does
+    not know is inferred (JSON text where types are too mixed, strings when all null)."""
+    if kind is not None:
+        try:
+            return pa.array([_typed(v, kind) for v in values], type=ARROW_TYPES[kind])
+        except (TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
+            warnings.warn(f"{PARQUET}: a value does not fit its declared type {kind} "
+                          f"({exc}); the column is written as inferred", stacklevel=3)
     try:
-        return pa.array(values, from_pandas=True)
+        array = pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-        return pa.array([None if v is None or (isinstance(v, float) and math.isnan(v))
-                         else json.dumps(v, default=_plain) for v in values], type=pa.string())
+        array = pa.array([None if _missing(v) else json.dumps(v, default=_plain)
+                          for v in values], type=pa.string())
+    return array.cast(pa.string()) if pa.types.is_null(array.type) else array
 
 
 def consolidate(out: str | Path) -> Path | None:
@@ -273,7 +336,9 @@ def consolidate(out: str | Path) -> Path | None:
     df = load_rows_only(out)
     if df.empty:
         return None
-    table = pa.table({col: _column(df[col].tolist()) for col in df.columns})
+    columns = list(df.columns) + [k for k in ROW_KEYS if k not in df.columns]
+    table = pa.table({col: _column(df[col].tolist() if col in df.columns else [None] * len(df),
+                                   SCHEMA.get(col)) for col in columns})
     path = Path(out) / PARQUET
     fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{PARQUET}.", suffix=".tmp")
     os.close(fd)

@@ -458,6 +458,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"the per-cell function (default {DEFAULT_RUNNER})")
 
 
+def _quiet_opt_out_advice() -> None:
+    """Drop Ray 2.60's "Token authentication is enabled ... Set RAY_AUTH_MODE=disabled to
+    opt out" warning for the embedded Ray: authentication stays on (the default), and the
+    line read as advice to turn it off.  Every other Ray message is kept."""
+    import logging
+
+    class OptOutAdvice(logging.Filter):
+        def filter(self, record):
+            return "RAY_AUTH_MODE=disabled to opt out" not in record.getMessage()
+
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(type(f).__name__ == "OptOutAdvice" for f in log.filters):
+        log.addFilter(OptOutAdvice())
+
+
 def connect(address: str | None, num_cpus: int | None, dashboard: bool,
             max_retries: int = 3) -> bool:
     """Connect to Ray; return True when this call started an embedded instance.
@@ -490,6 +505,7 @@ def connect(address: str | None, num_cpus: int | None, dashboard: bool,
                                  "a cluster given by --address/RAY_ADDRESS is used as it is")
             ray.init(address=address, log_to_driver=False)
             return False
+        _quiet_opt_out_advice()
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
                  resources={EXCLUSIVE: 1}, include_dashboard=dashboard,
                  dashboard_host="127.0.0.1", log_to_driver=False,
@@ -547,8 +563,18 @@ def _dry_run(job, out: Path, cpus: int, fresh: bool = False, exclusive: bool = F
     return 0
 
 
+# Configuration columns a job may vary (seed aside); the summary keeps those that vary.
+SUMMARY_KEYS = ("strategy_options", "task", "task_options", "tau", "batch", "hidden", "threads",
+                "device", "dtype", "workers", "harness", "train_steps", "lr", "repeats")
+
+
 def summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
-    """A table of the job's rows by model and strategy, the failures listed; and whether all ok."""
+    """A table of the job's rows, one line per configuration (model, strategy and the
+    columns that vary in the job; seeds together), the failures listed; and whether all ok.
+
+    ``step_ms_median`` is the median over the configuration's ok seeds of their
+    median step time: never a median across different τ or batch sizes.
+    """
     import pandas as pd
 
     from . import store
@@ -557,16 +583,19 @@ def summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
     if df.empty:
         return "no rows", False
     df = df[df["cell_id"].isin(cell_ids)]
-    keys = ["model", "strategy"]
-    has_time = "step_ms_median" in df.columns
-    grouped = df.groupby(keys, dropna=False)
+    keys = ["model", "strategy"] + [k for k in SUMMARY_KEYS if k in df.columns
+                                    and df[k].astype(str).nunique() > 1]
+    times = df["step_ms_median"].where(df["status"] == OK) if "step_ms_median" in df.columns \
+        else pd.Series(float("nan"), index=df.index)
+    grouped = df.assign(step_ms_median=times).groupby(keys, dropna=False)
     table = pd.DataFrame({
         "cells": grouped.size(),
         "ok": grouped["status"].apply(lambda s: int((s == OK).sum())),
-        "step_ms_median": (grouped["step_ms_median"].median() if has_time
-                           else pd.Series(dtype=float)),
+        "step_ms_median": grouped["step_ms_median"].median(),
     }).reset_index()
-    lines = [table.to_string(index=False, float_format=lambda v: f"{v:.3g}")]
+    lines = [table.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
+             "(step_ms_median: per line, the median over its ok seeds of each cell's median "
+             "training-step time in ms)"]
     bad = df[df["status"] != OK]
     if not bad.empty:
         cols = [c for c in ("cell_id", "model", "strategy", "tau", "status", "error")
@@ -627,7 +656,13 @@ def main(args: argparse.Namespace) -> int:
     runner = resolve(args.runner)
     store.check_writable(out)  # before Ray starts: a bad --out costs nothing
     with store.locked(out):    # a second run on the same folder stops here, at once
-        result = _run_on_ray(job, out, args, runner)
+        if not args.fresh and {c.cell_id for c in job.cells} <= _done_ids(out, args.retry_failed):
+            # every cell is stored: nothing to run, so no Ray to start (it costs seconds)
+            result = SweepResult(cells=len(job.cells), skipped=len(job.cells))
+            if store.parquet_stale(out):
+                store.consolidate(out)
+        else:
+            result = _run_on_ray(job, out, args, runner)
     text, all_ok = summary(out, {c.cell_id for c in job.cells})
     print(text)
     print(f"\n{job.name}: {result.ran} cell(s) run now, {result.skipped} already stored, "

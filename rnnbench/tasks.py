@@ -43,8 +43,11 @@ class Task:
     single_output: bool = False
     options: dict = field(default_factory=dict, compare=False)
 
-    def batch(self, tau: int, batch: int, seed: int = 0, dtype=torch.float64,
+    def batch(self, tau: int, batch: int, seed: int = 0, dtype=None,
               device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """x in ``dtype`` (default: torch's default dtype, float32 unless changed: a
+        model's), y int64."""
+        dtype = torch.get_default_dtype() if dtype is None else dtype
         check_int("tau", tau)
         check_int("batch", batch)
         gen = torch.Generator().manual_seed(int(seed))

@@ -179,3 +179,20 @@ def test_bad_sizes(tau, batch, pattern):
 def test_bad_task_arguments(call, pattern):
     with pytest.raises(UsageError, match=pattern):
         call()
+
+
+def test_batch_defaults_to_the_default_dtype_so_a_model_takes_it_as_is():
+    from rnnbench import strategies
+    from rnnbench.models import build
+
+    task = tasks.make("delayed_recall")
+    x, y = task.batch(8, 2, seed=0)
+    assert x.dtype == torch.get_default_dtype() == torch.float32
+    model = build("elman", task.n_in, 4, task.n_out)
+    strategies.loss(model, x, y, "bptt").backward()
+    before = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        assert task.batch(8, 2, seed=0)[0].dtype == torch.float64
+    finally:
+        torch.set_default_dtype(before)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .markdown import CAPTIONS, INTRO, run_columns
 from .plots import PLOTS
+from .tables import blank_note
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1em 2em;
@@ -116,7 +117,9 @@ def write(report, out: Path, embed: bool = False) -> list[Path]:
     files = []
     sections = []
     for name, title, note, _, shown in report.tables():
-        body = f'<p class="note">{html.escape(note)}</p>{table(shown)}'
+        after = blank_note(shown) if name != "failed" else ""
+        body = f'<p class="note">{html.escape(note)}</p>{table(shown)}' + (
+            f'<p class="note">{html.escape(after)}</p>' if after else "")
         (out / "tables" / f"{name}.html").write_text(page(title, report.env, body))
         files.append(out / "tables" / f"{name}.html")
         count = f" ({len(shown)})" if name == "failed" else ""

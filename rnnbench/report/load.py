@@ -1,7 +1,8 @@
 """Read a results folder (or take a DataFrame) and tidy it for reporting.
 
-``load(source)`` reads a folder with :func:`rnnbench.store.load`.  The frame it
-returns has every :data:`rnnbench.rows.ROW_KEYS` column, numbers as numbers,
+``load(source)`` reads a folder with :func:`rnnbench.store.load`, or one
+``results.parquet`` file.  The frame it returns has every
+:data:`rnnbench.rows.ROW_KEYS` column, numbers as numbers,
 list columns as Python lists, and a few derived label columns.
 """
 
@@ -27,8 +28,15 @@ def load(source) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
         return tidy(source, "frame")
     path = Path(source)
+    if path.is_file():
+        if path.suffix != ".parquet":
+            raise UsageError(f"{path}: not a results folder or a {store.PARQUET} file")
+        try:
+            return tidy(store.read_parquet(path), str(path))
+        except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError: not Parquet
+            raise UsageError(f"{path}: cannot read it as Parquet ({exc})") from None
     if not path.is_dir():
-        raise UsageError(f"{path}: no such results folder")
+        raise UsageError(f"{path}: no such results folder or {store.PARQUET} file")
     if not any((path / "rows").glob("*.json")) and not (path / store.PARQUET).is_file():
         raise UsageError(f"{path}: not a results folder (no rows/*.json or {store.PARQUET})")
     listing = store.scan(path)

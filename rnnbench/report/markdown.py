@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .plots import PLOTS
+from .tables import blank_note
 
 CAPTIONS = {
     "time_vs_tau": "Training step time vs τ, with the fitted power law of each model + strategy.",
@@ -82,7 +83,8 @@ def write(report, out: Path) -> list[Path]:
         else:
             body.append(f"*{CAPTIONS[name]}* — not measured: the results hold no rows for it.\n")
     for name, title, note, _, shown in report.tables():
-        text = f"{note}\n\n{table(shown)}"
+        after = blank_note(shown) if name != "failed" else ""
+        text = f"{note}\n\n{table(shown)}" + (f"\n{after}\n" if after else "")
         (out / "tables" / f"{name}.md").write_text(page(title, report.env, text))
         files.append(out / "tables" / f"{name}.md")
         body.append(f"## {title}\n\n{text}\nCSV: [tables/{name}.csv](tables/{name}.csv)\n")
