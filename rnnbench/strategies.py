@@ -294,12 +294,24 @@ def _teacher_forced(model: Jordan, x, y) -> torch.Tensor:
     return model.output(torch.tanh(a))
 
 
-def teacher_forcing(model, x, y, chunk: int | None = None):
+def hold_w_zero(model: Jordan) -> None:
+    """W = 0, frozen (no gradient): a = b + U x^(t), the fed-back f^(t-1) reaches nothing."""
+    with torch.no_grad():
+        model.W.zero_()
+    model.W.requires_grad_(False)
+
+
+def teacher_forcing(model, x, y, chunk: int | None = None, w_zero: bool = False):
     """The true y^(t-1) is fed back, so all tau steps run as one batched computation.
 
     Depth 1.  With ``chunk`` the steps are processed ``chunk`` at a time, each
     chunk's gradient computed at once, so activation memory is O(chunk).
+    ``w_zero``: the no-feedback control — the model's W is held at 0 (:func:`hold_w_zero`),
+    so its teacher-forced and free-running losses are equal by construction and the
+    teacher-forced loss shows what the input alone is worth.
     """
+    if w_zero:
+        hold_w_zero(model)
     if chunk is None:
         return _nll(_teacher_forced(model, x, y), y)
     chunk = _positive_int("chunk", chunk)
@@ -405,7 +417,7 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("checkpointed_bptt", checkpointed_bptt, ("elman", "single_output"),
                  lambda tau, **_: 2 * tau, "O(sqrt(tau))", True, ("segments", "impl")),
         Strategy("teacher_forcing", teacher_forcing, ("jordan",), lambda tau, **_: 1,
-                 "O(tau)", True, ("chunk",)),
+                 "O(tau)", True, ("chunk", "w_zero")),
         Strategy("free_running", free_running, ("jordan",), _tau, "O(tau)", True,
                  ("feedback", "seed")),
         Strategy("scheduled_sampling", scheduled_sampling, ("jordan",), _tau, "O(tau)", True,
@@ -460,6 +472,8 @@ def check_option_values(strategy: str, options: dict, tau: int | None = None) ->
                              f"allowed: {', '.join(CHECKPOINT_IMPLS)}")
     if strategy == "teacher_forcing" and o.get("chunk") is not None:
         _positive_int("chunk", o["chunk"])
+    if "w_zero" in o and not isinstance(o["w_zero"], bool):
+        raise UsageError(f"w_zero: must be true or false, got {o['w_zero']!r}")
     if "feedback" in o:
         _feedback(o["feedback"], None)
     if "seed" in o:

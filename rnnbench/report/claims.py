@@ -1,18 +1,24 @@
 """Each claim of the chapter beside the measured evidence and a verdict.
 
-A verdict is ``holds``, ``does not hold`` or ``not measured`` — decided by a
-rule written next to it (thresholds in :class:`Rules`), never guessed: when
-the rows needed are missing, or too noisy to decide, the verdict is
-``not measured`` and the evidence says why. Timings are compared through
-intervals (the quartiles of the raw samples), never as two single medians.
-A claim that the results only echo — a constant of the strategy registry —
-gets ``by construction``: true by how the code is written, not measured.
+A claim is a :class:`Rule`: its text, the rule that decides it, the evidence gate it
+needs, and the decision function — in one place, and the page prints the rule and
+the gate the code applies. A verdict is ``holds``, ``does not hold`` or ``not
+measured`` (below the gate, or an interval that straddles the threshold; the
+evidence says which); ``by construction`` marks a constant of the strategy registry.
+
+Intervals are 95% confidence intervals over independent repetitions (see
+:mod:`.intervals`): seeds for losses and accuracies; for speedups the paired block
+ratios of a cell timed against its ``baseline`` in one process, or, for two sides
+timed in separate cells, the seeds of both sides. The spread inside one cell is never
+an interval. Public entry point: :func:`evaluate` (rows -> list of :class:`Claim`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -20,255 +26,548 @@ import pandas as pd
 from .. import tasks
 from ..errors import UsageError
 from . import load
-from .fit import t_quantile
-from .tables import SETTING as SETTING_COLS
+from .fit import overhead_fit, power_fit
+from .intervals import Interval, diff_ci, mean_ci, ratio_ci
 from .tables import ok_rows, single
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
 BY_CONSTRUCTION = "by construction"
 VERDICTS = (HOLDS, FAILS, NOT_MEASURED, BY_CONSTRUCTION)
+BPTTS = ("bptt", "bptt_fused", "bptt_compiled")  # the sequential BPTT implementations
+DEERS = ("deer", "quasi_deer")
+SELF_FEEDING = ("free_running", "scheduled_sampling")  # Jordan strategies fed their own outputs
+
+METHOD = (
+    "Intervals are 95% confidence intervals over independent repetitions: over seeds "
+    "(Student's t; Welch's for a difference of two means) for losses and accuracies; for a "
+    "speedup, the t-interval of the mean log ratio over the paired blocks of a cell timed "
+    "against its baseline in one process (A B A B …), or, when the two sides were timed in "
+    "separate cells, over the seeds of both sides. The spread inside one cell is never used "
+    "as an interval. A claim judged 'in every setting' holds only when every setting that "
+    "passes its evidence gate holds; settings below the gate are listed as not judged. "
+    "O(τ) laws: T = a + b·τ + c·τ² weighted by 1/T², over timing cells only (no training "
+    "cells); linear when the τ² term's share of the time at the largest τ has its 95% "
+    "interval inside the stated band and the fixed cost a of T = a + b·τ is not below 0.")
 
 
 @dataclass(frozen=True)
 class Rules:
-    """The thresholds every verdict is decided by (shown on the claims page)."""
+    """The thresholds and evidence gates every verdict is decided by (shown on the page)."""
 
-    exponent_tol: float = 0.15       # |k - 1| within this: linear in τ
-    max_ci_halfwidth: float = 0.25   # a wider 95% interval decides nothing
+    linear_band: float = 0.2         # |τ² share of T(τ_max)| within this: linear in τ
+    min_taus: int = 3                # distinct τ per fit
+    min_tau_ratio: float = 8.0       # τ_max / τ_min per fit
+    min_cells: int = 4               # cells per fit: one residual degree of freedom at least
+    min_seeds: int = 3               # seeds per side of a loss or accuracy verdict
+    min_train_steps: int = 200       # training steps per loss or accuracy verdict
+    min_pairs: int = 3               # paired block ratios per speedup
     no_gain: float = 1.1             # a speedup at or below this is no speedup
-    faster: float = 1.0              # a speedup above this: faster on one device
-    # Speedups are decided from the interval [q1(base)/q3(new), q3(base)/q1(new)] of the
-    # raw samples' quartiles: only an interval clear of the threshold decides.
+    faster: float = 1.0              # a speedup above this: faster
     accuracy_gap: float = 0.05       # accuracy difference that counts as a gap
     learned_margin: float = 0.05     # above chance by this much: the task was learned
     solved: float = 0.9              # accuracy that counts as solving a task
-    negligible_nats: float = 0.01    # a loss gap below this (nats/token) is no gap
+    negligible_nats: float = 0.01    # a loss difference below this (nats/token) is none
+    growth: float = 0.5              # iterations growing slower than τ^this: bounded k
+    contracting: float = 1.0         # spectral radius below this: contracting dynamics
 
 
 @dataclass(frozen=True)
-class Evidence:
-    """What the claims are judged on: the tidy rows and the derived tables."""
+class Decision:
+    verdict: str
+    value: float = math.nan
+    unit: str = ""
+    evidence: str = ""
+    cells: pd.DataFrame | None = None
 
-    rows: pd.DataFrame
-    fits: pd.DataFrame
-    speedup: pd.DataFrame
-    crossover: pd.DataFrame
-    workers: pd.DataFrame
-    rules: Rules = field(default_factory=Rules)
+
+@dataclass(frozen=True)
+class Rule:
+    """A claim with its rule text, its evidence gate and the function that decides it."""
+
+    key: str
+    source: str                                   # "chapter", "consequence", "common belief"
+    text: str                                     # the claim, as quoted
+    how: Callable[[Rules], str]                   # the decision rule, in words
+    gate: Callable[[Rules], str]                  # the evidence needed, in words
+    decide: Callable[[pd.DataFrame, Rules], Decision]
 
 
 @dataclass(frozen=True)
 class Claim:
+    """One verdict record (a row of the claims table)."""
+
     key: str
-    source: str      # "chapter", "consequence" or "common belief"
+    source: str
     claim: str
-    rule: str        # how the verdict is decided
+    rule: str
+    gate: str
     verdict: str
-    value: float     # the headline number
+    value: float
     unit: str
-    evidence: str    # the number(s) in words, with the cells they come from
-    cells: int       # how many result rows were used
+    evidence: str
+    cells: int
     cell_ids: tuple = ()
 
 
-def _claim(key, source, text, rule, verdict, value=math.nan, unit="", evidence="",
-           cells=None) -> Claim:
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict: {verdict!r} is not one of {VERDICTS}")
-    ids = tuple(sorted(cells["cell_id"].dropna().astype(str))) if cells is not None else ()
-    n = len(cells) if cells is not None else 0
-    return Claim(key, source, text, rule, verdict, float(value), unit, evidence, n, ids)
+# --------------------------------------------------------------------------- helpers
 
 
 def _g(x: float) -> str:
-    return f"{x:.3g}" if np.isfinite(x) else "n/a"
+    return f"{x:.3g}" if x is not None and np.isfinite(x) else "n/a"
 
 
-def _setting(row) -> str:
-    return (f"{row['task_label']}, B={row['batch']:g}, H={row['hidden']:g}, "
-            f"{row['device']}×{row['threads']:g} thr")
+def _col(rows: pd.DataFrame, name: str, default=np.nan) -> pd.Series:
+    """A column, or ``default`` everywhere when the rows predate it."""
+    return rows[name] if name in rows.columns else pd.Series(default, index=rows.index,
+                                                             dtype=object)
 
 
-# --------------------------------------------------------------------------- exponents
+def _num(rows: pd.DataFrame, name: str) -> pd.Series:
+    return pd.to_numeric(_col(rows, name), errors="coerce")
 
 
-def _exponent_verdict(f, rules: Rules, target: float) -> str:
-    half = (f["ci_high"] - f["ci_low"]) / 2
-    if not np.isfinite(half) or half > rules.max_ci_halfwidth:
-        return NOT_MEASURED
-    return HOLDS if abs(f["exponent"] - target) <= rules.exponent_tol else FAILS
+def _baseline(rows: pd.DataFrame) -> pd.Series:
+    """The baseline overrides of each row as canonical JSON ('' for none)."""
+    def canon(value):
+        opts = {k: v for k, v in load.options(value).items() if k}
+        return json.dumps(opts, sort_keys=True) if opts else ""
+    return _col(rows, "baseline", None).map(canon)
 
 
-def _combine(verdicts: list[str]) -> str:
-    """Every conclusive part must hold; any that does not hold decides."""
+def _ratios(rows: pd.DataFrame) -> list[float]:
+    return [float(r) for v in _col(rows, "speedup_samples", None) for r in load.as_list(v)
+            if isinstance(r, (int, float)) and np.isfinite(r)]
+
+
+def _truth(value) -> bool | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def _setting(row, keys=("task_label", "batch", "hidden", "threads")) -> str:
+    names = {"task_label": "", "batch": "B=", "hidden": "H=", "threads": "threads=",
+             "tau": "τ=", "workers": "workers=", "rho": "ρ=", "strategy_label": "",
+             "model": ""}
+    parts = []
+    for k in keys:
+        v = row.get(k) if hasattr(row, "get") else row[k]
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            v = "default" if k == "rho" else "?"
+        parts.append(f"{names.get(k, k + '=')}{v:g}" if isinstance(v, (int, float))
+                     and not isinstance(v, bool) else f"{names.get(k, k + '=')}{v}")
+    return ", ".join(parts)
+
+
+def _timing(rows: pd.DataFrame) -> pd.DataFrame:
+    """Timing cells: ok, untrained, timed in one process."""
+    ok = ok_rows(rows)
+    return ok[(ok["train_steps"].fillna(0) == 0) & single(ok)]
+
+
+def _trained(rows: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trained contenders, W = 0 controls): ok rows trained at least a little."""
+    ok = ok_rows(rows)
+    ok = ok[ok["train_steps"].fillna(0) > 0].copy()
+    ok["acc_gen"] = ok["acc_free"].fillna(ok["acc_tf"])
+    ok["loss_gen"] = ok["loss_free"].fillna(ok["loss_tf"])
+    control = ok["strategy_options"].map(
+        lambda o: _truth(load.options(o).get("w_zero")) is True).astype(bool)
+    return ok[~control], ok[control]
+
+
+def _gate_training(rows: pd.DataFrame, rules: Rules) -> str | None:
+    """Why rows of one side are below the loss gate (None: they pass)."""
+    if rows.empty:
+        return "no rows"
+    seeds = rows["seed"].nunique()
+    steps = rows["train_steps"].min()
+    if seeds < rules.min_seeds:
+        return f"{seeds} seed(s), the gate is {rules.min_seeds}"
+    if steps < rules.min_train_steps:
+        return f"{steps:g} training steps, the gate is {rules.min_train_steps}"
+    return None
+
+
+def every_setting(parts: list[tuple[str, str]]) -> str:
+    """'In every setting': holds only when each judged setting holds; one that does not
+    hold decides; any undecided setting leaves the claim not measured."""
+    verdicts = [v for v, _ in parts]
     if FAILS in verdicts:
         return FAILS
-    if HOLDS in verdicts:
+    if verdicts and all(v == HOLDS for v in verdicts):
         return HOLDS
     return NOT_MEASURED
 
 
-def _exponent_claim(ev: Evidence, key, text, measure, unit_name, strategies) -> Claim:
-    r = ev.rules
-    rule = (f"log-log slope of {unit_name} in τ (Elman, {' and '.join(strategies)}); holds when "
-            f"it is within 1 ± {r.exponent_tol} with a 95% CI narrower than "
-            f"± {r.max_ci_halfwidth}, in every setting")
-    fits = ev.fits[(ev.fits["model"] == "elman") & ev.fits["strategy_label"].isin(strategies)
-                   & (ev.fits["measure"] == measure)]
-    used = ok_rows(ev.rows)
-    used = used[(used["model"] == "elman") & used["strategy_label"].isin(strategies)
-                & single(used) & used[measure].notna()]
-    if fits.empty:
-        return _claim(key, "chapter", text, rule, NOT_MEASURED,
-                      evidence=f"no Elman {'/'.join(strategies)} rows with {unit_name} "
-                               "at two or more τ")
-    verdicts = [_exponent_verdict(f, r, 1.0) for _, f in fits.iterrows()]
-    parts = [f"{f['strategy_label']}: k = {_g(f['exponent'])} "
-             f"[{_g(f['ci_low'])}, {_g(f['ci_high'])}] over τ {f['tau_min']:g}–{f['tau_max']:g} "
-             f"({_setting(f)}; {f['n_points']} cells)"
-             for _, f in fits.iterrows()]
-    headline = fits["exponent"].iloc[0]
-    return _claim(key, "chapter", text, rule, _combine(verdicts), headline,
-                  "exponent of τ", "; ".join(parts), used)
+def some_setting(parts: list[tuple[str, str]]) -> str:
+    """'In some setting': holds when one judged setting holds; does not hold when every
+    judged setting does not."""
+    verdicts = [v for v, _ in parts]
+    if HOLDS in verdicts:
+        return HOLDS
+    if verdicts and all(v == FAILS for v in verdicts):
+        return FAILS
+    return NOT_MEASURED
 
 
-def bptt_time(ev: Evidence) -> Claim:
-    return _exponent_claim(ev, "bptt_time_linear",
-                           "BPTT's run time is O(τ): it grows linearly with the sequence length.",
-                           "step_ms_median", "step time", ["bptt", "bptt_fused"])
+def _evidence(parts: list[tuple[str, str]], skipped: list[str]) -> str:
+    text = "; ".join(f"{t} → {v}" for v, t in parts)
+    if skipped:
+        text += ("; " if text else "") + "not judged: " + "; ".join(skipped)
+    return text
 
 
-def bptt_memory(ev: Evidence) -> Claim:
-    return _exponent_claim(ev, "bptt_memory_linear",
-                           "BPTT's memory is O(τ): the states of every step are kept for the "
-                           "backward pass.", "saved_bytes", "saved bytes", ["bptt", "bptt_fused"])
+def _log_ci(ci: Interval) -> Interval:
+    return Interval(math.exp(ci.estimate), math.exp(ci.low), math.exp(ci.high), ci.n, ci.level)
 
 
-# --------------------------------------------------------------------------- workers
+def speedup(new: pd.DataFrame, base: pd.DataFrame | None, rules: Rules
+            ) -> tuple[Interval | None, str]:
+    """Speedup base/new with its interval: from paired block ratios when ``new`` was timed
+    against its baseline in one process, else over the seeds of two separate cells.
+    (None, why) below the gate."""
+    ratios = _ratios(new)
+    if len(ratios) >= rules.min_pairs:
+        return ratio_ci(ratios), "paired blocks"
+    if base is None or base.empty:
+        return None, "no paired blocks and no baseline cell"
+    a = np.log(base["step_ms_median"].dropna().to_numpy(dtype=float))
+    b = np.log(new["step_ms_median"].dropna().to_numpy(dtype=float))
+    ci = diff_ci(a, b)
+    if ci is None:
+        return None, (f"unpaired cells with {len(b)} and {len(a)} seed(s): no interval "
+                      "(no paired blocks; under 2 seeds a side)")
+    return _log_ci(ci), "seeds, unpaired"
 
 
-def _interval_verdict(lo: float, hi: float, threshold: float) -> str | None:
-    """'above' when the whole interval lies above ``threshold``, 'below' when it lies at
-    or below it, None when it straddles it (or is unknown)."""
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return None
-    if lo > threshold:
-        return "above"
-    if hi <= threshold:
-        return "below"
+def _ci_text(ci: Interval) -> str:
+    return f"{ci.estimate:.3g}× [{ci.low:.3g}, {ci.high:.3g}]"
+
+
+# --------------------------------------------------------------------------- O(τ) laws
+
+
+LAW_KEYS = ["model", "strategy_label", "task_label", "batch", "hidden", "device", "threads",
+            "dtype"]
+
+
+def _law_gate(group: pd.DataFrame, rules: Rules) -> str | None:
+    taus = group["tau"].dropna().unique()
+    if len(taus) < rules.min_taus:
+        return f"{len(taus)} distinct τ (gate {rules.min_taus})"
+    if taus.max() / taus.min() < rules.min_tau_ratio:
+        return f"τ range {taus.min():g}–{taus.max():g} under {rules.min_tau_ratio:g}×"
+    if len(group) < rules.min_cells:
+        return f"{len(group)} cells (gate {rules.min_cells}: one residual degree of freedom)"
     return None
 
 
-def _interval_text(lo: float, hi: float) -> str:
-    if np.isfinite(lo) and np.isfinite(hi):
-        return f"[{lo:.2f}, {hi:.2f}]×"
-    return "no interval: no raw samples or IQR"
+def linear_law(rows: pd.DataFrame, measure: str, strategies, rules: Rules) -> Decision:
+    """Per setting: T = a + b·τ + c·τ² over the timing cells; linear when the τ² share
+    at τ_max lies within ± the band and a is not below 0; in every setting."""
+    t = _timing(rows)
+    t = t[(t["model"] == "elman") & t["strategy"].isin(strategies) & t[measure].notna()]
+    if t.empty:
+        return Decision(NOT_MEASURED,
+                        evidence=f"no Elman {'/'.join(strategies)} timing cells with {measure}")
+    band = rules.linear_band
+    parts, skipped, used, shares = [], [], [], []
+    for key, g in t.groupby(LAW_KEYS, dropna=False, sort=True):
+        row = dict(zip(LAW_KEYS, key))
+        where = _setting(row, ("strategy_label", "task_label", "batch", "hidden", "threads"))
+        why = _law_gate(g, rules)
+        f = None if why else overhead_fit(g["tau"], g[measure])
+        if f is None:
+            skipped.append(f"{where} ({why or 'no fit'})")
+            continue
+        used.append(g)
+        shares.append(f.quad_share)
+        if f.quad_low >= -band and f.quad_high <= band and f.a_high >= 0:
+            verdict = HOLDS
+        elif f.quad_low > band or f.quad_high < -band:
+            verdict = FAILS
+        else:
+            verdict = NOT_MEASURED
+        parts.append((verdict, f"{where}: τ² share {f.quad_share:+.3f} "
+                               f"[{f.quad_low:+.3f}, {f.quad_high:+.3f}], fixed cost a = "
+                               f"{_g(f.a)} [{_g(f.a_low)}, {_g(f.a_high)}], marginal exponent "
+                               f"{f.marginal_k:.2f} at τ={f.tau_max:g} (τ {f.tau_min:g}–"
+                               f"{f.tau_max:g}, {f.n_points} cells)"))
+    verdict = every_setting(parts)
+    value = max(shares, key=abs) if shares else math.nan
+    return Decision(verdict, value, "τ² share of T(τ_max), largest", _evidence(parts, skipped),
+                    pd.concat(used) if used else None)
 
 
-def _worker_text(best) -> str:
-    return (f"best {best['speedup']:.2f}× (quartile interval "
-            f"{_interval_text(best['speedup_lo'], best['speedup_hi'])}) on "
-            f"{best['workers']:g} workers (split {best['split']}; {best['model']} + "
-            f"{best['strategy_label']}, τ={best['tau']:g}, B={best['batch']:g}; "
-            f"{best['step_ms_median_mean']:.3g} ms vs {best['one_ms']:.3g} ms on one worker "
-            "in the same harness)")
+def _law_how(what: str):
+    return lambda r: (f"{what} of Elman BPTT ({', '.join(BPTTS)}) per setting, fitted as "
+                      f"T = a + b·τ + c·τ² (weights 1/T²): linear when the τ² term's share of "
+                      f"T(τ_max) has its 95% CI inside ±{r.linear_band} and a ≥ 0 is not "
+                      f"rejected; not linear when the CI lies outside the band; holds in every "
+                      "judged setting")
 
 
-@dataclass(frozen=True)
-class WorkerClaim:
-    """One claim about speedup with workers, decided on the speedup's interval."""
-
-    key: str
-    text: str
-    what: str           # the rows, in words
-    select: object      # workers table -> mask
-    expect_gain: bool   # True: some worker count must give a gain; False: none may
+def _law_gate_text(r: Rules) -> str:
+    return (f"timing cells only (train_steps = 0, one process); per setting ≥ {r.min_taus} "
+            f"distinct τ spanning ≥ {r.min_tau_ratio:g}× and ≥ {r.min_cells} cells")
 
 
-BPTT_WORKERS = WorkerClaim(
-    "bptt_not_parallel",
-    "BPTT's O(τ) time cannot be reduced by parallel workers: the forward graph is inherently "
-    "sequential.",
-    "Elman at batch 1",
-    lambda w: (w["model"] == "elman") & (w["batch"] == 1),
-    expect_gain=False)
-TF_WORKERS = WorkerClaim(
-    "tf_parallel_workers",
-    "With teacher forcing the time steps can be computed in parallel: more workers, less time.",
-    "Jordan + teacher forcing split along time",
-    lambda w: ((w["model"] == "jordan") & w["strategy_label"].str.startswith("teacher_forcing")
-               & (w["split"] == "time")),
-    expect_gain=True)
+# --------------------------------------------------------------------------- more hardware
 
 
-def workers_claim(ev: Evidence, spec: WorkerClaim) -> Claim:
-    r = ev.rules
-    want = "some worker count gives" if spec.expect_gain else "no worker count gives"
-    rule = (f"{spec.what} on several workers, against one worker timed in the same worker-group "
-            f"harness: holds when {want} more than {r.no_gain}× over one worker, judged on the "
-            f"speedup interval [q1(one)/q3(N), q3(one)/q1(N)] of the raw samples; an interval "
-            f"that straddles {r.no_gain}× decides nothing")
-    w = ev.workers
-    sel = w[spec.select(w) & (w["workers"] > 1)] if len(w) else w
-    if sel.empty:
-        return _claim(spec.key, "chapter", spec.text, rule, NOT_MEASURED,
-                      evidence=f"no {spec.what} rows on more than one worker")
-    paired = sel[sel["speedup"].notna()]
-    if paired.empty:
-        return _claim(spec.key, "chapter", spec.text, rule, NOT_MEASURED,
-                      evidence=f"{len(sel)} {spec.what} row(s) on several workers, but no "
-                               "1-worker baseline timed in the worker-group harness (the "
-                               "single-process rows are not comparable)")
-    rows = ok_rows(ev.rows)
-    keys = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "device",
-            "threads", "split"]
-    used = rows.merge(paired[keys].drop_duplicates(), on=keys)
-    used = used[used["workers"] >= 1]
-    sides = [_interval_verdict(lo, hi, r.no_gain)
-             for lo, hi in zip(paired["speedup_lo"], paired["speedup_hi"])]
-    if "above" in sides:
-        verdict = HOLDS if spec.expect_gain else FAILS
-        best = paired.iloc[[i for i, x in enumerate(sides) if x == "above"]]
-        best = best.loc[best["speedup_lo"].idxmax()]
-    elif all(x == "below" for x in sides):
-        verdict = FAILS if spec.expect_gain else HOLDS
-        best = paired.loc[paired["speedup"].idxmax()]
-    else:
-        verdict = NOT_MEASURED
-        best = paired.loc[paired["speedup"].idxmax()]
-    evidence = _worker_text(best)
-    if verdict == NOT_MEASURED:
-        evidence += (f"; the spread is too wide to decide: an interval straddles {r.no_gain}× "
-                     "(more repeats or seeds)")
-    return _claim(spec.key, "chapter", spec.text, rule, verdict, best["speedup"], "× speedup",
-                  evidence, used)
+HW_KEYS = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "device",
+           "threads", "workers", "split", "dtype"]
 
 
-def bptt_workers(ev: Evidence) -> Claim:
-    return workers_claim(ev, BPTT_WORKERS)
+def _hardware_parts(rows: pd.DataFrame, rules: Rules, models_strategies) -> list[dict]:
+    """Every comparison of more hardware against less: all cores against one
+    (``baseline`` {threads: 1}) and N workers against one (``baseline`` {workers: 1}, or
+    the 1-worker cell of the same harness), for the rows ``models_strategies`` selects."""
+    ok = ok_rows(rows)
+    ok = ok[ok["train_steps"].fillna(0) == 0].copy()
+    ok["baseline_key"] = _baseline(ok)
+    sel = ok[models_strategies(ok)]
+    out = []
+    cores = sel[(sel["threads"] > 1) & (sel["baseline_key"] == json.dumps({"threads": 1}))]
+    for key, g in cores.groupby(HW_KEYS, dropna=False, sort=True):
+        row = dict(zip(HW_KEYS, key))
+        ci, how = speedup(g, None, rules)
+        out.append({"kind": "cores", "row": row, "ci": ci, "how": how, "rows": g,
+                    "what": f"{row['threads']:g} threads vs 1"})
+    group = sel[(sel["split"] != "none") & (sel["workers"] > 1)]
+    for key, g in group.groupby(HW_KEYS, dropna=False, sort=True):
+        row = dict(zip(HW_KEYS, key))
+        one = ok[(ok["workers"] == 1) & (ok["split"] == row["split"])]
+        for k in ("model", "strategy_label", "task_label", "tau", "batch", "hidden", "device",
+                  "threads", "dtype"):
+            one = one[one[k] == row[k]]
+        ci, how = speedup(g, one, rules)
+        out.append({"kind": "workers", "row": row, "ci": ci, "how": how,
+                    "rows": pd.concat([g, one]),
+                    "what": f"{row['workers']:g} workers vs 1, split {row['split']}"})
+    return out
 
 
-def tf_workers(ev: Evidence) -> Claim:
-    return workers_claim(ev, TF_WORKERS)
+def _part_text(p) -> str:
+    r = p["row"]
+    head = (f"{r['model']} + {r['strategy_label']}, {p['what']} (τ={r['tau']:g}, "
+            f"B={r['batch']:g}, H={r['hidden']:g})")
+    if p["ci"] is None:
+        return f"{head}: {p['how']}"
+    return f"{head}: {_ci_text(p['ci'])} ({p['how']})"
 
 
-# --------------------------------------------------------------------------- depth, speed
+def _is_tf(rows):
+    return (rows["model"] == "jordan") & (rows["strategy"] == "teacher_forcing")
 
 
-def tf_depth(ev: Evidence) -> Claim:
-    text = "Teacher forcing decouples the time steps: the sequential depth is 1, not τ."
-    rule = ("depth of every Jordan + teacher-forcing cell, a constant of the strategy registry "
-            "copied into each row: 'by construction' when it is 1 at every τ (not measured — "
-            "the timings vs τ and workers are the measured evidence); does not hold when the "
-            "registry says otherwise")
-    rows = ok_rows(ev.rows)
-    used = rows[(rows["model"] == "jordan") & (rows["strategy"] == "teacher_forcing")
-                & rows["depth"].notna()]
+def bptt_hardware(rows: pd.DataFrame, r: Rules) -> Decision:
+    def bptt(x):
+        elman = (x["model"] == "elman") & x["strategy"].isin(BPTTS + ("scan_bptt",) + DEERS)
+        # Elman split by batch at B < workers idles workers by construction: no evidence.
+        return elman & ~((x["split"] == "batch") & (x["batch"] < x["workers"]))
+    parts_bptt = _hardware_parts(rows, r, bptt)
+    controls = [p for p in _hardware_parts(rows, r, _is_tf) if p["ci"] is not None]
+    ok = ok_rows(rows)
+    batch_split = ok[(ok["model"] == "elman") & (ok["split"] == "batch")
+                     & (ok["batch"] < ok["workers"])]
+    skipped = []
+    if len(batch_split):
+        skipped.append(f"{len(batch_split)} Elman cell(s) split by batch with fewer sequences "
+                       "than workers (idle workers by construction, not evidence)")
+    if not parts_bptt:
+        return Decision(NOT_MEASURED, evidence=_evidence([], skipped + [
+            "no Elman BPTT cells on all cores against 1 thread, nor split along time over "
+            "workers against 1 worker"]))
+    parts, used = [], []
+    for p in parts_bptt:
+        if p["ci"] is None:
+            skipped.append(_part_text(p))
+            continue
+        used.append(p["rows"])
+        if p["ci"].above(r.no_gain):
+            parts.append((FAILS, _part_text(p) + f": more {p['kind']} helped BPTT"))
+            continue
+        same = [c for c in controls if c["kind"] == p["kind"]
+                and c["row"]["device"] == p["row"]["device"]
+                and (c["row"]["threads"] if p["kind"] == "cores" else c["row"]["workers"])
+                == (p["row"]["threads"] if p["kind"] == "cores" else p["row"]["workers"])]
+        best = max(same, key=lambda c: c["ci"].low) if same else None
+        if best is not None:
+            used.append(best["rows"])
+        control = (f"; control Jordan + teacher forcing {best['what']}: {_ci_text(best['ci'])}"
+                   if best is not None else "; no teacher-forcing control on this hardware")
+        if p["ci"].high <= r.no_gain and best is not None and best["ci"].above(r.no_gain):
+            parts.append((HOLDS, _part_text(p) + control))
+        else:
+            why = ("" if p["ci"].high <= r.no_gain
+                   else f" (interval straddles {r.no_gain}×)")
+            parts.append((NOT_MEASURED, _part_text(p) + why + control
+                          + ("" if why or (best is not None and best["ci"].above(r.no_gain))
+                             else " (the control shows no gain: this hardware could not "
+                                  "show one)")))
+    verdict = every_setting(parts)
+    best = max((p["ci"].estimate for p in parts_bptt if p["ci"] is not None), default=math.nan)
+    return Decision(verdict, best, "× speedup (largest)", _evidence(parts, skipped),
+                    pd.concat(used) if used else None)
+
+
+def tf_hardware(rows: pd.DataFrame, r: Rules) -> Decision:
+    ps = _hardware_parts(rows, r, lambda x: _is_tf(x) & x["split"].isin(["none", "time"]))
+    if not ps:
+        return Decision(NOT_MEASURED, evidence="no Jordan + teacher-forcing cells split along "
+                                               "time over workers, nor on all cores")
+    parts, skipped, used = [], [], []
+    for p in ps:
+        if p["ci"] is None:
+            skipped.append(_part_text(p))
+            continue
+        used.append(p["rows"])
+        verdict = (HOLDS if p["ci"].above(r.no_gain) else
+                   FAILS if p["ci"].high <= r.no_gain else NOT_MEASURED)
+        parts.append((verdict, _part_text(p)))
+    best = max((p["ci"].estimate for p in ps if p["ci"] is not None), default=math.nan)
+    return Decision(some_setting(parts), best, "× speedup (largest)", _evidence(parts, skipped),
+                    pd.concat(used) if used else None)
+
+
+def _hw_gate(r: Rules) -> str:
+    return (f"≥ {r.min_pairs} paired block ratios per cell (baseline {{threads: 1}} or "
+            "{workers: 1} timed in the same process or worker group), or ≥ 2 seeds of both "
+            "sides; timing cells only")
+
+
+# --------------------------------------------------------------------------- one device
+
+
+SPEED_KEYS = ["task_label", "batch", "hidden", "device", "threads", "dtype"]
+
+
+def _against(rows: pd.DataFrame, new_mask, base_strategies, r: Rules) -> list[dict]:
+    """Per setting and τ: the speedup of the ``new_mask`` rows over each Elman baseline in
+    ``base_strategies`` (paired blocks when the row names it as ``baseline``, else the
+    baseline's own cells over seeds)."""
+    t = _timing(rows).copy()
+    t["baseline_key"] = _baseline(t)
+    new = t[new_mask(t)]
+    out = []
+    for key, g in new.groupby(SPEED_KEYS + ["tau", "strategy_label"], dropna=False, sort=True):
+        row = dict(zip(SPEED_KEYS + ["tau", "strategy_label"], key))
+        for base in base_strategies:
+            b = t[(t["model"] == "elman") & (t["strategy"] == base)
+                  & (t["baseline_key"] == "")]
+            for k in SPEED_KEYS + ["tau"]:
+                b = b[b[k] == row[k]]
+            paired = g[g["baseline_key"].map(
+                lambda s, base=base: bool(s) and json.loads(s).get("strategy") == base
+                and json.loads(s).get("model", "elman") == "elman")]
+            plain = g[g["baseline_key"] == ""]
+            if paired.empty and (plain.empty or b.empty):
+                continue
+            ci, how = speedup(paired, None, r) if len(paired) else speedup(plain, b, r)
+            out.append({"row": row, "base": base, "ci": ci, "how": how,
+                        "rows": pd.concat([paired if len(paired) else plain, b])})
+    return out
+
+
+def _best_base(comps: list[dict]) -> dict | None:
+    """The fastest baseline measured (the smallest speedup over it)."""
+    known = [c for c in comps if c["ci"] is not None]
+    return min(known, key=lambda c: c["ci"].estimate) if known else None
+
+
+def tf_faster(rows: pd.DataFrame, r: Rules) -> Decision:
+    comps = _against(rows, _is_tf, BPTTS, r)
+    if not comps:
+        return Decision(NOT_MEASURED, evidence="no τ at which both teacher forcing and BPTT "
+                                               "were timed")
+    by = {}
+    for c in comps:
+        by.setdefault(tuple(str(c["row"][k]) for k in SPEED_KEYS), []).append(c)
+    parts, skipped, used, values = [], [], [], []
+    for _, group in sorted(by.items()):
+        top = max(c["row"]["tau"] for c in group)
+        at = [c for c in group if c["row"]["tau"] == top]
+        where = _setting(at[0]["row"], ("task_label", "batch", "hidden", "threads", "tau"))
+        best = _best_base(at)
+        if best is None:
+            skipped.append(f"{where} ({at[0]['how']})")
+            continue
+        used.append(best["rows"])
+        values.append(best["ci"].estimate)
+        verdict = (HOLDS if best["ci"].above(r.faster) else
+                   FAILS if best["ci"].high <= r.faster else NOT_MEASURED)
+        others = ", ".join(f"vs {c['base']} {_ci_text(c['ci'])}" for c in at
+                           if c["ci"] is not None and c is not best)
+        parts.append((verdict, f"{where}: vs the fastest BPTT ({best['base']}) "
+                               f"{_ci_text(best['ci'])} ({best['how']})"
+                               + (f"; {others}" if others else "")))
+    return Decision(every_setting(parts), min(values) if values else math.nan,
+                    "× speedup over the fastest BPTT (smallest)", _evidence(parts, skipped),
+                    pd.concat(used) if used else None)
+
+
+def tf_not_overhead(rows: pd.DataFrame, r: Rules) -> Decision:
+    comps = _against(rows, _is_tf, ("bptt", "bptt_compiled"), r)
+    by = {}
+    for c in comps:
+        row = c["row"]
+        by.setdefault((row["task_label"], row["batch"], row["hidden"], row["device"],
+                       row["threads"], row["dtype"], row["tau"]), {})[c["base"]] = c
+    parts, skipped, used, shares = [], [], [], []
+    for key, pair in sorted(by.items(), key=lambda kv: str(kv[0])):
+        where = _setting(next(iter(pair.values()))["row"],
+                         ("task_label", "batch", "hidden", "threads", "tau"))
+        comp = pair.get("bptt_compiled")
+        loop = pair.get("bptt")
+        if comp is None or comp["ci"] is None:
+            if loop is not None:
+                skipped.append(f"{where} (no bptt_compiled beside the framework loop"
+                               + (f": {comp['how']}" if comp else "") + ")")
+            continue
+        used.append(comp["rows"])
+        verdict = (HOLDS if comp["ci"].above(r.faster) else
+                   FAILS if comp["ci"].high <= r.faster else NOT_MEASURED)
+        text = f"{where}: vs compiled loop {_ci_text(comp['ci'])}"
+        if loop is not None and loop["ci"] is not None:
+            used.append(loop["rows"])
+            x, y = loop["ci"].estimate, comp["ci"].estimate
+            text += f", vs framework loop {_ci_text(loop['ci'])}"
+            if x > 1:
+                share = min(max(math.log(x / y) / math.log(x), 0.0), 1.0) if y > 0 else 1.0
+                shares.append(share)
+                text += (f" — of the {x:.3g}× a factor {x / y:.3g} is the framework loop's "
+                         f"per-step overhead (framework vs compiled loop) and {y:.3g}× remains "
+                         f"against compiled code (parallel work): {100 * share:.0f}% overhead "
+                         "in log terms")
+        parts.append((verdict, text))
+    if not parts and not skipped:
+        return Decision(NOT_MEASURED, evidence="no teacher-forcing cell timed beside "
+                                               "bptt_compiled (the compiled sequential loop)")
+    return Decision(every_setting(parts), max(shares) if shares else math.nan,
+                    "overhead share of the speedup (largest)", _evidence(parts, skipped),
+                    pd.concat(used) if used else None)
+
+
+def _speed_gate(r: Rules) -> str:
+    return (f"timing cells at the same setting and τ; ≥ {r.min_pairs} paired block ratios "
+            "(the cell's baseline) or ≥ 2 seeds of both sides")
+
+
+# --------------------------------------------------------------------------- depth
+
+
+def tf_depth(rows: pd.DataFrame, r: Rules) -> Decision:
+    ok = ok_rows(rows)
+    used = ok[_is_tf(ok) & ok["depth"].notna()]
     if used.empty:
-        return _claim("tf_depth_one", "chapter", text, rule, NOT_MEASURED,
-                      evidence="no Jordan + teacher-forcing rows with a recorded depth")
+        return Decision(NOT_MEASURED, evidence="no Jordan + teacher-forcing rows with a "
+                                               "recorded depth")
     verdict = BY_CONSTRUCTION if (used["depth"] == 1).all() else FAILS
-    bptt = rows[(rows["model"] == "elman") & (rows["strategy"] == "bptt") & rows["depth"].notna()]
+    bptt = ok[(ok["model"] == "elman") & (ok["strategy"] == "bptt") & ok["depth"].notna()]
     extra = ""
     if len(bptt):
         big = bptt.loc[bptt["tau"].idxmax()]
@@ -276,227 +575,434 @@ def tf_depth(ev: Evidence) -> Claim:
     evidence = ("by construction (from the strategy registry), not measured: depth "
                 f"{', '.join(f'{d:g}' for d in sorted(used['depth'].unique()))} over "
                 f"τ {used['tau'].min():g}–{used['tau'].max():g}{extra}")
-    return _claim("tf_depth_one", "chapter", text, rule, verdict, used["depth"].max(),
-                  "sequential steps", evidence, used)
+    return Decision(verdict, used["depth"].max(), "sequential steps", evidence, used)
 
 
-def tf_faster(ev: Evidence) -> Claim:
-    r = ev.rules
-    text = ("On one device, teacher forcing's batched steps train faster than sequential BPTT, "
-            "even against the fused kernel, from some τ on.")
-    rule = ("speedup of Jordan + teacher forcing over Elman + bptt_fused (bptt where no fused "
-            "rows) at the largest τ of every setting, judged on its interval [q1(BPTT)/q3(TF), "
-            f"q3(BPTT)/q1(TF)] of the raw samples: holds when it lies above {r.faster:g}× in "
-            f"every setting; does not hold when it lies at or below {r.faster:g}× in one; "
-            "otherwise not measured")
-    c = ev.crossover
-    if c.empty:
-        return _claim("tf_faster_one_device", "consequence", text, rule, NOT_MEASURED,
-                      evidence="no τ at which both teacher forcing and BPTT were timed")
-    base = "bptt_fused" if (c["baseline"] == "bptt_fused").any() else "bptt"
-    c = c[c["baseline"] == base]
-    sp = ev.speedup
-    sides, parts = [], []
-    for _, x in c.iterrows():
-        at = sp[(sp["tau"] == x["tau_max"]) & (sp["teacher_forcing"] == x["teacher_forcing"])]
-        for col in SETTING_COLS:
-            at = at[at[col] == x[col]]
-        lo = float(at[f"speedup_vs_{base}_lo"].iloc[0]) if len(at) else math.nan
-        hi = float(at[f"speedup_vs_{base}_hi"].iloc[0]) if len(at) else math.nan
-        point = float(at[f"speedup_vs_{base}"].iloc[0]) if len(at) else math.nan
-        sides.append(_interval_verdict(lo, hi, r.faster))
-        parts.append(f"{_setting(x)}: {x['finding']}; at τ={x['tau_max']:g} speedup "
-                     f"{_g(point)}× {_interval_text(lo, hi)}"
-                     + (f"; cross-over τ ≈ {x['tau_cross']:.3g}"
-                        if np.isfinite(x["tau_cross"]) else ""))
-    rows = ok_rows(ev.rows)
-    used = rows[single(rows) & (
-        ((rows["model"] == "jordan") & (rows["strategy"] == "teacher_forcing"))
-        | ((rows["model"] == "elman") & (rows["strategy_label"] == base)))]
-    taus = c["tau_cross"].dropna()
-    if "below" in sides:
-        verdict = FAILS
-    elif all(x == "above" for x in sides):
-        verdict = HOLDS
-    else:
-        verdict = NOT_MEASURED
-        parts.append(f"the spread is too wide to decide: an interval straddles {r.faster:g}× "
-                     "(more repeats or seeds)")
-    return _claim("tf_faster_one_device", "consequence", text, rule, verdict,
-                  taus.max() if len(taus) else math.nan,
-                  "cross-over τ", f"vs {base}: " + "; ".join(parts), used)
+DEER_KEYS = ["strategy_label", "task_label", "batch", "hidden", "device", "dtype", "rho"]
+
+
+def deer_depth(rows: pd.DataFrame, r: Rules) -> Decision:
+    ok = ok_rows(rows).copy()
+    ok["rho"] = _num(ok, "rho")
+    ok["iterations"] = _num(ok, "iterations")
+    d = ok[(ok["model"] == "elman") & ok["strategy"].isin(DEERS) & ok["iterations"].notna()]
+    if d.empty:
+        return Decision(NOT_MEASURED, evidence="no Elman deer / quasi_deer rows with "
+                                               "iterations")
+    parts, skipped, used = [], [], []
+    for key, g in d.groupby(DEER_KEYS, dropna=False, sort=True):
+        row = dict(zip(DEER_KEYS, key))
+        where = _setting(row, ("strategy_label", "hidden", "batch", "rho"))
+        conv = _col(g, "converged", None).map(_truth)
+        if np.isfinite(row["rho"]) and row["rho"] >= r.contracting:
+            skipped.append(f"{where} (ρ ≥ {r.contracting:g}, outside the claim: "
+                           f"{int((conv == False).sum())} of {len(g)} runs not converged, "  # noqa: E712
+                           f"iterations up to {g['iterations'].max():g})")
+            continue
+        why = _law_gate(g, r)
+        if why:
+            skipped.append(f"{where} ({why})")
+            continue
+        used.append(g)
+        f = power_fit(g["tau"], g["iterations"])
+        top = g[g["tau"] == g["tau"].max()]
+        depth = float(top["iterations"].max()) * math.ceil(math.log2(top["tau"].max()))
+        text = (f"{where}: iterations {g['iterations'].min():g}–{g['iterations'].max():g} over τ "
+                f"{g['tau'].min():g}–{g['tau'].max():g}, growth τ^{f.exponent:.2f} "
+                f"[{f.ci_low:.2f}, {f.ci_high:.2f}], depth k·⌈log₂τ⌉ = {depth:g} vs τ = "
+                f"{top['tau'].max():g}")
+        if (conv == False).any():  # noqa: E712
+            parts.append((FAILS, text + f"; {int((conv == False).sum())} run(s) not "  # noqa: E712
+                                        "converged"))
+        elif f.ci_low > r.growth or depth >= top["tau"].max():
+            parts.append((FAILS, text))
+        elif f.ci_high < r.growth and depth < top["tau"].max() and (conv == True).all():  # noqa: E712
+            parts.append((HOLDS, text))
+        else:
+            parts.append((NOT_MEASURED, text + ("" if (conv == True).all()  # noqa: E712
+                                                else "; convergence not recorded")))
+    return Decision(every_setting(parts), max((g["iterations"].max() for g in used),
+                                              default=math.nan),
+                    "Newton iterations (largest)", _evidence(parts, skipped),
+                    pd.concat(used) if used else None)
+
+
+def deer_faster(rows: pd.DataFrame, r: Rules) -> Decision:
+    comps = _against(rows, lambda x: (x["model"] == "elman") & x["strategy"].isin(DEERS),
+                     BPTTS, r)
+    if not comps:
+        return Decision(NOT_MEASURED, evidence="no deer / quasi_deer cell timed beside BPTT")
+    by = {}
+    for c in comps:
+        row = c["row"]
+        by.setdefault(tuple(str(row[k]) for k in SPEED_KEYS + ["tau", "strategy_label"]),
+                      []).append(c)
+    parts, skipped, used, values = [], [], [], []
+    for _, group in sorted(by.items()):
+        where = _setting(group[0]["row"], ("strategy_label", "batch", "hidden", "threads",
+                                           "tau"))
+        best = _best_base(group)
+        if best is None:
+            skipped.append(f"{where} ({group[0]['how']})")
+            continue
+        used.append(best["rows"])
+        values.append(best["ci"].estimate)
+        verdict = (HOLDS if best["ci"].above(r.faster) else
+                   FAILS if best["ci"].high <= r.faster else NOT_MEASURED)
+        parts.append((verdict, f"{where}: vs the fastest BPTT ({best['base']}) "
+                               f"{_ci_text(best['ci'])} ({best['how']})"))
+    return Decision(some_setting(parts), max(values) if values else math.nan,
+                    "× speedup over the fastest BPTT (largest)", _evidence(parts, skipped),
+                    pd.concat(used) if used else None)
 
 
 # --------------------------------------------------------------------------- capability
 
 
-def _trained(ev: Evidence, task: str) -> pd.DataFrame:
-    rows = ok_rows(ev.rows)
-    rows = rows[(rows["task"] == task) & (rows["train_steps"] > 0)].copy()
-    rows["acc_gen"] = rows["acc_free"].fillna(rows["acc_tf"])
-    rows["loss_gen"] = rows["loss_free"].fillna(rows["loss_tf"])
-    return rows
-
-
 MATCH = ["task_label", "tau", "batch", "hidden", "train_steps"]
 
 
-def _paired(rows: pd.DataFrame, value: str, best) -> pd.DataFrame:
-    """Per matched configuration, each model's best strategy (seeds averaged)."""
-    rows = rows[rows[value].notna() & rows["model"].isin(["elman", "jordan"])]
-    if rows.empty:
-        return pd.DataFrame()
-    means = rows.groupby(MATCH + ["model", "strategy_label"])[value].mean().reset_index()
-    pick = means.loc[means.groupby(MATCH + ["model"])[value].transform(best) == means[value]]
-    pick = pick.drop_duplicates(MATCH + ["model"])
-    wide = pick.pivot(index=MATCH, columns="model", values=[value, "strategy_label"])
-    if "elman" not in wide[value].columns or "jordan" not in wide[value].columns:
-        return pd.DataFrame()
-    out = pd.DataFrame({"elman": wide[(value, "elman")], "jordan": wide[(value, "jordan")],
-                        "elman_strategy": wide[("strategy_label", "elman")],
-                        "jordan_strategy": wide[("strategy_label", "jordan")]}).dropna()
-    return out.reset_index()
+def _best_per_model(rows: pd.DataFrame, value: str, higher: bool) -> dict:
+    """model -> (strategy, per-seed values) of its best strategy by mean ``value``."""
+    out = {}
+    for model, g in rows[rows[value].notna()].groupby("model"):
+        means = g.groupby("strategy_label")[value].mean()
+        pick = means.idxmax() if higher else means.idxmin()
+        out[model] = (pick, g[g["strategy_label"] == pick])
+    return out
 
 
 def _chance(row) -> float:
     try:
-        return tasks.make(row["task"], **_opts(row["task_options"])).chance_accuracy()
+        opts = {k: v for k, v in load.options(row["task_options"]).items() if k}
+        return tasks.make(row["task"], **opts).chance_accuracy()
     except (UsageError, TypeError, ValueError, KeyError):
         return math.nan
 
 
-def _opts(value) -> dict:
-    return {k: v for k, v in load.options(value).items() if k}
+def _generation_task(row) -> bool:
+    """A task whose input carries nothing (the model generates from its own outputs)."""
+    return str(load.options(row["task_options"]).get("input", "")) in ("none", "blank")
 
 
-def _used(rows: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    return rows.merge(pairs[MATCH].drop_duplicates(), on=MATCH)
-
-
-def jordan_weaker(ev: Evidence) -> Claim:
-    r = ev.rules
-    text = ("A Jordan (output-to-hidden) network is less powerful: what its outputs do not carry "
-            "is lost (delayed recall, y(t) = x(t−k)).")
-    rule = (f"delayed_recall, accuracy on its own outputs (free-running; Elman has no feedback), "
-            f"best strategy per model, seeds averaged: holds when Elman beats Jordan by more than "
-            f"{r.accuracy_gap} on average; not measured when Elman is within "
-            f"{r.learned_margin} of chance (not trained enough)")
-    rows = _trained(ev, "delayed_recall")
-    pairs = _paired(rows, "acc_gen", "max")
-    if pairs.empty:
-        return _claim("jordan_less_powerful", "chapter", text, rule, NOT_MEASURED,
-                      evidence="no trained Elman and Jordan rows on delayed_recall")
-    chances = [c for c in (_chance(x) for _, x in rows.iterrows()) if np.isfinite(c)]
-    chance = max(chances) if chances else math.nan
-    gap = float((pairs["elman"] - pairs["jordan"]).mean())
-    evidence = (f"accuracy Elman {pairs['elman'].mean():.3f} vs Jordan {pairs['jordan'].mean():.3f}"
-                f" (chance {_g(chance)}), gap {gap:+.3f} over {len(pairs)} matched "
-                f"configuration(s), τ {pairs['tau'].min():g}–{pairs['tau'].max():g}")
-    if np.isfinite(chance) and pairs["elman"].mean() <= chance + r.learned_margin:
-        verdict = NOT_MEASURED
-        evidence += "; Elman did not learn the task either, so the gap says nothing"
-    else:
-        verdict = HOLDS if gap > r.accuracy_gap else FAILS
-    return _claim("jordan_less_powerful", "chapter", text, rule, verdict, gap,
-                  "accuracy (Elman − Jordan)", evidence, _used(rows, pairs))
-
-
-def jordan_parity(ev: Evidence) -> Claim:
-    r = ev.rules
-    text = ("A Jordan network is fine when its outputs carry the state it needs (running parity, "
-            "y(t) = y(t−1) xor x(t)).")
-    rule = (f"running_parity, Jordan's accuracy on its own outputs (free-running), best strategy:"
-            f" holds when ≥ {r.solved}; does not hold when below while Elman reaches it; "
-            f"otherwise not measured (neither trained enough)")
-    rows = _trained(ev, "running_parity")
-    jordan = rows[(rows["model"] == "jordan") & rows["acc_gen"].notna()]
-    if jordan.empty:
-        return _claim("jordan_fine_parity", "chapter", text, rule, NOT_MEASURED,
-                      evidence="no trained Jordan rows on running_parity")
-    acc_j = jordan.groupby("strategy_label")["acc_gen"].mean()
-    elman = rows[(rows["model"] == "elman") & rows["acc_gen"].notna()]
-    acc_e = elman.groupby("strategy_label")["acc_gen"].mean().max() if len(elman) else math.nan
-    best = acc_j.max()
-    evidence = (f"Jordan + {acc_j.idxmax()}: accuracy {best:.3f} over {len(jordan)} cells "
-                f"(τ {jordan['tau'].min():g}–{jordan['tau'].max():g}); Elman best {_g(acc_e)}")
-    if best >= r.solved:
-        verdict = HOLDS
-    elif np.isfinite(acc_e) and acc_e >= r.solved:
-        verdict = FAILS
-    else:
-        verdict = NOT_MEASURED
-        evidence += "; neither model reached the threshold: train longer"
-    return _claim("jordan_fine_parity", "chapter", text, rule, verdict, best, "accuracy",
-                  evidence, pd.concat([jordan, elman]))
-
-
-def exposure_bias(ev: Evidence) -> Claim:
-    text = ("Exposure bias: trained with teacher forcing, the model does worse on its own outputs "
-            "(free-running loss above the teacher-forced loss).")
-    rule = (f"Jordan + teacher forcing, loss_free − loss_tf per cell, per task (a task the model "
-            f"learns perfectly leaves nothing to expose): holds when, on some task, the 95% CI "
-            f"of the mean gap lies above 0; does not hold when on every task it lies below "
-            f"{ev.rules.negligible_nats} nats/token; otherwise (or under 2 cells per task) "
-            f"not measured")
-    rows = ok_rows(ev.rows)
-    used = rows[(rows["model"] == "jordan") & (rows["strategy"] == "teacher_forcing")
-                & (rows["train_steps"] > 0) & rows["loss_tf"].notna() & rows["loss_free"].notna()]
-    gap = used["loss_free"] - used["loss_tf"]
-    tasks = []  # (task, n, mean, lo, hi)
-    for task, g in gap.groupby(used["task_label"]):
-        if len(g) < 2:
+def jordan_weaker(rows: pd.DataFrame, r: Rules) -> Decision:
+    trained, _ = _trained(rows, r)
+    t = trained[(trained["task"] == "delayed_recall") & trained["model"].isin(["elman",
+                                                                               "jordan"])]
+    if t.empty:
+        return Decision(NOT_MEASURED, evidence="no trained Elman and Jordan rows on "
+                                               "delayed_recall")
+    parts, skipped, used, gaps = [], [], [], []
+    for key, g in t.groupby(MATCH, dropna=False, sort=True):
+        where = _setting(dict(zip(MATCH, key)), ("task_label", "tau", "batch", "hidden"))
+        jordan = g[g["model"] == "jordan"]
+        if not jordan["strategy"].isin(SELF_FEEDING).any():
+            skipped.append(f"{where} (Jordan trained only with teacher forcing: its fed-back "
+                           "truth carries nothing about the recalled symbol, a failure by "
+                           "construction; train free_running or scheduled_sampling too)")
             continue
-        n, mean = len(g), float(g.mean())
-        half = t_quantile(0.975, n - 1) * float(g.std(ddof=1)) / math.sqrt(n)
-        tasks.append((task, n, mean, mean - half, mean + half))
-    if not tasks:
-        return _claim("exposure_bias", "chapter", text, rule, NOT_MEASURED,
-                      evidence=f"{len(used)} trained Jordan + teacher-forcing cell(s) with both "
-                               "losses; need 2 of one task")
-    evidence = "; ".join(f"{t}: gap {m:+.3g} nats/token, 95% CI [{lo:+.3g}, {hi:+.3g}] "
-                         f"over {n} cells" for t, n, m, lo, hi in tasks)
-    if any(lo > 0 for *_, lo, _ in tasks):
-        verdict = HOLDS
-    elif all(hi < ev.rules.negligible_nats for *_, hi in tasks):
-        verdict = FAILS
+        best = _best_per_model(g, "acc_gen", higher=True)
+        if set(best) != {"elman", "jordan"}:
+            skipped.append(f"{where} (one model missing)")
+            continue
+        why = [f"{m} + {s}: {w}" for m, (s, x) in best.items()
+               if (w := _gate_training(x, r))]
+        if why:
+            skipped.append(f"{where} ({'; '.join(why)})")
+            continue
+        (se, e), (sj, j) = best["elman"], best["jordan"]
+        chance = _chance(g.iloc[0])
+        ci = diff_ci(e["acc_gen"], j["acc_gen"])
+        text = (f"{where}: Elman + {se} {e['acc_gen'].mean():.3f} vs Jordan + {sj} "
+                f"{j['acc_gen'].mean():.3f} (chance {_g(chance)}), gap {ci.estimate:+.3f} "
+                f"[{ci.low:+.3f}, {ci.high:+.3f}]")
+        used.append(pd.concat([e, j]))
+        gaps.append(ci.estimate)
+        if np.isfinite(chance) and e["acc_gen"].mean() <= chance + r.learned_margin:
+            parts.append((NOT_MEASURED, text + "; Elman did not learn the task either"))
+        elif ci.low > r.accuracy_gap:
+            parts.append((HOLDS, text))
+        elif ci.high < r.accuracy_gap:
+            parts.append((FAILS, text))
+        else:
+            parts.append((NOT_MEASURED, text + f"; the interval straddles {r.accuracy_gap}"))
+    return Decision(every_setting(parts), max(gaps) if gaps else math.nan,
+                    "accuracy (Elman − Jordan)", _evidence(parts, skipped),
+                    pd.concat(used) if used else None)
+
+
+def jordan_parity(rows: pd.DataFrame, r: Rules) -> Decision:
+    trained, _ = _trained(rows, r)
+    t = trained[trained["task"] == "running_parity"]
+    if (t["model"] == "jordan").sum() == 0:
+        return Decision(NOT_MEASURED, evidence="no trained Jordan rows on running_parity")
+    parts, skipped, used, accs = [], [], [], []
+    for key, g in t.groupby(MATCH, dropna=False, sort=True):
+        where = _setting(dict(zip(MATCH, key)), ("task_label", "tau", "batch", "hidden"))
+        best = _best_per_model(g, "acc_gen", higher=True)
+        if "jordan" not in best:
+            continue
+        sj, j = best["jordan"]
+        why = _gate_training(j, r)
+        if why:
+            skipped.append(f"{where} (Jordan + {sj}: {why})")
+            continue
+        ci = mean_ci(j["acc_gen"])
+        used.append(j)
+        accs.append(ci.estimate)
+        text = f"{where}: Jordan + {sj} accuracy {ci.text('{:.3f}')}"
+        e_ci = mean_ci(best["elman"][1]["acc_gen"]) if "elman" in best else None
+        if e_ci is not None:
+            text += f"; Elman + {best['elman'][0]} {e_ci.text('{:.3f}')}"
+        if ci.low >= r.solved:
+            parts.append((HOLDS, text))
+        elif ci.high < r.solved and e_ci is not None and e_ci.low >= r.solved:
+            parts.append((FAILS, text))
+        else:
+            parts.append((NOT_MEASURED, text + "; neither clearly solved it: train longer"))
+    return Decision(every_setting(parts), min(accs) if accs else math.nan, "accuracy",
+                    _evidence(parts, skipped), pd.concat(used) if used else None)
+
+
+def exposure_bias(rows: pd.DataFrame, r: Rules) -> Decision:
+    trained, controls = _trained(rows, r)
+    tf = trained[_is_tf(trained) & trained["loss_tf"].notna() & trained["loss_free"].notna()]
+    if tf.empty:
+        return Decision(NOT_MEASURED, evidence="no trained Jordan + teacher-forcing rows with "
+                                               "both losses")
+    parts, skipped, used, gaps = [], [], [], []
+    for key, g in tf.groupby(MATCH, dropna=False, sort=True):
+        where = _setting(dict(zip(MATCH, key)), ("task_label", "tau", "batch", "hidden"))
+        why = _gate_training(g, r)
+        if why:
+            skipped.append(f"{where} ({why})")
+            continue
+        c = controls[_is_tf(controls)]
+        for k, v in zip(MATCH, key):
+            c = c[c[k] == v]
+        if c.empty:
+            skipped.append(f"{where} (no W = 0 control: cannot tell a generation setting "
+                           "from a redundant channel)")
+            continue
+        worth = diff_ci(c["loss_tf"], g["loss_tf"])
+        own = mean_ci(c["loss_free"] - c["loss_tf"])
+        control = (f"W = 0 control: teacher-forced loss {c['loss_tf'].mean():.3f} vs "
+                   f"{g['loss_tf'].mean():.3f}, the feedback is worth "
+                   + (f"{worth.estimate:+.3f} [{worth.low:+.3f}, {worth.high:+.3f}] nats/token"
+                      if worth else "n/a (under 2 control seeds)")
+                   + (f", control gap {own.estimate:+.3f}" if own else ""))
+        if worth is None or not worth.above(r.negligible_nats):
+            skipped.append(f"{where} ({control}: the fed-back output carries nothing the "
+                           "input lacks, so free-running only corrupts a redundant channel — "
+                           "not a generation setting)")
+            continue
+        if g["loss_tf"].mean() < r.negligible_nats:
+            skipped.append(f"{where} (learned perfectly, loss {g['loss_tf'].mean():.2g}: "
+                           "nothing to expose)")
+            continue
+        gap = mean_ci(g["loss_free"] - g["loss_tf"])
+        used.append(pd.concat([g, c]))
+        gaps.append(gap.estimate)
+        text = (f"{where}: free − teacher-forced {gap.estimate:+.3f} [{gap.low:+.3f}, "
+                f"{gap.high:+.3f}] nats/token over {gap.n} seeds; {control}")
+        if gap.low > 0:
+            parts.append((HOLDS, text))
+        elif gap.high < r.negligible_nats:
+            parts.append((FAILS, text))
+        else:
+            parts.append((NOT_MEASURED, text))
+    return Decision(some_setting(parts), max(gaps) if gaps else math.nan,
+                    "nats/token (free − TF), largest", _evidence(parts, skipped),
+                    pd.concat(used) if used else None)
+
+
+def belief_jordan_better(rows: pd.DataFrame, r: Rules) -> Decision:
+    trained, _ = _trained(rows, r)
+    t = trained[trained["model"].isin(["elman", "jordan"])]
+    t = t[~t.apply(_generation_task, axis=1)] if len(t) else t
+    if t.empty:
+        return Decision(NOT_MEASURED, evidence="no task with trained Elman and Jordan rows")
+    parts, skipped, used, diffs = [], [], [], []
+    for key, g in t.groupby(MATCH, dropna=False, sort=True):
+        where = _setting(dict(zip(MATCH, key)), ("task_label", "tau", "batch", "hidden"))
+        best = _best_per_model(g, "loss_gen", higher=False)
+        if set(best) != {"elman", "jordan"}:
+            continue
+        why = [f"{m} + {s}: {w}" for m, (s, x) in best.items()
+               if (w := _gate_training(x, r))]
+        if why:
+            skipped.append(f"{where} ({'; '.join(why)})")
+            continue
+        (se, e), (sj, j) = best["elman"], best["jordan"]
+        ci = diff_ci(e["loss_gen"], j["loss_gen"])
+        used.append(pd.concat([e, j]))
+        diffs.append(-ci.estimate)
+        text = (f"{where}: Elman + {se} {e['loss_gen'].mean():.3g} vs Jordan + {sj} "
+                f"{j['loss_gen'].mean():.3g} nats/token, Elman − Jordan {ci.estimate:+.3g} "
+                f"[{ci.low:+.3g}, {ci.high:+.3g}]")
+        verdict = HOLDS if ci.low > 0 else FAILS if ci.high < 0 else NOT_MEASURED
+        parts.append((verdict, text))
+    return Decision(every_setting(parts), float(np.mean(diffs)) if diffs else math.nan,
+                    "nats/token (Jordan − Elman), mean", _evidence(parts, skipped),
+                    pd.concat(used) if used else None)
+
+
+def _loss_gate(r: Rules) -> str:
+    return (f"trained cells: ≥ {r.min_seeds} seeds and ≥ {r.min_train_steps} training steps "
+            "per side; a 95% CI over seeds on every comparison")
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("bptt_time_linear", "chapter",
+         "BPTT's run time is O(τ): it grows linearly with the sequence length.",
+         _law_how("step time"), _law_gate_text,
+         lambda rows, r: linear_law(rows, "step_ms_median", BPTTS, r)),
+    Rule("bptt_not_parallel", "chapter",
+         "BPTT's O(τ) time cannot be reduced by parallel hardware (more workers or more cores): "
+         "the forward graph is inherently sequential.",
+         lambda r: (f"Elman BPTT on all cores against 1 thread, and Elman split along time "
+                    f"(scan_bptt, deer) over N workers against 1: holds when in every "
+                    f"comparison the speedup's 95% CI lies at or below {r.no_gain}× while "
+                    f"Jordan + teacher forcing on the same hardware (the positive control) "
+                    f"gains above {r.no_gain}×; does not hold when a BPTT speedup's CI lies "
+                    f"above {r.no_gain}×. Elman split by batch with fewer sequences than "
+                    f"workers is left out (it cannot gain by construction)"),
+         _hw_gate, bptt_hardware),
+    Rule("bptt_memory_linear", "chapter",
+         "BPTT's memory is O(τ): the states of every step are kept for the backward pass.",
+         _law_how("saved bytes"), _law_gate_text,
+         lambda rows, r: linear_law(rows, "saved_bytes", BPTTS, r)),
+    Rule("tf_depth_one", "chapter",
+         "Teacher forcing decouples the time steps: the sequential depth is 1, not τ.",
+         lambda r: ("depth of every Jordan + teacher-forcing cell, a constant of the strategy "
+                    "registry copied into each row: 'by construction' when it is 1 at every τ "
+                    "(the timings vs workers and cores are the measured evidence); does not "
+                    "hold when the registry says otherwise"),
+         lambda r: "any Jordan + teacher-forcing row", tf_depth),
+    Rule("tf_parallel_workers", "chapter",
+         "With teacher forcing the time steps can be computed in parallel: more workers or "
+         "more cores, less time.",
+         lambda r: (f"Jordan + teacher forcing split along time over N workers against 1, and "
+                    f"on all cores against 1 thread: holds when in some comparison the "
+                    f"speedup's 95% CI lies above {r.no_gain}×; does not hold when in every "
+                    f"comparison it lies at or below"),
+         _hw_gate, tf_hardware),
+    Rule("tf_faster_one_device", "consequence",
+         "On one device, teacher forcing's batched steps train faster than sequential BPTT, "
+         "even against the best BPTT implementation, from some τ on.",
+         lambda r: (f"speedup of Jordan + teacher forcing over the fastest Elman BPTT measured "
+                    f"({', '.join(BPTTS)}) at the largest τ of every setting (threads, B, H): "
+                    f"holds when its 95% CI lies above {r.faster:g}× in every setting; does not "
+                    f"hold when it lies at or below {r.faster:g}× in one"),
+         _speed_gate, tf_faster),
+    Rule("tf_speedup_not_overhead", "consequence",
+         "Teacher forcing's speedup over BPTT is parallel work, not the sequential loop's "
+         "framework overhead: it remains against a compiled sequential loop.",
+         lambda r: (f"per setting (1 thread and all cores, B = 1 and B = 32), teacher forcing "
+                    f"against the framework loop (bptt) and the compiled loop "
+                    f"(bptt_compiled): holds when the speedup over the compiled loop has its "
+                    f"95% CI above {r.faster:g}× in every setting; does not hold when it lies "
+                    f"at or below in one. The evidence splits the framework-loop speedup into "
+                    "overhead (framework / compiled loop) and what remains (parallel work)"),
+         _speed_gate, tf_not_overhead),
+    Rule("deer_depth", "consequence",
+         "Elman's sequential depth can be cut to O(k log τ) by parallel Newton iterations "
+         "(DEER) when its dynamics contract (spectral radius ρ < 1).",
+         lambda r: (f"Elman + deer / quasi_deer at ρ < {r.contracting:g} (or the default init), "
+                    f"per setting: holds when every run converged, the iteration count k grows "
+                    f"slower than τ^{r.growth} (95% CI of its log-log slope below {r.growth}) "
+                    f"and k·⌈log₂τ⌉ < τ at the largest τ; does not hold when a run did not "
+                    f"converge, k grows faster (CI above {r.growth}) or k·⌈log₂τ⌉ ≥ τ; in every "
+                    f"setting. Settings with ρ ≥ {r.contracting:g} are shown, not judged"),
+         lambda r: (f"≥ {r.min_taus} distinct τ spanning ≥ {r.min_tau_ratio:g}× and ≥ "
+                    f"{r.min_cells} cells per setting, with iterations and converged recorded"),
+         deer_depth),
+    Rule("deer_faster", "consequence",
+         "… and on this device DEER is faster than sequential BPTT.",
+         lambda r: (f"speedup of Elman + deer / quasi_deer over the fastest Elman BPTT measured, "
+                    f"per setting and τ: holds when in some setting its 95% CI lies above "
+                    f"{r.faster:g}×; does not hold when in every setting it lies at or below"),
+         _speed_gate, deer_faster),
+    Rule("jordan_less_powerful", "chapter",
+         "A Jordan (output-to-hidden) network is less powerful: what its outputs do not carry "
+         "is lost (delayed recall, y(t) = x(t−k)).",
+         lambda r: (f"delayed_recall, accuracy on its own outputs, each model's best strategy "
+                    f"(Jordan's among teacher_forcing, free_running, scheduled_sampling): holds "
+                    f"when the 95% CI of Elman − Jordan lies above {r.accuracy_gap}; does not "
+                    f"hold when it lies below {r.accuracy_gap}; in every matched configuration; "
+                    f"not measured when Elman is within {r.learned_margin} of chance"),
+         lambda r: (_loss_gate(r) + "; Jordan trained with a strategy fed its own outputs "
+                    "(free_running or scheduled_sampling)"), jordan_weaker),
+    Rule("jordan_fine_parity", "chapter",
+         "A Jordan network is fine when its outputs carry the state it needs (running parity, "
+         "y(t) = y(t−1) xor x(t)).",
+         lambda r: (f"running_parity, Jordan's best strategy, accuracy on its own outputs: "
+                    f"holds when its 95% CI lies at or above {r.solved}; does not hold when it "
+                    f"lies below while Elman's lies at or above; in every configuration"),
+         _loss_gate, jordan_parity),
+    Rule("exposure_bias", "chapter",
+         "Exposure bias: trained with teacher forcing, the model does worse on its own outputs "
+         "(free-running loss above the teacher-forced loss).",
+         lambda r: (f"Jordan + teacher forcing, free-running − teacher-forced loss per seed, "
+                    f"per task, judged only in a generation setting: the W = 0 control (Jordan "
+                    f"with W held at 0, option w_zero) must have a teacher-forced loss above "
+                    f"the model's by more than {r.negligible_nats} nats/token (95% CI), i.e. "
+                    f"the fed-back output carries what the input lacks; holds when on some "
+                    f"such task the gap's CI lies above 0; does not hold when on every such "
+                    f"task it lies below {r.negligible_nats}"),
+         lambda r: _loss_gate(r) + "; a W = 0 control at the same task, τ, B, H and steps",
+         exposure_bias),
+    Rule("belief_jordan_better", "common belief",
+         "Common belief: a Jordan network works better than an Elman network because the "
+         "output y is easier to control than the hidden state h.",
+         lambda r: ("tested through its consequence (the 'because' is not measurable): "
+                    "per-token loss on the model's own outputs, each model's best strategy, "
+                    "same task/τ/B/H/steps (tasks without input left out): holds when the 95% "
+                    "CI of Elman − Jordan lies above 0 on every task; does not hold when it "
+                    "lies below 0 on one"),
+         _loss_gate, belief_jordan_better),
+)
+CLAIMS = RULES
+
+
+def judge(rule: Rule, rows: pd.DataFrame, rules: Rules = Rules()) -> Claim:
+    d = rule.decide(rows, rules)
+    if d.verdict not in VERDICTS:
+        raise ValueError(f"verdict: {d.verdict!r} is not one of {VERDICTS}")
+    cells = d.cells if d.cells is not None else rows.iloc[:0]
+    cells = cells.drop_duplicates("cell_id") if "cell_id" in cells.columns else cells
+    ids = tuple(sorted(cells["cell_id"].dropna().astype(str))) if "cell_id" in cells else ()
+    value = float(d.value) if d.value is not None and np.isfinite(d.value) else math.nan
+    return Claim(rule.key, rule.source, rule.text, rule.how(rules), rule.gate(rules),
+                 d.verdict, value, d.unit, d.evidence or "no evidence", len(cells), ids)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The rows the claims are judged on (other derived tables are the report's)."""
+
+    rows: pd.DataFrame
+    fits: pd.DataFrame | None = None
+    speedup: pd.DataFrame | None = None
+    crossover: pd.DataFrame | None = None
+    workers: pd.DataFrame | None = None
+    rules: Rules = field(default_factory=Rules)
+
+
+def evaluate(source, rules: Rules | None = None) -> list[Claim]:
+    """Every claim judged on ``source``: result rows (a DataFrame, raw or loaded) or an
+    :class:`Evidence`. Returns one :class:`Claim` record per rule, in page order."""
+    if isinstance(source, Evidence):
+        rows, rules = source.rows, rules or source.rules
     else:
-        verdict = NOT_MEASURED
-        evidence += "; the intervals are too wide to decide: more seeds or cells"
-    value = max(m for _, _, m, _, _ in tasks)
-    return _claim("exposure_bias", "chapter", text, rule, verdict, value,
-                  "nats/token (free − TF), largest task mean", evidence, used)
-
-
-def belief_jordan_better(ev: Evidence) -> Claim:
-    text = ("Common belief: a Jordan network works better than an Elman network because the "
-            "output y is easier to control than the hidden state h.")
-    rule = ("tested through its consequence (the 'because' is not measurable): per-token loss "
-            "when the model runs on its own outputs, best strategy per model, seeds averaged, "
-            "same task/τ/B/H/steps: holds when Jordan's loss is lower on every task measured")
-    rows = ok_rows(ev.rows)
-    rows = rows[rows["train_steps"] > 0].copy()
-    rows["loss_gen"] = rows["loss_free"].fillna(rows["loss_tf"])
-    pairs = _paired(rows, "loss_gen", "min")
-    if pairs.empty:
-        return _claim("belief_jordan_better", "common belief", text, rule, NOT_MEASURED,
-                      evidence="no task with trained Elman and Jordan rows")
-    pairs["jordan_better"] = pairs["jordan"] < pairs["elman"]
-    per_task = pairs.groupby("task_label").agg(elman=("elman", "mean"), jordan=("jordan", "mean"),
-                                               better=("jordan_better", "all"))
-    parts = [f"{t}: Elman {x['elman']:.3g} vs Jordan {x['jordan']:.3g} nats/token "
-             f"({'Jordan' if x['better'] else 'Elman'} better)" for t, x in per_task.iterrows()]
-    verdict = HOLDS if per_task["better"].all() else FAILS
-    value = float((pairs["jordan"] - pairs["elman"]).mean())
-    return _claim("belief_jordan_better", "common belief", text, rule, verdict, value,
-                  "nats/token (Jordan − Elman)", "; ".join(parts), _used(rows, pairs))
-
-
-CLAIMS = (bptt_time, bptt_workers, bptt_memory, tf_depth, tf_workers, tf_faster,
-          jordan_weaker, jordan_parity, exposure_bias, belief_jordan_better)
-
-
-def evaluate(ev: Evidence) -> list[Claim]:
-    return [judge(ev) for judge in CLAIMS]
+        rows = source
+    if "strategy_label" not in rows.columns:
+        rows = load.load(rows)
+    rules = rules or Rules()
+    return [judge(rule, rows, rules) for rule in RULES]
 
 
 def table(claims: list[Claim]) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .claims import METHOD
 from .markdown import CAPTIONS, INTRO
 from .plots import PLOTS
 
@@ -64,7 +65,7 @@ VERDICT_TEXT = {"by construction": "by construction (not measured)"}
 
 def claims_table(claims: pd.DataFrame) -> str:
     head = "<tr><th>claim</th><th>verdict</th><th>evidence</th><th>cells</th>" \
-           "<th>how it is decided</th></tr>"
+           "<th>how it is decided</th><th>evidence needed</th></tr>"
     rows = []
     for _, c in claims.iterrows():
         css = c["verdict"].replace(" ", "-")
@@ -74,7 +75,8 @@ def claims_table(claims: pd.DataFrame) -> str:
             f'<br><span class="note">{html.escape(c["source"])}</span></td>'
             f'<td><span class="verdict {css}">{shown}</span></td>'
             f'<td>{html.escape(c["evidence"])}</td><td>{c["cells"]}</td>'
-            f'<td class="note">{html.escape(c["rule"])}</td></tr>')
+            f'<td class="note">{html.escape(c["rule"])}</td>'
+            f'<td class="note">{html.escape(c["gate"])}</td></tr>')
     return f'<div class="scroll"><table class="claims">{head}{"".join(rows)}</table></div>'
 
 
@@ -116,6 +118,7 @@ def write(report, out: Path, embed: bool = False) -> list[Path]:
     body = (f'<p class="note">Results: {html.escape(report.source)}</p><nav>{nav}</nav>'
             f'<h2 id="claims">Claims of the chapter, checked</h2>'
             f'<p class="note">{html.escape(INTRO)}</p>'
+            f'<p class="note">{html.escape(METHOD)}</p>'
             f'{claims_table(report.claims)}'
             f'<h2 id="plots">Plots</h2>{figures(report, out, embed)}' + "".join(sections))
     (out / "index.html").write_text(page("rnnbench report", report.env, body))
