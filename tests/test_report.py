@@ -219,9 +219,45 @@ AXES = {  # name -> (x label, y label fragment, x scale, y scale) of the first a
 }
 
 
+# The parallel-in-time plots, drawn from their own rows (the sweep above has none).
+DEER_AXES = {
+    "deer_iterations": ("spectral radius ρ of W at init", "Newton iterations", "linear", "log"),
+    "time_vs_hidden": ("hidden size H", "step time (ms)", "log", "log"),
+}
+
+
+def deer_plot_rows() -> pd.DataFrame:
+    rows = []
+    for rho in (0.5, 0.9, 1.5, 3.0):
+        rows += rs.deer_rows(iterations=lambda tau, rho=rho: int(4 + 40 * max(rho - 0.8, 0)),
+                             converged=rho < 2, rho=rho, taus=(1024, 16384))
+    for hidden in (8, 32, 128):
+        for strategy, ms in (("bptt", 2.0), ("deer", 0.05), ("scan_bptt", 1.0)):
+            rows.append(rs._row(model="elman", strategy=strategy, tau=1024, hidden=hidden,
+                                step_ms_median=ms * hidden))
+        rows.append(rs._row(model="jordan", strategy="teacher_forcing", tau=1024,
+                            hidden=hidden, step_ms_median=0.1 * hidden))
+    return load.load(pd.DataFrame(rows))
+
+
+@pytest.mark.parametrize("name", sorted(DEER_AXES))
+def test_parallel_in_time_plots_are_drawn_only_from_their_rows(name):
+    fig = getattr(plots, name)(deer_plot_rows())
+    xlabel, ylabel, xscale, yscale = DEER_AXES[name]
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == xlabel and ylabel in ax.get_ylabel()
+    assert (ax.get_xscale(), ax.get_yscale()) == (xscale, yscale)
+    assert fig.get_suptitle() and ax.get_legend() is not None
+    if name == "time_vs_hidden":
+        assert len(ax.get_legend().get_texts()) == 4  # bptt, deer, scan_bptt, teacher forcing
+    else:  # not-converged runs are marked
+        assert any(ln.get_marker() == "x" for ln in ax.get_lines())
+    assert getattr(plots, name)(load.load(pd.DataFrame(rs.timing_rows()))) is None
+
+
 def test_every_plot_is_written_as_png_and_svg(built):
-    assert set(built.figures) == set(plots.PLOTS) == set(AXES)
-    for name in plots.PLOTS:
+    assert set(built.figures) == set(plots.PLOTS) == set(AXES) | set(DEER_AXES)
+    for name in AXES:
         for ext in ("png", "svg"):
             path = built.out_dir / "plots" / f"{name}.{ext}"
             assert path.stat().st_size > 5000, path
@@ -285,7 +321,7 @@ def test_pages_are_written_and_headed_by_the_environment(built):
         assert (out / "tables" / f"{name}.csv").is_file()
     index = (out / "index.html").read_text()
     assert "http://" not in index and "https://" not in index and "<script" not in index
-    for name in plots.PLOTS:
+    for name in AXES:
         assert f'src="plots/{name}.png"' in index
 
 

@@ -17,6 +17,8 @@ CAPTIONS = {
     "loss_curves": "Training loss vs step and vs wall-clock: Elman + BPTT against Jordan + TF.",
     "exposure_bias": "Teacher-forced vs free-running loss by position (exposure bias).",
     "capacity": "Accuracy per task and model (capacity).",
+    "deer_iterations": "DEER: Newton iterations to converge vs the spectral radius of W.",
+    "time_vs_hidden": "Step time vs hidden size H: BPTT loops, scan/DEER, teacher forcing.",
 }
 INTRO = ("Each claim is checked against the measured rows by the rule in its last column. "
          "'holds' and 'does not hold' are measured findings; 'not measured' means the results "
