@@ -179,3 +179,16 @@ def test_bad_sizes(tau, batch, pattern):
 def test_bad_task_arguments(call, pattern):
     with pytest.raises(UsageError, match=pattern):
         call()
+
+
+def test_text_without_input_keeps_the_targets_and_blanks_x(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abcabcabd" * 20)
+    with_input = tasks.make("text", path=str(corpus), vocab=5)
+    blank = tasks.make("text", path=str(corpus), vocab=5, input="none")
+    x, y = with_input.batch(16, 3, seed=4)
+    x0, y0 = blank.batch(16, 3, seed=4)
+    assert torch.equal(y, y0) and x0.shape == x.shape
+    assert x.abs().sum() > 0 and x0.abs().sum() == 0  # only a fed-back y^(t-1) can carry the past
+    with pytest.raises(UsageError, match=r"task.input: must be one of chars, none, got 'x'"):
+        tasks.make("text", path=str(corpus), input="x")
