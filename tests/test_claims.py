@@ -264,3 +264,11 @@ def test_every_setting_means_every_setting():
     assert claims.every_setting([]) == NM
     assert claims.some_setting([(FAILS, ""), (HOLDS, "")]) == HOLDS
     assert claims.some_setting([(FAILS, ""), (NM, "")]) == NM
+
+
+def test_a_best_bptt_baseline_is_judged_as_the_strategy_it_stood_for():
+    rows = rs.paired_rows("jordan", "teacher_forcing", 0.8,
+                          {"model": "elman", "strategy": "best_bptt"}, tau=4096, batch=32,
+                          baseline_config='{"model": "elman", "strategy": "bptt_fused"}')
+    c = judged(rows)["tf_faster_one_device"]
+    assert c.verdict == FAILS and "fastest BPTT (bptt_fused)" in c.evidence

@@ -84,11 +84,17 @@ def numeric(rows: pd.DataFrame, name: str) -> pd.Series:
 
 
 def baseline_key(rows: pd.DataFrame) -> pd.Series:
-    """The baseline overrides of each row as canonical JSON ('' for none)."""
-    def canon(value):
-        opts = {k: v for k, v in load.options(value).items() if k}
+    """The baseline of each row as canonical JSON ('' for none): the overrides asked for
+    (``baseline``), with the fields as resolved in the run (``baseline_config``: e.g. the
+    strategy ``best_bptt`` stood for) on top."""
+    def canon(asked, resolved):
+        opts = {k: v for k, v in load.options(asked).items() if k}
+        if opts:
+            opts.update({k: v for k, v in load.options(resolved).items() if k})
         return json.dumps(opts, sort_keys=True) if opts else ""
-    return column(rows, "baseline", None).map(canon)
+    return pd.Series([canon(a, r) for a, r in zip(column(rows, "baseline", None),
+                                                  column(rows, "baseline_config", None))],
+                     index=rows.index, dtype=object)
 
 
 def paired_ratios(rows: pd.DataFrame) -> list[float]:
