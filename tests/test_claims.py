@@ -272,3 +272,11 @@ def test_a_best_bptt_baseline_is_judged_as_the_strategy_it_stood_for():
                           baseline_config='{"model": "elman", "strategy": "bptt_fused"}')
     c = judged(rows)["tf_faster_one_device"]
     assert c.verdict == FAILS and "fastest BPTT (bptt_fused)" in c.evidence
+
+
+def test_an_exact_linear_count_is_linear():
+    """Saved bytes are counted, not timed: exactly c·τ, no noise, a = 0 to rounding."""
+    rows = rs.law_rows(a=1.0, b=0.01)
+    for r in rows:
+        r["saved_bytes"] = 4096.0 * r["tau"]
+    assert verdict(rows, "bptt_memory_linear") == HOLDS

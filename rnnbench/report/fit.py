@@ -249,6 +249,7 @@ class OverheadFit:
     n_tau: int
     tau_min: float
     tau_max: float
+    y_min: float
     level: float = LEVEL
 
 
@@ -285,4 +286,4 @@ def overhead_fit(tau, y, level: float = LEVEL) -> OverheadFit | None:
     return OverheadFit(float(line[0]), float(line[0]) - half_a, float(line[0]) + half_a,
                        float(line[1]) / top, q, q - half_q, q + half_q, (b + 2 * c) / t_max,
                        int(len(y)), int(len(np.unique(tau))), float(tau.min()), float(top),
-                       level)
+                       float(y.min()), level)
