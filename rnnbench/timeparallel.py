@@ -1,50 +1,37 @@
-"""Time-parallel training across Ray workers (DESIGN.md, "Time-parallel training").
+"""The worker-group harness: one cell trained across Ray workers (docs/design.md, "Harnesses").
 
 A cell with ``workers = N`` runs as one group of N Ray actors, reserved together
 in one placement group (all or nothing), joined with ``torch.distributed``
 (gloo on CPU, NCCL on CUDA).  Every actor holds a replica of the model and a
-shard of the cell's one batch:
+shard of the cell's one batch, cut as the strategy's record says (``split``):
 
-- ``jordan`` + ``teacher_forcing`` -- ``split = "time"``: the sequence is cut
-  into N contiguous time slices (uneven when N does not divide tau).  Under
-  teacher forcing a slice needs nothing from its neighbours but y^(s-1), which
-  is data, so each worker computes its slice's loss and gradient alone
-  (:func:`rnnbench.strategies.teacher_forcing_slice`);
-- every other model/strategy (Elman BPTT, fused BPTT, ...) -- ``split =
-  "batch"``: the hidden-to-hidden recurrence cannot be cut along time, only the
-  batch is shared out; with fewer sequences than workers the extra workers idle
-  (they hold an empty shard and only join the all-reduce) and the row's
-  ``error`` field carries a ``note:`` saying how many idled (status stays ``ok``).
+- ``time`` (teacher forcing): N contiguous time slices.  A slice needs nothing
+  from its neighbours but y^(s-1), which is data, so each worker computes its
+  slice's loss and gradient alone (:func:`rnnbench.strategies.teacher_forcing_slice`);
+- ``batch`` (every other strategy: the hidden-to-hidden recurrence cannot be
+  cut along time): with fewer sequences than workers the extra workers idle
+  (an empty shard; they only join the all-reduce) and the row's ``error``
+  carries a ``note:`` saying how many (status stays ``ok``).
 
-Each training step: zero the gradients, local loss (forward), backward, one
-all-reduce (SUM) of the flattened gradients with the loss piggy-backed, the
-same Adam step on every replica.  The summed gradient equals the
-single-process gradient of the summed loss (tests check it to 1e-10 in float64).
+Each step: local loss (forward), backward, one all-reduce (SUM) of the
+flattened gradients with the loss piggy-backed, the same Adam step on every
+replica: the single-process gradient of the summed loss (tested to 1e-10 in
+float64).  Rendezvous is race-free: rank 0 opens a ``TCPStore`` on port 0 and
+keeps the kernel-chosen port bound; the others connect to it.
 
-Rendezvous is race-free: rank 0 opens a ``TCPStore`` on port 0, so the kernel
-picks a free port that rank 0 keeps bound; the real port goes to the others,
-which connect to it, and all N call ``init_process_group(store=...)``.
+Timing is done inside the workers (``torch.utils.benchmark`` cannot line up
+the N ranks' steps): per step the slowest rank's time counts, then a
+``benchmark.Measurement`` over ``repeats`` steps after ``WARMUP``.
+``comm_ms_median``: per step the *smallest* time any rank spent in the
+all-reduce (the last rank to arrive waits only for the transfer itself).
 
-Timing is done inside the workers with a (CUDA-synchronised) ``perf_counter``:
-``torch.utils.benchmark`` times a statement in isolation and cannot line up the
-N ranks' steps.  Per step the slowest rank's time counts (a step is done when
-every rank is done), then median, IQR and the raw samples over ``repeats``
-steps after ``WARMUP`` warm-up steps.  ``comm_ms_median``: per step the
-*smallest* time any rank spent in the all-reduce -- the last rank to arrive
-waits only for the transfer itself, the others also for the stragglers -- then
-the median.
-
-A worker that dies gives a ``crashed`` row; whatever happens, every actor is
-killed and the placement group removed before :func:`run_cell` returns (the
-store's port dies with rank 0's process).  If the process running
-:func:`run_cell` is itself killed (the sweep force-cancels a timed-out cell),
-the actors die with their owner but Ray keeps the placement group until the
-job ends: :func:`release` removes it (the placement group is named after the
-cell).  Every removal goes through :func:`remove_group`, which never removes a
-group that Ray is still placing (Ray 2.60 leaks such a group's CPUs).
-
-On CUDA each worker takes one GPU (NCCL; written, not tested here: no GPU on
-the development machine); the trained replica is evaluated on the caller's CPU.
+Whatever happens, every actor is killed and the placement group removed
+before :func:`run_cell` returns.  If the process running it is killed (the
+sweep force-cancels a timed-out cell), Ray keeps the placement group until the
+job ends: :func:`release` removes it (it is named after the cell).  Every
+removal goes through :func:`remove_group` (Ray 2.60 leaks the CPUs of a group
+removed while it is being placed).  On CUDA each worker takes one GPU (written,
+not tested here); the trained replica is evaluated on the caller's CPU.
 """
 
 from __future__ import annotations
@@ -53,33 +40,26 @@ import datetime
 import math
 import os
 import socket
-import statistics
 import time
 from typing import Sequence
 
 import torch
 
-from . import strategies
+from . import strategies, training
 from .cell import Cell
 from .errors import UsageError
-from .models import build
+from .rows import NonFiniteLoss, WorkerDied, base_row, fail
+from .training import WARMUP, cell_batch, initial_model
 
-WARMUP = 3  # untimed steps before the timed ones
 PLACE_TIMEOUT_S = 600.0  # how long to wait for the placement group to be placed
 DIST_TIMEOUT_S = 300.0  # torch.distributed timeout (rendezvous and collectives)
 
 # --------------------------------------------------------------------------- work split
 
 
-def split_kind(model: str, strategy: str) -> str:
-    """``time`` for teacher-forced Jordan networks, ``batch`` for everything else."""
-    return "time" if (model, strategy) == ("jordan", "teacher_forcing") else "batch"
-
-
-def partition(n: int, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous near-equal ranges covering range(n); some empty if n < parts."""
-    edges = [(i * n) // parts for i in range(parts + 1)]
-    return list(zip(edges, edges[1:]))
+def split_kind(cell: Cell) -> str:
+    """How the cell's strategy is shared out: ``time`` slices or ``batch`` shards."""
+    return strategies.get(cell.strategy).split
 
 
 def shard(cell: Cell, x: torch.Tensor, y: torch.Tensor, rank: int) -> dict:
@@ -89,20 +69,20 @@ def shard(cell: Cell, x: torch.Tensor, y: torch.Tensor, rank: int) -> dict:
     (one step of overlap for y^(s-1)); ``start``/``end`` are local indices.
     Batch split: the sequences [b0, b1).
     """
-    kind = split_kind(cell.model, cell.strategy)
+    kind = split_kind(cell)
     if kind == "time":
-        s, e = partition(x.shape[0], cell.workers)[rank]
+        s, e = strategies.partition(x.shape[0], cell.workers)[rank]
         lo = max(s - 1, 0)
         return {"kind": kind, "x": x[lo:e].clone(), "y": y[lo:e].clone(), "rank": rank,
                 "start": s - lo, "end": e - lo, "empty": e == s}
-    b0, b1 = partition(x.shape[1], cell.workers)[rank]
+    b0, b1 = strategies.partition(x.shape[1], cell.workers)[rank]
     return {"kind": kind, "x": x[:, b0:b1].clone(), "y": y[..., b0:b1].clone(), "rank": rank,
             "start": 0, "end": x.shape[0], "empty": b1 == b0}
 
 
 def active_workers(cell: Cell) -> int:
     """How many of the cell's workers get a non-empty shard."""
-    n = cell.tau if split_kind(cell.model, cell.strategy) == "time" else cell.batch
+    n = cell.tau if split_kind(cell) == "time" else cell.batch
     return min(n, cell.workers)
 
 
@@ -111,11 +91,9 @@ def local_losses(model, cell: Cell, part: dict, step: int | None = None):
 
     Teacher forcing with a ``chunk`` option gives one piece per chunk (memory
     O(chunk)); otherwise one piece.  ``step`` is the training step, for
-    scheduled sampling's schedule (as :mod:`rnnbench.measure` passes it).
+    scheduled sampling's schedule (:func:`rnnbench.training.strategy_options`).
     """
-    from .measure import strategy_options
-
-    options = strategy_options(cell, step, part.get("rank", 0))
+    options = training.strategy_options(cell, step, part.get("rank", 0))
     if part["kind"] == "time":
         chunk = options.get("chunk") or (part["end"] - part["start"])
         for s in range(part["start"], part["end"], chunk):
@@ -123,24 +101,6 @@ def local_losses(model, cell: Cell, part: dict, step: int | None = None):
                 model, part["x"], part["y"], s, min(s + chunk, part["end"]))
     else:
         yield strategies.loss(model, part["x"], part["y"], cell.strategy, **options)
-
-
-def initial_model(cell: Cell, n_in: int, n_out: int):
-    """The cell's model, seeded with the cell's seed, in the cell's dtype (on CPU)."""
-    torch.manual_seed(cell.seed)
-    return build(cell.model, n_in, cell.hidden, n_out).to(getattr(torch, cell.dtype))
-
-
-def cell_batch(cell: Cell, seed: int | None = None):
-    """The cell's batch (x, y) -- the timed one unless ``seed`` -- and its task.
-
-    Seeds as in :mod:`rnnbench.measure`: the timed batch uses the cell's seed,
-    training step i the seed ``seed * 7919 + i + 1``.
-    """
-    task = cell.make_task()
-    x, y = task.batch(cell.tau, cell.batch, cell.seed if seed is None else seed,
-                      dtype=getattr(torch, cell.dtype))
-    return task, x, y
 
 
 # --------------------------------------------------------------------------- the worker
@@ -154,6 +114,7 @@ class Worker:
 
     def __init__(self, rank: int, world: int, threads: int, device: str):
         self.rank, self.world, self.device = rank, world, device
+        self._now = training.clock(device)
         self.threads = threads
         torch.set_num_threads(threads)
         self.store = None
@@ -197,10 +158,7 @@ class Worker:
     def setup(self, cell: Cell, state: dict, part: dict) -> None:
         torch.set_num_threads(self.threads)  # Ray may reuse processes: set it every time
         self.cell = cell
-        dev = torch.device(self.device)
-        self.model = build(cell.model, state["U"].shape[1], cell.hidden,
-                           state["V"].shape[0]).to(dtype=state["U"].dtype, device=dev)
-        self.model.load_state_dict(state)
+        self.model = initial_model(cell, state["U"].shape[1], state["V"].shape[0], self.device)
         self.set_part(part)
         self.params = list(self.model.parameters())
         self.numel = [p.numel() for p in self.params]
@@ -222,15 +180,9 @@ class Worker:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     # -- one step -----------------------------------------------------------
-    def _now(self) -> float:
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def _step(self, optimize: bool, die: bool = False, step: int | None = None) -> dict:
+    def _step(self, optimize: bool, step: int | None = None) -> dict:
         import torch.distributed as dist
 
-        c0 = time.process_time()
         t0 = self._now()
         for p in self.params:
             p.grad = None
@@ -240,14 +192,10 @@ class Worker:
             for piece in local_losses(self.model, self.cell, self.part, step):
                 t1 = self._now()
                 fwd += t1 - t0
-                if die:  # test hook: the process dies mid-step, before the all-reduce
-                    os._exit(1)
                 piece.backward()
                 t0 = self._now()
                 bwd += t0 - t1
                 total += piece.detach()
-        elif die:
-            os._exit(1)
         t2 = self._now()
         flat = torch.cat([total.reshape(1)] + [
             p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
@@ -260,12 +208,12 @@ class Worker:
             self.opt.step()
         t4 = self._now()
         return {"fwd": fwd, "bwd": bwd, "comm": t3 - t2, "step": fwd + bwd + (t4 - t2),
-                "cpu": time.process_time() - c0, "loss": float(flat[0])}
+                "loss": float(flat[0])}
 
-    def steps(self, n: int, optimize: bool = True, die_at: int | None = None) -> list[dict]:
+    def steps(self, n: int, optimize: bool = True) -> list[dict]:
         """``n`` training steps; each entry has seconds (fwd, bwd, comm, step) and the loss."""
         torch.set_num_threads(self.threads)
-        return [self._step(optimize, die=(i == die_at)) for i in range(n)]
+        return [self._step(optimize) for _ in range(n)]
 
     def train_step(self, part: dict, step: int) -> float:
         """One training step on a new shard; the whole batch's summed loss."""
@@ -286,10 +234,6 @@ class Worker:
 
 
 # --------------------------------------------------------------------------- the group
-
-
-class WorkerDied(RuntimeError):
-    """A worker process died (killed, crashed, out of memory) while the group ran."""
 
 
 def _ray():
@@ -370,13 +314,16 @@ class Group:
     actor is killed and the placement group removed, whatever happened.
 
     ``cpus_per_worker`` is the CPU request of each actor (default: the cell's
-    threads; tests ask for fractions to fit N actors on 2 CPUs).
+    threads; tests ask for fractions to fit N actors on 2 CPUs); ``worker`` the
+    class each actor runs (:class:`Worker` or a subclass of it).
     """
 
     def __init__(self, cell: Cell, cpus_per_worker: float | None = None,
                  place_timeout_s: float = PLACE_TIMEOUT_S,
-                 dist_timeout_s: float = DIST_TIMEOUT_S, timeout_s: float | None = None):
+                 dist_timeout_s: float = DIST_TIMEOUT_S, timeout_s: float | None = None,
+                 worker: type = Worker):
         self.cell = cell
+        self.worker = worker
         self.cpus = float(cell.threads if cpus_per_worker is None else cpus_per_worker)
         self.place_timeout_s = place_timeout_s
         self.dist_timeout_s = dist_timeout_s
@@ -431,7 +378,7 @@ class Group:
             raise TimeoutError(
                 f"placement group of {n} x {bundle} not placed within "
                 f"{self.place_timeout_s:g} s (available now: {ray.available_resources()})")
-        actor_cls = ray.remote(Worker)
+        actor_cls = ray.remote(self.worker)
         for rank in range(n):
             self.actors.append(actor_cls.options(
                 num_cpus=self.cpus, num_gpus=bundle.get("GPU", 0), max_restarts=0,
@@ -524,15 +471,9 @@ class Group:
                 raise
         return ray.get(list(refs))
 
-    def steps(self, n: int, optimize: bool = True, die_at: tuple[int, int] | None = None
-              ) -> list[list[dict]]:
-        """``n`` steps on every rank; per rank the list of per-step records.
-
-        ``die_at = (rank, step)``: test hook, that rank's process exits mid-step.
-        """
-        return self._all([
-            a.steps.remote(n, optimize, die_at[1] if die_at and die_at[0] == r else None)
-            for r, a in enumerate(self.actors)])
+    def steps(self, n: int, optimize: bool = True) -> list[list[dict]]:
+        """``n`` steps on every rank; per rank the list of per-step records."""
+        return self._all([a.steps.remote(n, optimize) for a in self.actors])
 
     def gradients(self) -> list[dict]:
         """Every rank's all-reduced gradient after one forward/backward (no update)."""
@@ -548,25 +489,19 @@ class Group:
         ref = ray.put(self.state)
         self._all([a.reset.remote(ref) for a in self.actors])
 
-    def train(self, steps: int, every: int = 1) -> list[list]:
-        """``steps`` Adam steps, each on a fresh batch (seeds as in measure); the
-        curve [step, wall seconds, loss per token] at every ``every``-th step and
-        the last."""
+    def train(self) -> list[list]:
+        """The cell's training (:func:`rnnbench.training.train`): each Adam step on
+        a fresh batch, shared out as the timed one; returns the curve."""
         import ray
 
-        from . import measure
+        cell = self.cell
 
-        cell, curve = self.cell, []
-        start = time.perf_counter()
-        for i in range(steps):
-            _, x, y = cell_batch(cell, measure.train_seed(cell, i))
-            loss = self._all([a.train_step.remote(ray.put(shard(cell, x, y, r)), i)
+        def step(i: int) -> float:
+            _, x, y = cell_batch(cell, training.train_seed(cell, i))
+            return self._all([a.train_step.remote(ray.put(shard(cell, x, y, r)), i)
                               for r, a in enumerate(self.actors)])[0]
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss} at training step {i + 1}")
-            if i % every == 0 or i == steps - 1:
-                curve.append([i + 1, time.perf_counter() - start, loss / measure.tokens(cell)])
-        return curve
+
+        return training.train(cell, step)
 
     @property
     def pids(self) -> list[int]:
@@ -576,29 +511,16 @@ class Group:
 # --------------------------------------------------------------------------- the row
 
 
-def _ms_stats(samples: list[float]) -> tuple[float, float]:
-    if not samples:
-        return math.nan, math.nan
-    q = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 \
-        else [samples[0]] * 3
-    return statistics.median(samples), q[2] - q[0]
-
-
-def summarise(per_rank: list[list[dict]], warmup: int) -> dict:
+def summarise(cell: Cell, per_rank: list[list[dict]], warmup: int = WARMUP) -> dict:
     """Row fields from every rank's per-step records (seconds): step, fwd and bwd as
-    the slowest rank's per step, comm as the least-waiting rank's, in ms."""
+    the slowest rank's per step, comm as the least-waiting rank's."""
     steps = list(zip(*per_rank))[warmup:]
-    step = [1e3 * max(r["step"] for r in s) for s in steps]
-    fwd = [1e3 * max(r["fwd"] for r in s) for s in steps]
-    bwd = [1e3 * max(r["bwd"] for r in s) for s in steps]
-    comm = [1e3 * min(r["comm"] for r in s) for s in steps]
-    median, iqr = _ms_stats(step)
-    return {"step_ms_median": median, "step_ms_iqr": iqr, "step_ms_samples": step,
-            "fwd_ms_median": _ms_stats(fwd)[0], "bwd_ms_median": _ms_stats(bwd)[0],
-            "comm_ms_median": _ms_stats(comm)[0],
-            # not row keys: per rank, the CPU time its process used per step (median)
-            "cpu_ms_median_per_rank": [
-                _ms_stats([1e3 * r["cpu"] for r in rank[warmup:]])[0] for rank in per_rank]}
+
+    def stat(what: str, pick=max):
+        return training.measurement([pick(r[what] for r in s) for s in steps], cell, what)
+
+    return {**training.time_fields(stat("step"), stat("fwd"), stat("bwd")),
+            "comm_ms_median": stat("comm", min).median * 1e3}
 
 
 def idle_note(cell: Cell) -> str | None:
@@ -606,76 +528,52 @@ def idle_note(cell: Cell) -> str | None:
     active = active_workers(cell)
     if active == cell.workers:
         return None
-    kind = split_kind(cell.model, cell.strategy)
+    kind = split_kind(cell)
     what = "tau" if kind == "time" else "batch"
     why = "tau < workers" if kind == "time" else "BPTT cannot be split along time"
     return (f"note: {cell.workers - active} of {cell.workers} workers idle "
             f"({what} {getattr(cell, what)} split {kind}-wise; {why})")
 
 
-def _died_status(err: BaseException) -> str:
-    text = str(err).lower()
-    return "oom" if ("out of memory" in text or "memory pressure" in text
-                     or "oom" in text.split()) else "crashed"
-
-
 def run_cell(cell: Cell, *, timeout_s: float | None = None,
-             cpus_per_worker: float | None = None, warmup: int = WARMUP,
-             die_at: tuple[int, int] | None = None, probe: dict | None = None) -> dict:
+             cpus_per_worker: float | None = None, group: type = Group,
+             worker: type = Worker) -> dict:
     """Run a cell as one group of ``cell.workers`` Ray actors; return its row.
 
-    The row is :func:`rnnbench.measure.base_row` with the time-parallel
-    measures: ``split``, step/fwd/bwd times (inside the workers, slowest rank
-    per step), ``comm_ms_median``, and -- with ``train_steps`` -- the training
-    curve and :func:`rnnbench.measure.evaluate`'s held-out loss and accuracy of
-    the trained replica.  Memory and FLOPs are per-process measures and stay
-    NaN here (the one-worker row has them).
+    The row is :func:`rnnbench.rows.base_row` with the worker-group measures:
+    ``split``, step/fwd/bwd times (inside the workers, slowest rank per step),
+    ``comm_ms_median``, and -- with ``train_steps`` -- the training curve and
+    the held-out loss and accuracy of the trained replica
+    (:func:`rnnbench.training.evaluate`).  Memory and FLOPs are per-process
+    measures and stay NaN here (the one-worker row has them).
 
     Needs Ray: joins the running instance (driver or inside a Ray task), else
-    starts an embedded one.  Failure is data: a dead worker gives ``crashed``
-    (``oom`` when Ray says it was memory), running past ``timeout_s`` gives
-    ``timeout``, anything else ``failed``; when this returns the actors are
-    killed (Ray ends their processes moments later) and the placement group
-    is removed.  ``probe``, when given, is filled with the
-    workers' pids, the store's address and the placement group id (tests check
-    nothing is left behind) and each rank's CPU time per step (the benchmark
-    compares it with the wall time to see starved workers); ``die_at = (rank,
-    step)`` is the tests' fault injection.
+    starts an embedded one.  Failure is data (:func:`rnnbench.rows.status_of`:
+    a dead worker gives ``crashed``, ``oom`` when Ray says it was memory);
+    when this returns the actors are killed (Ray ends their processes moments
+    later) and the placement group is removed.  ``group`` and ``worker``: the
+    classes used (a subclass may watch the group or inject a fault).
     """
-    from ray.exceptions import GetTimeoutError
-
-    from . import measure
-
     t0 = time.perf_counter()
-    row = measure.base_row(cell)
-    row["split"] = split_kind(cell.model, cell.strategy)
+    row = base_row(cell)
+    row["split"] = split_kind(cell)
     row["workers_active"] = active_workers(cell)
     row["error"] = idle_note(cell)
     try:
-        with Group(cell, cpus_per_worker=cpus_per_worker, timeout_s=timeout_s) as group:
-            if probe is not None:
-                probe.update(pids=group.pids, address=group.address, infos=group.infos,
-                             placement_group=group.pg.id.hex())
-            records = group.steps(warmup + cell.repeats, die_at=die_at)
+        with group(cell, cpus_per_worker=cpus_per_worker, timeout_s=timeout_s,
+                   worker=worker) as g:
+            records = g.steps(WARMUP + cell.repeats)
             bad = [r["loss"] for r in records[0] if not math.isfinite(r["loss"])]
             if bad:
-                raise FloatingPointError(f"non-finite loss {bad[0]} ({cell.strategy})")
-            times = summarise(records, warmup)
-            if probe is not None:
-                probe["cpu_ms_median_per_rank"] = times.pop("cpu_ms_median_per_rank")
-            row.update({k: v for k, v in times.items() if k in row})
+                raise NonFiniteLoss(f"non-finite loss {bad[0]} ({cell.strategy})")
+            row.update(summarise(cell, records))
             if cell.train_steps:
-                group.reset()
-                every = max(1, cell.train_steps // measure.CURVE_POINTS)
-                row["train_curve"] = group.train(cell.train_steps, every)
+                g.reset()
+                row["train_curve"] = g.train()
                 model = initial_model(cell, row["n_in"], row["n_out"])
-                model.load_state_dict(group.parameters()[0])
-                row.update(measure.evaluate(cell, model, cell.make_task()))
-    except WorkerDied as err:
-        row.update(status=_died_status(err), error=str(err))
-    except GetTimeoutError as err:
-        row.update(status="timeout", error=str(err))
+                model.load_state_dict(g.parameters()[0])
+                row.update(training.evaluate(cell, model, cell.make_task()))
     except Exception as err:  # noqa: BLE001 -- failure is data
-        row.update(status="failed", error=f"{type(err).__name__}: {err}"[:2000])
+        fail(row, err)
     row["wall_s"] = time.perf_counter() - t0
     return row

@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pandas as pd
 
-from .. import tasks
 from ..errors import UsageError
 from . import load
 from .intervals import diff_ci, mean_ci
@@ -35,6 +34,8 @@ def _best_per_model(rows: pd.DataFrame, value: str, higher: bool) -> dict:
 
 
 def _chance(row) -> float:
+    from .. import tasks  # here, not above: reading rows does not need torch
+
     try:
         opts = {k: v for k, v in load.options(row["task_options"]).items() if k}
         return tasks.make(row["task"], **opts).chance_accuracy()
