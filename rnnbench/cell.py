@@ -15,7 +15,7 @@ from typing import Any
 
 from . import strategies, tasks
 from .errors import UsageError, check_int
-from .models import MODELS
+from .models import MODELS, check_rho
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
@@ -44,7 +44,8 @@ def _frozen(options: Any, field: str) -> tuple:
 @dataclass(frozen=True)
 class Cell:
     """model, strategy (+ options), task (+ options), tau, batch, hidden, seed,
-    threads, device, workers, train_steps, lr, repeats, dtype, harness."""
+    threads, device, workers, train_steps, lr, repeats, dtype, harness, rho
+    (spectral radius W is rescaled to at init; None: the default init)."""
 
     model: str
     strategy: str
@@ -63,6 +64,7 @@ class Cell:
     repeats: int = 20
     dtype: str = "float32"
     harness: str = "auto"
+    rho: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "strategy_options",
@@ -89,6 +91,7 @@ class Cell:
             raise UsageError(f"harness: must be one of {', '.join(HARNESSES)}, got {self.harness!r}")
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_rho(self.model, self.rho)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise UsageError(f"lr: must be a positive number, got {self.lr!r}")
 
@@ -104,12 +107,14 @@ class Cell:
     def cell_id(self) -> str:
         """Stable id: the first 16 hex digits of SHA-256 over the sorted config.
 
-        ``harness`` enters the hash only when it is not the default, so ids of
-        cells stored before the field existed do not change.
+        ``harness`` and ``rho`` enter the hash only when they are not the
+        default, so ids of cells stored before the fields existed do not change.
         """
         config = self.config()
         if config["harness"] == "auto":
             del config["harness"]
+        if config["rho"] is None:
+            del config["rho"]
         blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -119,8 +124,9 @@ class Cell:
         return self.workers > 1 or self.harness == "group"
 
     @property
-    def depth(self) -> int:
-        """The strategy's sequential depth at this tau and these options."""
+    def depth(self) -> int | None:
+        """The strategy's sequential depth at this tau and these options (None: known
+        only once the iterative strategies have run, see rnnbench.diagnostics)."""
         return strategies.get(self.strategy).depth(self.tau, **dict(self.strategy_options))
 
     def make_task(self) -> tasks.Task:
