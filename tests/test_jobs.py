@@ -3,6 +3,7 @@ line per problem naming the field, never a traceback."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,13 @@ def test_dry_run_lists_cells_and_counts_done(tmp_path, capsys):
     assert rc == 0
     assert "tiny: 8 cells, 1 done (1 ok, 0 not ok), 7 to run" in text
     assert cell.cell_id in text and "todo" in text
+
+
+def test_cost_estimate_of_a_cell_whose_depth_is_measured():
+    """Newton strategies report their depth only once run: the dry run assumes the worst
+    case, max_iter scans (τ without max_iter)."""
+    from rnnbench import sweep
+    capped = Cell(model="elman", strategy="deer", tau=1024, hidden=8,
+                  strategy_options={"max_iter": 8})
+    worst = Cell(model="elman", strategy="deer", tau=1024, hidden=8)
+    assert 0 < sweep.estimate_seconds(capped) < sweep.estimate_seconds(worst) < math.inf
