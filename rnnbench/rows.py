@@ -36,8 +36,8 @@ SCHEMA: dict[str, str] = {
     **dict.fromkeys(("train_curve", "horizon_t", "horizon_loss_tf", "horizon_loss_free"), "list"),
     # worker-group harness: how the work was split, how many workers had any
     "split": "str", "workers_active": "int", "comm_ms_median": "float",
-    # sweep context: how many other cells shared the node while this one ran
-    "neighbours": "int", "attempt": "int",
+    # sweep context: the job's name; how many other cells shared the node while this one ran
+    "job": "str", "neighbours": "int", "attempt": "int",
     # provenance
     **dict.fromkeys(("python", "torch", "ray", "rnnbench", "git_commit", "host", "cpu_model",
                      "gpu_name", "timestamp"), "str"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,11 @@ def load(source) -> pd.DataFrame:
         raise UsageError(f"{path}: no such results folder")
     if not any((path / "rows").glob("*.json")) and not (path / store.PARQUET).is_file():
         raise UsageError(f"{path}: not a results folder (no rows/*.json or {store.PARQUET})")
-    return tidy(store.load(path), str(path))
+    listing = store.scan(path)
+    if listing.broken:  # skipped, as `run` does (which also moves them aside)
+        print("rnnbench report: warning: " + listing.broken_line("skipped"), file=sys.stderr)
+    frame = store.frame(listing.rows) if listing.rows or listing.broken else store.load(path)
+    return tidy(frame, str(path))
 
 
 def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
