@@ -305,12 +305,24 @@ def _teacher_forced(model: Jordan, x, y) -> torch.Tensor:
     return model.output(torch.tanh(a))
 
 
-def teacher_forcing(model, x, y, chunk: int | None = None):
+def hold_w_zero(model: Jordan) -> None:
+    """W = 0, frozen (no gradient): a = b + U x^(t), the fed-back f^(t-1) reaches nothing."""
+    with torch.no_grad():
+        model.W.zero_()
+    model.W.requires_grad_(False)
+
+
+def teacher_forcing(model, x, y, chunk: int | None = None, w_zero: bool = False):
     """The true y^(t-1) is fed back, so all tau steps run as one batched computation.
 
     Depth 1.  With ``chunk`` the steps are processed ``chunk`` at a time, each
     chunk's gradient computed at once, so activation memory is O(chunk).
+    ``w_zero``: the no-feedback control — the model's W is held at 0 (:func:`hold_w_zero`),
+    so its teacher-forced and free-running losses are equal by construction and the
+    teacher-forced loss shows what the input alone is worth.
     """
+    if w_zero:
+        hold_w_zero(model)
     if chunk is None:
         return _nll(_teacher_forced(model, x, y), y)
 
@@ -420,6 +432,12 @@ def _positive(key: str, none_ok: bool):
     """The check of an option that is a positive integer (or None, when ``none_ok``)."""
     return lambda options, tau: None if key not in options or (
         none_ok and options[key] is None) else check_int(key, options[key])
+
+
+def _check_teacher(options: dict, tau: int | None) -> None:
+    _positive("chunk", True)(options, tau)
+    if "w_zero" in options and not isinstance(options["w_zero"], bool):
+        raise UsageError(f"w_zero: must be true or false, got {options['w_zero']!r}")
 
 
 def _check_checkpointed(options: dict, tau: int | None) -> None:
@@ -557,7 +575,7 @@ STRATEGIES: dict[str, Strategy] = {
                  lambda tau, **_: 2 * tau, "O(sqrt(tau))", True, ("segments", "impl"),
                  check=_check_checkpointed, saved_bytes=_saved_checkpointed),
         Strategy("teacher_forcing", teacher_forcing, ("jordan",), lambda tau, **_: 1,
-                 "O(tau)", True, ("chunk",), check=_positive("chunk", True), split="time",
+                 "O(tau)", True, ("chunk", "w_zero"), check=_check_teacher, split="time",
                  grad_in_forward=lambda o: o.get("chunk") is not None,
                  saved_bytes=_saved_teacher),
         Strategy("free_running", free_running, ("jordan",), _tau, "O(tau)", True,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import importlib
+import math
 import os
 import signal
 import sys
@@ -421,6 +422,9 @@ def estimate_seconds(cell: Cell) -> float:
     task = cell.make_task()
     h, n_in, n_out = cell.hidden, task.n_in, task.n_out
     depth = cell.depth  # the Strategy record's depth at this tau and these options
+    if depth is None:  # measured only (Newton iterations): the worst case, max_iter scans
+        opts = dict(cell.strategy_options)
+        depth = (opts.get("max_iter") or cell.tau) * math.ceil(math.log2(max(cell.tau, 2)))
     flops_s = 6.0 * cell.tau * cell.batch * h * (n_in + h + n_out) / (1e10 * cell.threads)
     timed = (cell.repeats * 3 + 6) * (depth * 225e-6 + flops_s)
     train = cell.train_steps * (cell.tau * 410e-6 + flops_s)

@@ -3,6 +3,7 @@ line per problem naming the field, never a traceback."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -347,3 +348,13 @@ def test_dry_run_honours_fresh_and_exclusive(tmp_path, capsys):
     assert rc == 0 and "one cell at a time" in alone
     # one-thread cells on 2 CPUs take half the time they take one at a time
     assert minutes(alone) == pytest.approx(2 * minutes(plain), rel=0.02)  # shown to 0.1 min
+
+
+def test_cost_estimate_of_a_cell_whose_depth_is_measured():
+    """Newton strategies report their depth only once run: the dry run assumes the worst
+    case, max_iter scans (τ without max_iter)."""
+    from rnnbench import sweep
+    capped = Cell(model="elman", strategy="deer", tau=1024, hidden=8,
+                  strategy_options={"max_iter": 8})
+    worst = Cell(model="elman", strategy="deer", tau=1024, hidden=8)
+    assert 0 < sweep.estimate_seconds(capped) < sweep.estimate_seconds(worst) < math.inf

@@ -553,3 +553,20 @@ def test_error_names_stay_distinct():
                      (lambda: loss(model, x, y, "teacher_forcing", chunk="2"), "chunk")]:
         err = _raises(r".", fn)
         assert re.match(rf"^{name}: ", str(err)), str(err)
+
+
+def test_w_zero_holds_jordans_feedback_at_zero():
+    """The no-feedback control: W zeroed and frozen, so teacher-forced and free-running
+    outputs are the same and W gets no gradient."""
+    torch.manual_seed(0)
+    model = models.build("jordan", 3, 5, 4).double()
+    x = torch.randn(7, 2, 3, dtype=torch.float64)
+    y = torch.randint(0, 4, (7, 2))
+    loss(model, x, y, "teacher_forcing", w_zero=True).backward()
+    assert torch.count_nonzero(model.W) == 0 and not model.W.requires_grad
+    assert model.W.grad is None and model.U.grad is not None
+    torch.testing.assert_close(strategies.logits(model, x, y, feedback="teacher"),
+                               strategies.logits(model, x, feedback="argmax"),
+                               rtol=1e-12, atol=1e-12)
+    with pytest.raises(UsageError, match="w_zero: must be true or false"):
+        strategies.check("jordan", "teacher_forcing", {"w_zero": "yes"})

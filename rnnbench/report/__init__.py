@@ -162,7 +162,7 @@ def _stack(parts: list[tuple[str, pd.DataFrame]], rows: pd.DataFrame) -> pd.Data
 def _line_up(claims: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     """Each run's claims table side by side: one verdict (evidence, cells) column per run."""
     first = claims[0][1]
-    out = first[["key", "source", "claim", "rule"]].copy()
+    out = first[[c for c in ("key", "source", "claim", "rule", "gate") if c in first]].copy()
     for name, c in claims:
         c = c.set_index("key")
         for col in ("verdict", "evidence", "cells"):

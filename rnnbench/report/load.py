@@ -60,7 +60,7 @@ def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     for col in NUMERIC_KEYS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     for col in LIST_KEYS:
-        df[col] = df[col].map(_as_list)
+        df[col] = df[col].map(as_list)
     df["status"] = df["status"].fillna("unknown").astype(str)
     df["workers"] = df["workers"].fillna(1)
     for col, default in (("batch", 1), ("threads", 1), ("seed", 0)):
@@ -79,7 +79,7 @@ def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     return df
 
 
-def _as_list(value) -> list:
+def as_list(value) -> list:
     """A list column value (list, numpy array, JSON text, None) as a plain list."""
     if isinstance(value, str):
         try:
@@ -90,7 +90,7 @@ def _as_list(value) -> list:
         value = value.tolist()
     if not isinstance(value, (list, tuple)):
         return []  # None, NaN: nothing recorded
-    return [_as_list(v) if isinstance(v, (list, tuple, np.ndarray)) else v for v in value]
+    return [as_list(v) if isinstance(v, (list, tuple, np.ndarray)) else v for v in value]
 
 
 def options(value) -> dict:

@@ -397,8 +397,83 @@ def capacity(rows: pd.DataFrame) -> Figure | None:
     return fig
 
 
+# --------------------------------------------------------------------------- DEER
+
+
+DEERS = ("deer", "quasi_deer")
+# The contenders for one Elman training step (and Jordan + teacher forcing beside them).
+STEP_STRATEGIES = ("bptt", "bptt_fused", "bptt_compiled", "scan_bptt", "deer", "quasi_deer",
+                   "teacher_forcing")
+
+
+def _numeric(rows: pd.DataFrame, name: str) -> pd.Series:
+    if name not in rows.columns:
+        return pd.Series(np.nan, index=rows.index)
+    return pd.to_numeric(rows[name], errors="coerce")
+
+
+def deer_iterations(rows: pd.DataFrame) -> Figure | None:
+    """Newton iterations to converge against the spectral radius ρ of W (the
+    predictability cliff), one line per strategy and τ; runs that did not converge
+    within max_iter are drawn as crosses."""
+    ok = ok_rows(rows).copy()
+    ok["rho"], ok["iterations"] = _numeric(ok, "rho"), _numeric(ok, "iterations")
+    ok = ok[(ok["model"] == "elman") & ok["strategy"].isin(DEERS) & ok["rho"].notna()
+            & ok["iterations"].notna()]
+    if ok["rho"].nunique() < 2:
+        return None
+    conv = ok["converged"] if "converged" in ok.columns else pd.Series(True, index=ok.index)
+    ok["failed"] = conv.map(lambda v: str(v).lower() in ("false", "0"))
+    fig, axes = _grid(1, 1, width=6.4, height=4.2)
+    ax = axes[0, 0]
+    names = [f"{s}, τ={t:g}" for s, t in zip(ok["strategy_label"], ok["tau"])]
+    ok["line"] = names
+    colors = _colors(names)
+    for name, g in ok.groupby("line"):
+        pts = g.groupby("rho")["iterations"].mean().sort_index()
+        ax.plot(pts.index, pts.to_numpy(), marker="o", ms=4, lw=1.2, color=colors[name],
+                label=name)
+        bad = g[g["failed"]]
+        if len(bad):
+            ax.plot(bad["rho"], bad["iterations"], ls="", marker="x", ms=8, color=colors[name])
+    ax.axvline(1.0, color="grey", lw=0.8, ls=":")
+    _decorate(ax, "spectral radius ρ of W at init", "Newton iterations to converge",
+              "× = not converged within max_iter", log=(None, 2))
+    fig.suptitle("DEER: iterations vs spectral radius (contracting left of ρ = 1)")
+    return fig
+
+
+def time_vs_hidden(rows: pd.DataFrame) -> Figure | None:
+    """Step time against the hidden size H for every Elman step strategy and Jordan +
+    teacher forcing, one panel per (τ, B, threads); seeds averaged."""
+    ok = ok_rows(rows)
+    ok = ok[single(ok) & (ok["train_steps"].fillna(0) == 0) & ok["step_ms_median"].notna()
+            & ok["strategy"].isin(STEP_STRATEGIES)]
+    ok = ok[(ok["model"] == "elman") | (ok["strategy"] == "teacher_forcing")]
+    keys = ["task_label", "tau", "batch", "device", "threads"]
+    panels = []
+    for k, g in ok.groupby(keys, dropna=False):
+        lines = [n for n, x in g.groupby("series") if x["hidden"].nunique() >= 2]
+        if len(lines) >= 2 and g["strategy"].isin(DEERS + ("scan_bptt",)).any():
+            panels.append((dict(zip(keys, k)), g[g["series"].isin(lines)]))
+    if not panels:
+        return None
+    panels = sorted(panels, key=lambda kv: -len(kv[1]))[:MAX_PANELS]
+    fig, axes = _grid(1, len(panels))
+    colors = _colors(ok["series"])
+    for ax, (setting, g) in zip(axes[0], panels):
+        for name, x in g.groupby("series"):
+            pts = x.groupby("hidden")["step_ms_median"].mean().sort_index()
+            ax.plot(pts.index, pts.to_numpy(), marker="o", ms=4, lw=1.2, color=colors[name],
+                    label=name)
+        _decorate(ax, "hidden size H", "step time (ms)", _title(setting), log=(2, 10))
+    fig.suptitle("Step time vs hidden size: sequential BPTT, parallel-in-time, teacher forcing")
+    return fig
+
+
 PLOTS = ("time_vs_tau", "memory_vs_tau", "speedup_vs_tau", "speedup_vs_workers",
-         "loss_curves", "exposure_bias", "capacity")
+         "loss_curves", "exposure_bias", "capacity",
+         "deer_iterations", "time_vs_hidden")
 
 
 def figures(rows: pd.DataFrame, speedups: pd.DataFrame, workers: pd.DataFrame) -> dict:
@@ -411,6 +486,8 @@ def figures(rows: pd.DataFrame, speedups: pd.DataFrame, workers: pd.DataFrame) -
         "loss_curves": loss_curves(rows),
         "exposure_bias": exposure_bias(rows),
         "capacity": capacity(rows),
+        "deer_iterations": deer_iterations(rows),
+        "time_vs_hidden": time_vs_hidden(rows),
     }
 
 
