@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .markdown import CAPTIONS, INTRO
+from .claims import METHOD
+from .markdown import CAPTIONS, INTRO, run_columns
 from .plots import PLOTS
+from .tables import blank_note
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1em 2em;
@@ -62,19 +64,33 @@ def table(df: pd.DataFrame) -> str:
 VERDICT_TEXT = {"by construction": "by construction (not measured)"}
 
 
+def _verdict(verdict) -> str:
+    if not isinstance(verdict, str):  # a claim one run's engine did not judge
+        return '<span class="note">—</span>'
+    css = verdict.replace(" ", "-")
+    return f'<span class="verdict {css}">{html.escape(VERDICT_TEXT.get(verdict, verdict))}</span>'
+
+
 def claims_table(claims: pd.DataFrame) -> str:
-    head = "<tr><th>claim</th><th>verdict</th><th>evidence</th><th>cells</th>" \
-           "<th>how it is decided</th></tr>"
+    """One verdict column (one run), or one verdict and evidence column per run."""
+    several = "verdict" not in claims.columns
+    verdicts = run_columns(claims, "verdict") if several else ["verdict"]
+    evidence = run_columns(claims, "evidence") if several else ["evidence"]
+    cells = run_columns(claims, "cells") if several else ["cells"]
+    head = ("<tr><th>claim</th>" + "".join(f"<th>{html.escape(c)}</th>"
+                                            for c in verdicts + evidence + cells)
+            + "<th>how it is decided</th><th>evidence needed</th></tr>")
     rows = []
     for _, c in claims.iterrows():
-        css = c["verdict"].replace(" ", "-")
-        shown = html.escape(VERDICT_TEXT.get(c["verdict"], c["verdict"]))
         rows.append(
             f'<tr id="claim-{html.escape(c["key"])}"><td>{html.escape(c["claim"])}'
             f'<br><span class="note">{html.escape(c["source"])}</span></td>'
-            f'<td><span class="verdict {css}">{shown}</span></td>'
-            f'<td>{html.escape(c["evidence"])}</td><td>{c["cells"]}</td>'
-            f'<td class="note">{html.escape(c["rule"])}</td></tr>')
+            + "".join(f"<td>{_verdict(c[v])}</td>" for v in verdicts)
+            + "".join(f"<td>{html.escape(str(c[e]) if isinstance(c[e], str) else '')}</td>"
+                      for e in evidence)
+            + "".join(f"<td>{c[n]:g}</td>" if pd.notna(c[n]) else "<td></td>" for n in cells)
+            + f'<td class="note">{html.escape(c["rule"])}</td>'
+            + f'<td class="note">{html.escape(str(c.get("gate", "")))}</td></tr>')
     return f'<div class="scroll"><table class="claims">{head}{"".join(rows)}</table></div>'
 
 
@@ -103,7 +119,9 @@ def write(report, out: Path, embed: bool = False) -> list[Path]:
     files = []
     sections = []
     for name, title, note, _, shown in report.tables():
-        body = f'<p class="note">{html.escape(note)}</p>{table(shown)}'
+        after = blank_note(shown) if name != "failed" else ""
+        body = f'<p class="note">{html.escape(note)}</p>{table(shown)}' + (
+            f'<p class="note">{html.escape(after)}</p>' if after else "")
         (out / "tables" / f"{name}.html").write_text(page(title, report.env, body))
         files.append(out / "tables" / f"{name}.html")
         count = f" ({len(shown)})" if name == "failed" else ""
@@ -116,6 +134,7 @@ def write(report, out: Path, embed: bool = False) -> list[Path]:
     body = (f'<p class="note">Results: {html.escape(report.source)}</p><nav>{nav}</nav>'
             f'<h2 id="claims">Claims of the chapter, checked</h2>'
             f'<p class="note">{html.escape(INTRO)}</p>'
+            f'<p class="note">{html.escape(METHOD)}</p>'
             f'{claims_table(report.claims)}'
             f'<h2 id="plots">Plots</h2>{figures(report, out, embed)}' + "".join(sections))
     (out / "index.html").write_text(page("rnnbench report", report.env, body))
