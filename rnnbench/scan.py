@@ -82,3 +82,28 @@ def linear_scan(A: torch.Tensor, b: torch.Tensor, *, reverse: bool = False,
     h = _states(A, b, dense)
     return h.flip(0) if reverse else h
 
+
+
+def summary(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The composition (A_tau ... A_1, h_tau) of all tau elements: the map h_0 -> h_tau.
+
+    The up-sweep alone (neighbours composed in pairs, ceil(log2 tau) rounds): what a
+    shard of a time-split scan hands to the shards after it.
+    """
+    dense = _dense(A, b)
+    while b.shape[0] > 1:
+        m = b.shape[0] // 2
+        A_odd = A[1 : 2 * m : 2]
+        pair_A = _compose(A_odd, A[0 : 2 * m : 2], dense)
+        pair_b = _apply(A_odd, b[0 : 2 * m : 2], dense) + b[1 : 2 * m : 2]
+        if b.shape[0] % 2:
+            pair_A, pair_b = torch.cat([pair_A, A[-1:]]), torch.cat([pair_b, b[-1:]])
+        A, b = pair_A, pair_b
+    return A[0], b[0]
+
+
+def fold(summaries: list[tuple[torch.Tensor, torch.Tensor]], h0: torch.Tensor) -> torch.Tensor:
+    """Apply the summaries (P, q) in order to h0: h <- P h + q (dense or diagonal P)."""
+    for P, q in summaries:
+        h0 = _apply(P, h0, _dense(P, q)) + q
+    return h0

@@ -380,6 +380,25 @@ def quasi_deer(model, x, y, tol: float | None = None, max_iter: int | None = Non
     return _states_loss(model, hs, y)
 
 
+# The adjoint-scan strategies and their solver (parallel_time.METHODS): the ones
+# whose Elman sequence the worker-group harness splits along time.
+TIME_SPLIT_METHODS = {"scan_bptt": "sequential", "deer": "newton", "quasi_deer": "quasi"}
+
+
+def elman_time_shard(model, x, y, strategy: str, comm, **options):
+    """This rank's share of L when the sequence is split along time over ``comm``'s
+    ranks: x holds the rank's steps; y its targets (SingleOutput: the batch's, and
+    only the last rank has a loss -- the others return 0 * sum(h) so that backward
+    reaches the adjoint's exchange on every rank)."""
+    hs = parallel_time.elman_states(model.input_term(x), model.W,
+                                    TIME_SPLIT_METHODS[strategy], comm=comm, **options)
+    if not model.single_output:
+        return _nll(model.output(hs), y)
+    if comm.rank == comm.world - 1:
+        return _nll(model.output(hs[-1]), y)
+    return (hs * 0).sum()
+
+
 SCHEDULES = ("linear", "exponential", "inverse_sigmoid")
 
 
@@ -585,11 +604,12 @@ STRATEGIES: dict[str, Strategy] = {
                  check=_check_scheduled, saved_bytes=_saved_scheduled),
         Strategy("scan_bptt", scan_bptt, ("elman", "single_output"),
                  lambda tau, **_: tau + parallel_time.scan_depth(tau), "O(tau H^2)", True,
-                 saved_bytes=_saved_states),
+                 split="time", saved_bytes=_saved_states),
         Strategy("deer", deer, ("elman", "single_output"), _newton_depth, "O(tau H^2)", True,
-                 ("tol", "max_iter"), check=_check_newton, saved_bytes=_saved_states),
+                 ("tol", "max_iter"), check=_check_newton, split="time",
+                 saved_bytes=_saved_states),
         Strategy("quasi_deer", quasi_deer, ("elman", "single_output"), _newton_depth,
-                 "O(tau H^2)", True, ("tol", "max_iter"), check=_check_newton,
+                 "O(tau H^2)", True, ("tol", "max_iter"), check=_check_newton, split="time",
                  saved_bytes=_saved_states),
     )
 }

@@ -8,6 +8,9 @@ shard of the cell's one batch, cut as the strategy's record says (``split``):
 - ``time`` (teacher forcing): N contiguous time slices.  A slice needs nothing
   from its neighbours but y^(s-1), which is data, so each worker computes its
   slice's loss and gradient alone (:func:`rnnbench.strategies.teacher_forcing_slice`);
+  ``time`` (Elman with ``scan_bptt``, ``deer``, ``quasi_deer``): each worker scans
+  its slice and the workers all-gather one summary per scan
+  (:mod:`rnnbench.time_split`); every worker needs at least one step;
 - ``batch`` (every other strategy: the hidden-to-hidden recurrence cannot be
   cut along time): with fewer sequences than workers the extra workers idle
   (an empty shard; they only join the all-reduce) and the row's ``error``
@@ -45,10 +48,11 @@ from typing import Sequence
 
 import torch
 
-from . import strategies, training
+from . import diagnostics, strategies, training
 from .cell import Cell
 from .errors import UsageError
 from .rows import NonFiniteLoss, WorkerDied, base_row, fail
+from .time_split import DistComm
 from .training import WARMUP, cell_batch, initial_model
 
 PLACE_TIMEOUT_S = 600.0  # how long to wait for the placement group to be placed
@@ -72,8 +76,13 @@ def shard(cell: Cell, x: torch.Tensor, y: torch.Tensor, rank: int) -> dict:
     kind = split_kind(cell)
     if kind == "time":
         s, e = strategies.partition(x.shape[0], cell.workers)[rank]
+        if e == s and cell.strategy in strategies.TIME_SPLIT_METHODS:
+            raise UsageError(f"workers: {cell.strategy} split along time needs tau >= workers, "
+                             f"got tau {x.shape[0]} over {cell.workers} workers")
         lo = max(s - 1, 0)
-        return {"kind": kind, "x": x[lo:e].clone(), "y": y[lo:e].clone(), "rank": rank,
+        # SingleOutput's y is one target per sequence: every slice gets all of it
+        return {"kind": kind, "x": x[lo:e].clone(), "rank": rank,
+                "y": (y if y.dim() == 1 else y[lo:e]).clone(),
                 "start": s - lo, "end": e - lo, "empty": e == s}
     b0, b1 = strategies.partition(x.shape[1], cell.workers)[rank]
     return {"kind": kind, "x": x[:, b0:b1].clone(), "y": y[..., b0:b1].clone(), "rank": rank,
@@ -94,7 +103,11 @@ def local_losses(model, cell: Cell, part: dict, step: int | None = None):
     scheduled sampling's schedule (:func:`rnnbench.training.strategy_options`).
     """
     options = training.strategy_options(cell, step, part.get("rank", 0))
-    if part["kind"] == "time":
+    if part["kind"] == "time" and cell.strategy in strategies.TIME_SPLIT_METHODS:
+        s, e, y = part["start"], part["end"], part["y"]
+        yield strategies.elman_time_shard(model, part["x"][s:e], y if y.dim() == 1 else y[s:e],
+                                          cell.strategy, DistComm(), **options)
+    elif part["kind"] == "time":
         chunk = options.get("chunk") or (part["end"] - part["start"])
         for s in range(part["start"], part["end"], chunk):
             yield strategies.teacher_forcing_slice(
@@ -219,10 +232,17 @@ class Worker:
         return {"fwd": fwd, "bwd": bwd, "comm": t3 - t2, "step": fwd + bwd + (t4 - t2),
                 "loss": float(flat[0])}
 
+    def _reported_step(self, optimize: bool) -> dict:
+        """:meth:`_step` with what an iterative strategy reported (diagnostics.FIELDS)."""
+        with diagnostics.recording() as rec:
+            record = self._step(optimize)
+        return {**record, **rec.fields()}
+
     def steps(self, n: int, optimize: bool = True) -> list[dict]:
-        """``n`` training steps; each entry has seconds (fwd, bwd, comm, step) and the loss."""
+        """``n`` training steps; each entry has seconds (fwd, bwd, comm, step), the loss
+        and the strategy's report (iterations, converged, residual; None if none)."""
         torch.set_num_threads(self.threads)
-        return [self._step(optimize) for _ in range(n)]
+        return [self._reported_step(optimize) for _ in range(n)]
 
     def train_step(self, part: dict, step: int) -> float:
         """One training step on a new shard; the whole batch's summed loss."""
@@ -529,7 +549,19 @@ def summarise(cell: Cell, per_rank: list[list[dict]], warmup: int = WARMUP) -> d
         return training.measurement([pick(r[what] for r in s) for s in steps], cell, what)
 
     return {**training.time_fields(stat("step"), stat("fwd"), stat("bwd")),
-            "comm_ms_median": stat("comm", min).median * 1e3}
+            "comm_ms_median": stat("comm", min).median * 1e3, **reported(per_rank)}
+
+
+def reported(per_rank: list[list[dict]]) -> dict:
+    """iterations, converged, residual of the first step (the initial parameters, as the
+    one-process harness reports): the most iterations, converged only if every rank was,
+    the largest residual (time-split ranks agree on all three)."""
+    first = [steps[0] for steps in per_rank if steps and steps[0].get("iterations") is not None]
+    if not first:
+        return {name: None for name in diagnostics.FIELDS}
+    return {"iterations": max(r["iterations"] for r in first),
+            "converged": all(r["converged"] for r in first),
+            "residual": max(r["residual"] for r in first)}
 
 
 def idle_note(cell: Cell) -> str | None:
@@ -576,6 +608,9 @@ def run_cell(cell: Cell, *, timeout_s: float | None = None,
             if bad:
                 raise NonFiniteLoss(f"non-finite loss {bad[0]} ({cell.strategy})")
             row.update(summarise(cell, records))
+            if row["iterations"] is not None:  # as the one-process harness: measured depth
+                row["depth"] = strategies.get(cell.strategy).depth(
+                    cell.tau, iterations=row["iterations"], **dict(cell.strategy_options))
             if cell.train_steps:
                 g.reset()
                 row["train_curve"] = g.train()

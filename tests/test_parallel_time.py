@@ -198,8 +198,8 @@ def test_gradcheck_fails_for_a_wrong_adjoint(monkeypatch):
 
     real = parallel_time.adjoint
 
-    def transposed(hs, W, g):
-        return real(hs, W.t(), g)
+    def transposed(hs, W, g, *split):
+        return real(hs, W.t(), g, *split)
 
     monkeypatch.setattr(parallel_time, "adjoint", transposed)
     m, x, y = setup(tau=5, batch=2, n_in=2, hidden=3)

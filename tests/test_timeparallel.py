@@ -94,6 +94,8 @@ def test_split_kind_and_idle_workers():
     assert tp.split_kind(cell(2)) == "time"
     assert tp.split_kind(cell(2, model="elman", strategy="bptt")) == "batch"
     assert tp.split_kind(cell(2, model="elman", strategy="bptt_fused")) == "batch"
+    for name in ("scan_bptt", "deer", "quasi_deer"):
+        assert tp.split_kind(cell(2, model="elman", strategy=name)) == "time"
     assert tp.active_workers(cell(4, model="elman", strategy="bptt", batch=1)) == 1
     assert tp.active_workers(cell(4)) == 4
 
@@ -118,6 +120,12 @@ CASES = {
     "jordan_tf_chunk": {"strategy_options": {"chunk": 2}},
     "elman_bptt": {"model": "elman", "strategy": "bptt", "batch": 5},
     "elman_fused": {"model": "elman", "strategy": "bptt_fused", "batch": 5},
+    # split along time: the shards exchange their scans' summaries
+    "elman_scan_bptt": {"model": "elman", "strategy": "scan_bptt"},
+    "elman_deer": {"model": "elman", "strategy": "deer"},
+    "elman_quasi_deer": {"model": "elman", "strategy": "quasi_deer"},
+    "single_deer": {"model": "single_output", "strategy": "deer", "task": "sequence_parity",
+                    "task_options": {}},
 }
 
 
@@ -143,7 +151,7 @@ class TestGroup:
         for g in grads:  # every replica holds the same summed gradient
             assert rel_err(g, want) < 1e-10
 
-    @pytest.mark.parametrize("case", ["jordan_tf", "elman_bptt"])
+    @pytest.mark.parametrize("case", ["jordan_tf", "elman_bptt", "elman_deer"])
     def test_parameters_after_k_steps_equal_single_process(self, group, case):
         k = 4
         c = cell(group.cell.workers, **CASES[case])
@@ -322,6 +330,27 @@ def test_force_cancelled_cell_is_released(ray_session):
     wait_cpus_free(ray, 30, "CPUs not back after release")
     with pytest.raises(ValueError):  # no live placement group has the cell's name
         ray.util.get_placement_group(tp.pg_name(c))
+
+
+def test_time_split_deer_row_reports_its_iterations(ray_session):
+    """deer over 2 workers: a 'time' row with the iterations, convergence and residual
+    of one process at the initial parameters (the ranks agree through their
+    all-reduce), and the measured depth; spectral radius 3 with max_iter 2 gives
+    converged false, not a crash.  (One cell: each starts its actors, seconds.)"""
+    from rnnbench import diagnostics
+
+    options = {"max_iter": 2}
+    c = cell(2, model="elman", strategy="deer", repeats=2, rho=3.0, tau=16,
+             strategy_options=options)
+    task, x, y = tp.cell_batch(c)
+    with diagnostics.recording() as rec:
+        strategies.loss(tp.initial_model(c, task.n_in, task.n_out), x, y, "deer", **options)
+    row = tp.run_cell(c, cpus_per_worker=CPUS)
+    assert row["status"] == "ok", row["error"]
+    assert row["split"] == "time" and row["workers_active"] == 2
+    assert (row["iterations"], row["converged"]) == (2, False) == (rec.iterations, rec.converged)
+    assert row["residual"] == pytest.approx(rec.residual, rel=1e-9)
+    assert row["depth"] == 2 * 4  # iterations x ceil(log2 16)
 
 
 def test_one_worker_in_the_group_harness_is_a_baseline_row(ray_session):
