@@ -29,6 +29,30 @@ def _option(text: str) -> tuple[str, object]:
     return key, parsed
 
 
+def overrides(text: str) -> dict:
+    """A baseline given as FIELD=VALUE,FIELD=VALUE (values read as YAML; an
+    option as strategy_options.KEY=VALUE), e.g. ``model=elman,strategy=bptt``."""
+    out: dict = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, value = _option(item)
+        field, dot, option = key.partition(".")
+        if dot:
+            out.setdefault(field, {})
+            if not isinstance(out[field], dict):
+                raise argparse.ArgumentTypeError(f"{field}: given both as a value and as options")
+            out[field][option] = value
+        else:
+            out[key] = value
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE[,FIELD=VALUE...], got {text!r}")
+    return out
+
+
+def threads(text: str) -> int | str:
+    """A thread count, or ``all`` (every CPU of the node)."""
+    return cell_mod.ALL if text == cell_mod.ALL else positive_int(text)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--model", required=True, choices=sorted(MODELS))
@@ -43,7 +67,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
       help="a strategy option, e.g. k=32, segments=16, chunk=256, feedback=argmax")
     a("--task-option", action="append", type=_option, default=[], metavar="KEY=VALUE")
-    a("--threads", type=positive_int, default=1)
+    a("--threads", type=threads, default=1, help="a count, or 'all' (the node's CPUs)")
     a("--device", choices=cell_mod.DEVICES, default="cpu")
     a("--dtype", choices=cell_mod.DTYPES, default="float32")
     a("--workers", type=positive_int, default=1)
@@ -52,6 +76,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--repeats", type=positive_int, default=20, help="about this many timing samples")
     a("--seed", type=non_negative_int, default=0)
     a("--timeout", type=positive_float, default=None, help="seconds before the cell is a time-out")
+    a("--baseline", type=overrides, default=None, metavar="FIELD=VALUE[,...]",
+      help="time the cell against itself with these fields changed, taking turns, e.g. "
+           "workers=1, threads=1, model=elman,strategy=best_bptt")
     a("--json", action="store_true", help="print exactly one JSON object on stdout")
 
 
@@ -82,7 +109,8 @@ def cell_from_args(args: argparse.Namespace) -> Cell:
                 hidden=args.hidden, task=task, strategy_options=dict(args.option),
                 task_options=task_options, seed=args.seed, threads=args.threads,
                 device=args.device, workers=args.workers, train_steps=args.train_steps,
-                lr=args.lr, repeats=args.repeats, dtype=args.dtype)
+                lr=args.lr, repeats=args.repeats, dtype=args.dtype,
+                baseline=getattr(args, "baseline", None))
 
 
 def _fmt(value) -> str:
@@ -96,7 +124,11 @@ def _fmt(value) -> str:
 TABLE_KEYS = ("cell_id", "model", "strategy", "strategy_options", "task", "tau", "batch",
               "hidden", "n_in", "n_out", "threads", "device", "workers", "status", "error",
               "step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
-              "saved_bytes_expected", "peak_bytes", "peak_method", "flops", "depth", "loss_tf",
+              "saved_bytes_expected", "peak_bytes", "peak_method", "peak_rss_bytes",
+              "peak_rss_method", "minor_faults_per_step", "baseline", "baseline_config",
+              "baseline_candidates_ms", "baseline_error", "baseline_step_ms_median",
+              "baseline_step_ms_iqr", "baseline_minor_faults_per_step", "speedup_median",
+              "speedup_q1", "speedup_q3", "flops", "depth", "loss_tf",
               "loss_free", "acc_tf", "acc_free", "split", "comm_ms_median", "torch", "cpu_model",
               "gpu_name", "wall_s")
 

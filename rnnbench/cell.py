@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,19 @@ DTYPES = ("float32", "float64")
 # (rnnbench.timeparallel); group: the worker-group harness even for one worker, so a
 # 1-worker baseline is timed exactly like the N-worker cells it is compared with.
 HARNESSES = ("auto", "group")
+ALL = "all"  # threads: every CPU of the node the cell runs on
+# Fields a baseline may change (the rest - repeats, train_steps, lr - describe how
+# the pair is measured, not what is compared).
+BASELINE_FIELDS = ("model", "strategy", "strategy_options", "task", "task_options", "tau",
+                   "batch", "hidden", "seed", "threads", "device", "workers", "dtype", "harness")
+BEST_BPTT = "best_bptt"  # a baseline strategy: the fastest exact sequential BPTT, timed in the cell
+
+
+def node_cpus() -> int:
+    """The CPUs this process may run on (what ``threads: all`` becomes)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _frozen(options: Any, field: str) -> tuple:
@@ -41,6 +55,29 @@ def _frozen(options: Any, field: str) -> tuple:
     return tuple(sorted(options.items()))
 
 
+def _overrides(value: Any) -> tuple:
+    """A baseline's field overrides, frozen: sorted (field, value) pairs, option
+    mappings frozen in turn."""
+    if value is None:
+        return ()
+    if isinstance(value, tuple):
+        value = dict(value)
+    if not isinstance(value, dict):
+        raise UsageError(f"baseline: must be a mapping of cell fields to values, e.g. "
+                         f"{{workers: 1}}, got {value!r}")
+    out = []
+    for key, v in value.items():
+        if key not in BASELINE_FIELDS:
+            raise UsageError(f"baseline.{key}: not a field a baseline may change; allowed: "
+                             f"{', '.join(BASELINE_FIELDS)}")
+        if key.endswith("_options"):
+            v = _frozen(v, f"baseline.{key}")
+        elif not isinstance(v, (str, int, float, bool)):
+            raise UsageError(f"baseline.{key}: must be a number or a string, got {v!r}")
+        out.append((key, v))
+    return tuple(sorted(out))
+
+
 def _int(name: str, value, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise UsageError(f"{name}: must be an integer >= {low}, got {value!r}")
@@ -49,7 +86,9 @@ def _int(name: str, value, low: int) -> None:
 @dataclass(frozen=True)
 class Cell:
     """model, strategy (+ options), task (+ options), tau, batch, hidden, seed,
-    threads, device, workers, train_steps, lr, repeats, dtype, harness."""
+    threads (a count or ``"all"``), device, workers, train_steps, lr, repeats,
+    dtype, harness, and ``baseline``: the same cell with some fields changed,
+    timed beside it in alternating blocks (:mod:`rnnbench.paired`)."""
 
     model: str
     strategy: str
@@ -60,7 +99,7 @@ class Cell:
     strategy_options: tuple = ()
     task_options: tuple = ()
     seed: int = 0
-    threads: int = 1
+    threads: int | str = 1
     device: str = "cpu"
     workers: int = 1
     train_steps: int = 0
@@ -68,11 +107,13 @@ class Cell:
     repeats: int = 20
     dtype: str = "float32"
     harness: str = "auto"
+    baseline: tuple = ()
 
     def __post_init__(self):
         object.__setattr__(self, "strategy_options",
                            _frozen(self.strategy_options, "strategy_options"))
         object.__setattr__(self, "task_options", _frozen(self.task_options, "task_options"))
+        object.__setattr__(self, "baseline", _overrides(self.baseline))
         if self.model not in MODELS:
             raise UsageError(f"model: unknown model {self.model!r}; allowed: {', '.join(MODELS)}")
         strategies.check(self.model, self.strategy, dict(self.strategy_options))
@@ -86,8 +127,14 @@ class Cell:
                    else "sequence_parity needs model single_output")
             )
         for name, low in (("tau", 1), ("batch", 1), ("hidden", 1), ("seed", 0),
-                          ("threads", 1), ("workers", 1), ("train_steps", 0), ("repeats", 1)):
+                          ("workers", 1), ("train_steps", 0), ("repeats", 1)):
             _int(name, getattr(self, name), low)
+        if self.threads != ALL:
+            try:
+                _int("threads", self.threads, 1)
+            except UsageError:
+                raise UsageError(f"threads: must be an integer >= 1 or 'all', "
+                                 f"got {self.threads!r}") from None
         if self.device not in DEVICES:
             raise UsageError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.harness not in HARNESSES:
@@ -96,6 +143,51 @@ class Cell:
             raise UsageError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise UsageError(f"lr: must be a positive number, got {self.lr!r}")
+        if self.baseline:
+            self.baseline_cell("bptt")  # validates the overrides (bptt stands in for best_bptt)
+
+    # ------------------------------------------------------------------ baseline
+    def baseline_cell(self, best_bptt: str | None = None) -> "Cell | None":
+        """The baseline as a cell of its own, or None without one.
+
+        Changing ``strategy`` (``task``) resets the options unless the baseline
+        gives them too.  Beside a worker-group cell the baseline runs in the
+        group harness too; beside a one-process cell it must be one process.
+        ``best_bptt``: the strategy that stands for ``best_bptt`` (validation
+        passes a stand-in; the cell's task passes the timed winner).  A bad
+        override raises a UsageError naming ``baseline.<field>``.
+        """
+        if not self.baseline:
+            return None
+        changes = dict(self.baseline)
+        best = changes.get("strategy") == BEST_BPTT
+        if best:
+            model = changes.get("model", self.model)
+            if not strategies.bptt_candidates(model):
+                raise UsageError(f"baseline.strategy: best_bptt has no exact sequential BPTT "
+                                 f"strategy for model {model}")
+            changes["strategy"] = best_bptt
+        if "strategy" in changes and "strategy_options" not in changes:
+            changes["strategy_options"] = ()
+        if "task" in changes and "task_options" not in changes:
+            changes["task_options"] = ()
+        if self.grouped:
+            changes.setdefault("harness", "group")
+        try:
+            other = dataclasses.replace(self, baseline=(), **changes)
+        except UsageError as exc:
+            raise UsageError(f"baseline.{exc}") from None
+        if other.grouped and not self.grouped:
+            raise UsageError("baseline.workers: a one-process cell's baseline is one process "
+                             "too; give the cell the workers and the baseline {workers: 1}")
+        if not best and other == dataclasses.replace(self, baseline=()):
+            raise UsageError("baseline: identical to the cell; change at least one field")
+        return other
+
+    @property
+    def n_threads(self) -> int:
+        """``threads`` as a number: ``all`` is every CPU this process may run on."""
+        return node_cpus() if self.threads == ALL else self.threads
 
     # ------------------------------------------------------------------ helpers
     def config(self) -> dict:
@@ -103,18 +195,25 @@ class Cell:
         d = dataclasses.asdict(self)
         d["strategy_options"] = dict(self.strategy_options)
         d["task_options"] = dict(self.task_options)
+        d["baseline"] = self.baseline_config()
         return d
+
+    def baseline_config(self) -> dict:
+        """The baseline's overrides as plain data (option mappings as dicts)."""
+        return {k: dict(v) if k.endswith("_options") else v for k, v in self.baseline}
 
     @property
     def cell_id(self) -> str:
         """Stable id: the first 16 hex digits of SHA-256 over the sorted config.
 
-        ``harness`` enters the hash only when it is not the default, so ids of
-        cells stored before the field existed do not change.
+        ``harness`` and ``baseline`` enter the hash only when they are not the
+        default, so ids of cells stored before the fields existed do not change.
         """
         config = self.config()
         if config["harness"] == "auto":
             del config["harness"]
+        if not config["baseline"]:
+            del config["baseline"]
         blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -152,6 +251,13 @@ ROW_KEYS = (
     # loss (nats per token) and accuracy after train_steps of Adam
     "loss_tf", "loss_free", "acc_tf", "acc_free", "train_curve",
     "horizon_t", "horizon_loss_tf", "horizon_loss_free",
+    # paired baseline: the same cell with some fields changed, timed in alternating
+    # blocks beside it; speedup = baseline / this cell, per block pair
+    "baseline", "baseline_config", "baseline_candidates_ms", "baseline_error", "baseline_step_ms_median",
+    "baseline_step_ms_iqr", "speedup_median", "speedup_q1", "speedup_q3", "speedup_samples",
+    # what the OS saw: minor page faults per timed step, peak resident set
+    "minor_faults_per_step", "baseline_minor_faults_per_step", "peak_rss_bytes",
+    "peak_rss_method",
     # time-parallel (workers > 1): how the work was split, how many workers had any
     "split", "workers_active", "comm_ms_median",
     # sweep context: how many other cells shared the node while this one ran
@@ -165,5 +271,7 @@ ROW_KEYS = (
 FLOAT_KEYS = (
     "lr", "step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
     "saved_bytes_expected", "peak_bytes", "flops", "loss_tf", "loss_free", "acc_tf", "acc_free",
-    "comm_ms_median", "wall_s",
+    "comm_ms_median", "wall_s", "baseline_step_ms_median", "baseline_step_ms_iqr",
+    "speedup_median", "speedup_q1", "speedup_q3", "minor_faults_per_step",
+    "baseline_minor_faults_per_step", "peak_rss_bytes",
 )

@@ -2,13 +2,16 @@
 
 Each measure has its own pass, so none disturbs another:
 
-1. memory  - bytes saved for backward (:func:`rnnbench.memory.saved_bytes`) and
-             the allocator's peak over one training step;
+1. memory  - bytes saved for backward (:func:`rnnbench.memory.saved_bytes`),
+             the profiler's allocation peak over one forward + backward, and
+             the process's peak RSS over one training step (:mod:`rnnbench.procstat`);
 2. work    - FLOPs of forward + backward (``torch.utils.flop_counter``);
 3. time    - blocks of runs timed as ``torch.utils.benchmark`` times them:
              forward, backward and the whole training step (forward, loss,
              backward, Adam), exactly ``repeats`` samples each after warm-up;
-             median, IQR (``benchmark.Measurement``) and the raw samples;
+             median, IQR and the raw samples; with a ``baseline`` the step's
+             blocks alternate with the baseline's (:mod:`rnnbench.paired`),
+             and the minor page faults per timed step are counted;
 4. loss    - ``train_steps`` of Adam on fresh batches from the same model
              init, then per-token NLL (nats) and accuracy on a held-out batch,
              teacher-forced and free-running, also by position (exposure bias).
@@ -23,14 +26,17 @@ import json
 import math
 import time
 import timeit
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import memory, models, strategies
-from .cell import ROW_KEYS, Cell
+from . import memory, models, paired, procstat, strategies
+from .cell import BEST_BPTT, ROW_KEYS, Cell
 from .provenance import provenance
 
 NAN = float("nan")
@@ -39,6 +45,7 @@ EVAL_SEED = 1_000_003  # offset that keeps evaluation batches apart from trainin
 HORIZON_BUCKETS = 16  # positions are averaged into this many buckets for the exposure-bias curve
 CURVE_POINTS = 50  # at most this many points of the training curve are kept
 WARMUP = 2
+BEST_ROUNDS = 3  # blocks per candidate when best_bptt picks the fastest BPTT
 
 
 class CellTimeout(Exception):
@@ -62,6 +69,9 @@ def base_row(cell: Cell) -> dict:
         cell_id=cell.cell_id,
         strategy_options=json.dumps(cfg["strategy_options"], sort_keys=True),
         task_options=json.dumps({k: v for k, v in cfg["task_options"].items()}, sort_keys=True),
+        threads=cell.n_threads,
+        baseline=json.dumps(cfg["baseline"], sort_keys=True) if cell.baseline else None,
+        speedup_samples=[],
         n_in=task.n_in,
         n_out=task.n_out,
         n_params=_n_params(cell.hidden, task.n_in, task.n_out, cell.model),
@@ -81,7 +91,10 @@ def base_row(cell: Cell) -> dict:
     )
     for key in ("step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median",
                 "saved_bytes", "saved_bytes_expected", "peak_bytes", "flops", "loss_tf",
-                "loss_free", "acc_tf", "acc_free", "comm_ms_median", "wall_s"):
+                "loss_free", "acc_tf", "acc_free", "comm_ms_median", "wall_s",
+                "baseline_step_ms_median", "baseline_step_ms_iqr", "speedup_median", "speedup_q1",
+                "speedup_q3", "minor_faults_per_step", "baseline_minor_faults_per_step",
+                "peak_rss_bytes"):
         row[key] = NAN
     return row
 
@@ -112,7 +125,7 @@ def run_cell(cell: Cell, timeout_s: float | None = None) -> dict:
     deadline = start + timeout_s if timeout_s else math.inf
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(cell.threads)  # Ray reuses worker processes: set it every time
+        torch.set_num_threads(cell.n_threads)  # Ray reuses worker processes: set it every time
         _measure(cell, row, deadline)
     except CellTimeout as exc:
         row.update(status="timeout", error=str(exc))
@@ -220,6 +233,12 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
     row["peak_bytes"], row["peak_method"] = memory.peak_bytes(
         lambda: forward().backward(), cell.device)
     model.zero_grad(set_to_none=True)
+    row["peak_rss_method"] = procstat.reset_peak_rss()
+    step = training_step(cell, model, forward)
+    step()
+    row["peak_rss_bytes"] = procstat.peak_rss(row["peak_rss_method"])
+    del step
+    model.zero_grad(set_to_none=True)
     _check_time(deadline, "memory")
 
     # 2. work
@@ -233,7 +252,10 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
     _check_time(deadline, "flop count")
 
     # 3. time
-    row.update(_time(cell, model, _loss_fn(cell, model, x, y, checked=False), deadline))
+    unchecked = _loss_fn(cell, model, x, y, checked=False)
+    row.update(_time(cell, model, unchecked, deadline))
+    model.zero_grad(set_to_none=True)
+    row.update(time_step(cell, training_step(cell, model, unchecked), deadline))
 
     # 4. loss
     row.update(_train_and_evaluate(cell, deadline))
@@ -265,7 +287,7 @@ def _clock(device: str):
 
 def sample(stmt: str, setup: str, globals: dict, *, repeats: int, device: str = "cpu",
            threads: int = 1, label: str | None = None, description: str | None = None,
-           after=lambda what: None) -> benchmark.Measurement:
+           after=lambda what: None, number: int | None = None) -> benchmark.Measurement:
     """Exactly ``repeats`` timing samples of ``stmt``.
 
     The statement first runs ``WARMUP`` times untimed; the last of those runs
@@ -278,12 +300,14 @@ def sample(stmt: str, setup: str, globals: dict, *, repeats: int, device: str = 
     overhead under 1e-4 of a block - which put 10 runs in each block of a 14 ms
     step and gave 2 samples where 10 were asked.)  ``after(what)`` is called
     after the warm-up and after every sample (the cell's time-out check).
+    ``number``: runs per block, fixed (a statement whose ``setup`` must run
+    before every run, such as a backward on a fresh graph, takes 1).
     """
     timer = timeit.Timer(stmt, setup=setup, timer=_clock(device), globals=globals)
     for _ in range(WARMUP):
         one = timer.timeit(1)
     after(f"warm-up ({description or stmt})")
-    number = block_size(one)
+    number = number or block_size(one)
     raw = []
     for _ in range(repeats):
         raw.append(timer.timeit(number))
@@ -295,12 +319,28 @@ def sample(stmt: str, setup: str, globals: dict, *, repeats: int, device: str = 
 
 
 def _time(cell: Cell, model, forward, deadline: float) -> dict:
-    """:func:`sample` of the training step (the first warm-up step also makes
-    Adam's state), the forward and the backward, ``repeats`` samples each.  The
-    backward is timed on a graph built in the block's ``setup`` and kept
-    (``retain_graph=True``), so repeated backward passes do the same work
-    without a forward in the sample.
+    """:func:`sample` of the forward and the backward, ``repeats`` samples each.
+
+    The backward is timed as training runs it: one ``L.backward()`` (no
+    ``retain_graph``) on a graph the block's untimed ``setup`` builds afresh,
+    so every block holds one run.  Strategies that take their gradient inside
+    the forward (:func:`grad_in_forward`) have no separate figures.
     """
+    if grad_in_forward(cell):
+        return {"fwd_ms_median": NAN, "bwd_ms_median": NAN}
+    g = {"forward": forward, "model": model}
+    fresh = "model.zero_grad(set_to_none=True); L = forward()"
+    out = {}
+    for name, (stmt, setup, number) in {"fwd": ("forward()", "pass", None),
+                                        "bwd": ("L.backward()", fresh, 1)}.items():
+        out[name] = sample(stmt, setup, g, repeats=cell.repeats, device=cell.device,
+                           threads=cell.n_threads, label=cell.cell_id, description=name,
+                           after=lambda what: _check_time(deadline, what), number=number)
+    return {"fwd_ms_median": out["fwd"].median * 1e3, "bwd_ms_median": out["bwd"].median * 1e3}
+
+
+def training_step(cell: Cell, model, forward) -> Callable[[], None]:
+    """One training step as the cell trains: zero the gradients, forward, backward, Adam."""
     optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
 
     def step():
@@ -308,24 +348,156 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
         forward().backward()
         optimizer.step()
 
-    g = {"step": step, "forward": forward}
-    stmts = {"step": ("step()", "pass")}
-    if not grad_in_forward(cell):
-        stmts.update(fwd=("forward()", "pass"),
-                     bwd=("L.backward(retain_graph=True)", "L = forward()"))
-    out = {name: sample(stmt, setup, g, repeats=cell.repeats, device=cell.device,
-                        threads=cell.threads, label=cell.cell_id, description=name,
-                        after=lambda what: _check_time(deadline, what))
-           for name, (stmt, setup) in stmts.items()}
-    optimizer.zero_grad(set_to_none=True)
-    apart = not grad_in_forward(cell)
-    return {
-        "step_ms_median": out["step"].median * 1e3,
-        "step_ms_iqr": out["step"].iqr * 1e3,
-        "step_ms_samples": [t * 1e3 for t in out["step"].times],  # per-run ms, one per block
-        "fwd_ms_median": out["fwd"].median * 1e3 if apart else NAN,
-        "bwd_ms_median": out["bwd"].median * 1e3 if apart else NAN,
-    }
+    return step
+
+
+@dataclass
+class Side:
+    """One side of a timed comparison: its training step, threads, block size and
+    the minor page faults counted over its timed runs."""
+
+    cell: Cell
+    step: Callable[[], None]
+    number: int = 1
+    faults: int = 0
+    runs: int = 0
+
+    def warm(self, clock) -> None:
+        """``WARMUP`` untimed steps (the first also makes Adam's state); the last sizes
+        the blocks (:func:`block_size`)."""
+        torch.set_num_threads(self.cell.n_threads)
+        timer = timeit.Timer(self.step, timer=clock)
+        for _ in range(WARMUP):
+            one = timer.timeit(1)
+        self.number = block_size(one)
+
+    def block(self, clock) -> float:
+        """One timed block: seconds per run."""
+        torch.set_num_threads(self.cell.n_threads)
+        f0 = procstat.minor_faults()
+        seconds = timeit.Timer(self.step, timer=clock).timeit(self.number) / self.number
+        self.faults += procstat.minor_faults() - f0
+        self.runs += self.number
+        return seconds
+
+    @property
+    def faults_per_step(self) -> float:
+        return self.faults / self.runs if self.runs else NAN
+
+
+def _ms(samples: list[float]) -> dict:
+    q1, med, q3 = paired.quartiles([1e3 * s for s in samples])
+    return {"step_ms_median": med, "step_ms_iqr": q3 - q1,
+            "step_ms_samples": [1e3 * s for s in samples]}  # per-run ms, one per block
+
+
+def time_step(cell: Cell, step: Callable[[], None], deadline: float,
+              clock: Callable[[], float] | None = None) -> dict:
+    """The training step's row fields: ``repeats`` blocks of ``step`` -- with a
+    baseline, ``repeats`` pairs of blocks taking turns with the baseline's
+    (:func:`paired.alternate`, CPU affinity rotated between pairs) -- and the
+    minor page faults per timed step.  A baseline that fails (to build or
+    while timed) leaves its error in ``baseline_error``; the cell's own figures
+    are then timed alone."""
+    clock = clock or _clock(cell.device)
+    a = Side(cell, step)
+    a.warm(clock)
+    _check_time(deadline, "warm-up (step)")
+    out, b = {}, None
+    if cell.baseline:
+        try:
+            b, out = baseline_side(cell, clock, deadline)
+        except CellTimeout:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the baseline's failure is data
+            out["baseline_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+    if b is not None:
+        try:
+            with paired.Affinity() as affinity:
+                def pin(k, side):
+                    if affinity.allowed:
+                        affinity.pin(paired.cpu_window(
+                            affinity.allowed, (a if side == "a" else b).cell.n_threads, k))
+
+                result = paired.alternate(
+                    lambda k: a.block(clock), lambda k: b.block(clock), cell.repeats,
+                    before=pin, after=lambda k, side: _check_time(deadline, "timing (pairs)"))
+            out.update(_ms(result.a), **paired.row_fields(result),
+                       minor_faults_per_step=a.faults_per_step,
+                       baseline_minor_faults_per_step=b.faults_per_step)
+            return out
+        except CellTimeout:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            out = {"baseline_error": f"{type(exc).__name__}: {exc}"[:2000],
+                   "baseline_config": out.get("baseline_config")}
+            a.faults = a.runs = 0
+    samples = []
+    for _ in range(cell.repeats):
+        samples.append(a.block(clock))
+        _check_time(deadline, "timing (step)")
+    out.update(_ms(samples), minor_faults_per_step=a.faults_per_step)
+    return out
+
+
+def _build_side(cell: Cell) -> Side:
+    """A warmed-up-ready :class:`Side` for ``cell``: model, batch, checked first loss."""
+    _, model, x, y = _setup(cell)
+    _loss_fn(cell, model, x, y)().backward()  # a non-finite loss fails here, once
+    model.zero_grad(set_to_none=True)
+    return Side(cell, training_step(cell, model, _loss_fn(cell, model, x, y, checked=False)))
+
+
+def changed(cell: Cell, other: Cell) -> dict:
+    """The fields in which ``other`` differs from ``cell`` (the baseline as run)."""
+    a, b = cell.config(), other.config()
+    return {k: b[k] for k in b if k != "baseline" and a[k] != b[k]}
+
+
+def best_bptt(cell: Cell, clock, deadline: float) -> tuple[Side, dict]:
+    """The fastest exact sequential BPTT for the baseline's model: every candidate
+    (:func:`strategies.bptt_candidates`) is built, warmed and timed for
+    ``BEST_ROUNDS`` blocks, the candidates taking turns; the lowest median wins.
+    Returns the winner's side and {strategy: median ms} of every candidate
+    (a candidate that fails gets its error instead)."""
+    model = dict(cell.baseline).get("model", cell.model)
+    sides, times = {}, {}
+    for name in strategies.bptt_candidates(model):
+        try:
+            sides[name] = _build_side(cell.baseline_cell(name))
+            sides[name].warm(clock)
+        except CellTimeout:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is not the best
+            times[name] = f"{type(exc).__name__}: {exc}"[:200]
+        _check_time(deadline, "best_bptt warm-up")
+    if not sides:
+        raise RuntimeError(f"best_bptt: no candidate ran ({times})")
+    samples = {name: [] for name in sides}
+    for _ in range(BEST_ROUNDS):
+        for name, side in sides.items():
+            samples[name].append(side.block(clock))
+        _check_time(deadline, "best_bptt timing")
+    for name in samples:
+        times[name] = paired.quartiles(samples[name])[1] * 1e3
+    winner = min(samples, key=lambda n: times[n])
+    side = sides[winner]
+    side.faults = side.runs = 0
+    return side, times
+
+
+def baseline_side(cell: Cell, clock, deadline: float) -> tuple[Side, dict]:
+    """The cell's baseline, built and warmed, and the row fields that say what it is."""
+    out = {}
+    if dict(cell.baseline).get("strategy") == BEST_BPTT:
+        side, times = best_bptt(cell, clock, deadline)
+        out["baseline_candidates_ms"] = json.dumps(times, sort_keys=True)
+    else:
+        side = _build_side(cell.baseline_cell())
+        side.warm(clock)
+    out["baseline_config"] = json.dumps(changed(cell, side.cell), sort_keys=True)
+    _check_time(deadline, "warm-up (baseline)")
+    return side, out
 
 
 # --------------------------------------------------------------------------- loss

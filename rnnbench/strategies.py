@@ -499,3 +499,14 @@ def logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
         return _jordan_outputs(model, x, None, lambda t, o, y_t: feed(o))
     hs, h = _elman_states(model, x, _zeros(model, x.shape[1], model.n_hidden))
     return model.output(h if isinstance(model, SingleOutput) else torch.stack(hs))
+
+
+# Strategies that compute the exact gradient by stepping through time one step
+# after another (depth tau): the candidates for a fair "best BPTT" baseline.
+SEQUENTIAL_BPTT = ("bptt", "bptt_fused", "bptt_compiled")
+
+
+def bptt_candidates(model: str) -> list[str]:
+    """The registered exact sequential BPTT strategies for ``model``."""
+    return [name for name in SEQUENTIAL_BPTT
+            if name in STRATEGIES and model in STRATEGIES[name].models]

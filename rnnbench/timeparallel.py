@@ -49,7 +49,9 @@ the development machine); the trained replica is evaluated on the caller's CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import json
 import math
 import os
 import socket
@@ -59,8 +61,8 @@ from typing import Sequence
 
 import torch
 
-from . import strategies
-from .cell import Cell
+from . import paired, procstat, strategies
+from .cell import BEST_BPTT, Cell
 from .errors import UsageError
 from .models import build
 
@@ -156,6 +158,8 @@ class Worker:
         self.rank, self.world, self.device = rank, world, device
         self.threads = threads
         torch.set_num_threads(threads)
+        self.affinity = paired.Affinity()
+        self.rss_method = procstat.MAXRSS
         self.store = None
         self.model = self.opt = self.part = None
 
@@ -227,9 +231,29 @@ class Worker:
             torch.cuda.synchronize()
         return time.perf_counter()
 
+    def pin(self, offset: int) -> None:
+        """Every thread of this process onto ``threads`` CPUs of the ones it may
+        use, from position ``threads * rank + offset`` (a no-op where the OS says no)."""
+        allowed = self.affinity.allowed
+        if allowed:
+            self.affinity.pin(paired.cpu_window(allowed, self.threads,
+                                                self.threads * self.rank + offset))
+
+    def unpin(self) -> None:
+        self.affinity.restore()
+
+    def reset_peak(self) -> None:
+        """Start a new peak-RSS stretch (:mod:`rnnbench.procstat`)."""
+        self.rss_method = procstat.reset_peak_rss()
+
+    def peak(self) -> tuple[int, str]:
+        """This process's peak RSS (bytes) since :meth:`reset_peak`, and how it was read."""
+        return procstat.peak_rss(self.rss_method), self.rss_method
+
     def _step(self, optimize: bool, die: bool = False, step: int | None = None) -> dict:
         import torch.distributed as dist
 
+        f0 = procstat.minor_faults()
         c0 = time.process_time()
         t0 = self._now()
         for p in self.params:
@@ -260,7 +284,8 @@ class Worker:
             self.opt.step()
         t4 = self._now()
         return {"fwd": fwd, "bwd": bwd, "comm": t3 - t2, "step": fwd + bwd + (t4 - t2),
-                "cpu": time.process_time() - c0, "loss": float(flat[0])}
+                "cpu": time.process_time() - c0, "loss": float(flat[0]),
+                "faults": procstat.minor_faults() - f0}
 
     def steps(self, n: int, optimize: bool = True, die_at: int | None = None) -> list[dict]:
         """``n`` training steps; each entry has seconds (fwd, bwd, comm, step) and the loss."""
@@ -300,9 +325,10 @@ def _ray():
     return ray
 
 
-def pg_name(cell: Cell) -> str:
-    """The placement group's name: one per cell (and per Ray job namespace)."""
-    return f"rnnbench-timeparallel-{cell.cell_id}"
+def pg_name(cell: Cell, role: str = "") -> str:
+    """The placement group's name: one per cell and role ("" for the cell's own
+    group, "baseline" for its baseline's), per Ray job namespace."""
+    return f"rnnbench-timeparallel-{cell.cell_id}" + (f"-{role}" if role else "")
 
 
 SETTLE_S = 10.0  # longest wait for an in-flight placement to settle before removing it
@@ -353,14 +379,17 @@ def release(cell: Cell) -> bool:
 
     if not ray.is_initialized():
         return False
-    try:
-        pg = ray.util.get_placement_group(pg_name(cell))
-    except ValueError:  # no such placement group
-        return False
-    if placement_group_table(pg).get("state") == "REMOVED":
-        return False
-    remove_group(pg)
-    return True
+    found = False
+    for role in ("", "baseline"):
+        try:
+            pg = ray.util.get_placement_group(pg_name(cell, role))
+        except ValueError:  # no such placement group
+            continue
+        if placement_group_table(pg).get("state") == "REMOVED":
+            continue
+        remove_group(pg)
+        found = True
+    return found
 
 
 class Group:
@@ -375,9 +404,11 @@ class Group:
 
     def __init__(self, cell: Cell, cpus_per_worker: float | None = None,
                  place_timeout_s: float = PLACE_TIMEOUT_S,
-                 dist_timeout_s: float = DIST_TIMEOUT_S, timeout_s: float | None = None):
+                 dist_timeout_s: float = DIST_TIMEOUT_S, timeout_s: float | None = None,
+                 role: str = ""):
         self.cell = cell
-        self.cpus = float(cell.threads if cpus_per_worker is None else cpus_per_worker)
+        self.role = role
+        self.cpus = float(cell.n_threads if cpus_per_worker is None else cpus_per_worker)
         self.place_timeout_s = place_timeout_s
         self.dist_timeout_s = dist_timeout_s
         self.timeout_s = timeout_s  # for everything from open() on; None: no limit
@@ -415,9 +446,10 @@ class Group:
                 raise UsageError(
                     f"workers: {n} workers x {need:g} {key} need {need * n:g} {key}; "
                     f"the Ray cluster has {total.get(key, 0):g}")
-        release(cell)  # a leftover of this cell's earlier, force-cancelled run
+        if not self.role:
+            release(cell)  # a leftover of this cell's earlier, force-cancelled run
         self.pg = placement_group([dict(bundle) for _ in range(n)], strategy="PACK",
-                                  name=pg_name(cell))
+                                  name=pg_name(cell, self.role))
         wait_s = self.place_timeout_s if self.deadline is None else \
             min(self.place_timeout_s, max(0.0, self.deadline - time.monotonic()))
         # not pg.wait(): it takes whole seconds (0.5 s becomes no wait at all)
@@ -437,7 +469,7 @@ class Group:
                 num_cpus=self.cpus, num_gpus=bundle.get("GPU", 0), max_restarts=0,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     placement_group=self.pg, placement_group_bundle_index=rank),
-            ).remote(rank, n, cell.threads, cell.device))
+            ).remote(rank, n, cell.n_threads, cell.device))
         self.infos = self._all([a.info.remote() for a in self.actors])
         # Rendezvous: rank 0 holds the port from bind to init (no race), then all join.
         self.address = self._all([self.actors[0].open_store.remote(self.dist_timeout_s)])[0]
@@ -534,6 +566,21 @@ class Group:
             a.steps.remote(n, optimize, die_at[1] if die_at and die_at[0] == r else None)
             for r, a in enumerate(self.actors)])
 
+    def pin(self, offset: int) -> None:
+        """Rank r's threads onto CPUs from position ``threads * r + offset``."""
+        self._all([a.pin.remote(offset) for a in self.actors])
+
+    def unpin(self) -> None:
+        self._all([a.unpin.remote() for a in self.actors])
+
+    def reset_peak(self) -> None:
+        self._all([a.reset_peak.remote() for a in self.actors])
+
+    def peak(self) -> tuple[int, str]:
+        """The largest peak RSS of any rank since :meth:`reset_peak`, and the method."""
+        peaks = self._all([a.peak.remote() for a in self.actors])
+        return max(p[0] for p in peaks), peaks[0][1]
+
     def gradients(self) -> list[dict]:
         """Every rank's all-reduced gradient after one forward/backward (no update)."""
         return self._all([a.gradient.remote() for a in self.actors])
@@ -593,7 +640,9 @@ def summarise(per_rank: list[list[dict]], warmup: int) -> dict:
     bwd = [1e3 * max(r["bwd"] for r in s) for s in steps]
     comm = [1e3 * min(r["comm"] for r in s) for s in steps]
     median, iqr = _ms_stats(step)
+    faults = [sum(r.get("faults", 0) for r in s) for s in steps]
     return {"step_ms_median": median, "step_ms_iqr": iqr, "step_ms_samples": step,
+            "minor_faults_per_step": sum(faults) / len(faults) if faults else math.nan,
             "fwd_ms_median": _ms_stats(fwd)[0], "bwd_ms_median": _ms_stats(bwd)[0],
             "comm_ms_median": _ms_stats(comm)[0],
             # not row keys: per rank, the CPU time its process used per step (median)
@@ -619,6 +668,93 @@ def _died_status(err: BaseException) -> str:
                      or "oom" in text.split()) else "crashed"
 
 
+def fair_baseline(cell: Cell, base: Cell) -> Cell:
+    """The baseline with the allocator conditions of the cell's workers.
+
+    Split along time over N workers, each worker's tensors are 1/N of the
+    sequence; one process holding all of them crosses glibc's mmap threshold
+    (blocks >= 32 MiB are mapped fresh on every allocation and unmapped on
+    free, so every step pays page faults the workers never see).  So a
+    teacher-forcing baseline with fewer workers, given no strategy options of
+    its own, computes its sequence in chunks of the workers' slice
+    (``chunk = ceil(tau / N)``): the same arithmetic, the same gradient, the
+    same block sizes per piece as a worker.
+    """
+    if (split_kind(cell.model, cell.strategy) != "time" or base.strategy != "teacher_forcing"
+            or base.workers >= cell.workers or "strategy_options" in dict(cell.baseline)
+            or base.strategy_options):
+        return base
+    return dataclasses.replace(base, strategy_options={"chunk": -(-base.tau // cell.workers)})
+
+
+def _timed(cell: Cell, group: "Group", warmup: int, die_at=None) -> dict:
+    """The cell's steps alone (``warmup`` untimed, then ``repeats`` timed): row
+    fields, the largest rank's peak RSS over the steps, per-rank CPU time."""
+    group.reset_peak()
+    records = group.steps(warmup + cell.repeats, die_at=die_at)
+    _check_finite(cell, records)
+    out = summarise(records, warmup)
+    out["peak_rss_bytes"], out["peak_rss_method"] = group.peak()
+    return out
+
+
+class BaselineFailed(RuntimeError):
+    """The baseline's group failed while the pair was timed (the cell's did not)."""
+
+
+def _check_finite(cell: Cell, records: list[list[dict]]) -> None:
+    bad = [r["loss"] for r in records[0] if not math.isfinite(r["loss"])]
+    if bad:
+        raise FloatingPointError(f"non-finite loss {bad[0]} ({cell.strategy})")
+
+
+def _paired(cell: Cell, a: "Group", b: "Group", warmup: int) -> dict:
+    """Both groups up, taking turns: ``repeats`` pairs of one step each, A B B A ...,
+    every rank's threads moved to the next CPUs between pairs."""
+    _check_finite(cell, a.steps(warmup))
+    try:
+        _check_finite(b.cell, b.steps(warmup))
+    except (WorkerDied, FloatingPointError) as err:
+        raise BaselineFailed(f"{type(err).__name__}: {err}") from err
+    a.reset_peak()
+    per = {"a": [], "b": []}
+
+    def block(group: "Group", side: str) -> float:
+        if side == "a":
+            records = group.steps(1)
+            _check_finite(group.cell, records)
+        else:
+            try:
+                records = group.steps(1)
+                _check_finite(group.cell, records)
+            except Exception as err:  # noqa: BLE001 -- a time-out is the cell's, below
+                from ray.exceptions import GetTimeoutError
+
+                if isinstance(err, GetTimeoutError):
+                    raise
+                raise BaselineFailed(f"{type(err).__name__}: {err}") from err
+        per[side].append(records)
+        return max(r[0]["step"] for r in records)
+
+    try:
+        result = paired.alternate(lambda k: block(a, "a"), lambda k: block(b, "b"),
+                                  cell.repeats,
+                                  before=lambda k, side: (a if side == "a" else b).pin(k))
+    finally:
+        for g in (a, b):
+            try:
+                g.unpin()
+            except Exception:  # noqa: BLE001 -- a dead group is reported by the caller
+                pass
+    joined = {side: [sum((rec[r] for rec in per[side]), []) for r in range(len(per[side][0]))]
+              for side in per}
+    out = summarise(joined["a"], 0)
+    out["peak_rss_bytes"], out["peak_rss_method"] = a.peak()
+    out.update(paired.row_fields(result))
+    out["baseline_minor_faults_per_step"] = summarise(joined["b"], 0)["minor_faults_per_step"]
+    return out
+
+
 def run_cell(cell: Cell, *, timeout_s: float | None = None,
              cpus_per_worker: float | None = None, warmup: int = WARMUP,
              die_at: tuple[int, int] | None = None, probe: dict | None = None) -> dict:
@@ -626,10 +762,19 @@ def run_cell(cell: Cell, *, timeout_s: float | None = None,
 
     The row is :func:`rnnbench.measure.base_row` with the time-parallel
     measures: ``split``, step/fwd/bwd times (inside the workers, slowest rank
-    per step), ``comm_ms_median``, and -- with ``train_steps`` -- the training
-    curve and :func:`rnnbench.measure.evaluate`'s held-out loss and accuracy of
-    the trained replica.  Memory and FLOPs are per-process measures and stay
-    NaN here (the one-worker row has them).
+    per step), ``comm_ms_median``, minor page faults per step (summed over the
+    ranks), the largest rank's peak RSS over the timed steps, and -- with
+    ``train_steps`` -- the training curve and
+    :func:`rnnbench.measure.evaluate`'s held-out loss and accuracy of the
+    trained replica.  Memory and FLOPs are per-process measures and stay NaN
+    here (the one-worker row has them).
+
+    With a ``baseline`` (e.g. ``{workers: 1}``) its group is started beside
+    the cell's (each actor asks for a share of the CPUs, so both fit where
+    one would), both warm up, then they take turns one step at a time
+    (:func:`rnnbench.paired.alternate`), every rank moved to the next CPUs
+    between pairs.  The baseline is :func:`fair_baseline`.  A baseline that
+    fails leaves ``baseline_error`` and the cell is timed alone.
 
     Needs Ray: joins the running instance (driver or inside a Ray task), else
     starts an embedded one.  Failure is data: a dead worker gives ``crashed``
@@ -642,6 +787,8 @@ def run_cell(cell: Cell, *, timeout_s: float | None = None,
     compares it with the wall time to see starved workers); ``die_at = (rank,
     step)`` is the tests' fault injection.
     """
+    from contextlib import ExitStack
+
     from ray.exceptions import GetTimeoutError
 
     from . import measure
@@ -651,16 +798,42 @@ def run_cell(cell: Cell, *, timeout_s: float | None = None,
     row["split"] = split_kind(cell.model, cell.strategy)
     row["workers_active"] = active_workers(cell)
     row["error"] = idle_note(cell)
+    base = None
+    if cell.baseline:
+        if dict(cell.baseline).get("strategy") == BEST_BPTT:
+            row["baseline_error"] = "best_bptt: chosen by timing in one process; not offered " \
+                                    "beside a worker group"
+        else:
+            base = fair_baseline(cell, cell.baseline_cell())
+            row["baseline_config"] = json.dumps(measure.changed(cell, base), sort_keys=True)
+    share = cpus_per_worker
+    if base is not None and share is None:  # both groups fit where the larger one would
+        share = max(cell.workers * cell.n_threads, base.workers * base.n_threads) \
+            / (cell.workers + base.workers)
     try:
-        with Group(cell, cpus_per_worker=cpus_per_worker, timeout_s=timeout_s) as group:
+        with ExitStack() as stack:
+            group = stack.enter_context(Group(cell, cpus_per_worker=share, timeout_s=timeout_s))
             if probe is not None:
                 probe.update(pids=group.pids, address=group.address, infos=group.infos,
                              placement_group=group.pg.id.hex())
-            records = group.steps(warmup + cell.repeats, die_at=die_at)
-            bad = [r["loss"] for r in records[0] if not math.isfinite(r["loss"])]
-            if bad:
-                raise FloatingPointError(f"non-finite loss {bad[0]} ({cell.strategy})")
-            times = summarise(records, warmup)
+            other = None
+            if base is not None:
+                try:
+                    other = stack.enter_context(Group(base, cpus_per_worker=share,
+                                                      timeout_s=timeout_s, role="baseline"))
+                except (GetTimeoutError, WorkerDied):
+                    raise
+                except Exception as err:  # noqa: BLE001 -- the baseline's failure is data
+                    row["baseline_error"] = f"{type(err).__name__}: {err}"[:2000]
+            times = None
+            if other is not None:
+                try:
+                    times = _paired(cell, group, other, warmup)
+                except BaselineFailed as err:
+                    row["baseline_error"] = str(err)[:2000]
+                    other.close()
+            if times is None:
+                times = _timed(cell, group, warmup, die_at)
             if probe is not None:
                 probe["cpu_ms_median_per_rank"] = times.pop("cpu_ms_median_per_rank")
             row.update({k: v for k, v in times.items() if k in row})
