@@ -187,7 +187,12 @@ def bptt(model, x, y):
 
 
 def bptt_fused(model, x, y):
-    """torch.nn.RNN's fused kernel (oneDNN on CPU, cuDNN on GPU) with the model's U, W, b."""
+    """torch.nn.RNN with the model's U, W, b: h = tanh(b + W h^(t-1) + U x^(t)).
+
+    What runs depends on the device: on CUDA cuDNN's fused RNN kernel; on CPU
+    there is no fused kernel -- ATen's ``_rnn_tanh`` steps through time with one
+    ``addmm`` + ``tanh`` per step, each an autograd node, much like :func:`bptt`.
+    """
     rnn = nn.RNN(model.n_in, model.n_hidden, nonlinearity="tanh", device="meta")
     weights = {
         "weight_ih_l0": model.U,

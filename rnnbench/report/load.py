@@ -20,13 +20,14 @@ from ..errors import UsageError
 
 REQUIRED = ("model", "strategy", "tau", "status")
 LIST_COLUMNS = ("step_ms_samples", "train_curve", "horizon_t", "horizon_loss_tf",
-                "horizon_loss_free")
+                "horizon_loss_free", "speedup_samples")
 NUMERIC_COLUMNS = (
     "tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads", "workers",
     "train_steps", "lr", "repeats", "step_ms_median", "step_ms_iqr", "fwd_ms_median",
     "bwd_ms_median", "saved_bytes", "saved_bytes_expected", "peak_bytes", "flops", "depth",
     "loss_tf", "loss_free", "acc_tf", "acc_free", "comm_ms_median", "neighbours", "attempt",
-    "wall_s",
+    "wall_s", "baseline_step_ms_median", "baseline_step_ms_iqr", "speedup_median", "speedup_q1",
+    "speedup_q3", "minor_faults_per_step", "baseline_minor_faults_per_step", "peak_rss_bytes",
 )
 
 
@@ -72,6 +73,11 @@ def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     df["strategy_label"] = [_label(s, o) for s, o in zip(df["strategy"], df["strategy_options"])]
     df["task_label"] = [_label(t, o) for t, o in zip(df["task"].fillna("?"), df["task_options"])]
     df["series"] = df["model"].astype(str) + " + " + df["strategy_label"]
+    df["baseline"] = df["baseline"].where(df["baseline"].notna(), "").astype(str)
+    # FLOP-normalised time: what the step achieved against the work it did
+    # (flops: torch.utils.flop_counter's count of one forward + backward).
+    df["gflop_per_s"] = df["flops"] / df["step_ms_median"] * 1e-6
+    df["ms_per_gflop"] = df["step_ms_median"] / (df["flops"] * 1e-9)
     return df
 
 
