@@ -1,13 +1,14 @@
 # rnnbench: two commands do all the set-up on a fresh machine.
 #   make quick   the main job: a quick sweep on embedded Ray, then its report
-#   make test    the test suite
+#   make test       the whole test suite (what CI runs)
+#   make test-fast  the unit tests: no Ray, nothing marked slow (a couple of minutes)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 OUT    ?= results/quick
 REPORT ?= reports/quick
 
-.PHONY: setup quick test
+.PHONY: setup quick test test-fast
 
 # The venv, with rnnbench installed editable and torch pinned by constraints.txt
 # (an unpinned torch would pull a multi-GB CUDA build).
@@ -25,3 +26,6 @@ quick: setup
 
 test: setup
 	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow and not ray"

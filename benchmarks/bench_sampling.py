@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils import benchmark
 
-from rnnbench import measure, models, strategies
+from rnnbench import measure, models, strategies, training
 from rnnbench.cell import Cell
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"{'case':32} {'autorange ms':>12} {'n':>4} {'fixed ms':>9} {'n':>4} {'ratio':>6}")
     for model, strategy in (("elman", "bptt"), ("jordan", "teacher_forcing")):
-        cell = Cell(model=model, strategy=strategy, tau=args.tau, threads=1)
+        cell = Cell(model=model, strategy=strategy, tau=args.tau, threads=1, repeats=args.repeats)
         task = cell.make_task()
         net = models.build(model, task.n_in, cell.hidden, task.n_out)
         x, y = task.batch(cell.tau, cell.batch, seed=0, dtype=torch.float32)
@@ -46,7 +46,7 @@ def main() -> None:
             strategies.loss(net, x, y, strategy=strategy).backward()
             opt.step()
 
-        for _ in range(measure.WARMUP):
+        for _ in range(training.WARMUP):
             step()
         auto, fixed = [], []
         for r in range(args.rounds):
@@ -58,8 +58,7 @@ def main() -> None:
                 auto.extend(m.blocked_autorange(min_run_time=budget).times)
 
             def fixed_count():  # what a cell does now
-                fixed.extend(measure.sample("step()", "pass", {"step": step},
-                                            repeats=args.repeats).times)
+                fixed.extend(measure.sample("step()", "pass", {"step": step}, cell).times)
 
             for method in (autorange, fixed_count)[::1 if r % 2 else -1]:  # each goes first
                 method()

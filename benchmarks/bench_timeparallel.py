@@ -54,18 +54,37 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from rnnbench import measure, timeparallel
+from rnnbench import measure, strategies, timeparallel
 from rnnbench.cell import Cell
 
 BASE = dict(batch=1, hidden=128, task="text", task_options={"vocab": 64}, dtype="float32",
             threads=1, train_steps=0)
 
 
+class CpuTimed(timeparallel.Worker):
+    """A worker that also notes the CPU time its process used in each step ("cpu", s):
+    far below the wall time, the rank was starved of a CPU."""
+
+    def _step(self, optimize, step=None):
+        c0 = time.process_time()
+        record = super()._step(optimize, step)
+        return {**record, "cpu": time.process_time() - c0}
+
+
 def run(model: str, strategy: str, tau: int, workers: int, repeats: int, single: bool) -> dict:
     c = Cell(model=model, strategy=strategy, tau=tau, workers=workers, repeats=repeats, **BASE)
-    load, probe = os.getloadavg()[0], {}
-    row = measure.run_cell(c) if single else timeparallel.run_cell(c, probe=probe)
-    row["cpu"] = probe.get("cpu_ms_median_per_rank")
+    load, per_rank = os.getloadavg()[0], []
+
+    class Counted(timeparallel.Group):  # keeps each rank's per-step records
+        def steps(self, n, optimize=True):
+            per_rank[:] = super().steps(n, optimize)
+            return per_rank
+
+    row = measure.run_cell(c) if single else timeparallel.run_cell(c, group=Counted,
+                                                                    worker=CpuTimed)
+    # per rank, the CPU time its process used per timed step (median, ms)
+    row["cpu"] = [1e3 * statistics.median(r["cpu"] for r in rank[timeparallel.WARMUP:])
+                  for rank in per_rank] or None
     if row["status"] != "ok":
         raise SystemExit(f"{model}+{strategy} workers={workers}: {row['status']}: {row['error']}")
     row["load"] = (load, os.getloadavg()[0])
@@ -144,7 +163,7 @@ def compare(name: str, model: str, strategy: str, tau: int, workers: list[int], 
         if "plain" in label:
             print(f"{label:<22}{r['step_ms_median']:>9.1f} {r['step_ms_iqr']:>7.1f} "
                   f"{'':>8} {'':>8} {'':>6} {ref / r['step_ms_median']:>7.2f}x  "
-                  f"{timeparallel.split_kind(model, strategy):<6} "
+                  f"{strategies.get(strategy).split:<6} "
                   f"{r['load'][0]:.1f}→{r['load'][1]:.1f}")
             continue
         print(f"{label:<22}{r['step_ms_median']:>9.1f} {r['step_ms_iqr']:>7.1f} "

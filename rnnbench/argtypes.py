@@ -6,25 +6,26 @@ from __future__ import annotations
 import argparse
 import math
 
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+from .errors import UsageError, check_int
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return value
+def _int_at_least(low: int):
+    """An argparse type: :func:`check_int`'s rule, on the option's text."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        try:
+            return check_int("value", value, low)
+        except UsageError as exc:
+            what = str(exc).split(": ", 1)[1].rsplit(", got", 1)[0]
+            raise argparse.ArgumentTypeError(f"{what}, got {text!r}") from None
+    return parse
+
+
+positive_int = _int_at_least(1)
+non_negative_int = _int_at_least(0)
 
 
 def positive_float(text: str) -> float:

@@ -12,6 +12,7 @@ from .argtypes import non_negative_int, positive_float, positive_int
 from . import strategies, tasks
 from .cell import Cell
 from .errors import UsageError
+from .rows import LIST_KEYS, ROW_KEYS
 from .models import MODELS
 
 
@@ -121,20 +122,15 @@ def _fmt(value) -> str:
     return str(value)
 
 
-TABLE_KEYS = ("cell_id", "model", "strategy", "strategy_options", "task", "tau", "batch",
-              "hidden", "n_in", "n_out", "threads", "device", "workers", "status", "error",
-              "step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
-              "saved_bytes_expected", "peak_bytes", "peak_method", "peak_rss_bytes",
-              "peak_rss_method", "minor_faults_per_step", "baseline", "baseline_config",
-              "baseline_candidates_ms", "baseline_error", "baseline_step_ms_median",
-              "baseline_step_ms_iqr", "baseline_minor_faults_per_step", "speedup_median",
-              "speedup_q1", "speedup_q3", "flops", "depth", "loss_tf",
-              "loss_free", "acc_tf", "acc_free", "split", "comm_ms_median", "torch", "cpu_model",
-              "gpu_name", "wall_s")
+# what the table shows: the row without its lists and its least telling fields
+TABLE_KEYS = tuple(k for k in ROW_KEYS if k not in LIST_KEYS + (
+    "task_options", "n_params", "seed", "harness", "dtype", "train_steps", "lr", "repeats",
+    "workers_active", "neighbours", "attempt", "python", "ray", "rnnbench", "git_commit", "host",
+    "timestamp"))
 
 
 def main(args: argparse.Namespace) -> int:
-    from .measure import run_cell
+    from .runner import run_cell
 
     cell = cell_from_args(args)
     if cell.device == "cuda":

@@ -1,8 +1,8 @@
 """One benchmark cell: a frozen configuration, its stable id, and the row it gives.
 
 Data flows one way: job -> cells -> rows -> report.  A :class:`Cell` is pure
-configuration; :func:`rnnbench.measure.run_cell` turns it into one tidy row
-(a dict whose keys are :data:`ROW_KEYS`).
+configuration; :func:`rnnbench.runner.run_cell` turns it into one tidy row
+(a dict whose keys are :data:`rnnbench.rows.ROW_KEYS`); docs/design.md.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import strategies, tasks
-from .errors import UsageError
+from .errors import UsageError, check_int
 from .models import MODELS
 
 DEVICES = ("cpu", "cuda")
@@ -78,11 +78,6 @@ def _overrides(value: Any) -> tuple:
     return tuple(sorted(out))
 
 
-def _int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UsageError(f"{name}: must be an integer >= {low}, got {value!r}")
-
-
 @dataclass(frozen=True)
 class Cell:
     """model, strategy (+ options), task (+ options), tau, batch, hidden, seed,
@@ -116,9 +111,9 @@ class Cell:
         object.__setattr__(self, "baseline", _overrides(self.baseline))
         if self.model not in MODELS:
             raise UsageError(f"model: unknown model {self.model!r}; allowed: {', '.join(MODELS)}")
-        strategies.check(self.model, self.strategy, dict(self.strategy_options))
-        if isinstance(self.tau, int) and not isinstance(self.tau, bool) and self.tau >= 1:
-            strategies.check_option_values(self.strategy, dict(self.strategy_options), self.tau)
+        tau_ok = isinstance(self.tau, int) and not isinstance(self.tau, bool) and self.tau >= 1
+        strategies.check(self.model, self.strategy, dict(self.strategy_options),
+                         self.tau if tau_ok else None)
         task = tasks.make(self.task, **dict(self.task_options))
         if task.single_output != (self.model == "single_output"):
             raise UsageError(
@@ -128,12 +123,12 @@ class Cell:
             )
         for name, low in (("tau", 1), ("batch", 1), ("hidden", 1), ("seed", 0),
                           ("workers", 1), ("train_steps", 0), ("repeats", 1)):
-            _int(name, getattr(self, name), low)
+            check_int(name, getattr(self, name), low)
         if self.threads != ALL:
             try:
-                _int("threads", self.threads, 1)
+                check_int("threads", self.threads, 1)
             except UsageError:
-                raise UsageError(f"threads: must be an integer >= 1 or 'all', "
+                raise UsageError(f"threads: must be a positive integer or 'all', "
                                  f"got {self.threads!r}") from None
         if self.device not in DEVICES:
             raise UsageError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
@@ -184,6 +179,11 @@ class Cell:
             raise UsageError("baseline: identical to the cell; change at least one field")
         return other
 
+    def changed(self, other: "Cell") -> dict:
+        """The fields in which ``other`` differs from this cell (a baseline as run)."""
+        a, b = self.config(), other.config()
+        return {k: b[k] for k in b if k != "baseline" and a[k] != b[k]}
+
     @property
     def n_threads(self) -> int:
         """``threads`` as a number: ``all`` is every CPU this process may run on."""
@@ -222,6 +222,11 @@ class Cell:
         """Timed by the worker-group harness (rnnbench.timeparallel), not in-process."""
         return self.workers > 1 or self.harness == "group"
 
+    @property
+    def depth(self) -> int:
+        """The strategy's sequential depth at this tau and these options."""
+        return strategies.get(self.strategy).depth(self.tau, **dict(self.strategy_options))
+
     def make_task(self) -> tasks.Task:
         return tasks.make(self.task, **dict(self.task_options))
 
@@ -232,46 +237,3 @@ class Cell:
         if unknown:
             raise UsageError(f"{unknown[0]}: unknown cell field; allowed: {', '.join(sorted(known))}")
         return cls(**config)
-
-
-# The keys of every row, in order.  Lists are stored as lists (Parquet list columns).
-ROW_KEYS = (
-    # identity and configuration
-    "cell_id", "model", "strategy", "strategy_options", "task", "task_options",
-    "tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads", "device",
-    "workers", "harness", "dtype", "train_steps", "lr", "repeats",
-    # outcome
-    "status", "error",
-    # time (ms): full training step, and forward / backward apart
-    "step_ms_median", "step_ms_iqr", "step_ms_samples", "fwd_ms_median", "bwd_ms_median",
-    # memory (bytes)
-    "saved_bytes", "saved_bytes_expected", "peak_bytes", "peak_method",
-    # work and depth
-    "flops", "depth",
-    # loss (nats per token) and accuracy after train_steps of Adam
-    "loss_tf", "loss_free", "acc_tf", "acc_free", "train_curve",
-    "horizon_t", "horizon_loss_tf", "horizon_loss_free",
-    # paired baseline: the same cell with some fields changed, timed in alternating
-    # blocks beside it; speedup = baseline / this cell, per block pair
-    "baseline", "baseline_config", "baseline_candidates_ms", "baseline_error", "baseline_step_ms_median",
-    "baseline_step_ms_iqr", "speedup_median", "speedup_q1", "speedup_q3", "speedup_samples",
-    # what the OS saw: minor page faults per timed step, peak resident set
-    "minor_faults_per_step", "baseline_minor_faults_per_step", "peak_rss_bytes",
-    "peak_rss_method",
-    # time-parallel (workers > 1): how the work was split, how many workers had any
-    "split", "workers_active", "comm_ms_median",
-    # sweep context: how many other cells shared the node while this one ran
-    "neighbours", "attempt",
-    # provenance
-    "python", "torch", "ray", "rnnbench", "git_commit", "host", "cpu_model", "gpu_name",
-    "timestamp", "wall_s",
-)
-
-# Columns that are numbers and may be missing (NaN in a frame, null in a row file).
-FLOAT_KEYS = (
-    "lr", "step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
-    "saved_bytes_expected", "peak_bytes", "flops", "loss_tf", "loss_free", "acc_tf", "acc_free",
-    "comm_ms_median", "wall_s", "baseline_step_ms_median", "baseline_step_ms_iqr",
-    "speedup_median", "speedup_q1", "speedup_q3", "minor_faults_per_step",
-    "baseline_minor_faults_per_step", "peak_rss_bytes",
-)

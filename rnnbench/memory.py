@@ -1,4 +1,4 @@
-"""Memory, measured two ways, plus the analytic figure each strategy should hit.
+"""Memory, measured two ways (the analytic figure is each Strategy's ``saved_bytes``).
 
 ``saved_bytes``: bytes the forward pass leaves alive for the backward pass.
 Every storage the forward allocates is recorded (a TorchDispatchMode sees
@@ -19,7 +19,6 @@ it does not see tensor storage.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterable
 
 import torch
@@ -94,40 +93,3 @@ def cpu_peak(prof) -> int:
         level += n
         peak = max(peak, level)
     return int(peak)
-
-
-# --------------------------------------------------------------------------- analytic
-
-
-def expected_saved_bytes(model: str, strategy: str, options: dict, tau: int, batch: int,
-                         hidden: int, n_out: int, n_params: int, itemsize: int) -> int:
-    """What each strategy must keep for backward, in bytes (see docs/memory in README).
-
-    Elman loop: every h^(t) (tanh output, also W's matmul input) plus h^(0), the
-    stacked copy the output layer reads, and the log-softmax output:
-    ((2 tau + 1) B H + tau B n_out).  Jordan teacher forcing: tanh output and
-    log-softmax output, tau B (H + n_out).  Strategies that take each segment's
-    gradient during the forward keep one gradient-sized buffer (n_params).
-    Checkpointing keeps each segment's entry state, segments * B * H.
-    """
-    T, B, H, O = tau, batch, hidden, n_out
-    scalar = itemsize  # cross-entropy keeps its total weight (one element)
-    if strategy in ("truncated_bptt",) or (strategy == "teacher_forcing" and options.get("chunk")):
-        return n_params * itemsize + scalar
-    if strategy == "checkpointed_bptt":
-        seg = options.get("segments") or max(1, round(math.sqrt(T)))
-        seg = min(seg, T)
-        if model == "single_output":  # plus the last state and its one output
-            return (seg * B * H + B * H + B * O) * itemsize + scalar
-        return seg * B * H * itemsize
-    if strategy == "teacher_forcing":
-        return (T * B * (H + O)) * itemsize + scalar
-    if model == "single_output":  # bptt or bptt_fused: every h, one output
-        return ((T + 1) * B * H + B * O) * itemsize + scalar
-    if model == "elman":  # bptt or bptt_fused
-        return ((2 * T + 1) * B * H + T * B * O) * itemsize + scalar
-    # Jordan, stepping through its own outputs: h^(t), the fed-back f^(t-1)
-    # (f^(0) .. f^(tau-1)) and the log-softmax output.  Scheduled sampling with
-    # softmax feedback also keeps each softmax output beside the mixed feedback.
-    fed = 3 if strategy == "scheduled_sampling" and options.get("feedback") == "softmax" else 2
-    return T * B * (H + fed * O) * itemsize + scalar

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from .errors import UsageError
+from .errors import UsageError, check_int
 
 
 class _Recurrent(nn.Module):
@@ -25,8 +25,7 @@ class _Recurrent(nn.Module):
     def __init__(self, n_in: int, n_hidden: int, n_out: int):
         super().__init__()
         for name, value in (("n_in", n_in), ("n_hidden", n_hidden), ("n_out", n_out)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UsageError(f"{name}: must be a positive integer, got {value!r}")
+            check_int(name, value)
         self.n_in, self.n_hidden, self.n_out = n_in, n_hidden, n_out
         n_rec = n_hidden if self.kind == "hidden" else n_out
         self.U = nn.Parameter(torch.empty(n_hidden, n_in))

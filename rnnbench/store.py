@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .cell import FLOAT_KEYS, ROW_KEYS
+from .rows import FLOAT_KEYS, ROW_KEYS
 
 ROWS = "rows"
 PARQUET = "results.parquet"

@@ -5,9 +5,9 @@ One public entry point, :func:`loss`, returns the book's total loss
     L = sum_t L^(t) = - sum_t sum_batch log p_model(y^(t) | x^(1..t))
 
 as a scalar tensor whose ``.backward()`` leaves the gradient of the chosen
-strategy in the model's parameters.  :data:`STRATEGIES` lists every strategy
-with the models it accepts, its sequential depth and its activation-memory
-class, so a runner can time them all through the same interface.
+strategy in the model's parameters.  :data:`STRATEGIES` holds one
+:class:`Strategy` record per strategy with every fact a runner needs about it
+(docs/design.md, "Where each rule lives").
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .errors import UsageError
+from .errors import UsageError, check_int
 from .models import Elman, Jordan, SingleOutput, model_name
 
 # --------------------------------------------------------------------------- checks
@@ -57,14 +57,6 @@ def _describe(value) -> str:
     if isinstance(value, torch.Tensor):
         return f"{value.dtype} tensor of shape {tuple(value.shape)}"
     return type(value).__name__
-
-
-def _positive_int(name: str, value, upper: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{name}: must be a positive integer, got {value!r}")
-    if upper is not None and value > upper:
-        raise UsageError(f"{name}: must be at most {upper} here, got {value}")
-    return value
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -170,10 +162,11 @@ def _eager_sum(model: nn.Module, segments: Callable[[], Iterator[torch.Tensor]])
     return _EagerSum.apply(segments, *params)
 
 
-def _bounds(tau: int, pieces: int) -> list[tuple[int, int]]:
-    """Split range(tau) into ``pieces`` contiguous, near-equal slices."""
-    edges = [round(i * tau / pieces) for i in range(pieces + 1)]
-    return [(s, e) for s, e in zip(edges, edges[1:]) if e > s]
+def partition(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous near-equal ranges covering range(n) (floor edges); some
+    are empty when n < parts.  The one splitter of a sequence or a batch."""
+    edges = [(i * n) // parts for i in range(parts + 1)]
+    return list(zip(edges, edges[1:]))
 
 
 # --------------------------------------------------------------------------- strategies
@@ -212,8 +205,6 @@ def truncated_bptt(model, x, y, k: int = 32):
     Each k-step segment's gradient is computed as soon as its forward is done,
     so activation memory is O(k), not O(tau).
     """
-    k = _positive_int("k", k)
-
     def segments():
         h = _zeros(model, x.shape[1], model.n_hidden)
         for s in range(0, x.shape[0], k):
@@ -252,6 +243,11 @@ class _Segment(torch.autograd.Function):
 CHECKPOINT_IMPLS = ("segment", "torch")
 
 
+def _segments(segments: int | None, tau: int) -> int:
+    """Checkpointed segments: the option, or round(sqrt(tau)) by default."""
+    return max(1, round(math.sqrt(tau))) if segments is None else segments
+
+
 def checkpointed_bptt(model, x, y, segments: int | None = None, impl: str = "segment"):
     """Exact BPTT that keeps only each segment's entry state and recomputes the rest.
 
@@ -261,16 +257,11 @@ def checkpointed_bptt(model, x, y, segments: int | None = None, impl: str = "seg
     (torch.utils.checkpoint, non-reentrant: same result, more overhead).
     """
     tau = x.shape[0]
-    if segments is None:
-        segments = max(1, round(math.sqrt(tau)))
-    segments = _positive_int("segments", segments, upper=tau)  # 0 is an error, not the default
-    if impl not in CHECKPOINT_IMPLS:
-        raise UsageError(f"impl: unknown checkpoint implementation {impl!r}; "
-                         f"allowed: {', '.join(CHECKPOINT_IMPLS)}")
+    segments = _segments(segments, tau)
     params = tuple(p for p in model.parameters())
     h = _zeros(model, x.shape[1], model.n_hidden)
     total = None
-    for s, e in _bounds(tau, segments):
+    for s, e in partition(tau, segments):
         xs, ys = x[s:e], y[s:e]
         if model.single_output:
             def run(h0, xs=xs):
@@ -307,7 +298,6 @@ def teacher_forcing(model, x, y, chunk: int | None = None):
     """
     if chunk is None:
         return _nll(_teacher_forced(model, x, y), y)
-    chunk = _positive_int("chunk", chunk)
 
     def segments():
         for s in range(0, x.shape[0], chunk):
@@ -348,8 +338,7 @@ def sampling_probability(schedule: str, step: int, k: float | None = None,
     linear: max(eps_min, k - c i), k = 1;  exponential: k^i, k = 0.999;
     inverse_sigmoid: k / (k + exp(i / k)), k = 100.
     """
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise UsageError(f"step: must be a non-negative integer, got {step!r}")
+    check_int("step", step, 0)
     if schedule == "linear":
         return max(float(eps_min), min(1.0, (1.0 if k is None else k) - c * step))
     if schedule == "exponential":
@@ -381,24 +370,114 @@ def scheduled_sampling(model, x, y, schedule: str = "inverse_sigmoid", step: int
     return _nll(_jordan_outputs(model, x, y, mixed), y)
 
 
+# --------------------------------------------------------------------------- option checks
+# Each strategy's option values, checked once before anything runs: a bad value
+# in a job file or on the command line is an error naming the option (exit 2),
+# not a failed row after Ray has started.
+
+
+def _positive(key: str, none_ok: bool):
+    """The check of an option that is a positive integer (or None, when ``none_ok``)."""
+    return lambda options, tau: None if key not in options or (
+        none_ok and options[key] is None) else check_int(key, options[key])
+
+
+def _check_checkpointed(options: dict, tau: int | None) -> None:
+    if options.get("segments") is not None:
+        check_int("segments", options["segments"], upper=tau)
+    if options.get("impl", "segment") not in CHECKPOINT_IMPLS:
+        raise UsageError(f"impl: unknown checkpoint implementation {options['impl']!r}; "
+                         f"allowed: {', '.join(CHECKPOINT_IMPLS)}")
+
+
+def _check_feedback(options: dict, tau: int | None) -> None:
+    if "feedback" in options:
+        _feedback(options["feedback"], None)
+    if "seed" in options:
+        check_int("seed", options["seed"], 0)
+
+
+def _check_scheduled(options: dict, tau: int | None) -> None:
+    _check_feedback(options, tau)
+    for key in ("k", "c", "eps_min"):
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UsageError(f"{key}: must be a number, got {value!r}")
+    sampling_probability(options.get("schedule", "inverse_sigmoid"), options.get("step", 0),
+                         k=options.get("k"), c=options.get("c", 1e-3),
+                         eps_min=options.get("eps_min", 0.0))
+
+
+# --------------------------------------------------------------------------- saved bytes
+# What each strategy must keep for backward, in bytes (tests compare it with
+# memory.saved_bytes), given the model, options o, tau T, batch B, hidden H,
+# outputs O, parameters P and the item size i.  Cross-entropy also keeps its
+# total weight: one element (+ i).
+
+
+def _saved_elman(model, o, T, B, H, O, P, i) -> int:
+    """Every h^(t) (tanh output, also W's matmul input) plus h^(0), the stacked copy
+    the output layer reads and the log-softmax output; one output for single_output."""
+    if model == "single_output":
+        return ((T + 1) * B * H + B * O) * i + i
+    if model == "elman":
+        return ((2 * T + 1) * B * H + T * B * O) * i + i
+    return _saved_jordan(model, o, T, B, H, O, P, i)
+
+
+def _saved_jordan(model, o, T, B, H, O, P, i, fed: int = 2) -> int:
+    """A Jordan loop: h^(t), the fed-back f^(0) .. f^(tau-1), the log-softmax output
+    (scheduled sampling with softmax feedback: each softmax output too)."""
+    return T * B * (H + fed * O) * i + i
+
+
+def _saved_scheduled(model, o, T, B, H, O, P, i) -> int:
+    return _saved_jordan(model, o, T, B, H, O, P, i, 3 if o.get("feedback") == "softmax" else 2)
+
+
+def _saved_eager(model, o, T, B, H, O, P, i) -> int:
+    """Each segment's gradient taken during the forward: one gradient-sized buffer."""
+    return P * i + i
+
+
+def _saved_checkpointed(model, o, T, B, H, O, P, i) -> int:
+    """Each segment's entry state (single_output: plus the last state and its output)."""
+    seg = min(_segments(o.get("segments"), T), T)
+    if model == "single_output":
+        return (seg * B * H + B * H + B * O) * i + i
+    return seg * B * H * i
+
+
+def _saved_teacher(model, o, T, B, H, O, P, i) -> int:
+    """tanh and log-softmax outputs, T B (H + O); chunked: one gradient buffer."""
+    if o.get("chunk"):
+        return _saved_eager(model, o, T, B, H, O, P, i)
+    return T * B * (H + O) * i + i
+
+
 # --------------------------------------------------------------------------- registry
+
+
+def _tau(tau, **_):
+    return tau
 
 
 @dataclass(frozen=True)
 class Strategy:
-    """One way to compute L and its gradient, with its cost classes."""
+    """One way to compute L and its gradient, with every fact a runner needs about it."""
 
     name: str
     fn: Callable
     models: tuple[str, ...]
     depth: Callable[..., int]  # sequential depth given tau and options
-    memory: str  # activation-memory class, as in DESIGN.md
+    memory: str  # activation-memory class
     exact: bool  # exact gradient of the loss it reports
-    options: tuple[str, ...] = field(default_factory=tuple)
-
-
-def _tau(tau, **_):
-    return tau
+    options: tuple[str, ...] = field(default_factory=tuple)  # option names
+    check: Callable[[dict, int | None], None] = lambda options, tau: None  # option values
+    split: str = "batch"  # how the worker-group harness shares it out: "time" | "batch"
+    # its gradient is taken during the forward: forward and backward cannot be timed apart
+    grad_in_forward: Callable[[dict], bool] = lambda options: False
+    saved_bytes: Callable[..., int] = _saved_elman  # bytes kept for backward (above)
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -406,15 +485,21 @@ STRATEGIES: dict[str, Strategy] = {
     for s in (
         Strategy("bptt", bptt, ("elman", "single_output", "jordan"), _tau, "O(tau)", True),
         Strategy("bptt_fused", bptt_fused, ("elman", "single_output"), _tau, "O(tau)", True),
-        Strategy("truncated_bptt", truncated_bptt, ("elman",), _tau, "O(k)", False, ("k",)),
+        Strategy("truncated_bptt", truncated_bptt, ("elman",), _tau, "O(k)", False, ("k",),
+                 check=_positive("k", False), grad_in_forward=lambda o: True,
+                 saved_bytes=_saved_eager),
         Strategy("checkpointed_bptt", checkpointed_bptt, ("elman", "single_output"),
-                 lambda tau, **_: 2 * tau, "O(sqrt(tau))", True, ("segments", "impl")),
+                 lambda tau, **_: 2 * tau, "O(sqrt(tau))", True, ("segments", "impl"),
+                 check=_check_checkpointed, saved_bytes=_saved_checkpointed),
         Strategy("teacher_forcing", teacher_forcing, ("jordan",), lambda tau, **_: 1,
-                 "O(tau)", True, ("chunk",)),
+                 "O(tau)", True, ("chunk",), check=_positive("chunk", True), split="time",
+                 grad_in_forward=lambda o: o.get("chunk") is not None,
+                 saved_bytes=_saved_teacher),
         Strategy("free_running", free_running, ("jordan",), _tau, "O(tau)", True,
-                 ("feedback", "seed")),
+                 ("feedback", "seed"), check=_check_feedback, saved_bytes=_saved_jordan),
         Strategy("scheduled_sampling", scheduled_sampling, ("jordan",), _tau, "O(tau)", True,
-                 ("schedule", "step", "k", "c", "eps_min", "feedback", "seed")),
+                 ("schedule", "step", "k", "c", "eps_min", "feedback", "seed"),
+                 check=_check_scheduled, saved_bytes=_saved_scheduled),
     )
 }
 
@@ -427,8 +512,9 @@ def get(strategy: str) -> Strategy:
     return STRATEGIES[strategy]
 
 
-def check(model: str, strategy: str, options: dict | None = None) -> Strategy:
-    """Validate a model/strategy pair and the strategy's option names."""
+def check(model: str, strategy: str, options: dict | None = None,
+          tau: int | None = None) -> Strategy:
+    """Validate a model/strategy pair, the strategy's option names and values."""
     s = get(strategy)
     if model not in s.models:
         raise UsageError(
@@ -438,52 +524,16 @@ def check(model: str, strategy: str, options: dict | None = None) -> Strategy:
         if key not in s.options:
             allowed = ", ".join(s.options) or "none"
             raise UsageError(f"{strategy}.{key}: unknown option; allowed: {allowed}")
-    check_option_values(strategy, options or {})
+    s.check(options or {}, tau)
     return s
-
-
-def _non_negative_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UsageError(f"{name}: must be a non-negative integer, got {value!r}")
-    return value
-
-
-def check_option_values(strategy: str, options: dict, tau: int | None = None) -> None:
-    """Check option *values* before anything runs (the strategies check them again).
-
-    So a bad value in a job file or on the command line is an error naming the
-    option (exit 2), not a failed row after Ray has started.
-    """
-    o = options
-    if strategy == "truncated_bptt" and "k" in o:
-        _positive_int("k", o["k"])
-    if strategy == "checkpointed_bptt":
-        if o.get("segments") is not None:
-            _positive_int("segments", o["segments"], upper=tau)
-        if o.get("impl", "segment") not in CHECKPOINT_IMPLS:
-            raise UsageError(f"impl: unknown checkpoint implementation {o['impl']!r}; "
-                             f"allowed: {', '.join(CHECKPOINT_IMPLS)}")
-    if strategy == "teacher_forcing" and o.get("chunk") is not None:
-        _positive_int("chunk", o["chunk"])
-    if "feedback" in o:
-        _feedback(o["feedback"], None)
-    if "seed" in o:
-        _non_negative_int("seed", o["seed"])
-    if strategy == "scheduled_sampling":
-        for key in ("k", "c", "eps_min"):
-            value = o.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise UsageError(f"{key}: must be a number, got {value!r}")
-        sampling_probability(o.get("schedule", "inverse_sigmoid"),
-                             _non_negative_int("step", o.get("step", 0)), k=o.get("k"),
-                             c=o.get("c", 1e-3), eps_min=o.get("eps_min", 0.0))
 
 
 def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, strategy: str = "bptt",
          **options) -> torch.Tensor:
     """The total loss L (nats, summed over time and batch) under ``strategy``."""
-    s = check(model_name(model), strategy, options)
+    name = model_name(model)
     check_inputs(model, x, y)
+    s = check(name, strategy, options, tau=x.shape[0])
     return s.fn(model, x, y, **options)
 
 

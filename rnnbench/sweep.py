@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from .argtypes import non_negative_int, positive_float, positive_int
 from .errors import UsageError
+from .rows import FAILED, OK, TIMEOUT, failure_row, status_of
 
 if TYPE_CHECKING:  # kept light: the registry actor's worker imports this module
     from .cell import Cell
 
 EXCLUSIVE = "rnnbench_exclusive"
-DEFAULT_RUNNER = "rnnbench.measure:run_cell"
-OK = "ok"
+DEFAULT_RUNNER = "rnnbench.runner:run_cell"
 
 
 # --------------------------------------------------------------------------- runner
@@ -60,13 +60,6 @@ def resolve(runner: str | Callable) -> Callable:
     if not callable(fn):
         raise UsageError(f"--runner: {runner!r} is not callable")
     return fn
-
-
-def failure_row(cell: Cell, status: str, error: str) -> dict:
-    """A row for a cell that gave no row of its own (crash, time-out, exception)."""
-    from .measure import failure_row as measured
-
-    return measured(cell, status, error)
 
 
 def resources(cell: Cell, exclusive: bool) -> dict:
@@ -160,11 +153,11 @@ def _execute(runner, cell: Cell, registry) -> dict:
     _ask(registry.enter.remote(cell.cell_id, ctx.get_node_id()), None)
     start = time.perf_counter()
     try:
-        row = resolve(runner)(cell)
+        row = runner(cell)
     finally:
         attempt, neighbours = _ask(registry.leave.remote(cell.cell_id), (None, None))
     if not isinstance(row, dict):
-        row = failure_row(cell, "failed", f"runner returned {type(row).__name__}, not a row")
+        row = failure_row(cell, FAILED, f"runner returned {type(row).__name__}, not a row")
     row = dict(row)
     row.setdefault("wall_s", time.perf_counter() - start)
     row.update(cell_id=cell.cell_id, attempt=attempt, neighbours=neighbours)
@@ -210,18 +203,6 @@ def _error_text(exc: BaseException) -> str:
     return text.strip().splitlines()[0][:2000] if text.strip() else type(exc).__name__
 
 
-def _status_of(exc: BaseException) -> str:
-    import ray.exceptions as rex
-
-    if isinstance(exc, rex.TaskCancelledError):
-        return "timeout"
-    if isinstance(exc, rex.OutOfMemoryError):
-        return "oom"
-    if isinstance(exc, rex.RayTaskError):
-        return "failed"
-    return "crashed"  # WorkerCrashedError, NodeDiedError, ObjectLostError, ...
-
-
 def infeasible(cells: Iterable[Cell], exclusive: bool) -> dict[str, str]:
     """cell_id -> why no alive node can ever run it (asks too many CPUs/GPUs)."""
     import ray
@@ -247,7 +228,7 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
     """Run the cells not yet stored under ``out`` on the connected Ray; write each row as it arrives.
 
     ``runner(cell) -> row`` is the per-cell function (default
-    :func:`rnnbench.measure.run_cell`).  Worker crashes are retried
+    :func:`rnnbench.runner.run_cell`).  Worker crashes are retried
     ``max_retries`` times; exceptions are not retried and give ``failed`` rows;
     a cell running longer than ``cell_timeout`` seconds is cancelled (its worker
     killed) and gives a ``timeout`` row.
@@ -267,8 +248,7 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
     result = SweepResult(cells=len(cells), skipped=len(cells) - len(todo))
     if not todo:
         return result
-    if not callable(runner):
-        resolve(runner)  # fail fast, on the driver, with a one-line message
+    runner = resolve(runner)  # once, on the driver: a bad name fails fast, in one line
     t0 = time.perf_counter()
     registry = _registry()
     _ask(registry.forget.remote([c.cell_id for c in todo]), None)
@@ -296,7 +276,7 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
     try:
         for cell_id, why in bad.items():
             submitted[cell_id] = time.perf_counter()
-            record({**failure_row(by_id[cell_id], "failed", why), "attempt": 0, "neighbours": 0})
+            record({**failure_row(by_id[cell_id], FAILED, why), "attempt": 0, "neighbours": 0})
         while queue or pending:
             while queue and len(pending) < limit:
                 cell = queue.popleft()
@@ -311,9 +291,9 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
                 try:
                     row = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - every failure becomes a row
-                    status = "timeout" if cell.cell_id in timed_out else _status_of(exc)
+                    status = TIMEOUT if cell.cell_id in timed_out else status_of(exc)
                     error = (f"time-out: cancelled after {cell_timeout:g} s"
-                             if status == "timeout" else _error_text(exc))
+                             if status == TIMEOUT else _error_text(exc))
                     attempt, neighbours = _ask(registry.leave.remote(cell.cell_id),
                                                (None, None))
                     row = {**failure_row(cell, status, error),
@@ -383,9 +363,7 @@ def _step_seconds(cell: Cell) -> tuple[float, float]:
     """(seconds of FLOPs, seconds of one timed step) as :func:`estimate_seconds` guesses."""
     task = cell.make_task()
     h, n_in, n_out = cell.hidden, task.n_in, task.n_out
-    depth = 1 if cell.strategy == "teacher_forcing" else cell.tau
-    if cell.strategy == "checkpointed_bptt":
-        depth *= 2
+    depth = cell.depth  # the Strategy record's depth at this tau and these options
     flops_s = 6.0 * cell.tau * cell.batch * h * (n_in + h + n_out) / (1e10 * cell.n_threads)
     return flops_s, depth * 225e-6 + flops_s
 
@@ -534,8 +512,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / job.name)
     if args.dry_run:
         return _dry_run(job, out, args.num_cpus or os.cpu_count() or 1)
-    if not (args.runner and callable(args.runner)):
-        resolve(args.runner)
+    runner = resolve(args.runner)
     import ray
 
     started = connect(args.address, args.num_cpus, args.dashboard)
@@ -546,7 +523,7 @@ def main(args: argparse.Namespace) -> int:
                 f"--exclusive: no node declares the {EXCLUSIVE} resource; start each node with "
                 f"ray start ... --resources='{{\"{EXCLUSIVE}\": 1}}'")
         print(f"rnnbench run: {job.name}: {len(job.cells)} cells -> {out}", file=sys.stderr)
-        result = run_sweep(job.cells, out, runner=args.runner, max_retries=args.max_retries,
+        result = run_sweep(job.cells, out, runner=runner, max_retries=args.max_retries,
                            cell_timeout=args.cell_timeout, exclusive=args.exclusive,
                            fresh=args.fresh, retry_failed=args.retry_failed,
                            progress=not args.no_progress, desc=job.name)

@@ -26,13 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .errors import UsageError
-
-
-def _check_size(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{name}: must be a positive integer, got {value!r}")
-    return value
+from .errors import UsageError, check_int
 
 
 def _one_hot(idx: torch.Tensor, n: int, dtype) -> torch.Tensor:
@@ -51,8 +45,8 @@ class Task:
 
     def batch(self, tau: int, batch: int, seed: int = 0, dtype=torch.float64,
               device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        _check_size("tau", tau)
-        _check_size("batch", batch)
+        check_int("tau", tau)
+        check_int("batch", batch)
         gen = torch.Generator().manual_seed(int(seed))
         x, y = _GENERATORS[self.name](self, tau, batch, gen)
         return x.to(dtype=dtype, device=device), y.to(device)
@@ -199,7 +193,7 @@ def make(name: str, **options) -> Task:
             raise UsageError(f"task.{key}: unknown option for {name}; allowed: {allowed}")
     opts = {**TASKS[name], **options}
     if name == "text":
-        vocab = _check_size("task.vocab", opts["vocab"])
+        vocab = check_int("task.vocab", opts["vocab"])
         if vocab < 2:
             raise UsageError(f"task.vocab: must be at least 2, got {vocab}")
         opts["path"] = str(opts["path"] or default_corpus())
@@ -207,7 +201,7 @@ def make(name: str, **options) -> Task:
             raise UsageError(f"task.path: no such file or folder: {opts['path']}")
         return Task(name, vocab, vocab, options=opts)
     if name == "delayed_recall":
-        _check_size("task.k", opts["k"])
-        n = _check_size("task.symbols", opts["symbols"])
+        check_int("task.k", opts["k"])
+        n = check_int("task.symbols", opts["symbols"])
         return Task(name, n + 1, n + 1, options=opts)
     return Task(name, 2, 2, single_output=name == "sequence_parity", options=opts)

@@ -1,50 +1,47 @@
-"""Time-parallel training across Ray workers (DESIGN.md, "Time-parallel training").
+"""The worker-group harness: one cell trained across Ray workers (docs/design.md, "Harnesses").
 
 A cell with ``workers = N`` runs as one group of N Ray actors, reserved together
 in one placement group (all or nothing), joined with ``torch.distributed``
 (gloo on CPU, NCCL on CUDA).  Every actor holds a replica of the model and a
-shard of the cell's one batch:
+shard of the cell's one batch, cut as the strategy's record says (``split``):
 
-- ``jordan`` + ``teacher_forcing`` -- ``split = "time"``: the sequence is cut
-  into N contiguous time slices (uneven when N does not divide tau).  Under
-  teacher forcing a slice needs nothing from its neighbours but y^(s-1), which
-  is data, so each worker computes its slice's loss and gradient alone
-  (:func:`rnnbench.strategies.teacher_forcing_slice`);
-- every other model/strategy (Elman BPTT, fused BPTT, ...) -- ``split =
-  "batch"``: the hidden-to-hidden recurrence cannot be cut along time, only the
-  batch is shared out; with fewer sequences than workers the extra workers idle
-  (they hold an empty shard and only join the all-reduce) and the row's
-  ``error`` field carries a ``note:`` saying how many idled (status stays ``ok``).
+- ``time`` (teacher forcing): N contiguous time slices.  A slice needs nothing
+  from its neighbours but y^(s-1), which is data, so each worker computes its
+  slice's loss and gradient alone (:func:`rnnbench.strategies.teacher_forcing_slice`);
+- ``batch`` (every other strategy: the hidden-to-hidden recurrence cannot be
+  cut along time): with fewer sequences than workers the extra workers idle
+  (an empty shard; they only join the all-reduce) and the row's ``error``
+  carries a ``note:`` saying how many (status stays ``ok``).
 
-Each training step: zero the gradients, local loss (forward), backward, one
-all-reduce (SUM) of the flattened gradients with the loss piggy-backed, the
-same Adam step on every replica.  The summed gradient equals the
-single-process gradient of the summed loss (tests check it to 1e-10 in float64).
+Each step: local loss (forward), backward, one all-reduce (SUM) of the
+flattened gradients with the loss piggy-backed, the same Adam step on every
+replica: the single-process gradient of the summed loss (tested to 1e-10 in
+float64).  Rendezvous is race-free: rank 0 opens a ``TCPStore`` on port 0 and
+keeps the kernel-chosen port bound; the others connect to it.
 
-Rendezvous is race-free: rank 0 opens a ``TCPStore`` on port 0, so the kernel
-picks a free port that rank 0 keeps bound; the real port goes to the others,
-which connect to it, and all N call ``init_process_group(store=...)``.
+Timing is done inside the workers (``torch.utils.benchmark`` cannot line up
+the N ranks' steps): per step the slowest rank's time counts, then a
+``benchmark.Measurement`` over ``repeats`` steps after ``WARMUP``.
+``comm_ms_median``: per step the *smallest* time any rank spent in the
+all-reduce (the last rank to arrive waits only for the transfer itself).
+``minor_faults_per_step``: the ranks' minor page faults per timed step,
+summed over the ranks; ``peak_rss_bytes``: the largest rank's peak RSS over
+the steps (:mod:`rnnbench.procstat`).
 
-Timing is done inside the workers with a (CUDA-synchronised) ``perf_counter``:
-``torch.utils.benchmark`` times a statement in isolation and cannot line up the
-N ranks' steps.  Per step the slowest rank's time counts (a step is done when
-every rank is done), then median, IQR and the raw samples over ``repeats``
-steps after ``WARMUP`` warm-up steps.  ``comm_ms_median``: per step the
-*smallest* time any rank spent in the all-reduce -- the last rank to arrive
-waits only for the transfer itself, the others also for the stragglers -- then
-the median.
+With a ``baseline`` (e.g. ``{workers: 1}``) its group is started beside the
+cell's, each actor asking for a share of the CPUs so both fit where the larger
+one would; both warm up, then they take turns one step at a time
+(:func:`rnnbench.paired.alternate`, A B B A ...), every rank moved to the next
+CPUs between pairs.  A teacher-forcing baseline with fewer workers runs in
+chunks of the workers' slice (:func:`fair_baseline`).
 
-A worker that dies gives a ``crashed`` row; whatever happens, every actor is
-killed and the placement group removed before :func:`run_cell` returns (the
-store's port dies with rank 0's process).  If the process running
-:func:`run_cell` is itself killed (the sweep force-cancels a timed-out cell),
-the actors die with their owner but Ray keeps the placement group until the
-job ends: :func:`release` removes it (the placement group is named after the
-cell).  Every removal goes through :func:`remove_group`, which never removes a
-group that Ray is still placing (Ray 2.60 leaks such a group's CPUs).
-
-On CUDA each worker takes one GPU (NCCL; written, not tested here: no GPU on
-the development machine); the trained replica is evaluated on the caller's CPU.
+Whatever happens, every actor is killed and the placement group removed
+before :func:`run_cell` returns.  If the process running it is killed (the
+sweep force-cancels a timed-out cell), Ray keeps the placement group until the
+job ends: :func:`release` removes it (it is named after the cell).  Every
+removal goes through :func:`remove_group` (Ray 2.60 leaks the CPUs of a group
+removed while it is being placed).  On CUDA each worker takes one GPU (written,
+not tested here); the trained replica is evaluated on the caller's CPU.
 """
 
 from __future__ import annotations
@@ -55,33 +52,26 @@ import json
 import math
 import os
 import socket
-import statistics
 import time
 from typing import Sequence
 
 import torch
 
-from . import paired, procstat, strategies
+from . import paired, procstat, strategies, training
 from .cell import BEST_BPTT, Cell
 from .errors import UsageError
-from .models import build
+from .rows import NonFiniteLoss, WorkerDied, base_row, fail
+from .training import WARMUP, cell_batch, initial_model
 
-WARMUP = 3  # untimed steps before the timed ones
 PLACE_TIMEOUT_S = 600.0  # how long to wait for the placement group to be placed
 DIST_TIMEOUT_S = 300.0  # torch.distributed timeout (rendezvous and collectives)
 
 # --------------------------------------------------------------------------- work split
 
 
-def split_kind(model: str, strategy: str) -> str:
-    """``time`` for teacher-forced Jordan networks, ``batch`` for everything else."""
-    return "time" if (model, strategy) == ("jordan", "teacher_forcing") else "batch"
-
-
-def partition(n: int, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous near-equal ranges covering range(n); some empty if n < parts."""
-    edges = [(i * n) // parts for i in range(parts + 1)]
-    return list(zip(edges, edges[1:]))
+def split_kind(cell: Cell) -> str:
+    """How the cell's strategy is shared out: ``time`` slices or ``batch`` shards."""
+    return strategies.get(cell.strategy).split
 
 
 def shard(cell: Cell, x: torch.Tensor, y: torch.Tensor, rank: int) -> dict:
@@ -91,20 +81,20 @@ def shard(cell: Cell, x: torch.Tensor, y: torch.Tensor, rank: int) -> dict:
     (one step of overlap for y^(s-1)); ``start``/``end`` are local indices.
     Batch split: the sequences [b0, b1).
     """
-    kind = split_kind(cell.model, cell.strategy)
+    kind = split_kind(cell)
     if kind == "time":
-        s, e = partition(x.shape[0], cell.workers)[rank]
+        s, e = strategies.partition(x.shape[0], cell.workers)[rank]
         lo = max(s - 1, 0)
         return {"kind": kind, "x": x[lo:e].clone(), "y": y[lo:e].clone(), "rank": rank,
                 "start": s - lo, "end": e - lo, "empty": e == s}
-    b0, b1 = partition(x.shape[1], cell.workers)[rank]
+    b0, b1 = strategies.partition(x.shape[1], cell.workers)[rank]
     return {"kind": kind, "x": x[:, b0:b1].clone(), "y": y[..., b0:b1].clone(), "rank": rank,
             "start": 0, "end": x.shape[0], "empty": b1 == b0}
 
 
 def active_workers(cell: Cell) -> int:
     """How many of the cell's workers get a non-empty shard."""
-    n = cell.tau if split_kind(cell.model, cell.strategy) == "time" else cell.batch
+    n = cell.tau if split_kind(cell) == "time" else cell.batch
     return min(n, cell.workers)
 
 
@@ -113,11 +103,9 @@ def local_losses(model, cell: Cell, part: dict, step: int | None = None):
 
     Teacher forcing with a ``chunk`` option gives one piece per chunk (memory
     O(chunk)); otherwise one piece.  ``step`` is the training step, for
-    scheduled sampling's schedule (as :mod:`rnnbench.measure` passes it).
+    scheduled sampling's schedule (:func:`rnnbench.training.strategy_options`).
     """
-    from .measure import strategy_options
-
-    options = strategy_options(cell, step, part.get("rank", 0))
+    options = training.strategy_options(cell, step, part.get("rank", 0))
     if part["kind"] == "time":
         chunk = options.get("chunk") or (part["end"] - part["start"])
         for s in range(part["start"], part["end"], chunk):
@@ -125,24 +113,6 @@ def local_losses(model, cell: Cell, part: dict, step: int | None = None):
                 model, part["x"], part["y"], s, min(s + chunk, part["end"]))
     else:
         yield strategies.loss(model, part["x"], part["y"], cell.strategy, **options)
-
-
-def initial_model(cell: Cell, n_in: int, n_out: int):
-    """The cell's model, seeded with the cell's seed, in the cell's dtype (on CPU)."""
-    torch.manual_seed(cell.seed)
-    return build(cell.model, n_in, cell.hidden, n_out).to(getattr(torch, cell.dtype))
-
-
-def cell_batch(cell: Cell, seed: int | None = None):
-    """The cell's batch (x, y) -- the timed one unless ``seed`` -- and its task.
-
-    Seeds as in :mod:`rnnbench.measure`: the timed batch uses the cell's seed,
-    training step i the seed ``seed * 7919 + i + 1``.
-    """
-    task = cell.make_task()
-    x, y = task.batch(cell.tau, cell.batch, cell.seed if seed is None else seed,
-                      dtype=getattr(torch, cell.dtype))
-    return task, x, y
 
 
 # --------------------------------------------------------------------------- the worker
@@ -156,6 +126,7 @@ class Worker:
 
     def __init__(self, rank: int, world: int, threads: int, device: str):
         self.rank, self.world, self.device = rank, world, device
+        self._now = training.clock(device)
         self.threads = threads
         torch.set_num_threads(threads)
         self.affinity = paired.Affinity()
@@ -201,10 +172,7 @@ class Worker:
     def setup(self, cell: Cell, state: dict, part: dict) -> None:
         torch.set_num_threads(self.threads)  # Ray may reuse processes: set it every time
         self.cell = cell
-        dev = torch.device(self.device)
-        self.model = build(cell.model, state["U"].shape[1], cell.hidden,
-                           state["V"].shape[0]).to(dtype=state["U"].dtype, device=dev)
-        self.model.load_state_dict(state)
+        self.model = initial_model(cell, state["U"].shape[1], state["V"].shape[0], self.device)
         self.set_part(part)
         self.params = list(self.model.parameters())
         self.numel = [p.numel() for p in self.params]
@@ -226,14 +194,9 @@ class Worker:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     # -- one step -----------------------------------------------------------
-    def _now(self) -> float:
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
     def pin(self, offset: int) -> None:
-        """Every thread of this process onto ``threads`` CPUs of the ones it may
-        use, from position ``threads * rank + offset`` (a no-op where the OS says no)."""
+        """Every thread of this process onto ``threads`` of the CPUs it may use,
+        from position ``threads * rank + offset`` (a no-op where the OS says no)."""
         allowed = self.affinity.allowed
         if allowed:
             self.affinity.pin(paired.cpu_window(allowed, self.threads,
@@ -250,11 +213,10 @@ class Worker:
         """This process's peak RSS (bytes) since :meth:`reset_peak`, and how it was read."""
         return procstat.peak_rss(self.rss_method), self.rss_method
 
-    def _step(self, optimize: bool, die: bool = False, step: int | None = None) -> dict:
+    def _step(self, optimize: bool, step: int | None = None) -> dict:
         import torch.distributed as dist
 
         f0 = procstat.minor_faults()
-        c0 = time.process_time()
         t0 = self._now()
         for p in self.params:
             p.grad = None
@@ -264,14 +226,10 @@ class Worker:
             for piece in local_losses(self.model, self.cell, self.part, step):
                 t1 = self._now()
                 fwd += t1 - t0
-                if die:  # test hook: the process dies mid-step, before the all-reduce
-                    os._exit(1)
                 piece.backward()
                 t0 = self._now()
                 bwd += t0 - t1
                 total += piece.detach()
-        elif die:
-            os._exit(1)
         t2 = self._now()
         flat = torch.cat([total.reshape(1)] + [
             p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
@@ -284,13 +242,12 @@ class Worker:
             self.opt.step()
         t4 = self._now()
         return {"fwd": fwd, "bwd": bwd, "comm": t3 - t2, "step": fwd + bwd + (t4 - t2),
-                "cpu": time.process_time() - c0, "loss": float(flat[0]),
-                "faults": procstat.minor_faults() - f0}
+                "loss": float(flat[0]), "faults": procstat.minor_faults() - f0}
 
-    def steps(self, n: int, optimize: bool = True, die_at: int | None = None) -> list[dict]:
+    def steps(self, n: int, optimize: bool = True) -> list[dict]:
         """``n`` training steps; each entry has seconds (fwd, bwd, comm, step) and the loss."""
         torch.set_num_threads(self.threads)
-        return [self._step(optimize, die=(i == die_at)) for i in range(n)]
+        return [self._step(optimize) for _ in range(n)]
 
     def train_step(self, part: dict, step: int) -> float:
         """One training step on a new shard; the whole batch's summed loss."""
@@ -311,10 +268,6 @@ class Worker:
 
 
 # --------------------------------------------------------------------------- the group
-
-
-class WorkerDied(RuntimeError):
-    """A worker process died (killed, crashed, out of memory) while the group ran."""
 
 
 def _ray():
@@ -399,15 +352,17 @@ class Group:
     actor is killed and the placement group removed, whatever happened.
 
     ``cpus_per_worker`` is the CPU request of each actor (default: the cell's
-    threads; tests ask for fractions to fit N actors on 2 CPUs).
+    threads; tests ask for fractions to fit N actors on 2 CPUs); ``worker`` the
+    class each actor runs (:class:`Worker` or a subclass of it).
     """
 
     def __init__(self, cell: Cell, cpus_per_worker: float | None = None,
                  place_timeout_s: float = PLACE_TIMEOUT_S,
                  dist_timeout_s: float = DIST_TIMEOUT_S, timeout_s: float | None = None,
-                 role: str = ""):
+                 worker: type = Worker, role: str = ""):
         self.cell = cell
-        self.role = role
+        self.worker = worker
+        self.role = role  # "" for the cell's own group, "baseline" for its baseline's
         self.cpus = float(cell.n_threads if cpus_per_worker is None else cpus_per_worker)
         self.place_timeout_s = place_timeout_s
         self.dist_timeout_s = dist_timeout_s
@@ -463,7 +418,7 @@ class Group:
             raise TimeoutError(
                 f"placement group of {n} x {bundle} not placed within "
                 f"{self.place_timeout_s:g} s (available now: {ray.available_resources()})")
-        actor_cls = ray.remote(Worker)
+        actor_cls = ray.remote(self.worker)
         for rank in range(n):
             self.actors.append(actor_cls.options(
                 num_cpus=self.cpus, num_gpus=bundle.get("GPU", 0), max_restarts=0,
@@ -556,15 +511,9 @@ class Group:
                 raise
         return ray.get(list(refs))
 
-    def steps(self, n: int, optimize: bool = True, die_at: tuple[int, int] | None = None
-              ) -> list[list[dict]]:
-        """``n`` steps on every rank; per rank the list of per-step records.
-
-        ``die_at = (rank, step)``: test hook, that rank's process exits mid-step.
-        """
-        return self._all([
-            a.steps.remote(n, optimize, die_at[1] if die_at and die_at[0] == r else None)
-            for r, a in enumerate(self.actors)])
+    def steps(self, n: int, optimize: bool = True) -> list[list[dict]]:
+        """``n`` steps on every rank; per rank the list of per-step records."""
+        return self._all([a.steps.remote(n, optimize) for a in self.actors])
 
     def pin(self, offset: int) -> None:
         """Rank r's threads onto CPUs from position ``threads * r + offset``."""
@@ -595,25 +544,19 @@ class Group:
         ref = ray.put(self.state)
         self._all([a.reset.remote(ref) for a in self.actors])
 
-    def train(self, steps: int, every: int = 1) -> list[list]:
-        """``steps`` Adam steps, each on a fresh batch (seeds as in measure); the
-        curve [step, wall seconds, loss per token] at every ``every``-th step and
-        the last."""
+    def train(self) -> list[list]:
+        """The cell's training (:func:`rnnbench.training.train`): each Adam step on
+        a fresh batch, shared out as the timed one; returns the curve."""
         import ray
 
-        from . import measure
+        cell = self.cell
 
-        cell, curve = self.cell, []
-        start = time.perf_counter()
-        for i in range(steps):
-            _, x, y = cell_batch(cell, measure.train_seed(cell, i))
-            loss = self._all([a.train_step.remote(ray.put(shard(cell, x, y, r)), i)
+        def step(i: int) -> float:
+            _, x, y = cell_batch(cell, training.train_seed(cell, i))
+            return self._all([a.train_step.remote(ray.put(shard(cell, x, y, r)), i)
                               for r, a in enumerate(self.actors)])[0]
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss} at training step {i + 1}")
-            if i % every == 0 or i == steps - 1:
-                curve.append([i + 1, time.perf_counter() - start, loss / measure.tokens(cell)])
-        return curve
+
+        return training.train(cell, step)
 
     @property
     def pids(self) -> list[int]:
@@ -623,31 +566,18 @@ class Group:
 # --------------------------------------------------------------------------- the row
 
 
-def _ms_stats(samples: list[float]) -> tuple[float, float]:
-    if not samples:
-        return math.nan, math.nan
-    q = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 \
-        else [samples[0]] * 3
-    return statistics.median(samples), q[2] - q[0]
-
-
-def summarise(per_rank: list[list[dict]], warmup: int) -> dict:
+def summarise(cell: Cell, per_rank: list[list[dict]], warmup: int = WARMUP) -> dict:
     """Row fields from every rank's per-step records (seconds): step, fwd and bwd as
-    the slowest rank's per step, comm as the least-waiting rank's, in ms."""
+    the slowest rank's per step, comm as the least-waiting rank's."""
     steps = list(zip(*per_rank))[warmup:]
-    step = [1e3 * max(r["step"] for r in s) for s in steps]
-    fwd = [1e3 * max(r["fwd"] for r in s) for s in steps]
-    bwd = [1e3 * max(r["bwd"] for r in s) for s in steps]
-    comm = [1e3 * min(r["comm"] for r in s) for s in steps]
-    median, iqr = _ms_stats(step)
+
+    def stat(what: str, pick=max):
+        return training.measurement([pick(r[what] for r in s) for s in steps], cell, what)
+
     faults = [sum(r.get("faults", 0) for r in s) for s in steps]
-    return {"step_ms_median": median, "step_ms_iqr": iqr, "step_ms_samples": step,
-            "minor_faults_per_step": sum(faults) / len(faults) if faults else math.nan,
-            "fwd_ms_median": _ms_stats(fwd)[0], "bwd_ms_median": _ms_stats(bwd)[0],
-            "comm_ms_median": _ms_stats(comm)[0],
-            # not row keys: per rank, the CPU time its process used per step (median)
-            "cpu_ms_median_per_rank": [
-                _ms_stats([1e3 * r["cpu"] for r in rank[warmup:]])[0] for rank in per_rank]}
+    return {**training.time_fields(stat("step"), stat("fwd"), stat("bwd")),
+            "comm_ms_median": stat("comm", min).median * 1e3,
+            "minor_faults_per_step": sum(faults) / len(faults) if faults else math.nan}
 
 
 def idle_note(cell: Cell) -> str | None:
@@ -655,46 +585,44 @@ def idle_note(cell: Cell) -> str | None:
     active = active_workers(cell)
     if active == cell.workers:
         return None
-    kind = split_kind(cell.model, cell.strategy)
+    kind = split_kind(cell)
     what = "tau" if kind == "time" else "batch"
     why = "tau < workers" if kind == "time" else "BPTT cannot be split along time"
     return (f"note: {cell.workers - active} of {cell.workers} workers idle "
             f"({what} {getattr(cell, what)} split {kind}-wise; {why})")
 
 
-def _died_status(err: BaseException) -> str:
-    text = str(err).lower()
-    return "oom" if ("out of memory" in text or "memory pressure" in text
-                     or "oom" in text.split()) else "crashed"
-
-
 def fair_baseline(cell: Cell, base: Cell) -> Cell:
-    """The baseline with the allocator conditions of the cell's workers.
+    """The baseline under the allocator conditions of the cell's workers.
 
     Split along time over N workers, each worker's tensors are 1/N of the
-    sequence; one process holding all of them crosses glibc's mmap threshold
-    (blocks >= 32 MiB are mapped fresh on every allocation and unmapped on
-    free, so every step pays page faults the workers never see).  So a
+    sequence; one process holding all of them can cross glibc's mmap threshold
+    (blocks of 32 MiB or more are mapped fresh on every allocation and unmapped
+    on free, so every step pays page faults the workers never see).  So a
     teacher-forcing baseline with fewer workers, given no strategy options of
-    its own, computes its sequence in chunks of the workers' slice
-    (``chunk = ceil(tau / N)``): the same arithmetic, the same gradient, the
-    same block sizes per piece as a worker.
+    its own, runs in chunks of the workers' slice (``chunk = ceil(tau / N)``):
+    the same arithmetic and gradient, the same tensor sizes per piece as a worker.
     """
-    if (split_kind(cell.model, cell.strategy) != "time" or base.strategy != "teacher_forcing"
+    if (split_kind(cell) != "time" or split_kind(base) != "time"
             or base.workers >= cell.workers or "strategy_options" in dict(cell.baseline)
             or base.strategy_options):
         return base
     return dataclasses.replace(base, strategy_options={"chunk": -(-base.tau // cell.workers)})
 
 
-def _timed(cell: Cell, group: "Group", warmup: int, die_at=None) -> dict:
-    """The cell's steps alone (``warmup`` untimed, then ``repeats`` timed): row
-    fields, the largest rank's peak RSS over the steps, per-rank CPU time."""
-    group.reset_peak()
-    records = group.steps(warmup + cell.repeats, die_at=die_at)
+def _check_finite(cell: Cell, records: list[list[dict]]) -> None:
+    bad = [r["loss"] for r in records[0] if not math.isfinite(r["loss"])]
+    if bad:
+        raise NonFiniteLoss(f"non-finite loss {bad[0]} ({cell.strategy})")
+
+
+def _alone(cell: Cell, g: "Group") -> dict:
+    """The cell's steps alone (``WARMUP`` untimed, then ``repeats`` timed)."""
+    g.reset_peak()
+    records = g.steps(WARMUP + cell.repeats)
     _check_finite(cell, records)
-    out = summarise(records, warmup)
-    out["peak_rss_bytes"], out["peak_rss_method"] = group.peak()
+    out = summarise(cell, records)
+    out["peak_rss_bytes"], out["peak_rss_method"] = g.peak()
     return out
 
 
@@ -702,37 +630,32 @@ class BaselineFailed(RuntimeError):
     """The baseline's group failed while the pair was timed (the cell's did not)."""
 
 
-def _check_finite(cell: Cell, records: list[list[dict]]) -> None:
-    bad = [r["loss"] for r in records[0] if not math.isfinite(r["loss"])]
-    if bad:
-        raise FloatingPointError(f"non-finite loss {bad[0]} ({cell.strategy})")
-
-
-def _paired(cell: Cell, a: "Group", b: "Group", warmup: int) -> dict:
+def _paired(cell: Cell, a: "Group", b: "Group") -> dict:
     """Both groups up, taking turns: ``repeats`` pairs of one step each, A B B A ...,
     every rank's threads moved to the next CPUs between pairs."""
-    _check_finite(cell, a.steps(warmup))
-    try:
-        _check_finite(b.cell, b.steps(warmup))
-    except (WorkerDied, FloatingPointError) as err:
-        raise BaselineFailed(f"{type(err).__name__}: {err}") from err
+    from ray.exceptions import GetTimeoutError
+
+    def steps(group: "Group", n: int) -> list[list[dict]]:
+        if group is a:
+            records = group.steps(n)
+            _check_finite(group.cell, records)
+            return records
+        try:
+            records = group.steps(n)
+            _check_finite(group.cell, records)
+            return records
+        except GetTimeoutError:
+            raise  # the cell's time-out, not the baseline's failure
+        except Exception as err:  # noqa: BLE001 -- the baseline's failure is data
+            raise BaselineFailed(f"{type(err).__name__}: {err}") from err
+
+    steps(a, WARMUP)
+    steps(b, WARMUP)
     a.reset_peak()
     per = {"a": [], "b": []}
 
     def block(group: "Group", side: str) -> float:
-        if side == "a":
-            records = group.steps(1)
-            _check_finite(group.cell, records)
-        else:
-            try:
-                records = group.steps(1)
-                _check_finite(group.cell, records)
-            except Exception as err:  # noqa: BLE001 -- a time-out is the cell's, below
-                from ray.exceptions import GetTimeoutError
-
-                if isinstance(err, GetTimeoutError):
-                    raise
-                raise BaselineFailed(f"{type(err).__name__}: {err}") from err
+        records = steps(group, 1)
         per[side].append(records)
         return max(r[0]["step"] for r in records)
 
@@ -748,107 +671,85 @@ def _paired(cell: Cell, a: "Group", b: "Group", warmup: int) -> dict:
                 pass
     joined = {side: [sum((rec[r] for rec in per[side]), []) for r in range(len(per[side][0]))]
               for side in per}
-    out = summarise(joined["a"], 0)
+    out = summarise(cell, joined["a"], 0)
     out["peak_rss_bytes"], out["peak_rss_method"] = a.peak()
     out.update(paired.row_fields(result))
-    out["baseline_minor_faults_per_step"] = summarise(joined["b"], 0)["minor_faults_per_step"]
+    out["baseline_minor_faults_per_step"] = summarise(b.cell, joined["b"], 0)[
+        "minor_faults_per_step"]
     return out
 
 
 def run_cell(cell: Cell, *, timeout_s: float | None = None,
-             cpus_per_worker: float | None = None, warmup: int = WARMUP,
-             die_at: tuple[int, int] | None = None, probe: dict | None = None) -> dict:
+             cpus_per_worker: float | None = None, group: type = Group,
+             worker: type = Worker) -> dict:
     """Run a cell as one group of ``cell.workers`` Ray actors; return its row.
 
-    The row is :func:`rnnbench.measure.base_row` with the time-parallel
-    measures: ``split``, step/fwd/bwd times (inside the workers, slowest rank
-    per step), ``comm_ms_median``, minor page faults per step (summed over the
-    ranks), the largest rank's peak RSS over the timed steps, and -- with
-    ``train_steps`` -- the training curve and
-    :func:`rnnbench.measure.evaluate`'s held-out loss and accuracy of the
-    trained replica.  Memory and FLOPs are per-process measures and stay NaN
-    here (the one-worker row has them).
-
-    With a ``baseline`` (e.g. ``{workers: 1}``) its group is started beside
-    the cell's (each actor asks for a share of the CPUs, so both fit where
-    one would), both warm up, then they take turns one step at a time
-    (:func:`rnnbench.paired.alternate`), every rank moved to the next CPUs
-    between pairs.  The baseline is :func:`fair_baseline`.  A baseline that
-    fails leaves ``baseline_error`` and the cell is timed alone.
+    The row is :func:`rnnbench.rows.base_row` with the worker-group measures:
+    ``split``, step/fwd/bwd times (inside the workers, slowest rank per step),
+    ``comm_ms_median``, minor page faults per step and peak RSS, with a
+    ``baseline`` the paired fields (the baseline's failure leaves
+    ``baseline_error`` and the cell timed alone), and -- with ``train_steps`` --
+    the training curve and the held-out loss and accuracy of the trained
+    replica (:func:`rnnbench.training.evaluate`).  Memory and FLOPs are
+    per-process measures and stay NaN here (the one-worker row has them).
 
     Needs Ray: joins the running instance (driver or inside a Ray task), else
-    starts an embedded one.  Failure is data: a dead worker gives ``crashed``
-    (``oom`` when Ray says it was memory), running past ``timeout_s`` gives
-    ``timeout``, anything else ``failed``; when this returns the actors are
-    killed (Ray ends their processes moments later) and the placement group
-    is removed.  ``probe``, when given, is filled with the
-    workers' pids, the store's address and the placement group id (tests check
-    nothing is left behind) and each rank's CPU time per step (the benchmark
-    compares it with the wall time to see starved workers); ``die_at = (rank,
-    step)`` is the tests' fault injection.
+    starts an embedded one.  Failure is data (:func:`rnnbench.rows.status_of`:
+    a dead worker gives ``crashed``, ``oom`` when Ray says it was memory);
+    when this returns the actors are killed (Ray ends their processes moments
+    later) and the placement groups are removed.  ``group`` and ``worker``: the
+    classes used (a subclass may watch the group or inject a fault).
     """
     from contextlib import ExitStack
 
     from ray.exceptions import GetTimeoutError
 
-    from . import measure
-
     t0 = time.perf_counter()
-    row = measure.base_row(cell)
-    row["split"] = split_kind(cell.model, cell.strategy)
+    row = base_row(cell)
+    row["split"] = split_kind(cell)
     row["workers_active"] = active_workers(cell)
     row["error"] = idle_note(cell)
     base = None
     if cell.baseline:
         if dict(cell.baseline).get("strategy") == BEST_BPTT:
-            row["baseline_error"] = "best_bptt: chosen by timing in one process; not offered " \
-                                    "beside a worker group"
+            row["baseline_error"] = ("best_bptt: chosen by timing in one process; "
+                                     "not offered beside a worker group")
         else:
             base = fair_baseline(cell, cell.baseline_cell())
-            row["baseline_config"] = json.dumps(measure.changed(cell, base), sort_keys=True)
+            row["baseline_config"] = json.dumps(cell.changed(base), sort_keys=True)
     share = cpus_per_worker
     if base is not None and share is None:  # both groups fit where the larger one would
         share = max(cell.workers * cell.n_threads, base.workers * base.n_threads) \
             / (cell.workers + base.workers)
     try:
         with ExitStack() as stack:
-            group = stack.enter_context(Group(cell, cpus_per_worker=share, timeout_s=timeout_s))
-            if probe is not None:
-                probe.update(pids=group.pids, address=group.address, infos=group.infos,
-                             placement_group=group.pg.id.hex())
+            g = stack.enter_context(group(cell, cpus_per_worker=share, timeout_s=timeout_s,
+                                          worker=worker))
             other = None
             if base is not None:
                 try:
-                    other = stack.enter_context(Group(base, cpus_per_worker=share,
-                                                      timeout_s=timeout_s, role="baseline"))
-                except (GetTimeoutError, WorkerDied):
+                    other = stack.enter_context(group(base, cpus_per_worker=share,
+                                                      timeout_s=timeout_s, worker=worker,
+                                                      role="baseline"))
+                except GetTimeoutError:
                     raise
                 except Exception as err:  # noqa: BLE001 -- the baseline's failure is data
                     row["baseline_error"] = f"{type(err).__name__}: {err}"[:2000]
             times = None
             if other is not None:
                 try:
-                    times = _paired(cell, group, other, warmup)
+                    times = _paired(cell, g, other)
                 except BaselineFailed as err:
                     row["baseline_error"] = str(err)[:2000]
                     other.close()
-            if times is None:
-                times = _timed(cell, group, warmup, die_at)
-            if probe is not None:
-                probe["cpu_ms_median_per_rank"] = times.pop("cpu_ms_median_per_rank")
-            row.update({k: v for k, v in times.items() if k in row})
+            row.update(times or _alone(cell, g))
             if cell.train_steps:
-                group.reset()
-                every = max(1, cell.train_steps // measure.CURVE_POINTS)
-                row["train_curve"] = group.train(cell.train_steps, every)
+                g.reset()
+                row["train_curve"] = g.train()
                 model = initial_model(cell, row["n_in"], row["n_out"])
-                model.load_state_dict(group.parameters()[0])
-                row.update(measure.evaluate(cell, model, cell.make_task()))
-    except WorkerDied as err:
-        row.update(status=_died_status(err), error=str(err))
-    except GetTimeoutError as err:
-        row.update(status="timeout", error=str(err))
+                model.load_state_dict(g.parameters()[0])
+                row.update(training.evaluate(cell, model, cell.make_task()))
     except Exception as err:  # noqa: BLE001 -- failure is data
-        row.update(status="failed", error=f"{type(err).__name__}: {err}"[:2000])
+        fail(row, err)
     row["wall_s"] = time.perf_counter() - t0
     return row

@@ -39,7 +39,7 @@ MALFORMED = [
      "grid.tau: must be a non-empty list"),
     ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: []}\n", "grid.tau: empty list"),
     ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8, -4]}\n",
-     "grid.tau: must be an integer >= 1, got -4"),
+     "grid.tau: must be a positive integer, got -4"),
     ("name: x\nfixed: {task: running_parity}\n"
      "grid: {tau: [8], run: [{model: elman, strategy: teacher_forcing}]}\n",
      "grid.run[0].strategy: teacher_forcing does not fit model 'elman'"),
@@ -48,7 +48,7 @@ MALFORMED = [
     ("name: x\nfixed: {model: elman, strategy: bptt, hiden: 8}\ngrid: {tau: [8]}\n",
      "fixed.hiden: unknown field"),
     ("name: x\nfixed: {model: elman, strategy: bptt, hidden: big}\ngrid: {tau: [8]}\n",
-     "fixed.hidden: must be an integer >= 1, got 'big'"),
+     "fixed.hidden: must be a positive integer, got 'big'"),
     ("name: x\nfixed: {model: elman, strategy: bptt}\nparts:\n"
      "  - {name: a, grid: {tau: [8]}}\n  - {name: a, grid: {tau: [16]}}\n",
      "parts[1].name: duplicate name 'a'"),
@@ -59,11 +59,11 @@ MALFORMED = [
     ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\nseeds: 3\n",
      "seeds: must be a non-empty list"),
     ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\nseeds: [0, -1]\n",
-     "seeds: must be an integer >= 0, got -1"),
+     "seeds: must be a non-negative integer, got -1"),
     ("name: x\ngrid: {tau: [8]\n", "job: not valid YAML: line"),
     ("fixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\n", "name: must be a name"),
     ("name: x\nfixed: {model: elman, strategy: bptt, threads: 0}\ngrid: {tau: [8]}\n",
-     "fixed.threads: must be an integer >= 1, got 0"),
+     "fixed.threads: must be a positive integer or 'all', got 0"),
     ("name: x\nfixed: {model: elman, strategy: bptt, device: tpu}\ngrid: {tau: [8]}\n",
      "fixed.device: must be one of cpu, cuda, got 'tpu'"),
     ("- name: x\n- grid: {}\n", "job: must be a mapping"),
@@ -123,7 +123,7 @@ def test_every_problem_is_reported_at_once(tmp_path, capsys):
     assert rc == 2
     lines = err.strip().splitlines()
     for field in ("extra: unknown key", "fixed.hiden: unknown field",
-                  "grid.batch: must be a non-empty list", "grid.tau: must be an integer >= 1",
+                  "grid.batch: must be a non-empty list", "grid.tau: must be a positive integer",
                   "grid.run[1].strategy: teacher_forcing does not fit model 'elman'"):
         assert sum(field in line for line in lines) == 1, (field, err)
     assert len(lines) == 5

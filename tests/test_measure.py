@@ -1,4 +1,4 @@
-"""One benchmark cell gives one honest row (issue 3)."""
+"""One benchmark cell gives one honest row (the single-process harness)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from rnnbench import cli, measure, memory, strategies
-from rnnbench.cell import ROW_KEYS, Cell
+from rnnbench import cli, measure, memory, rows, strategies, training
+from rnnbench.cell import Cell
+from rnnbench.rows import ROW_KEYS
 from rnnbench.errors import UsageError
 
 SMALL = dict(hidden=16, batch=2, repeats=2, train_steps=3)
@@ -163,7 +164,7 @@ def test_time_out_gives_a_timeout_row():
 
 def test_failure_row_keeps_configuration():
     cell = Cell(model="jordan", strategy="teacher_forcing", tau=8)
-    row = measure.failure_row(cell, "crashed", "worker died")
+    row = rows.failure_row(cell, "crashed", "worker died")
     assert row["status"] == "crashed" and row["error"] == "worker died"
     assert row["cell_id"] == cell.cell_id and row["model"] == "jordan"
     assert math.isnan(row["step_ms_median"])
@@ -285,7 +286,7 @@ def test_cell_rejects_bad_fields_naming_them():
         Cell(model="elman", strategy="bptt", tau=4, task_options={"vocab": 0})
 
 
-# --------------------------------------------------------------------------- review fixes
+# --------------------------------------------------------------------------- loss figures, timing split, random strategies
 
 
 def test_untrained_cell_reports_no_loss_figures():
@@ -308,14 +309,14 @@ def test_grad_in_forward_strategies_report_no_forward_backward_split(strategy, o
 
 def test_random_strategies_draw_fresh_coins_each_step_and_rank():
     cell = Cell(model="jordan", strategy="scheduled_sampling", tau=8)
-    a, b = measure.strategy_options(cell, 0), measure.strategy_options(cell, 1)
+    a, b = training.strategy_options(cell, 0), training.strategy_options(cell, 1)
     assert a["step"] == 0 and b["step"] == 1 and a["seed"] != b["seed"]
-    assert measure.strategy_options(cell, 1) == b  # deterministic
-    assert measure.strategy_options(cell, 1, rank=1)["seed"] != b["seed"]
-    assert "seed" not in measure.strategy_options(cell)  # the timed step: fixed options
+    assert training.strategy_options(cell, 1) == b  # deterministic
+    assert training.strategy_options(cell, 1, rank=1)["seed"] != b["seed"]
+    assert "seed" not in training.strategy_options(cell)  # the timed step: fixed options
     sampled = Cell(model="jordan", strategy="free_running", tau=8,
                    strategy_options={"feedback": "sample"})
-    assert measure.strategy_options(sampled, 0)["seed"] != measure.strategy_options(sampled, 1)["seed"]
+    assert training.strategy_options(sampled, 0)["seed"] != training.strategy_options(sampled, 1)["seed"]
     # the seeds change what the strategy draws: at a constant 1/2 chance of the truth,
     # different coins give different losses
     half = Cell(model="jordan", strategy="scheduled_sampling", tau=16, batch=4,
@@ -331,7 +332,7 @@ def test_harness_enters_the_cell_id_only_when_not_default():
 
     cell = Cell(model="elman", strategy="bptt", tau=8)
     config = cell.config()
-    del config["harness"]
+    del config["harness"], config["baseline"]  # both default: not in the id
     blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
     assert cell.cell_id == hashlib.sha256(blob.encode()).hexdigest()[:16]  # ids stored before
     grouped = Cell(model="elman", strategy="bptt", tau=8, harness="group")
@@ -342,23 +343,25 @@ def test_harness_enters_the_cell_id_only_when_not_default():
 
 def test_timing_samples_are_per_run_means_of_blocks_on_the_cells_clock(monkeypatch):
     """Each sample is (clock after - clock before) / runs in the block, sized per
-    statement from its own warm-up; on CUDA the clock synchronises first."""
+    statement from its own warm-up (the backward: one run per block, on a graph
+    built afresh in the block's setup); on CUDA the clock synchronises first."""
     ticks = itertools.count()
     devices, sized = [], []
-    monkeypatch.setattr(measure, "_clock", lambda device: devices.append(device) or
+    monkeypatch.setattr(training, "clock", lambda device: devices.append(device) or
                         (lambda: float(next(ticks))))  # every block lasts exactly 1 "s"
     monkeypatch.setattr(measure, "block_size", lambda run_s: sized.append(run_s) or 10)
     row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=16, repeats=3))
     assert row["status"] == "ok", row["error"]
-    assert devices == ["cpu"] * 3 and sized == [1.0] * 3  # step, forward, backward
+    assert devices == ["cpu"] * 3 and sized == [1.0] * 2  # forward, step; backward: 1 run
     assert row["step_ms_samples"] == [100.0] * 3  # 1 s / 10 runs, in ms
-    assert row["step_ms_median"] == row["fwd_ms_median"] == row["bwd_ms_median"] == 100.0
+    assert row["step_ms_median"] == row["fwd_ms_median"] == 100.0
+    assert row["bwd_ms_median"] == 1000.0  # 1 s / 1 run
     assert row["step_ms_iqr"] == 0.0
     monkeypatch.undo()
-    assert measure._clock("cpu") is time.perf_counter
+    assert training.clock("cpu") is time.perf_counter
     synced = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: synced.append(a))
-    assert isinstance(measure._clock("cuda")(), float) and synced == [()]
+    assert isinstance(training.clock("cuda")(), float) and synced == [()]
 
 
 def test_every_cell_gets_exactly_repeats_timing_samples():

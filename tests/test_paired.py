@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from rnnbench import cli, jobs, measure, paired, procstat, strategies
+from rnnbench import cli, jobs, measure, paired, procstat, rows, strategies
 from rnnbench import timeparallel as tp
 from rnnbench.cell import Cell
 from rnnbench.errors import UsageError
@@ -77,7 +77,7 @@ class FakeSteps:
 
     def step(self, side, cost):
         def run():
-            pair = max(0, len(self.log) - 4) // 2  # after 2 warm-up runs a side
+            pair = max(0, len(self.log) - 2 * measure.WARMUP) // 2  # after the warm-ups
             self.log.append(side)
             self.now += cost * 2 ** pair
         return run
@@ -89,7 +89,8 @@ def test_time_step_pairs_the_cell_with_its_baseline(monkeypatch):
     monkeypatch.setattr(measure, "_build_side",
                         lambda cell: measure.Side(cell, fake.step("b", 3.0)))
     out = measure.time_step(c, fake.step("a", 2.0), math.inf, clock=fake.clock)
-    assert fake.log == ["a", "a", "b", "b"] + ["a", "b", "b", "a"] * 2
+    warm = measure.WARMUP
+    assert fake.log == ["a"] * warm + ["b"] * warm + ["a", "b", "b", "a"] * 2
     assert out["speedup_samples"] == [1.5] * 4
     assert out["speedup_median"] == 1.5
     assert json.loads(out["baseline_config"]) == {"strategy": "bptt_fused"}
@@ -161,7 +162,7 @@ def test_job_file_baseline_in_fixed_part_and_run(tmp_path):
     with pytest.raises(jobs.JobError) as err:
         jobs.validate({"name": "bad", "fixed": TINY, "grid": {"run": [
             {"model": "elman", "strategy": "bptt", "baseline": {"workers": 0}}]}})
-    assert err.value.problems == ["grid.run[0].baseline.workers: must be an integer >= 1, got 0"]
+    assert err.value.problems == ["grid.run[0].baseline.workers: must be a positive integer, got 0"]
     with pytest.raises(jobs.JobError) as err:
         jobs.validate({"name": "bad", "fixed": {**TINY, "baseline": [1]},
                        "grid": {"model": ["elman"], "strategy": ["bptt"]}})
@@ -174,9 +175,9 @@ def test_job_file_baseline_in_fixed_part_and_run(tmp_path):
 def test_threads_all_is_the_cpu_count():
     c = Cell(model="elman", strategy="bptt", threads="all", **TINY)
     assert c.n_threads == len(os.sched_getaffinity(0)) >= 1
-    assert measure.base_row(c)["threads"] == c.n_threads
+    assert rows.base_row(c)["threads"] == c.n_threads
     assert c.cell_id != Cell(model="elman", strategy="bptt", threads=c.n_threads, **TINY).cell_id
-    with pytest.raises(UsageError, match="threads: must be an integer >= 1 or 'all'"):
+    with pytest.raises(UsageError, match="threads: must be a positive integer or 'all'"):
         Cell(model="elman", strategy="bptt", threads="every", **TINY)
 
 

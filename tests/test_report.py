@@ -434,7 +434,7 @@ def test_exposure_plot_uses_trained_rows_only():
     assert titles and all(t.endswith("τ=64") for t in titles)
 
 
-# --------------------------------------------------------------------------- review fixes
+# --------------------------------------------------------------------------- claims on worker speed-ups
 
 
 def _claims_of(frame: pd.DataFrame) -> dict:

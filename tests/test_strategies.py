@@ -315,8 +315,8 @@ def saved(model_cls, strategy, opts, tau):
     got = memory.saved_bytes(lambda: loss(model, x, y, strategy, **opts),
                              keep=[*model.parameters(), x, y])
     n_params = sum(p.numel() for p in model.parameters())
-    want = memory.expected_saved_bytes(models.model_name(model), strategy, opts, tau, B_MEM,
-                                       H_MEM, OUT_MEM, n_params, 8)
+    want = strategies.get(strategy).saved_bytes(models.model_name(model), opts, tau, B_MEM,
+                                                H_MEM, OUT_MEM, n_params, 8)
     return got, want
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnbench import jobs, store, sweep
+from rnnbench import jobs, rows, store, sweep
 from rnnbench.cell import Cell
 
 from raywait import wait_cpus_free
@@ -500,9 +500,7 @@ def test_row_files_are_strict_json_and_load_back_as_nan(tmp_path):
     import json as _json
     import math as _math
 
-    from rnnbench import measure
-
-    row = measure.failure_row(Cell(model="elman", strategy="bptt", tau=8), "failed", "boom")
+    row = rows.failure_row(Cell(model="elman", strategy="bptt", tau=8), "failed", "boom")
     path = store.write_row(tmp_path, row)
     text = path.read_text()
     assert "NaN" not in text

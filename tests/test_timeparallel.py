@@ -1,4 +1,4 @@
-"""Time-parallel training (issue 5): N Ray workers give the single-process gradient.
+"""The worker-group harness: N Ray workers give the single-process gradient.
 
 float64 throughout.  Actors ask for fractions of a CPU so that three fit the
 session's 2-CPU Ray.  Two groups (N = 2 and N = 3) are started once and loaded
@@ -17,7 +17,8 @@ import torch
 
 from rnnbench import strategies
 from rnnbench import timeparallel as tp
-from rnnbench.cell import ROW_KEYS, Cell
+from rnnbench.cell import Cell
+from rnnbench.rows import ROW_KEYS
 
 from raywait import wait_cpus_free
 
@@ -81,7 +82,7 @@ def rel_err(a: dict, b: dict) -> float:
 
 def test_partition_is_contiguous_and_covers():
     for n, parts in [(11, 3), (10, 2), (2, 3), (65536, 7)]:
-        ranges = tp.partition(n, parts)
+        ranges = strategies.partition(n, parts)
         assert len(ranges) == parts
         assert ranges[0][0] == 0 and ranges[-1][1] == n
         assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
@@ -90,9 +91,9 @@ def test_partition_is_contiguous_and_covers():
 
 
 def test_split_kind_and_idle_workers():
-    assert tp.split_kind("jordan", "teacher_forcing") == "time"
-    assert tp.split_kind("elman", "bptt") == "batch"
-    assert tp.split_kind("elman", "bptt_fused") == "batch"
+    assert tp.split_kind(cell(2)) == "time"
+    assert tp.split_kind(cell(2, model="elman", strategy="bptt")) == "batch"
+    assert tp.split_kind(cell(2, model="elman", strategy="bptt_fused")) == "batch"
     assert tp.active_workers(cell(4, model="elman", strategy="bptt", batch=1)) == 1
     assert tp.active_workers(cell(4)) == 4
 
@@ -192,17 +193,36 @@ def _listening_sockets(port: int) -> set[int]:
     return inodes
 
 
-class Probe(dict):
-    """``run_cell``'s probe that also notes, while the group is up, which socket
-    listens on the store's port (rank 0's TCPStore)."""
+def watched(probe: dict) -> type:
+    """A Group that notes in ``probe``, once it is up, what must be gone after
+    ``run_cell``: the workers' pids, rank 0's store (its address and the socket
+    listening on its port) and the placement group."""
 
-    def update(self, *args, **kwargs) -> None:
-        super().update(*args, **kwargs)
-        if "address" in self and "store_sockets" not in self:
-            self["store_sockets"] = _listening_sockets(self["address"][1])
+    class Watched(tp.Group):
+        def open(self) -> None:
+            super().open()
+            probe.update(pids=self.pids, address=self.address, placement_group=self.pg.id.hex(),
+                         store_sockets=_listening_sockets(self.address[1]))
+
+    return Watched
 
 
-def assert_nothing_left(ray, probe: Probe) -> None:
+def killing(probe: dict, rank: int) -> type:
+    """A watched Group whose rank ``rank`` process is killed (``ray.kill``) as soon as
+    the timed steps are sent: the other ranks wait for it in the all-reduce."""
+
+    class Killing(watched(probe)):
+        def steps(self, n: int, optimize: bool = True) -> list[list[dict]]:
+            import ray
+
+            refs = [a.steps.remote(n, optimize) for a in self.actors]
+            ray.kill(self.actors[rank], no_restart=True)
+            return self._all(refs)
+
+    return Killing
+
+
+def assert_nothing_left(ray, probe: dict) -> None:
     from ray.util.placement_group import placement_group_table
 
     # run_cell kills the actors; Ray ends their processes moments later
@@ -237,8 +257,8 @@ def test_socket_check_sees_a_listening_socket_until_it_closes():
 def test_run_cell_row_and_nothing_left(ray_session):
     """Elman BPTT at batch 1 on 2 workers: an ok row, split 'batch', one idle worker."""
     c = cell(2, model="elman", strategy="bptt", batch=1, repeats=3, train_steps=2)
-    probe = Probe()
-    row = tp.run_cell(c, cpus_per_worker=CPUS, probe=probe)
+    probe = {}
+    row = tp.run_cell(c, cpus_per_worker=CPUS, group=watched(probe))
     assert row["status"] == "ok", row["error"]
     assert set(ROW_KEYS) <= set(row)
     assert row["split"] == "batch" and row["workers"] == 2 and row["workers_active"] == 1
@@ -246,19 +266,19 @@ def test_run_cell_row_and_nothing_left(ray_session):
     assert len(row["step_ms_samples"]) == 3
     assert row["step_ms_median"] > 0 and row["comm_ms_median"] > 0
     assert row["step_ms_median"] >= row["comm_ms_median"]
-    # trained on fresh batches, evaluated held-out by measure.evaluate, like a 1-worker row
+    # trained on fresh batches, evaluated held-out by training.evaluate, like a 1-worker row
     assert [p[0] for p in row["train_curve"]] == [1, 2]
     assert all(math.isfinite(row[k]) for k in ("loss_tf", "loss_free", "acc_tf", "acc_free"))
     assert len(probe["pids"]) == 2
     assert_nothing_left(ray_session, probe)
 
 
-def test_worker_dying_mid_step_gives_crashed_row(ray_session):
+def test_a_worker_killed_while_stepping_gives_crashed_row(ray_session):
     c = cell(2, repeats=3)
-    probe = Probe()
-    row = tp.run_cell(c, cpus_per_worker=CPUS, die_at=(1, 2), probe=probe)
+    probe = {}
+    row = tp.run_cell(c, cpus_per_worker=CPUS, group=killing(probe, 1))
     assert row["status"] == "crashed"
-    assert "rank 1 died" in row["error"]
+    assert "rank 1 died" in row["error"], row["error"]
     assert row["split"] == "time" and math.isnan(row["step_ms_median"])
     assert_nothing_left(ray_session, probe)
 
@@ -306,10 +326,10 @@ def test_force_cancelled_cell_is_released(ray_session):
 
 def test_one_worker_in_the_group_harness_is_a_baseline_row(ray_session):
     """harness='group' times a 1-worker cell exactly like the N-worker cells."""
-    from rnnbench import measure
+    from rnnbench import runner
 
     c = cell(1, model="jordan", strategy="teacher_forcing", repeats=3, harness="group")
-    row = measure.run_cell(c)
+    row = runner.run_cell(c)
     assert row["status"] == "ok", row["error"]
     assert row["split"] == "time" and row["workers"] == 1 and row["workers_active"] == 1
     assert row["harness"] == "group" and row["step_ms_median"] > 0

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import tasks
 from ..errors import UsageError
 from . import load
 from .fit import t_quantile
@@ -359,6 +358,8 @@ def _paired(rows: pd.DataFrame, value: str, best) -> pd.DataFrame:
 
 
 def _chance(row) -> float:
+    from .. import tasks  # here, not above: reading rows does not need torch
+
     try:
         return tasks.make(row["task"], **_opts(row["task_options"])).chance_accuracy()
     except (UsageError, TypeError, ValueError, KeyError):

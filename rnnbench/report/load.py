@@ -1,7 +1,7 @@
 """Read a results folder (or take a DataFrame) and tidy it for reporting.
 
 ``load(source)`` reads a folder with :func:`rnnbench.store.load`.  The frame it
-returns has every :data:`rnnbench.cell.ROW_KEYS` column, numbers as numbers,
+returns has every :data:`rnnbench.rows.ROW_KEYS` column, numbers as numbers,
 list columns as Python lists, and a few derived label columns.
 """
 
@@ -15,20 +15,10 @@ import numpy as np
 import pandas as pd
 
 from .. import store
-from ..cell import ROW_KEYS
+from ..rows import LIST_KEYS, NUMERIC_KEYS, ROW_KEYS
 from ..errors import UsageError
 
 REQUIRED = ("model", "strategy", "tau", "status")
-LIST_COLUMNS = ("step_ms_samples", "train_curve", "horizon_t", "horizon_loss_tf",
-                "horizon_loss_free", "speedup_samples")
-NUMERIC_COLUMNS = (
-    "tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads", "workers",
-    "train_steps", "lr", "repeats", "step_ms_median", "step_ms_iqr", "fwd_ms_median",
-    "bwd_ms_median", "saved_bytes", "saved_bytes_expected", "peak_bytes", "flops", "depth",
-    "loss_tf", "loss_free", "acc_tf", "acc_free", "comm_ms_median", "neighbours", "attempt",
-    "wall_s", "baseline_step_ms_median", "baseline_step_ms_iqr", "speedup_median", "speedup_q1",
-    "speedup_q3", "minor_faults_per_step", "baseline_minor_faults_per_step", "peak_rss_bytes",
-)
 
 
 def load(source) -> pd.DataFrame:
@@ -54,9 +44,9 @@ def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     for col in ROW_KEYS:
         if col not in df.columns:
             df[col] = np.nan
-    for col in NUMERIC_COLUMNS:
+    for col in NUMERIC_KEYS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
-    for col in LIST_COLUMNS:
+    for col in LIST_KEYS:
         df[col] = df[col].map(_as_list)
     df["status"] = df["status"].fillna("unknown").astype(str)
     df["workers"] = df["workers"].fillna(1)

@@ -1,0 +1,158 @@
+"""The row: its keys and their types, its statuses, how an exception becomes one
+(docs/design.md).  Imports neither torch nor Ray, so reading results stays light.
+A row file written before a key existed still loads: the key reads as null."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+# Statuses: ok, or why the cell gave no measures.
+OK, FAILED, CRASHED, TIMEOUT, OOM = "ok", "failed", "crashed", "timeout", "oom"
+
+# Every row key with its type, in column order.  "float": a number that is NaN
+# (null in a row file) when not measured; "list": a Parquet list column.
+SCHEMA: dict[str, str] = {
+    # identity and configuration
+    **dict.fromkeys(("cell_id", "model", "strategy", "strategy_options", "task", "task_options"),
+                    "str"),
+    **dict.fromkeys(("tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads"),
+                    "int"),
+    "device": "str", "workers": "int", "harness": "str", "dtype": "str", "train_steps": "int",
+    "lr": "float", "repeats": "int",
+    # outcome
+    "status": "str", "error": "str",
+    # time (ms): full training step, and forward / backward apart
+    "step_ms_median": "float", "step_ms_iqr": "float", "step_ms_samples": "list",
+    "fwd_ms_median": "float", "bwd_ms_median": "float",
+    # memory (bytes), work and depth
+    "saved_bytes": "float", "saved_bytes_expected": "float", "peak_bytes": "float",
+    "peak_method": "str", "flops": "float", "depth": "int",
+    # loss (nats per token) and accuracy after train_steps of Adam
+    **dict.fromkeys(("loss_tf", "loss_free", "acc_tf", "acc_free"), "float"),
+    **dict.fromkeys(("train_curve", "horizon_t", "horizon_loss_tf", "horizon_loss_free"), "list"),
+    # paired baseline: the same cell with some fields changed, timed in alternating
+    # blocks beside it (rnnbench.paired); speedup = baseline / this cell, per block pair
+    **dict.fromkeys(("baseline", "baseline_config", "baseline_candidates_ms", "baseline_error"),
+                    "str"),
+    **dict.fromkeys(("baseline_step_ms_median", "baseline_step_ms_iqr", "speedup_median",
+                     "speedup_q1", "speedup_q3"), "float"),
+    "speedup_samples": "list",
+    # what the OS saw (rnnbench.procstat): minor page faults per timed step, peak RSS
+    "minor_faults_per_step": "float", "baseline_minor_faults_per_step": "float",
+    "peak_rss_bytes": "float", "peak_rss_method": "str",
+    # worker-group harness: how the work was split, how many workers had any
+    "split": "str", "workers_active": "int", "comm_ms_median": "float",
+    # sweep context: how many other cells shared the node while this one ran
+    "neighbours": "int", "attempt": "int",
+    # provenance
+    **dict.fromkeys(("python", "torch", "ray", "rnnbench", "git_commit", "host", "cpu_model",
+                     "gpu_name", "timestamp"), "str"),
+    "wall_s": "float",
+}
+ROW_KEYS = tuple(SCHEMA)
+FLOAT_KEYS = tuple(k for k, t in SCHEMA.items() if t == "float")
+LIST_KEYS = tuple(k for k, t in SCHEMA.items() if t == "list")
+NUMERIC_KEYS = tuple(k for k, t in SCHEMA.items() if t in ("int", "float"))
+
+
+class CellTimeout(Exception):
+    """The cell ran past its time budget."""
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+class WorkerDied(RuntimeError):
+    """A worker process died (killed, crashed, out of memory) while the group ran."""
+
+
+def _is(exc: BaseException, module: str, name: str) -> bool:
+    """isinstance(exc, module.name), without importing ``module`` (torch, Ray)."""
+    mod = sys.modules.get(module)
+    cls = getattr(mod, name, None) if mod is not None else None
+    return cls is not None and isinstance(exc, cls)
+
+
+def _memory_words(text: str) -> bool:
+    text = text.lower()
+    return any(w in text for w in ("out of memory", "can't allocate memory", "memory pressure")) \
+        or "oom" in text.split()
+
+
+def status_of(exc: BaseException) -> str:
+    """The status of a cell that raised ``exc``: timeout | oom | crashed | failed.
+
+    The one rule for both harnesses and the sweep: running past the time
+    budget is ``timeout``; running out of memory (torch's or Ray's error, or
+    the words in the message) ``oom``; a dead process (a worker of the group,
+    or the Ray task's own: Ray's system errors) ``crashed``; an exception
+    raised by the cell's own code, or passed on by Ray from a task or actor
+    method (``RayTaskError``, whatever its cause), ``failed``.
+    """
+    if _is(exc, "ray.exceptions", "RayTaskError"):
+        return FAILED
+    if isinstance(exc, CellTimeout) or _is(exc, "ray.exceptions", "GetTimeoutError") \
+            or _is(exc, "ray.exceptions", "TaskCancelledError"):
+        return TIMEOUT
+    if _is(exc, "torch", "OutOfMemoryError") or _is(exc, "ray.exceptions", "OutOfMemoryError"):
+        return OOM
+    if isinstance(exc, WorkerDied):
+        return OOM if _memory_words(str(exc)) else CRASHED
+    if _is(exc, "ray.exceptions", "RayError"):
+        return CRASHED  # WorkerCrashedError, NodeDiedError, ObjectLostError, ...
+    return OOM if _memory_words(f"{exc}") else FAILED
+
+
+def fail(row: dict, exc: BaseException) -> dict:
+    """``row`` with the status of ``exc`` and its error text: the message itself for a
+    time-out or a dead worker (they say what happened), else ``Type: message``."""
+    status = status_of(exc)
+    own = status == TIMEOUT or isinstance(exc, WorkerDied)
+    row.update(status=status, error=(str(exc) if own else f"{type(exc).__name__}: {exc}")[:2000])
+    return row
+
+
+def n_params(hidden: int, n_in: int, n_out: int, model: str) -> int:
+    """Parameters U, W, V, b, c; W is H x n_out for a Jordan network (the output feeds h)."""
+    n_rec = n_out if model == "jordan" else hidden
+    return hidden * n_in + hidden * n_rec + n_out * hidden + hidden + n_out
+
+
+def base_row(cell) -> dict:
+    """A row for ``cell`` with configuration and provenance filled, every measure empty."""
+    from .provenance import provenance
+
+    task = cell.make_task()
+    row = dict.fromkeys(ROW_KEYS, None)
+    cfg = cell.config()
+    row.update({k: v for k, v in cfg.items() if k in row})
+    row.update(
+        cell_id=cell.cell_id,
+        strategy_options=json.dumps(cfg["strategy_options"], sort_keys=True),
+        task_options=json.dumps(cfg["task_options"], sort_keys=True),
+        threads=cell.n_threads,
+        baseline=json.dumps(cfg["baseline"], sort_keys=True) if cell.baseline else None,
+        n_in=task.n_in,
+        n_out=task.n_out,
+        n_params=n_params(cell.hidden, task.n_in, task.n_out, cell.model),
+        status=OK,
+        error=None,
+        split=None if cell.grouped else "none",
+        workers_active=1 if cell.workers == 1 else None,
+        neighbours=0,
+        attempt=1,
+        depth=cell.depth,
+        **provenance(cell.device),
+    )
+    row.update({k: [] for k in LIST_KEYS})
+    row.update({k: float("nan") for k in FLOAT_KEYS if k != "lr"})  # lr: configuration
+    return row
+
+
+def failure_row(cell, status: str, error: str) -> dict:
+    """A row that records a failed cell: status crashed | timeout | failed | oom, the error."""
+    row = base_row(cell)
+    row.update(status=status, error=str(error)[:2000])
+    return row

@@ -1,0 +1,21 @@
+"""One cell -> one row: the single-process or the worker-group harness (docs/design.md).
+
+The sweep's default runner.  A cell that asks for workers (``workers > 1``, or
+``harness: group``) is timed by :mod:`rnnbench.timeparallel`, any other by
+:mod:`rnnbench.measure`; neither harness knows the other.
+"""
+
+from __future__ import annotations
+
+from .cell import Cell
+
+
+def run_cell(cell: Cell, timeout_s: float | None = None) -> dict:
+    """The cell's row; never raises for a failure of the cell itself."""
+    if cell.grouped:
+        from . import timeparallel
+
+        return timeparallel.run_cell(cell, timeout_s=timeout_s)
+    from . import measure
+
+    return measure.run_cell(cell, timeout_s=timeout_s)
