@@ -45,8 +45,16 @@ def main() -> None:
     args = p.parse_args()
     import ray
 
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
-             log_to_driver=False)
+    for attempt in range(5):  # Ray gives its raylet 30 s to start: a loaded machine may need more
+        try:
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                     log_to_driver=False)
+            break
+        except Exception as exc:  # noqa: BLE001
+            print(f"ray.init failed ({exc}); load {os.getloadavg()[0]:.1f}; trying again")
+            ray.shutdown()
+    else:
+        raise SystemExit("ray.init failed five times")
     print(f"{os.cpu_count()} CPUs; load average at start {os.getloadavg()}")
     for name in args.only:
         cell = Cell(repeats=args.repeats, **COMPARISONS[name])
