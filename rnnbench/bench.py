@@ -76,6 +76,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--lr", type=positive_float, default=1e-2)
     a("--repeats", type=positive_int, default=20, help="about this many timing samples")
     a("--seed", type=non_negative_int, default=0)
+    a("--rho", type=positive_float, default=None,
+      help="rescale W at init to this spectral radius (elman, single_output)")
     a("--timeout", type=positive_float, default=None, help="seconds before the cell is a time-out")
     a("--baseline", type=overrides, default=None, metavar="FIELD=VALUE[,...]",
       help="time the cell against itself with these fields changed, taking turns, e.g. "
@@ -110,7 +112,7 @@ def cell_from_args(args: argparse.Namespace) -> Cell:
                 hidden=args.hidden, task=task, strategy_options=dict(args.option),
                 task_options=task_options, seed=args.seed, threads=args.threads,
                 device=args.device, workers=args.workers, train_steps=args.train_steps,
-                lr=args.lr, repeats=args.repeats, dtype=args.dtype,
+                lr=args.lr, repeats=args.repeats, dtype=args.dtype, rho=args.rho,
                 baseline=getattr(args, "baseline", None))
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import strategies, tasks
 from .errors import UsageError, check_int
-from .models import MODELS
+from .models import MODELS, check_rho
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
@@ -28,7 +28,8 @@ ALL = "all"  # threads: every CPU of the node the cell runs on
 # Fields a baseline may change (the rest - repeats, train_steps, lr - describe how
 # the pair is measured, not what is compared).
 BASELINE_FIELDS = ("model", "strategy", "strategy_options", "task", "task_options", "tau",
-                   "batch", "hidden", "seed", "threads", "device", "workers", "dtype", "harness")
+                   "batch", "hidden", "seed", "threads", "device", "workers", "dtype", "harness",
+                   "rho")
 BEST_BPTT = "best_bptt"  # a baseline strategy: the fastest exact sequential BPTT, timed in the cell
 
 
@@ -82,7 +83,8 @@ def _overrides(value: Any) -> tuple:
 class Cell:
     """model, strategy (+ options), task (+ options), tau, batch, hidden, seed,
     threads (a count or ``"all"``), device, workers, train_steps, lr, repeats,
-    dtype, harness, and ``baseline``: the same cell with some fields changed,
+    dtype, harness, rho (spectral radius W is rescaled to at init; None: the
+    default init), and ``baseline``: the same cell with some fields changed,
     timed beside it in alternating blocks (:mod:`rnnbench.paired`)."""
 
     model: str
@@ -102,6 +104,7 @@ class Cell:
     repeats: int = 20
     dtype: str = "float32"
     harness: str = "auto"
+    rho: float | None = None
     baseline: tuple = ()
 
     def __post_init__(self):
@@ -136,6 +139,7 @@ class Cell:
             raise UsageError(f"harness: must be one of {', '.join(HARNESSES)}, got {self.harness!r}")
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_rho(self.model, self.rho)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise UsageError(f"lr: must be a positive number, got {self.lr!r}")
         if self.baseline:
@@ -206,12 +210,14 @@ class Cell:
     def cell_id(self) -> str:
         """Stable id: the first 16 hex digits of SHA-256 over the sorted config.
 
-        ``harness`` and ``baseline`` enter the hash only when they are not the
+        ``harness``, ``rho`` and ``baseline`` enter the hash only when they are not the
         default, so ids of cells stored before the fields existed do not change.
         """
         config = self.config()
         if config["harness"] == "auto":
             del config["harness"]
+        if config["rho"] is None:
+            del config["rho"]
         if not config["baseline"]:
             del config["baseline"]
         blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
@@ -223,8 +229,9 @@ class Cell:
         return self.workers > 1 or self.harness == "group"
 
     @property
-    def depth(self) -> int:
-        """The strategy's sequential depth at this tau and these options."""
+    def depth(self) -> int | None:
+        """The strategy's sequential depth at this tau and these options (None: known
+        only once the iterative strategies have run, see rnnbench.diagnostics)."""
         return strategies.get(self.strategy).depth(self.tau, **dict(self.strategy_options))
 
     def make_task(self) -> tasks.Task:

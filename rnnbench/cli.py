@@ -16,7 +16,9 @@ from .errors import UsageError
 COMMANDS = {
     "bench": ("rnnbench.bench", "run one benchmark cell and print its row"),
     "run": ("rnnbench.sweep", "run a sweep (a job file) on Ray, resumably"),
-    "report": ("rnnbench.report", "turn a results folder into tables, plots and claims"),
+    "report": ("rnnbench.report", "turn results folders into tables, plots and claims"),
+    "compare": ("rnnbench.report.compare", "compare two runs configuration by configuration "
+                "(exit 1 on a regression)"),
 }
 
 
@@ -29,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _usage() -> str:
     lines = ["usage: rnnbench {" + ",".join(COMMANDS) + "} ...", ""]
-    lines += [f"  {name:<8}{help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<9}{help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
 

@@ -36,7 +36,7 @@ import torch
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import memory, paired, procstat, strategies, training
+from . import diagnostics, memory, paired, procstat, strategies, training
 from .cell import BEST_BPTT, Cell
 from .rows import CellTimeout, NonFiniteLoss, base_row, fail
 from .training import NAN, WARMUP
@@ -52,7 +52,8 @@ def run_cell(cell: Cell, timeout_s: float | None = None) -> dict:
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(cell.n_threads)  # Ray reuses worker processes: set it every time
-        _measure(cell, row, deadline)
+        with diagnostics.recording():  # the row reports convergence (see _measure), no warnings
+            _measure(cell, row, deadline)
     except Exception as exc:  # noqa: BLE001 - a failed configuration is a row, not a crash
         fail(row, exc)
     finally:
@@ -102,8 +103,14 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
     params = list(model.parameters())
     itemsize = x.element_size()
 
-    # 1. memory
-    row["saved_bytes"] = memory.saved_bytes(forward, keep=[*params, x, y])
+    # 1. memory; the first call on the cell's batch also gives the iterative
+    # strategies' report (iterations, converged, residual) and so their depth
+    with diagnostics.recording() as rec:
+        row["saved_bytes"] = memory.saved_bytes(forward, keep=[*params, x, y])
+    row.update(rec.fields())
+    if rec.iterations is not None:
+        row["depth"] = strategies.get(cell.strategy).depth(
+            cell.tau, iterations=rec.iterations, **dict(cell.strategy_options))
     row["saved_bytes_expected"] = int(strategies.get(cell.strategy).saved_bytes(
         cell.model, dict(cell.strategy_options), cell.tau, cell.batch, cell.hidden,
         task.n_out, row["n_params"], itemsize))

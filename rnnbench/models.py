@@ -113,9 +113,38 @@ def model_name(model: nn.Module) -> str:
     raise UsageError(f"model: expected one of {sorted(MODELS)}, got {type(model).__name__}")
 
 
-def build(name: str, n_in: int, n_hidden: int, n_out: int) -> _Recurrent:
-    """Build a model by its registry name (``elman``, ``jordan``, ``single_output``)."""
+def check_rho(model: str, rho) -> None:
+    """``rho``: None, or a finite number > 0 for a model with a square W (not jordan)."""
+    if rho is None:
+        return
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho < math.inf:
+        raise UsageError(f"rho: must be a positive number (spectral radius of W), got {rho!r}")
+    if MODELS.get(model, Elman).kind != "hidden":
+        raise UsageError(f"rho: sets the spectral radius of the hidden-to-hidden W; "
+                         f"model {model} has none (allowed: elman, single_output)")
+
+
+@torch.no_grad()
+def set_spectral_radius(model: _Recurrent, rho: float) -> None:
+    """Rescale W so that its spectral radius max |eig(W)| is ``rho``.
+
+    rho < 1 with the default init gives contracting dynamics (Newton converges
+    in few iterations); rho > 1 pushes towards saturation or chaos.
+    """
+    radius = float(torch.linalg.eigvals(model.W.double()).abs().max())
+    if not radius > 0:
+        raise UsageError("rho: W has spectral radius 0 and cannot be rescaled")
+    model.W.mul_(rho / radius)
+
+
+def build(name: str, n_in: int, n_hidden: int, n_out: int, rho: float | None = None) -> _Recurrent:
+    """Build a model by its registry name (``elman``, ``jordan``, ``single_output``);
+    ``rho``: rescale W to that spectral radius (None: the default init)."""
     key = str(name).lower()
     if key not in MODELS:
         raise UsageError(f"model: unknown model {name!r}; allowed: {', '.join(sorted(MODELS))}")
-    return MODELS[key](n_in, n_hidden, n_out)
+    check_rho(key, rho)
+    model = MODELS[key](n_in, n_hidden, n_out)
+    if rho is not None:
+        set_spectral_radius(model, rho)
+    return model

@@ -19,7 +19,7 @@ SCHEMA: dict[str, str] = {
     **dict.fromkeys(("tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads"),
                     "int"),
     "device": "str", "workers": "int", "harness": "str", "dtype": "str", "train_steps": "int",
-    "lr": "float", "repeats": "int",
+    "lr": "float", "repeats": "int", "rho": "float",
     # outcome
     "status": "str", "error": "str",
     # time (ms): full training step, and forward / backward apart
@@ -28,6 +28,9 @@ SCHEMA: dict[str, str] = {
     # memory (bytes), work and depth
     "saved_bytes": "float", "saved_bytes_expected": "float", "peak_bytes": "float",
     "peak_method": "str", "flops": "float", "depth": "int",
+    # parallel-in-time strategies (deer, quasi_deer; null for the others): Newton
+    # iterations done, whether every residual met the tolerance, the largest residual
+    "iterations": "int", "converged": "bool", "residual": "float",
     # loss (nats per token) and accuracy after train_steps of Adam
     **dict.fromkeys(("loss_tf", "loss_free", "acc_tf", "acc_free"), "float"),
     **dict.fromkeys(("train_curve", "horizon_t", "horizon_loss_tf", "horizon_loss_free"), "list"),
@@ -147,7 +150,7 @@ def base_row(cell) -> dict:
         **provenance(cell.device),
     )
     row.update({k: [] for k in LIST_KEYS})
-    row.update({k: float("nan") for k in FLOAT_KEYS if k != "lr"})  # lr: configuration
+    row.update({k: float("nan") for k in FLOAT_KEYS if k not in cfg})  # lr, rho: configuration
     return row
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from . import parallel_time
 from .errors import UsageError, check_int
 from .models import Elman, Jordan, SingleOutput, model_name
 
@@ -328,6 +329,31 @@ def free_running(model, x, y, feedback: str = "softmax", seed: int = 0):
     return _nll(_jordan_outputs(model, x, None, lambda t, o, y_t: feed(o)), y)
 
 
+def _states_loss(model: Elman, hs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """L from every h^(t): o^(t) = c + V h^(t) (only o = c + V h^(tau) for SingleOutput)."""
+    return _nll(model.output(hs[-1] if model.single_output else hs), y)
+
+
+def scan_bptt(model, x, y):
+    """Sequential forward; exact backward by one reverse associative scan of the
+    adjoint lambda_t = g_t + J_{t+1}^T lambda_{t+1}: depth tau + ceil(log2 tau)."""
+    return _states_loss(model, parallel_time.elman_states(model.input_term(x), model.W), y)
+
+
+def deer(model, x, y, tol: float | None = None, max_iter: int | None = None):
+    """Newton iterations over the whole sequence, each one associative scan over
+    (J_t, r_t) (DEER); exact adjoint-scan gradient at the converged states."""
+    hs = parallel_time.elman_states(model.input_term(x), model.W, "newton", tol, max_iter)
+    return _states_loss(model, hs, y)
+
+
+def quasi_deer(model, x, y, tol: float | None = None, max_iter: int | None = None):
+    """As :func:`deer` with diag(J_t) in the Newton step (a diagonal scan); the
+    gradient is still the exact dense adjoint scan at the converged states."""
+    hs = parallel_time.elman_states(model.input_term(x), model.W, "quasi", tol, max_iter)
+    return _states_loss(model, hs, y)
+
+
 SCHEDULES = ("linear", "exponential", "inverse_sigmoid")
 
 
@@ -397,6 +423,15 @@ def _check_feedback(options: dict, tau: int | None) -> None:
         check_int("seed", options["seed"], 0)
 
 
+def _check_newton(options: dict, tau: int | None) -> None:
+    if options.get("max_iter") is not None:
+        check_int("max_iter", options["max_iter"])
+    tol = options.get("tol")
+    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float))
+                            or not 0 < tol < math.inf):
+        raise UsageError(f"tol: must be a positive number, got {tol!r}")
+
+
 def _check_scheduled(options: dict, tau: int | None) -> None:
     _check_feedback(options, tau)
     for key in ("k", "c", "eps_min"):
@@ -455,11 +490,22 @@ def _saved_teacher(model, o, T, B, H, O, P, i) -> int:
     return T * B * (H + O) * i + i
 
 
+def _saved_states(model, o, T, B, H, O, P, i) -> int:
+    """The adjoint-scan strategies keep every h^(t) once and the log-softmax output;
+    their tau B H^2 Jacobians live only inside the forward or the backward."""
+    return (T * B * H + (B * O if model == "single_output" else T * B * O)) * i + i
+
+
 # --------------------------------------------------------------------------- registry
 
 
 def _tau(tau, **_):
     return tau
+
+
+def _newton_depth(tau, iterations=None, **_):
+    """iterations x ceil(log2 tau): known only once a call has reported its iterations."""
+    return None if iterations is None else iterations * parallel_time.scan_depth(tau)
 
 
 @dataclass(frozen=True)
@@ -469,7 +515,7 @@ class Strategy:
     name: str
     fn: Callable
     models: tuple[str, ...]
-    depth: Callable[..., int]  # sequential depth given tau and options
+    depth: Callable[..., int | None]  # sequential depth given tau, options (and iterations)
     memory: str  # activation-memory class
     exact: bool  # exact gradient of the loss it reports
     options: tuple[str, ...] = field(default_factory=tuple)  # option names
@@ -500,6 +546,14 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("scheduled_sampling", scheduled_sampling, ("jordan",), _tau, "O(tau)", True,
                  ("schedule", "step", "k", "c", "eps_min", "feedback", "seed"),
                  check=_check_scheduled, saved_bytes=_saved_scheduled),
+        Strategy("scan_bptt", scan_bptt, ("elman", "single_output"),
+                 lambda tau, **_: tau + parallel_time.scan_depth(tau), "O(tau H^2)", True,
+                 saved_bytes=_saved_states),
+        Strategy("deer", deer, ("elman", "single_output"), _newton_depth, "O(tau H^2)", True,
+                 ("tol", "max_iter"), check=_check_newton, saved_bytes=_saved_states),
+        Strategy("quasi_deer", quasi_deer, ("elman", "single_output"), _newton_depth,
+                 "O(tau H^2)", True, ("tol", "max_iter"), check=_check_newton,
+                 saved_bytes=_saved_states),
     )
 }
 

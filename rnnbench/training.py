@@ -58,7 +58,8 @@ def strategy_options(cell, step: int | None = None, rank: int = 0) -> dict:
 def initial_model(cell, n_in: int, n_out: int, device: str | torch.device = "cpu"):
     """The cell's model, seeded with the cell's seed, in the cell's dtype."""
     torch.manual_seed(cell.seed)
-    return models.build(cell.model, n_in, cell.hidden, n_out).to(device, getattr(torch, cell.dtype))
+    return models.build(cell.model, n_in, cell.hidden, n_out, cell.rho).to(
+        device, getattr(torch, cell.dtype))
 
 
 def cell_batch(cell, seed: int | None = None, device: str | torch.device = "cpu"):

@@ -397,7 +397,8 @@ def test_saved_bytes_match_the_analytic_figure(cls, strategy, opts):
 
 def test_registry_lists_every_strategy_with_its_classes():
     assert list(STRATEGIES) == ["bptt", "bptt_fused", "truncated_bptt", "checkpointed_bptt",
-                                "teacher_forcing", "free_running", "scheduled_sampling"]
+                                "teacher_forcing", "free_running", "scheduled_sampling",
+                                "scan_bptt", "deer", "quasi_deer"]
     s = STRATEGIES
     assert set(s["bptt"].models) == {"elman", "single_output", "jordan"}
     assert set(s["bptt_fused"].models) == {"elman", "single_output"}
@@ -406,7 +407,9 @@ def test_registry_lists_every_strategy_with_its_classes():
     assert s["free_running"].models == ("jordan",) == s["scheduled_sampling"].models
     assert {n: st.depth(tau=100) for n, st in s.items()} == {
         "bptt": 100, "bptt_fused": 100, "truncated_bptt": 100, "checkpointed_bptt": 200,
-        "teacher_forcing": 1, "free_running": 100, "scheduled_sampling": 100}
+        "teacher_forcing": 1, "free_running": 100, "scheduled_sampling": 100,
+        "scan_bptt": 107, "deer": None, "quasi_deer": None}  # 7 = ceil(log2 100)
+    assert s["deer"].depth(tau=100, iterations=6) == 42 == s["quasi_deer"].depth(100, iterations=6)
     assert s["checkpointed_bptt"].memory == "O(sqrt(tau))"
     assert s["truncated_bptt"].memory == "O(k)"
     assert [n for n, st in s.items() if not st.exact] == ["truncated_bptt"]

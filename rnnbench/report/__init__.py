@@ -6,9 +6,15 @@ Python API::
     report = build_report("results/quick", "reports/quick", formats=("html", "md"))
     report.fits, report.claims, report.figures["time_vs_tau"]
 
-Command line: ``rnnbench report RESULTS_DIR [--out DIR] [--format html,md]``.
-Modules: :mod:`.load` (rows), :mod:`.tables`, :mod:`.fit`, :mod:`.claims`,
-:mod:`.plots`, :mod:`.markdown` and :mod:`.html` (pages), :mod:`.env`.
+Several runs in one report (each keeps its label and environment; rows matched by
+configuration, see :mod:`.runs`)::
+
+    report = build_report(["results/laptop", "results/node"], "reports/both")
+
+Command line: ``rnnbench report RESULTS [RESULTS ...] [--out DIR] [--label NAME ...]
+[--format html,md]``. Modules: :mod:`.load` (rows), :mod:`.runs` (several runs),
+:mod:`.tables`, :mod:`.fit`, :mod:`.claims`, :mod:`.plots`, :mod:`.markdown` and
+:mod:`.html` (pages), :mod:`.env`, :mod:`.compare` (``rnnbench compare``).
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ import pandas as pd
 
 from ..errors import UsageError
 from . import claims as claims_mod
+from . import compare as compare_mod
 from . import env as env_mod
-from . import fit, load, plots, tables
+from . import fit, load, plots, runs, tables
 
 FORMATS = ("html", "md")
 
@@ -45,15 +52,23 @@ class Report:
     env: dict
     out_dir: Path | None = None
     files: tuple = field(default=())
+    runs: tuple = ()     # run labels, in order, when the report holds several runs
+    compared: pd.DataFrame | None = None  # each later run's step time against the first
 
     def tables(self) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
         """(name, title, note, numeric table, display table) in page order."""
         spread = "mean ± sd over seeds (no ± with one seed)"
-        return [
+        first = [] if not self.runs else [
+            ("compare", f"Runs compared: step time against {self.runs[0]}",
+             f"Matched configurations; ratio = run / {self.runs[0]} (NEW/BASE); "
+             + compare_mod.rule("step_ms", compare_mod.THRESHOLD) + ". Each table below has a "
+             "run column, matched configurations on adjacent lines.",
+             self.compared, tables.display(self.compared))]
+        return first + [
             ("fits", "Scaling exponents (y = a·τ^k)",
              "Least-squares slope of log y on log τ over every ok cell (one point per seed); "
              "95% CI from Student's t with n−2 degrees of freedom.",
-             self.fits, fit.display(self.fits)),
+             self.fits, _keep_run(self.fits, fit.display(self.fits))),
             ("crossover", "Cross-over: the τ from which teacher forcing wins",
              "tau_cross: log-log interpolation between the last τ where BPTT wins and the first "
              "from which teacher forcing wins at every larger τ; tau_cross_fit: where the two "
@@ -81,6 +96,14 @@ class Report:
         ]
 
 
+def _keep_run(numeric: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
+    """A display table with the numeric table's ``run`` column first, when it has one."""
+    if runs.RUN in numeric.columns and runs.RUN not in shown.columns:
+        shown = shown.copy()
+        shown.insert(0, runs.RUN, numeric[runs.RUN].to_numpy())
+    return shown
+
+
 def analyse(rows: pd.DataFrame) -> claims_mod.Evidence:
     """The derived tables the claims are judged on (tidy rows in, no drawing)."""
     fits = fit.fits(rows)
@@ -89,25 +112,112 @@ def analyse(rows: pd.DataFrame) -> claims_mod.Evidence:
                                tables.workers(rows))
 
 
+def judge(ev: claims_mod.Evidence) -> pd.DataFrame:
+    """The claims page's table for one run's evidence (the claims engine, called once)."""
+    return claims_mod.table(claims_mod.evaluate(ev))
+
+
 def build_report(source, out_dir=None, formats=FORMATS, embed_images: bool = False,
-                 figures: bool = True) -> Report:
-    """Load rows (a results folder or a DataFrame), derive everything, and write
-    the report into ``out_dir`` when one is given (``figures=False``: tables and
-    claims only, nothing drawn)."""
+                 figures: bool = True, labels=None) -> Report:
+    """Load rows (a results folder or a DataFrame; or a list of them: several runs),
+    derive everything, and write the report into ``out_dir`` when one is given
+    (``figures=False``: tables and claims only, nothing drawn). ``labels`` names the
+    runs (default: each folder's name)."""
     formats = _formats(formats)
+    if isinstance(source, (list, tuple)):
+        if len(source) > 1:
+            report = _several(source, labels, figures)
+            return report if out_dir is None else _write(report, Path(out_dir), formats,
+                                                         embed_images)
+        runs.label_runs(source, labels)  # a label count that does not fit is still an error
+        source = source[0]
     rows = load.load(source)
     ev = analyse(rows)
     report = Report(
         source=str(source) if not isinstance(source, pd.DataFrame) else "DataFrame",
         rows=rows, summary=tables.summary(rows), speedup=ev.speedup, fits=ev.fits,
         crossover=ev.crossover, workers=ev.workers, failed=tables.failed(rows),
-        claims=claims_mod.table(claims_mod.evaluate(ev)),
+        claims=judge(ev),
         figures=plots.figures(rows, ev.speedup, ev.workers) if figures else {},
         env=env_mod.environment(rows), paired=tables.paired(rows),
     )
     if out_dir is None:
         return report
     return _write(report, Path(out_dir), formats, embed_images)
+
+
+# Sort order of the stacked tables: configuration first, the run last, so a configuration
+# measured by several runs shows on adjacent lines.
+ORDER = ["model", "strategy_label", "series", "teacher_forcing", "task_label", "measure",
+         "baseline", "batch", "hidden", "device", "threads", "dtype", "train_steps", "split",
+         "workers", "tau", "seed"]
+
+
+def _stack(parts: list[tuple[str, pd.DataFrame]], rows: pd.DataFrame) -> pd.DataFrame:
+    """One table from each run's: a ``run`` column first, matched lines adjacent."""
+    frames = [df.assign(**{runs.RUN: name, "_run": i}) for i, (name, df) in enumerate(parts)]
+    kept = [f for f in frames if len(f)] or frames[:1]
+    out = pd.concat(kept, ignore_index=True)
+    keys = [k for k in runs.setting(ORDER, rows) if k in out.columns]
+    out = out.sort_values(keys + ["_run"], kind="stable").drop(columns="_run")
+    out[runs.RUN] = pd.Categorical(out[runs.RUN], categories=[n for n, _ in parts], ordered=True)
+    return out[[runs.RUN] + [c for c in out.columns if c != runs.RUN]].reset_index(drop=True)
+
+
+def _line_up(claims: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Each run's claims table side by side: one verdict (evidence, cells) column per run."""
+    first = claims[0][1]
+    out = first[["key", "source", "claim", "rule"]].copy()
+    for name, c in claims:
+        c = c.set_index("key")
+        for col in ("verdict", "evidence", "cells"):
+            out[f"{col}: {name}"] = out["key"].map(c[col])
+    return out
+
+
+def _several(sources, labels, figures: bool) -> Report:
+    """The report of several runs: each run analysed and judged on its own, then lined up."""
+    rows = runs.load_runs(sources, labels)
+    names = runs.names(rows)
+    parts = {name: (r, analyse(r)) for name, r in runs.per_run(rows)}
+
+    def stack(make):
+        return _stack([(n, make(r, ev)) for n, (r, ev) in parts.items()], rows)
+
+    speedup, workers = stack(lambda r, e: e.speedup), stack(lambda r, e: e.workers)
+    where = {name: (str(s) if not isinstance(s, pd.DataFrame) else "DataFrame")
+             for name, s in zip(names, sources)}
+    return Report(
+        source="; ".join(f"{n}: {w}" for n, w in where.items()),
+        rows=rows, summary=stack(lambda r, e: tables.summary(r)), speedup=speedup,
+        fits=stack(lambda r, e: e.fits), crossover=stack(lambda r, e: e.crossover),
+        workers=workers, failed=stack(lambda r, e: tables.failed(r)),
+        claims=_line_up([(n, judge(e)) for n, (_, e) in parts.items()]),
+        figures=plots.figures(rows, speedup, workers) if figures else {},
+        env=runs.environment(rows, where), runs=tuple(names), compared=_compared(rows),
+    )
+
+
+COMPARED = ["run", "against", "configuration", "against_ms", "run_ms", "ratio", "ratio_lo",
+            "ratio_hi", "mark"]
+
+
+def _compared(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every later run's step time against the first run's (:mod:`.compare`)."""
+    names = runs.names(rows)
+    parts = []
+    for name in names[1:]:
+        pair = rows[rows[runs.RUN].isin([names[0], name])].copy()
+        pair[runs.RUN] = pair[runs.RUN].cat.remove_unused_categories()
+        try:
+            m = compare_mod.compare_rows(pair).matched
+        except UsageError:
+            continue  # nothing in common with the first run: no line to show
+        parts.append(pd.DataFrame({
+            "run": name, "against": names[0], "configuration": m["configuration"],
+            "against_ms": m["base_median"], "run_ms": m["new_median"], "ratio": m["ratio"],
+            "ratio_lo": m["ratio_lo"], "ratio_hi": m["ratio_hi"], "mark": m["mark"]}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COMPARED)
 
 
 def _write(report: Report, out: Path, formats, embed_images: bool) -> Report:
@@ -125,7 +235,7 @@ def _write(report: Report, out: Path, formats, embed_images: bool) -> Report:
     for name, *_, numeric, _ in report.tables():
         numeric.to_csv(out / "tables" / f"{name}.csv", index=False)
         files.append(out / "tables" / f"{name}.csv")
-    report.claims.to_csv(out / "tables" / "claims.csv", index=False)
+    report.claims.to_csv(out / "tables" / "claims.csv", index=False)  # one verdict per run
     files.append(out / "tables" / "claims.csv")
     if "md" in formats:
         files += markdown.write(report, out)
@@ -149,9 +259,14 @@ def _formats(formats) -> tuple[str, ...]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", metavar="RESULTS_DIR", help="a results folder (rnnbench run)")
+    parser.add_argument("results", metavar="RESULTS", nargs="+",
+                        help="a results folder (rnnbench run); several: one report of them "
+                             "all, side by side")
     parser.add_argument("--out", metavar="DIR", default=None,
-                        help="where to write the report (default: RESULTS_DIR/report)")
+                        help="where to write the report (default: RESULTS/report, the first "
+                             "folder's)")
+    parser.add_argument("--label", metavar="NAME", nargs="+", default=None,
+                        help="a name per results folder, in order (default: the folders' names)")
     parser.add_argument("--format", default="html,md", metavar="html,md",
                         help="pages to write, comma-separated (default: html,md); "
                              "CSV tables and PNG/SVG plots are always written")
@@ -161,14 +276,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     formats = _formats(args.format)
-    out = Path(args.out) if args.out else Path(args.results) / "report"
-    report = build_report(args.results, out, formats, args.embed_images)
-    counts = report.claims["verdict"].value_counts()
-    verdicts = ", ".join(f"{counts.get(v, 0)} {v}" for v in claims_mod.VERDICTS)
+    out = Path(args.out) if args.out else Path(args.results[0]) / "report"
+    report = build_report(args.results, out, formats, args.embed_images, labels=args.label)
     failed = len(report.failed)
     print(f"rnnbench report: {len(report.rows)} rows ({failed} not ok) -> {out}/ "
           f"({len(report.files)} files)")
-    print(f"claims: {verdicts}")
+    for name in report.runs or ("",):
+        counts = report.claims[f"verdict: {name}" if name else "verdict"].value_counts()
+        verdicts = ", ".join(f"{counts.get(v, 0)} {v}" for v in claims_mod.VERDICTS)
+        print(f"claims{' ' + name if name else ''}: {verdicts}")
     for page in ("index.html", "report.md"):
         if (out / page).exists():
             print(f"  {out / page}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .markdown import CAPTIONS, INTRO
+from .markdown import CAPTIONS, INTRO, run_columns
 from .plots import PLOTS
 
 STYLE = """
@@ -62,19 +62,32 @@ def table(df: pd.DataFrame) -> str:
 VERDICT_TEXT = {"by construction": "by construction (not measured)"}
 
 
+def _verdict(verdict) -> str:
+    if not isinstance(verdict, str):  # a claim one run's engine did not judge
+        return '<span class="note">—</span>'
+    css = verdict.replace(" ", "-")
+    return f'<span class="verdict {css}">{html.escape(VERDICT_TEXT.get(verdict, verdict))}</span>'
+
+
 def claims_table(claims: pd.DataFrame) -> str:
-    head = "<tr><th>claim</th><th>verdict</th><th>evidence</th><th>cells</th>" \
-           "<th>how it is decided</th></tr>"
+    """One verdict column (one run), or one verdict and evidence column per run."""
+    several = "verdict" not in claims.columns
+    verdicts = run_columns(claims, "verdict") if several else ["verdict"]
+    evidence = run_columns(claims, "evidence") if several else ["evidence"]
+    cells = run_columns(claims, "cells") if several else ["cells"]
+    head = ("<tr><th>claim</th>" + "".join(f"<th>{html.escape(c)}</th>"
+                                            for c in verdicts + evidence + cells)
+            + "<th>how it is decided</th></tr>")
     rows = []
     for _, c in claims.iterrows():
-        css = c["verdict"].replace(" ", "-")
-        shown = html.escape(VERDICT_TEXT.get(c["verdict"], c["verdict"]))
         rows.append(
             f'<tr id="claim-{html.escape(c["key"])}"><td>{html.escape(c["claim"])}'
             f'<br><span class="note">{html.escape(c["source"])}</span></td>'
-            f'<td><span class="verdict {css}">{shown}</span></td>'
-            f'<td>{html.escape(c["evidence"])}</td><td>{c["cells"]}</td>'
-            f'<td class="note">{html.escape(c["rule"])}</td></tr>')
+            + "".join(f"<td>{_verdict(c[v])}</td>" for v in verdicts)
+            + "".join(f"<td>{html.escape(str(c[e]) if isinstance(c[e], str) else '')}</td>"
+                      for e in evidence)
+            + "".join(f"<td>{c[n]:g}</td>" if pd.notna(c[n]) else "<td></td>" for n in cells)
+            + f'<td class="note">{html.escape(c["rule"])}</td></tr>')
     return f'<div class="scroll"><table class="claims">{head}{"".join(rows)}</table></div>'
 
 

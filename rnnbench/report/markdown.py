@@ -50,7 +50,18 @@ def page(title: str, env: dict, body: str) -> str:
     return f"# {title}\n\n{environment(env)}\n{body}"
 
 
+def run_columns(claims: pd.DataFrame, what: str) -> list[str]:
+    """The per-run columns of a claims table of several runs ('verdict: laptop', ...)."""
+    return [c for c in claims.columns if c.startswith(f"{what}: ")]
+
+
 def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
+    if "verdict" not in claims.columns:  # several runs: one verdict column per run
+        return pd.DataFrame({
+            "claim": claims["claim"],
+            **{c: claims[c].map(VERDICT_MARK) for c in run_columns(claims, "verdict")},
+            **{c: claims[c] for c in run_columns(claims, "evidence")},
+            "how it is decided": claims["rule"]})
     return pd.DataFrame({
         "claim": claims["claim"], "verdict": claims["verdict"].map(VERDICT_MARK),
         "evidence": claims["evidence"], "cells": claims["cells"],

@@ -19,12 +19,28 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from . import runs  # noqa: E402
 from .fit import power_fit  # noqa: E402
 from .tables import SETTING, ok_rows, single  # noqa: E402
 
 MAX_PANELS = 6
 MIB = 2.0 ** -20
 TF_LABEL = "jordan + teacher_forcing"
+
+
+# Several runs in one plot: each run its own marker and line style (colour: the series).
+RUN_STYLES = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1))),
+              ("P", (0, (1, 2))))
+
+
+def _by_run(frame: pd.DataFrame) -> list[tuple[str, str, object, pd.DataFrame]]:
+    """(legend suffix, marker, line style, rows) per run; rows of one run give one
+    entry ('', 'o', None, frame): the caller keeps its own styles."""
+    names = runs.names(frame)
+    if not names:
+        return [("", "o", None, frame)]
+    return [(f" [{name}]", *RUN_STYLES[i % len(RUN_STYLES)], frame[frame[runs.RUN] == name])
+            for i, name in enumerate(names)]
 
 
 def _colors(names) -> dict:
@@ -49,6 +65,7 @@ def _panels(frame: pd.DataFrame, keys: list[str],
             min_taus: int = 1) -> list[tuple[dict, pd.DataFrame]]:
     """The largest groups by ``keys`` with at least ``min_taus`` distinct τ (at most
     MAX_PANELS of them), as (setting, rows) pairs."""
+    keys = runs.setting(keys, frame)  # several runs: their machines share a panel
     groups = [kv for kv in frame.groupby(keys, dropna=False) if kv[1]["tau"].nunique() >= min_taus]
     groups = sorted(groups, key=lambda kv: -len(kv[1]))
     return [(dict(zip(keys, k)), g) for k, g in groups[:MAX_PANELS]]
@@ -103,21 +120,30 @@ def _errors(values: pd.Series):
 
 
 def _series_vs_tau(ax, rows: pd.DataFrame, measure: str, scale: float, colors: dict) -> None:
-    """Seed means with sd bars, one line per model + strategy, and its fitted power law."""
-    for name, g in rows.groupby("series"):
-        pts = g.groupby("tau")[measure].agg(["mean", "std"]).dropna(subset=["mean"])
-        if pts.empty:
-            continue
-        f = power_fit(g["tau"], g[measure])
-        label = name if f is None else f"{name}  (k={f.exponent:.2f})"
-        err = _errors(pts["std"])
-        ax.errorbar(pts.index, pts["mean"] * scale, yerr=None if err is None else err * scale,
-                    marker="o", ms=4, lw=0, elinewidth=1, capsize=2, color=colors[name],
-                    label=label)
-        if f is not None:
-            t = np.geomspace(f.tau_min, f.tau_max, 50)
-            ax.plot(t, f.predict(t) * scale, ls="--", lw=1.2, color=colors[name])
+    """Seed means with sd bars, one line per model + strategy (and run), and its fitted
+    power law."""
+    for suffix, marker, ls, part in _by_run(rows):
+        for name, g in part.groupby("series"):
+            pts = g.groupby("tau")[measure].agg(["mean", "std"]).dropna(subset=["mean"])
+            if pts.empty:
+                continue
+            f = power_fit(g["tau"], g[measure])
+            label = name + suffix + ("" if f is None else f"  (k={f.exponent:.2f})")
+            err = _errors(pts["std"])
+            ax.errorbar(pts.index, pts["mean"] * scale,
+                        yerr=None if err is None else err * scale, marker=marker, ms=4, lw=0,
+                        elinewidth=1, capsize=2, color=colors[name], label=label)
+            if f is not None:
+                t = np.geomspace(f.tau_min, f.tau_max, 50)
+                ax.plot(t, f.predict(t) * scale, ls=ls or "--", lw=1.2, color=colors[name])
     _decorate(ax, "sequence length τ (steps)", log=(2, 10))
+
+
+def _fitted(rows: pd.DataFrame, prefactor: str) -> str:
+    """How the fitted lines are drawn, for a figure's title."""
+    if runs.names(rows):
+        return f"a style per run; lines: fitted {prefactor}·τ^k"
+    return f"dashed: fitted {prefactor}·τ^k"
 
 
 def time_vs_tau(rows: pd.DataFrame) -> Figure | None:
@@ -135,7 +161,8 @@ def time_vs_tau(rows: pd.DataFrame) -> Figure | None:
         _series_vs_tau(ax, g, "step_ms_median", 1.0, colors)
         ax.set_ylabel("training step time (ms)")
         ax.set_title(_title(setting), fontsize=9)
-    fig.suptitle("Step time vs τ (dashed: fitted a·τ^k; bars: sd over seeds)")
+    bars = "bars: sd" if runs.names(ok) else "bars: sd over seeds"
+    fig.suptitle(f"Step time vs τ ({_fitted(ok, 'a')}; {bars})")
     return fig
 
 
@@ -157,7 +184,7 @@ def memory_vs_tau(rows: pd.DataFrame) -> Figure | None:
             _series_vs_tau(ax, g, measure, MIB, colors)
             ax.set_ylabel(f"{what} (MiB)")
             ax.set_title(f"{what}: {_title(setting)}", fontsize=9)
-    fig.suptitle("Memory vs τ (dashed: fitted b·τ^k)")
+    fig.suptitle("Memory vs τ (" + _fitted(ok, "b") + ")")
     return fig
 
 
@@ -172,18 +199,19 @@ def speedup_vs_tau(speedups: pd.DataFrame) -> Figure | None:
     markers = {"speedup_vs_bptt": "o", "speedup_vs_bptt_fused": "s"}
     batches = sorted(speedups["batch"].unique())
     cmap = matplotlib.colormaps["viridis"]
-    for ax, (setting, g) in zip(axes[0], panels):
-        for (batch, tf), s in g.groupby(["batch", "teacher_forcing"]):
-            color = cmap(batches.index(batch) / max(1, len(batches) - 1) * 0.85)
-            for col in cols:
-                pts = s[["tau", col, f"{col}_sd"]].dropna(subset=[col]).sort_values("tau")
-                if pts.empty:
-                    continue
-                base = col.removeprefix("speedup_vs_")
-                ax.errorbar(pts["tau"], pts[col], yerr=_errors(pts[f"{col}_sd"]),
-                            marker=markers[col], ms=4, capsize=2, color=color,
-                            ls="-" if base == "bptt" else ":",
-                            label=f"jordan + {tf} vs elman + {base}, B={batch:g}")
+    for ax, (setting, panel) in zip(axes[0], panels):
+        for suffix, _, run_ls, g in _by_run(panel):
+            for (batch, tf), s in g.groupby(["batch", "teacher_forcing"]):
+                color = cmap(batches.index(batch) / max(1, len(batches) - 1) * 0.85)
+                for col in cols:
+                    pts = s[["tau", col, f"{col}_sd"]].dropna(subset=[col]).sort_values("tau")
+                    if pts.empty:
+                        continue
+                    base = col.removeprefix("speedup_vs_")
+                    ax.errorbar(pts["tau"], pts[col], yerr=_errors(pts[f"{col}_sd"]),
+                                marker=markers[col], ms=4, capsize=2, color=color,
+                                ls=run_ls or ("-" if base == "bptt" else ":"),
+                                label=f"jordan + {tf} vs elman + {base}, B={batch:g}{suffix}")
         ax.axhline(1.0, color="black", lw=1, label="1× (no speedup)")
         _decorate(ax, "sequence length τ (steps)", "speedup of teacher forcing (×)",
                   _title(setting), log=(2, 10))
@@ -201,16 +229,19 @@ def speedup_vs_workers(workers: pd.DataFrame) -> Figure | None:
     ax = axes[0, 0]
     keys = ["model", "strategy_label", "task_label", "tau", "batch", "split"]
     colors = _colors([" ".join(map(str, k)) for k, _ in workers.groupby(keys)])
-    for key, g in workers.groupby(keys):
-        pts = g[g["speedup"].notna()].sort_values("workers")
-        if not (pts["workers"] > 1).any():
-            continue
-        low = (pts["speedup"] - pts["speedup_lo"]).clip(lower=0)
-        high = (pts["speedup_hi"] - pts["speedup"]).clip(lower=0)
-        yerr = None if low.isna().all() else np.vstack([low.fillna(0), high.fillna(0)])
-        ax.errorbar(pts["workers"], pts["speedup"], yerr=yerr, marker="o", ms=4, capsize=2,
-                    ls="-" if key[5] == "time" else "--", color=colors[" ".join(map(str, key))],
-                    label=f"{key[0]} + {key[1]}, split {key[5]}, τ={key[3]:g}, B={key[4]:g}")
+    for suffix, marker, run_ls, part in _by_run(workers):
+        for key, g in part.groupby(keys):
+            pts = g[g["speedup"].notna()].sort_values("workers")
+            if not (pts["workers"] > 1).any():
+                continue
+            low = (pts["speedup"] - pts["speedup_lo"]).clip(lower=0)
+            high = (pts["speedup_hi"] - pts["speedup"]).clip(lower=0)
+            yerr = None if low.isna().all() else np.vstack([low.fillna(0), high.fillna(0)])
+            ax.errorbar(pts["workers"], pts["speedup"], yerr=yerr, marker=marker, ms=4,
+                        capsize=2, ls=run_ls or ("-" if key[5] == "time" else "--"),
+                        color=colors[" ".join(map(str, key))],
+                        label=f"{key[0]} + {key[1]}, split {key[5]}, τ={key[3]:g}, "
+                              f"B={key[4]:g}{suffix}")
     top = workers["workers"].max()
     ax.plot([1, top], [1, top], color="black", lw=1, ls=":", label="ideal (speedup = workers)")
     _decorate(ax, "workers", "speedup over one worker (×)", log=(2, 2))
@@ -236,14 +267,17 @@ def loss_curves(rows: pd.DataFrame) -> Figure | None:
     panels = _panels(cur, keys)
     colors = _colors(cur["series"])
     fig, axes = _grid(len(panels), 2)
-    for row, (setting, g) in zip(axes, panels):
+    for row, (setting, panel) in zip(axes, panels):
         seen = set()
-        for _, r in g.sort_values(["series", "seed"]).iterrows():
-            c = np.asarray(r["train_curve"], dtype=float).reshape(-1, 3)
-            label = None if r["series"] in seen else r["series"]
-            seen.add(r["series"])
-            row[0].plot(c[:, 0], c[:, 2], color=colors[r["series"]], lw=1, alpha=0.8, label=label)
-            row[1].plot(c[:, 1], c[:, 2], color=colors[r["series"]], lw=1, alpha=0.8, label=label)
+        for suffix, _, ls, g in _by_run(panel):
+            for _, r in g.sort_values(["series", "seed"]).iterrows():
+                c = np.asarray(r["train_curve"], dtype=float).reshape(-1, 3)
+                name = r["series"] + suffix
+                label = None if name in seen else name
+                seen.add(name)
+                for ax, x in ((row[0], c[:, 0]), (row[1], c[:, 1])):
+                    ax.plot(x, c[:, 2], color=colors[r["series"]], lw=1, alpha=0.8,
+                            ls=ls or "-", label=label)
         for ax, xlabel in ((row[0], "training step"), (row[1], "wall-clock time (s)")):
             _decorate(ax, xlabel, "training loss (nats/token)", _title(setting))
     fig.suptitle("Training loss vs step and vs wall-clock (one line per seed)")
@@ -262,19 +296,21 @@ def exposure_bias(rows: pd.DataFrame) -> Figure | None:
     panels = _panels(ok, ["task_label", "tau"])
     colors = _colors(ok["series"])
     fig, axes = _grid(1, len(panels))
-    for ax, (setting, g) in zip(axes[0], panels):
-        for name, s in g.groupby("series"):
-            t = np.asarray(s["horizon_t"].iloc[0], dtype=float)
-            same = s[s["horizon_t"].map(len) == len(t)]
-            for col, ls, what in (("horizon_loss_tf", "-", "teacher-forced"),
-                                  ("horizon_loss_free", "--", "free-running")):
-                vals = np.array([v for v in same[col] if len(v) == len(t)], dtype=float)
-                if vals.size and np.isfinite(vals).any():
-                    counts = np.isfinite(vals).sum(axis=0)
-                    mean = np.where(counts > 0, np.nansum(vals, axis=0) / np.maximum(counts, 1),
-                                    np.nan)  # NaN losses skipped, without a warning
-                    ax.plot(t, mean, ls=ls, marker=".", color=colors[name],
-                            label=f"{name}: {what}")
+    for ax, (setting, panel) in zip(axes[0], panels):
+        for suffix, marker, run_ls, g in _by_run(panel):
+            for name, s in g.groupby("series"):
+                t = np.asarray(s["horizon_t"].iloc[0], dtype=float)
+                same = s[s["horizon_t"].map(len) == len(t)]
+                for col, ls, what in (("horizon_loss_tf", "-", "teacher-forced"),
+                                      ("horizon_loss_free", "--", "free-running")):
+                    vals = np.array([v for v in same[col] if len(v) == len(t)], dtype=float)
+                    if vals.size and np.isfinite(vals).any():
+                        counts = np.isfinite(vals).sum(axis=0)
+                        mean = np.where(counts > 0,
+                                        np.nansum(vals, axis=0) / np.maximum(counts, 1),
+                                        np.nan)  # NaN losses skipped, without a warning
+                        ax.plot(t, mean, ls=ls, marker=marker if suffix else ".",
+                                color=colors[name], label=f"{name}{suffix}: {what}")
         _decorate(ax, "position in the sequence t (steps)", "loss (nats/token)",
                   _title(setting))
     fig.suptitle("Exposure bias: loss fed the true outputs (solid) vs its own (dashed)")
@@ -289,6 +325,8 @@ def capacity(rows: pd.DataFrame) -> Figure | None:
     ok = ok[ok["acc"].notna()]
     if ok.empty:
         return None
+    if runs.names(ok):  # several runs: a column per model and run
+        ok["model"] = ok["model"].astype(str) + "\n[" + ok[runs.RUN].astype(str) + "]"
     means = ok.groupby(["task_label", "model", "strategy_label"])["acc"].mean().reset_index()
     best = means.loc[means.groupby(["task_label", "model"])["acc"].idxmax()]
     grid = best.pivot(index="task_label", columns="model", values="acc")

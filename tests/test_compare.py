@@ -1,0 +1,307 @@
+"""Two runs side by side: `rnnbench compare` (the regression gate) and the report of
+several runs, on results folders written by rnnbench.store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import report_synthetic as rs
+from rnnbench import cli, store
+from rnnbench.report import build_report, compare, plots
+from test_architecture import _imports_torch
+from test_report import CHROMIUM, _images_loaded
+
+# Two seeds, three τ, each row with 9 raw samples spread ±2% around its median.
+TAUS = (32, 128, 512)
+
+
+def job_rows(seed: int, taus=TAUS, **fields) -> list[dict]:
+    """The same small job's timing rows, measured again: a fresh noise draw (3%)."""
+    rows = rs.timing_rows(taus=taus, seeds=(0, 1), rng=np.random.default_rng(seed))
+    for r in rows:
+        ms = r["step_ms_median"]
+        r["step_ms_samples"] = list(ms * np.linspace(0.98, 1.02, 9))
+        r.update(fields)
+    return rows
+
+
+def results(folder: Path, rows: list[dict]) -> Path:
+    for row in rows:
+        store.write_row(folder, row)
+    return folder
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    """The laptop and the cluster node: same job, another machine and thread count."""
+    laptop = results(tmp_path / "laptop", job_rows(1))
+    node = results(tmp_path / "node", job_rows(2, threads=4, host="node7", git_commit="def5678",
+                                                cpu_model="Cluster CPU @ 2 GHz"))
+    return laptop, node
+
+
+def run(*args, capsys):
+    try:
+        code = cli.main([*map(str, args)])
+    except SystemExit as exc:  # argparse's own errors (one line, exit 2)
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def scale_config(folder: Path, factor: float, column="step_ms", **where) -> int:
+    """Multiply one measure of every row file matching ``where`` by ``factor``, on disk."""
+    n = 0
+    for path in (folder / "rows").glob("*.json"):
+        row = json.loads(path.read_text())
+        if all(row[k] == v for k, v in where.items()):
+            if column == "step_ms":
+                row["step_ms_samples"] = [v * factor for v in row["step_ms_samples"]]
+                row["step_ms_median"] *= factor
+            else:
+                row[column] *= factor
+            path.write_text(json.dumps(row))
+            n += 1
+    return n
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def test_two_runs_of_the_same_job_are_the_same_everywhere(two_runs, capsys):
+    code, out, err = run("compare", *two_runs, capsys=capsys)
+    assert code == 0, out + err
+    c = compare.compare(*two_runs)
+    assert len(c.matched) == len(rs.LAWS) * len(TAUS)  # threads 1 vs 4 still match
+    assert set(c.matched["mark"]) == {"same"}
+    # Noise moves a ratio by a few percent, never the whole interval past the threshold.
+    assert (c.matched["ratio_lo"] < 1.1).all() and (c.matched["ratio_hi"] > 1 / 1.1).all()
+    assert c.only.empty and "exit 0" in out
+    assert "Synthetic CPU" in out and "Cluster CPU" in out and "def5678" in out
+
+
+def test_a_run_against_itself_is_the_same_everywhere(two_runs, capsys):
+    code, out, _ = run("compare", two_runs[0], two_runs[0], capsys=capsys)
+    assert code == 0 and "9 matched: 9 same" in out
+    c = compare.compare(two_runs[0], two_runs[0])
+    assert list(c.labels) == [str(two_runs[0]), f"{two_runs[0]} #2"]
+    assert (c.matched["ratio"] == 1.0).all()
+
+
+def test_one_configuration_made_slower_is_the_only_one_marked_and_fails(two_runs, capsys):
+    base, new = two_runs
+    assert scale_config(new, 1.5, model="elman", strategy="bptt", tau=128) == 2  # both seeds
+    code, out, err = run("compare", base, new, capsys=capsys)
+    assert code == 1
+    c = compare.compare(base, new)
+    slower = c.matched[c.matched["mark"] == "slower"]
+    assert list(slower["configuration"]) == ["elman + bptt, text, τ=128, B=1, H=32"]
+    assert slower.iloc[0]["strategy_label"] == "bptt" and slower.iloc[0]["tau"] == 128
+    assert slower.iloc[0]["ratio"] == pytest.approx(1.5, rel=0.1)
+    assert set(c.matched.drop(slower.index)["mark"]) == {"same"}
+    assert f"SLOWER: {slower.iloc[0]['configuration']}" in out
+    # The gate is the threshold: 1.5x is not slower beyond 1.6.
+    code, out, _ = run("compare", base, new, "--threshold", "1.6", capsys=capsys)
+    assert code == 0 and "exit 0" in out
+    # ... and the other way round it is faster, which never fails the gate.
+    code, out, _ = run("compare", new, base, capsys=capsys)
+    assert code == 0
+    assert list(compare.compare(new, base).matched["mark"]).count("faster") == 1
+
+
+def test_an_interval_straddling_one_is_same_even_when_the_medians_differ(two_runs):
+    base, new = two_runs
+    for path in (new / "rows").glob("*.json"):  # medians 1.3x, samples spread 0.2x-3x
+        row = json.loads(path.read_text())
+        row["step_ms_samples"] = list(row["step_ms_median"] * np.linspace(0.2, 2.8, 9))
+        path.write_text(json.dumps(row))
+    c = compare.compare(base, new)
+    assert (c.matched["ratio"] > 1.2).all()
+    assert set(c.matched["mark"]) == {"same"} and c.exit_code == 0
+
+
+def test_the_json_names_the_regression(two_runs, capsys):
+    base, new = two_runs
+    scale_config(new, 2.0, model="jordan", tau=32)
+    code, out, _ = run("compare", base, new, "--json", capsys=capsys)
+    obj = json.loads(out)
+    assert code == obj["exit_code"] == 1
+    assert obj["worse"] == [m["configuration"] for m in obj["matched"] if m["mark"] == "slower"]
+    assert len(obj["worse"]) == 1 and "jordan + teacher_forcing" in obj["worse"][0]
+    assert obj["base"] == "laptop" and obj["env"]["node"]["git commit"] == "def5678"
+    assert "Q1(NEW)/Q3(BASE)" in obj["rule"]
+
+
+def test_point_measures_compare_the_values_without_an_interval(two_runs, capsys):
+    base, new = two_runs
+    scale_config(new, 3.0, column="peak_bytes", model="elman", strategy="bptt_fused", tau=512)
+    code, out, _ = run("compare", base, new, "--measure", "peak_bytes", capsys=capsys)
+    assert code == 1 and "LARGER: elman + bptt_fused" in out and "point values" in out
+    c = compare.compare(base, new, measure="peak_bytes")
+    assert c.matched["ratio_lo"].isna().all()
+    assert list(c.matched["mark"]).count("larger") == 1
+    # The step times were not touched: compared on step_ms the runs still agree.
+    assert run("compare", base, new, capsys=capsys)[0] == 0
+
+
+def test_an_extra_tau_is_listed_as_not_compared(tmp_path, capsys):
+    base = results(tmp_path / "base", job_rows(1))
+    new = results(tmp_path / "new", job_rows(2, taus=TAUS + (2048,)))
+    code, out, _ = run("compare", base, new, capsys=capsys)
+    assert code == 0
+    c = compare.compare(base, new)
+    assert len(c.matched) == len(rs.LAWS) * len(TAUS)
+    assert len(c.only) == len(rs.LAWS) and c.only["configuration"].str.contains("τ=2048").all()
+    assert set(c.only["base status"]) == {"absent"} and set(c.only["new status"]) == {"ok"}
+    assert "Not compared: 3 configuration(s)" in out
+
+
+def test_different_hidden_sizes_never_match(tmp_path, capsys):
+    base = results(tmp_path / "base", job_rows(1))
+    new = results(tmp_path / "new", [dict(r, hidden=64) if r["strategy"] != "bptt" else r
+                                     for r in job_rows(2)])
+    c = compare.compare(base, new)
+    assert set(c.matched["strategy_label"]) == {"bptt"} and (c.matched["hidden"] == 32).all()
+    assert len(c.only) == 2 * 2 * len(TAUS)  # each of the two others at H=32 and at H=64
+    assert c.only["configuration"].str.endswith("H=64").sum() == 2 * len(TAUS)
+    every = results(tmp_path / "every", job_rows(2, hidden=64))
+    code, _, err = run("compare", base, every, capsys=capsys)
+    assert code == 2 and "no configuration in common" in err and err.count("\n") == 1
+
+
+def test_a_configuration_that_fails_in_new_fails_the_gate(two_runs, capsys):
+    base, new = two_runs
+    for path in (new / "rows").glob("*.json"):
+        row = json.loads(path.read_text())
+        if row["strategy"] == "bptt_fused" and row["tau"] == 512:
+            row.update(status="oom", error="out of memory", step_ms_median=None,
+                       step_ms_samples=[])
+            path.write_text(json.dumps(row))
+    code, out, _ = run("compare", base, new, capsys=capsys)
+    assert code == 1 and "NOT OK IN NEW: elman + bptt_fused" in out and "oom" in out
+
+
+def _empty(d: Path):
+    d.mkdir()
+
+
+def _failed_only(d: Path):
+    results(d, rs.failed_rows())
+
+
+@pytest.mark.parametrize("make, extra, message", [
+    (_empty, (), "not a results folder"),
+    (lambda d: None, (), "no such results folder"),
+    (_failed_only, (), "no ok rows to compare"),
+    (lambda d: results(d, job_rows(3)), ("--measure", "loss_tf"), "--measure: invalid choice"),
+    (lambda d: results(d, job_rows(3)), ("--measure", "loss_free"), "loss_free measured in both"),
+    (lambda d: results(d, job_rows(3)), ("--threshold", "0.9"), "--threshold: must be a number >= 1"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, extra, message):
+    good = results(tmp_path / "good", job_rows(1))
+    make(tmp_path / "bad")
+    code, out, err = run("compare", good, tmp_path / "bad", *extra, capsys=capsys)
+    assert code == 2, out + err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_a_real_cell_measured_twice_saves_the_same_bytes(tmp_path, capsys, one_thread):
+    """Two real runs of one small cell: saved bytes are a property of the computation,
+    so the two runs compare at exactly 1.0 (step times are noisy and not asserted)."""
+    from rnnbench.cell import Cell
+    from rnnbench.measure import run_cell
+
+    cells = [Cell(model="elman", strategy="bptt", tau=16, hidden=8, repeats=2)]
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        for cell in cells:
+            row = run_cell(cell)
+            assert row["status"] == "ok", row["error"]
+            store.write_row(folder, row)
+    code, out, _ = run("compare", a, b, "--measure", "saved_bytes", capsys=capsys)
+    assert code == 0
+    c = compare.compare(a, b, measure="saved_bytes")
+    assert list(c.matched["ratio"]) == [1.0] and list(c.matched["mark"]) == ["same"]
+    assert run("compare", a, b, "--json", capsys=capsys)[0] in (0, 1)
+
+
+def test_comparing_runs_does_not_import_torch():
+    assert not _imports_torch("import rnnbench.report.compare, rnnbench.report.runs")
+
+
+# --------------------------------------------------------------------------- report
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory):
+    """The laptop and the node in one report (plots drawn), once for the module."""
+    tmp = tmp_path_factory.mktemp("multi")
+    laptop = results(tmp / "laptop", job_rows(1))
+    node = results(tmp / "node", job_rows(2, threads=4, git_commit="def5678",
+                                          cpu_model="Cluster CPU @ 2 GHz"))
+    return build_report([laptop, node], tmp / "both")
+
+
+def test_a_report_of_two_runs_lines_them_up(multi):
+    assert multi.runs == ("laptop", "node")
+    s = multi.summary
+    assert list(s.columns[:1]) == ["run"] and set(s["run"]) == {"laptop", "node"}
+    # A matched configuration sits on adjacent lines, first run first.
+    assert list(s["run"][:2]) == ["laptop", "node"]
+    assert s.iloc[0]["tau"] == s.iloc[1]["tau"] and s.iloc[0]["threads"] == 1
+    assert s.iloc[1]["threads"] == 4
+    assert set(multi.compared["mark"]) == {"same"} and len(multi.compared) == 9
+    for name, _, _, numeric, shown in multi.tables():
+        assert list(shown.columns[:1]) == ["run"], name
+    # Each run keeps its environment.
+    assert "laptop: Synthetic CPU" in multi.env["CPU"] and "node: Cluster CPU" in multi.env["CPU"]
+    assert "def5678" in multi.env["git commit"] and multi.env["torch"] == rs.ENV["torch"]
+    # The claims engine judged each run: one verdict column per run.
+    for name in multi.runs:
+        assert multi.claims[f"verdict: {name}"].notna().all()
+    text = (multi.out_dir / "claims.md").read_text()
+    assert "verdict: laptop" in text and "verdict: node" in text
+    csv = pd.read_csv(multi.out_dir / "tables" / "summary.csv")
+    assert csv["run"].tolist() == s["run"].astype(str).tolist()
+
+
+def test_each_run_has_its_own_line_style(multi):
+    ax = multi.figures["time_vs_tau"].axes[0]
+    fitted = {ln.get_linestyle() for ln in ax.get_lines() if len(ln.get_xdata()) == 50}
+    assert fitted == {"-", "--"}
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("[laptop]" in x for x in labels) and any("[node]" in x for x in labels)
+    # One panel holds both runs: threads 1 and 4 tell the runs apart, not the settings.
+    assert len(multi.figures["time_vs_tau"].axes) == 1
+
+
+def test_one_folder_in_a_list_is_the_single_run_report(two_runs, tmp_path):
+    one = build_report([two_runs[0]], figures=False)
+    assert one.runs == () and "run" not in one.summary.columns and "verdict" in one.claims
+
+
+def test_report_cli_takes_labels_and_checks_their_count(tmp_path, capsys):
+    one_law = {("elman", "bptt"): rs.LAWS[("elman", "bptt")]}
+    two_runs = [results(tmp_path / name, rs.timing_rows(laws=one_law, taus=(16, 64), seeds=(0,)))
+                for name in ("a", "b")]
+    code, out, err = run("report", *two_runs, "--out", tmp_path / "r", "--format", "md",
+                         "--label", "before", "after", capsys=capsys)
+    assert code == 0, err
+    assert "claims before:" in out and "claims after:" in out
+    assert "verdict: before" in (tmp_path / "r" / "claims.md").read_text()
+    code, _, err = run("report", *two_runs, "--label", "only-one", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "--label" in err
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (apt-get install chromium)")
+def test_a_report_of_two_runs_renders_with_every_image(multi):
+    drawn = sum(1 for f in multi.figures.values() if f is not None)
+    assert drawn >= 2
+    assert _images_loaded(multi.out_dir / "index.html") == f"{drawn}/{drawn}"
+    assert drawn == len([p for p in plots.PLOTS if multi.figures.get(p) is not None])
