@@ -185,29 +185,30 @@ def test_threads_all_is_the_cpu_count():
 
 
 def test_best_bptt_picks_the_fastest_candidate(monkeypatch, one_thread):
-    """Three candidates, two slowed by 30 ms a step: the third wins, and the row says so."""
-    def slowed(fn):
+    """Three candidates on a fake clock: each loss call costs its strategy 3, 2 or 1
+    units; the cheapest wins, and the row fields say which and what each took."""
+    now = [0.0]
+
+    def costing(fn, cost):
         def run(model, x, y):
-            time.sleep(0.03)
+            now[0] += cost
             return fn(model, x, y)
         return run
 
     reg = strategies.STRATEGIES
     plain, fused = reg["bptt"], reg["bptt_fused"]
-    monkeypatch.setitem(reg, "bptt", _replace(plain, fn=slowed(plain.fn)))
-    monkeypatch.setitem(reg, "bptt_fused", _replace(fused, fn=slowed(fused.fn)))
-    monkeypatch.setitem(reg, "bptt_compiled", _replace(plain, name="bptt_compiled"))
+    monkeypatch.setitem(reg, "bptt", _replace(plain, fn=costing(plain.fn, 3.0)))
+    monkeypatch.setitem(reg, "bptt_fused", _replace(fused, fn=costing(fused.fn, 2.0)))
+    monkeypatch.setitem(reg, "bptt_compiled", _replace(plain, name="bptt_compiled",
+                                                       fn=costing(plain.fn, 1.0)))
     assert strategies.bptt_candidates("elman") == ["bptt", "bptt_fused", "bptt_compiled"]
     c = Cell(model="jordan", strategy="teacher_forcing",
              baseline={"model": "elman", "strategy": "best_bptt"}, **TINY)
-    row = measure.run_cell(c)
-    assert row["status"] == "ok", row["error"]
-    assert row["baseline_error"] is None
-    assert json.loads(row["baseline_config"])["strategy"] == "bptt_compiled"
-    times = json.loads(row["baseline_candidates_ms"])
-    assert set(times) == {"bptt", "bptt_fused", "bptt_compiled"}
-    assert times["bptt_compiled"] < 30 <= min(times["bptt"], times["bptt_fused"])
-    assert row["baseline_step_ms_median"] < 30
+    side, out = measure.baseline_side(c, lambda: now[0], math.inf)
+    assert side.cell.strategy == "bptt_compiled" and side.cell.model == "elman"
+    assert json.loads(out["baseline_config"]) == {"model": "elman", "strategy": "bptt_compiled"}
+    assert json.loads(out["baseline_candidates_ms"]) == {
+        "bptt": 3000.0, "bptt_fused": 2000.0, "bptt_compiled": 1000.0}
 
 
 def _replace(strategy, **changes):
