@@ -1,12 +1,14 @@
 # rnnbench: two commands do all the set-up on a fresh machine.
 #   make quick   the main job: a quick sweep on embedded Ray, then its report
+#                (results/quick/ and results/quick/report/, both ignored by git;
+#                `make quick REPORT=reports/quick` regenerates the committed example)
 #   make test       the whole test suite (what CI runs)
 #   make test-fast  the unit tests: no Ray, nothing marked slow (a couple of minutes)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 OUT    ?= results/quick
-REPORT ?= reports/quick
+REPORT ?= $(OUT)/report
 
 .PHONY: setup quick test test-fast
 

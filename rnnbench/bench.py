@@ -74,7 +74,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--workers", type=positive_int, default=1)
     a("--train-steps", type=non_negative_int, default=0)
     a("--lr", type=positive_float, default=1e-2)
-    a("--repeats", type=positive_int, default=20, help="about this many timing samples")
+    a("--repeats", type=positive_int, default=20,
+      help="exactly this many timing samples (default 20)")
     a("--seed", type=non_negative_int, default=0)
     a("--rho", type=positive_float, default=None,
       help="rescale W at init to this spectral radius (elman, single_output)")

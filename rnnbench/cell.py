@@ -8,14 +8,16 @@ configuration; :func:`rnnbench.runner.run_cell` turns it into one tidy row
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from . import strategies, tasks
-from .errors import UsageError, check_int
+from .errors import UsageError, check_int, short
 from .models import MODELS, check_rho
 
 DEVICES = ("cpu", "cuda")
@@ -40,6 +42,7 @@ def node_cpus() -> int:
     return os.cpu_count() or 1
 
 
+
 def _frozen(options: Any, field: str) -> tuple:
     """A mapping as a sorted tuple of (key, value) pairs, so the cell stays hashable."""
     if options is None:
@@ -54,6 +57,9 @@ def _frozen(options: Any, field: str) -> tuple:
         if not isinstance(value, (str, int, float, bool, type(None))):
             raise UsageError(f"{field}.{key}: must be a number, string or boolean, got {value!r}")
     return tuple(sorted(options.items()))
+
+
+INT64_MAX = 2**63 - 1  # integers are stored as int64 (Parquet, pandas)
 
 
 def _overrides(value: Any) -> tuple:
@@ -82,10 +88,9 @@ def _overrides(value: Any) -> tuple:
 @dataclass(frozen=True)
 class Cell:
     """model, strategy (+ options), task (+ options), tau, batch, hidden, seed,
-    threads (a count or ``"all"``), device, workers, train_steps, lr, repeats,
-    dtype, harness, rho (spectral radius W is rescaled to at init; None: the
-    default init), and ``baseline``: the same cell with some fields changed,
-    timed beside it in alternating blocks (:mod:`rnnbench.paired`)."""
+    threads (a count or ``"all"``), baseline (the same cell with some fields
+    changed, timed beside it: :mod:`rnnbench.paired`), device, workers, train_steps, lr, repeats, dtype, harness, rho
+    (spectral radius W is rescaled to at init; None: the default init)."""
 
     model: str
     strategy: str
@@ -108,42 +113,58 @@ class Cell:
     baseline: tuple = ()
 
     def __post_init__(self):
-        object.__setattr__(self, "strategy_options",
-                           _frozen(self.strategy_options, "strategy_options"))
-        object.__setattr__(self, "task_options", _frozen(self.task_options, "task_options"))
-        object.__setattr__(self, "baseline", _overrides(self.baseline))
+        """Check every field; one UsageError listing every problem, one line each."""
+        problems: list[str] = []
+
+        def check(fn, *args):
+            try:
+                return fn(*args)
+            except UsageError as exc:
+                problems.append(str(exc))
+                return None
+
+        for name in ("strategy_options", "task_options"):
+            frozen = check(_frozen, getattr(self, name), name)
+            object.__setattr__(self, name, () if frozen is None else frozen)
+        frozen = check(_overrides, self.baseline)
+        object.__setattr__(self, "baseline", () if frozen is None else frozen)
+        check(self._check_model_strategy)
+        check(self._check_task)
+        check(check_rho, self.model, self.rho)
+        for name, low in (("tau", 1), ("batch", 1), ("hidden", 1), ("seed", 0),
+                          ("workers", 1), ("train_steps", 0), ("repeats", 1)):
+            check(check_int, name, getattr(self, name), low, INT64_MAX)
+        if self.threads != ALL and check(check_int, "threads", self.threads, 1, INT64_MAX) is None:
+            problems[-1] = f"threads: must be a positive integer or 'all', got {short(self.threads)}"
+        for name, allowed in (("device", DEVICES), ("harness", HARNESSES), ("dtype", DTYPES)):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name}: must be one of {', '.join(allowed)}, "
+                                f"got {short(getattr(self, name))}")
+        if (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
+                or not 0 < self.lr < math.inf):
+            problems.append(f"lr: must be a finite positive number, got {short(self.lr)}")
+        if problems:
+            raise UsageError("\n".join(problems))
+        if self.baseline:
+            self.baseline_cell("bptt")  # validates the overrides (bptt stands in for best_bptt)
+
+    def _check_model_strategy(self) -> None:
         if self.model not in MODELS:
-            raise UsageError(f"model: unknown model {self.model!r}; allowed: {', '.join(MODELS)}")
+            strategies.get(self.strategy)  # an unknown strategy is a problem of its own
+            raise UsageError(f"model: unknown model {short(self.model)}; "
+                             f"allowed: {', '.join(MODELS)}")
         tau_ok = isinstance(self.tau, int) and not isinstance(self.tau, bool) and self.tau >= 1
         strategies.check(self.model, self.strategy, dict(self.strategy_options),
                          self.tau if tau_ok else None)
+
+    def _check_task(self) -> None:
         task = tasks.make(self.task, **dict(self.task_options))
-        if task.single_output != (self.model == "single_output"):
+        if self.model in MODELS and task.single_output != (self.model == "single_output"):
             raise UsageError(
                 f"task: {self.task} does not fit model {self.model}; "
                 + ("single_output needs sequence_parity" if self.model == "single_output"
                    else "sequence_parity needs model single_output")
             )
-        for name, low in (("tau", 1), ("batch", 1), ("hidden", 1), ("seed", 0),
-                          ("workers", 1), ("train_steps", 0), ("repeats", 1)):
-            check_int(name, getattr(self, name), low)
-        if self.threads != ALL:
-            try:
-                check_int("threads", self.threads, 1)
-            except UsageError:
-                raise UsageError(f"threads: must be a positive integer or 'all', "
-                                 f"got {self.threads!r}") from None
-        if self.device not in DEVICES:
-            raise UsageError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if self.harness not in HARNESSES:
-            raise UsageError(f"harness: must be one of {', '.join(HARNESSES)}, got {self.harness!r}")
-        if self.dtype not in DTYPES:
-            raise UsageError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        check_rho(self.model, self.rho)
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
-            raise UsageError(f"lr: must be a positive number, got {self.lr!r}")
-        if self.baseline:
-            self.baseline_cell("bptt")  # validates the overrides (bptt stands in for best_bptt)
 
     # ------------------------------------------------------------------ baseline
     def baseline_cell(self, best_bptt: str | None = None) -> "Cell | None":
@@ -206,20 +227,21 @@ class Cell:
         """The baseline's overrides as plain data (option mappings as dicts)."""
         return {k: dict(v) if k.endswith("_options") else v for k, v in self.baseline}
 
-    @property
+    @functools.cached_property
     def cell_id(self) -> str:
         """Stable id: the first 16 hex digits of SHA-256 over the sorted config.
 
         ``harness``, ``rho`` and ``baseline`` enter the hash only when they are not the
         default, so ids of cells stored before the fields existed do not change.
+        Computed once per cell (the driver asks for it many times).
         """
         config = self.config()
+        if not config["baseline"]:
+            del config["baseline"]
         if config["harness"] == "auto":
             del config["harness"]
         if config["rho"] is None:
             del config["rho"]
-        if not config["baseline"]:
-            del config["baseline"]
         blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

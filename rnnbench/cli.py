@@ -2,7 +2,8 @@
 
 Each sub-command lives in its own module, which provides ``configure(parser)``
 and ``main(args) -> int``; only the chosen one is imported.  Bad input prints
-one line naming the field and exits 2, never a traceback.
+one line naming the field and exits 2, never a traceback; results that cannot
+be written (disk full, ...) print one line and exit 3.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import UsageError
+from .errors import StorageError, UsageError
 
 COMMANDS = {
     "bench": ("rnnbench.bench", "run one benchmark cell and print its row"),
@@ -56,9 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     try:
         return int(module.main(args) or 0)
-    except UsageError as exc:
-        print(f"rnnbench {command}: error: {exc}", file=sys.stderr)
+    except UsageError as exc:  # one line per problem
+        for line in str(exc).splitlines() or [""]:
+            print(f"rnnbench {command}: error: {line}", file=sys.stderr)
         return 2
+    except StorageError as exc:
+        print(f"rnnbench {command}: error: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         hint = "; rows written so far are kept: run the same command again to resume" \
             if command == "run" else ""

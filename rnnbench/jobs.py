@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +35,16 @@ import yaml
 
 from . import strategies
 from .cell import Cell
-from .errors import UsageError
+from .errors import UsageError, short
 
 CELL_FIELDS = tuple(f.name for f in dataclasses.fields(Cell))
 TOP_KEYS = ("name", "description", "fixed", "grid", "seeds", "parts")
 PART_KEYS = ("name", "description", "fixed", "grid", "seeds")
 MAX_CELLS = 100_000
+# Nodes of the YAML document with every alias expanded (each use of an anchor
+# counts its whole subtree): a bound checked before anything is built, so an
+# alias bomb (a few lines that expand to billions of values) is refused at once.
+MAX_NODES = 1_000_000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -84,16 +89,54 @@ class _Loader(yaml.SafeLoader):
                 continue
             if dup:
                 self.duplicates.append(
-                    f"line {key_node.start_mark.line + 1}: duplicate key {key!r}; "
+                    f"line {key_node.start_mark.line + 1}: duplicate key {short(key)}; "
                     "each key may appear once per mapping")
         return super().construct_mapping(node, deep=deep)
 
 
+class TooLarge(yaml.YAMLError):
+    """A document larger than :data:`MAX_NODES` with its aliases expanded, or recursive."""
+
+
+def expanded_size(node, limit: int = MAX_NODES) -> int:
+    """How many nodes the document holds with every alias expanded (counted on the
+    node graph once per distinct node, so the count costs what the file does);
+    TooLarge past ``limit`` or for a node that contains itself."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(n) -> int:
+        key = id(n)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise TooLarge("an alias refers to a node that contains it (a recursive structure)")
+        open_.add(key)
+        total = 1
+        if isinstance(n, yaml.SequenceNode):
+            total += sum(size(child) for child in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in n.value)
+        open_.discard(key)
+        if total > limit:
+            raise TooLarge(f"more than {limit} values once its aliases (*name) are expanded; "
+                           "write the values out or split the job")
+        sizes[key] = total
+        return total
+
+    return size(node) if node is not None else 0
+
+
 def parse_yaml(text: str) -> tuple[Any, list[str]]:
-    """Parse YAML safely; return (data, duplicate-key problems)."""
+    """Parse YAML safely; return (data, duplicate-key problems).  The document's
+    size with aliases expanded is checked (:func:`expanded_size`) before any
+    value is built."""
     loader = _Loader(text)
     try:
-        return loader.get_single_data(), loader.duplicates
+        node = loader.get_single_node()
+        expanded_size(node)
+        return (loader.construct_document(node) if node is not None else None), \
+            loader.duplicates
     finally:
         loader.dispose()
 
@@ -111,7 +154,7 @@ def _check_mapping(where: str, value, problems: list[str]) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        problems.append(f"{where}: must be a mapping of field: value, got {_kind(value)} {value!r}")
+        problems.append(f"{where}: must be a mapping of field: value, got {_kind(value)} {short(value)}")
         return {}
     return value
 
@@ -124,10 +167,10 @@ def _check_fields(where: str, mapping: dict, problems: list[str]) -> dict:
             problems.append(f"{where}.{key}: unknown field; allowed: {', '.join(CELL_FIELDS)}")
         elif key in ("strategy_options", "task_options") and not isinstance(value, (dict, type(None))):
             problems.append(f"{where}.{key}: must be a mapping of option: value, "
-                            f"got {_kind(value)} {value!r}")
+                            f"got {_kind(value)} {short(value)}")
         elif key == "baseline" and not isinstance(value, (dict, type(None))):
             problems.append(f"{where}.{key}: must be a mapping of field: value, e.g. "
-                            f"{{workers: 1}}, got {_kind(value)} {value!r}")
+                            f"{{workers: 1}}, got {_kind(value)} {short(value)}")
         else:
             good[key] = value
     return good
@@ -135,17 +178,28 @@ def _check_fields(where: str, mapping: dict, problems: list[str]) -> dict:
 
 def _check_list(where: str, value, problems: list[str]) -> list:
     if not isinstance(value, list):
-        problems.append(f"{where}: must be a non-empty list of values, got {_kind(value)} {value!r}")
+        problems.append(f"{where}: must be a non-empty list of values, got {_kind(value)} {short(value)}")
         return []
     if not value:
         problems.append(f"{where}: empty list; give at least one value")
         return []
-    seen = []
+    seen = set()
     for i, item in enumerate(value):
-        if item in seen:
-            problems.append(f"{where}[{i}]: duplicate value {item!r}; each value may appear once")
-        seen.append(item)
+        key = _key(item)
+        if key in seen:
+            problems.append(f"{where}[{i}]: duplicate value {short(item)}; "
+                            "each value may appear once")
+        seen.add(key)
     return value
+
+
+def _key(value):
+    """A hashable stand-in for a value (mappings and lists by their sorted JSON text)."""
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        return ("unhashable", json.dumps(value, sort_keys=True, default=repr))
 
 
 def _axes(where: str, grid, problems: list[str]) -> list[tuple[str, list]]:
@@ -154,7 +208,7 @@ def _axes(where: str, grid, problems: list[str]) -> list[tuple[str, list]]:
         problems.append(f"{where}: empty grid; give at least one axis, e.g. tau: [64, 256]")
         return []
     if not isinstance(grid, dict):
-        problems.append(f"{where}: must be a mapping of axis: [values], got {_kind(grid)} {grid!r}")
+        problems.append(f"{where}: must be a mapping of axis: [values], got {_kind(grid)} {short(grid)}")
         return []
     axes = []
     for axis, values in grid.items():
@@ -168,7 +222,7 @@ def _axes(where: str, grid, problems: list[str]) -> list[tuple[str, list]]:
             for i, entry in enumerate(values):
                 if not isinstance(entry, dict) or not entry:
                     problems.append(f"{at}[{i}]: must be a mapping of fields, e.g. "
-                                    f"{{model: elman, strategy: bptt}}, got {_kind(entry)} {entry!r}")
+                                    f"{{model: elman, strategy: bptt}}, got {_kind(entry)} {short(entry)}")
                     continue
                 entries.append(_check_fields(f"{at}[{i}]", entry, problems))
             values = entries if len(entries) == len(values) else []
@@ -259,19 +313,20 @@ def _part_cells(where: str, part: dict, top_fixed: dict, top_seeds, problems: li
         problems.append(f"{grid_at}: {size} cells; at most {MAX_CELLS} per job")
         return []
     names = [a for a, _ in axes]
-    cells, errors = [], []
-    for combo in itertools.product(*(v for _, v in axes), *([seeds] if seeds else [])):
+    cells, errors = [], {}
+    # each axis value with its index, so a run entry's place is known without a search
+    indexed = [list(enumerate(v)) for _, v in axes]
+    for combo in itertools.product(*indexed, *([list(enumerate(seeds))] if seeds else [])):
         config = {k: v for k, (v, _) in fixed.items()}
         where_set = dict(origin)
-        for axis, value in zip(names, combo):
+        for axis, (i, value) in zip(names, combo):
             if axis == "run":
                 config.update(value)
-                i = dict(axes)["run"].index(value)
                 where_set.update({k: f"{grid_at}.run[{i}].{k}" for k in value})
             else:
                 config[axis] = value
         if seeds:
-            config["seed"] = combo[-1]
+            config["seed"] = combo[-1][1]
         for key in ("model", "strategy", "tau"):
             if key not in config:
                 msg = f"{grid_at}: {key!r} is set nowhere; give it in fixed, the grid or run"
@@ -281,14 +336,11 @@ def _part_cells(where: str, part: dict, top_fixed: dict, top_seeds, problems: li
             continue
         try:
             cells.append(Cell(**config))
-        except UsageError as exc:
-            line = _locate(str(exc).splitlines()[0], where_set)
-            if line not in errors:
-                errors.append(line)
+        except UsageError as exc:  # one line per problem of the cell
+            errors.update(dict.fromkeys(_locate(line, where_set)
+                                        for line in str(exc).splitlines()))
         except TypeError as exc:  # a value of a type Cell cannot even compare
-            line = f"{grid_at}: {exc}"
-            if line not in errors:
-                errors.append(line)
+            errors[f"{grid_at}: {exc}"] = None
     problems.extend(errors)
     return cells
 
@@ -304,7 +356,7 @@ def validate(data: Any, path: str = "job") -> Job:
             problems.append(f"{key}: unknown key; allowed: {', '.join(TOP_KEYS)}")
     name = data.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
-        problems.append(f"name: must be a name of letters, digits, '_', '-', '.', got {name!r}")
+        problems.append(f"name: must be a name of letters, digits, '_', '-', '.', got {short(name)}")
     desc = data.get("description", "")
     if not isinstance(desc, str):
         problems.append(f"description: must be a string, got {_kind(desc)}")
@@ -318,7 +370,7 @@ def validate(data: Any, path: str = "job") -> Job:
         problems.append("parts: give either a top-level grid or parts, not both")
     elif parts is not None:
         if not isinstance(parts, list) or not parts:
-            problems.append(f"parts: must be a non-empty list of parts, got {_kind(parts)} {parts!r}")
+            problems.append(f"parts: must be a non-empty list of parts, got {_kind(parts)} {short(parts)}")
             parts = []
         if top_seeds is not None:
             _check_list("seeds", top_seeds, problems)
@@ -327,7 +379,7 @@ def validate(data: Any, path: str = "job") -> Job:
             at = f"parts[{i}]"
             if not isinstance(part, dict):
                 problems.append(f"{at}: must be a mapping with keys {', '.join(PART_KEYS)}, "
-                                f"got {_kind(part)} {part!r}")
+                                f"got {_kind(part)} {short(part)}")
                 continue
             for key in part:
                 if key not in PART_KEYS:
@@ -335,7 +387,7 @@ def validate(data: Any, path: str = "job") -> Job:
             pname = part.get("name")
             if not isinstance(pname, str) or not _NAME.match(pname):
                 problems.append(f"{at}.name: must be a name of letters, digits, '_', '-', '.', "
-                                f"got {pname!r}")
+                                f"got {short(pname)}")
             elif pname in names:
                 problems.append(f"{at}.name: duplicate name {pname!r} (also parts[{names[pname]}]); "
                                 "part names must be unique")
@@ -363,6 +415,10 @@ def load(path: str | Path) -> Job:
         raise JobError(str(path), [f"job: cannot read the file: {exc}"]) from None
     try:
         data, duplicates = parse_yaml(text)
+    except TooLarge as exc:
+        raise JobError(str(path), [f"job: too large: {exc}"]) from None
+    except RecursionError:
+        raise JobError(str(path), ["job: nested too deeply"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

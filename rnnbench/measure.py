@@ -7,7 +7,8 @@ Each measure has its own pass, so none disturbs another:
              the profiler's tensor-allocation peak over one forward +
              backward, and the process's peak RSS over one training step
              (:mod:`rnnbench.procstat`);
-2. work    - FLOPs of forward + backward (``torch.utils.flop_counter``);
+2. work    - FLOPs of forward + backward (``torch.utils.flop_counter``), and the
+             node's GEMM rate (:mod:`rnnbench.gemm`): the compute-bound time;
 3. time    - blocks of runs timed as ``torch.utils.benchmark`` times them:
              forward, backward and the whole training step (forward, loss,
              backward, Adam), exactly ``repeats`` samples each after warm-up;
@@ -36,7 +37,7 @@ import torch
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import diagnostics, memory, paired, procstat, strategies, training
+from . import diagnostics, gemm, memory, paired, procstat, strategies, training
 from .cell import BEST_BPTT, Cell
 from .rows import CellTimeout, NonFiniteLoss, base_row, fail
 from .training import NAN, WARMUP
@@ -72,6 +73,9 @@ def _check_time(deadline: float, what: str) -> None:
 def _setup(cell: Cell):
     if cell.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device cuda: no CUDA device is available")
+    prepare = strategies.get(cell.strategy).prepare
+    if prepare is not None:  # e.g. build compiled code: never inside a timed step
+        prepare(cell.device)
     device = torch.device(cell.device)
     task, x, y = training.cell_batch(cell, device=device)
     return task, training.initial_model(cell, task.n_in, task.n_out, device), x, y
@@ -99,6 +103,7 @@ def _loss_fn(cell: Cell, model, x, y, step: int | None = None, checked: bool = T
 
 def _measure(cell: Cell, row: dict, deadline: float) -> None:
     task, model, x, y = _setup(cell)
+    row["gemm_gflops"] = gemm.gflops(cell.dtype, cell.device)
     forward = _loss_fn(cell, model, x, y)
     params = list(model.parameters())
     itemsize = x.element_size()
@@ -129,7 +134,8 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
         forward().backward()
     # cuDNN's fused RNN kernel has no FLOP formula in torch.utils.flop_counter: it would
     # count 0 for the recurrence, so the figure is left out rather than undercounted.
-    cudnn = cell.device == "cuda" and cell.strategy == "bptt_fused"
+    # (bptt_compiled is that kernel on CUDA)
+    cudnn = cell.device == "cuda" and cell.strategy in ("bptt_fused", "bptt_compiled")
     row["flops"] = NAN if cudnn else int(counter.get_total_flops())
     model.zero_grad(set_to_none=True)
     _check_time(deadline, "flop count")

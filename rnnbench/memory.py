@@ -19,6 +19,9 @@ it does not see tensor storage.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from typing import Callable, Iterable
 
 import torch
@@ -79,9 +82,30 @@ def peak_bytes(step: Callable[[], None], device: str = "cpu") -> tuple[int, str]
         return int(torch.cuda.max_memory_allocated() - base), "cuda_max_memory_allocated"
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _silent_stderr():  # Kineto prints "USDT: ... profiler_start" on fd 2 at any log level
+        prof.start()
+    try:
         step()
+    finally:
+        with _silent_stderr():  # "... profiler_stop"
+            prof.stop()
     return cpu_peak(prof), "cpu_profiler_memory_events"
+
+
+@contextlib.contextmanager
+def _silent_stderr():
+    """File descriptor 2 sent to /dev/null for the block (C++ logging bypasses sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(null)
+        os.close(saved)
 
 
 def cpu_peak(prof) -> int:

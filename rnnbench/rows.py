@@ -10,12 +10,15 @@ import sys
 # Statuses: ok, or why the cell gave no measures.
 OK, FAILED, CRASHED, TIMEOUT, OOM = "ok", "failed", "crashed", "timeout", "oom"
 
-# Every row key with its type, in column order.  "float": a number that is NaN
-# (null in a row file) when not measured; "list": a Parquet list column.
+# Every row key with its type, in column order: the schema of ``results.parquet``
+# (rnnbench.store), so every run's file has the same column types, an all-null column
+# too.  "float": a number that is NaN (null in a row file) when not measured; "json": a
+# JSON object as text (the options); "timestamp": UTC (ISO 8601 text in a row file);
+# "list[...]": a Parquet list column.
 SCHEMA: dict[str, str] = {
     # identity and configuration
-    **dict.fromkeys(("cell_id", "model", "strategy", "strategy_options", "task", "task_options"),
-                    "str"),
+    **dict.fromkeys(("cell_id", "model", "strategy"), "str"),
+    "strategy_options": "json", "task": "str", "task_options": "json",
     **dict.fromkeys(("tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads"),
                     "int"),
     "device": "str", "workers": "int", "harness": "str", "dtype": "str", "train_steps": "int",
@@ -23,39 +26,43 @@ SCHEMA: dict[str, str] = {
     # outcome
     "status": "str", "error": "str",
     # time (ms): full training step, and forward / backward apart
-    "step_ms_median": "float", "step_ms_iqr": "float", "step_ms_samples": "list",
+    "step_ms_median": "float", "step_ms_iqr": "float", "step_ms_samples": "list[float]",
     "fwd_ms_median": "float", "bwd_ms_median": "float",
-    # memory (bytes), work and depth
+    # memory (bytes), work and depth; the node's GEMM rate (GFLOP/s, the cell's dtype
+    # and threads), so flops / gemm_gflops is the step's compute-bound time
     "saved_bytes": "float", "saved_bytes_expected": "float", "peak_bytes": "float",
-    "peak_method": "str", "flops": "float", "depth": "int",
+    "peak_method": "str", "flops": "float", "depth": "int", "gemm_gflops": "float",
     # parallel-in-time strategies (deer, quasi_deer; null for the others): Newton
     # iterations done, whether every residual met the tolerance, the largest residual
     "iterations": "int", "converged": "bool", "residual": "float",
     # loss (nats per token) and accuracy after train_steps of Adam
     **dict.fromkeys(("loss_tf", "loss_free", "acc_tf", "acc_free"), "float"),
-    **dict.fromkeys(("train_curve", "horizon_t", "horizon_loss_tf", "horizon_loss_free"), "list"),
+    # the curve's points are (step, wall seconds, loss)
+    "train_curve": "list[list[float]]", "horizon_t": "list[int]",
+    **dict.fromkeys(("horizon_loss_tf", "horizon_loss_free"), "list[float]"),
     # paired baseline: the same cell with some fields changed, timed in alternating
     # blocks beside it (rnnbench.paired); speedup = baseline / this cell, per block pair
     **dict.fromkeys(("baseline", "baseline_config", "baseline_candidates_ms", "baseline_error"),
                     "str"),
     **dict.fromkeys(("baseline_step_ms_median", "baseline_step_ms_iqr", "speedup_median",
                      "speedup_q1", "speedup_q3"), "float"),
-    "speedup_samples": "list",
+    "speedup_samples": "list[float]",
     # what the OS saw (rnnbench.procstat): minor page faults per timed step, peak RSS
     "minor_faults_per_step": "float", "baseline_minor_faults_per_step": "float",
     "peak_rss_bytes": "float", "peak_rss_method": "str",
     # worker-group harness: how the work was split, how many workers had any
     "split": "str", "workers_active": "int", "comm_ms_median": "float",
-    # sweep context: how many other cells shared the node while this one ran
-    "neighbours": "int", "attempt": "int",
+    # sweep context: the job's name; how many other cells shared the node while this one ran
+    "job": "str", "neighbours": "int", "attempt": "int",
     # provenance
     **dict.fromkeys(("python", "torch", "ray", "rnnbench", "git_commit", "host", "cpu_model",
-                     "gpu_name", "timestamp"), "str"),
+                     "gpu_name"), "str"),
+    "timestamp": "timestamp",
     "wall_s": "float",
 }
 ROW_KEYS = tuple(SCHEMA)
 FLOAT_KEYS = tuple(k for k, t in SCHEMA.items() if t == "float")
-LIST_KEYS = tuple(k for k, t in SCHEMA.items() if t == "list")
+LIST_KEYS = tuple(k for k, t in SCHEMA.items() if t.startswith("list"))
 NUMERIC_KEYS = tuple(k for k, t in SCHEMA.items() if t in ("int", "float"))
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from . import parallel_time
+from . import compiled, parallel_time
 from .errors import UsageError, check_int
 from .models import Elman, Jordan, SingleOutput, model_name
 
@@ -200,6 +200,25 @@ def bptt_fused(model, x, y):
     return _nll(model.output(hs), y)
 
 
+def bptt_compiled(model, x, y):
+    """Exact BPTT with the recurrence and its backward as compiled loops (C++, BLAS).
+
+    h^(t) = tanh(b + W h^(t-1) + U x^(t)) step by step in compiled code; b + U x
+    and o = c + V h are batched products.  On CUDA this is cuDNN's fused kernel
+    (:func:`bptt_fused`): there it already is the compiled baseline.
+    """
+    if x.device.type == "cuda":
+        return bptt_fused(model, x, y)
+    h = compiled.recurrence(model.input_term(x), model.W)
+    return _nll(model.output(h[-1] if model.single_output else h), y)
+
+
+def _prepare_compiled(device: str) -> None:
+    """Build (once per machine) and load the kernel before anything is timed."""
+    if device == "cpu":
+        compiled.load()
+
+
 def truncated_bptt(model, x, y, k: int = 32):
     """Back-propagate at most k steps: h is detached every k steps (biased gradient).
 
@@ -291,12 +310,24 @@ def _teacher_forced(model: Jordan, x, y) -> torch.Tensor:
     return model.output(torch.tanh(a))
 
 
-def teacher_forcing(model, x, y, chunk: int | None = None):
+def hold_w_zero(model: Jordan) -> None:
+    """W = 0, frozen (no gradient): a = b + U x^(t), the fed-back f^(t-1) reaches nothing."""
+    with torch.no_grad():
+        model.W.zero_()
+    model.W.requires_grad_(False)
+
+
+def teacher_forcing(model, x, y, chunk: int | None = None, w_zero: bool = False):
     """The true y^(t-1) is fed back, so all tau steps run as one batched computation.
 
     Depth 1.  With ``chunk`` the steps are processed ``chunk`` at a time, each
     chunk's gradient computed at once, so activation memory is O(chunk).
+    ``w_zero``: the no-feedback control — the model's W is held at 0 (:func:`hold_w_zero`),
+    so its teacher-forced and free-running losses are equal by construction and the
+    teacher-forced loss shows what the input alone is worth.
     """
+    if w_zero:
+        hold_w_zero(model)
     if chunk is None:
         return _nll(_teacher_forced(model, x, y), y)
 
@@ -408,6 +439,12 @@ def _positive(key: str, none_ok: bool):
         none_ok and options[key] is None) else check_int(key, options[key])
 
 
+def _check_teacher(options: dict, tau: int | None) -> None:
+    _positive("chunk", True)(options, tau)
+    if "w_zero" in options and not isinstance(options["w_zero"], bool):
+        raise UsageError(f"w_zero: must be true or false, got {options['w_zero']!r}")
+
+
 def _check_checkpointed(options: dict, tau: int | None) -> None:
     if options.get("segments") is not None:
         check_int("segments", options["segments"], upper=tau)
@@ -491,8 +528,9 @@ def _saved_teacher(model, o, T, B, H, O, P, i) -> int:
 
 
 def _saved_states(model, o, T, B, H, O, P, i) -> int:
-    """The adjoint-scan strategies keep every h^(t) once and the log-softmax output;
-    their tau B H^2 Jacobians live only inside the forward or the backward."""
+    """The compiled loop and the adjoint-scan strategies keep every h^(t) once and the
+    log-softmax output; the scans' tau B H^2 Jacobians live only inside the forward or
+    the backward."""
     return (T * B * H + (B * O if model == "single_output" else T * B * O)) * i + i
 
 
@@ -524,6 +562,8 @@ class Strategy:
     # its gradient is taken during the forward: forward and backward cannot be timed apart
     grad_in_forward: Callable[[dict], bool] = lambda options: False
     saved_bytes: Callable[..., int] = _saved_elman  # bytes kept for backward (above)
+    # called with the device before the first call (building compiled code, say)
+    prepare: Callable[[str], None] | None = None
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -531,6 +571,8 @@ STRATEGIES: dict[str, Strategy] = {
     for s in (
         Strategy("bptt", bptt, ("elman", "single_output", "jordan"), _tau, "O(tau)", True),
         Strategy("bptt_fused", bptt_fused, ("elman", "single_output"), _tau, "O(tau)", True),
+        Strategy("bptt_compiled", bptt_compiled, ("elman", "single_output"), _tau, "O(tau)",
+                 True, saved_bytes=_saved_states, prepare=_prepare_compiled),
         Strategy("truncated_bptt", truncated_bptt, ("elman",), _tau, "O(k)", False, ("k",),
                  check=_positive("k", False), grad_in_forward=lambda o: True,
                  saved_bytes=_saved_eager),
@@ -538,7 +580,7 @@ STRATEGIES: dict[str, Strategy] = {
                  lambda tau, **_: 2 * tau, "O(sqrt(tau))", True, ("segments", "impl"),
                  check=_check_checkpointed, saved_bytes=_saved_checkpointed),
         Strategy("teacher_forcing", teacher_forcing, ("jordan",), lambda tau, **_: 1,
-                 "O(tau)", True, ("chunk",), check=_positive("chunk", True), split="time",
+                 "O(tau)", True, ("chunk", "w_zero"), check=_check_teacher, split="time",
                  grad_in_forward=lambda o: o.get("chunk") is not None,
                  saved_bytes=_saved_teacher),
         Strategy("free_running", free_running, ("jordan",), _tau, "O(tau)", True,

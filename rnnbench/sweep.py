@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import importlib
+import math
 import os
 import signal
 import sys
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from .argtypes import non_negative_int, positive_float, positive_int
-from .errors import UsageError
+from .errors import StorageError, UsageError
 from .rows import FAILED, OK, TIMEOUT, failure_row, status_of
 
 if TYPE_CHECKING:  # kept light: the registry actor's worker imports this module
@@ -39,6 +40,8 @@ if TYPE_CHECKING:  # kept light: the registry actor's worker imports this module
 
 EXCLUSIVE = "rnnbench_exclusive"
 DEFAULT_RUNNER = "rnnbench.runner:run_cell"
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's node address is 127.0.0.1
+IN_FLIGHT_MIN = 100  # cells submitted to Ray at a time, at least (see _in_flight)
 
 
 # --------------------------------------------------------------------------- runner
@@ -82,18 +85,21 @@ class _Registry:
     """Which cells run on which node (a tiny actor on the driver's node).
 
     Gives each cell its attempt number, counts the other cells that ran on the
-    same node while it ran (``neighbours``), and the start time of running cells
-    (for time-outs measured from when a cell starts, not when it was queued).
+    same node while it ran (``neighbours``), and when running cells first
+    started (time-outs count from a cell's first start, across its attempts,
+    not from when it was queued).
     """
 
     def __init__(self):
         self.running: dict[str, tuple[str, float]] = {}
         self.beside: dict[str, set] = {}
         self.attempts: dict[str, int] = {}
+        self.first: dict[str, float] = {}
 
     def enter(self, cell_id: str, node: str) -> int:
         self.attempts[cell_id] = self.attempts.get(cell_id, 0) + 1
-        self.running[cell_id] = (node, time.time())
+        self.first.setdefault(cell_id, time.time())
+        self.running[cell_id] = (node, self.first[cell_id])
         peers = {c for c, (n, _) in self.running.items() if n == node and c != cell_id}
         self.beside[cell_id] = set(peers)
         for c in peers:
@@ -108,8 +114,10 @@ class _Registry:
         """A new sweep of these cells: their attempts count from 1 again."""
         for c in cell_ids:
             self.attempts.pop(c, None)
+            self.first.pop(c, None)
 
     def started(self) -> dict[str, float]:
+        """cell_id -> first start (epoch seconds) of the cells running now."""
         return {c: t for c, (_, t) in self.running.items()}
 
 
@@ -224,29 +232,70 @@ def infeasible(cells: Iterable[Cell], exclusive: bool) -> dict[str, str]:
 def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable = DEFAULT_RUNNER,
               max_retries: int = 3, cell_timeout: float | None = None, exclusive: bool = False,
               fresh: bool = False, retry_failed: bool = False, max_in_flight: int | None = None,
-              progress: bool = True, desc: str = "cells") -> SweepResult:
+              progress: bool = True, desc: str = "cells", job: str | None = None) -> SweepResult:
     """Run the cells not yet stored under ``out`` on the connected Ray; write each row as it arrives.
 
     ``runner(cell) -> row`` is the per-cell function (default
     :func:`rnnbench.runner.run_cell`).  Worker crashes are retried
     ``max_retries`` times; exceptions are not retried and give ``failed`` rows;
-    a cell running longer than ``cell_timeout`` seconds is cancelled (its worker
-    killed) and gives a ``timeout`` row.
+    a cell running longer than ``cell_timeout`` seconds since its first start is
+    cancelled (its worker killed) and gives a ``timeout`` row.  Each row records
+    ``job``.  The results folder is locked for the sweep (:func:`store.locked`);
+    a row that cannot be written raises :class:`StorageError`, rows already
+    written stay.
     """
+    from . import store
+
+    out = Path(out)
+    with store.locked(out):
+        return _sweep(list(dict.fromkeys(cells)), out, runner, max_retries, cell_timeout,
+                      exclusive, fresh, retry_failed, max_in_flight, progress, desc, job)
+
+
+def _storage_error(out: Path, exc: OSError) -> StorageError:
+    return StorageError(f"{out}: cannot write results ({exc.strerror or exc}); the rows "
+                        "written so far are kept; make room and run the same command again "
+                        "to resume")
+
+
+def _consolidate(out: Path) -> None:
+    from . import store
+
+    try:
+        store.consolidate(out)
+    except OSError as exc:
+        raise _storage_error(out, exc) from None
+
+
+def _in_flight(max_in_flight: int | None) -> int:
+    """Tasks submitted at a time: enough to keep every CPU busy, few enough that
+    each ``ray.wait`` over them stays cheap (its cost grows with their number)."""
+    import ray
+
+    if max_in_flight:
+        return max_in_flight
+    return max(IN_FLIGHT_MIN, 4 * int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _sweep(cells: list[Cell], out: Path, runner, max_retries, cell_timeout, exclusive, fresh,
+           retry_failed, max_in_flight, progress, desc, job) -> SweepResult:
     import ray
     from tqdm import tqdm
 
     from . import store
 
-    cells = list(dict.fromkeys(cells))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if fresh:
-        store.clear(out)
-    done = _done_ids(out, retry_failed)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            store.clear(out)
+        done = _done_ids(out, retry_failed)
+    except OSError as exc:
+        raise _storage_error(out, exc) from None
     todo = [c for c in cells if c.cell_id not in done]
     result = SweepResult(cells=len(cells), skipped=len(cells) - len(todo))
     if not todo:
+        if store.parquet_stale(out):
+            _consolidate(out)
         return result
     runner = resolve(runner)  # once, on the driver: a bad name fails fast, in one line
     t0 = time.perf_counter()
@@ -259,20 +308,27 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
     counts: dict[str, int] = {}
 
     def record(row: dict) -> None:
-        store.write_row(out, row)
+        row["job"] = job
+        try:
+            store.write_row(out, row)
+        except OSError as exc:
+            raise _storage_error(out, exc) from None
         status = row.get("status", "?")
         counts[status] = counts.get(status, 0) + 1
         result.latency_s[row["cell_id"]] = time.perf_counter() - submitted[row["cell_id"]]
         bar.update(1)
-        bar.set_postfix(ok=counts.get(OK, 0), failed=sum(v for k, v in counts.items() if k != OK),
+        bar.set_postfix(ok=counts.get(OK, 0), failed=result.ran - counts.get(OK, 0),
                         refresh=False)
 
     bad = infeasible(todo, exclusive)
     queue = collections.deque(c for c in todo if c.cell_id not in bad)
     pending: dict = {}       # ObjectRef -> cell
+    ref_of: dict = {}        # cell_id -> ObjectRef, of the pending cells
     submitted: dict[str, float] = {}
     timed_out: set[str] = set()
-    limit = max_in_flight or len(queue) or 1
+    limit = _in_flight(max_in_flight)
+    next_check = 0.0
+    unwritten = None
     try:
         for cell_id, why in bad.items():
             submitted[cell_id] = time.perf_counter()
@@ -283,11 +339,16 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
                 ref = task.options(max_retries=max_retries, retry_exceptions=False,
                                    **resources(cell, exclusive)).remote(runner, cell, registry)
                 pending[ref] = cell
+                ref_of[cell.cell_id] = ref
                 submitted[cell.cell_id] = time.perf_counter()
-            # wake at least every second: Ctrl-C, time-outs and the ETA stay live
+            # wake at least every second: Ctrl-C, time-outs and the ETA stay live;
+            # then take every result that is ready, not one per wait
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if ready and len(pending) > 1:
+                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
             for ref in ready:
                 cell = pending.pop(ref)
+                del ref_of[cell.cell_id]
                 try:
                     row = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - every failure becomes a row
@@ -300,14 +361,13 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
                            "attempt": attempt, "neighbours": neighbours}
                     _release(cell)
                 record(row)
-            if cell_timeout and pending:
-                started = _ask(registry.started.remote(), {})
+            if cell_timeout and pending and time.monotonic() >= next_check:
+                next_check = time.monotonic() + 1.0
                 now = time.time()
-                for ref, cell in pending.items():
-                    begun = started.get(cell.cell_id)
-                    if (cell.cell_id not in timed_out and begun is not None
-                            and now - begun > cell_timeout):
-                        timed_out.add(cell.cell_id)
+                for cell_id, begun in _ask(registry.started.remote(), {}).items():
+                    ref = ref_of.get(cell_id)
+                    if ref is not None and cell_id not in timed_out and now - begun > cell_timeout:
+                        timed_out.add(cell_id)
                         ray.cancel(ref, force=True)
     finally:
         bar.close()
@@ -320,19 +380,29 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
                 _release(by_id[cell_id])
         except Exception:  # noqa: BLE001 - Ray may be going down with us; rows are safe
             pass
-        store.consolidate(out)
+        try:
+            store.consolidate(out)
+        except OSError as exc:  # raised below, unless something else is on its way out
+            unwritten = exc
         result.counts = counts
         result.wall_s = time.perf_counter() - t0
+    if unwritten is not None:
+        raise _storage_error(out, unwritten)
     return result
 
 
 def _done_ids(out: Path, retry_failed: bool) -> set[str]:
+    """The cells stored under ``out`` (ok ones only, with ``retry_failed``).  Broken
+    row files are moved aside, so their cells run again, and named on one line."""
     from . import store
 
-    if not retry_failed:
-        return store.stored_ids(out)
-    df = store.load_rows_only(out)
-    return set(df.loc[df["status"] == OK, "cell_id"]) if not df.empty else set()
+    listing = store.scan(out, move_broken=True)
+    if listing.broken:
+        print("rnnbench run: warning: " + listing.broken_line(
+            f"moved to {out / store.ROWS / store.BROKEN}; their cells run again"),
+            file=sys.stderr)
+    return {row["cell_id"] for row in listing.rows
+            if not retry_failed or row.get("status") == OK}
 
 
 # --------------------------------------------------------------------------- cost estimate
@@ -364,6 +434,9 @@ def _step_seconds(cell: Cell) -> tuple[float, float]:
     task = cell.make_task()
     h, n_in, n_out = cell.hidden, task.n_in, task.n_out
     depth = cell.depth  # the Strategy record's depth at this tau and these options
+    if depth is None:  # measured only (Newton iterations): the worst case, max_iter scans
+        opts = dict(cell.strategy_options)
+        depth = (opts.get("max_iter") or cell.tau) * math.ceil(math.log2(max(cell.tau, 2)))
     flops_s = 6.0 * cell.tau * cell.batch * h * (n_in + h + n_out) / (1e10 * cell.n_threads)
     return flops_s, depth * 225e-6 + flops_s
 
@@ -399,14 +472,46 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"the per-cell function (default {DEFAULT_RUNNER})")
 
 
-def connect(address: str | None, num_cpus: int | None, dashboard: bool) -> bool:
-    """Connect to Ray; return True when this call started an embedded instance."""
+def _quiet_opt_out_advice() -> None:
+    """Drop Ray 2.60's "Token authentication is enabled ... Set RAY_AUTH_MODE=disabled to
+    opt out" warning for the embedded Ray: authentication stays on (the default), and the
+    line read as advice to turn it off.  Every other Ray message is kept."""
+    import logging
+
+    class OptOutAdvice(logging.Filter):
+        def filter(self, record):
+            return "RAY_AUTH_MODE=disabled to opt out" not in record.getMessage()
+
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(type(f).__name__ == "OptOutAdvice" for f in log.filters):
+        log.addFilter(OptOutAdvice())
+
+
+def connect(address: str | None, num_cpus: int | None, dashboard: bool,
+            max_retries: int = 3) -> bool:
+    """Connect to Ray; return True when this call started an embedded instance.
+
+    A cell whose worker Ray's memory monitor kills is retried at most
+    ``max_retries`` times, then gives an ``oom`` row: the embedded Ray is started
+    with ``task_oom_retries`` set so (Ray's default, 15 with growing back-off,
+    keeps a cell that never fits busy for many minutes); a cluster keeps its
+    own setting (README: ``RAY_task_oom_retries``).
+
+    The embedded Ray listens on 127.0.0.1 only: Ray takes the loopback address
+    as the node's address when ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (its
+    default on macOS and Windows), and its servers bind to the node's address.
+    Ray reads that when it is imported, so it holds where this function is the
+    first to import Ray (``rnnbench run``); its processes inherit it.  A cluster
+    keeps its nodes' addresses.
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ONLY, "0")
     import ray
 
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         print("rnnbench run: warning: RAY_AUTH_MODE=disabled turns Ray's token authentication "
               "off; anyone who reaches the cluster's ports can run code on it", file=sys.stderr)
-    address = address or os.environ.get("RAY_ADDRESS") or None
     try:
         if address:
             if num_cpus or dashboard:
@@ -414,9 +519,11 @@ def connect(address: str | None, num_cpus: int | None, dashboard: bool) -> bool:
                                  "a cluster given by --address/RAY_ADDRESS is used as it is")
             ray.init(address=address, log_to_driver=False)
             return False
+        _quiet_opt_out_advice()
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
                  resources={EXCLUSIVE: 1}, include_dashboard=dashboard,
-                 dashboard_host="127.0.0.1", log_to_driver=False)
+                 dashboard_host="127.0.0.1", log_to_driver=False,
+                 _system_config={"task_oom_retries": max_retries})
         return True
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = f"--address {address}" if address else "ray.init"
@@ -425,12 +532,19 @@ def connect(address: str | None, num_cpus: int | None, dashboard: bool) -> bool:
             from None
 
 
-def _dry_run(job, out: Path, cpus: int) -> int:
+def _dry_run(job, out: Path, cpus: int, fresh: bool = False, exclusive: bool = False) -> int:
+    """List the job's cells with what ``run`` would do with the same options:
+    under ``--fresh`` every cell is to run; under ``--exclusive`` cells run one at
+    a time (an embedded Ray is one node)."""
     import pandas as pd
 
     from . import store
 
-    stored = store.load_rows_only(out)
+    listing = store.scan(out) if not fresh else store.Listing()
+    if listing.broken:
+        print("rnnbench run: warning: " + listing.broken_line(
+            "skipped (a run moves them aside and runs their cells again)"), file=sys.stderr)
+    stored = store.frame(listing.rows)
     status = dict(zip(stored["cell_id"], stored["status"])) if not stored.empty else {}
     wall = dict(zip(stored["cell_id"], stored.get("wall_s", pd.Series(dtype=float)))) \
         if not stored.empty else {}
@@ -447,18 +561,34 @@ def _dry_run(job, out: Path, cpus: int) -> int:
         print(table.to_string(index=False))
     todo = table[table["status"] == "todo"]
     n_ok = int((table["status"] == OK).sum())
-    slots = max(1, cpus)
     cell_s = float(todo["est_s"].sum()) if not todo.empty else 0.0
-    busy = sum(c.n_threads * estimate_seconds(c) for c in job.cells if c.cell_id not in status)
+    left = [c for c in job.cells if c.cell_id not in status]
+    if exclusive:  # one cell at a time on the one node
+        busy, where = sum(estimate_seconds(c) for c in left), "one cell at a time (--exclusive)"
+    else:
+        slots = max(1, cpus)
+        busy = sum(c.n_threads * estimate_seconds(c) for c in left) / slots
+        where = f"on {slots} CPUs"
     print(f"\n{job.name}: {len(table)} cells, {len(table) - len(todo)} done "
-          f"({n_ok} ok, {len(table) - len(todo) - n_ok} not ok), {len(todo)} to run; "
-          f"estimated {cell_s / 60:.1f} min of cell time, about {busy / slots / 60:.1f} min "
-          f"on {slots} CPUs (a rough guide)")
+          f"({n_ok} ok, {len(table) - len(todo) - n_ok} not ok), {len(todo)} to run"
+          f"{' (--fresh: stored rows are ignored)' if fresh else ''}; "
+          f"estimated {cell_s / 60:.1f} min of cell time, about {busy / 60:.1f} min "
+          f"{where} (a rough guide)")
     return 0
 
 
+# Configuration columns a job may vary (seed aside); the summary keeps those that vary.
+SUMMARY_KEYS = ("strategy_options", "task", "task_options", "tau", "batch", "hidden", "threads",
+                "device", "dtype", "workers", "harness", "train_steps", "lr", "repeats")
+
+
 def summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
-    """A table of the job's rows by model and strategy, the failures listed; and whether all ok."""
+    """A table of the job's rows, one line per configuration (model, strategy and the
+    columns that vary in the job; seeds together), the failures listed; and whether all ok.
+
+    ``step_ms_median`` is the median over the configuration's ok seeds of their
+    median step time: never a median across different τ or batch sizes.
+    """
     import pandas as pd
 
     from . import store
@@ -467,16 +597,19 @@ def summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
     if df.empty:
         return "no rows", False
     df = df[df["cell_id"].isin(cell_ids)]
-    keys = ["model", "strategy"]
-    has_time = "step_ms_median" in df.columns
-    grouped = df.groupby(keys, dropna=False)
+    keys = ["model", "strategy"] + [k for k in SUMMARY_KEYS if k in df.columns
+                                    and df[k].astype(str).nunique() > 1]
+    times = df["step_ms_median"].where(df["status"] == OK) if "step_ms_median" in df.columns \
+        else pd.Series(float("nan"), index=df.index)
+    grouped = df.assign(step_ms_median=times).groupby(keys, dropna=False)
     table = pd.DataFrame({
         "cells": grouped.size(),
         "ok": grouped["status"].apply(lambda s: int((s == OK).sum())),
-        "step_ms_median": (grouped["step_ms_median"].median() if has_time
-                           else pd.Series(dtype=float)),
+        "step_ms_median": grouped["step_ms_median"].median(),
     }).reset_index()
-    lines = [table.to_string(index=False, float_format=lambda v: f"{v:.3g}")]
+    lines = [table.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
+             "(step_ms_median: per line, the median over its ok seeds of each cell's median "
+             "training-step time in ms)"]
     bad = df[df["status"] != OK]
     if not bad.empty:
         cols = [c for c in ("cell_id", "model", "strategy", "tau", "status", "error")
@@ -500,6 +633,27 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
+def _run_on_ray(job, out: Path, args: argparse.Namespace, runner: Callable) -> SweepResult:
+    """Connect to (or start) Ray, run the job's missing cells, let go of Ray."""
+    started = connect(args.address, args.num_cpus, args.dashboard, args.max_retries)
+    import ray  # after connect, which may set how Ray binds before importing it
+
+    _stop_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
+    try:
+        if args.exclusive and not ray.cluster_resources().get(EXCLUSIVE):
+            raise UsageError(
+                f"--exclusive: no node declares the {EXCLUSIVE} resource; start each node with "
+                f"ray start ... --resources='{{\"{EXCLUSIVE}\": 1}}'")
+        print(f"rnnbench run: {job.name}: {len(job.cells)} cells -> {out}", file=sys.stderr)
+        return run_sweep(job.cells, out, runner=runner, max_retries=args.max_retries,
+                         cell_timeout=args.cell_timeout, exclusive=args.exclusive,
+                         fresh=args.fresh, retry_failed=args.retry_failed,
+                         progress=not args.no_progress, desc=job.name, job=job.name)
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def main(args: argparse.Namespace) -> int:
     from . import jobs, store
 
@@ -511,25 +665,18 @@ def main(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out or Path("results") / job.name)
     if args.dry_run:
-        return _dry_run(job, out, args.num_cpus or os.cpu_count() or 1)
+        return _dry_run(job, out, args.num_cpus or os.cpu_count() or 1, fresh=args.fresh,
+                        exclusive=args.exclusive)
     runner = resolve(args.runner)
-    import ray
-
-    started = connect(args.address, args.num_cpus, args.dashboard)
-    _stop_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
-    try:
-        if args.exclusive and not ray.cluster_resources().get(EXCLUSIVE):
-            raise UsageError(
-                f"--exclusive: no node declares the {EXCLUSIVE} resource; start each node with "
-                f"ray start ... --resources='{{\"{EXCLUSIVE}\": 1}}'")
-        print(f"rnnbench run: {job.name}: {len(job.cells)} cells -> {out}", file=sys.stderr)
-        result = run_sweep(job.cells, out, runner=runner, max_retries=args.max_retries,
-                           cell_timeout=args.cell_timeout, exclusive=args.exclusive,
-                           fresh=args.fresh, retry_failed=args.retry_failed,
-                           progress=not args.no_progress, desc=job.name)
-    finally:
-        if started:
-            ray.shutdown()
+    store.check_writable(out)  # before Ray starts: a bad --out costs nothing
+    with store.locked(out):    # a second run on the same folder stops here, at once
+        if not args.fresh and {c.cell_id for c in job.cells} <= _done_ids(out, args.retry_failed):
+            # every cell is stored: nothing to run, so no Ray to start (it costs seconds)
+            result = SweepResult(cells=len(job.cells), skipped=len(job.cells))
+            if store.parquet_stale(out):
+                store.consolidate(out)
+        else:
+            result = _run_on_ray(job, out, args, runner)
     text, all_ok = summary(out, {c.cell_id for c in job.cells})
     print(text)
     print(f"\n{job.name}: {result.ran} cell(s) run now, {result.skipped} already stored, "

@@ -6,7 +6,10 @@ targets — or (B,) for the single-output task.  The same (tau, batch, seed)
 always gives the same tensors.
 
 - ``text``: next-character prediction on a text corpus (default: this Python's
-  own standard-library sources, so it works offline everywhere).
+  own standard-library sources, so it works offline everywhere).  With
+  ``input=none`` x^(t) is all zeros: the model sees no character, only what it
+  feeds back (a Jordan network's y^(t-1)) carries the past — generation from its
+  own previous token, where teacher forcing and free running really differ.
 - ``delayed_recall(k)``: y^(t) = x^(t-k); the past must live in h, the output
   does not carry it (Jordan networks fail it).
 - ``temporal_xor``: y^(t) = x^(t) xor x^(t-1); the output does not carry x^(t-1).
@@ -43,8 +46,11 @@ class Task:
     single_output: bool = False
     options: dict = field(default_factory=dict, compare=False)
 
-    def batch(self, tau: int, batch: int, seed: int = 0, dtype=torch.float64,
+    def batch(self, tau: int, batch: int, seed: int = 0, dtype=None,
               device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """x in ``dtype`` (default: torch's default dtype, float32 unless changed: a
+        model's), y int64."""
+        dtype = torch.get_default_dtype() if dtype is None else dtype
         check_int("tau", tau)
         check_int("batch", batch)
         gen = torch.Generator().manual_seed(int(seed))
@@ -95,7 +101,10 @@ def _text(task, tau, batch, gen):
     start = torch.randint(0, codes.numel() - tau - 1, (batch,), generator=gen)
     idx = start[None, :] + torch.arange(tau + 1)[:, None]  # (tau + 1, B)
     seq = codes[idx]
-    return _one_hot(seq[:-1], task.n_in, torch.float64), seq[1:].clone()
+    x = _one_hot(seq[:-1], task.n_in, torch.float64)
+    if task.options["input"] == "none":
+        x = torch.zeros_like(x)  # no true input: only the fed-back output carries the past
+    return x, seq[1:].clone()
 
 
 _GENERATORS = {
@@ -174,8 +183,10 @@ def _corpus_codes(path: str, vocab: int) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- registry
 
+TEXT_INPUTS = ("chars", "none")  # x^(t): the current character, or nothing
+
 TASKS = {
-    "text": {"vocab": 64, "path": None},
+    "text": {"vocab": 64, "path": None, "input": "chars"},
     "delayed_recall": {"k": 1, "symbols": 8},
     "temporal_xor": {},
     "running_parity": {},
@@ -196,6 +207,9 @@ def make(name: str, **options) -> Task:
         vocab = check_int("task.vocab", opts["vocab"])
         if vocab < 2:
             raise UsageError(f"task.vocab: must be at least 2, got {vocab}")
+        if opts["input"] not in TEXT_INPUTS:
+            raise UsageError(f"task.input: must be one of {', '.join(TEXT_INPUTS)}, "
+                             f"got {opts['input']!r}")
         opts["path"] = str(opts["path"] or default_corpus())
         if not Path(opts["path"]).exists():
             raise UsageError(f"task.path: no such file or folder: {opts['path']}")

@@ -142,15 +142,24 @@ class Worker:
                 "ip": ray.util.get_node_ip_address(), "threads": torch.get_num_threads()}
 
     def open_store(self, timeout_s: float) -> tuple[str, int]:
-        """Rank 0: bind a TCPStore on a kernel-chosen free port and hold it."""
+        """Rank 0: bind a TCPStore on a kernel-chosen free port and hold it.
+
+        It listens on the node's address only (127.0.0.1 on an embedded Ray),
+        not on every interface as a TCPStore given just a port does: the socket
+        is bound here and handed over (``master_listen_fd``)."""
         import ray
         import torch.distributed as dist
 
         assert self.rank == 0
         host = ray.util.get_node_ip_address()
-        self.store = dist.TCPStore(host, 0, world_size=self.world, is_master=True,
+        family = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.bind((host, 0))
+        port = listener.getsockname()[1]
+        self.store = dist.TCPStore(host, port, world_size=self.world, is_master=True,
                                    wait_for_workers=False,
-                                   timeout=datetime.timedelta(seconds=timeout_s))
+                                   timeout=datetime.timedelta(seconds=timeout_s),
+                                   master_listen_fd=listener.detach())  # the store owns it
         return host, self.store.port
 
     def join(self, host: str, port: int, timeout_s: float) -> int:

@@ -53,7 +53,9 @@ def _row(**fields) -> dict:
     row.update(fields)
     blob = json.dumps({k: row.get(k) for k in ("model", "strategy", "task", "tau", "batch", "seed",
                                                "workers", "split", "harness", "train_steps",
-                                               "status")}, sort_keys=True)
+                                               "status", "threads", "hidden", "baseline",
+                                               "strategy_options", "task_options", "rho")},
+                      sort_keys=True, default=str)
     row["cell_id"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return row
 
@@ -99,7 +101,7 @@ def trained_rows(trained=TRAINED, tau=64, seeds=SEEDS, exposure_gap=0.3,
             horizon = [1, 2, 4, 8, 16, 32, 64]
             rows.append(_row(
                 model=model, strategy=strategy, task=task, task_options=TASK_OPTIONS[task],
-                tau=tau, batch=16, seed=seed, train_steps=100, step_ms_median=1.0, saved_bytes=1e5,
+                tau=tau, batch=16, seed=seed, train_steps=300, step_ms_median=1.0, saved_bytes=1e5,
                 peak_bytes=1e6, depth=DEPTH[strategy](tau), loss_tf=loss_s, loss_free=free,
                 acc_tf=acc_s, acc_free=acc_free, train_curve=curve, horizon_t=horizon,
                 horizon_loss_tf=[loss_s] * len(horizon),
@@ -142,6 +144,16 @@ def failed_rows() -> list[dict]:
     ]
 
 
+def claims_rows(gap=0.3, deer_speedup=0.5, **hardware) -> list[dict]:
+    """The evidence only the claims use: paired hardware and overhead comparisons, DEER
+    iterations and a paired DEER timing, Jordan fed its own outputs on delayed recall,
+    text generation with its W = 0 control (free-running ``gap`` above teacher-forced)."""
+    return (hardware_rows(**hardware) + overhead_rows() + deer_rows()
+            + paired_rows("elman", "deer", deer_speedup, {"strategy": "bptt"}, tau=4096)
+            + capacity_rows({("jordan", "free_running"): 0.5}, tau=64)
+            + exposure_rows(gap=gap))
+
+
 def frame(**kwargs) -> pd.DataFrame:
     """The full synthetic sweep: timings, trained rows, workers, two failures."""
     return pd.DataFrame(timing_rows(**kwargs) + trained_rows() + worker_rows() + failed_rows())
@@ -154,3 +166,106 @@ def write_rows(rows: pd.DataFrame | list, folder: Path) -> Path:
     for i, rec in enumerate(records):
         (folder / "rows" / f"{rec['cell_id']}-{i}.json").write_text(json.dumps(rec))
     return folder
+
+
+# --------------------------------------------------------------------------- claims' evidence
+
+
+def law_rows(a: float, b: float, k: float = 1.0, taus=TAUS, seeds=(0,), noise=0.02,
+             model="elman", strategy="bptt", rng=None, **fields) -> list[dict]:
+    """Timing cells whose step time follows T = a + b·τ^k (times log-normal noise)."""
+    rng = rng or np.random.default_rng(7)
+    rows = []
+    for tau in taus:
+        for seed in seeds:
+            ms = (a + b * tau ** k) * math.exp(rng.normal(0.0, noise))
+            rows.append(_row(model=model, strategy=strategy, tau=tau, seed=seed,
+                             step_ms_median=ms, step_ms_iqr=ms * 0.05, saved_bytes=4096.0 * tau,
+                             depth=tau, **fields))
+    return rows
+
+
+def paired_rows(model: str, strategy: str, speedup: float, baseline: dict, spread=0.03,
+                pairs=9, seed=0, ms=10.0, **fields) -> list[dict]:
+    """One cell timed against its ``baseline`` in alternating blocks: ``pairs`` per-pair
+    ratios baseline/this around ``speedup`` (±``spread``, log-spaced)."""
+    ratios = list(speedup * np.exp(np.linspace(-spread, spread, pairs)))
+    return [_row(model=model, strategy=strategy, seed=seed, step_ms_median=ms,
+                 step_ms_iqr=ms * 0.05, baseline=json.dumps(baseline, sort_keys=True),
+                 baseline_step_ms_median=ms * speedup, speedup_median=speedup,
+                 speedup_q1=ratios[pairs // 4], speedup_q3=ratios[3 * pairs // 4],
+                 speedup_samples=ratios, depth=fields.pop("depth", 1), **fields)]
+
+
+def hardware_rows(bptt_cores=0.7, tf_cores=1.5, deer_workers=None, tf_workers=1.8,
+                  tau=1024) -> list[dict]:
+    """All cores against one thread for Elman BPTT and Jordan + teacher forcing, and two
+    workers against one for teacher forcing (and Elman + deer when given)."""
+    rows = (paired_rows("elman", "bptt", bptt_cores, {"threads": 1}, tau=tau, threads=2)
+            + paired_rows("jordan", "teacher_forcing", tf_cores, {"threads": 1}, tau=tau,
+                          threads=2)
+            + paired_rows("jordan", "teacher_forcing", tf_workers, {"workers": 1}, tau=tau * 16,
+                          workers=2, split="time", harness="group"))
+    if deer_workers is not None:
+        rows += paired_rows("elman", "deer", deer_workers, {"workers": 1}, tau=tau, workers=2,
+                            split="time", harness="group")
+    return rows
+
+
+def overhead_rows(vs_loop=20.0, vs_compiled=2.0, tau=1024) -> list[dict]:
+    """Teacher forcing timed against the framework loop and the compiled loop, at
+    1 thread and 2, B = 1 and 32."""
+    rows = []
+    for threads in (1, 2):
+        for batch in (1, 32):
+            for base, s in (("bptt", vs_loop), ("bptt_compiled", vs_compiled)):
+                rows += paired_rows("jordan", "teacher_forcing", s,
+                                    {"model": "elman", "strategy": base}, tau=tau,
+                                    threads=threads, batch=batch)
+    return rows
+
+
+def deer_rows(iterations=lambda tau: 6, converged=True, rho=0.9, taus=(64, 256, 1024, 4096),
+              strategy="deer") -> list[dict]:
+    """Elman + deer timing cells with Newton iteration counts."""
+    return [_row(model="elman", strategy=strategy, tau=tau, rho=rho, step_ms_median=1.0,
+                 iterations=iterations(tau), converged=converged, residual=1e-12,
+                 depth=iterations(tau) * math.ceil(math.log2(tau))) for tau in taus]
+
+
+def capacity_rows(acc, task="delayed_recall", seeds=SEEDS, steps=300, tau=32,
+                  jitter=0.01) -> list[dict]:
+    """Trained rows: ``acc`` maps (model, strategy) to its accuracy on its own outputs."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for (model, strategy), a in acc.items():
+        for seed in seeds:
+            v = min(1.0, a + rng.normal(0.0, jitter))
+            rows.append(_row(model=model, strategy=strategy, task=task,
+                             task_options=TASK_OPTIONS.get(task, {}), tau=tau, batch=16,
+                             seed=seed, train_steps=steps, loss_tf=1.0 - v, loss_free=1.0 - v,
+                             acc_tf=v, acc_free=v, depth=tau))
+    return rows
+
+
+def exposure_rows(gap=0.3, feedback_worth=0.8, seeds=SEEDS, steps=300, loss=2.0,
+                  task_options=None, control=True) -> list[dict]:
+    """Jordan + teacher forcing on text generation (input none): free-running loss
+    ``gap`` above the teacher-forced one; the W = 0 control ``feedback_worth`` above it
+    (equal on both losses, as W = 0 makes them)."""
+    rng = np.random.default_rng(5)
+    opts = {"input": "none"} if task_options is None else task_options
+    rows = []
+    for seed in seeds:
+        j = rng.normal(0.0, 0.01)
+        rows.append(_row(model="jordan", strategy="teacher_forcing", task="text",
+                         task_options=opts, tau=64, batch=16, seed=seed, train_steps=steps,
+                         loss_tf=loss + j, loss_free=loss + j + gap + rng.normal(0.0, 0.01),
+                         acc_tf=0.3, acc_free=0.25, depth=1))
+        if control:
+            c = loss + feedback_worth + rng.normal(0.0, 0.01)
+            rows.append(_row(model="jordan", strategy="teacher_forcing", task="text",
+                             task_options=opts, strategy_options={"w_zero": True}, tau=64,
+                             batch=16, seed=seed, train_steps=steps, loss_tf=c, loss_free=c,
+                             acc_tf=0.2, acc_free=0.2, depth=1))
+    return rows

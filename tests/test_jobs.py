@@ -3,6 +3,7 @@ line per problem naming the field, never a traceback."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ MALFORMED = [
     ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\nparts: []\n",
      "parts: give either a top-level grid or parts"),
     ("name: x\nfixed: {model: elman, strategy: bptt, lr: -1}\ngrid: {tau: [8]}\n",
-     "fixed.lr: must be a positive number, got -1"),
+     "fixed.lr: must be a finite positive number, got -1"),
     # job files never execute code: a Python tag is refused by the safe loader
     ("name: !!python/object/apply:os.system ['echo owned']\ngrid: {tau: [8]}\n",
      "job: not valid YAML"),
@@ -212,3 +213,148 @@ def test_dry_run_lists_cells_and_counts_done(tmp_path, capsys):
     assert rc == 0
     assert "tiny: 8 cells, 1 done (1 ok, 0 not ok), 7 to run" in text
     assert cell.cell_id in text and "todo" in text
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def _bomb(levels: int) -> str:
+    """A YAML alias bomb: each level is a list of ten aliases of the level before,
+    so the last one expands to 10**levels values."""
+    lines = ["name: bomb", "fixed: {model: elman, strategy: bptt}", "a0: &a0 [8]"]
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    lines.append(f"grid: {{tau: *a{levels}}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_at_once_in_one_short_line(tmp_path, capsys):
+    import time
+
+    path = tmp_path / "job.yaml"
+    path.write_text(_bomb(9))
+    start = time.perf_counter()
+    rc, out, err = run_cli(["run", str(path), "--out", str(tmp_path / "out"), "--dry-run"], capsys)
+    took = time.perf_counter() - start
+    assert rc == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "too large" in lines[0] and "aliases" in lines[0], err
+    assert len(lines[0]) < 300
+    assert took < 5, took  # counted on the node graph, nothing expanded
+
+
+def test_expanded_size_counts_aliases_and_refuses_recursion():
+    import yaml
+
+    def node(text):
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+
+    # a list of 3 scalars is 4 nodes; used twice through an alias it counts twice
+    assert jobs.expanded_size(node("[1, 2, 3]")) == 4
+    assert jobs.expanded_size(node("{a: &x [1, 2, 3], b: *x}")) == 1 + 2 + 4 + 4
+    with pytest.raises(jobs.TooLarge):
+        jobs.expanded_size(node(_bomb(3)), limit=1000)
+    assert jobs.expanded_size(node(_bomb(2)), limit=1000) < 1000
+    with pytest.raises(jobs.TooLarge, match="recursive"):
+        jobs.expanded_size(node("&a [*a]"))
+
+
+def test_recursive_alias_and_deep_nesting_are_one_line(tmp_path, capsys):
+    for text in ("name: x\nfixed: &f {model: elman, strategy: bptt, tau: [*f]}\ngrid: {tau: [8]}\n",
+                 "name: x\ngrid: {tau: " + "[" * 5000 + "]" * 5000 + "}\n"):
+        path = tmp_path / "job.yaml"
+        path.write_text(text)
+        rc, _, err = run_cli(["run", str(path), "--dry-run"], capsys)
+        assert rc == 2 and len(err.strip().splitlines()) == 1, err
+        assert "Traceback" not in err
+
+
+def test_huge_values_are_shortened_in_messages(tmp_path, capsys):
+    path = tmp_path / "job.yaml"
+    path.write_text("name: x\nfixed: {model: " + "m" * 100_000 + ", strategy: bptt}\n"
+                    "grid: {tau: [8], batch: " + str(list(range(10_000))) + "}\n"
+                    "seeds: " + "s" * 100_000 + "\n")
+    rc, _, err = run_cli(["run", str(path), "--dry-run"], capsys)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert any("fixed.model: unknown model" in line for line in lines), err
+    assert any("seeds: must be a non-empty list" in line for line in lines), err
+    assert all(len(line) < 400 for line in lines), [len(line) for line in lines]
+
+
+def test_duplicate_check_is_linear():
+    import time
+
+    values = list(range(100_000)) + [5]
+    problems: list[str] = []
+    start = time.perf_counter()
+    jobs._check_list("grid.tau", values, problems)
+    assert time.perf_counter() - start < 2  # a list search per value took ~40 s here
+    assert problems == ["grid.tau[100000]: duplicate value 5; each value may appear once"]
+    problems = []
+    jobs._check_list("grid.run", [{"model": "elman"}, {"model": "jordan"}, {"model": "elman"}],
+                     problems)
+    assert problems == ["grid.run[2]: duplicate value {'model': 'elman'}; "
+                        "each value may appear once"]
+
+
+def test_every_field_problem_of_one_cell_is_its_own_line(tmp_path, capsys):
+    path = tmp_path / "job.yaml"
+    path.write_text("name: x\nfixed: {model: elman, strategy: bpt, batch: 0}\n"
+                    "grid: {tau: [0, 64]}\n")
+    rc, _, err = run_cli(["run", str(path), "--dry-run"], capsys)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    for field in ("fixed.strategy: unknown strategy 'bpt'", "fixed.batch: must be a positive integer",
+                  "grid.tau: must be a positive integer, got 0"):
+        assert sum(field in line for line in lines) == 1, (field, err)
+    assert len(lines) == 3, err
+
+
+@pytest.mark.parametrize("fixed,expected", [
+    ("lr: .inf", "fixed.lr: must be a finite positive number, got inf"),
+    ("lr: .nan", "fixed.lr: must be a finite positive number, got nan"),
+    ("lr: 0", "fixed.lr: must be a finite positive number, got 0"),
+    ("seed: 100000000000000000000000", "fixed.seed: must be at most 9223372036854775807"),
+    ("hidden: 100000000000000000000000", "fixed.hidden: must be at most 9223372036854775807"),
+])
+def test_values_outside_what_rows_can_store_are_refused(tmp_path, capsys, fixed, expected):
+    path = tmp_path / "job.yaml"
+    path.write_text(f"name: x\nfixed: {{model: elman, strategy: bptt, {fixed}}}\n"
+                    "grid: {tau: [8]}\n")
+    rc, _, err = run_cli(["run", str(path), "--dry-run"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and expected in err, err
+    assert Cell(model="elman", strategy="bptt", tau=8, seed=2**63 - 1).seed == 2**63 - 1
+
+
+def test_dry_run_honours_fresh_and_exclusive(tmp_path, capsys):
+    path = tmp_path / "job.yaml"
+    path.write_text(GOOD.replace("tau: [8, 16]", "tau: [40960, 81920]"))  # one-thread cells
+    out = tmp_path / "out"
+    cell = jobs.load(path).cells[0]
+    store.write_row(out, {**cell.config(), "cell_id": cell.cell_id, "status": "ok",
+                          "wall_s": 1.5})
+    argv = ["run", str(path), "--out", str(out), "--dry-run", "--num-cpus", "2"]
+
+    def minutes(text):
+        return float(text.split("about ")[-1].split(" min")[0])
+
+    rc, plain, _ = run_cli(argv, capsys)
+    assert rc == 0 and "1 done" in plain and "7 to run" in plain
+    rc, fresh, _ = run_cli(argv + ["--fresh"], capsys)
+    assert rc == 0 and "0 done" in fresh and "8 to run" in fresh and "--fresh" in fresh
+    assert store.stored_ids(out) == {cell.cell_id}  # a dry run deletes nothing
+    rc, alone, _ = run_cli(argv + ["--exclusive"], capsys)
+    assert rc == 0 and "one cell at a time" in alone
+    # one-thread cells on 2 CPUs take half the time they take one at a time
+    assert minutes(alone) == pytest.approx(2 * minutes(plain), rel=0.02)  # shown to 0.1 min
+
+
+def test_cost_estimate_of_a_cell_whose_depth_is_measured():
+    """Newton strategies report their depth only once run: the dry run assumes the worst
+    case, max_iter scans (τ without max_iter)."""
+    from rnnbench import sweep
+    capped = Cell(model="elman", strategy="deer", tau=1024, hidden=8,
+                  strategy_options={"max_iter": 8})
+    worst = Cell(model="elman", strategy="deer", tau=1024, hidden=8)
+    assert 0 < sweep.estimate_seconds(capped) < sweep.estimate_seconds(worst) < math.inf

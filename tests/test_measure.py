@@ -374,3 +374,15 @@ def test_every_cell_gets_exactly_repeats_timing_samples():
         assert row["status"] == "ok", row["error"]
         assert len(row["step_ms_samples"]) == cell.repeats
         assert all(t > 0 for t in row["step_ms_samples"])
+
+
+def test_python_m_rnnbench_bench_is_quiet_on_stderr():
+    """The profiler behind peak_bytes prints 'USDT: ... profiler_start/stop' on fd 2
+    unless silenced; ``python -m rnnbench`` is the command itself."""
+    out = subprocess.run(
+        [sys.executable, "-m", "rnnbench", "bench", "--model", "elman", "--strategy", "bptt",
+         "--tau", "16", "--hidden", "8", "--repeats", "2", "--json"],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["peak_method"] == "cpu_profiler_memory_events"
+    assert "profiler_st" not in out.stderr and "USDT" not in out.stderr, out.stderr

@@ -396,19 +396,21 @@ def test_saved_bytes_match_the_analytic_figure(cls, strategy, opts):
 
 
 def test_registry_lists_every_strategy_with_its_classes():
-    assert list(STRATEGIES) == ["bptt", "bptt_fused", "truncated_bptt", "checkpointed_bptt",
-                                "teacher_forcing", "free_running", "scheduled_sampling",
-                                "scan_bptt", "deer", "quasi_deer"]
+    assert list(STRATEGIES) == ["bptt", "bptt_fused", "bptt_compiled", "truncated_bptt",
+                                "checkpointed_bptt", "teacher_forcing", "free_running",
+                                "scheduled_sampling", "scan_bptt", "deer", "quasi_deer"]
     s = STRATEGIES
     assert set(s["bptt"].models) == {"elman", "single_output", "jordan"}
     assert set(s["bptt_fused"].models) == {"elman", "single_output"}
+    assert set(s["bptt_compiled"].models) == {"elman", "single_output"}
     assert s["truncated_bptt"].models == ("elman",)
     assert s["teacher_forcing"].models == ("jordan",)
     assert s["free_running"].models == ("jordan",) == s["scheduled_sampling"].models
     assert {n: st.depth(tau=100) for n, st in s.items()} == {
-        "bptt": 100, "bptt_fused": 100, "truncated_bptt": 100, "checkpointed_bptt": 200,
-        "teacher_forcing": 1, "free_running": 100, "scheduled_sampling": 100,
-        "scan_bptt": 107, "deer": None, "quasi_deer": None}  # 7 = ceil(log2 100)
+        "bptt": 100, "bptt_fused": 100, "bptt_compiled": 100, "truncated_bptt": 100,
+        "checkpointed_bptt": 200, "teacher_forcing": 1, "free_running": 100,
+        "scheduled_sampling": 100, "scan_bptt": 107, "deer": None,
+        "quasi_deer": None}  # 7 = ceil(log2 100)
     assert s["deer"].depth(tau=100, iterations=6) == 42 == s["quasi_deer"].depth(100, iterations=6)
     assert s["checkpointed_bptt"].memory == "O(sqrt(tau))"
     assert s["truncated_bptt"].memory == "O(k)"
@@ -454,8 +456,9 @@ def _raises(pattern, fn):
 
 def test_unknown_strategy():
     model, x, y = setup(models.Elman)
-    _raises(r"^strategy: unknown strategy 'bppt'; allowed: bptt, bptt_fused, truncated_bptt, "
-            r"checkpointed_bptt, teacher_forcing, free_running, scheduled_sampling$",
+    _raises(r"^strategy: unknown strategy 'bppt'; allowed: bptt, bptt_fused, bptt_compiled, "
+            r"truncated_bptt, checkpointed_bptt, teacher_forcing, free_running, scheduled_sampling, "
+            r"scan_bptt, deer, quasi_deer$",
             lambda: loss(model, x, y, "bppt"))
 
 
@@ -464,6 +467,7 @@ def test_unknown_strategy():
     (models.Elman, "free_running", "jordan"),
     (models.SingleOutput, "truncated_bptt", "elman"),
     (models.Jordan, "bptt_fused", "elman, single_output"),
+    (models.Jordan, "bptt_compiled", "elman, single_output"),
     (models.Jordan, "checkpointed_bptt", "elman, single_output"),
 ])
 def test_strategy_on_the_wrong_model_names_the_models_it_accepts(cls, strategy, accepts):
@@ -549,3 +553,20 @@ def test_error_names_stay_distinct():
                      (lambda: loss(model, x, y, "teacher_forcing", chunk="2"), "chunk")]:
         err = _raises(r".", fn)
         assert re.match(rf"^{name}: ", str(err)), str(err)
+
+
+def test_w_zero_holds_jordans_feedback_at_zero():
+    """The no-feedback control: W zeroed and frozen, so teacher-forced and free-running
+    outputs are the same and W gets no gradient."""
+    torch.manual_seed(0)
+    model = models.build("jordan", 3, 5, 4).double()
+    x = torch.randn(7, 2, 3, dtype=torch.float64)
+    y = torch.randint(0, 4, (7, 2))
+    loss(model, x, y, "teacher_forcing", w_zero=True).backward()
+    assert torch.count_nonzero(model.W) == 0 and not model.W.requires_grad
+    assert model.W.grad is None and model.U.grad is not None
+    torch.testing.assert_close(strategies.logits(model, x, y, feedback="teacher"),
+                               strategies.logits(model, x, feedback="argmax"),
+                               rtol=1e-12, atol=1e-12)
+    with pytest.raises(UsageError, match="w_zero: must be true or false"):
+        strategies.check("jordan", "teacher_forcing", {"w_zero": "yes"})

@@ -179,3 +179,33 @@ def test_bad_sizes(tau, batch, pattern):
 def test_bad_task_arguments(call, pattern):
     with pytest.raises(UsageError, match=pattern):
         call()
+
+
+def test_batch_defaults_to_the_default_dtype_so_a_model_takes_it_as_is():
+    from rnnbench import strategies
+    from rnnbench.models import build
+
+    task = tasks.make("delayed_recall")
+    x, y = task.batch(8, 2, seed=0)
+    assert x.dtype == torch.get_default_dtype() == torch.float32
+    model = build("elman", task.n_in, 4, task.n_out)
+    strategies.loss(model, x, y, "bptt").backward()
+    before = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        assert task.batch(8, 2, seed=0)[0].dtype == torch.float64
+    finally:
+        torch.set_default_dtype(before)
+
+
+def test_text_without_input_keeps_the_targets_and_blanks_x(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abcabcabd" * 20)
+    with_input = tasks.make("text", path=str(corpus), vocab=5)
+    blank = tasks.make("text", path=str(corpus), vocab=5, input="none")
+    x, y = with_input.batch(16, 3, seed=4)
+    x0, y0 = blank.batch(16, 3, seed=4)
+    assert torch.equal(y, y0) and x0.shape == x.shape
+    assert x.abs().sum() > 0 and x0.abs().sum() == 0  # only a fed-back y^(t-1) can carry the past
+    with pytest.raises(UsageError, match=r"task.input: must be one of chars, none, got 'x'"):
+        tasks.make("text", path=str(corpus), input="x")

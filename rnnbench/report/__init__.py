@@ -12,9 +12,10 @@ configuration, see :mod:`.runs`)::
     report = build_report(["results/laptop", "results/node"], "reports/both")
 
 Command line: ``rnnbench report RESULTS [RESULTS ...] [--out DIR] [--label NAME ...]
-[--format html,md]``. Modules: :mod:`.load` (rows), :mod:`.runs` (several runs),
-:mod:`.tables`, :mod:`.fit`, :mod:`.claims`, :mod:`.plots`, :mod:`.markdown` and
-:mod:`.html` (pages), :mod:`.env`, :mod:`.compare` (``rnnbench compare``).
+[--format html,md]`` (RESULTS: a results folder or its ``results.parquet``). Modules:
+:mod:`.load` (rows), :mod:`.runs` (several runs), :mod:`.tables`, :mod:`.fit`,
+:mod:`.claims`, :mod:`.plots`, :mod:`.markdown` and :mod:`.html` (pages), :mod:`.env`,
+:mod:`.compare` (``rnnbench compare``).
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ class Report:
             ("speedup", "Speedup of Jordan + teacher forcing over Elman + BPTT",
              f"baseline time / teacher-forcing time, per τ and batch; times are {spread}.",
              self.speedup, tables.display(self.speedup)),
-            ("summary", "Every configuration", f"Measures are {spread} (n_seeds rows each).",
+            ("summary", "Every configuration", f"Measures are {spread} (n_seeds rows each); "
+             f"noisy: how many of its rows have a step-time IQR above "
+             f"{tables.NOISY_IQR:.0%} of the median (torch.utils.benchmark's warning).",
              self.summary, tables.display(self.summary)),
             ("workers", "Time-parallel runs", "speedup = time on one worker / time on N, both "
              "timed by the worker-group harness (no such 1-worker row: no speedup; the "
@@ -167,7 +170,7 @@ def _stack(parts: list[tuple[str, pd.DataFrame]], rows: pd.DataFrame) -> pd.Data
 def _line_up(claims: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     """Each run's claims table side by side: one verdict (evidence, cells) column per run."""
     first = claims[0][1]
-    out = first[["key", "source", "claim", "rule"]].copy()
+    out = first[[c for c in ("key", "source", "claim", "rule", "gate") if c in first]].copy()
     for name, c in claims:
         c = c.set_index("key")
         for col in ("verdict", "evidence", "cells"):
@@ -260,11 +263,11 @@ def _formats(formats) -> tuple[str, ...]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", metavar="RESULTS", nargs="+",
-                        help="a results folder (rnnbench run); several: one report of them "
-                             "all, side by side")
+                        help="a results folder (rnnbench run) or its results.parquet file; "
+                             "several: one report of them all, side by side")
     parser.add_argument("--out", metavar="DIR", default=None,
-                        help="where to write the report (default: RESULTS/report, the first "
-                             "folder's)")
+                        help="where to write the report (default: the first results folder's "
+                             "report/, e.g. results/quick/report)")
     parser.add_argument("--label", metavar="NAME", nargs="+", default=None,
                         help="a name per results folder, in order (default: the folders' names)")
     parser.add_argument("--format", default="html,md", metavar="html,md",
@@ -276,7 +279,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     formats = _formats(args.format)
-    out = Path(args.out) if args.out else Path(args.results[0]) / "report"
+    first = Path(args.results[0])
+    out = Path(args.out) if args.out else (first.parent if first.is_file() else first) / "report"
     report = build_report(args.results, out, formats, args.embed_images, labels=args.label)
     failed = len(report.failed)
     print(f"rnnbench report: {len(report.rows)} rows ({failed} not ok) -> {out}/ "

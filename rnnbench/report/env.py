@@ -28,6 +28,8 @@ def _values(series: pd.Series) -> str:
 def environment(rows: pd.DataFrame) -> dict[str, str]:
     """Label -> the distinct values recorded in the rows (measurement environment)."""
     env = {label: _values(rows[col]) for label, col in FIELDS}
+    if env["GPU"] == "not recorded" and set(rows["device"].dropna().astype(str)) <= {"cpu"}:
+        env["GPU"] = "none (CPU only)"  # no row ran on a GPU: nothing to record
     stamps = pd.to_datetime(rows["timestamp"], errors="coerce", utc=True, format="mixed").dropna()
     env["measured"] = (f"{stamps.min():%Y-%m-%d %H:%M} – {stamps.max():%Y-%m-%d %H:%M} UTC"
                        if len(stamps) else "not recorded")

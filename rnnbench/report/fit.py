@@ -221,3 +221,69 @@ def display(fit_table: pd.DataFrame) -> pd.DataFrame:
         "τ range": [f"{a:g}–{b:g}" for a, b in zip(f["tau_min"], f["tau_max"])],
         "cells": f["n_points"], "R²": f["r2"].map("{:.3f}".format),
     })
+
+
+# --------------------------------------------------------------------------- fixed cost + τ
+
+
+@dataclass(frozen=True)
+class OverheadFit:
+    """T = a + b·τ + c·τ², weighted by 1/T² (relative noise), over the cells' τ.
+
+    ``quad_share`` is c·τ_max² / T̂(τ_max): the part of the time at the largest τ that
+    only a τ² term explains, with its ``level`` interval [quad_low, quad_high] from
+    Student's t with n − 3 degrees of freedom. ``a`` is the fixed cost per step (ms or
+    bytes), ``a_low``/``a_high`` its interval from the straight line T = a + b·τ alone.
+    ``marginal_k`` = d log T̂ / d log τ at τ_max (1 when per-step work dominates).
+    """
+
+    a: float
+    a_low: float
+    a_high: float
+    b: float
+    quad_share: float
+    quad_low: float
+    quad_high: float
+    marginal_k: float
+    n_points: int
+    n_tau: int
+    tau_min: float
+    tau_max: float
+    y_min: float
+    level: float = LEVEL
+
+
+def _wls(X: np.ndarray, y: np.ndarray, w: np.ndarray):
+    """Weighted least squares: coefficients, their covariance, residual df."""
+    sw = np.sqrt(w)
+    Xw, yw = X * sw[:, None], y * sw
+    coef, *_ = np.linalg.lstsq(Xw, yw, rcond=None)
+    df = len(y) - X.shape[1]
+    resid = yw - Xw @ coef
+    sigma2 = float(resid @ resid) / df if df > 0 else math.nan
+    cov = sigma2 * np.linalg.pinv(Xw.T @ Xw)
+    return coef, cov, df
+
+
+def overhead_fit(tau, y, level: float = LEVEL) -> OverheadFit | None:
+    """:class:`OverheadFit` of ``y`` over ``tau``; None with fewer than 3 distinct τ or
+    no residual degree of freedom (4 cells at least): no interval from too few points."""
+    tau, y = np.asarray(tau, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(tau) & np.isfinite(y) & (tau > 0) & (y > 0)
+    tau, y = tau[keep], y[keep]
+    if len(np.unique(tau)) < 3 or len(y) < 4:
+        return None
+    top = tau.max()
+    s = tau / top  # conditioned: τ in units of τ_max
+    w = 1.0 / y ** 2
+    quad, cov, df = _wls(np.column_stack([np.ones_like(s), s, s * s]), y, w)
+    a, b, c = (float(v) for v in quad)
+    t_max = a + b + c
+    q = c / t_max
+    half_q = t_quantile(0.5 + level / 2, df) * math.sqrt(max(cov[2, 2], 0.0)) / abs(t_max)
+    line, cov_l, df_l = _wls(np.column_stack([np.ones_like(s), s]), y, w)
+    half_a = t_quantile(0.5 + level / 2, df_l) * math.sqrt(max(cov_l[0, 0], 0.0))
+    return OverheadFit(float(line[0]), float(line[0]) - half_a, float(line[0]) + half_a,
+                       float(line[1]) / top, q, q - half_q, q + half_q, (b + 2 * c) / t_max,
+                       int(len(y)), int(len(np.unique(tau))), float(tau.min()), float(top),
+                       float(y.min()), level)

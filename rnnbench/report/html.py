@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from .claims import METHOD
 from .markdown import CAPTIONS, INTRO, run_columns
 from .plots import PLOTS
+from .tables import blank_note
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1em 2em;
@@ -77,7 +79,7 @@ def claims_table(claims: pd.DataFrame) -> str:
     cells = run_columns(claims, "cells") if several else ["cells"]
     head = ("<tr><th>claim</th>" + "".join(f"<th>{html.escape(c)}</th>"
                                             for c in verdicts + evidence + cells)
-            + "<th>how it is decided</th></tr>")
+            + "<th>how it is decided</th><th>evidence needed</th></tr>")
     rows = []
     for _, c in claims.iterrows():
         rows.append(
@@ -87,7 +89,8 @@ def claims_table(claims: pd.DataFrame) -> str:
             + "".join(f"<td>{html.escape(str(c[e]) if isinstance(c[e], str) else '')}</td>"
                       for e in evidence)
             + "".join(f"<td>{c[n]:g}</td>" if pd.notna(c[n]) else "<td></td>" for n in cells)
-            + f'<td class="note">{html.escape(c["rule"])}</td></tr>')
+            + f'<td class="note">{html.escape(c["rule"])}</td>'
+            + f'<td class="note">{html.escape(str(c.get("gate", "")))}</td></tr>')
     return f'<div class="scroll"><table class="claims">{head}{"".join(rows)}</table></div>'
 
 
@@ -116,7 +119,9 @@ def write(report, out: Path, embed: bool = False) -> list[Path]:
     files = []
     sections = []
     for name, title, note, _, shown in report.tables():
-        body = f'<p class="note">{html.escape(note)}</p>{table(shown)}'
+        after = blank_note(shown) if name != "failed" else ""
+        body = f'<p class="note">{html.escape(note)}</p>{table(shown)}' + (
+            f'<p class="note">{html.escape(after)}</p>' if after else "")
         (out / "tables" / f"{name}.html").write_text(page(title, report.env, body))
         files.append(out / "tables" / f"{name}.html")
         count = f" ({len(shown)})" if name == "failed" else ""
@@ -129,6 +134,7 @@ def write(report, out: Path, embed: bool = False) -> list[Path]:
     body = (f'<p class="note">Results: {html.escape(report.source)}</p><nav>{nav}</nav>'
             f'<h2 id="claims">Claims of the chapter, checked</h2>'
             f'<p class="note">{html.escape(INTRO)}</p>'
+            f'<p class="note">{html.escape(METHOD)}</p>'
             f'{claims_table(report.claims)}'
             f'<h2 id="plots">Plots</h2>{figures(report, out, embed)}' + "".join(sections))
     (out / "index.html").write_text(page("rnnbench report", report.env, body))

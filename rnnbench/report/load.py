@@ -1,7 +1,8 @@
 """Read a results folder (or take a DataFrame) and tidy it for reporting.
 
-``load(source)`` reads a folder with :func:`rnnbench.store.load`.  The frame it
-returns has every :data:`rnnbench.rows.ROW_KEYS` column, numbers as numbers,
+``load(source)`` reads a folder with :func:`rnnbench.store.load`, or one
+``results.parquet`` file.  The frame it returns has every
+:data:`rnnbench.rows.ROW_KEYS` column, numbers as numbers,
 list columns as Python lists, and a few derived label columns.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +28,22 @@ def load(source) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
         return tidy(source, "frame")
     path = Path(source)
+    if path.is_file():
+        if path.suffix != ".parquet":
+            raise UsageError(f"{path}: not a results folder or a {store.PARQUET} file")
+        try:
+            return tidy(store.read_parquet(path), str(path))
+        except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError: not Parquet
+            raise UsageError(f"{path}: cannot read it as Parquet ({exc})") from None
     if not path.is_dir():
-        raise UsageError(f"{path}: no such results folder")
+        raise UsageError(f"{path}: no such results folder or {store.PARQUET} file")
     if not any((path / "rows").glob("*.json")) and not (path / store.PARQUET).is_file():
         raise UsageError(f"{path}: not a results folder (no rows/*.json or {store.PARQUET})")
-    return tidy(store.load(path), str(path))
+    listing = store.scan(path)
+    if listing.broken:  # skipped, as `run` does (which also moves them aside)
+        print("rnnbench report: warning: " + listing.broken_line("skipped"), file=sys.stderr)
+    frame = store.frame(listing.rows) if listing.rows or listing.broken else store.load(path)
+    return tidy(frame, str(path))
 
 
 def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -47,7 +60,7 @@ def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     for col in NUMERIC_KEYS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     for col in LIST_KEYS:
-        df[col] = df[col].map(_as_list)
+        df[col] = df[col].map(as_list)
     df["status"] = df["status"].fillna("unknown").astype(str)
     df["workers"] = df["workers"].fillna(1)
     for col, default in (("batch", 1), ("threads", 1), ("seed", 0)):
@@ -71,7 +84,7 @@ def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     return df
 
 
-def _as_list(value) -> list:
+def as_list(value) -> list:
     """A list column value (list, numpy array, JSON text, None) as a plain list."""
     if isinstance(value, str):
         try:
@@ -82,7 +95,7 @@ def _as_list(value) -> list:
         value = value.tolist()
     if not isinstance(value, (list, tuple)):
         return []  # None, NaN: nothing recorded
-    return [_as_list(v) if isinstance(v, (list, tuple, np.ndarray)) else v for v in value]
+    return [as_list(v) if isinstance(v, (list, tuple, np.ndarray)) else v for v in value]
 
 
 def options(value) -> dict:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .claims import METHOD
 from .plots import PLOTS
+from .tables import blank_note
 
 CAPTIONS = {
     "time_vs_tau": "Training step time vs τ, with the fitted power law of each model + strategy.",
@@ -16,10 +18,13 @@ CAPTIONS = {
     "loss_curves": "Training loss vs step and vs wall-clock: Elman + BPTT against Jordan + TF.",
     "exposure_bias": "Teacher-forced vs free-running loss by position (exposure bias).",
     "capacity": "Accuracy per task and model (capacity).",
+    "deer_iterations": "DEER: Newton iterations to converge vs the spectral radius of W.",
+    "time_vs_hidden": "Step time vs hidden size H: BPTT loops, scan/DEER, teacher forcing.",
 }
 INTRO = ("Each claim is checked against the measured rows by the rule in its last column. "
          "'holds' and 'does not hold' are measured findings; 'not measured' means the results "
-         "hold too few rows (or too noisy ones) to decide — it is never a guess. "
+         "hold too few rows (or too noisy ones) to decide — it is never a guess; the evidence "
+         "says which gate was not met. "
          "'by construction' marks what the code guarantees (a constant of the strategy "
          "registry): true by design, not a measurement.")
 VERDICT_MARK = {"holds": "✅ holds", "does not hold": "❌ does not hold",
@@ -61,17 +66,18 @@ def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
             "claim": claims["claim"],
             **{c: claims[c].map(VERDICT_MARK) for c in run_columns(claims, "verdict")},
             **{c: claims[c] for c in run_columns(claims, "evidence")},
-            "how it is decided": claims["rule"]})
+            "how it is decided": claims["rule"],
+            **({"evidence needed": claims["gate"]} if "gate" in claims else {})})
     return pd.DataFrame({
         "claim": claims["claim"], "verdict": claims["verdict"].map(VERDICT_MARK),
         "evidence": claims["evidence"], "cells": claims["cells"],
-        "how it is decided": claims["rule"],
+        "how it is decided": claims["rule"], "evidence needed": claims["gate"],
     })
 
 
 def write(report, out: Path) -> list[Path]:
     files = []
-    claims = f"{INTRO}\n\n{table(claims_table(report.claims))}"
+    claims = f"{INTRO}\n\n{METHOD}\n\n{table(claims_table(report.claims))}"
     (out / "claims.md").write_text(page("Claims of the chapter, checked", report.env, claims))
     files.append(out / "claims.md")
     body = [f"Results: `{report.source}`\n", "## Claims\n", claims, "## Plots\n"]
@@ -82,7 +88,8 @@ def write(report, out: Path) -> list[Path]:
         else:
             body.append(f"*{CAPTIONS[name]}* — not measured: the results hold no rows for it.\n")
     for name, title, note, _, shown in report.tables():
-        text = f"{note}\n\n{table(shown)}"
+        after = blank_note(shown) if name != "failed" else ""
+        text = f"{note}\n\n{table(shown)}" + (f"\n{after}\n" if after else "")
         (out / "tables" / f"{name}.md").write_text(page(title, report.env, text))
         files.append(out / "tables" / f"{name}.md")
         body.append(f"## {title}\n\n{text}\nCSV: [tables/{name}.csv](tables/{name}.csv)\n")

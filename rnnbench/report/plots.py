@@ -21,11 +21,14 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from . import runs  # noqa: E402
 from .fit import power_fit  # noqa: E402
-from .tables import SETTING, ok_rows, single  # noqa: E402
+from .tables import NOISY_IQR, SETTING, noisy, ok_rows, single  # noqa: E402
 
 MAX_PANELS = 6
 MIB = 2.0 ** -20
 TF_LABEL = "jordan + teacher_forcing"
+MIN_FIT_TAUS = 3  # a fitted line through fewer distinct τ would only join the points
+LEGEND_LINE = 0.16  # inches per legend line (fontsize 7)
+LEGEND_COLUMNS = 2
 
 
 # Several runs in one plot: each run its own marker and line style (colour: the series).
@@ -48,15 +51,19 @@ def _colors(names) -> dict:
     return {name: cmap(i % 10) for i, name in enumerate(sorted(set(names)))}
 
 
-def _grid(n_rows: int, n_cols: int, width=5.2, height=3.8,
-          layout: str | None = None) -> tuple[Figure, np.ndarray]:
+def _grid(n_rows: int, n_cols: int, width=5.2, height=3.8, layout: str | None = None,
+          legend: int = 0, ncol: int = LEGEND_COLUMNS) -> tuple[Figure, np.ndarray]:
     """Panels of ``width`` × ``height`` inches with fixed margins (in inches): a
-    layout engine would triple the drawing time; ``layout`` asks for one anyway."""
-    w, h = max(6.4, width * n_cols), height * n_rows + 0.6
+    layout engine would triple the drawing time; ``layout`` asks for one anyway.
+    ``legend``: entries of the largest legend, drawn below its panel in ``ncol``
+    columns (room is made)."""
+    extra = LEGEND_LINE * -(-legend // ncol) + (0.1 if legend else 0.0)
+    axes_h, gap = height - 0.95, 0.95 + extra
+    w, h = max(6.4, width * n_cols), 0.75 + n_rows * axes_h + (n_rows - 1) * gap + 0.55 + extra
     fig = Figure(figsize=(w, h), layout=layout)
     margins = {} if layout else dict(
-        left=0.8 / w, right=1 - 0.2 / w, bottom=0.55 / h, top=1 - 0.75 / h,
-        wspace=0.95 / (w / n_cols - 0.95), hspace=0.95 / (h / n_rows - 0.95))
+        left=0.8 / w, right=1 - 0.2 / w, bottom=(0.55 + extra) / h, top=1 - 0.75 / h,
+        wspace=0.95 / (w / n_cols - 0.95), hspace=gap / axes_h)
     axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False, gridspec_kw=margins))
     return fig, axes
 
@@ -84,7 +91,12 @@ def _title(setting: dict) -> str:
     return ", ".join(parts)
 
 
-_PLAIN = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+class _PlainLog(matplotlib.ticker.LogFormatter):
+    """Log-axis tick labels as plain numbers (16, 0.5, 2000), not powers; minor ticks
+    are labelled too when the axis spans too few decades for the major ones to read."""
+
+    def _num_to_string(self, x, vmin, vmax):
+        return f"{x:g}"
 
 
 def _log(ax, x_base: int | None = 2, y_base: int | None = 10) -> None:
@@ -93,12 +105,14 @@ def _log(ax, x_base: int | None = 2, y_base: int | None = 10) -> None:
                                   (y_base, ax.set_yscale, ax.yaxis)):
         if base:
             set_scale("log", base=base)
-            axis.set_major_formatter(_PLAIN)
-            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            axis.set_major_formatter(_PlainLog(base, labelOnlyBase=False))
+            axis.set_minor_formatter(_PlainLog(base, labelOnlyBase=False,
+                                               minor_thresholds=(1, 0.5)))
 
 
 def _decorate(ax, xlabel: str, ylabel: str | None = None, title: str | None = None,
-              log: tuple | None = None, grid_which: str = "major") -> None:
+              log: tuple | None = None, grid_which: str = "major",
+              ncol: int = LEGEND_COLUMNS) -> None:
     """The axis decoration every panel shares: labels, title, optional log scales, a light
     grid and a small legend (only when something is labelled)."""
     if log is not None:
@@ -109,8 +123,21 @@ def _decorate(ax, xlabel: str, ylabel: str | None = None, title: str | None = No
     if title is not None:
         ax.set_title(title, fontsize=9)
     ax.grid(True, which=grid_which, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # below the panel, clear of the data
+        fig = ax.get_figure()
+        below = 0.5 / (ax.get_position().height * fig.get_figheight())  # under the x label
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -below),
+                  ncol=ncol, frameon=False, borderaxespad=0, handlelength=2.5)
+
+
+def _entries(frame: pd.DataFrame, keys: list[str], per: list[str], extra: int = 0) -> int:
+    """The most legend entries one panel (a group by ``keys``) will have: its distinct
+    ``per`` values, per run (plus ``extra`` fixed ones)."""
+    if frame.empty:
+        return extra
+    per = per + ([runs.RUN] if runs.RUN in frame.columns else [])  # one entry per run too
+    counts = frame.groupby(keys, dropna=False)[per].apply(lambda g: len(g.drop_duplicates()))
+    return int(counts.max()) + extra
 
 
 def _errors(values: pd.Series):
@@ -119,23 +146,38 @@ def _errors(values: pd.Series):
     return None if values.isna().all() else values.fillna(0).to_numpy(dtype=float)
 
 
-def _series_vs_tau(ax, rows: pd.DataFrame, measure: str, scale: float, colors: dict) -> None:
+def _series_vs_tau(ax, rows: pd.DataFrame, measure: str, scale: float, colors: dict,
+                   flag_noisy: bool = False) -> None:
     """Seed means with sd bars, one line per model + strategy (and run), and its fitted
-    power law."""
+    power law (from MIN_FIT_TAUS distinct τ on). ``flag_noisy``: a τ where some seed's
+    timing is noisy (IQR above NOISY_IQR of the median) gets a hollow marker."""
+    rows = rows.assign(noisy=noisy(rows))
+    any_noisy = False
     for suffix, marker, ls, part in _by_run(rows):
         for name, g in part.groupby("series"):
-            pts = g.groupby("tau")[measure].agg(["mean", "std"]).dropna(subset=["mean"])
+            pts = g.groupby("tau").agg(mean=(measure, "mean"), std=(measure, "std"),
+                                       noisy=("noisy", "any")).dropna(subset=["mean"])
             if pts.empty:
                 continue
-            f = power_fit(g["tau"], g[measure])
+            f = power_fit(g["tau"], g[measure]) if g["tau"].nunique() >= MIN_FIT_TAUS else None
             label = name + suffix + ("" if f is None else f"  (k={f.exponent:.2f})")
             err = _errors(pts["std"])
+            hollow = (pts["noisy"].to_numpy(dtype=bool) if flag_noisy
+                      else np.zeros(len(pts), bool))
+            any_noisy |= hollow.any()
             ax.errorbar(pts.index, pts["mean"] * scale,
                         yerr=None if err is None else err * scale, marker=marker, ms=4, lw=0,
-                        elinewidth=1, capsize=2, color=colors[name], label=label)
+                        elinewidth=1, capsize=2, color=colors[name], label=label,
+                        markevery=list(np.flatnonzero(~hollow)))
+            if hollow.any():
+                ax.plot(pts.index[hollow], pts["mean"][hollow] * scale, ls="none",
+                        marker=marker, ms=6, mfc="white", mec=colors[name], mew=1.2)
             if f is not None:
                 t = np.geomspace(f.tau_min, f.tau_max, 50)
                 ax.plot(t, f.predict(t) * scale, ls=ls or "--", lw=1.2, color=colors[name])
+    if any_noisy:
+        ax.plot([], [], ls="none", marker="o", ms=6, mfc="white", mec="gray",
+                label=f"hollow: noisy (IQR > {NOISY_IQR:.0%} of median)")
     _decorate(ax, "sequence length τ (steps)", log=(2, 10))
 
 
@@ -156,9 +198,9 @@ def time_vs_tau(rows: pd.DataFrame) -> Figure | None:
     if not panels:
         return None
     colors = _colors(ok["series"])
-    fig, axes = _grid(1, len(panels))
+    fig, axes = _grid(1, len(panels), legend=_entries(ok, SETTING, ["series"], extra=1))
     for ax, (setting, g) in zip(axes[0], panels):
-        _series_vs_tau(ax, g, "step_ms_median", 1.0, colors)
+        _series_vs_tau(ax, g, "step_ms_median", 1.0, colors, flag_noisy=True)
         ax.set_ylabel("training step time (ms)")
         ax.set_title(_title(setting), fontsize=9)
     bars = "bars: sd" if runs.names(ok) else "bars: sd over seeds"
@@ -177,7 +219,7 @@ def memory_vs_tau(rows: pd.DataFrame) -> Figure | None:
     if not panels:
         return None
     colors = _colors(ok["series"])
-    fig, axes = _grid(len(panels), 2)
+    fig, axes = _grid(len(panels), 2, legend=_entries(ok, keys, ["series"]))
     for row, (setting, g) in zip(axes, panels):
         for ax, measure, what in ((row[0], "saved_bytes", "saved for backward"),
                                   (row[1], "peak_bytes", "peak memory")):
@@ -195,7 +237,9 @@ def speedup_vs_tau(speedups: pd.DataFrame) -> Figure | None:
         return None
     keys = [k for k in SETTING if k != "batch"]
     panels = _panels(speedups, keys)
-    fig, axes = _grid(1, len(panels))
+    pairs = speedups.assign(pair=speedups["batch"].astype(str) + speedups["teacher_forcing"])
+    fig, axes = _grid(1, len(panels), legend=_entries(pairs, keys, ["pair"]) * len(cols) + 1,
+                      ncol=1)
     markers = {"speedup_vs_bptt": "o", "speedup_vs_bptt_fused": "s"}
     batches = sorted(speedups["batch"].unique())
     cmap = matplotlib.colormaps["viridis"]
@@ -214,7 +258,7 @@ def speedup_vs_tau(speedups: pd.DataFrame) -> Figure | None:
                                 label=f"jordan + {tf} vs elman + {base}, B={batch:g}{suffix}")
         ax.axhline(1.0, color="black", lw=1, label="1× (no speedup)")
         _decorate(ax, "sequence length τ (steps)", "speedup of teacher forcing (×)",
-                  _title(setting), log=(2, 10))
+                  _title(setting), log=(2, 10), ncol=1)
     fig.suptitle("Speedup of teacher forcing over BPTT (above 1×: teacher forcing is faster)")
     return fig
 
@@ -225,9 +269,11 @@ def speedup_vs_workers(workers: pd.DataFrame) -> Figure | None:
     1-worker baseline from the same harness are drawn (None when there are none)."""
     if workers.empty or not ((workers["workers"] > 1) & workers["speedup"].notna()).any():
         return None
-    fig, axes = _grid(1, 1, width=6.4, height=4.6)
-    ax = axes[0, 0]
     keys = ["model", "strategy_label", "task_label", "tau", "batch", "split"]
+    fig, axes = _grid(1, 1, width=6.4, height=4.6,
+                      legend=len(workers.groupby(keys + [c for c in [runs.RUN]
+                                                         if c in workers.columns])) + 1, ncol=1)
+    ax = axes[0, 0]
     colors = _colors([" ".join(map(str, k)) for k, _ in workers.groupby(keys)])
     for suffix, marker, run_ls, part in _by_run(workers):
         for key, g in part.groupby(keys):
@@ -244,7 +290,7 @@ def speedup_vs_workers(workers: pd.DataFrame) -> Figure | None:
                               f"B={key[4]:g}{suffix}")
     top = workers["workers"].max()
     ax.plot([1, top], [1, top], color="black", lw=1, ls=":", label="ideal (speedup = workers)")
-    _decorate(ax, "workers", "speedup over one worker (×)", log=(2, 2))
+    _decorate(ax, "workers", "speedup over one worker (×)", log=(2, 2), ncol=1)
     fig.suptitle("Time-parallel training: speedup vs workers (bars: quartile interval)")
     return fig
 
@@ -266,7 +312,7 @@ def loss_curves(rows: pd.DataFrame) -> Figure | None:
     keys = ["task_label", "tau", "batch", "hidden"]
     panels = _panels(cur, keys)
     colors = _colors(cur["series"])
-    fig, axes = _grid(len(panels), 2)
+    fig, axes = _grid(len(panels), 2, legend=_entries(cur, keys, ["series"]))
     for row, (setting, panel) in zip(axes, panels):
         seen = set()
         for suffix, _, ls, g in _by_run(panel):
@@ -280,6 +326,7 @@ def loss_curves(rows: pd.DataFrame) -> Figure | None:
                             ls=ls or "-", label=label)
         for ax, xlabel in ((row[0], "training step"), (row[1], "wall-clock time (s)")):
             _decorate(ax, xlabel, "training loss (nats/token)", _title(setting))
+        row[0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.suptitle("Training loss vs step and vs wall-clock (one line per seed)")
     return fig
 
@@ -295,7 +342,8 @@ def exposure_bias(rows: pd.DataFrame) -> Figure | None:
     ok = ok[ok["tau"] == ok.groupby("task_label")["tau"].transform("max")]
     panels = _panels(ok, ["task_label", "tau"])
     colors = _colors(ok["series"])
-    fig, axes = _grid(1, len(panels))
+    fig, axes = _grid(1, len(panels), legend=2 * _entries(ok, ["task_label", "tau"], ["series"]),
+                      ncol=1)
     for ax, (setting, panel) in zip(axes[0], panels):
         for suffix, marker, run_ls, g in _by_run(panel):
             for name, s in g.groupby("series"):
@@ -312,7 +360,7 @@ def exposure_bias(rows: pd.DataFrame) -> Figure | None:
                         ax.plot(t, mean, ls=ls, marker=marker if suffix else ".",
                                 color=colors[name], label=f"{name}{suffix}: {what}")
         _decorate(ax, "position in the sequence t (steps)", "loss (nats/token)",
-                  _title(setting))
+                  _title(setting), ncol=1)
     fig.suptitle("Exposure bias: loss fed the true outputs (solid) vs its own (dashed)")
     return fig
 
@@ -349,8 +397,83 @@ def capacity(rows: pd.DataFrame) -> Figure | None:
     return fig
 
 
+# --------------------------------------------------------------------------- DEER
+
+
+DEERS = ("deer", "quasi_deer")
+# The contenders for one Elman training step (and Jordan + teacher forcing beside them).
+STEP_STRATEGIES = ("bptt", "bptt_fused", "bptt_compiled", "scan_bptt", "deer", "quasi_deer",
+                   "teacher_forcing")
+
+
+def _numeric(rows: pd.DataFrame, name: str) -> pd.Series:
+    if name not in rows.columns:
+        return pd.Series(np.nan, index=rows.index)
+    return pd.to_numeric(rows[name], errors="coerce")
+
+
+def deer_iterations(rows: pd.DataFrame) -> Figure | None:
+    """Newton iterations to converge against the spectral radius ρ of W (the
+    predictability cliff), one line per strategy and τ; runs that did not converge
+    within max_iter are drawn as crosses."""
+    ok = ok_rows(rows).copy()
+    ok["rho"], ok["iterations"] = _numeric(ok, "rho"), _numeric(ok, "iterations")
+    ok = ok[(ok["model"] == "elman") & ok["strategy"].isin(DEERS) & ok["rho"].notna()
+            & ok["iterations"].notna()]
+    if ok["rho"].nunique() < 2:
+        return None
+    conv = ok["converged"] if "converged" in ok.columns else pd.Series(True, index=ok.index)
+    ok["failed"] = conv.map(lambda v: str(v).lower() in ("false", "0"))
+    fig, axes = _grid(1, 1, width=6.4, height=4.2)
+    ax = axes[0, 0]
+    names = [f"{s}, τ={t:g}" for s, t in zip(ok["strategy_label"], ok["tau"])]
+    ok["line"] = names
+    colors = _colors(names)
+    for name, g in ok.groupby("line"):
+        pts = g.groupby("rho")["iterations"].mean().sort_index()
+        ax.plot(pts.index, pts.to_numpy(), marker="o", ms=4, lw=1.2, color=colors[name],
+                label=name)
+        bad = g[g["failed"]]
+        if len(bad):
+            ax.plot(bad["rho"], bad["iterations"], ls="", marker="x", ms=8, color=colors[name])
+    ax.axvline(1.0, color="grey", lw=0.8, ls=":")
+    _decorate(ax, "spectral radius ρ of W at init", "Newton iterations to converge",
+              "× = not converged within max_iter", log=(None, 2))
+    fig.suptitle("DEER: iterations vs spectral radius (contracting left of ρ = 1)")
+    return fig
+
+
+def time_vs_hidden(rows: pd.DataFrame) -> Figure | None:
+    """Step time against the hidden size H for every Elman step strategy and Jordan +
+    teacher forcing, one panel per (τ, B, threads); seeds averaged."""
+    ok = ok_rows(rows)
+    ok = ok[single(ok) & (ok["train_steps"].fillna(0) == 0) & ok["step_ms_median"].notna()
+            & ok["strategy"].isin(STEP_STRATEGIES)]
+    ok = ok[(ok["model"] == "elman") | (ok["strategy"] == "teacher_forcing")]
+    keys = ["task_label", "tau", "batch", "device", "threads"]
+    panels = []
+    for k, g in ok.groupby(keys, dropna=False):
+        lines = [n for n, x in g.groupby("series") if x["hidden"].nunique() >= 2]
+        if len(lines) >= 2 and g["strategy"].isin(DEERS + ("scan_bptt",)).any():
+            panels.append((dict(zip(keys, k)), g[g["series"].isin(lines)]))
+    if not panels:
+        return None
+    panels = sorted(panels, key=lambda kv: -len(kv[1]))[:MAX_PANELS]
+    fig, axes = _grid(1, len(panels))
+    colors = _colors(ok["series"])
+    for ax, (setting, g) in zip(axes[0], panels):
+        for name, x in g.groupby("series"):
+            pts = x.groupby("hidden")["step_ms_median"].mean().sort_index()
+            ax.plot(pts.index, pts.to_numpy(), marker="o", ms=4, lw=1.2, color=colors[name],
+                    label=name)
+        _decorate(ax, "hidden size H", "step time (ms)", _title(setting), log=(2, 10))
+    fig.suptitle("Step time vs hidden size: sequential BPTT, parallel-in-time, teacher forcing")
+    return fig
+
+
 PLOTS = ("time_vs_tau", "memory_vs_tau", "speedup_vs_tau", "speedup_vs_workers",
-         "loss_curves", "exposure_bias", "capacity")
+         "loss_curves", "exposure_bias", "capacity",
+         "deer_iterations", "time_vs_hidden")
 
 
 def figures(rows: pd.DataFrame, speedups: pd.DataFrame, workers: pd.DataFrame) -> dict:
@@ -363,6 +486,8 @@ def figures(rows: pd.DataFrame, speedups: pd.DataFrame, workers: pd.DataFrame) -
         "loss_curves": loss_curves(rows),
         "exposure_bias": exposure_bias(rows),
         "capacity": capacity(rows),
+        "deer_iterations": deer_iterations(rows),
+        "time_vs_hidden": time_vs_hidden(rows),
     }
 
 

@@ -16,15 +16,17 @@ CONFIG = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "de
 # What a timing is compared across: everything but model and strategy.
 SETTING = ["task_label", "batch", "hidden", "device", "threads", "dtype"]
 
-MEASURES = ("step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
-            "peak_bytes", "peak_rss_bytes", "minor_faults_per_step", "flops", "gflop_per_s",
-            "ms_per_gflop", "depth", "loss_tf", "loss_free", "acc_tf", "acc_free",
-            "comm_ms_median", "speedup_median")
+MEASURES = ("step_ms_median", "step_ms_iqr", "bound_ms", "bound_ratio", "fwd_ms_median",
+            "bwd_ms_median", "saved_bytes", "peak_bytes", "peak_rss_bytes",
+            "minor_faults_per_step", "flops", "gflop_per_s", "ms_per_gflop", "depth", "loss_tf",
+            "loss_free", "acc_tf", "acc_free", "comm_ms_median", "speedup_median")
 
 # measure -> (display name, scale applied for display)
 UNITS = {
     "step_ms_median": ("step time (ms)", 1.0),
     "step_ms_iqr": ("step IQR (ms)", 1.0),
+    "bound_ms": ("compute-bound (ms)", 1.0),
+    "bound_ratio": ("step / bound (×)", 1.0),
     "fwd_ms_median": ("forward (ms)", 1.0),
     "bwd_ms_median": ("backward (ms)", 1.0),
     "saved_bytes": ("saved (MiB)", 2.0 ** -20),
@@ -71,16 +73,71 @@ def aggregate(rows: pd.DataFrame, keys: list[str], measures=MEASURES) -> pd.Data
     return out[order + ["n_seeds"]].reset_index()
 
 
+# A timing whose IQR exceeds this fraction of its median is flagged noisy, as
+# torch.utils.benchmark's Measurement.has_warnings does (its IQR warning threshold, 0.1).
+NOISY_IQR = 0.1
+
+
+def noisy(rows: pd.DataFrame) -> pd.Series:
+    """Mask of the rows whose step-time IQR exceeds NOISY_IQR of its median."""
+    return (rows["step_ms_iqr"] / rows["step_ms_median"]) > NOISY_IQR
+
+
+def with_bound(rows: pd.DataFrame) -> pd.DataFrame:
+    """``bound_ms``: the step's FLOPs at the node's measured GEMM rate,
+    flops / (gemm_gflops * 1e9), in ms - the time of a compute-bound step; and
+    ``bound_ratio``: the step time over it (NaN where either is unknown)."""
+    rate = rows["gemm_gflops"] if "gemm_gflops" in rows.columns else np.nan
+    bound = rows["flops"] / (rate * 1e9) * 1e3
+    return rows.assign(bound_ms=bound, bound_ratio=rows["step_ms_median"] / bound)
+
+
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per model × strategy × τ (and the rest of the configuration): seeds aggregated."""
-    ok = ok_rows(rows)
+    """Per model × strategy × τ (and the rest of the configuration): seeds aggregated,
+    with the compute-bound time beside the step time (:func:`with_bound`);
+    ``noisy``: how many of its rows have a step-time IQR above NOISY_IQR of the median."""
+    ok = with_bound(ok_rows(rows))
     if ok.empty:
-        return pd.DataFrame(columns=CONFIG + ["n_seeds"])
+        return pd.DataFrame(columns=CONFIG + ["n_seeds", "noisy"])
     table = aggregate(ok, CONFIG)
     measured = [c for c in table.columns if c.endswith("_mean") and table[c].notna().any()]
     keep = [c for c in table.columns
             if c in CONFIG or c == "n_seeds" or c.rsplit("_", 1)[0] + "_mean" in measured]
-    return table[keep]
+    table = table[keep]
+    flags = ok.assign(noisy=noisy(ok)).groupby(CONFIG, dropna=False, sort=True)["noisy"].sum()
+    return table.merge(flags.astype(int).reset_index(), on=CONFIG, how="left")
+
+
+# Why a cell of a table can be empty, by the measure it shows.
+BLANK_REASONS = {
+    "loss": "loss and accuracy need train_steps > 0",
+    "acc": "loss and accuracy need train_steps > 0",
+    "comm": "only time-parallel rows (worker-group harness) have a communication time",
+    "speedup": "a speedup needs both sides measured at the same setting",
+    "one": "no 1-worker row of the same harness to compare with",
+    "bptt": "no Elman + BPTT (or fused) row at that setting",
+    "tau_cross": "no cross-over inside the τ range measured",
+}
+
+
+def blank_note(shown: pd.DataFrame) -> str:
+    """A sentence naming the display columns that are wholly empty, and why cells can be."""
+    if shown.empty:
+        return ""
+    blank = shown.map(lambda v: v is None or (isinstance(v, float) and np.isnan(v))
+                      or str(v).strip() == "")
+    empty = [str(c) for c in shown.columns if blank[c].all()]
+    some = [str(c) for c in shown.columns if blank[c].any() and not blank[c].all()]
+    if not empty and not some:
+        return ""
+    why = sorted({r for c in empty + some for k, r in BLANK_REASONS.items()
+                  if c.lower().startswith(k)})
+    parts = []
+    if empty:
+        parts.append("Empty columns (nothing measured in these rows): " + ", ".join(empty) + ".")
+    parts.append("An empty cell means not measured" + (f" ({'; '.join(why)})" if why else "")
+                 + "; no ± means a single seed.")
+    return " ".join(parts)
 
 
 # Fewer raw samples than this (all seeds pooled) give no quartiles.

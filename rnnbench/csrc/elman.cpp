@@ -1,0 +1,172 @@
+// The Elman recurrence and its back-propagation through time as sequential loops
+// (Deep Learning, eqs. 10.8 and 10.18-10.28), the only part of BPTT that must run
+// step by step.  The input term b + U x^(t) and the output layer o^(t) = c + V h^(t)
+// are batched matrix products done by the caller.
+//
+//   forward:   h^(t) = tanh(a^(t)),  a^(t) = [b + U x^(t)] + W h^(t-1),  h^(0) = 0
+//   backward:  dL/dh^(t) = g^(t) + W^T delta^(t+1),  delta^(t) = (1 - h^(t)^2) * dL/dh^(t)
+//
+// Each step is one BLAS call into a preallocated buffer (gemv at batch 1, gemm
+// otherwise) and one elementwise loop: no tensor is created, nothing is dispatched.
+// BLAS is the one libtorch links (its Fortran symbols), tanh is SLEEF's vectorised
+// one libtorch links; where libtorch exports neither, the step goes through
+// at::addmm_out and std::tanh instead (slower: one ATen dispatch per step).
+//
+// The functions are registered as operators (torch.ops.rnnbench_elman.*), so
+// torch's dispatch modes - the FLOP counter, the saved-bytes recorder - see them.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/addmm.h>
+#include <torch/library.h>
+
+#include <cmath>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*,
+            const float*, const int*, const float*, const int*, const float*, float*,
+            const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*,
+            const double*, const int*, const double*, const int*, const double*, double*,
+            const int*) __attribute__((weak));
+void sgemv_(const char*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*) __attribute__((weak));
+void dgemv_(const char*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+#if defined(__x86_64__)
+__m256 Sleef_tanhf8_u10(__m256) __attribute__((weak));
+__m256d Sleef_tanhd4_u10(__m256d) __attribute__((weak));
+#endif
+}
+
+namespace {
+
+bool have_blas() { return sgemm_ && dgemm_ && sgemv_ && dgemv_; }
+
+// c (B, H), row-major, += m (B, H) @ op(w), op(w) = w^T when trans_w, else w; w is (H, H)
+// row-major.  In BLAS's column-major terms c^T += op(w)^T m^T.
+void gemm(bool trans_w, int B, int H, const float* w, const float* m, float* c) {
+  const float one = 1.f;
+  const int inc = 1;
+  const char t = trans_w ? 'T' : 'N';
+  if (B == 1) sgemv_(&t, &H, &H, &one, w, &H, m, &inc, &one, c, &inc);
+  else sgemm_(&t, "N", &H, &B, &H, &one, w, &H, m, &H, &one, c, &H);
+}
+
+void gemm(bool trans_w, int B, int H, const double* w, const double* m, double* c) {
+  const double one = 1.0;
+  const int inc = 1;
+  const char t = trans_w ? 'T' : 'N';
+  if (B == 1) dgemv_(&t, &H, &H, &one, w, &H, m, &inc, &one, c, &inc);
+  else dgemm_(&t, "N", &H, &B, &H, &one, w, &H, m, &H, &one, c, &H);
+}
+
+// x[i] = tanh(x[i]), SLEEF's 1-ulp vectorised tanh where the CPU has AVX.
+#if defined(__x86_64__)
+__attribute__((target("avx"))) void tanh_avx(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, Sleef_tanhf8_u10(_mm256_loadu_ps(x + i)));
+  for (; i < n; ++i) x[i] = std::tanh(x[i]);
+}
+__attribute__((target("avx"))) void tanh_avx(double* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) _mm256_storeu_pd(x + i, Sleef_tanhd4_u10(_mm256_loadu_pd(x + i)));
+  for (; i < n; ++i) x[i] = std::tanh(x[i]);
+}
+bool have_sleef() {
+  static const bool ok = Sleef_tanhf8_u10 && Sleef_tanhd4_u10 && __builtin_cpu_supports("avx");
+  return ok;
+}
+#else
+template <typename T> void tanh_avx(T*, int64_t) {}
+bool have_sleef() { return false; }
+#endif
+
+template <typename T> void tanh_inplace(T* x, int64_t n) {
+  if (have_sleef()) tanh_avx(x, n);
+  else for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]);
+}
+
+void check(const at::Tensor& t, const char* name, int64_t dim) {
+  TORCH_CHECK(t.device().is_cpu(), name, ": the compiled recurrence runs on the CPU only");
+  TORCH_CHECK(t.dim() == dim, name, ": expected ", dim, " dimensions, got ", t.dim());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
+              name, ": float32 or float64 only, got ", t.scalar_type());
+}
+
+}  // namespace
+
+// h (tau, B, H) from a (tau, B, H) = b + U x^(t), and W (H, H).
+at::Tensor forward(const at::Tensor& a, const at::Tensor& W) {
+  check(a, "a", 3);
+  check(W, "W", 2);
+  const int64_t tau = a.size(0), B = a.size(1), H = a.size(2);
+  TORCH_CHECK(W.size(0) == H && W.size(1) == H, "W: expected (", H, ", ", H, ")");
+  at::Tensor h = a.contiguous().clone();
+  at::Tensor w = W.contiguous();
+  const int64_t n = B * H;
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "elman_forward", [&] {
+    scalar_t* hp = h.data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    for (int64_t t = 0; t < tau; ++t) {
+      scalar_t* ht = hp + t * n;
+      if (t > 0) {  // a^(t) += W h^(t-1): row-major h @ W^T
+        if (have_blas()) gemm(true, B, H, wp, ht - n, ht);
+        else {
+          at::Tensor out = h.select(0, t);
+          at::addmm_out(out, out, h.select(0, t - 1), w.t());
+        }
+      }
+      tanh_inplace(ht, n);
+    }
+  });
+  return h;
+}
+
+// delta (tau, B, H) = dL/da^(t) from g (tau, B, H) = dL/dh^(t) through the outputs,
+// h (tau, B, H) and W.
+at::Tensor backward(const at::Tensor& g, const at::Tensor& h, const at::Tensor& W) {
+  check(g, "g", 3);
+  check(h, "h", 3);
+  check(W, "W", 2);
+  TORCH_CHECK(g.sizes() == h.sizes(), "g: expected the shape of h");
+  const int64_t tau = h.size(0), B = h.size(1), H = h.size(2);
+  at::Tensor d = g.contiguous().clone();
+  at::Tensor hc = h.contiguous();
+  at::Tensor w = W.contiguous();
+  const int64_t n = B * H;
+  AT_DISPATCH_FLOATING_TYPES(d.scalar_type(), "elman_backward", [&] {
+    scalar_t* dp = d.data_ptr<scalar_t>();
+    const scalar_t* hp = hc.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    for (int64_t t = tau - 1; t >= 0; --t) {
+      scalar_t* dt = dp + t * n;
+      if (t < tau - 1) {  // dL/dh^(t) += W^T delta^(t+1): row-major delta @ W
+        if (have_blas()) gemm(false, B, H, wp, dt + n, dt);
+        else {
+          at::Tensor out = d.select(0, t);
+          at::addmm_out(out, out, d.select(0, t + 1), w);
+        }
+      }
+      const scalar_t* ht = hp + t * n;
+      for (int64_t i = 0; i < n; ++i) dt[i] *= scalar_t(1) - ht[i] * ht[i];
+    }
+  });
+  return d;
+}
+
+bool fast() { return have_blas() && have_sleef(); }
+
+TORCH_LIBRARY(rnnbench_elman, m) {
+  m.def("forward(Tensor a, Tensor W) -> Tensor");
+  m.def("backward(Tensor g, Tensor h, Tensor W) -> Tensor");
+  m.def("fast() -> bool", &fast);
+}
+
+TORCH_LIBRARY_IMPL(rnnbench_elman, CPU, m) {
+  m.impl("forward", &forward);
+  m.impl("backward", &backward);
+}

@@ -1,0 +1,97 @@
+"""What a reader sees: tick labels, legends clear of the data, integer steps, no line
+through two points, noisy timings flagged, empty columns explained, GPU 'none' on CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import report_synthetic as rs
+from rnnbench.report import env, load, plots, tables
+
+TWO_LAWS = {k: v for k, v in rs.LAWS.items() if k[1] != "bptt_fused"}
+
+
+def rows(**kw) -> pd.DataFrame:
+    return load.load(pd.DataFrame(rs.timing_rows(laws=TWO_LAWS, **kw)))
+
+
+def _labels(ax, axis="y") -> list[str]:
+    ax.get_figure().canvas.draw()
+    ticks = getattr(ax, f"get_{axis}ticklabels")
+    lim = getattr(ax, f"get_{axis}lim")()
+    lo, hi = min(lim), max(lim)
+    return [t.get_text() for t in ticks(which="both")
+            if t.get_text() and lo <= getattr(t, "get_position")()[axis == "y"] <= hi]
+
+
+def test_summary_counts_noisy_rows_as_torch_benchmark_warns():
+    df = rows(taus=(16, 32), seeds=(0, 1, 2))
+    first = df.index[(df["tau"] == 16) & (df["strategy"] == "bptt")][0]
+    df.loc[first, "step_ms_iqr"] = 0.2 * df.loc[first, "step_ms_median"]
+    table = tables.summary(df)
+    flags = table.set_index(["strategy_label", "tau"])["noisy"]
+    assert flags[("bptt", 16)] == 1
+    assert flags.drop(("bptt", 16)).eq(0).all()  # IQR 5% of the median: not noisy
+
+
+def test_a_narrow_log_axis_has_several_labelled_ticks():
+    fig = plots.time_vs_tau(rows(taus=(16, 32, 64), noise=0.0))
+    ax = fig.axes[0]
+    ax.set_ylim(2.0, 9.0)  # less than a decade: no power of ten inside
+    labels = _labels(ax)
+    assert len(labels) >= 3 and all(float(t) > 0 for t in labels)
+
+
+def test_legend_sits_below_the_panel_not_on_the_data():
+    fig = plots.time_vs_tau(rows(taus=(16, 32, 64)))
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.y1 < frame.y0
+    assert legend.y0 > 0  # inside the figure
+
+
+@pytest.mark.parametrize("taus, lines", [((16, 32), 0), ((16, 32, 64), len(TWO_LAWS))])
+def test_a_fitted_line_needs_three_distinct_taus(taus, lines):
+    ax = plots.time_vs_tau(rows(taus=taus)).axes[0]
+    assert len([ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]) == lines
+
+
+def test_a_noisy_point_is_drawn_hollow():
+    df = rows(taus=(16, 32, 64), seeds=(0,))
+    df.loc[df["tau"] == 32, "step_ms_iqr"] = df["step_ms_median"] * 0.5
+    ax = plots.time_vs_tau(df).axes[0]
+    hollow = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "white"
+              and len(ln.get_xdata())]
+    assert sorted(x for ln in hollow for x in ln.get_xdata()) == [32] * len(TWO_LAWS)
+    assert any("noisy" in t.get_text() for t in ax.get_legend().get_texts())
+    quiet = plots.time_vs_tau(rows(taus=(16, 32, 64), seeds=(0,))).axes[0]
+    assert not any(ln.get_markerfacecolor() == "white" for ln in quiet.get_lines())
+
+
+def test_loss_curve_steps_are_whole_numbers():
+    trained = pd.DataFrame(rs.trained_rows(seeds=(0,)))
+    trained["train_curve"] = [[[s, 0.1 * s, 2.0 - 0.3 * s] for s in range(4)]] * len(trained)
+    ax = plots.loss_curves(load.load(trained)).axes[0]
+    ticks = [float(t) for t in _labels(ax, "x")]
+    assert ticks and all(t == int(t) for t in ticks)
+
+
+def test_empty_columns_are_named_under_the_table():
+    shown = pd.DataFrame({"model": ["elman", "jordan"], "loss TF (nats/token)": ["", ""],
+                          "step time (ms)": ["1.5", "2"]})
+    note = tables.blank_note(shown)
+    assert "Empty columns" in note and "loss TF (nats/token)" in note and "train_steps" in note
+    assert "step time" not in note
+    assert tables.blank_note(shown.drop(columns=["loss TF (nats/token)"])) == ""
+
+
+def test_gpu_reads_none_on_a_cpu_only_run_and_not_recorded_on_cuda():
+    cpu = rows(taus=(16,), seeds=(0,))
+    assert env.environment(cpu)["GPU"] == "none (CPU only)"
+    cuda = cpu.assign(device="cuda")
+    assert env.environment(cuda)["GPU"] == "not recorded"
+    named = cuda.assign(gpu_name="NVIDIA H200")
+    assert env.environment(named)["GPU"] == "NVIDIA H200"
