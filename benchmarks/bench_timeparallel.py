@@ -16,18 +16,17 @@ CPUs:
 Step times are measured inside the workers (slowest rank per step), with the
 same Group and Worker code that ``rnnbench run`` uses.
 
-Interleaved (the headline): the 1-worker and the N-worker groups are started
-together (their actors ask for fractions of a CPU so both fit) and take turns,
-``repeats`` steps each, for ``blocks`` blocks, the order swapped every block.
-This machine's speed drifts by tens of percent over minutes, and its two vCPUs
-are not equally fast (a pure-Python loop pinned to each differs by up to
-1.7x; printed at the start): two groups timed one after the other, or one
-process left by the scheduler on the slow vCPU and the other on the fast
-one, differ for reasons of their own.  So the groups take turns (same drift),
-and every block pins rank r of each group to vCPU (r + block) mod count, so
-each process spends as many blocks on each vCPU.  The speedup is the ratio
-of the pooled medians (use an even number of blocks); the per-block ratios'
-median and range show the spread.
+Interleaved (the headline): the product's paired cell, the N-worker cell
+with ``baseline: {workers: 1}`` (:func:`rnnbench.timeparallel.run_cell`):
+both groups are started together (their actors ask for a share of the CPUs
+so both fit) and take turns one step at a time, A B B A ..., for ``blocks``
+pairs.  This machine's speed drifts by tens of percent over minutes, and its
+two vCPUs are not equally fast (a pure-Python loop pinned to each differs by
+up to 1.7x; printed at the start), so between pairs every rank moves to the
+next vCPU (both steps of a pair on the same ones).  The speedup is the median
+of the per-pair ratios, with their quartiles; the one-worker teacher-forcing
+baseline runs in chunks of the workers' slice (no allocator penalty the
+workers escape).
 
 ``--sequential`` also runs the cells one after the other through
 ``timeparallel.run_cell`` (the sweep's path; median, IQR, fwd/bwd/comm, and
@@ -183,15 +182,6 @@ def compare(name: str, model: str, strategy: str, tau: int, workers: list[int], 
     return ratio, plain_ratio
 
 
-def pin(pid: int, cpu: int) -> None:
-    """Every thread of process ``pid`` onto one CPU (sched_setaffinity is per thread)."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            os.sched_setaffinity(int(tid), {cpu})
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 def vcpu_speeds(loops: int = 3) -> dict[int, float]:
     """ms for a pure-Python loop pinned to each CPU (best of ``loops``): are they alike?"""
     before, out = os.sched_getaffinity(0), {}
@@ -213,43 +203,28 @@ def vcpu_speeds(loops: int = 3) -> dict[int, float]:
 
 def interleaved(name: str, model: str, strategy: str, tau: int, workers: list[int],
                 repeats: int, blocks: int, target: str) -> float:
-    """Both groups alive, taking turns; the speedup of the last over the first."""
-    from contextlib import ExitStack
-
-    cpus = ray.cluster_resources()["CPU"] / sum(workers)  # Ray's bookkeeping only
+    """The product's paired cell: the N-worker cell with baseline {workers: 1}
+    (rnnbench.timeparallel.run_cell; both groups up, taking turns, A B B A ...,
+    ranks moved to the next vCPUs between pairs).  ``blocks`` pairs of one step
+    each; ``repeats`` is unused here (kept for the sequential comparison)."""
+    n = workers[-1]
+    c = Cell(model=model, strategy=strategy, tau=tau, workers=n, repeats=blocks,
+             baseline={"workers": workers[0]}, **BASE)
     print(f"\n{name}: B=1 H=128 n_in=n_out=64 float32 tau={tau}, 1 thread per worker, "
-          f"{blocks} blocks of {repeats} steps, taking turns")
-    samples: dict[int, list[float]] = {n: [] for n in workers}
-    block_ratios = []
-    with ExitStack() as stack:
-        groups = {}
-        for n in workers:
-            c = Cell(model=model, strategy=strategy, tau=tau, workers=n, repeats=repeats, **BASE)
-            groups[n] = stack.enter_context(timeparallel.Group(c, cpus_per_worker=cpus))
-            groups[n].steps(timeparallel.WARMUP)
-        vcpus = sorted(os.sched_getaffinity(0))
-        for b in range(blocks):
-            medians = {}
-            for n, g in groups.items():  # rank r on vCPU (r + b) mod count, every thread
-                for rank, pid in enumerate(g.pids):
-                    pin(pid, vcpus[(rank + b) % len(vcpus)])
-            for n in (workers if b % 2 == 0 else workers[::-1]):
-                steps = timeparallel.summarise(c, groups[n].steps(repeats), 0)["step_ms_samples"]
-                samples[n] += steps
-                medians[n] = statistics.median(steps)
-            block_ratios.append(medians[workers[0]] / medians[workers[-1]])
-            print(f"  block {b + 1}: " + "  ".join(
-                f"{n} worker{'s' if n > 1 else ''} {medians[n]:7.1f} ms" for n in workers)
-                + f"   ratio {block_ratios[-1]:.2f}x   load {os.getloadavg()[0]:.1f}")
-    for n in workers:
-        q = statistics.quantiles(samples[n], n=4, method="inclusive")
-        print(f"  {n} worker{'s' if n > 1 else ''}: median {statistics.median(samples[n]):.1f} ms "
-              f"(IQR {q[2] - q[0]:.1f}) over {len(samples[n])} steps")
-    ratio = statistics.median(samples[workers[0]]) / statistics.median(samples[workers[-1]])
-    print(f"  {workers[-1]} workers vs {workers[0]}: {ratio:.2f}x (target {target}); per-block "
-          f"ratios median {statistics.median(block_ratios):.2f}x, range "
-          f"{min(block_ratios):.2f}-{max(block_ratios):.2f}x")
-    return ratio
+          f"{blocks} pairs of one step each, taking turns")
+    load = os.getloadavg()[0]
+    row = timeparallel.run_cell(c)
+    if row["status"] != "ok" or row["baseline_error"]:
+        raise SystemExit(f"{name}: {row['status']}: {row['error'] or row['baseline_error']}")
+    print(f"  baseline as run: {row['baseline_config']}")
+    print(f"  {n} workers: median {row['step_ms_median']:.1f} ms (IQR {row['step_ms_iqr']:.1f}), "
+          f"{row['minor_faults_per_step']:.0f} minor faults/step; {workers[0]} worker: "
+          f"{row['baseline_step_ms_median']:.1f} ms (IQR {row['baseline_step_ms_iqr']:.1f}), "
+          f"{row['baseline_minor_faults_per_step']:.0f} faults/step")
+    print(f"  {n} workers vs {workers[0]}: per-pair speedup median {row['speedup_median']:.2f}x "
+          f"[Q1 {row['speedup_q1']:.2f}, Q3 {row['speedup_q3']:.2f}] (target {target}); "
+          f"load {load:.1f} -> {os.getloadavg()[0]:.1f}")
+    return row["speedup_median"]
 
 
 def main() -> None:
@@ -258,7 +233,7 @@ def main() -> None:
     p.add_argument("--elman-tau", type=int, default=4096, help="Elman sequence length")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--blocks", type=int, default=8, help="interleaved blocks (default 8)")
+    p.add_argument("--blocks", type=int, default=8, help="interleaved pairs (default 8)")
     p.add_argument("--sequential", action="store_true",
                    help="also time the cells one after the other through run_cell")
     p.add_argument("--rounds", type=int, default=1, help="rounds of the sequential comparison")

@@ -30,6 +30,30 @@ def _option(text: str) -> tuple[str, object]:
     return key, parsed
 
 
+def overrides(text: str) -> dict:
+    """A baseline given as FIELD=VALUE,FIELD=VALUE (values read as YAML; an
+    option as strategy_options.KEY=VALUE), e.g. ``model=elman,strategy=bptt``."""
+    out: dict = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, value = _option(item)
+        field, dot, option = key.partition(".")
+        if dot:
+            out.setdefault(field, {})
+            if not isinstance(out[field], dict):
+                raise argparse.ArgumentTypeError(f"{field}: given both as a value and as options")
+            out[field][option] = value
+        else:
+            out[key] = value
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE[,FIELD=VALUE...], got {text!r}")
+    return out
+
+
+def threads(text: str) -> int | str:
+    """A thread count, or ``all`` (every CPU of the node)."""
+    return cell_mod.ALL if text == cell_mod.ALL else positive_int(text)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--model", required=True, choices=sorted(MODELS))
@@ -44,7 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
       help="a strategy option, e.g. k=32, segments=16, chunk=256, feedback=argmax")
     a("--task-option", action="append", type=_option, default=[], metavar="KEY=VALUE")
-    a("--threads", type=positive_int, default=1)
+    a("--threads", type=threads, default=1, help="a count, or 'all' (the node's CPUs)")
     a("--device", choices=cell_mod.DEVICES, default="cpu")
     a("--dtype", choices=cell_mod.DTYPES, default="float32")
     a("--workers", type=positive_int, default=1)
@@ -56,6 +80,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--rho", type=positive_float, default=None,
       help="rescale W at init to this spectral radius (elman, single_output)")
     a("--timeout", type=positive_float, default=None, help="seconds before the cell is a time-out")
+    a("--baseline", type=overrides, default=None, metavar="FIELD=VALUE[,...]",
+      help="time the cell against itself with these fields changed, taking turns, e.g. "
+           "workers=1, threads=1, model=elman,strategy=best_bptt")
     a("--json", action="store_true", help="print exactly one JSON object on stdout")
 
 
@@ -86,7 +113,8 @@ def cell_from_args(args: argparse.Namespace) -> Cell:
                 hidden=args.hidden, task=task, strategy_options=dict(args.option),
                 task_options=task_options, seed=args.seed, threads=args.threads,
                 device=args.device, workers=args.workers, train_steps=args.train_steps,
-                lr=args.lr, repeats=args.repeats, dtype=args.dtype, rho=args.rho)
+                lr=args.lr, repeats=args.repeats, dtype=args.dtype, rho=args.rho,
+                baseline=getattr(args, "baseline", None))
 
 
 def _fmt(value) -> str:

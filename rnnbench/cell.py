@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,21 @@ DTYPES = ("float32", "float64")
 # (rnnbench.timeparallel); group: the worker-group harness even for one worker, so a
 # 1-worker baseline is timed exactly like the N-worker cells it is compared with.
 HARNESSES = ("auto", "group")
+ALL = "all"  # threads: every CPU of the node the cell runs on
+# Fields a baseline may change (the rest - repeats, train_steps, lr - describe how
+# the pair is measured, not what is compared).
+BASELINE_FIELDS = ("model", "strategy", "strategy_options", "task", "task_options", "tau",
+                   "batch", "hidden", "seed", "threads", "device", "workers", "dtype", "harness",
+                   "rho")
+BEST_BPTT = "best_bptt"  # a baseline strategy: the fastest exact sequential BPTT, timed in the cell
+
+
+def node_cpus() -> int:
+    """The CPUs this process may run on (what ``threads: all`` becomes)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
 
 
 def _frozen(options: Any, field: str) -> tuple:
@@ -46,10 +62,34 @@ def _frozen(options: Any, field: str) -> tuple:
 INT64_MAX = 2**63 - 1  # integers are stored as int64 (Parquet, pandas)
 
 
+def _overrides(value: Any) -> tuple:
+    """A baseline's field overrides, frozen: sorted (field, value) pairs, option
+    mappings frozen in turn."""
+    if value is None:
+        return ()
+    if isinstance(value, tuple):
+        value = dict(value)
+    if not isinstance(value, dict):
+        raise UsageError(f"baseline: must be a mapping of cell fields to values, e.g. "
+                         f"{{workers: 1}}, got {value!r}")
+    out = []
+    for key, v in value.items():
+        if key not in BASELINE_FIELDS:
+            raise UsageError(f"baseline.{key}: not a field a baseline may change; allowed: "
+                             f"{', '.join(BASELINE_FIELDS)}")
+        if key.endswith("_options"):
+            v = _frozen(v, f"baseline.{key}")
+        elif not isinstance(v, (str, int, float, bool)):
+            raise UsageError(f"baseline.{key}: must be a number or a string, got {v!r}")
+        out.append((key, v))
+    return tuple(sorted(out))
+
+
 @dataclass(frozen=True)
 class Cell:
     """model, strategy (+ options), task (+ options), tau, batch, hidden, seed,
-    threads, device, workers, train_steps, lr, repeats, dtype, harness, rho
+    threads (a count or ``"all"``), baseline (the same cell with some fields
+    changed, timed beside it: :mod:`rnnbench.paired`), device, workers, train_steps, lr, repeats, dtype, harness, rho
     (spectral radius W is rescaled to at init; None: the default init)."""
 
     model: str
@@ -61,7 +101,7 @@ class Cell:
     strategy_options: tuple = ()
     task_options: tuple = ()
     seed: int = 0
-    threads: int = 1
+    threads: int | str = 1
     device: str = "cpu"
     workers: int = 1
     train_steps: int = 0
@@ -70,6 +110,7 @@ class Cell:
     dtype: str = "float32"
     harness: str = "auto"
     rho: float | None = None
+    baseline: tuple = ()
 
     def __post_init__(self):
         """Check every field; one UsageError listing every problem, one line each."""
@@ -85,12 +126,16 @@ class Cell:
         for name in ("strategy_options", "task_options"):
             frozen = check(_frozen, getattr(self, name), name)
             object.__setattr__(self, name, () if frozen is None else frozen)
+        frozen = check(_overrides, self.baseline)
+        object.__setattr__(self, "baseline", () if frozen is None else frozen)
         check(self._check_model_strategy)
         check(self._check_task)
         check(check_rho, self.model, self.rho)
         for name, low in (("tau", 1), ("batch", 1), ("hidden", 1), ("seed", 0),
-                          ("threads", 1), ("workers", 1), ("train_steps", 0), ("repeats", 1)):
+                          ("workers", 1), ("train_steps", 0), ("repeats", 1)):
             check(check_int, name, getattr(self, name), low, INT64_MAX)
+        if self.threads != ALL and check(check_int, "threads", self.threads, 1, INT64_MAX) is None:
+            problems[-1] = f"threads: must be a positive integer or 'all', got {short(self.threads)}"
         for name, allowed in (("device", DEVICES), ("harness", HARNESSES), ("dtype", DTYPES)):
             if getattr(self, name) not in allowed:
                 problems.append(f"{name}: must be one of {', '.join(allowed)}, "
@@ -100,6 +145,8 @@ class Cell:
             problems.append(f"lr: must be a finite positive number, got {short(self.lr)}")
         if problems:
             raise UsageError("\n".join(problems))
+        if self.baseline:
+            self.baseline_cell("bptt")  # validates the overrides (bptt stands in for best_bptt)
 
     def _check_model_strategy(self) -> None:
         if self.model not in MODELS:
@@ -119,23 +166,78 @@ class Cell:
                    else "sequence_parity needs model single_output")
             )
 
+    # ------------------------------------------------------------------ baseline
+    def baseline_cell(self, best_bptt: str | None = None) -> "Cell | None":
+        """The baseline as a cell of its own, or None without one.
+
+        Changing ``strategy`` (``task``) resets the options unless the baseline
+        gives them too.  Beside a worker-group cell the baseline runs in the
+        group harness too; beside a one-process cell it must be one process.
+        ``best_bptt``: the strategy that stands for ``best_bptt`` (validation
+        passes a stand-in; the cell's task passes the timed winner).  A bad
+        override raises a UsageError naming ``baseline.<field>``.
+        """
+        if not self.baseline:
+            return None
+        changes = dict(self.baseline)
+        best = changes.get("strategy") == BEST_BPTT
+        if best:
+            model = changes.get("model", self.model)
+            if not strategies.bptt_candidates(model):
+                raise UsageError(f"baseline.strategy: best_bptt has no exact sequential BPTT "
+                                 f"strategy for model {model}")
+            changes["strategy"] = best_bptt
+        if "strategy" in changes and "strategy_options" not in changes:
+            changes["strategy_options"] = ()
+        if "task" in changes and "task_options" not in changes:
+            changes["task_options"] = ()
+        if self.grouped:
+            changes.setdefault("harness", "group")
+        try:
+            other = dataclasses.replace(self, baseline=(), **changes)
+        except UsageError as exc:
+            raise UsageError(f"baseline.{exc}") from None
+        if other.grouped and not self.grouped:
+            raise UsageError("baseline.workers: a one-process cell's baseline is one process "
+                             "too; give the cell the workers and the baseline {workers: 1}")
+        if not best and other == dataclasses.replace(self, baseline=()):
+            raise UsageError("baseline: identical to the cell; change at least one field")
+        return other
+
+    def changed(self, other: "Cell") -> dict:
+        """The fields in which ``other`` differs from this cell (a baseline as run)."""
+        a, b = self.config(), other.config()
+        return {k: b[k] for k in b if k != "baseline" and a[k] != b[k]}
+
+    @property
+    def n_threads(self) -> int:
+        """``threads`` as a number: ``all`` is every CPU this process may run on."""
+        return node_cpus() if self.threads == ALL else self.threads
+
     # ------------------------------------------------------------------ helpers
     def config(self) -> dict:
         """The configuration as plain JSON-able data (options as dicts)."""
         d = dataclasses.asdict(self)
         d["strategy_options"] = dict(self.strategy_options)
         d["task_options"] = dict(self.task_options)
+        d["baseline"] = self.baseline_config()
         return d
+
+    def baseline_config(self) -> dict:
+        """The baseline's overrides as plain data (option mappings as dicts)."""
+        return {k: dict(v) if k.endswith("_options") else v for k, v in self.baseline}
 
     @functools.cached_property
     def cell_id(self) -> str:
         """Stable id: the first 16 hex digits of SHA-256 over the sorted config.
 
-        ``harness`` and ``rho`` enter the hash only when they are not the
+        ``harness``, ``rho`` and ``baseline`` enter the hash only when they are not the
         default, so ids of cells stored before the fields existed do not change.
         Computed once per cell (the driver asks for it many times).
         """
         config = self.config()
+        if not config["baseline"]:
+            del config["baseline"]
         if config["harness"] == "auto":
             del config["harness"]
         if config["rho"] is None:

@@ -168,6 +168,9 @@ def _check_fields(where: str, mapping: dict, problems: list[str]) -> dict:
         elif key in ("strategy_options", "task_options") and not isinstance(value, (dict, type(None))):
             problems.append(f"{where}.{key}: must be a mapping of option: value, "
                             f"got {_kind(value)} {short(value)}")
+        elif key == "baseline" and not isinstance(value, (dict, type(None))):
+            problems.append(f"{where}.{key}: must be a mapping of field: value, e.g. "
+                            f"{{workers: 1}}, got {_kind(value)} {short(value)}")
         else:
             good[key] = value
     return good
@@ -267,6 +270,8 @@ def _locate(message: str, where_set: dict[str, str]) -> str:
         field_ = "strategy_options"
     elif dot and first == "task":
         field_ = "task_options"
+    elif dot and first == "baseline":
+        field_ = "baseline"
     else:
         field_, sub = head, ""
     place = where_set.get(field_)

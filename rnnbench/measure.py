@@ -3,14 +3,18 @@
 
 Each measure has its own pass, so none disturbs another:
 
-1. memory  - bytes saved for backward (:func:`rnnbench.memory.saved_bytes`) and
-             the allocator's peak over one training step;
+1. memory  - bytes saved for backward (:func:`rnnbench.memory.saved_bytes`),
+             the profiler's tensor-allocation peak over one forward +
+             backward, and the process's peak RSS over one training step
+             (:mod:`rnnbench.procstat`);
 2. work    - FLOPs of forward + backward (``torch.utils.flop_counter``), and the
              node's GEMM rate (:mod:`rnnbench.gemm`): the compute-bound time;
 3. time    - blocks of runs timed as ``torch.utils.benchmark`` times them:
              forward, backward and the whole training step (forward, loss,
              backward, Adam), exactly ``repeats`` samples each after warm-up;
-             median, IQR (``benchmark.Measurement``) and the raw samples;
+             median, IQR (``benchmark.Measurement``) and the raw samples; the
+             minor page faults per timed step; with a ``baseline`` the step's
+             blocks take turns with the baseline's (:mod:`rnnbench.paired`);
 4. loss    - ``train_steps`` of Adam on fresh batches from the same model
              init, then per-token NLL (nats) and accuracy on a held-out batch,
              teacher-forced and free-running, also by position (exposure bias).
@@ -22,18 +26,23 @@ row whose status :func:`rnnbench.rows.status_of` decides.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import timeit
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import diagnostics, gemm, memory, strategies, training
-from .cell import Cell
+from . import diagnostics, gemm, memory, paired, procstat, strategies, training
+from .cell import BEST_BPTT, Cell
 from .rows import CellTimeout, NonFiniteLoss, base_row, fail
 from .training import NAN, WARMUP
+
+BEST_ROUNDS = 3  # blocks per candidate when best_bptt picks the fastest BPTT
 
 
 def run_cell(cell: Cell, timeout_s: float | None = None) -> dict:
@@ -43,7 +52,7 @@ def run_cell(cell: Cell, timeout_s: float | None = None) -> dict:
     deadline = start + timeout_s if timeout_s else math.inf
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(cell.threads)  # Ray reuses worker processes: set it every time
+        torch.set_num_threads(cell.n_threads)  # Ray reuses worker processes: set it every time
         with diagnostics.recording():  # the row reports convergence (see _measure), no warnings
             _measure(cell, row, deadline)
     except Exception as exc:  # noqa: BLE001 - a failed configuration is a row, not a crash
@@ -114,6 +123,10 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
     row["peak_bytes"], row["peak_method"] = memory.peak_bytes(
         lambda: forward().backward(), cell.device)
     model.zero_grad(set_to_none=True)
+    row["peak_rss_method"] = procstat.reset_peak_rss()
+    training_step(cell, model, forward)()  # with Adam's state: the process's real peak
+    row["peak_rss_bytes"] = procstat.peak_rss(row["peak_rss_method"])
+    model.zero_grad(set_to_none=True)
     _check_time(deadline, "memory")
 
     # 2. work
@@ -128,7 +141,10 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
     _check_time(deadline, "flop count")
 
     # 3. time
-    row.update(_time(cell, model, _loss_fn(cell, model, x, y, checked=False), deadline))
+    unchecked = _loss_fn(cell, model, x, y, checked=False)
+    row.update(_time(cell, model, unchecked, deadline))
+    model.zero_grad(set_to_none=True)
+    row.update(time_step(cell, training_step(cell, model, unchecked), deadline))
 
     # 4. loss
     row.update(_train_and_evaluate(cell, deadline))
@@ -147,7 +163,7 @@ def block_size(run_s: float, floor_s: float = 0.01) -> int:
 
 
 def sample(stmt: str, setup: str, globals: dict, cell: Cell, description: str | None = None,
-           after=lambda what: None) -> benchmark.Measurement:
+           after=lambda what: None, number: int | None = None) -> benchmark.Measurement:
     """Exactly ``cell.repeats`` timing samples of ``stmt``, on the cell's device.
 
     The statement first runs ``WARMUP`` times untimed; the last of those runs
@@ -159,12 +175,14 @@ def sample(stmt: str, setup: str, globals: dict, cell: Cell, description: str | 
     (``Timer.blocked_autorange`` gave 2 samples where 10 were asked: its blocks
     are sized for clock overhead under 1e-4 of a block.)  ``after(what)`` is called
     after the warm-up and after every sample (the cell's time-out check).
+    ``number``: runs per block, fixed (a statement whose ``setup`` must come
+    before every run, such as a backward on a fresh graph, takes 1).
     """
     timer = timeit.Timer(stmt, setup=setup, timer=training.clock(cell.device), globals=globals)
     for _ in range(WARMUP):
         one = timer.timeit(1)
     after(f"warm-up ({description or stmt})")
-    number = block_size(one)
+    number = number or block_size(one)
     raw = []
     for _ in range(cell.repeats):
         raw.append(timer.timeit(number))
@@ -173,12 +191,26 @@ def sample(stmt: str, setup: str, globals: dict, cell: Cell, description: str | 
 
 
 def _time(cell: Cell, model, forward, deadline: float) -> dict:
-    """:func:`sample` of the training step (the first warm-up step also makes
-    Adam's state), the forward and the backward, ``repeats`` samples each.  The
-    backward is timed on a graph built in the block's ``setup`` and kept
-    (``retain_graph=True``), so repeated backward passes do the same work
-    without a forward in the sample.
+    """:func:`sample` of the forward and the backward, ``repeats`` samples each.
+
+    The backward is timed as training runs it: one ``L.backward()`` (no
+    ``retain_graph``) on a graph that the block's untimed ``setup`` builds
+    afresh, gradients set to None first, so every block holds one run.  A
+    strategy that takes its gradient in the forward has no separate figures.
     """
+    if strategies.get(cell.strategy).grad_in_forward(dict(cell.strategy_options)):
+        return {"fwd_ms_median": NAN, "bwd_ms_median": NAN}
+    g = {"forward": forward, "model": model}
+    fresh = "model.zero_grad(set_to_none=True); L = forward()"
+    out = {name: sample(stmt, setup, g, cell, name, number=number,
+                        after=lambda what: _check_time(deadline, what))
+           for name, (stmt, setup, number) in {"fwd": ("forward()", "pass", None),
+                                               "bwd": ("L.backward()", fresh, 1)}.items()}
+    return {"fwd_ms_median": out["fwd"].median * 1e3, "bwd_ms_median": out["bwd"].median * 1e3}
+
+
+def training_step(cell: Cell, model, forward) -> Callable[[], None]:
+    """One training step as the cell trains: zero the gradients, forward, backward, Adam."""
     optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
 
     def step():
@@ -186,16 +218,151 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
         forward().backward()
         optimizer.step()
 
-    g = {"step": step, "forward": forward}
-    stmts = {"step": ("step()", "pass")}
-    # a strategy that takes its gradient in the forward cannot be timed apart
-    if not strategies.get(cell.strategy).grad_in_forward(dict(cell.strategy_options)):
-        stmts.update(fwd=("forward()", "pass"),
-                     bwd=("L.backward(retain_graph=True)", "L = forward()"))
-    out = {name: sample(stmt, setup, g, cell, name, after=lambda what: _check_time(deadline, what))
-           for name, (stmt, setup) in stmts.items()}
-    optimizer.zero_grad(set_to_none=True)
-    return training.time_fields(out["step"], out.get("fwd"), out.get("bwd"))
+    return step
+
+
+@dataclass
+class Side:
+    """One side of a timed comparison: its training step, block size, and the minor
+    page faults counted over its timed runs."""
+
+    cell: Cell
+    step: Callable[[], None]
+    number: int = 1
+    faults: int = 0
+    runs: int = 0
+
+    def warm(self, clock) -> None:
+        """``WARMUP`` untimed steps (the first also makes Adam's state); the last sizes
+        the blocks (:func:`block_size`)."""
+        torch.set_num_threads(self.cell.n_threads)
+        timer = timeit.Timer(self.step, timer=clock)
+        for _ in range(WARMUP):
+            one = timer.timeit(1)
+        self.number = block_size(one)
+
+    def block(self, clock) -> float:
+        """One timed block of ``number`` steps (``timeit``, the collector off): seconds per run."""
+        torch.set_num_threads(self.cell.n_threads)
+        f0 = procstat.minor_faults()
+        seconds = timeit.Timer(self.step, timer=clock).timeit(self.number) / self.number
+        self.faults += procstat.minor_faults() - f0
+        self.runs += self.number
+        return seconds
+
+    @property
+    def faults_per_step(self) -> float:
+        return self.faults / self.runs if self.runs else NAN
+
+
+def time_step(cell: Cell, step: Callable[[], None], deadline: float,
+              clock: Callable[[], float] | None = None) -> dict:
+    """The training step's row fields: ``repeats`` blocks of ``step`` -- with a
+    baseline, ``repeats`` pairs of blocks taking turns with the baseline's
+    (:func:`rnnbench.paired.alternate`, the CPU affinity moved between pairs)
+    -- and the minor page faults per timed step.  A baseline that fails (to
+    build or while timed) leaves its error in ``baseline_error``, and the
+    cell's own step is timed alone."""
+    clock = clock or training.clock(cell.device)
+    a = Side(cell, step)
+    a.warm(clock)
+    _check_time(deadline, "warm-up (step)")
+    out, b = {}, None
+    if cell.baseline:
+        try:
+            b, out = baseline_side(cell, clock, deadline)
+        except CellTimeout:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the baseline's failure is data
+            out["baseline_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+    if b is not None:
+        try:
+            with paired.Affinity() as affinity:
+                def pin(k: int, side: str) -> None:
+                    if affinity.allowed:
+                        affinity.pin(paired.cpu_window(
+                            affinity.allowed, (a if side == "a" else b).cell.n_threads, k))
+
+                result = paired.alternate(
+                    lambda k: a.block(clock), lambda k: b.block(clock), cell.repeats,
+                    before=pin, after=lambda k, side: _check_time(deadline, "timing (pairs)"))
+            out.update(training.time_fields(training.measurement(result.a, cell, "step")),
+                       **paired.row_fields(result), minor_faults_per_step=a.faults_per_step,
+                       baseline_minor_faults_per_step=b.faults_per_step)
+            return _no_apart(out)
+        except CellTimeout:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            out["baseline_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+            a.faults = a.runs = 0
+    samples = []
+    for _ in range(cell.repeats):
+        samples.append(a.block(clock))
+        _check_time(deadline, "timing (step)")
+    out.update(training.time_fields(training.measurement(samples, cell, "step")),
+               minor_faults_per_step=a.faults_per_step)
+    return _no_apart(out)
+
+
+def _no_apart(out: dict) -> dict:
+    """The step's fields only (forward and backward come from :func:`_time`)."""
+    for key in ("fwd_ms_median", "bwd_ms_median"):
+        out.pop(key, None)
+    return out
+
+
+def _build_side(cell: Cell) -> Side:
+    """A :class:`Side` for ``cell``: its model and batch, the first loss checked once."""
+    _, model, x, y = _setup(cell)
+    _loss_fn(cell, model, x, y)().backward()  # a non-finite loss fails here, once
+    model.zero_grad(set_to_none=True)
+    return Side(cell, training_step(cell, model, _loss_fn(cell, model, x, y, checked=False)))
+
+
+def best_bptt(cell: Cell, clock, deadline: float) -> tuple[Side, dict]:
+    """The fastest exact sequential BPTT for the baseline's model: every candidate
+    (:func:`rnnbench.strategies.bptt_candidates`) is built, warmed and timed for
+    ``BEST_ROUNDS`` blocks, the candidates taking turns; the lowest median wins.
+    Returns the winner's side and {strategy: median ms} of every candidate (the
+    error text for a candidate that could not run)."""
+    model = dict(cell.baseline).get("model", cell.model)
+    sides, times = {}, {}
+    for name in strategies.bptt_candidates(model):
+        try:
+            sides[name] = _build_side(cell.baseline_cell(name))
+            sides[name].warm(clock)
+        except CellTimeout:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is not the best
+            times[name] = f"{type(exc).__name__}: {exc}"[:200]
+        _check_time(deadline, "best_bptt warm-up")
+    if not sides:
+        raise RuntimeError(f"best_bptt: no candidate ran ({times})")
+    samples = {name: [] for name in sides}
+    for _ in range(BEST_ROUNDS):
+        for name, side in sides.items():
+            samples[name].append(side.block(clock))
+        _check_time(deadline, "best_bptt timing")
+    for name in samples:
+        times[name] = paired.quartiles(samples[name])[1] * 1e3
+    winner = min(samples, key=lambda n: times[n])
+    side = sides[winner]
+    side.faults = side.runs = 0
+    return side, times
+
+
+def baseline_side(cell: Cell, clock, deadline: float) -> tuple[Side, dict]:
+    """The cell's baseline, built and warmed, and the row fields that say what it is."""
+    out = {}
+    if dict(cell.baseline).get("strategy") == BEST_BPTT:
+        side, times = best_bptt(cell, clock, deadline)
+        out["baseline_candidates_ms"] = json.dumps(times, sort_keys=True)
+    else:
+        side = _build_side(cell.baseline_cell())
+        side.warm(clock)
+    out["baseline_config"] = json.dumps(cell.changed(side.cell), sort_keys=True)
+    _check_time(deadline, "warm-up (baseline)")
+    return side, out
 
 
 def _train_and_evaluate(cell: Cell, deadline: float) -> dict:

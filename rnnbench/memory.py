@@ -7,10 +7,14 @@ seen too); those still alive when the forward returns are what the graph
 holds.  Counted once per storage; parameters, the inputs x, y and the
 returned loss are excluded.  Deterministic and machine-independent.
 
-``peak_bytes``: the allocator's real peak above the starting level during one
-training step — CUDA ``max_memory_allocated`` after a reset; on CPU the
-profiler's memory events (allocations and frees in time order).  Never
-tracemalloc: it does not see tensor storage.
+``peak_bytes``: the peak of tensor bytes allocated above the starting level
+during one forward + backward (no optimizer step) — CUDA
+``max_memory_allocated`` after a reset; on CPU the running sum of the
+profiler's tensor allocation (+) and free (-) events in time order.  Tensors
+only: not the process's footprint, and blind to how the allocator got the
+memory (fresh pages or reused ones); the process's real resident-set peak is
+:mod:`rnnbench.procstat`'s ``peak_rss_bytes`` beside it.  Never tracemalloc:
+it does not see tensor storage.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ def saved_bytes(forward: Callable[[], torch.Tensor], keep: Iterable[torch.Tensor
 
 
 def peak_bytes(step: Callable[[], None], device: str = "cpu") -> tuple[int, str]:
-    """Peak bytes allocated above the starting level while ``step()`` runs, and how."""
+    """Peak tensor bytes allocated above the starting level while ``step()`` runs, and how."""
     if device == "cuda":
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()

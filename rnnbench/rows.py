@@ -40,6 +40,16 @@ SCHEMA: dict[str, str] = {
     # the curve's points are (step, wall seconds, loss)
     "train_curve": "list[list[float]]", "horizon_t": "list[int]",
     **dict.fromkeys(("horizon_loss_tf", "horizon_loss_free"), "list[float]"),
+    # paired baseline: the same cell with some fields changed, timed in alternating
+    # blocks beside it (rnnbench.paired); speedup = baseline / this cell, per block pair
+    **dict.fromkeys(("baseline", "baseline_config", "baseline_candidates_ms", "baseline_error"),
+                    "str"),
+    **dict.fromkeys(("baseline_step_ms_median", "baseline_step_ms_iqr", "speedup_median",
+                     "speedup_q1", "speedup_q3"), "float"),
+    "speedup_samples": "list[float]",
+    # what the OS saw (rnnbench.procstat): minor page faults per timed step, peak RSS
+    "minor_faults_per_step": "float", "baseline_minor_faults_per_step": "float",
+    "peak_rss_bytes": "float", "peak_rss_method": "str",
     # worker-group harness: how the work was split, how many workers had any
     "split": "str", "workers_active": "int", "comm_ms_median": "float",
     # sweep context: the job's name; how many other cells shared the node while this one ran
@@ -132,6 +142,8 @@ def base_row(cell) -> dict:
         cell_id=cell.cell_id,
         strategy_options=json.dumps(cfg["strategy_options"], sort_keys=True),
         task_options=json.dumps(cfg["task_options"], sort_keys=True),
+        threads=cell.n_threads,
+        baseline=json.dumps(cfg["baseline"], sort_keys=True) if cell.baseline else None,
         n_in=task.n_in,
         n_out=task.n_out,
         n_params=n_params(cell.hidden, task.n_in, task.n_out, cell.model),

@@ -181,7 +181,12 @@ def bptt(model, x, y):
 
 
 def bptt_fused(model, x, y):
-    """torch.nn.RNN's fused kernel (oneDNN on CPU, cuDNN on GPU) with the model's U, W, b."""
+    """torch.nn.RNN with the model's U, W, b: h = tanh(b + W h^(t-1) + U x^(t)).
+
+    What runs depends on the device: on CUDA cuDNN's fused RNN kernel; on CPU
+    there is no fused kernel -- ATen's ``_rnn_tanh`` steps through time with one
+    ``addmm`` + ``tanh`` per step, each an autograd node, much like :func:`bptt`.
+    """
     rnn = nn.RNN(model.n_in, model.n_hidden, nonlinearity="tanh", device="meta")
     weights = {
         "weight_ih_l0": model.U,
@@ -665,3 +670,14 @@ def logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
         return _jordan_outputs(model, x, None, lambda t, o, y_t: feed(o))
     hs, h = _elman_states(model, x, _zeros(model, x.shape[1], model.n_hidden))
     return model.output(h if isinstance(model, SingleOutput) else torch.stack(hs))
+
+
+# Strategies that compute the exact gradient by stepping through time one step
+# after another (depth tau): the candidates for a fair "best BPTT" baseline.
+SEQUENTIAL_BPTT = ("bptt", "bptt_fused", "bptt_compiled")
+
+
+def bptt_candidates(model: str) -> list[str]:
+    """The registered exact sequential BPTT strategies for ``model``."""
+    return [name for name in SEQUENTIAL_BPTT
+            if name in STRATEGIES and model in STRATEGIES[name].models]

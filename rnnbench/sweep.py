@@ -74,7 +74,7 @@ def resources(cell: Cell, exclusive: bool) -> dict:
     small node.
     """
     solo = not cell.grouped
-    opts = {"num_cpus": cell.threads if solo else 0,
+    opts = {"num_cpus": cell.n_threads if solo else 0,
             "num_gpus": 1 if solo and cell.device == "cuda" else 0}
     if exclusive:
         opts["resources"] = {EXCLUSIVE: 1}
@@ -417,18 +417,28 @@ def estimate_seconds(cell: Cell) -> float:
     free-running evaluation step through time) plus the FLOPs.  The per-cell and
     per-step constants are a least-squares fit to ``jobs/quick.yaml`` rows on a
     2-core CPU; the FLOP rate (10 GFLOP/s per thread) is assumed, not fitted.
-    A guide, not a promise.
+    A baseline adds its warm-up and its blocks.  A guide, not a promise.
     """
+    flops_s, step_s = _step_seconds(cell)
+    timed = (cell.repeats * 3 + 6) * step_s
+    train = cell.train_steps * (cell.tau * 410e-6 + flops_s)
+    base = cell.baseline_cell("bptt")
+    if base is not None:  # the baseline's warm-up and blocks; best_bptt warms every candidate
+        best = dict(cell.baseline).get("strategy") == "best_bptt"
+        timed += (cell.repeats + 2 + (3 * (3 + 2) if best else 0)) * _step_seconds(base)[1]
+    return 1.2 + timed + train
+
+
+def _step_seconds(cell: Cell) -> tuple[float, float]:
+    """(seconds of FLOPs, seconds of one timed step) as :func:`estimate_seconds` guesses."""
     task = cell.make_task()
     h, n_in, n_out = cell.hidden, task.n_in, task.n_out
     depth = cell.depth  # the Strategy record's depth at this tau and these options
     if depth is None:  # measured only (Newton iterations): the worst case, max_iter scans
         opts = dict(cell.strategy_options)
         depth = (opts.get("max_iter") or cell.tau) * math.ceil(math.log2(max(cell.tau, 2)))
-    flops_s = 6.0 * cell.tau * cell.batch * h * (n_in + h + n_out) / (1e10 * cell.threads)
-    timed = (cell.repeats * 3 + 6) * (depth * 225e-6 + flops_s)
-    train = cell.train_steps * (cell.tau * 410e-6 + flops_s)
-    return 1.2 + timed + train
+    flops_s = 6.0 * cell.tau * cell.batch * h * (n_in + h + n_out) / (1e10 * cell.n_threads)
+    return flops_s, depth * 225e-6 + flops_s
 
 
 # --------------------------------------------------------------------------- command line
@@ -543,7 +553,7 @@ def _dry_run(job, out: Path, cpus: int, fresh: bool = False, exclusive: bool = F
         est = estimate_seconds(c)
         rows.append({"cell_id": c.cell_id, "model": c.model, "strategy": c.strategy,
                      "task": c.task, "tau": c.tau, "batch": c.batch, "hidden": c.hidden,
-                     "seed": c.seed, "threads": c.threads, "workers": c.workers,
+                     "seed": c.seed, "threads": c.n_threads, "workers": c.workers,
                      "device": c.device, "status": status.get(c.cell_id, "todo"),
                      "est_s": round(wall.get(c.cell_id, est), 1)})
     table = pd.DataFrame(rows)
@@ -557,7 +567,7 @@ def _dry_run(job, out: Path, cpus: int, fresh: bool = False, exclusive: bool = F
         busy, where = sum(estimate_seconds(c) for c in left), "one cell at a time (--exclusive)"
     else:
         slots = max(1, cpus)
-        busy = sum(c.threads * estimate_seconds(c) for c in left) / slots
+        busy = sum(c.n_threads * estimate_seconds(c) for c in left) / slots
         where = f"on {slots} CPUs"
     print(f"\n{job.name}: {len(table)} cells, {len(table) - len(todo)} done "
           f"({n_ok} ok, {len(table) - len(todo) - n_ok} not ok), {len(todo)} to run"

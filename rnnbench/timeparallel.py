@@ -27,6 +27,16 @@ the N ranks' steps): per step the slowest rank's time counts, then a
 ``benchmark.Measurement`` over ``repeats`` steps after ``WARMUP``.
 ``comm_ms_median``: per step the *smallest* time any rank spent in the
 all-reduce (the last rank to arrive waits only for the transfer itself).
+``minor_faults_per_step``: the ranks' minor page faults per timed step,
+summed over the ranks; ``peak_rss_bytes``: the largest rank's peak RSS over
+the steps (:mod:`rnnbench.procstat`).
+
+With a ``baseline`` (e.g. ``{workers: 1}``) its group is started beside the
+cell's, each actor asking for a share of the CPUs so both fit where the larger
+one would; both warm up, then they take turns one step at a time
+(:func:`rnnbench.paired.alternate`, A B B A ...), every rank moved to the next
+CPUs between pairs.  A teacher-forcing baseline with fewer workers runs in
+chunks of the workers' slice (:func:`fair_baseline`).
 
 Whatever happens, every actor is killed and the placement group removed
 before :func:`run_cell` returns.  If the process running it is killed (the
@@ -39,7 +49,9 @@ not tested here); the trained replica is evaluated on the caller's CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import json
 import math
 import os
 import socket
@@ -48,8 +60,8 @@ from typing import Sequence
 
 import torch
 
-from . import diagnostics, strategies, training
-from .cell import Cell
+from . import diagnostics, paired, procstat, strategies, training
+from .cell import BEST_BPTT, Cell
 from .errors import UsageError
 from .rows import NonFiniteLoss, WorkerDied, base_row, fail
 from .time_split import DistComm
@@ -130,6 +142,8 @@ class Worker:
         self._now = training.clock(device)
         self.threads = threads
         torch.set_num_threads(threads)
+        self.affinity = paired.Affinity()
+        self.rss_method = procstat.MAXRSS
         self.store = None
         self.model = self.opt = self.part = None
 
@@ -202,9 +216,29 @@ class Worker:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     # -- one step -----------------------------------------------------------
+    def pin(self, offset: int) -> None:
+        """Every thread of this process onto ``threads`` of the CPUs it may use,
+        from position ``threads * rank + offset`` (a no-op where the OS says no)."""
+        allowed = self.affinity.allowed
+        if allowed:
+            self.affinity.pin(paired.cpu_window(allowed, self.threads,
+                                                self.threads * self.rank + offset))
+
+    def unpin(self) -> None:
+        self.affinity.restore()
+
+    def reset_peak(self) -> None:
+        """Start a new peak-RSS stretch (:mod:`rnnbench.procstat`)."""
+        self.rss_method = procstat.reset_peak_rss()
+
+    def peak(self) -> tuple[int, str]:
+        """This process's peak RSS (bytes) since :meth:`reset_peak`, and how it was read."""
+        return procstat.peak_rss(self.rss_method), self.rss_method
+
     def _step(self, optimize: bool, step: int | None = None) -> dict:
         import torch.distributed as dist
 
+        f0 = procstat.minor_faults()
         t0 = self._now()
         for p in self.params:
             p.grad = None
@@ -230,7 +264,7 @@ class Worker:
             self.opt.step()
         t4 = self._now()
         return {"fwd": fwd, "bwd": bwd, "comm": t3 - t2, "step": fwd + bwd + (t4 - t2),
-                "loss": float(flat[0])}
+                "loss": float(flat[0]), "faults": procstat.minor_faults() - f0}
 
     def _reported_step(self, optimize: bool) -> dict:
         """:meth:`_step` with what an iterative strategy reported (diagnostics.FIELDS)."""
@@ -273,9 +307,10 @@ def _ray():
     return ray
 
 
-def pg_name(cell: Cell) -> str:
-    """The placement group's name: one per cell (and per Ray job namespace)."""
-    return f"rnnbench-timeparallel-{cell.cell_id}"
+def pg_name(cell: Cell, role: str = "") -> str:
+    """The placement group's name: one per cell and role ("" for the cell's own
+    group, "baseline" for its baseline's), per Ray job namespace."""
+    return f"rnnbench-timeparallel-{cell.cell_id}" + (f"-{role}" if role else "")
 
 
 SETTLE_S = 10.0  # longest wait for an in-flight placement to settle before removing it
@@ -326,14 +361,17 @@ def release(cell: Cell) -> bool:
 
     if not ray.is_initialized():
         return False
-    try:
-        pg = ray.util.get_placement_group(pg_name(cell))
-    except ValueError:  # no such placement group
-        return False
-    if placement_group_table(pg).get("state") == "REMOVED":
-        return False
-    remove_group(pg)
-    return True
+    found = False
+    for role in ("", "baseline"):
+        try:
+            pg = ray.util.get_placement_group(pg_name(cell, role))
+        except ValueError:  # no such placement group
+            continue
+        if placement_group_table(pg).get("state") == "REMOVED":
+            continue
+        remove_group(pg)
+        found = True
+    return found
 
 
 class Group:
@@ -350,10 +388,11 @@ class Group:
     def __init__(self, cell: Cell, cpus_per_worker: float | None = None,
                  place_timeout_s: float = PLACE_TIMEOUT_S,
                  dist_timeout_s: float = DIST_TIMEOUT_S, timeout_s: float | None = None,
-                 worker: type = Worker):
+                 worker: type = Worker, role: str = ""):
         self.cell = cell
         self.worker = worker
-        self.cpus = float(cell.threads if cpus_per_worker is None else cpus_per_worker)
+        self.role = role  # "" for the cell's own group, "baseline" for its baseline's
+        self.cpus = float(cell.n_threads if cpus_per_worker is None else cpus_per_worker)
         self.place_timeout_s = place_timeout_s
         self.dist_timeout_s = dist_timeout_s
         self.timeout_s = timeout_s  # for everything from open() on; None: no limit
@@ -391,9 +430,10 @@ class Group:
                 raise UsageError(
                     f"workers: {n} workers x {need:g} {key} need {need * n:g} {key}; "
                     f"the Ray cluster has {total.get(key, 0):g}")
-        release(cell)  # a leftover of this cell's earlier, force-cancelled run
+        if not self.role:
+            release(cell)  # a leftover of this cell's earlier, force-cancelled run
         self.pg = placement_group([dict(bundle) for _ in range(n)], strategy="PACK",
-                                  name=pg_name(cell))
+                                  name=pg_name(cell, self.role))
         wait_s = self.place_timeout_s if self.deadline is None else \
             min(self.place_timeout_s, max(0.0, self.deadline - time.monotonic()))
         # not pg.wait(): it takes whole seconds (0.5 s becomes no wait at all)
@@ -413,7 +453,7 @@ class Group:
                 num_cpus=self.cpus, num_gpus=bundle.get("GPU", 0), max_restarts=0,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     placement_group=self.pg, placement_group_bundle_index=rank),
-            ).remote(rank, n, cell.threads, cell.device))
+            ).remote(rank, n, cell.n_threads, cell.device))
         self.infos = self._all([a.info.remote() for a in self.actors])
         # Rendezvous: rank 0 holds the port from bind to init (no race), then all join.
         self.address = self._all([self.actors[0].open_store.remote(self.dist_timeout_s)])[0]
@@ -504,6 +544,21 @@ class Group:
         """``n`` steps on every rank; per rank the list of per-step records."""
         return self._all([a.steps.remote(n, optimize) for a in self.actors])
 
+    def pin(self, offset: int) -> None:
+        """Rank r's threads onto CPUs from position ``threads * r + offset``."""
+        self._all([a.pin.remote(offset) for a in self.actors])
+
+    def unpin(self) -> None:
+        self._all([a.unpin.remote() for a in self.actors])
+
+    def reset_peak(self) -> None:
+        self._all([a.reset_peak.remote() for a in self.actors])
+
+    def peak(self) -> tuple[int, str]:
+        """The largest peak RSS of any rank since :meth:`reset_peak`, and the method."""
+        peaks = self._all([a.peak.remote() for a in self.actors])
+        return max(p[0] for p in peaks), peaks[0][1]
+
     def gradients(self) -> list[dict]:
         """Every rank's all-reduced gradient after one forward/backward (no update)."""
         return self._all([a.gradient.remote() for a in self.actors])
@@ -548,8 +603,11 @@ def summarise(cell: Cell, per_rank: list[list[dict]], warmup: int = WARMUP) -> d
     def stat(what: str, pick=max):
         return training.measurement([pick(r[what] for r in s) for s in steps], cell, what)
 
+    faults = [sum(r.get("faults", 0) for r in s) for s in steps]
     return {**training.time_fields(stat("step"), stat("fwd"), stat("bwd")),
-            "comm_ms_median": stat("comm", min).median * 1e3, **reported(per_rank)}
+            "comm_ms_median": stat("comm", min).median * 1e3,
+            "minor_faults_per_step": sum(faults) / len(faults) if faults else math.nan,
+            **reported(per_rank)}
 
 
 def reported(per_rank: list[list[dict]]) -> dict:
@@ -576,6 +634,93 @@ def idle_note(cell: Cell) -> str | None:
             f"({what} {getattr(cell, what)} split {kind}-wise; {why})")
 
 
+def fair_baseline(cell: Cell, base: Cell) -> Cell:
+    """The baseline under the allocator conditions of the cell's workers.
+
+    Split along time over N workers, each worker's tensors are 1/N of the
+    sequence; one process holding all of them can cross glibc's mmap threshold
+    (blocks of 32 MiB or more are mapped fresh on every allocation and unmapped
+    on free, so every step pays page faults the workers never see).  So a
+    teacher-forcing baseline with fewer workers, given no strategy options of
+    its own, runs in chunks of the workers' slice (``chunk = ceil(tau / N)``):
+    the same arithmetic and gradient, the same tensor sizes per piece as a worker.
+    """
+    if (split_kind(cell) != "time" or split_kind(base) != "time"
+            or base.workers >= cell.workers or "strategy_options" in dict(cell.baseline)
+            or base.strategy_options):
+        return base
+    return dataclasses.replace(base, strategy_options={"chunk": -(-base.tau // cell.workers)})
+
+
+def _check_finite(cell: Cell, records: list[list[dict]]) -> None:
+    bad = [r["loss"] for r in records[0] if not math.isfinite(r["loss"])]
+    if bad:
+        raise NonFiniteLoss(f"non-finite loss {bad[0]} ({cell.strategy})")
+
+
+def _alone(cell: Cell, g: "Group") -> dict:
+    """The cell's steps alone (``WARMUP`` untimed, then ``repeats`` timed)."""
+    g.reset_peak()
+    records = g.steps(WARMUP + cell.repeats)
+    _check_finite(cell, records)
+    out = summarise(cell, records)
+    out["peak_rss_bytes"], out["peak_rss_method"] = g.peak()
+    return out
+
+
+class BaselineFailed(RuntimeError):
+    """The baseline's group failed while the pair was timed (the cell's did not)."""
+
+
+def _paired(cell: Cell, a: "Group", b: "Group") -> dict:
+    """Both groups up, taking turns: ``repeats`` pairs of one step each, A B B A ...,
+    every rank's threads moved to the next CPUs between pairs."""
+    from ray.exceptions import GetTimeoutError
+
+    def steps(group: "Group", n: int) -> list[list[dict]]:
+        if group is a:
+            records = group.steps(n)
+            _check_finite(group.cell, records)
+            return records
+        try:
+            records = group.steps(n)
+            _check_finite(group.cell, records)
+            return records
+        except GetTimeoutError:
+            raise  # the cell's time-out, not the baseline's failure
+        except Exception as err:  # noqa: BLE001 -- the baseline's failure is data
+            raise BaselineFailed(f"{type(err).__name__}: {err}") from err
+
+    steps(a, WARMUP)
+    steps(b, WARMUP)
+    a.reset_peak()
+    per = {"a": [], "b": []}
+
+    def block(group: "Group", side: str) -> float:
+        records = steps(group, 1)
+        per[side].append(records)
+        return max(r[0]["step"] for r in records)
+
+    try:
+        result = paired.alternate(lambda k: block(a, "a"), lambda k: block(b, "b"),
+                                  cell.repeats,
+                                  before=lambda k, side: (a if side == "a" else b).pin(k))
+    finally:
+        for g in (a, b):
+            try:
+                g.unpin()
+            except Exception:  # noqa: BLE001 -- a dead group is reported by the caller
+                pass
+    joined = {side: [sum((rec[r] for rec in per[side]), []) for r in range(len(per[side][0]))]
+              for side in per}
+    out = summarise(cell, joined["a"], 0)
+    out["peak_rss_bytes"], out["peak_rss_method"] = a.peak()
+    out.update(paired.row_fields(result))
+    out["baseline_minor_faults_per_step"] = summarise(b.cell, joined["b"], 0)[
+        "minor_faults_per_step"]
+    return out
+
+
 def run_cell(cell: Cell, *, timeout_s: float | None = None,
              cpus_per_worker: float | None = None, group: type = Group,
              worker: type = Worker) -> dict:
@@ -583,31 +728,63 @@ def run_cell(cell: Cell, *, timeout_s: float | None = None,
 
     The row is :func:`rnnbench.rows.base_row` with the worker-group measures:
     ``split``, step/fwd/bwd times (inside the workers, slowest rank per step),
-    ``comm_ms_median``, and -- with ``train_steps`` -- the training curve and
-    the held-out loss and accuracy of the trained replica
-    (:func:`rnnbench.training.evaluate`).  Memory and FLOPs are per-process
-    measures and stay NaN here (the one-worker row has them).
+    ``comm_ms_median``, minor page faults per step and peak RSS, with a
+    ``baseline`` the paired fields (the baseline's failure leaves
+    ``baseline_error`` and the cell timed alone), and -- with ``train_steps`` --
+    the training curve and the held-out loss and accuracy of the trained
+    replica (:func:`rnnbench.training.evaluate`).  Memory and FLOPs are
+    per-process measures and stay NaN here (the one-worker row has them).
 
     Needs Ray: joins the running instance (driver or inside a Ray task), else
     starts an embedded one.  Failure is data (:func:`rnnbench.rows.status_of`:
     a dead worker gives ``crashed``, ``oom`` when Ray says it was memory);
     when this returns the actors are killed (Ray ends their processes moments
-    later) and the placement group is removed.  ``group`` and ``worker``: the
+    later) and the placement groups are removed.  ``group`` and ``worker``: the
     classes used (a subclass may watch the group or inject a fault).
     """
+    from contextlib import ExitStack
+
+    from ray.exceptions import GetTimeoutError
+
     t0 = time.perf_counter()
     row = base_row(cell)
     row["split"] = split_kind(cell)
     row["workers_active"] = active_workers(cell)
     row["error"] = idle_note(cell)
+    base = None
+    if cell.baseline:
+        if dict(cell.baseline).get("strategy") == BEST_BPTT:
+            row["baseline_error"] = ("best_bptt: chosen by timing in one process; "
+                                     "not offered beside a worker group")
+        else:
+            base = fair_baseline(cell, cell.baseline_cell())
+            row["baseline_config"] = json.dumps(cell.changed(base), sort_keys=True)
+    share = cpus_per_worker
+    if base is not None and share is None:  # both groups fit where the larger one would
+        share = max(cell.workers * cell.n_threads, base.workers * base.n_threads) \
+            / (cell.workers + base.workers)
     try:
-        with group(cell, cpus_per_worker=cpus_per_worker, timeout_s=timeout_s,
-                   worker=worker) as g:
-            records = g.steps(WARMUP + cell.repeats)
-            bad = [r["loss"] for r in records[0] if not math.isfinite(r["loss"])]
-            if bad:
-                raise NonFiniteLoss(f"non-finite loss {bad[0]} ({cell.strategy})")
-            row.update(summarise(cell, records))
+        with ExitStack() as stack:
+            g = stack.enter_context(group(cell, cpus_per_worker=share, timeout_s=timeout_s,
+                                          worker=worker))
+            other = None
+            if base is not None:
+                try:
+                    other = stack.enter_context(group(base, cpus_per_worker=share,
+                                                      timeout_s=timeout_s, worker=worker,
+                                                      role="baseline"))
+                except GetTimeoutError:
+                    raise
+                except Exception as err:  # noqa: BLE001 -- the baseline's failure is data
+                    row["baseline_error"] = f"{type(err).__name__}: {err}"[:2000]
+            times = None
+            if other is not None:
+                try:
+                    times = _paired(cell, g, other)
+                except BaselineFailed as err:
+                    row["baseline_error"] = str(err)[:2000]
+                    other.close()
+            row.update(times or _alone(cell, g))
             if row["iterations"] is not None:  # as the one-process harness: measured depth
                 row["depth"] = strategies.get(cell.strategy).depth(
                     cell.tau, iterations=row["iterations"], **dict(cell.strategy_options))

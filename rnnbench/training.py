@@ -140,7 +140,7 @@ def measurement(raw_times: Iterable[float], cell, description: str, number: int 
     return benchmark.Measurement(
         number_per_run=number, raw_times=list(raw_times),
         task_spec=benchmark.TaskSpec(stmt or description, setup, label=cell.cell_id,
-                                     description=description, num_threads=cell.threads))
+                                     description=description, num_threads=cell.n_threads))
 
 
 def time_fields(step: benchmark.Measurement, fwd: benchmark.Measurement | None = None,

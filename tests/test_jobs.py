@@ -64,7 +64,7 @@ MALFORMED = [
     ("name: x\ngrid: {tau: [8]\n", "job: not valid YAML: line"),
     ("fixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\n", "name: must be a name"),
     ("name: x\nfixed: {model: elman, strategy: bptt, threads: 0}\ngrid: {tau: [8]}\n",
-     "fixed.threads: must be a positive integer, got 0"),
+     "fixed.threads: must be a positive integer or 'all', got 0"),
     ("name: x\nfixed: {model: elman, strategy: bptt, device: tpu}\ngrid: {tau: [8]}\n",
      "fixed.device: must be one of cpu, cuda, got 'tpu'"),
     ("- name: x\n- grid: {}\n", "job: must be a mapping"),

@@ -49,6 +49,7 @@ class Report:
     failed: pd.DataFrame
     claims: pd.DataFrame
     figures: dict
+    paired: pd.DataFrame
     env: dict
     out_dir: Path | None = None
     files: tuple = field(default=())
@@ -86,6 +87,13 @@ class Report:
              "single-process rows are not a baseline); lo/hi: the speedup from the quartiles "
              "Q1/Q3 of the raw samples; efficiency = speedup / N.",
              self.workers, tables.display(self.workers)),
+            ("paired", "Paired comparisons: each cell against its baseline, taking turns",
+             "speedup = baseline step / cell step per block pair (blocks alternate A B B A ... "
+             "in one process, same CPUs within a pair); median and lo/hi = Q1/Q3 over the "
+             "pairs; baseline_config: the baseline as run (best_bptt resolved, a time split's "
+             "one-worker baseline chunked to the workers' slice); achieved GFLOP/s = "
+             "flop_counter's forward+backward FLOPs / step time.",
+             self.paired, tables.display(self.paired)),
             ("failed", "Failed rows", "Every row whose status is not ok, with its error.",
              self.failed, self.failed),
         ]
@@ -134,7 +142,7 @@ def build_report(source, out_dir=None, formats=FORMATS, embed_images: bool = Fal
         crossover=ev.crossover, workers=ev.workers, failed=tables.failed(rows),
         claims=judge(ev),
         figures=plots.figures(rows, ev.speedup, ev.workers) if figures else {},
-        env=env_mod.environment(rows),
+        env=env_mod.environment(rows), paired=tables.paired(rows),
     )
     if out_dir is None:
         return report

@@ -76,6 +76,11 @@ def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     df["strategy_label"] = [_label(s, o) for s, o in zip(df["strategy"], df["strategy_options"])]
     df["task_label"] = [_label(t, o) for t, o in zip(df["task"].fillna("?"), df["task_options"])]
     df["series"] = df["model"].astype(str) + " + " + df["strategy_label"]
+    df["baseline"] = df["baseline"].where(df["baseline"].notna(), "").astype(str)
+    # FLOP-normalised time: what the step achieved against the work it did
+    # (flops: torch.utils.flop_counter's count of one forward + backward).
+    df["gflop_per_s"] = df["flops"] / df["step_ms_median"] * 1e-6
+    df["ms_per_gflop"] = df["step_ms_median"] / (df["flops"] * 1e-9)
     return df
 
 

@@ -12,13 +12,14 @@ import pandas as pd
 
 # A configuration without its seed: rows sharing these are repeats over seeds.
 CONFIG = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "device",
-          "threads", "workers", "split", "dtype", "train_steps"]
+          "threads", "workers", "split", "dtype", "train_steps", "baseline"]
 # What a timing is compared across: everything but model and strategy.
 SETTING = ["task_label", "batch", "hidden", "device", "threads", "dtype"]
 
-MEASURES = ("step_ms_median", "step_ms_iqr", "bound_ms", "bound_ratio", "fwd_ms_median", "bwd_ms_median", "saved_bytes",
-            "peak_bytes", "flops", "depth", "loss_tf", "loss_free", "acc_tf", "acc_free",
-            "comm_ms_median")
+MEASURES = ("step_ms_median", "step_ms_iqr", "bound_ms", "bound_ratio", "fwd_ms_median",
+            "bwd_ms_median", "saved_bytes", "peak_bytes", "peak_rss_bytes",
+            "minor_faults_per_step", "flops", "gflop_per_s", "ms_per_gflop", "depth", "loss_tf",
+            "loss_free", "acc_tf", "acc_free", "comm_ms_median", "speedup_median")
 
 # measure -> (display name, scale applied for display)
 UNITS = {
@@ -29,8 +30,15 @@ UNITS = {
     "fwd_ms_median": ("forward (ms)", 1.0),
     "bwd_ms_median": ("backward (ms)", 1.0),
     "saved_bytes": ("saved (MiB)", 2.0 ** -20),
-    "peak_bytes": ("peak (MiB)", 2.0 ** -20),
+    "peak_bytes": ("profiler peak (MiB)", 2.0 ** -20),
+    "peak_rss_bytes": ("peak RSS (MiB)", 2.0 ** -20),
+    "minor_faults_per_step": ("minor faults/step", 1.0),
     "flops": ("GFLOP", 1e-9),
+    "gflop_per_s": ("achieved GFLOP/s", 1.0),
+    "ms_per_gflop": ("ms per GFLOP", 1.0),
+    "speedup_median": ("paired speedup (×)", 1.0),
+    "baseline_step_ms_median": ("baseline step (ms)", 1.0),
+    "baseline_minor_faults_per_step": ("baseline minor faults/step", 1.0),
     "depth": ("depth (steps)", 1.0),
     "loss_tf": ("loss TF (nats/token)", 1.0),
     "loss_free": ("loss free (nats/token)", 1.0),
@@ -255,6 +263,36 @@ def workers(rows: pd.DataFrame) -> pd.DataFrame:
     table["efficiency"] = table["speedup"] / table["workers"]
     table = table.reindex(columns=[c for c in WORKER_COLUMNS if c in table.columns])
     return table.sort_values(keys + ["workers"]).reset_index(drop=True)
+
+
+PAIRED = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "device", "threads",
+          "workers", "baseline", "baseline_config"]
+
+
+def paired(rows: pd.DataFrame) -> pd.DataFrame:
+    """Cells timed beside their baseline, taking turns (rnnbench.paired): speedup =
+    baseline / cell per block pair, its median and quartiles pooled over the seeds'
+    pairs; step times and achieved GFLOP/s of both sides (the baseline's FLOPs are
+    its own row's where the job has one) and minor page faults per step."""
+    ok = ok_rows(rows)
+    sel = ok[ok["baseline"].astype(str) != ""] if "baseline" in ok else ok.iloc[:0]
+    cols = PAIRED + ["step_ms_median", "baseline_step_ms_median", "speedup_median",
+                     "speedup_lo", "speedup_hi", "n_pairs", "gflop_per_s",
+                     "minor_faults_per_step", "baseline_minor_faults_per_step", "baseline_error"]
+    if sel.empty:
+        return pd.DataFrame(columns=cols)
+    out = []
+    for key, g in sel.groupby(PAIRED, dropna=False, sort=True):
+        ratios = np.array([v for s in g["speedup_samples"] for v in s
+                           if isinstance(v, (int, float)) and np.isfinite(v)], dtype=float)
+        q1, med, q3 = (np.quantile(ratios, [0.25, 0.5, 0.75]) if ratios.size
+                       else (np.nan, np.nan, np.nan))
+        errors = "; ".join(sorted({e for e in g["baseline_error"] if isinstance(e, str) and e}))
+        out.append((*key, g["step_ms_median"].mean(), g["baseline_step_ms_median"].mean(),
+                    med, q1, q3, int(ratios.size), g["gflop_per_s"].mean(),
+                    g["minor_faults_per_step"].mean(), g["baseline_minor_faults_per_step"].mean(),
+                    errors or None))
+    return pd.DataFrame(out, columns=cols)
 
 
 def failed(rows: pd.DataFrame) -> pd.DataFrame:
