@@ -447,7 +447,9 @@ def _images_loaded(page: Path) -> str:
 @pytest.mark.chromium
 @pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (apt-get install chromium)")
 def test_index_renders_in_chromium_with_every_image(built):
-    n = len(plots.PLOTS)
+    # every plot that was drawn (the DEER plots only where their rows exist) is on the page
+    n = len(list((built.out_dir / "plots").glob("*.png")))
+    assert n >= 7
     assert _images_loaded(built.out_dir / "index.html") == f"{n}/{n}"
     # The probe does see a broken image: move one away and it reports it.
     png = built.out_dir / "plots" / "capacity.png"
