@@ -198,6 +198,7 @@ def _several(sources, labels, figures: bool) -> Report:
         claims=_line_up([(n, judge(e)) for n, (_, e) in parts.items()]),
         figures=plots.figures(rows, speedup, workers) if figures else {},
         env=runs.environment(rows, where), runs=tuple(names), compared=_compared(rows),
+        paired=stack(lambda r, e: tables.paired(r)),
     )
 
 
