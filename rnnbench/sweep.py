@@ -317,7 +317,7 @@ def _sweep(cells: list[Cell], out: Path, runner, max_retries, cell_timeout, excl
         counts[status] = counts.get(status, 0) + 1
         result.latency_s[row["cell_id"]] = time.perf_counter() - submitted[row["cell_id"]]
         bar.update(1)
-        bar.set_postfix(ok=counts.get(OK, 0), failed=result.ran - counts.get(OK, 0),
+        bar.set_postfix(ok=counts.get(OK, 0), failed=sum(counts.values()) - counts.get(OK, 0),
                         refresh=False)
 
     bad = infeasible(todo, exclusive)
