@@ -23,6 +23,15 @@ from .rules import (FAILS, HOLDS, NOT_MEASURED, SELF_FEEDING, Decision, Rule, Ru
 MATCH = ["task_label", "tau", "batch", "hidden", "train_steps"]
 
 
+def _passes_gate(best: dict, where: str, r: Rules, skipped: list) -> bool:
+    """Whether each model's best strategy passes the training gate; if not, the setting
+    is listed in ``skipped`` with every side's reason."""
+    why = [f"{m} + {s}: {w}" for m, (s, x) in best.items() if (w := training_gate(x, r))]
+    if why:
+        skipped.append(f"{where} ({'; '.join(why)})")
+    return not why
+
+
 def _best_per_model(rows: pd.DataFrame, value: str, higher: bool) -> dict:
     """model -> (strategy, per-seed values) of its best strategy by mean ``value``."""
     out = {}
@@ -68,10 +77,7 @@ def jordan_weaker(rows: pd.DataFrame, r: Rules) -> Decision:
         if set(best) != {"elman", "jordan"}:
             skipped.append(f"{where} (one model missing)")
             continue
-        why = [f"{m} + {s}: {w}" for m, (s, x) in best.items()
-               if (w := training_gate(x, r))]
-        if why:
-            skipped.append(f"{where} ({'; '.join(why)})")
+        if not _passes_gate(best, where, r, skipped):
             continue
         (se, e), (sj, j) = best["elman"], best["jordan"]
         chance = _chance(g.iloc[0])
@@ -191,10 +197,7 @@ def belief_jordan_better(rows: pd.DataFrame, r: Rules) -> Decision:
         best = _best_per_model(g, "loss_gen", higher=False)
         if set(best) != {"elman", "jordan"}:
             continue
-        why = [f"{m} + {s}: {w}" for m, (s, x) in best.items()
-               if (w := training_gate(x, r))]
-        if why:
-            skipped.append(f"{where} ({'; '.join(why)})")
+        if not _passes_gate(best, where, r, skipped):
             continue
         (se, e), (sj, j) = best["elman"], best["jordan"]
         ci = diff_ci(e["loss_gen"], j["loss_gen"])
