@@ -20,6 +20,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <type_traits>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -48,20 +49,18 @@ bool have_blas() { return sgemm_ && dgemm_ && sgemv_ && dgemv_; }
 
 // c (B, H), row-major, += m (B, H) @ op(w), op(w) = w^T when trans_w, else w; w is (H, H)
 // row-major.  In BLAS's column-major terms c^T += op(w)^T m^T.
-void gemm(bool trans_w, int B, int H, const float* w, const float* m, float* c) {
-  const float one = 1.f;
+template <typename T>
+void gemm(bool trans_w, int B, int H, const T* w, const T* m, T* c) {
+  const T one = 1;
   const int inc = 1;
   const char t = trans_w ? 'T' : 'N';
-  if (B == 1) sgemv_(&t, &H, &H, &one, w, &H, m, &inc, &one, c, &inc);
-  else sgemm_(&t, "N", &H, &B, &H, &one, w, &H, m, &H, &one, c, &H);
-}
-
-void gemm(bool trans_w, int B, int H, const double* w, const double* m, double* c) {
-  const double one = 1.0;
-  const int inc = 1;
-  const char t = trans_w ? 'T' : 'N';
-  if (B == 1) dgemv_(&t, &H, &H, &one, w, &H, m, &inc, &one, c, &inc);
-  else dgemm_(&t, "N", &H, &B, &H, &one, w, &H, m, &H, &one, c, &H);
+  if constexpr (std::is_same_v<T, float>) {
+    if (B == 1) sgemv_(&t, &H, &H, &one, w, &H, m, &inc, &one, c, &inc);
+    else sgemm_(&t, "N", &H, &B, &H, &one, w, &H, m, &H, &one, c, &H);
+  } else {
+    if (B == 1) dgemv_(&t, &H, &H, &one, w, &H, m, &inc, &one, c, &inc);
+    else dgemm_(&t, "N", &H, &B, &H, &one, w, &H, m, &H, &one, c, &H);
+  }
 }
 
 // x[i] = tanh(x[i]), SLEEF's 1-ulp vectorised tanh where the CPU has AVX.

@@ -14,13 +14,20 @@ from ..errors import UsageError
 from . import load
 from .intervals import diff_ci, mean_ci
 from .rules import (FAILS, HOLDS, NOT_MEASURED, SELF_FEEDING, Decision, Rule, Rules,
-                    evidence_text, every_setting, fmt, is_tf, setting_text, some_setting,
+                    decision, every_setting, fmt, is_tf, setting_text, some_setting,
                     trained_cells, training_gate)
 
 # --------------------------------------------------------------------------- capability
 
 
 MATCH = ["task_label", "tau", "batch", "hidden", "train_steps"]
+
+
+def _matched(rows: pd.DataFrame):
+    """Each matched configuration (task, τ, B, H, training steps): its key, its
+    description and its rows."""
+    for key, g in rows.groupby(MATCH, dropna=False, sort=True):
+        yield key, setting_text(dict(zip(MATCH, key)), ("task_label", "tau", "batch", "hidden")), g
 
 
 def _passes_gate(best: dict, where: str, r: Rules, skipped: list) -> bool:
@@ -30,6 +37,11 @@ def _passes_gate(best: dict, where: str, r: Rules, skipped: list) -> bool:
     if why:
         skipped.append(f"{where} ({'; '.join(why)})")
     return not why
+
+
+def _loss_gate(r: Rules) -> str:
+    return (f"trained cells: ≥ {r.min_seeds} seeds and ≥ {r.min_train_steps} training steps "
+            "per side; a 95% CI over seeds on every comparison")
 
 
 def _best_per_model(rows: pd.DataFrame, value: str, higher: bool) -> dict:
@@ -65,8 +77,7 @@ def jordan_weaker(rows: pd.DataFrame, r: Rules) -> Decision:
         return Decision(NOT_MEASURED, evidence="no trained Elman and Jordan rows on "
                                                "delayed_recall")
     parts, skipped, used, gaps = [], [], [], []
-    for key, g in t.groupby(MATCH, dropna=False, sort=True):
-        where = setting_text(dict(zip(MATCH, key)), ("task_label", "tau", "batch", "hidden"))
+    for key, where, g in _matched(t):
         jordan = g[g["model"] == "jordan"]
         if not jordan["strategy"].isin(SELF_FEEDING).any():
             skipped.append(f"{where} (Jordan trained only with teacher forcing: its fed-back "
@@ -95,9 +106,8 @@ def jordan_weaker(rows: pd.DataFrame, r: Rules) -> Decision:
             parts.append((FAILS, text))
         else:
             parts.append((NOT_MEASURED, text + f"; the interval straddles {r.accuracy_gap}"))
-    return Decision(every_setting(parts), max(gaps) if gaps else math.nan,
-                    "accuracy (Elman − Jordan)", evidence_text(parts, skipped),
-                    pd.concat(used) if used else None)
+    return decision(every_setting(parts), max(gaps) if gaps else math.nan,
+                    "accuracy (Elman − Jordan)", parts, skipped, used)
 
 
 def jordan_parity(rows: pd.DataFrame, r: Rules) -> Decision:
@@ -106,8 +116,7 @@ def jordan_parity(rows: pd.DataFrame, r: Rules) -> Decision:
     if (t["model"] == "jordan").sum() == 0:
         return Decision(NOT_MEASURED, evidence="no trained Jordan rows on running_parity")
     parts, skipped, used, accs = [], [], [], []
-    for key, g in t.groupby(MATCH, dropna=False, sort=True):
-        where = setting_text(dict(zip(MATCH, key)), ("task_label", "tau", "batch", "hidden"))
+    for key, where, g in _matched(t):
         best = _best_per_model(g, "acc_gen", higher=True)
         if "jordan" not in best:
             continue
@@ -129,8 +138,8 @@ def jordan_parity(rows: pd.DataFrame, r: Rules) -> Decision:
             parts.append((FAILS, text))
         else:
             parts.append((NOT_MEASURED, text + "; neither clearly solved it: train longer"))
-    return Decision(every_setting(parts), min(accs) if accs else math.nan, "accuracy",
-                    evidence_text(parts, skipped), pd.concat(used) if used else None)
+    return decision(every_setting(parts), min(accs) if accs else math.nan, "accuracy", parts,
+                    skipped, used)
 
 
 def exposure_bias(rows: pd.DataFrame, r: Rules) -> Decision:
@@ -140,8 +149,7 @@ def exposure_bias(rows: pd.DataFrame, r: Rules) -> Decision:
         return Decision(NOT_MEASURED, evidence="no trained Jordan + teacher-forcing rows with "
                                                "both losses")
     parts, skipped, used, gaps = [], [], [], []
-    for key, g in tf.groupby(MATCH, dropna=False, sort=True):
-        where = setting_text(dict(zip(MATCH, key)), ("task_label", "tau", "batch", "hidden"))
+    for key, where, g in _matched(tf):
         why = training_gate(g, r)
         if why:
             skipped.append(f"{where} ({why})")
@@ -180,9 +188,8 @@ def exposure_bias(rows: pd.DataFrame, r: Rules) -> Decision:
             parts.append((FAILS, text))
         else:
             parts.append((NOT_MEASURED, text))
-    return Decision(some_setting(parts), max(gaps) if gaps else math.nan,
-                    "nats/token (free − TF), largest", evidence_text(parts, skipped),
-                    pd.concat(used) if used else None)
+    return decision(some_setting(parts), max(gaps) if gaps else math.nan,
+                    "nats/token (free − TF), largest", parts, skipped, used)
 
 
 def belief_jordan_better(rows: pd.DataFrame, r: Rules) -> Decision:
@@ -192,8 +199,7 @@ def belief_jordan_better(rows: pd.DataFrame, r: Rules) -> Decision:
     if t.empty:
         return Decision(NOT_MEASURED, evidence="no task with trained Elman and Jordan rows")
     parts, skipped, used, diffs = [], [], [], []
-    for key, g in t.groupby(MATCH, dropna=False, sort=True):
-        where = setting_text(dict(zip(MATCH, key)), ("task_label", "tau", "batch", "hidden"))
+    for key, where, g in _matched(t):
         best = _best_per_model(g, "loss_gen", higher=False)
         if set(best) != {"elman", "jordan"}:
             continue
@@ -208,14 +214,8 @@ def belief_jordan_better(rows: pd.DataFrame, r: Rules) -> Decision:
                 f"[{ci.low:+.3g}, {ci.high:+.3g}]")
         verdict = HOLDS if ci.low > 0 else FAILS if ci.high < 0 else NOT_MEASURED
         parts.append((verdict, text))
-    return Decision(every_setting(parts), float(np.mean(diffs)) if diffs else math.nan,
-                    "nats/token (Jordan − Elman), mean", evidence_text(parts, skipped),
-                    pd.concat(used) if used else None)
-
-
-def _loss_gate(r: Rules) -> str:
-    return (f"trained cells: ≥ {r.min_seeds} seeds and ≥ {r.min_train_steps} training steps "
-            "per side; a 95% CI over seeds on every comparison")
+    return decision(every_setting(parts), float(np.mean(diffs)) if diffs else math.nan,
+                    "nats/token (Jordan − Elman), mean", parts, skipped, used)
 
 
 JORDAN_WEAKER = Rule("jordan_less_powerful", "chapter",

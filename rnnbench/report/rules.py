@@ -154,26 +154,39 @@ def training_gate(rows: pd.DataFrame, rules: Rules) -> str | None:
     return None
 
 
+def _quantified(parts: list[tuple[str, str]], decides: str, needs_all: str) -> str:
+    """One verdict from the settings' verdicts: ``decides`` in one setting decides; else
+    ``needs_all`` when every judged setting says it; else not measured."""
+    verdicts = [v for v, _ in parts]
+    if decides in verdicts:
+        return decides
+    return needs_all if verdicts and all(v == needs_all for v in verdicts) else NOT_MEASURED
+
+
 def every_setting(parts: list[tuple[str, str]]) -> str:
     """'In every setting': holds only when each judged setting holds; one that does not
     hold decides; any undecided setting leaves the claim not measured."""
-    verdicts = [v for v, _ in parts]
-    if FAILS in verdicts:
-        return FAILS
-    if verdicts and all(v == HOLDS for v in verdicts):
-        return HOLDS
-    return NOT_MEASURED
+    return _quantified(parts, FAILS, HOLDS)
 
 
 def some_setting(parts: list[tuple[str, str]]) -> str:
     """'In some setting': holds when one judged setting holds; does not hold when every
     judged setting does not."""
-    verdicts = [v for v, _ in parts]
-    if HOLDS in verdicts:
-        return HOLDS
-    if verdicts and all(v == FAILS for v in verdicts):
-        return FAILS
-    return NOT_MEASURED
+    return _quantified(parts, HOLDS, FAILS)
+
+
+def decision(verdict: str, value: float, unit: str, parts: list[tuple[str, str]],
+             skipped: list[str], used: list[pd.DataFrame]) -> Decision:
+    """A rule's :class:`Decision` from what it gathered setting by setting: the judged
+    settings (``parts``), those not judged and why (``skipped``) and the rows it used."""
+    return Decision(verdict, value, unit, evidence_text(parts, skipped),
+                    pd.concat(used) if used else None)
+
+
+def above_verdict(ci: Interval, threshold: float) -> str:
+    """Holds when the 95% CI lies above ``threshold``; does not hold when it lies at or
+    below; else not measured."""
+    return HOLDS if ci.above(threshold) else FAILS if ci.high <= threshold else NOT_MEASURED
 
 
 def evidence_text(parts: list[tuple[str, str]], skipped: list[str]) -> str:

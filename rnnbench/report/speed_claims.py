@@ -12,9 +12,9 @@ import pandas as pd
 
 from .fit import overhead_fit, power_fit
 from .rules import (BPTTS, BY_CONSTRUCTION, DEERS, FAILS, HOLDS, NOT_MEASURED, Decision,
-                    Rule, Rules, baseline_key, ci_text, column, evidence_text, every_setting,
-                    fmt, is_tf, law_gate, numeric, setting_text, some_setting, speedup,
-                    timing_cells, truth)
+                    Rule, Rules, above_verdict, baseline_key, ci_text, column, decision,
+                    evidence_text, every_setting, fmt, is_tf, law_gate, numeric,
+                    setting_text, some_setting, speedup, timing_cells, truth)
 from .tables import ok_rows
 
 
@@ -59,8 +59,7 @@ def linear_law(rows: pd.DataFrame, measure: str, strategies, rules: Rules) -> De
                                f"{f.tau_max:g}, {f.n_points} cells)"))
     verdict = every_setting(parts)
     value = max(shares, key=abs) if shares else math.nan
-    return Decision(verdict, value, "τ² share of T(τ_max), largest", evidence_text(parts, skipped),
-                    pd.concat(used) if used else None)
+    return decision(verdict, value, "τ² share of T(τ_max), largest", parts, skipped, used)
 
 
 def _law_how(what: str):
@@ -181,8 +180,7 @@ def bptt_hardware(rows: pd.DataFrame, r: Rules) -> Decision:
                                   "show one)")))
     verdict = every_setting(parts)
     best = max((p["ci"].estimate for p in parts_bptt if p["ci"] is not None), default=math.nan)
-    return Decision(verdict, best, "× speedup (largest)", evidence_text(parts, skipped),
-                    pd.concat(used) if used else None)
+    return decision(verdict, best, "× speedup (largest)", parts, skipped, used)
 
 
 def tf_hardware(rows: pd.DataFrame, r: Rules) -> Decision:
@@ -196,12 +194,10 @@ def tf_hardware(rows: pd.DataFrame, r: Rules) -> Decision:
             skipped.append(_part_text(p))
             continue
         used.append(p["rows"])
-        verdict = (HOLDS if p["ci"].above(r.no_gain) else
-                   FAILS if p["ci"].high <= r.no_gain else NOT_MEASURED)
+        verdict = above_verdict(p["ci"], r.no_gain)
         parts.append((verdict, _part_text(p)))
     best = max((p["ci"].estimate for p in ps if p["ci"] is not None), default=math.nan)
-    return Decision(some_setting(parts), best, "× speedup (largest)", evidence_text(parts, skipped),
-                    pd.concat(used) if used else None)
+    return decision(some_setting(parts), best, "× speedup (largest)", parts, skipped, used)
 
 
 def _hw_gate(r: Rules) -> str:
@@ -266,10 +262,19 @@ def _against(rows: pd.DataFrame, new_mask, base_strategies, r: Rules) -> list[di
     return out
 
 
-def _best_base(comps: list[dict]) -> dict | None:
-    """The fastest baseline measured (the smallest speedup over it)."""
+def _fastest_base(comps: list[dict], where: str, r: Rules, skipped: list, used: list,
+                  values: list) -> tuple[dict | None, str]:
+    """The comparison against the fastest baseline measured (the smallest speedup over
+    it) and its verdict, faster than it or not; its rows go to ``used`` and its estimate
+    to ``values``. (None, "") and a note in ``skipped`` when no comparison has an interval."""
     known = [c for c in comps if c["ci"] is not None]
-    return min(known, key=lambda c: c["ci"].estimate) if known else None
+    if not known:
+        skipped.append(f"{where} ({comps[0]['how']})")
+        return None, ""
+    best = min(known, key=lambda c: c["ci"].estimate)
+    used.append(best["rows"])
+    values.append(best["ci"].estimate)
+    return best, above_verdict(best["ci"], r.faster)
 
 
 def tf_faster(rows: pd.DataFrame, r: Rules) -> Decision:
@@ -285,22 +290,16 @@ def tf_faster(rows: pd.DataFrame, r: Rules) -> Decision:
         top = max(c["row"]["tau"] for c in group)
         at = [c for c in group if c["row"]["tau"] == top]
         where = setting_text(at[0]["row"], ("task_label", "batch", "hidden", "threads", "tau"))
-        best = _best_base(at)
+        best, verdict = _fastest_base(at, where, r, skipped, used, values)
         if best is None:
-            skipped.append(f"{where} ({at[0]['how']})")
             continue
-        used.append(best["rows"])
-        values.append(best["ci"].estimate)
-        verdict = (HOLDS if best["ci"].above(r.faster) else
-                   FAILS if best["ci"].high <= r.faster else NOT_MEASURED)
         others = ", ".join(f"vs {c['base']} {ci_text(c['ci'])}" for c in at
                            if c["ci"] is not None and c is not best)
         parts.append((verdict, f"{where}: vs the fastest BPTT ({best['base']}) "
                                f"{ci_text(best['ci'])} ({best['how']})"
                                + (f"; {others}" if others else "")))
-    return Decision(every_setting(parts), min(values) if values else math.nan,
-                    "× speedup over the fastest BPTT (smallest)", evidence_text(parts, skipped),
-                    pd.concat(used) if used else None)
+    return decision(every_setting(parts), min(values) if values else math.nan,
+                    "× speedup over the fastest BPTT (smallest)", parts, skipped, used)
 
 
 def tf_not_overhead(rows: pd.DataFrame, r: Rules) -> Decision:
@@ -322,8 +321,7 @@ def tf_not_overhead(rows: pd.DataFrame, r: Rules) -> Decision:
                                + (f": {comp['how']}" if comp else "") + ")")
             continue
         used.append(comp["rows"])
-        verdict = (HOLDS if comp["ci"].above(r.faster) else
-                   FAILS if comp["ci"].high <= r.faster else NOT_MEASURED)
+        verdict = above_verdict(comp["ci"], r.faster)
         text = f"{where}: vs compiled loop {ci_text(comp['ci'])}"
         if loop is not None and loop["ci"] is not None:
             used.append(loop["rows"])
@@ -340,9 +338,8 @@ def tf_not_overhead(rows: pd.DataFrame, r: Rules) -> Decision:
     if not parts and not skipped:
         return Decision(NOT_MEASURED, evidence="no teacher-forcing cell timed beside "
                                                "bptt_compiled (the compiled sequential loop)")
-    return Decision(every_setting(parts), max(shares) if shares else math.nan,
-                    "overhead share of the speedup (largest)", evidence_text(parts, skipped),
-                    pd.concat(used) if used else None)
+    return decision(every_setting(parts), max(shares) if shares else math.nan,
+                    "overhead share of the speedup (largest)", parts, skipped, used)
 
 
 def _speed_gate(r: Rules) -> str:
@@ -436,10 +433,9 @@ def deer_depth(rows: pd.DataFrame, r: Rules) -> Decision:
         else:
             parts.append((NOT_MEASURED, text + ("" if (conv == True).all()  # noqa: E712
                                                 else "; convergence not recorded")))
-    return Decision(every_setting(parts), max((g["iterations"].max() for g in used),
+    return decision(every_setting(parts), max((g["iterations"].max() for g in used),
                                               default=math.nan),
-                    "Newton iterations (largest)", evidence_text(parts, skipped),
-                    pd.concat(used) if used else None)
+                    "Newton iterations (largest)", parts, skipped, used)
 
 
 def deer_faster(rows: pd.DataFrame, r: Rules) -> Decision:
@@ -456,19 +452,13 @@ def deer_faster(rows: pd.DataFrame, r: Rules) -> Decision:
     for _, group in sorted(by.items()):
         where = setting_text(group[0]["row"], ("strategy_label", "batch", "hidden", "threads",
                                            "tau"))
-        best = _best_base(group)
+        best, verdict = _fastest_base(group, where, r, skipped, used, values)
         if best is None:
-            skipped.append(f"{where} ({group[0]['how']})")
             continue
-        used.append(best["rows"])
-        values.append(best["ci"].estimate)
-        verdict = (HOLDS if best["ci"].above(r.faster) else
-                   FAILS if best["ci"].high <= r.faster else NOT_MEASURED)
         parts.append((verdict, f"{where}: vs the fastest BPTT ({best['base']}) "
                                f"{ci_text(best['ci'])} ({best['how']})"))
-    return Decision(some_setting(parts), max(values) if values else math.nan,
-                    "× speedup over the fastest BPTT (largest)", evidence_text(parts, skipped),
-                    pd.concat(used) if used else None)
+    return decision(some_setting(parts), max(values) if values else math.nan,
+                    "× speedup over the fastest BPTT (largest)", parts, skipped, used)
 
 
 TF_DEPTH = Rule("tf_depth_one", "chapter",
