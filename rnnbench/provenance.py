@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, allocator
 
 
 def _version(package: str) -> str | None:
@@ -62,6 +62,7 @@ def provenance(device: str = "cpu") -> dict:
         "host": socket.gethostname(),
         "cpu_model": cpu_model(),
         "gpu_name": gpu_name(device),
+        "allocator": allocator.state(),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

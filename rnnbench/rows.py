@@ -50,6 +50,7 @@ SCHEMA: dict[str, str] = {
     # what the OS saw (rnnbench.procstat): minor page faults per timed step, peak RSS
     "minor_faults_per_step": "float", "baseline_minor_faults_per_step": "float",
     "peak_rss_bytes": "float", "peak_rss_method": "str",
+    "allocator": "str",  # the C allocator's conditions (rnnbench.allocator)
     # worker-group harness: how the work was split, how many workers had any
     "split": "str", "workers_active": "int", "comm_ms_median": "float",
     # sweep context: the job's name; how many other cells shared the node while this one ran

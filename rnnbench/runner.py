@@ -7,11 +7,14 @@ The sweep's default runner.  A cell that asks for workers (``workers > 1``, or
 
 from __future__ import annotations
 
+from . import allocator
 from .cell import Cell
 
 
 def run_cell(cell: Cell, timeout_s: float | None = None) -> dict:
-    """The cell's row; never raises for a failure of the cell itself."""
+    """The cell's row; never raises for a failure of the cell itself.  Timed under
+    :func:`rnnbench.allocator.steady` (every step reuses its pages)."""
+    allocator.steady()
     if cell.grouped:
         from . import timeparallel
 

@@ -60,7 +60,7 @@ from typing import Sequence
 
 import torch
 
-from . import diagnostics, paired, procstat, strategies, training
+from . import allocator, diagnostics, paired, procstat, strategies, training
 from .cell import BEST_BPTT, Cell
 from .errors import UsageError
 from .rows import NonFiniteLoss, WorkerDied, base_row, fail
@@ -142,6 +142,7 @@ class Worker:
         self._now = training.clock(device)
         self.threads = threads
         torch.set_num_threads(threads)
+        allocator.steady()  # the same allocator conditions as a one-process cell
         self.affinity = paired.Affinity()
         self.rss_method = procstat.MAXRSS
         self.store = None

@@ -168,9 +168,24 @@ def test_deer_depth_holds_with_bounded_iterations_and_fails_otherwise():
 
 def test_deer_faster_from_paired_timings():
     def rows(s):
-        return rs.paired_rows("elman", "deer", s, {"strategy": "bptt"}, tau=4096, hidden=8)
+        return rs.paired_rows("elman", "deer", s, {"strategy": "bptt"}, tau=4096, hidden=8,
+                              iterations=6, converged=True)
     assert verdict(rows(3.0), "deer_faster") == HOLDS
     assert verdict(rows(0.3), "deer_faster") == FAILS
+
+
+def test_deer_faster_ignores_runs_stopped_short_of_the_answer():
+    def rows(s, converged):
+        return rs.paired_rows("elman", "deer", s, {"strategy": "bptt"}, tau=4096, hidden=8,
+                              iterations=64, converged=converged)
+    c = judged(rows(3.0, False))["deer_faster"]
+    assert c.verdict == NM and "not converged after 64 iterations" in c.evidence
+    assert verdict(rows(3.0, True), "deer_faster") == HOLDS
+    # one converged setting that wins still decides; the unconverged one is listed
+    mixed = rows(3.0, True) + rs.paired_rows("elman", "quasi_deer", 5.0, {"strategy": "bptt"},
+                                             tau=4096, hidden=8, iterations=64, converged=False)
+    c = judged(mixed)["deer_faster"]
+    assert c.verdict == HOLDS and "quasi_deer" in c.evidence and "not converged" in c.evidence
 
 
 # --------------------------------------------------------------------------- capability

@@ -438,17 +438,30 @@ def deer_depth(rows: pd.DataFrame, r: Rules) -> Decision:
                     "Newton iterations (largest)", parts, skipped, used)
 
 
+def _converged(rows: pd.DataFrame) -> pd.Series:
+    """Whether each row records a converged solve (unrecorded counts as not)."""
+    return column(rows, "converged", None).map(truth).eq(True)
+
+
 def deer_faster(rows: pd.DataFrame, r: Rules) -> Decision:
-    comps = _against(rows, lambda x: (x["model"] == "elman") & x["strategy"].isin(DEERS),
-                     BPTTS, r)
+    def deer(x):
+        return (x["model"] == "elman") & x["strategy"].isin(DEERS)
+    t = timing_cells(rows)
+    wrong = t[deer(t) & ~_converged(t)]
+    # a solve stopped at max_iter short of the answer is fast and wrong: no evidence of speed
+    skipped = [f"{setting_text(x, ('strategy_label', 'batch', 'hidden', 'threads', 'tau'))} "
+               f"(not converged after {x['iterations']:g} iterations: a wrong answer's "
+               "speed is not evidence)" for _, x in wrong.iterrows()]
+    comps = _against(rows, lambda x: deer(x) & _converged(x), BPTTS, r)
     if not comps:
-        return Decision(NOT_MEASURED, evidence="no deer / quasi_deer cell timed beside BPTT")
+        return Decision(NOT_MEASURED, evidence=evidence_text([], skipped + [
+            "no converged deer / quasi_deer cell timed beside BPTT"]))
     by = {}
     for c in comps:
         row = c["row"]
         by.setdefault(tuple(str(row[k]) for k in SPEED_KEYS + ["tau", "strategy_label"]),
                       []).append(c)
-    parts, skipped, used, values = [], [], [], []
+    parts, used, values = [], [], []
     for _, group in sorted(by.items()):
         where = setting_text(group[0]["row"], ("strategy_label", "batch", "hidden", "threads",
                                            "tau"))
@@ -487,6 +500,8 @@ DEER_DEPTH = Rule("deer_depth", "consequence",
 DEER_FASTER = Rule("deer_faster", "consequence",
      "… and on this device DEER is faster than sequential BPTT.",
      lambda r: (f"speedup of Elman + deer / quasi_deer over the fastest Elman BPTT measured, "
-                f"per setting and τ: holds when in some setting its 95% CI lies above "
-                f"{r.faster:g}×; does not hold when in every setting it lies at or below"),
+                f"per setting and τ, converged runs only (a run stopped at max_iter short "
+                f"of the answer is not judged): holds when in some setting its 95% CI lies "
+                f"above {r.faster:g}×; does not hold when in every setting it lies at or "
+                f"below"),
      _speed_gate, deer_faster)
