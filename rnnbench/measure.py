@@ -231,11 +231,18 @@ class Side:
     number: int = 1
     faults: int = 0
     runs: int = 0
+    threads: int = 0  # the cell's thread count, resolved once (see __post_init__)
+
+    def __post_init__(self):
+        # ``threads: all`` counts the CPUs this thread may run on: resolved here, before
+        # the paired harness pins any side to fewer, or a 1-thread baseline's window
+        # would shrink "all" to 1 for every later block of the other side
+        self.threads = self.cell.n_threads
 
     def warm(self, clock) -> None:
         """``WARMUP`` untimed steps (the first also makes Adam's state); the last sizes
         the blocks (:func:`block_size`)."""
-        torch.set_num_threads(self.cell.n_threads)
+        torch.set_num_threads(self.threads)
         timer = timeit.Timer(self.step, timer=clock)
         for _ in range(WARMUP):
             one = timer.timeit(1)
@@ -243,7 +250,7 @@ class Side:
 
     def block(self, clock) -> float:
         """One timed block of ``number`` steps (``timeit``, the collector off): seconds per run."""
-        torch.set_num_threads(self.cell.n_threads)
+        torch.set_num_threads(self.threads)
         f0 = procstat.minor_faults()
         seconds = timeit.Timer(self.step, timer=clock).timeit(self.number) / self.number
         self.faults += procstat.minor_faults() - f0
@@ -281,7 +288,7 @@ def time_step(cell: Cell, step: Callable[[], None], deadline: float,
                 def pin(k: int, side: str) -> None:
                     if affinity.allowed:
                         affinity.pin(paired.cpu_window(
-                            affinity.allowed, (a if side == "a" else b).cell.n_threads, k))
+                            affinity.allowed, (a if side == "a" else b).threads, k))
 
                 result = paired.alternate(
                     lambda k: a.block(clock), lambda k: b.block(clock), cell.repeats,

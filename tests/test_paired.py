@@ -9,6 +9,7 @@ import os
 import time
 
 import pytest
+import torch
 
 from rnnbench import cli, jobs, measure, paired, procstat, rows, strategies
 from rnnbench import timeparallel as tp
@@ -96,6 +97,29 @@ def test_time_step_pairs_the_cell_with_its_baseline(monkeypatch):
     assert json.loads(out["baseline_config"]) == {"strategy": "bptt_fused"}
     assert out["step_ms_samples"] == [2e3, 4e3, 8e3, 16e3]
     assert out["minor_faults_per_step"] >= 0 and out["baseline_minor_faults_per_step"] >= 0
+
+
+def test_all_cores_stay_all_cores_after_a_one_thread_block(monkeypatch):
+    """``threads: all`` against ``{threads: 1}``: the 1-thread baseline's block pins the
+    process to one CPU; every later block of the cell must still get every CPU and
+    its thread count (it once shrank to 1: "all" was re-counted while pinned)."""
+    if not paired.can_pin() or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 CPUs and CPU affinity")
+    cpus = len(os.sched_getaffinity(0))
+    seen = []
+
+    def step(side):
+        def run():
+            seen.append((side, torch.get_num_threads(), len(os.sched_getaffinity(0))))
+        return run
+
+    c = Cell(model="elman", strategy="bptt", threads="all", baseline={"threads": 1}, **TINY)
+    monkeypatch.setattr(measure, "_build_side", lambda cell: measure.Side(cell, step("b")))
+    measure.time_step(c, step("a"), math.inf)
+    timed = seen[2 * measure.WARMUP:]
+    assert {(t, n) for s, t, n in timed if s == "a"} == {(cpus, cpus)}
+    assert {(t, n) for s, t, n in timed if s == "b"} == {(1, 1)}
+    assert len(os.sched_getaffinity(0)) == cpus  # restored
 
 
 # --------------------------------------------------------------------------- overrides
