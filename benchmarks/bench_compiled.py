@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from rnnbench import compiled, gemm, measure, models, strategies, tasks
+from rnnbench import allocator, compiled, gemm, measure, models, strategies, tasks
 
 CASES = (("elman", "bptt"), ("elman", "bptt_fused"), ("elman", "bptt_compiled"),
          ("jordan", "teacher_forcing"))
@@ -89,6 +89,7 @@ def main() -> None:
                     help="batch and tau (repeatable); default: 1 1024 and 32 4096")
     args = ap.parse_args()
     compiled.load()  # build or load the kernel before anything is timed
+    print(f"allocator: {allocator.steady()} (as every rnnbench cell)")
     for threads in args.threads:
         for batch, tau in args.setting or SETTINGS:
             run(batch, tau, threads, args.rounds)

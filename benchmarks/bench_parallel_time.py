@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from rnnbench import diagnostics, memory, models, strategies
+from rnnbench import allocator, diagnostics, memory, models, strategies
 from rnnbench.scan import linear_scan
 
 STRATS = ("scan_bptt", "deer", "quasi_deer")
@@ -192,7 +192,8 @@ def main():
     p.add_argument("--big-s", type=float, default=2.0,
                    help="one pair instead of three when a warm-up step takes longer (s)")
     args = p.parse_args()
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {_load()}")
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {_load()}; "
+          f"allocator: {allocator.steady()} (as every rnnbench cell)")
     for name in args.parts.split(","):
         PARTS[name](args)
 
