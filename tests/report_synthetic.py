@@ -149,7 +149,8 @@ def claims_rows(gap=0.3, deer_speedup=0.5, **hardware) -> list[dict]:
     iterations and a paired DEER timing, Jordan fed its own outputs on delayed recall,
     text generation with its W = 0 control (free-running ``gap`` above teacher-forced)."""
     return (hardware_rows(**hardware) + overhead_rows() + deer_rows()
-            + paired_rows("elman", "deer", deer_speedup, {"strategy": "bptt"}, tau=4096)
+            + paired_rows("elman", "deer", deer_speedup, {"strategy": "bptt"}, tau=4096,
+                          iterations=6, converged=True)
             + capacity_rows({("jordan", "free_running"): 0.5}, tau=64)
             + exposure_rows(gap=gap))
 

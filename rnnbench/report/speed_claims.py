@@ -450,8 +450,9 @@ def deer_faster(rows: pd.DataFrame, r: Rules) -> Decision:
     wrong = t[deer(t) & ~_converged(t)]
     # a solve stopped at max_iter short of the answer is fast and wrong: no evidence of speed
     skipped = [f"{setting_text(x, ('strategy_label', 'batch', 'hidden', 'threads', 'tau'))} "
-               f"(not converged after {x['iterations']:g} iterations: a wrong answer's "
-               "speed is not evidence)" for _, x in wrong.iterrows()]
+               + (f"(not converged after {x['iterations']:g} iterations: "
+                  if np.isfinite(x["iterations"]) else "(no convergence recorded: ")
+               + "a wrong answer's speed is not evidence)" for _, x in wrong.iterrows()]
     comps = _against(rows, lambda x: deer(x) & _converged(x), BPTTS, r)
     if not comps:
         return Decision(NOT_MEASURED, evidence=evidence_text([], skipped + [
