@@ -62,6 +62,18 @@ def test_one_failing_setting_among_four_is_not_holds():
     assert c.verdict == FAILS and c.evidence.count("→ holds") == 3
 
 
+def test_cells_timed_beside_others_never_enter_a_time_fit():
+    """Time growing faster than τ reads 'does not hold' from cells that ran alone; from
+    cells that shared their node (a sweep without --exclusive, whose neighbours slow a
+    cell by an amount of their own) it is not judged. Bytes are judged either way."""
+    rows = rs.law_rows(a=0.0, b=1e-4, k=2.0, seeds=(0, 1))
+    assert verdict(rows, "bptt_time_linear") == FAILS
+    shared = [{**r, "neighbours": 1} for r in rows]
+    c = judged(shared)["bptt_time_linear"]
+    assert c.verdict == NM and "timed beside other cells" in c.evidence
+    assert verdict(shared, "bptt_memory_linear") == HOLDS
+
+
 def test_training_cells_never_enter_a_fit():
     rows = rs.law_rows(a=1.0, b=0.01)
     # trained cells at the same τ with a wildly different step time
