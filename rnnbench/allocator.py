@@ -12,9 +12,14 @@ a comparison whose tensors differ in size.
 (``M_MMAP_MAX = 0``) and no returning of freed heap to the kernel
 (``M_TRIM_THRESHOLD`` at its largest), so after the warm-up steps a step of
 any size touches pages it already has -- as a caching allocator (CUDA's, or
-jemalloc's) would.  It holds for allocations made on the process's main
-thread, where Ray runs tasks and actor methods.  Rows record it (``allocator``)
-beside ``minor_faults_per_step``, which shows whether it held.
+jemalloc's) would.  The settings are process-wide; the page reuse is certain
+for the main arena, which serves the main thread, where Ray runs tasks (other
+threads' arenas may still map fresh pages for the largest blocks).  Rows record
+it (``allocator``) beside ``minor_faults_per_step``, which shows whether it held.
+
+Freed heap then stays with the process, so :func:`release` hands it back
+(``malloc_trim(0)``) before each cell: a cell's peak RSS is its own, not that of
+a larger cell the same (reused) Ray worker ran before.
 """
 
 from __future__ import annotations
@@ -37,10 +42,20 @@ def steady() -> str:
         try:
             mallopt = ctypes.CDLL(None).mallopt
             applied = mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
-        except (OSError, AttributeError):
+        except Exception:  # noqa: BLE001 - no C library to load (Windows), or no mallopt
             applied = False
         _state = STEADY if applied else DEFAULT
     return _state
+
+
+def release() -> None:
+    """Hand the free heap back to the kernel (``malloc_trim(0)``) under :func:`steady`;
+    nothing otherwise."""
+    if _state == STEADY:
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def state() -> str:

@@ -15,6 +15,7 @@ def run_cell(cell: Cell, timeout_s: float | None = None) -> dict:
     """The cell's row; never raises for a failure of the cell itself.  Timed under
     :func:`rnnbench.allocator.steady` (every step reuses its pages)."""
     allocator.steady()
+    allocator.release()  # the heap earlier cells left behind: this cell's peak RSS is its own
     if cell.grouped:
         from . import timeparallel
 

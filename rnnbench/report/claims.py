@@ -33,7 +33,7 @@ METHOD = (
     "as an interval. A claim judged 'in every setting' holds only when every setting that "
     "passes its evidence gate holds; settings below the gate are listed as not judged. "
     "O(τ) laws: T = a + b·τ + c·τ² weighted by 1/T², over timing cells only (no training "
-    "cells); linear when the τ² term's share of the time at the largest τ has its 95% "
+    "cells; for time, only cells that ran alone on their node); linear when the τ² term's share of the time at the largest τ has its 95% "
     "interval inside the stated band and the fixed cost a of T = a + b·τ is not below 0.")
 
 

@@ -12,6 +12,7 @@ FIELDS = (
     ("CPU", "cpu_model"), ("GPU", "gpu_name"), ("device", "device"), ("threads", "threads"),
     ("workers", "workers"), ("host", "host"), ("python", "python"), ("torch", "torch"),
     ("ray", "ray"), ("rnnbench", "rnnbench"), ("git commit", "git_commit"),
+    ("allocator", "allocator"),
 )
 
 
@@ -27,7 +28,8 @@ def _values(series: pd.Series) -> str:
 
 def environment(rows: pd.DataFrame) -> dict[str, str]:
     """Label -> the distinct values recorded in the rows (measurement environment)."""
-    env = {label: _values(rows[col]) for label, col in FIELDS}
+    env = {label: _values(rows[col]) if col in rows.columns else "not recorded"
+           for label, col in FIELDS}
     if env["GPU"] == "not recorded" and set(rows["device"].dropna().astype(str)) <= {"cpu"}:
         env["GPU"] = "none (CPU only)"  # no row ran on a GPU: nothing to record
     stamps = pd.to_datetime(rows["timestamp"], errors="coerce", utc=True, format="mixed").dropna()

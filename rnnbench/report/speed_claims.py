@@ -464,6 +464,7 @@ def deer_faster(rows: pd.DataFrame, r: Rules) -> Decision:
                + (f"(not converged after {x['iterations']:g} iterations: "
                   if np.isfinite(x["iterations"]) else "(no convergence recorded: ")
                + "a wrong answer's speed is not evidence)" for _, x in wrong.iterrows()]
+    skipped = list(dict.fromkeys(skipped))  # one line per setting, not per seed
     comps = _against(rows, lambda x: deer(x) & _converged(x), BPTTS, r)
     if not comps:
         return Decision(NOT_MEASURED, evidence=evidence_text([], skipped + [
