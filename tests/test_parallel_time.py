@@ -19,6 +19,7 @@ from rnnbench.cell import Cell
 from rnnbench.errors import UsageError
 from rnnbench.parallel_time import elman_states
 from rnnbench.scan import linear_scan
+from test_strategies import value_and_grads as grads
 
 DT = torch.float64
 REL = 1e-8
@@ -43,13 +44,6 @@ def setup(model="elman", tau=30, batch=2, n_in=4, hidden=6, n_out=3, rho=None, s
     x = torch.randn(tau, batch, n_in, dtype=DT)
     y = torch.randint(0, n_out, (batch,) if m.single_output else (tau, batch))
     return m, x, y
-
-
-def grads(m, fn):
-    m.zero_grad(set_to_none=True)
-    L = fn()
-    L.backward()
-    return L.detach(), {n: p.grad.detach().clone() for n, p in m.named_parameters()}
 
 
 def sequential(m, x):
