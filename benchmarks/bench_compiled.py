@@ -7,10 +7,10 @@ optimiser) of Elman + ``bptt``, + ``bptt_fused``, + ``bptt_compiled`` and
 Jordan + ``teacher_forcing``, H = 128, n_in = n_out = 64 (the text task),
 float32, at B = 1, tau = 1024 and B = 32, tau = 4096.  All four take turns
 round by round in one process (the order rotates every round), each round
-one block of runs per strategy (``rnnbench.measure.block_size``), so drift
+one block of runs per strategy (``rnnbench.harness.single.block_size``), so drift
 and the vCPU hit all alike.  Prints per setting and thread count each
 strategy's median step time, its compute-bound time (its own FLOPs over the
-node's GEMM rate, ``rnnbench.gemm``) and the ratio of the two, and the ratio
+node's GEMM rate, ``rnnbench.harness.gemm``) and the ratio of the two, and the ratio
 of each strategy's time to ``bptt_compiled``'s in the same round: median and
 quartiles over the rounds.
 """
@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from rnnbench import allocator, compiled, gemm, measure, models, strategies, tasks
+from rnnbench.harness import allocator, gemm, single
+from rnnbench.core import compiled, models, strategies, tasks
 
 CASES = (("elman", "bptt"), ("elman", "bptt_fused"), ("elman", "bptt_compiled"),
          ("jordan", "teacher_forcing"))
@@ -60,9 +61,9 @@ def run(batch: int, tau: int, threads: int, rounds: int) -> None:
     steps = {s: step_fn(m, s, batch, tau) for m, s in CASES}
     number = {}
     for s, (fn, _) in steps.items():
-        for _ in range(measure.WARMUP):
+        for _ in range(single.WARMUP):
             one = timeit.Timer(fn).timeit(1)
-        number[s] = measure.block_size(one)
+        number[s] = single.block_size(one)
     times = {s: [] for s in steps}
     names = list(steps)
     for r in range(rounds):

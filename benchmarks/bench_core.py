@@ -11,7 +11,7 @@ network -- target: loop / fused <= 1.25.  At B = 1, tau = 1024:
 
 Timed with torch.utils.benchmark.Timer (blocked_autorange: median and IQR over
 measurement blocks), one statement = zero_grad + loss + backward.  (A sweep's
-cells take a fixed number of samples instead -- rnnbench.measure; here the
+cells take a fixed number of samples instead -- rnnbench.harness.single; here the
 figures are ratios of cases timed alike, side by side.)  Cases are
 interleaved round by round so that machine noise (other users of the CPU) hits
 every case alike; the figure per case is the median over rounds of each
@@ -32,7 +32,7 @@ import time
 import torch
 from torch.utils import benchmark
 
-from rnnbench import models, strategies
+from rnnbench.core import models, strategies
 
 H, N_IN, N_OUT = 128, 64, 64
 

@@ -25,7 +25,7 @@ import ray
 from ray import cloudpickle
 
 from rnnbench import sweep
-from rnnbench.cell import Cell
+from rnnbench.job.cell import Cell
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

@@ -17,14 +17,15 @@ import time
 
 import torch
 
-from rnnbench import measure, strategies
-from rnnbench.cell import Cell
+from rnnbench.harness import single
+from rnnbench.core import strategies
+from rnnbench.job.cell import Cell
 
 BASE = dict(batch=1, hidden=128, task="text", dtype="float32", threads=1, train_steps=0)
 
 
 def cell(model: str, strategy: str, tau: int, repeats: int, **options) -> dict:
-    row = measure.run_cell(Cell(model=model, strategy=strategy, tau=tau, repeats=repeats,
+    row = single.run_cell(Cell(model=model, strategy=strategy, tau=tau, repeats=repeats,
                                 strategy_options=options, **BASE))
     if row["status"] != "ok":
         raise SystemExit(f"{strategy} tau={tau}: {row['status']}: {row['error']}")
@@ -70,8 +71,8 @@ def fidelity(repeats: int, rounds: int = 3) -> None:
         c = Cell(model=model, strategy=strategy, tau=tau, repeats=repeats, **BASE)
         cells, bares = [], []
         for _ in range(rounds):
-            cells.append(measure.run_cell(c)["step_ms_median"])
-            _, net, x, y = measure._setup(c)
+            cells.append(single.run_cell(c)["step_ms_median"])
+            _, net, x, y = single._setup(c)
             opt = torch.optim.Adam(net.parameters(), lr=c.lr)
             torch.set_num_threads(c.threads)
             times = []

@@ -3,7 +3,7 @@
     python benchmarks/bench_paired.py [--runs 3] [--repeats 8] [--only NAME ...]
 
 Each comparison is one cell with a ``baseline``, run exactly as ``rnnbench bench
-... --baseline ...`` runs it (:func:`rnnbench.runner.run_cell`): both sides built
+... --baseline ...`` runs it (:func:`rnnbench.harness.runner.run_cell`): both sides built
 and warmed in the cell's task, then timed in alternating blocks (A B B A ...),
 the CPUs rotated between pairs; the speedup is baseline / cell per pair.  Ray is
 started once for all runs (on a loaded machine a fresh ``ray.init`` per run can
@@ -24,8 +24,8 @@ import argparse
 import json
 import os
 
-from rnnbench import runner
-from rnnbench.cell import Cell
+from rnnbench.harness import runner
+from rnnbench.job.cell import Cell
 
 COMPARISONS = {
     "tf_workers": dict(model="jordan", strategy="teacher_forcing", tau=65536, batch=1,

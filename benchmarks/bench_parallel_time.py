@@ -2,7 +2,7 @@
 
 Four parts, printed side by side in one run (``--parts`` picks some):
 
-scan        the three ways to write the associative scan -- rnnbench.scan's
+scan        the three ways to write the associative scan -- rnnbench.pit.scan's
             odd-even (Blelloch) reduction, Hillis-Steele doubling, and
             torch._higher_order_ops.associative_scan run eagerly -- taking turns
             on the same dense (A, b), one thread; checked against each other.
@@ -33,8 +33,10 @@ import time
 
 import torch
 
-from rnnbench import allocator, diagnostics, memory, models, strategies
-from rnnbench.scan import linear_scan
+from rnnbench.harness import allocator, memory
+from rnnbench.pit import diagnostics
+from rnnbench.core import models, strategies
+from rnnbench.pit.scan import linear_scan
 
 STRATS = ("scan_bptt", "deer", "quasi_deer")
 
@@ -106,7 +108,7 @@ def part_iterations(args):
     with torch.no_grad():
         ux = m.input_term(x)
         t = time.perf_counter()
-        from rnnbench.parallel_time import elman_states
+        from rnnbench.pit.newton import elman_states
 
         ref = elman_states(ux, m.W)
         print(f"sequential: {time.perf_counter() - t:.2f} s")

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_sampling.py [--rounds 6] [--repeats 10] [--tau 256]
 
-rnnbench.measure.sample takes exactly ``repeats`` samples per statement, each
+rnnbench.harness.single.sample takes exactly ``repeats`` samples per statement, each
 the per-run mean of a block of ``block_size`` runs; torch.utils.benchmark's
 ``Timer.blocked_autorange`` picks its own block size and so its own sample
 count.  Both time the same training step (zero_grad + loss + backward + Adam,
@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch.utils import benchmark
 
-from rnnbench import measure, models, strategies, training
-from rnnbench.cell import Cell
+from rnnbench.harness import single, training
+from rnnbench.core import models, strategies
+from rnnbench.job.cell import Cell
 
 
 def main() -> None:
@@ -54,11 +55,11 @@ def main() -> None:
 
             def autorange():  # as rnnbench called it before: about `repeats` blocks' time
                 m = benchmark.Timer("step()", globals={"step": step}, num_threads=1)
-                budget = args.repeats * measure.block_size(one) * one
+                budget = args.repeats * single.block_size(one) * one
                 auto.extend(m.blocked_autorange(min_run_time=budget).times)
 
             def fixed_count():  # what a cell does now
-                fixed.extend(measure.sample("step()", "pass", {"step": step}, cell).times)
+                fixed.extend(single.sample("step()", "pass", {"step": step}, cell).times)
 
             for method in (autorange, fixed_count)[::1 if r % 2 else -1]:  # each goes first
                 method()

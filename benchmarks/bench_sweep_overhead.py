@@ -18,8 +18,9 @@ import time
 
 import ray
 
-from rnnbench import store, sweep
-from rnnbench.cell import Cell
+from rnnbench.results import store
+from rnnbench import sweep
+from rnnbench.job.cell import Cell
 
 
 def trivial(cell: Cell) -> dict:

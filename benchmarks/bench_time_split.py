@@ -16,8 +16,8 @@ import argparse
 import os
 import statistics
 
-from rnnbench import timeparallel
-from rnnbench.cell import Cell
+from rnnbench.harness import group
+from rnnbench.job.cell import Cell
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
             cell = Cell(model="elman", strategy=args.strategy, task="text", tau=args.tau,
                         batch=args.batch, hidden=args.hidden, dtype=args.dtype, threads=1,
                         workers=workers, repeats=args.repeats, harness="group")
-            row = timeparallel.run_cell(cell, cpus_per_worker=1)
+            row = group.run_cell(cell, cpus_per_worker=1)
             if row["status"] != "ok":
                 raise SystemExit(f"workers {workers}: {row['status']}: {row['error']}")
             ms[workers] = row["step_ms_median"]

@@ -17,7 +17,7 @@ Step times are measured inside the workers (slowest rank per step), with the
 same Group and Worker code that ``rnnbench run`` uses.
 
 Interleaved (the headline): the product's paired cell, the N-worker cell
-with ``baseline: {workers: 1}`` (:func:`rnnbench.timeparallel.run_cell`):
+with ``baseline: {workers: 1}`` (:func:`rnnbench.harness.group.run_cell`):
 both groups are started together (their actors ask for a share of the CPUs
 so both fit) and take turns one step at a time, A B B A ..., for ``blocks``
 pairs.  This machine's speed drifts by tens of percent over minutes, and its
@@ -29,11 +29,11 @@ baseline runs in chunks of the workers' slice (no allocator penalty the
 workers escape).
 
 ``--sequential`` also runs the cells one after the other through
-``timeparallel.run_cell`` (the sweep's path; median, IQR, fwd/bwd/comm, and
+``group.run_cell`` (the sweep's path; median, IQR, fwd/bwd/comm, and
 the CPU time each rank's process used per step against the step's wall time,
 which shows starved workers and an idle rank's cost), with the machine's
 load average beside each row.  ``--rounds`` repeats that comparison;
-``--single`` adds the one-process row from rnnbench.measure
+``--single`` adds the one-process row from rnnbench.harness.single
 (torch.utils.benchmark); ``--probe`` adds the same steps run by plain
 ``torch.distributed`` processes (torch.multiprocessing, gloo, no Ray): the
 same shards, loss, all-reduce and Adam step, timed the same way -- its speedup
@@ -54,14 +54,15 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from rnnbench import measure, strategies, timeparallel
-from rnnbench.cell import Cell
+from rnnbench.harness import single, group
+from rnnbench.core import strategies
+from rnnbench.job.cell import Cell
 
 BASE = dict(batch=1, hidden=128, task="text", task_options={"vocab": 64}, dtype="float32",
             threads=1, train_steps=0)
 
 
-class CpuTimed(timeparallel.Worker):
+class CpuTimed(group.Worker):
     """A worker that also notes the CPU time its process used in each step ("cpu", s):
     far below the wall time, the rank was starved of a CPU."""
 
@@ -75,15 +76,15 @@ def run(model: str, strategy: str, tau: int, workers: int, repeats: int, single:
     c = Cell(model=model, strategy=strategy, tau=tau, workers=workers, repeats=repeats, **BASE)
     load, per_rank = os.getloadavg()[0], []
 
-    class Counted(timeparallel.Group):  # keeps each rank's per-step records
+    class Counted(group.Group):  # keeps each rank's per-step records
         def steps(self, n, optimize=True):
             per_rank[:] = super().steps(n, optimize)
             return per_rank
 
-    row = measure.run_cell(c) if single else timeparallel.run_cell(c, group=Counted,
+    row = single.run_cell(c) if single else group.run_cell(c, group=Counted,
                                                                     worker=CpuTimed)
     # per rank, the CPU time its process used per timed step (median, ms)
-    row["cpu"] = [1e3 * statistics.median(r["cpu"] for r in rank[timeparallel.WARMUP:])
+    row["cpu"] = [1e3 * statistics.median(r["cpu"] for r in rank[group.WARMUP:])
                   for rank in per_rank] or None
     if row["status"] != "ok":
         raise SystemExit(f"{model}+{strategy} workers={workers}: {row['status']}: {row['error']}")
@@ -96,9 +97,9 @@ def _probe_rank(rank: int, world: int, port: int, cell: Cell, steps: int, queue)
     torch.set_num_threads(cell.threads)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world)
-    task, x, y = timeparallel.cell_batch(cell)
-    model = timeparallel.initial_model(cell, task.n_in, task.n_out)
-    part = timeparallel.shard(cell, x, y, rank)
+    task, x, y = group.cell_batch(cell)
+    model = group.initial_model(cell, task.n_in, task.n_out)
+    part = group.shard(cell, x, y, rank)
     params = list(model.parameters())
     opt = torch.optim.Adam(params, lr=cell.lr)
     times = []
@@ -107,7 +108,7 @@ def _probe_rank(rank: int, world: int, port: int, cell: Cell, steps: int, queue)
         for p in params:
             p.grad = None
         if not part["empty"]:  # an idle rank (batch split, B < workers) only all-reduces
-            for piece in timeparallel.local_losses(model, cell, part):
+            for piece in group.local_losses(model, cell, part):
                 piece.backward()
         flat = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1)
                           for p in params])
@@ -120,7 +121,7 @@ def _probe_rank(rank: int, world: int, port: int, cell: Cell, steps: int, queue)
     dist.destroy_process_group()
 
 
-def probe(cell: Cell, warmup: int = timeparallel.WARMUP) -> dict:
+def probe(cell: Cell, warmup: int = group.WARMUP) -> dict:
     """Median step (ms) of ``cell`` on plain torch.distributed processes, slowest rank per step."""
     with socket.socket() as sock:  # a free port (the probe is not the product: a tiny race)
         sock.bind(("127.0.0.1", 0))
@@ -204,7 +205,7 @@ def vcpu_speeds(loops: int = 3) -> dict[int, float]:
 def interleaved(name: str, model: str, strategy: str, tau: int, workers: list[int],
                 repeats: int, blocks: int, target: str) -> float:
     """The product's paired cell: the N-worker cell with baseline {workers: 1}
-    (rnnbench.timeparallel.run_cell; both groups up, taking turns, A B B A ...,
+    (rnnbench.harness.group.run_cell; both groups up, taking turns, A B B A ...,
     ranks moved to the next vCPUs between pairs).  ``blocks`` pairs of one step
     each; ``repeats`` is unused here (kept for the sequential comparison)."""
     n = workers[-1]
@@ -213,7 +214,7 @@ def interleaved(name: str, model: str, strategy: str, tau: int, workers: list[in
     print(f"\n{name}: B=1 H=128 n_in=n_out=64 float32 tau={tau}, 1 thread per worker, "
           f"{blocks} pairs of one step each, taking turns")
     load = os.getloadavg()[0]
-    row = timeparallel.run_cell(c)
+    row = group.run_cell(c)
     if row["status"] != "ok" or row["baseline_error"]:
         raise SystemExit(f"{name}: {row['status']}: {row['error'] or row['baseline_error']}")
     print(f"  baseline as run: {row['baseline_config']}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from .errors import UsageError, check_int
+from rnnbench.errors import UsageError, check_int
 
 
 def _int_at_least(low: int):

@@ -7,13 +7,13 @@ import json
 import math
 import sys
 
-from . import cell as cell_mod
-from .argtypes import non_negative_int, positive_float, positive_int
-from . import strategies, tasks
-from .cell import Cell
-from .errors import UsageError
-from .rows import LIST_KEYS, ROW_KEYS
-from .models import MODELS
+from rnnbench.job import cell as cell_mod
+from rnnbench.argtypes import non_negative_int, positive_float, positive_int
+from rnnbench.core import strategies, tasks
+from rnnbench.job.cell import Cell
+from rnnbench.errors import UsageError
+from rnnbench.results.rows import LIST_KEYS, ROW_KEYS
+from rnnbench.core.models import MODELS
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -133,7 +133,7 @@ TABLE_KEYS = tuple(k for k in ROW_KEYS if k not in LIST_KEYS + (
 
 
 def main(args: argparse.Namespace) -> int:
-    from .runner import run_cell
+    from rnnbench.harness.runner import run_cell
 
     cell = cell_from_args(args)
     if cell.device == "cuda":

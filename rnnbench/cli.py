@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import StorageError, UsageError
+from rnnbench.errors import StorageError, UsageError
 
 COMMANDS = {
     "bench": ("rnnbench.bench", "run one benchmark cell and print its row"),
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
-        from . import __version__
+        from rnnbench import __version__
 
         print(f"rnnbench {__version__}")
         return 0

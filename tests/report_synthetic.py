@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnbench.rows import ROW_KEYS
+from rnnbench.results.rows import ROW_KEYS
 
 TAUS = (16, 32, 64, 128, 256, 512, 1024)
 SEEDS = (0, 1, 2)

@@ -1,4 +1,4 @@
-"""The allocator conditions of timing (rnnbench.allocator): large blocks reuse their pages."""
+"""The allocator conditions of timing (rnnbench.harness.allocator): large blocks reuse their pages."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from rnnbench import allocator, runner
-from rnnbench.cell import Cell
+from rnnbench.harness import allocator, runner
+from rnnbench.job.cell import Cell
 
 
 
@@ -25,7 +25,7 @@ GLIBC = _glibc()
 # Faults per 64 MiB block allocated, touched and freed (after three untimed rounds).
 PROBE = """
 import resource, sys
-from rnnbench import allocator
+from rnnbench.harness import allocator
 if sys.argv[1] == "steady":
     print(allocator.steady(), file=sys.stderr)
 def faults():

@@ -23,7 +23,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnbench import models, strategies, tasks
+from rnnbench.core import models, strategies, tasks
 
 TAU, BATCH, EVAL_BATCH = 20, 32, 256
 

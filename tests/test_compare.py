@@ -1,5 +1,5 @@
 """Two runs side by side: `rnnbench compare` (the regression gate) and the report of
-several runs, on results folders written by rnnbench.store."""
+several runs, on results folders written by rnnbench.results.store."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 import report_synthetic as rs
-from rnnbench import cli, store
+from rnnbench import cli
+from rnnbench.results import store
 from rnnbench.report import build_report, compare, plots
 from test_architecture import _imports_torch
 from test_report import CHROMIUM, _images_loaded
@@ -213,8 +214,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, extra, message
 def test_a_real_cell_measured_twice_saves_the_same_bytes(tmp_path, capsys, one_thread):
     """Two real runs of one small cell: saved bytes are a property of the computation,
     so the two runs compare at exactly 1.0 (step times are noisy and not asserted)."""
-    from rnnbench.cell import Cell
-    from rnnbench.measure import run_cell
+    from rnnbench.job.cell import Cell
+    from rnnbench.harness.single import run_cell
 
     cells = [Cell(model="elman", strategy="bptt", tau=16, hidden=8, repeats=2)]
     a, b = tmp_path / "a", tmp_path / "b"

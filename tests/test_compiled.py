@@ -16,9 +16,10 @@ import sys
 import pytest
 import torch
 
-from rnnbench import compiled, gemm, measure, memory, models, strategies
-from rnnbench.cell import Cell
-from rnnbench.strategies import loss
+from rnnbench.core import compiled, models, strategies
+from rnnbench.harness import gemm, single, memory
+from rnnbench.job.cell import Cell
+from rnnbench.core.strategies import loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,7 +108,7 @@ def test_the_kernel_keeps_each_state_once(kernel):
 def test_a_cell_row_counts_the_kernels_flops_and_the_gemm_rate(kernel):
     cells = {s: Cell(model="elman", strategy=s, tau=16, batch=2, hidden=8, repeats=2)
              for s in ("bptt", "bptt_compiled")}
-    rows = {s: measure.run_cell(c) for s, c in cells.items()}
+    rows = {s: single.run_cell(c) for s, c in cells.items()}
     for row in rows.values():
         assert row["status"] == "ok", row["error"]
         assert row["gemm_gflops"] == gemm.gflops("float32", "cpu") > 0
@@ -131,7 +132,7 @@ def test_the_build_is_cached_for_the_next_process(kernel):
     files and the library are the same files, untouched)."""
     lib = compiled.library_path()
     before = built_files(lib)
-    code = "from rnnbench import compiled; print(compiled.library_path())"
+    code = "from rnnbench.core import compiled; print(compiled.library_path())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300, check=True).stdout.split()
     assert out[-1] == lib and len(before) >= 2 and built_files(lib) == before
@@ -165,20 +166,20 @@ def test_first_error_line_picks_the_compilers_complaint():
 def test_tables_set_each_step_against_its_compute_bound_time():
     import pandas as pd
 
-    from rnnbench.report import load, tables
+    from rnnbench.report import tidy, tables
 
     rows = pd.DataFrame([
         {"model": "elman", "strategy": s, "tau": 64, "status": "ok", "step_ms_median": ms,
          "flops": 2e9, "gemm_gflops": 100.0, "seed": seed, "device": "cpu",
          "task": "text"}
         for s, ms in (("bptt", 200.0), ("bptt_compiled", 40.0)) for seed in (0, 1)])
-    summary = tables.summary(load.tidy(rows, "test")).set_index("strategy_label")
+    summary = tables.summary(tidy.tidy(rows, "test")).set_index("strategy_label")
     assert summary["bound_ms_mean"].tolist() == [20.0, 20.0]  # 2 GFLOP at 100 GFLOP/s
     assert summary.loc["bptt", "bound_ratio_mean"] == 10.0
     assert summary.loc["bptt_compiled", "bound_ratio_mean"] == 2.0
     shown = tables.display(summary.reset_index())
     assert {"compute-bound (ms)", "step / bound (×)"} <= set(shown.columns)
     # rows from before the GEMM rate was recorded load, and have no bound
-    old = load.tidy(rows.drop(columns="gemm_gflops"), "test")
+    old = tidy.tidy(rows.drop(columns="gemm_gflops"), "test")
     assert old["gemm_gflops"].isna().all()
     assert "bound_ms_mean" not in tables.summary(old).columns

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rnnbench import cli, jobs, store
-from rnnbench.cell import Cell
+from rnnbench import cli
+from rnnbench.job import jobfile
+from rnnbench.results import store
+from rnnbench.job.cell import Cell
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = """\
@@ -139,7 +141,7 @@ def test_missing_file_is_one_line(tmp_path, capsys):
 def test_grid_product_and_seeds(tmp_path):
     path = tmp_path / "job.yaml"
     path.write_text(GOOD)
-    job = jobs.load(path)
+    job = jobfile.load(path)
     assert job.name == "tiny"
     assert len(job.cells) == 2 * 2 * 2  # tau x run x seeds
     assert {(c.model, c.strategy) for c in job.cells} == {("elman", "bptt"),
@@ -148,7 +150,7 @@ def test_grid_product_and_seeds(tmp_path):
     assert all(c.hidden == 8 and c.repeats == 2 for c in job.cells)
     assert len({c.cell_id for c in job.cells}) == len(job.cells)
     # the ids are stable: the same file gives the same ids
-    assert [c.cell_id for c in jobs.load(path).cells] == [c.cell_id for c in job.cells]
+    assert [c.cell_id for c in jobfile.load(path).cells] == [c.cell_id for c in job.cells]
 
 
 def test_parts_merge_fixed_and_drop_repeated_cells(tmp_path):
@@ -158,21 +160,21 @@ def test_parts_merge_fixed_and_drop_repeated_cells(tmp_path):
         "  - {name: a, grid: {tau: [8, 16]}}\n"
         "  - {name: b, fixed: {hidden: 16}, grid: {tau: [8]}, seeds: [3, 4]}\n"
         "  - {name: c, grid: {tau: [8]}}\n")  # same cell as in part a
-    cells = jobs.load(path).cells
+    cells = jobfile.load(path).cells
     assert [(c.tau, c.hidden, c.seed) for c in cells] == [(8, 8, 0), (16, 8, 0), (8, 16, 3),
                                                           (8, 16, 4)]
 
 
 @pytest.mark.parametrize("name", ["quick", "chapter10", "cluster"])
 def test_shipped_jobs_load(name):
-    job = jobs.load(ROOT / "jobs" / f"{name}.yaml")
+    job = jobfile.load(ROOT / "jobs" / f"{name}.yaml")
     assert job.name == name
     assert all(isinstance(c, Cell) for c in job.cells)
     assert len({c.cell_id for c in job.cells}) == len(job.cells)
 
 
 def test_quick_job_covers_every_model_and_the_main_strategies():
-    cells = jobs.load(ROOT / "jobs" / "quick.yaml").cells
+    cells = jobfile.load(ROOT / "jobs" / "quick.yaml").cells
     assert {c.model for c in cells} == {"elman", "jordan", "single_output"}
     assert {"bptt", "bptt_fused", "checkpointed_bptt", "truncated_bptt", "teacher_forcing",
             "free_running"} <= {c.strategy for c in cells}
@@ -182,17 +184,17 @@ def test_quick_job_covers_every_model_and_the_main_strategies():
 
 
 def test_chapter10_and_cluster_jobs_cover_the_claims():
-    ch10 = jobs.load(ROOT / "jobs" / "chapter10.yaml").cells
+    ch10 = jobfile.load(ROOT / "jobs" / "chapter10.yaml").cells
     assert {64, 4096} <= {c.tau for c in ch10}
     assert {1, 32} <= {c.batch for c in ch10}
     assert {1, 2} <= {c.workers for c in ch10}
     assert len({c.seed for c in ch10}) >= 2
-    cluster = jobs.load(ROOT / "jobs" / "cluster.yaml").cells
+    cluster = jobfile.load(ROOT / "jobs" / "cluster.yaml").cells
     assert max(c.tau for c in cluster) == 16384
     assert max(c.hidden for c in cluster) == 1024
     assert {c.device for c in cluster} == {"cuda"}
     assert {1, 2, 4, 8} <= {c.workers for c in cluster}
-    for job in (ch10, cluster, jobs.load(ROOT / "jobs" / "quick.yaml").cells):
+    for job in (ch10, cluster, jobfile.load(ROOT / "jobs" / "quick.yaml").cells):
         # every 1-worker baseline of a workers sweep is timed in the same harness
         swept = [c for c in job if c.workers > 1]
         assert swept and all(c.harness == "group" for c in swept)
@@ -206,7 +208,7 @@ def test_dry_run_lists_cells_and_counts_done(tmp_path, capsys):
     rc, text, _ = run_cli(["run", str(path), "--out", str(out), "--dry-run"], capsys)
     assert rc == 0
     assert "tiny: 8 cells, 0 done" in text and "8 to run" in text
-    cell = jobs.load(path).cells[0]
+    cell = jobfile.load(path).cells[0]
     store.write_row(out, {**cell.config(), "cell_id": cell.cell_id, "status": "ok",
                           "wall_s": 1.5})
     rc, text, _ = run_cli(["run", str(path), "--out", str(out), "--dry-run"], capsys)
@@ -250,13 +252,13 @@ def test_expanded_size_counts_aliases_and_refuses_recursion():
         return yaml.compose(text, Loader=yaml.SafeLoader)
 
     # a list of 3 scalars is 4 nodes; used twice through an alias it counts twice
-    assert jobs.expanded_size(node("[1, 2, 3]")) == 4
-    assert jobs.expanded_size(node("{a: &x [1, 2, 3], b: *x}")) == 1 + 2 + 4 + 4
-    with pytest.raises(jobs.TooLarge):
-        jobs.expanded_size(node(_bomb(3)), limit=1000)
-    assert jobs.expanded_size(node(_bomb(2)), limit=1000) < 1000
-    with pytest.raises(jobs.TooLarge, match="recursive"):
-        jobs.expanded_size(node("&a [*a]"))
+    assert jobfile.expanded_size(node("[1, 2, 3]")) == 4
+    assert jobfile.expanded_size(node("{a: &x [1, 2, 3], b: *x}")) == 1 + 2 + 4 + 4
+    with pytest.raises(jobfile.TooLarge):
+        jobfile.expanded_size(node(_bomb(3)), limit=1000)
+    assert jobfile.expanded_size(node(_bomb(2)), limit=1000) < 1000
+    with pytest.raises(jobfile.TooLarge, match="recursive"):
+        jobfile.expanded_size(node("&a [*a]"))
 
 
 def test_recursive_alias_and_deep_nesting_are_one_line(tmp_path, capsys):
@@ -288,11 +290,11 @@ def test_duplicate_check_is_linear():
     values = list(range(100_000)) + [5]
     problems: list[str] = []
     start = time.perf_counter()
-    jobs._check_list("grid.tau", values, problems)
+    jobfile._check_list("grid.tau", values, problems)
     assert time.perf_counter() - start < 2  # a list search per value took ~40 s here
     assert problems == ["grid.tau[100000]: duplicate value 5; each value may appear once"]
     problems = []
-    jobs._check_list("grid.run", [{"model": "elman"}, {"model": "jordan"}, {"model": "elman"}],
+    jobfile._check_list("grid.run", [{"model": "elman"}, {"model": "jordan"}, {"model": "elman"}],
                      problems)
     assert problems == ["grid.run[2]: duplicate value {'model': 'elman'}; "
                         "each value may appear once"]
@@ -331,7 +333,7 @@ def test_dry_run_honours_fresh_and_exclusive(tmp_path, capsys):
     path = tmp_path / "job.yaml"
     path.write_text(GOOD.replace("tau: [8, 16]", "tau: [40960, 81920]"))  # one-thread cells
     out = tmp_path / "out"
-    cell = jobs.load(path).cells[0]
+    cell = jobfile.load(path).cells[0]
     store.write_row(out, {**cell.config(), "cell_id": cell.cell_id, "status": "ok",
                           "wall_s": 1.5})
     argv = ["run", str(path), "--out", str(out), "--dry-run", "--num-cpus", "2"]

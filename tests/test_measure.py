@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from rnnbench import cli, measure, memory, rows, strategies, training
-from rnnbench.cell import Cell
-from rnnbench.rows import ROW_KEYS
+from rnnbench import cli
+from rnnbench.harness import single, memory, training
+from rnnbench.results import rows
+from rnnbench.core import strategies
+from rnnbench.job.cell import Cell
+from rnnbench.results.rows import ROW_KEYS
 from rnnbench.errors import UsageError
 
 SMALL = dict(hidden=16, batch=2, repeats=2, train_steps=3)
@@ -24,7 +27,7 @@ SMALL = dict(hidden=16, batch=2, repeats=2, train_steps=3)
 
 @pytest.fixture(scope="module")
 def elman_row():
-    return measure.run_cell(Cell(model="elman", strategy="bptt", tau=32, **SMALL))
+    return single.run_cell(Cell(model="elman", strategy="bptt", tau=32, **SMALL))
 
 
 def test_row_has_every_key_with_the_right_type(elman_row):
@@ -72,7 +75,7 @@ def test_cell_id_is_stable_and_distinguishes_configs():
     ("jordan", "free_running", "running_parity", {}),
 ])
 def test_saved_bytes_match_the_analytic_figure(model, strategy, task, options):
-    row = measure.run_cell(Cell(model=model, strategy=strategy, tau=64, task=task,
+    row = single.run_cell(Cell(model=model, strategy=strategy, tau=64, task=task,
                                 strategy_options=options, **{**SMALL, "train_steps": 0}))
     assert row["status"] == "ok", row["error"]
     assert row["saved_bytes"] == pytest.approx(row["saved_bytes_expected"], rel=0.10)
@@ -81,7 +84,7 @@ def test_saved_bytes_match_the_analytic_figure(model, strategy, task, options):
 def _saved(strategy: str, tau: int, **options) -> int:
     cell = Cell(model="elman", strategy=strategy, tau=tau, strategy_options=options,
                 hidden=16, batch=2)
-    _, model, x, y = measure._setup(cell)
+    _, model, x, y = single._setup(cell)
     return memory.saved_bytes(lambda: strategies.loss(model, x, y, strategy, **options),
                               keep=[*model.parameters(), x, y])
 
@@ -100,14 +103,14 @@ def test_saved_bytes_slope_in_tau_bptt_is_linear_truncated_is_flat():
 def test_same_cell_and_seed_twice_give_the_same_loss():
     cell = Cell(model="jordan", strategy="teacher_forcing", tau=16, task="running_parity",
                 **SMALL)
-    a, b = measure.run_cell(cell), measure.run_cell(cell)
+    a, b = single.run_cell(cell), single.run_cell(cell)
     assert a["status"] == b["status"] == "ok"
     assert a["loss_tf"] == b["loss_tf"] and a["loss_free"] == b["loss_free"]
     assert [p[2] for p in a["train_curve"]] == [p[2] for p in b["train_curve"]]
 
 
 def test_jordan_row_reports_teacher_forced_and_free_running_apart():
-    row = measure.run_cell(Cell(model="jordan", strategy="teacher_forcing", tau=32,
+    row = single.run_cell(Cell(model="jordan", strategy="teacher_forcing", tau=32,
                                 task="running_parity", **SMALL))
     assert row["status"] == "ok"
     assert row["depth"] == 1
@@ -128,7 +131,7 @@ def test_forced_nan_gives_a_failed_row(monkeypatch):
         return model.U.sum() * float("nan")
 
     _replace_strategy(monkeypatch, "bptt", nan_loss)
-    row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, **SMALL))
+    row = single.run_cell(Cell(model="elman", strategy="bptt", tau=8, **SMALL))
     assert row["status"] == "failed"
     assert "non-finite loss" in row["error"]
     assert math.isnan(row["step_ms_median"])
@@ -139,7 +142,7 @@ def test_exception_gives_a_failed_row_with_the_message(monkeypatch):
         raise RuntimeError("the kernel exploded")
 
     _replace_strategy(monkeypatch, "bptt", boom)
-    row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, **SMALL))
+    row = single.run_cell(Cell(model="elman", strategy="bptt", tau=8, **SMALL))
     assert row["status"] == "failed"
     assert row["error"] == "RuntimeError: the kernel exploded"
     assert set(row) == set(ROW_KEYS)
@@ -150,13 +153,13 @@ def test_out_of_memory_gives_an_oom_row(monkeypatch):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")
 
     _replace_strategy(monkeypatch, "bptt", oom)
-    row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, **SMALL))
+    row = single.run_cell(Cell(model="elman", strategy="bptt", tau=8, **SMALL))
     assert row["status"] == "oom"
 
 
 def test_time_out_gives_a_timeout_row():
     cell = Cell(model="elman", strategy="bptt", tau=64, hidden=16, train_steps=10_000)
-    row = measure.run_cell(cell, timeout_s=0.5)
+    row = single.run_cell(cell, timeout_s=0.5)
     assert row["status"] == "timeout"
     assert "time-out during" in row["error"]
     assert row["wall_s"] < 30
@@ -183,7 +186,7 @@ def test_threads_are_set_from_the_cell_and_restored(monkeypatch):
 
     _replace_strategy(monkeypatch, "bptt", spy)
     before = torch.get_num_threads()
-    measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, threads=2, **SMALL))
+    single.run_cell(Cell(model="elman", strategy="bptt", tau=8, threads=2, **SMALL))
     assert seen and set(seen) == {2}
     assert torch.get_num_threads() == before
 
@@ -213,12 +216,12 @@ def test_cuda_peak_logic_uses_max_allocated_after_a_reset(monkeypatch):
 
 def test_cuda_cell_without_a_gpu_is_a_clean_row_or_a_clean_cli_error():
     if torch.cuda.is_available():
-        row = measure.run_cell(Cell(model="elman", strategy="bptt_fused", tau=16,
+        row = single.run_cell(Cell(model="elman", strategy="bptt_fused", tau=16,
                                     device="cuda", **SMALL))
         assert row["status"] == "ok" and row["gpu_name"]
         assert row["peak_method"] == "cuda_max_memory_allocated"
     else:
-        row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=8, device="cuda", **SMALL))
+        row = single.run_cell(Cell(model="elman", strategy="bptt", tau=8, device="cuda", **SMALL))
         assert row["status"] == "failed" and "no CUDA device" in row["error"]
         assert cli.main(["bench", "--model", "elman", "--strategy", "bptt", "--tau", "8",
                          "--device", "cuda"]) == 2
@@ -290,7 +293,7 @@ def test_cell_rejects_bad_fields_naming_them():
 
 
 def test_untrained_cell_reports_no_loss_figures():
-    row = measure.run_cell(Cell(model="jordan", strategy="teacher_forcing", tau=16,
+    row = single.run_cell(Cell(model="jordan", strategy="teacher_forcing", tau=16,
                                 **{**SMALL, "train_steps": 0}))
     assert row["status"] == "ok"
     assert all(math.isnan(row[k]) for k in ("loss_tf", "loss_free", "acc_tf", "acc_free"))
@@ -301,7 +304,7 @@ def test_untrained_cell_reports_no_loss_figures():
                                               ("teacher_forcing", {"chunk": 4})])
 def test_grad_in_forward_strategies_report_no_forward_backward_split(strategy, options):
     model = "jordan" if strategy == "teacher_forcing" else "elman"
-    row = measure.run_cell(Cell(model=model, strategy=strategy, tau=16, strategy_options=options,
+    row = single.run_cell(Cell(model=model, strategy=strategy, tau=16, strategy_options=options,
                                 **{**SMALL, "train_steps": 0}))
     assert row["status"] == "ok" and row["step_ms_median"] > 0
     assert math.isnan(row["fwd_ms_median"]) and math.isnan(row["bwd_ms_median"])
@@ -321,9 +324,9 @@ def test_random_strategies_draw_fresh_coins_each_step_and_rank():
     # different coins give different losses
     half = Cell(model="jordan", strategy="scheduled_sampling", tau=16, batch=4,
                 strategy_options={"schedule": "linear", "k": 0.5, "c": 0.0})
-    _, model, x, y = measure._setup(half)
-    la = measure._loss_fn(half, model, x, y, step=0)().item()
-    lb = measure._loss_fn(half, model, x, y, step=1)().item()
+    _, model, x, y = single._setup(half)
+    la = single._loss_fn(half, model, x, y, step=0)().item()
+    lb = single._loss_fn(half, model, x, y, step=1)().item()
     assert la != lb
 
 
@@ -349,8 +352,8 @@ def test_timing_samples_are_per_run_means_of_blocks_on_the_cells_clock(monkeypat
     devices, sized = [], []
     monkeypatch.setattr(training, "clock", lambda device: devices.append(device) or
                         (lambda: float(next(ticks))))  # every block lasts exactly 1 "s"
-    monkeypatch.setattr(measure, "block_size", lambda run_s: sized.append(run_s) or 10)
-    row = measure.run_cell(Cell(model="elman", strategy="bptt", tau=16, repeats=3))
+    monkeypatch.setattr(single, "block_size", lambda run_s: sized.append(run_s) or 10)
+    row = single.run_cell(Cell(model="elman", strategy="bptt", tau=16, repeats=3))
     assert row["status"] == "ok", row["error"]
     assert devices == ["cpu"] * 3 and sized == [1.0] * 2  # forward, step; backward: 1 run
     assert row["step_ms_samples"] == [100.0] * 3  # 1 s / 10 runs, in ms
@@ -365,12 +368,12 @@ def test_timing_samples_are_per_run_means_of_blocks_on_the_cells_clock(monkeypat
 
 
 def test_every_cell_gets_exactly_repeats_timing_samples():
-    assert measure.block_size(0.007) == 10  # a fast step: 10 runs make a 70 ms sample
-    assert measure.block_size(0.0004) == 100
-    assert measure.block_size(0.2) == 1
+    assert single.block_size(0.007) == 10  # a fast step: 10 runs make a 70 ms sample
+    assert single.block_size(0.0004) == 100
+    assert single.block_size(0.2) == 1
     for cell in (Cell(model="jordan", strategy="teacher_forcing", tau=8, hidden=8, repeats=5),
                  Cell(model="elman", strategy="bptt", tau=64, repeats=3)):
-        row = measure.run_cell(cell)
+        row = single.run_cell(cell)
         assert row["status"] == "ok", row["error"]
         assert len(row["step_ms_samples"]) == cell.repeats
         assert all(t > 0 for t in row["step_ms_samples"])

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnbench import models, strategies
+from rnnbench.core import models, strategies
 from rnnbench.errors import UsageError
 
 DT = torch.float64

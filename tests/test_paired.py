@@ -11,9 +11,13 @@ import time
 import pytest
 import torch
 
-from rnnbench import cli, jobs, measure, paired, procstat, rows, strategies
-from rnnbench import timeparallel as tp
-from rnnbench.cell import Cell
+from rnnbench import cli
+from rnnbench.job import jobfile
+from rnnbench.harness import single, paired, procstat
+from rnnbench.results import rows
+from rnnbench.core import strategies
+from rnnbench.harness import group as tp
+from rnnbench.job.cell import Cell
 from rnnbench.errors import UsageError
 
 TINY = dict(task="delayed_recall", task_options={"symbols": 4}, tau=6, batch=2, hidden=5,
@@ -78,7 +82,7 @@ class FakeSteps:
 
     def step(self, side, cost):
         def run():
-            pair = max(0, len(self.log) - 2 * measure.WARMUP) // 2  # after the warm-ups
+            pair = max(0, len(self.log) - 2 * single.WARMUP) // 2  # after the warm-ups
             self.log.append(side)
             self.now += cost * 2 ** pair
         return run
@@ -87,10 +91,10 @@ class FakeSteps:
 def test_time_step_pairs_the_cell_with_its_baseline(monkeypatch):
     fake = FakeSteps()
     c = Cell(model="elman", strategy="bptt", baseline={"strategy": "bptt_fused"}, **TINY)
-    monkeypatch.setattr(measure, "_build_side",
-                        lambda cell: measure.Side(cell, fake.step("b", 3.0)))
-    out = measure.time_step(c, fake.step("a", 2.0), math.inf, clock=fake.clock)
-    warm = measure.WARMUP
+    monkeypatch.setattr(single, "_build_side",
+                        lambda cell: single.Side(cell, fake.step("b", 3.0)))
+    out = single.time_step(c, fake.step("a", 2.0), math.inf, clock=fake.clock)
+    warm = single.WARMUP
     assert fake.log == ["a"] * warm + ["b"] * warm + ["a", "b", "b", "a"] * 2
     assert out["speedup_samples"] == [1.5] * 4
     assert out["speedup_median"] == 1.5
@@ -114,9 +118,9 @@ def test_all_cores_stay_all_cores_after_a_one_thread_block(monkeypatch):
         return run
 
     c = Cell(model="elman", strategy="bptt", threads="all", baseline={"threads": 1}, **TINY)
-    monkeypatch.setattr(measure, "_build_side", lambda cell: measure.Side(cell, step("b")))
-    measure.time_step(c, step("a"), math.inf)
-    timed = seen[2 * measure.WARMUP:]
+    monkeypatch.setattr(single, "_build_side", lambda cell: single.Side(cell, step("b")))
+    single.time_step(c, step("a"), math.inf)
+    timed = seen[2 * single.WARMUP:]
     assert {(t, n) for s, t, n in timed if s == "a"} == {(cpus, cpus)}
     assert {(t, n) for s, t, n in timed if s == "b"} == {(1, 1)}
     assert len(os.sched_getaffinity(0)) == cpus  # restored
@@ -171,7 +175,7 @@ def test_cli_baseline_parses_fields_and_options():
 
 
 def test_job_file_baseline_in_fixed_part_and_run(tmp_path):
-    job = jobs.validate({
+    job = jobfile.validate({
         "name": "pairs", "fixed": {"baseline": {"threads": 1}, **TINY, "threads": "all"},
         "parts": [
             {"name": "a", "grid": {"model": ["elman"], "strategy": ["bptt"]}},
@@ -183,12 +187,12 @@ def test_job_file_baseline_in_fixed_part_and_run(tmp_path):
     assert [dict(c.baseline) for c in job.cells] == [
         {"threads": 1}, {"model": "elman", "strategy": "best_bptt"},
         {"strategy": "bptt_fused"}]
-    with pytest.raises(jobs.JobError) as err:
-        jobs.validate({"name": "bad", "fixed": TINY, "grid": {"run": [
+    with pytest.raises(jobfile.JobError) as err:
+        jobfile.validate({"name": "bad", "fixed": TINY, "grid": {"run": [
             {"model": "elman", "strategy": "bptt", "baseline": {"workers": 0}}]}})
     assert err.value.problems == ["grid.run[0].baseline.workers: must be a positive integer, got 0"]
-    with pytest.raises(jobs.JobError) as err:
-        jobs.validate({"name": "bad", "fixed": {**TINY, "baseline": [1]},
+    with pytest.raises(jobfile.JobError) as err:
+        jobfile.validate({"name": "bad", "fixed": {**TINY, "baseline": [1]},
                        "grid": {"model": ["elman"], "strategy": ["bptt"]}})
     assert err.value.problems[0].startswith("fixed.baseline: must be a mapping")
 
@@ -228,7 +232,7 @@ def test_best_bptt_picks_the_fastest_candidate(monkeypatch, one_thread):
     assert strategies.bptt_candidates("elman") == ["bptt", "bptt_fused", "bptt_compiled"]
     c = Cell(model="jordan", strategy="teacher_forcing",
              baseline={"model": "elman", "strategy": "best_bptt"}, **TINY)
-    side, out = measure.baseline_side(c, lambda: now[0], math.inf)
+    side, out = single.baseline_side(c, lambda: now[0], math.inf)
     assert side.cell.strategy == "bptt_compiled" and side.cell.model == "elman"
     assert json.loads(out["baseline_config"]) == {"model": "elman", "strategy": "bptt_compiled"}
     assert json.loads(out["baseline_candidates_ms"]) == {
@@ -259,7 +263,7 @@ def test_page_faults_and_peak_rss_see_fresh_memory():
     low = procstat.peak_rss(method)
     f0 = procstat.minor_faults()
     # 64 MiB of fresh anonymous pages, every page touched (mmap directly: malloc may be
-    # set to reuse its heap, rnnbench.allocator)
+    # set to reuse its heap, rnnbench.harness.allocator)
     block = mmap.mmap(-1, 64 << 20)
     for i in range(0, 64 << 20, 4096):
         block[i] = 1
@@ -271,7 +275,7 @@ def test_page_faults_and_peak_rss_see_fresh_memory():
 
 def test_cell_row_has_faults_rss_and_a_failing_baseline_is_data(one_thread):
     c = Cell(model="elman", strategy="bptt", baseline={"device": "cuda"}, **TINY)
-    row = measure.run_cell(c)
+    row = single.run_cell(c)
     assert row["status"] == "ok", row["error"]
     assert row["step_ms_median"] > 0 and len(row["step_ms_samples"]) == c.repeats
     assert row["minor_faults_per_step"] >= 0 and row["peak_rss_bytes"] > 0

@@ -14,11 +14,14 @@ import math
 import pytest
 import torch
 
-from rnnbench import cli, diagnostics, measure, memory, models, strategies
-from rnnbench.cell import Cell
+from rnnbench import cli
+from rnnbench.pit import diagnostics
+from rnnbench.harness import single, memory
+from rnnbench.core import models, strategies
+from rnnbench.job.cell import Cell
 from rnnbench.errors import UsageError
-from rnnbench.parallel_time import elman_states
-from rnnbench.scan import linear_scan
+from rnnbench.pit.newton import elman_states
+from rnnbench.pit.scan import linear_scan
 from test_strategies import value_and_grads as grads
 
 DT = torch.float64
@@ -188,14 +191,14 @@ def test_gradcheck_of_the_states_in_their_inputs():
 
 def test_gradcheck_fails_for_a_wrong_adjoint(monkeypatch):
     """The other side: with J_{t+1} in place of J_{t+1}^T the check says no."""
-    from rnnbench import parallel_time
+    from rnnbench.pit import newton
 
-    real = parallel_time.adjoint
+    real = newton.adjoint
 
     def transposed(hs, W, g, *split):
         return real(hs, W.t(), g, *split)
 
-    monkeypatch.setattr(parallel_time, "adjoint", transposed)
+    monkeypatch.setattr(newton, "adjoint", transposed)
     m, x, y = setup(tau=5, batch=2, n_in=2, hidden=3)
     assert not torch.autograd.gradcheck(lambda *_: strategies.loss(m, x, y, "scan_bptt"),
                                         tuple(m.parameters()), raise_exception=False)
@@ -255,20 +258,20 @@ SMALL = dict(hidden=8, batch=2, repeats=2, train_steps=0, dtype="float64")
 
 
 def test_rows_carry_iterations_converged_residual_and_measured_depth():
-    deer = measure.run_cell(Cell(model="elman", strategy="deer", tau=100, rho=0.9, **SMALL))
+    deer = single.run_cell(Cell(model="elman", strategy="deer", tau=100, rho=0.9, **SMALL))
     assert deer["status"] == "ok", deer["error"]
     assert deer["converged"] is True and deer["residual"] <= 1e-9
     assert deer["depth"] == deer["iterations"] * 7  # ceil(log2 100)
-    scan = measure.run_cell(Cell(model="elman", strategy="scan_bptt", tau=100, **SMALL))
+    scan = single.run_cell(Cell(model="elman", strategy="scan_bptt", tau=100, **SMALL))
     assert scan["depth"] == 107 and scan["iterations"] is None
-    bptt = measure.base_row(Cell(model="elman", strategy="bptt", tau=100, **SMALL))
+    bptt = single.base_row(Cell(model="elman", strategy="bptt", tau=100, **SMALL))
     assert bptt["iterations"] is None and bptt["converged"] is None
     assert math.isnan(bptt["residual"])  # a float column: NaN, null in a row file
     assert deer["saved_bytes"] == pytest.approx(deer["saved_bytes_expected"], rel=0.10)
 
 
 def test_non_converging_cell_is_a_row_with_converged_false():
-    row = measure.run_cell(Cell(model="elman", strategy="deer", tau=64, rho=3.0,
+    row = single.run_cell(Cell(model="elman", strategy="deer", tau=64, rho=3.0,
                                 strategy_options={"max_iter": 2}, **SMALL))
     assert row["status"] == "ok", row["error"]
     assert row["converged"] is False and row["iterations"] == 2 and row["residual"] > 1e-3
@@ -286,10 +289,10 @@ def test_saved_bytes_are_the_states_not_the_jacobians():
 
 
 def test_job_files_take_rho_and_name_a_bad_one():
-    from rnnbench import jobs
+    from rnnbench.job import jobfile
 
     grid = {"model": "elman", "strategy": "deer", "tau": 8}
-    job = jobs.validate({"name": "r", "fixed": grid, "grid": {"rho": [0.5, 3.0]}})
+    job = jobfile.validate({"name": "r", "fixed": grid, "grid": {"rho": [0.5, 3.0]}})
     assert [c.rho for c in job.cells] == [0.5, 3.0]
-    with pytest.raises(jobs.JobError, match="rho"):
-        jobs.validate({"name": "r", "fixed": grid, "grid": {"rho": [-1]}})
+    with pytest.raises(jobfile.JobError, match="rho"):
+        jobfile.validate({"name": "r", "fixed": grid, "grid": {"rho": [-1]}})

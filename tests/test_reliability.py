@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from rnnbench import cli, store, sweep
-from rnnbench.cell import Cell
+from rnnbench import cli, sweep
+from rnnbench.results import store
+from rnnbench.job.cell import Cell
 from rnnbench.errors import StorageError
 
 from test_sweep import _env  # the subprocesses' environment: tests/ importable, no RAY_ADDRESS

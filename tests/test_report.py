@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 
 import report_synthetic as rs
-from rnnbench import cli, store
+from rnnbench import cli
+from rnnbench.results import store
 from rnnbench.errors import UsageError
-from rnnbench.report import analyse, build_report, claims, fit, load, plots, tables
+from rnnbench.report import analyse, build_report, claims, fit, tidy, plots, tables
 
 ENV_MARK = rs.ENV["cpu_model"]
 
@@ -27,7 +28,7 @@ def built(tmp_path_factory):
 
 
 def verdicts(frame: pd.DataFrame) -> dict[str, str]:
-    return {c.key: c.verdict for c in claims.evaluate(analyse(load.load(frame)))}
+    return {c.key: c.verdict for c in claims.evaluate(analyse(tidy.load(frame)))}
 
 
 # --------------------------------------------------------------------------- fits
@@ -237,7 +238,7 @@ def deer_plot_rows() -> pd.DataFrame:
                                 step_ms_median=ms * hidden))
         rows.append(rs._row(model="jordan", strategy="teacher_forcing", tau=1024,
                             hidden=hidden, step_ms_median=0.1 * hidden))
-    return load.load(pd.DataFrame(rows))
+    return tidy.load(pd.DataFrame(rows))
 
 
 @pytest.mark.parametrize("name", sorted(DEER_AXES))
@@ -252,7 +253,7 @@ def test_parallel_in_time_plots_are_drawn_only_from_their_rows(name):
         assert len(ax.get_legend().get_texts()) == 4  # bptt, deer, scan_bptt, teacher forcing
     else:  # not-converged runs are marked
         assert any(ln.get_marker() == "x" for ln in ax.get_lines())
-    assert getattr(plots, name)(load.load(pd.DataFrame(rs.timing_rows()))) is None
+    assert getattr(plots, name)(tidy.load(pd.DataFrame(rs.timing_rows()))) is None
 
 
 def test_every_plot_is_written_as_png_and_svg(built):
@@ -295,13 +296,13 @@ def test_figures_carry_fits_reference_lines_and_both_loss_axes(built):
 
 
 def test_a_plot_without_rows_is_not_drawn():
-    rows = load.load(pd.DataFrame(tiny_rows()))
+    rows = tidy.load(pd.DataFrame(tiny_rows()))
     ev = analyse(rows)
     drawn = {name: fig is not None for name, fig in plots.figures(rows, ev.speedup,
                                                                   ev.workers).items()}
     assert drawn == {name: name in ("time_vs_tau", "memory_vs_tau") for name in plots.PLOTS}
     # Trained cells at a single τ give no line to draw against τ.
-    single = load.load(pd.DataFrame(rs.trained_rows(seeds=(0,))))
+    single = tidy.load(pd.DataFrame(rs.trained_rows(seeds=(0,))))
     assert plots.time_vs_tau(single) is None and plots.memory_vs_tau(single) is None
 
 
@@ -353,7 +354,7 @@ def test_failed_rows_are_reported_not_dropped(built):
 
 
 def small_results(folder: Path, rows=None) -> Path:
-    """A results folder written by rnnbench.store, as a sweep leaves it."""
+    """A results folder written by rnnbench.results.store, as a sweep leaves it."""
     for row in rows or tiny_rows():
         store.write_row(folder, row)
     return folder
@@ -362,10 +363,10 @@ def small_results(folder: Path, rows=None) -> Path:
 def test_store_folder_and_parquet_give_the_same_rows(tmp_path):
     small_results(tmp_path / "res", rs.timing_rows(taus=(16, 64, 256), seeds=(0,))
                   + rs.failed_rows() + rs.trained_rows(seeds=(0,))[:2])
-    from_json = load.load(tmp_path / "res")
+    from_json = tidy.load(tmp_path / "res")
     store.consolidate(tmp_path / "res")
     shutil.rmtree(tmp_path / "res" / "rows")
-    from_parquet = load.load(tmp_path / "res")
+    from_parquet = tidy.load(tmp_path / "res")
     assert len(from_json) == len(from_parquet) == 3 * 3 + 2 + 2
     key = ["cell_id"]
     a, b = from_json.sort_values(key), from_parquet.sort_values(key)
@@ -464,7 +465,7 @@ def test_exposure_plot_uses_trained_rows_only():
     untrained = rs._row(model="jordan", strategy="teacher_forcing", tau=1024, task="text",
                         horizon_t=[512, 1024], horizon_loss_tf=[5.0, 5.0],
                         horizon_loss_free=[5.0, 5.0])
-    rows = load.load(pd.DataFrame(rs.trained_rows(seeds=(0,)) + [untrained]))
+    rows = tidy.load(pd.DataFrame(rs.trained_rows(seeds=(0,)) + [untrained]))
     titles = [ax.get_title() for ax in plots.exposure_bias(rows).axes]
     assert titles and all(t.endswith("τ=64") for t in titles)
 
@@ -473,7 +474,7 @@ def test_exposure_plot_uses_trained_rows_only():
 
 
 def _claims_of(frame: pd.DataFrame) -> dict:
-    return {c.key: c for c in claims.evaluate(analyse(load.load(frame)))}
+    return {c.key: c for c in claims.evaluate(analyse(tidy.load(frame)))}
 
 
 @pytest.mark.parametrize("key, model, strategy, point", [
@@ -499,7 +500,7 @@ def test_worker_verdicts_decide_on_the_interval_not_two_medians(key, model, stra
 
 
 def test_worker_speedup_interval_comes_from_the_quartiles():
-    w = analyse(load.load(pd.DataFrame(rs.worker_rows(spread=0.2)))).workers
+    w = analyse(tidy.load(pd.DataFrame(rs.worker_rows(spread=0.2)))).workers
     row = w[(w["model"] == "jordan") & (w["workers"] == 4)].iloc[0]
     assert row["speedup"] == pytest.approx(3.2)
     # samples evenly over ±20%: quartiles at ±10%
@@ -511,12 +512,12 @@ def test_workers_pair_only_with_a_baseline_from_the_same_harness():
     # The group-harness 1-worker row is 2× slower than the single-process one: the speedup
     # over it (1.8/0.5 = 3.6 on 2 workers) differs from one over the single-process row.
     rows = pd.DataFrame(rs.timing_rows() + rs.worker_rows(tf_speedups=(0.5, 1.8, 3.2)))
-    w = analyse(load.load(rows)).workers
+    w = analyse(tidy.load(rows)).workers
     assert set(w["split"]) == {"time", "batch"}  # single-process rows never enter
     two = w[(w["model"] == "jordan") & (w["workers"] == 2)].iloc[0]
     assert two["speedup"] == pytest.approx(1.8 / 0.5)
     # No 1-worker baseline in the group harness: not measured, not the single-process rows.
-    alone = load.load(pd.DataFrame(rs.timing_rows() + rs.worker_rows(baseline=False)))
+    alone = tidy.load(pd.DataFrame(rs.timing_rows() + rs.worker_rows(baseline=False)))
     ev = analyse(alone)
     assert ev.workers["speedup"].isna().all() and len(ev.workers) == 4
     got = {c.key: c for c in claims.evaluate(ev)}
@@ -527,7 +528,7 @@ def test_workers_pair_only_with_a_baseline_from_the_same_harness():
 
 
 def test_missing_split_and_harness_mean_single_process_auto():
-    rows = load.load(pd.DataFrame(tiny_rows()))
+    rows = tidy.load(pd.DataFrame(tiny_rows()))
     assert set(rows["split"]) == {"none"} and set(rows["harness"]) == {"auto"}
 
 

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 
 import report_synthetic as rs
-from rnnbench.report import env, load, plots, tables
+from rnnbench.report import env, tidy, plots, tables
 
 TWO_LAWS = {k: v for k, v in rs.LAWS.items() if k[1] != "bptt_fused"}
 
 
 def rows(**kw) -> pd.DataFrame:
-    return load.load(pd.DataFrame(rs.timing_rows(laws=TWO_LAWS, **kw)))
+    return tidy.load(pd.DataFrame(rs.timing_rows(laws=TWO_LAWS, **kw)))
 
 
 def _labels(ax, axis="y") -> list[str]:
@@ -74,7 +74,7 @@ def test_a_noisy_point_is_drawn_hollow():
 def test_loss_curve_steps_are_whole_numbers():
     trained = pd.DataFrame(rs.trained_rows(seeds=(0,)))
     trained["train_curve"] = [[[s, 0.1 * s, 2.0 - 0.3 * s] for s in range(4)]] * len(trained)
-    ax = plots.loss_curves(load.load(trained)).axes[0]
+    ax = plots.loss_curves(tidy.load(trained)).axes[0]
     ticks = [float(t) for t in _labels(ax, "x")]
     assert ticks and all(t == int(t) for t in ticks)
 

@@ -9,10 +9,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from rnnbench import store
-from rnnbench.rows import ROW_KEYS
+from rnnbench.results import store
+from rnnbench.results.rows import ROW_KEYS
 from rnnbench.errors import UsageError
-from rnnbench.report import load as report_load
+from rnnbench.report import tidy as report_load
 from report_synthetic import _row
 
 

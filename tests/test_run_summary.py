@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from rnnbench import cli, jobs, store, sweep
-from rnnbench.rows import base_row
+from rnnbench import cli, sweep
+from rnnbench.job import jobfile
+from rnnbench.results import store
+from rnnbench.results.rows import base_row
 
 JOB = """name: tiny
 fixed: {model: elman, strategy: bptt, hidden: 4, task: delayed_recall, repeats: 1}
@@ -28,7 +30,7 @@ def job(tmp_path, monkeypatch):
         raise RayStarted
 
     monkeypatch.setattr(sweep, "connect", no_ray)  # every path to Ray goes through connect
-    return path, jobs.load(path).cells
+    return path, jobfile.load(path).cells
 
 
 def _store(out, cells, ms=lambda c: c.tau * c.batch + c.seed):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnbench import store
+from rnnbench.results import store
 from rnnbench.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def test_loading_skips_broken_rows_with_one_warning(tmp_path):
 
 
 def test_report_skips_broken_rows_with_one_line(tmp_path, capsys):
-    from rnnbench.report import load as report_load
+    from rnnbench.report import tidy as report_load
 
     good = _broken_folder(tmp_path)
     df = report_load.load(tmp_path)
@@ -101,7 +101,7 @@ def test_parquet_is_stale_when_missing_or_older_than_the_rows(tmp_path):
 
 LOCKER = """\
 import sys
-from rnnbench import store
+from rnnbench.results import store
 from rnnbench.errors import UsageError
 try:
     with store.locked(sys.argv[1]):

@@ -1,6 +1,6 @@
 """Every training strategy computes the loss and gradient it claims to.
 
-References here are written independently of rnnbench.strategies, straight
+References here are written independently of rnnbench.core.strategies, straight
 from the book's equations (step-by-step loops over t), in float64.
 Also: gradcheck for every strategy, the activation-memory class of each
 strategy (memory.saved_bytes), scheduled-sampling schedules, the registry,
@@ -16,9 +16,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnbench import memory, models, strategies
+from rnnbench.harness import memory
+from rnnbench.core import models, strategies
 from rnnbench.errors import UsageError
-from rnnbench.strategies import STRATEGIES, loss, sampling_probability
+from rnnbench.core.strategies import STRATEGIES, loss, sampling_probability
 
 DT = torch.float64
 

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from rnnbench import jobs, rows, store, sweep
-from rnnbench.cell import Cell
+from rnnbench.job import jobfile
+from rnnbench.results import rows, store
+from rnnbench import sweep
+from rnnbench.job.cell import Cell
 
 from raywait import wait_cpus_free
 
@@ -199,9 +201,9 @@ def placement_runner(cell: Cell) -> dict:
     import ray
     from ray.util.placement_group import placement_group
 
-    from rnnbench import timeparallel
+    from rnnbench.harness import group
 
-    pg = placement_group([{"CPU": 1}] * cell.workers, name=timeparallel.pg_name(cell))
+    pg = placement_group([{"CPU": 1}] * cell.workers, name=group.pg_name(cell))
     ray.get(pg.ready())
     time.sleep(120)
     return _row(cell)
@@ -210,14 +212,14 @@ def placement_runner(cell: Cell) -> dict:
 def test_timed_out_time_parallel_cell_gives_back_its_cpus(ray_session, tmp_path):
     import ray
 
-    from rnnbench import timeparallel
+    from rnnbench.harness import group
 
     cell = Cell(model="jordan", strategy="teacher_forcing", tau=8, hidden=8, workers=2,
                 task="running_parity")
     result = sweep.run_sweep([cell], tmp_path / "out", runner=placement_runner,
                              cell_timeout=3.0, progress=False)
     assert result.counts == {"timeout": 1}
-    assert timeparallel.release(cell) is False  # the sweep removed it already
+    assert group.release(cell) is False  # the sweep removed it already
     wait_cpus_free(ray, 30, "CPUs not back after the time-out")
 
 
@@ -318,7 +320,7 @@ def _stop_mid_run(cmd, log, out, rows: int, sig) -> tuple[int | None, str]:
 def test_sigint_then_rerun_resumes_and_exclusive_runs_alone(tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text(JOB)
-    cells = jobs.load(job).cells
+    cells = jobfile.load(job).cells
     out = tmp_path / "out"
     cmd = _run_cmd(job, out)
     rc, log1 = _stop_mid_run(cmd, tmp_path / "log1", out, 4, signal.SIGINT)
@@ -364,8 +366,9 @@ import functools, json, os, sys, threading, time
 from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
-from rnnbench import store, sweep
-from rnnbench.cell import Cell
+from rnnbench import sweep
+from rnnbench.results import store
+from rnnbench.job.cell import Cell
 
 log, out = Path(sys.argv[1]), sys.argv[2]
 log.mkdir(parents=True, exist_ok=True)

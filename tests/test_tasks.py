@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnbench import tasks
+from rnnbench.core import tasks
 from rnnbench.errors import UsageError
 
 
@@ -182,8 +182,8 @@ def test_bad_task_arguments(call, pattern):
 
 
 def test_batch_defaults_to_the_default_dtype_so_a_model_takes_it_as_is():
-    from rnnbench import strategies
-    from rnnbench.models import build
+    from rnnbench.core import strategies
+    from rnnbench.core.models import build
 
     task = tasks.make("delayed_recall")
     x, y = task.batch(8, 2, seed=0)

@@ -14,8 +14,9 @@ import threading
 import pytest
 import torch
 
-from rnnbench import diagnostics, models, strategies
-from rnnbench.scan import fold, linear_scan, summary
+from rnnbench.pit import diagnostics
+from rnnbench.core import models, strategies
+from rnnbench.pit.scan import fold, linear_scan, summary
 
 DT = torch.float64
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -57,7 +58,7 @@ def test_a_wrong_order_of_summaries_gives_another_state():
 
 
 class ThreadComm:
-    """The four collectives of rnnbench.time_split.DistComm among threads."""
+    """The four collectives of rnnbench.pit.distributed.DistComm among threads."""
 
     def __init__(self, rank, world, shared):
         self.rank, self.world, self.shared = rank, world, shared
@@ -168,8 +169,8 @@ def test_newton_with_default_max_iter_ends_at_the_sequential_answer_split():
 
 
 def test_time_split_elman_needs_a_step_per_worker():
-    from rnnbench import timeparallel as tp
-    from rnnbench.cell import Cell
+    from rnnbench.harness import group as tp
+    from rnnbench.job.cell import Cell
     from rnnbench.errors import UsageError
 
     c = Cell(model="elman", strategy="deer", task="text", tau=2, batch=1, hidden=3, workers=3)

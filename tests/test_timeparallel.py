@@ -15,10 +15,10 @@ import time
 import pytest
 import torch
 
-from rnnbench import strategies
-from rnnbench import timeparallel as tp
-from rnnbench.cell import Cell
-from rnnbench.rows import ROW_KEYS
+from rnnbench.core import strategies
+from rnnbench.harness import group as tp
+from rnnbench.job.cell import Cell
+from rnnbench.results.rows import ROW_KEYS
 
 from raywait import wait_cpus_free
 
@@ -337,7 +337,7 @@ def test_time_split_deer_row_reports_its_iterations(ray_session):
     of one process at the initial parameters (the ranks agree through their
     all-reduce), and the measured depth; spectral radius 3 with max_iter 2 gives
     converged false, not a crash.  (One cell: each starts its actors, seconds.)"""
-    from rnnbench import diagnostics
+    from rnnbench.pit import diagnostics
 
     options = {"max_iter": 2}
     c = cell(2, model="elman", strategy="deer", repeats=2, rho=3.0, tau=16,
@@ -355,7 +355,7 @@ def test_time_split_deer_row_reports_its_iterations(ray_session):
 
 def test_one_worker_in_the_group_harness_is_a_baseline_row(ray_session):
     """harness='group' times a 1-worker cell exactly like the N-worker cells."""
-    from rnnbench import runner
+    from rnnbench.harness import runner
 
     c = cell(1, model="jordan", strategy="teacher_forcing", repeats=3, harness="group")
     row = runner.run_cell(c)

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import UsageError
-from . import claims as claims_mod
-from . import compare as compare_mod
-from . import env as env_mod
-from . import fit, load, plots, runs, tables
+from rnnbench.errors import UsageError
+from rnnbench.report import claims as claims_mod
+from rnnbench.report import compare as compare_mod
+from rnnbench.report import env as env_mod
+from rnnbench.report import fit, tidy, plots, runs, tables
 
 FORMATS = ("html", "md")
 
@@ -134,7 +134,7 @@ def build_report(source, out_dir=None, formats=FORMATS, embed_images: bool = Fal
                                                          embed_images)
         runs.label_runs(source, labels)  # a label count that does not fit is still an error
         source = source[0]
-    rows = load.load(source)
+    rows = tidy.load(source)
     ev = analyse(rows)
     report = Report(
         source=str(source) if not isinstance(source, pd.DataFrame) else "DataFrame",
@@ -225,7 +225,7 @@ def _compared(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _write(report: Report, out: Path, formats, embed_images: bool) -> Report:
-    from . import html, markdown
+    from rnnbench.report import html, markdown
 
     try:
         out.mkdir(parents=True, exist_ok=True)

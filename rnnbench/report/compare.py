@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..argtypes import positive_float
-from ..errors import UsageError
-from . import env as env_mod
-from . import runs
-from .tables import ok_rows, quartiles, speedup_interval
+from rnnbench.argtypes import positive_float
+from rnnbench.errors import UsageError
+from rnnbench.report import env as env_mod
+from rnnbench.report import runs
+from rnnbench.report.tables import ok_rows, quartiles, speedup_interval
 
 # --measure -> (row column, what it is, unit, mark when NEW is worse, mark when better)
 MEASURES = {

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from .tables import BASELINES, SETTING, ok_rows, single
+from rnnbench.report.tables import BASELINES, SETTING, ok_rows, single
 
 LEVEL = 0.95
 FITTED = ("step_ms_median", "saved_bytes", "peak_bytes")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .claims import METHOD
-from .markdown import CAPTIONS, INTRO, run_columns
-from .plots import PLOTS
-from .tables import blank_note
+from rnnbench.report.claims import METHOD
+from rnnbench.report.markdown import CAPTIONS, INTRO, run_columns
+from rnnbench.report.plots import PLOTS
+from rnnbench.report.tables import blank_note
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1em 2em;

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fit import LEVEL, t_quantile
+from rnnbench.report.fit import LEVEL, t_quantile
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .claims import METHOD
-from .plots import PLOTS
-from .tables import blank_note
+from rnnbench.report.claims import METHOD
+from rnnbench.report.plots import PLOTS
+from rnnbench.report.tables import blank_note
 
 CAPTIONS = {
     "time_vs_tau": "Training step time vs τ, with the fitted power law of each model + strategy.",

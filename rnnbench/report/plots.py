@@ -19,9 +19,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from . import runs  # noqa: E402
-from .fit import power_fit  # noqa: E402
-from .tables import NOISY_IQR, SETTING, noisy, ok_rows, single  # noqa: E402
+from rnnbench.report import runs  # noqa: E402
+from rnnbench.report.fit import power_fit  # noqa: E402
+from rnnbench.report.tables import NOISY_IQR, SETTING, noisy, ok_rows, single  # noqa: E402
 
 MAX_PANELS = 6
 MIB = 2.0 ** -20

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import UsageError
-from . import env as env_mod
-from . import load
-from .tables import CONFIG
+from rnnbench.errors import UsageError
+from rnnbench.report import env as env_mod
+from rnnbench.report import tidy
+from rnnbench.report.tables import CONFIG
 
 RUN = "run"
 # Cell fields that describe the machine a run was measured on, not the computation.
@@ -57,7 +57,7 @@ def load_runs(sources, labels=None) -> pd.DataFrame:
     pairs = label_runs(sources, labels)
     frames = []
     for name, source in pairs:
-        rows = load.load(source)
+        rows = tidy.load(source)
         rows.insert(0, RUN, name)
         frames.append(rows)
     out = pd.concat(frames, ignore_index=True)

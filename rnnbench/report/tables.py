@@ -1,6 +1,6 @@
 """Tables built with pandas: seeds aggregated, speedups, time-parallel runs, failures.
 
-Every function takes the tidy rows of :func:`rnnbench.report.load.load` and
+Every function takes the tidy rows of :func:`rnnbench.report.tidy.load` and
 returns a numeric DataFrame (``<measure>_mean``, ``<measure>_sd``, ``n_seeds``);
 :func:`display` turns one into ``mean ± sd`` strings for Markdown and HTML.
 """
@@ -270,7 +270,7 @@ PAIRED = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "de
 
 
 def paired(rows: pd.DataFrame) -> pd.DataFrame:
-    """Cells timed beside their baseline, taking turns (rnnbench.paired): speedup =
+    """Cells timed beside their baseline, taking turns (rnnbench.harness.paired): speedup =
     baseline / cell per block pair, its median and quartiles pooled over the seeds'
     pairs; step times and achieved GFLOP/s of both sides (the baseline's FLOPs are
     its own row's where the job has one) and minor page faults per step."""

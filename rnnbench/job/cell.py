@@ -1,8 +1,8 @@
 """One benchmark cell: a frozen configuration, its stable id, and the row it gives.
 
 Data flows one way: job -> cells -> rows -> report.  A :class:`Cell` is pure
-configuration; :func:`rnnbench.runner.run_cell` turns it into one tidy row
-(a dict whose keys are :data:`rnnbench.rows.ROW_KEYS`); docs/design.md.
+configuration; :func:`rnnbench.harness.runner.run_cell` turns it into one tidy row
+(a dict whose keys are :data:`rnnbench.results.rows.ROW_KEYS`); docs/design.md.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from . import strategies, tasks
-from .errors import UsageError, check_int, short
-from .models import MODELS, check_rho
+from rnnbench.core import strategies, tasks
+from rnnbench.errors import UsageError, check_int, short
+from rnnbench.core.models import MODELS, check_rho
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
 # auto: one worker is timed in this process, several by the worker-group harness
-# (rnnbench.timeparallel); group: the worker-group harness even for one worker, so a
+# (rnnbench.harness.group); group: the worker-group harness even for one worker, so a
 # 1-worker baseline is timed exactly like the N-worker cells it is compared with.
 HARNESSES = ("auto", "group")
 ALL = "all"  # threads: every CPU of the node the cell runs on
@@ -89,7 +89,7 @@ def _overrides(value: Any) -> tuple:
 class Cell:
     """model, strategy (+ options), task (+ options), tau, batch, hidden, seed,
     threads (a count or ``"all"``), baseline (the same cell with some fields
-    changed, timed beside it: :mod:`rnnbench.paired`), device, workers, train_steps, lr, repeats, dtype, harness, rho
+    changed, timed beside it: :mod:`rnnbench.harness.paired`), device, workers, train_steps, lr, repeats, dtype, harness, rho
     (spectral radius W is rescaled to at init; None: the default init)."""
 
     model: str
@@ -247,13 +247,13 @@ class Cell:
 
     @property
     def grouped(self) -> bool:
-        """Timed by the worker-group harness (rnnbench.timeparallel), not in-process."""
+        """Timed by the worker-group harness (rnnbench.harness.group), not in-process."""
         return self.workers > 1 or self.harness == "group"
 
     @property
     def depth(self) -> int | None:
         """The strategy's sequential depth at this tau and these options (None: known
-        only once the iterative strategies have run, see rnnbench.diagnostics)."""
+        only once the iterative strategies have run, see rnnbench.pit.diagnostics)."""
         return strategies.get(self.strategy).depth(self.tau, **dict(self.strategy_options))
 
     def make_task(self) -> tasks.Task:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, allocator
+from rnnbench import __version__
+from rnnbench.harness import allocator
 
 
 def _version(package: str) -> str | None:

@@ -18,11 +18,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import capability_claims as capability
-from . import load
-from . import speed_claims as speed
-from .rules import (BY_CONSTRUCTION, FAILS, HOLDS, NOT_MEASURED, VERDICTS, Decision,  # noqa: F401
-                    Rule, Rules, every_setting, some_setting)
+from rnnbench.report import tidy
+from rnnbench.report.claims import capability
+from rnnbench.report.claims import speed
+from rnnbench.report.claims.rules import BY_CONSTRUCTION, FAILS, HOLDS, NOT_MEASURED, VERDICTS, Decision, Rule, Rules, every_setting, some_setting
 
 METHOD = (
     "Intervals are 95% confidence intervals over independent repetitions: over seeds "
@@ -104,7 +103,7 @@ def evaluate(source, rules: Rules | None = None) -> list[Claim]:
     else:
         rows = source
     if "strategy_label" not in rows.columns:
-        rows = load.load(rows)
+        rows = tidy.load(rows)
     rules = rules or Rules()
     return [judge(rule, rows, rules) for rule in RULES]
 

@@ -10,12 +10,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..errors import UsageError
-from . import load
-from .intervals import diff_ci, mean_ci
-from .rules import (FAILS, HOLDS, NOT_MEASURED, SELF_FEEDING, Decision, Rule, Rules,
-                    decision, every_setting, fmt, is_tf, setting_text, some_setting,
-                    trained_cells, training_gate)
+from rnnbench.errors import UsageError
+from rnnbench.report import tidy
+from rnnbench.report.intervals import diff_ci, mean_ci
+from rnnbench.report.claims.rules import FAILS, HOLDS, NOT_MEASURED, SELF_FEEDING, Decision, Rule, Rules, decision, every_setting, fmt, is_tf, setting_text, some_setting, trained_cells, training_gate
 
 # --------------------------------------------------------------------------- capability
 
@@ -55,10 +53,10 @@ def _best_per_model(rows: pd.DataFrame, value: str, higher: bool) -> dict:
 
 
 def _chance(row) -> float:
-    from .. import tasks  # here, not above: reading rows does not need torch
+    from rnnbench.core import tasks  # here, not above: reading rows does not need torch
 
     try:
-        opts = {k: v for k, v in load.options(row["task_options"]).items() if k}
+        opts = {k: v for k, v in tidy.options(row["task_options"]).items() if k}
         return tasks.make(row["task"], **opts).chance_accuracy()
     except (UsageError, TypeError, ValueError, KeyError):
         return math.nan
@@ -66,7 +64,7 @@ def _chance(row) -> float:
 
 def _generation_task(row) -> bool:
     """A task whose input carries nothing (the model generates from its own outputs)."""
-    return str(load.options(row["task_options"]).get("input", "")) in ("none", "blank")
+    return str(tidy.options(row["task_options"]).get("input", "")) in ("none", "blank")
 
 
 def jordan_weaker(rows: pd.DataFrame, r: Rules) -> Decision:

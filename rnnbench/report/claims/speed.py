@@ -10,12 +10,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from .fit import overhead_fit, power_fit
-from .rules import (BPTTS, BY_CONSTRUCTION, DEERS, FAILS, HOLDS, NOT_MEASURED, Decision,
-                    Rule, Rules, above_verdict, baseline_key, ci_text, column, decision,
-                    evidence_text, every_setting, fmt, is_tf, law_gate, numeric,
-                    setting_text, some_setting, speedup, timing_cells, truth)
-from .tables import ok_rows
+from rnnbench.report.fit import overhead_fit, power_fit
+from rnnbench.report.claims.rules import BPTTS, BY_CONSTRUCTION, DEERS, FAILS, HOLDS, NOT_MEASURED, Decision, Rule, Rules, above_verdict, baseline_key, ci_text, column, decision, evidence_text, every_setting, fmt, is_tf, law_gate, numeric, setting_text, some_setting, speedup, timing_cells, truth
+from rnnbench.report.tables import ok_rows
 
 
 # --------------------------------------------------------------------------- O(τ) laws

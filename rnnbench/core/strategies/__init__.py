@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from . import compiled, parallel_time
-from .errors import UsageError, check_int
-from .models import Elman, Jordan, SingleOutput, model_name
+from rnnbench.core import compiled
+from rnnbench.pit import newton
+from rnnbench.errors import UsageError, check_int
+from rnnbench.core.models import Elman, Jordan, SingleOutput, model_name
 
 # --------------------------------------------------------------------------- checks
 
@@ -368,24 +369,24 @@ def _states_loss(model: Elman, hs: torch.Tensor, y: torch.Tensor) -> torch.Tenso
 def scan_bptt(model, x, y):
     """Sequential forward; exact backward by one reverse associative scan of the
     adjoint lambda_t = g_t + J_{t+1}^T lambda_{t+1}: depth tau + ceil(log2 tau)."""
-    return _states_loss(model, parallel_time.elman_states(model.input_term(x), model.W), y)
+    return _states_loss(model, newton.elman_states(model.input_term(x), model.W), y)
 
 
 def deer(model, x, y, tol: float | None = None, max_iter: int | None = None):
     """Newton iterations over the whole sequence, each one associative scan over
     (J_t, r_t) (DEER); exact adjoint-scan gradient at the converged states."""
-    hs = parallel_time.elman_states(model.input_term(x), model.W, "newton", tol, max_iter)
+    hs = newton.elman_states(model.input_term(x), model.W, "newton", tol, max_iter)
     return _states_loss(model, hs, y)
 
 
 def quasi_deer(model, x, y, tol: float | None = None, max_iter: int | None = None):
     """As :func:`deer` with diag(J_t) in the Newton step (a diagonal scan); the
     gradient is still the exact dense adjoint scan at the converged states."""
-    hs = parallel_time.elman_states(model.input_term(x), model.W, "quasi", tol, max_iter)
+    hs = newton.elman_states(model.input_term(x), model.W, "quasi", tol, max_iter)
     return _states_loss(model, hs, y)
 
 
-# The adjoint-scan strategies and their solver (parallel_time.METHODS): the ones
+# The adjoint-scan strategies and their solver (newton.METHODS): the ones
 # whose Elman sequence the worker-group harness splits along time.
 TIME_SPLIT_METHODS = {"scan_bptt": "sequential", "deer": "newton", "quasi_deer": "quasi"}
 
@@ -395,7 +396,7 @@ def elman_time_shard(model, x, y, strategy: str, comm, **options):
     ranks: x holds the rank's steps; y its targets (SingleOutput: the batch's, and
     only the last rank has a loss -- the others return 0 * sum(h) so that backward
     reaches the adjoint's exchange on every rank)."""
-    hs = parallel_time.elman_states(model.input_term(x), model.W,
+    hs = newton.elman_states(model.input_term(x), model.W,
                                     TIME_SPLIT_METHODS[strategy], comm=comm, **options)
     if not model.single_output:
         return _nll(model.output(hs), y)
@@ -562,7 +563,7 @@ def _tau(tau, **_):
 
 def _newton_depth(tau, iterations=None, **_):
     """iterations x ceil(log2 tau): known only once a call has reported its iterations."""
-    return None if iterations is None else iterations * parallel_time.scan_depth(tau)
+    return None if iterations is None else iterations * newton.scan_depth(tau)
 
 
 @dataclass(frozen=True)
@@ -608,7 +609,7 @@ STRATEGIES: dict[str, Strategy] = {
                  ("schedule", "step", "k", "c", "eps_min", "feedback", "seed"),
                  check=_check_scheduled, saved_bytes=_saved_scheduled),
         Strategy("scan_bptt", scan_bptt, ("elman", "single_output"),
-                 lambda tau, **_: tau + parallel_time.scan_depth(tau), "O(tau H^2)", True,
+                 lambda tau, **_: tau + newton.scan_depth(tau), "O(tau H^2)", True,
                  split="time", saved_bytes=_saved_states),
         Strategy("deer", deer, ("elman", "single_output"), _newton_depth, "O(tau H^2)", True,
                  ("tol", "max_iter"), check=_check_newton, split="time",

@@ -1,8 +1,8 @@
 """Read a results folder (or take a DataFrame) and tidy it for reporting.
 
-``load(source)`` reads a folder with :func:`rnnbench.store.load`, or one
+``load(source)`` reads a folder with :func:`rnnbench.results.store.load`, or one
 ``results.parquet`` file.  The frame it returns has every
-:data:`rnnbench.rows.ROW_KEYS` column, numbers as numbers,
+:data:`rnnbench.results.rows.ROW_KEYS` column, numbers as numbers,
 list columns as Python lists, and a few derived label columns.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import store
-from ..rows import LIST_KEYS, NUMERIC_KEYS, ROW_KEYS
-from ..errors import UsageError
+from rnnbench.results import store
+from rnnbench.results.rows import LIST_KEYS, NUMERIC_KEYS, ROW_KEYS
+from rnnbench.errors import UsageError
 
 REQUIRED = ("model", "strategy", "tau", "status")
 

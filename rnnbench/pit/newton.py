@@ -8,7 +8,7 @@ solved for all t in one of three ways:
   from the guess h = 0.  Around the guess h^(k), with
   J_t = diag(1 - f_t^2) W and f_t = f(h^(k)_{t-1}, x_t), the step solves the
   linear recurrence h_t = J_t h_{t-1} + (f_t - J_t h^(k)_{t-1}) by one
-  associative scan (:func:`rnnbench.scan.linear_scan`), depth ceil(log2 tau);
+  associative scan (:func:`rnnbench.pit.scan.linear_scan`), depth ceil(log2 tau);
 - ``quasi`` (quasi-DEER, Gonzalez et al. 2024): the same with diag(J_t), a
   diagonal scan (O(tau H) per iteration, more iterations).
 
@@ -20,7 +20,7 @@ lie in [-1, 1], so an iterate is clipped to it (a NaN set to 0): the exact
 prefix is untouched and overflowing iterates cannot poison later steps.
 ``converged`` means every residual |h_t - f(h_{t-1}, x_t)| <= tol (1 + |h_t|);
 iterations, converged and the largest residual go to
-:func:`rnnbench.diagnostics.report`.
+:func:`rnnbench.pit.diagnostics.report`.
 
 The gradient never goes through the iterations.  Given g_t = dL/dh_t (from the
 outputs), the adjoint of the recurrence is linear,
@@ -43,8 +43,8 @@ from typing import Callable
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import diagnostics, time_split
-from .scan import linear_scan
+from rnnbench.pit import diagnostics, distributed
+from rnnbench.pit.scan import linear_scan
 
 METHODS = ("sequential", "newton", "quasi")
 DEFAULT_TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
@@ -97,7 +97,7 @@ def _newton(ux: torch.Tensor, W: torch.Tensor, quasi: bool, tol: float | None,
     all-reduced (MAX), so every rank iterates as often as one process would.
     Returns the states and h_{s-1} (0 unsplit).
     """
-    tau = ux.shape[0] if comm is None else time_split.total_steps(comm, ux.shape[0])
+    tau = ux.shape[0] if comm is None else distributed.total_steps(comm, ux.shape[0])
     tol = default_tol(ux.dtype) if tol is None else tol
     max_iter = tau if max_iter is None else min(max_iter, tau)
 
@@ -122,7 +122,7 @@ def _newton(ux: torch.Tensor, W: torch.Tensor, quasi: bool, tol: float | None,
         if comm is None:
             new = linear_scan(A, r)
         else:  # the previous shard's last state, unclipped as in one scan, then clipped
-            h_in = time_split.incoming_state(A, r, comm)
+            h_in = distributed.incoming_state(A, r, comm)
             new = linear_scan(A, r, h0=h_in if comm.rank else None)
             h_in = h_in.nan_to_num(nan=0.0).clamp(-1, 1)
         new = new.nan_to_num_(nan=0.0).clamp_(-1, 1)
@@ -152,7 +152,7 @@ def adjoint(hs: torch.Tensor, W: torch.Tensor, g: torch.Tensor, h_in: torch.Tens
     """delta_t = dL/da_t and dL/dW from g_t = dL/dh_t, by one reverse scan.
 
     Time-split (``comm``): the scan of this rank's shard, whose first state
-    follows h_in; the ranks after it send lambda in (:mod:`rnnbench.time_split`).
+    follows h_in; the ranks after it send lambda in (:mod:`rnnbench.pit.distributed`).
     """
     d = 1 - hs * hs
     # J_{t+1}^T = W^T diag(d_{t+1}), (tau, B, H, H), built in reversed time so that
@@ -166,7 +166,7 @@ def adjoint(hs: torch.Tensor, W: torch.Tensor, g: torch.Tensor, h_in: torch.Tens
         lam = linear_scan(A, g)
     else:  # the shard's last step takes c_r = J_e^T lambda_e from the ranks after it
         A[0] = torch.eye(hs.shape[-1], dtype=hs.dtype, device=hs.device)
-        c = time_split.incoming_adjoint(A, g, W.t() * d[0].unsqueeze(-2), comm)
+        c = distributed.incoming_adjoint(A, g, W.t() * d[0].unsqueeze(-2), comm)
         lam = linear_scan(A, g, h0=c)
     delta = d * lam.flip(0)
     H = hs.shape[-1]
@@ -198,7 +198,7 @@ def elman_states(ux: torch.Tensor, W: torch.Tensor, method: str = "sequential",
     """Every h_t of h_t = tanh(ux_t + W h_{t-1}), h_0 = 0, as (tau, B, H), with
     ux_t = b + U x_t; differentiable in ux and W through the adjoint scan.
 
-    ``comm`` (:mod:`rnnbench.time_split`): ux is this rank's time shard of the
+    ``comm`` (:mod:`rnnbench.pit.distributed`): ux is this rank's time shard of the
     sequence; the states of that shard come back, and backward must be called on
     every rank (it exchanges the adjoint's summaries)."""
     if method not in METHODS:

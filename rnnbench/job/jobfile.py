@@ -33,9 +33,9 @@ from typing import Any
 
 import yaml
 
-from . import strategies
-from .cell import Cell
-from .errors import UsageError, short
+from rnnbench.core import strategies
+from rnnbench.job.cell import Cell
+from rnnbench.errors import UsageError, short
 
 CELL_FIELDS = tuple(f.name for f in dataclasses.fields(Cell))
 TOP_KEYS = ("name", "description", "fixed", "grid", "seeds", "parts")

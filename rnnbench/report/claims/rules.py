@@ -15,9 +15,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import load
-from .intervals import Interval, diff_ci, ratio_ci
-from .tables import ok_rows, single
+from rnnbench.report import tidy
+from rnnbench.report.intervals import Interval, diff_ci, ratio_ci
+from rnnbench.report.tables import ok_rows, single
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
 BY_CONSTRUCTION = "by construction"
@@ -88,9 +88,9 @@ def baseline_key(rows: pd.DataFrame) -> pd.Series:
     (``baseline``), with the fields as resolved in the run (``baseline_config``: e.g. the
     strategy ``best_bptt`` stood for) on top."""
     def canon(asked, resolved):
-        opts = {k: v for k, v in load.options(asked).items() if k}
+        opts = {k: v for k, v in tidy.options(asked).items() if k}
         if opts:
-            opts.update({k: v for k, v in load.options(resolved).items() if k})
+            opts.update({k: v for k, v in tidy.options(resolved).items() if k})
         return json.dumps(opts, sort_keys=True) if opts else ""
     return pd.Series([canon(a, r) for a, r in zip(column(rows, "baseline", None),
                                                   column(rows, "baseline_config", None))],
@@ -98,7 +98,7 @@ def baseline_key(rows: pd.DataFrame) -> pd.Series:
 
 
 def paired_ratios(rows: pd.DataFrame) -> list[float]:
-    return [float(r) for v in column(rows, "speedup_samples", None) for r in load.as_list(v)
+    return [float(r) for v in column(rows, "speedup_samples", None) for r in tidy.as_list(v)
             if isinstance(r, (int, float)) and np.isfinite(r)]
 
 
@@ -137,7 +137,7 @@ def trained_cells(rows: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.Da
     ok["acc_gen"] = ok["acc_free"].fillna(ok["acc_tf"])
     ok["loss_gen"] = ok["loss_free"].fillna(ok["loss_tf"])
     control = ok["strategy_options"].map(
-        lambda o: truth(load.options(o).get("w_zero")) is True).astype(bool)
+        lambda o: truth(tidy.options(o).get("w_zero")) is True).astype(bool)
     return ok[~control], ok[control]
 
 

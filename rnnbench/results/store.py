@@ -8,7 +8,7 @@ Layout of a results folder ``DIR``::
     DIR/.rnnbench.lock        held (``flock``) by the one ``rnnbench run`` writing here
 
 ``results.parquet`` has one column per row key, each with the type the row schema
-declares (:data:`rnnbench.rows.SCHEMA`) even when every value is null, so any
+declares (:data:`rnnbench.results.rows.SCHEMA`) even when every value is null, so any
 number of runs read together (pandas, ``pyarrow.dataset``, DuckDB, Polars).  The
 options (``strategy_options``, ``task_options``) are JSON text, ``timestamp`` a UTC
 timestamp, the list columns Parquet lists.
@@ -39,8 +39,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import UsageError
-from .rows import FLOAT_KEYS, ROW_KEYS, SCHEMA
+from rnnbench.errors import UsageError
+from rnnbench.results.rows import FLOAT_KEYS, ROW_KEYS, SCHEMA
 
 ROWS = "rows"
 BROKEN = ".broken"

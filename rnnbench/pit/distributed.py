@@ -1,14 +1,14 @@
 """Linear recurrences split along time over N ranks: one summary exchanged per scan.
 
 Rank r owns the steps [s_r, e_r) of h_t = A_t h_{t-1} + b_t (a contiguous shard,
-:func:`rnnbench.strategies.partition`).  It reduces its shard to one summary
-(P_r, q_r) = (A_{e-1} ... A_s, h_{e-1} from h_{s-1} = 0) (:func:`rnnbench.scan.summary`),
+:func:`rnnbench.core.strategies.partition`).  It reduces its shard to one summary
+(P_r, q_r) = (A_{e-1} ... A_s, h_{e-1} from h_{s-1} = 0) (:func:`rnnbench.pit.scan.summary`),
 the N summaries are all-gathered (one (H x H, H) pair per rank and batch row),
 and rank r applies those of the ranks before it to get its incoming state
 
     h_{s_r - 1} = P_{r-1} ( ... (P_1 q_0 + q_1) ... ) + q_{r-1},
 
-then scans its shard from it (:func:`rnnbench.scan.linear_scan` with ``h0``).
+then scans its shard from it (:func:`rnnbench.pit.scan.linear_scan` with ``h0``).
 The adjoint lambda_t = g_t + J_{t+1}^T lambda_{t+1} splits the same way in
 reverse: rank r's summary maps what it receives, c_r = J_{e_r}^T lambda_{e_r},
 to what it sends back, c_{r-1} = J_{s_r}^T lambda_{s_r}; the summaries of the
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from .scan import fold, summary
+from rnnbench.pit.scan import fold, summary
 
 
 class DistComm:

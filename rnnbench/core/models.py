@@ -2,7 +2,7 @@
 
 Every model holds only its parameters, named as in the book, and exposes the
 per-step update; *how* the loss and gradient are computed over a sequence is
-the job of :mod:`rnnbench.strategies`.  Tensors are time-major:
+the job of :mod:`rnnbench.core.strategies`.  Tensors are time-major:
 ``x`` is (tau, B, n_in), hidden states are (B, H), outputs (B, n_out).
 """
 
@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from .errors import UsageError, check_int
+from rnnbench.errors import UsageError, check_int
 
 
 class _Recurrent(nn.Module):

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .errors import UsageError, check_int
+from rnnbench.errors import UsageError, check_int
 
 
 def _one_hot(idx: torch.Tensor, n: int, dtype) -> torch.Tensor:

@@ -3,7 +3,7 @@
 Each cell is one Ray Core task (``num_cpus`` = the cell's threads; a
 time-parallel cell asks for none, its actors hold the CPUs).  The driver
 collects results with ``ray.wait`` and writes each row as it arrives
-(:mod:`rnnbench.store`), so a killed run loses nothing and a rerun skips what
+(:mod:`rnnbench.results.store`), so a killed run loses nothing and a rerun skips what
 is stored.  Crashed workers are retried; exceptions, time-outs and crashes
 beyond the retries become rows with status ``failed`` / ``timeout`` /
 ``crashed``.
@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from .argtypes import non_negative_int, positive_float, positive_int
-from .errors import StorageError, UsageError
-from .rows import FAILED, OK, TIMEOUT, failure_row, status_of
+from rnnbench.argtypes import non_negative_int, positive_float, positive_int
+from rnnbench.errors import StorageError, UsageError
+from rnnbench.results.rows import FAILED, OK, TIMEOUT, failure_row, status_of
 
 if TYPE_CHECKING:  # kept light: the registry actor's worker imports this module
-    from .cell import Cell
+    from rnnbench.job.cell import Cell
 
 EXCLUSIVE = "rnnbench_exclusive"
-DEFAULT_RUNNER = "rnnbench.runner:run_cell"
+DEFAULT_RUNNER = "rnnbench.harness.runner:run_cell"
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's node address is 127.0.0.1
 IN_FLIGHT_MIN = 100  # cells submitted to Ray at a time, at least (see _in_flight)
 
@@ -194,7 +194,7 @@ def _release(cell: Cell) -> None:
     """A killed time-parallel cell leaves its placement group holding CPUs: remove it."""
     if cell.grouped:
         try:
-            from .timeparallel import release
+            from rnnbench.harness.group import release
             release(cell)
         except Exception:  # noqa: BLE001 - nothing to release, or Ray going down
             pass
@@ -236,7 +236,7 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
     """Run the cells not yet stored under ``out`` on the connected Ray; write each row as it arrives.
 
     ``runner(cell) -> row`` is the per-cell function (default
-    :func:`rnnbench.runner.run_cell`).  Worker crashes are retried
+    :func:`rnnbench.harness.runner.run_cell`).  Worker crashes are retried
     ``max_retries`` times; exceptions are not retried and give ``failed`` rows;
     a cell running longer than ``cell_timeout`` seconds since its first start is
     cancelled (its worker killed) and gives a ``timeout`` row.  Each row records
@@ -244,7 +244,7 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, *, runner: str | Callable 
     a row that cannot be written raises :class:`StorageError`, rows already
     written stay.
     """
-    from . import store
+    from rnnbench.results import store
 
     out = Path(out)
     with store.locked(out):
@@ -259,7 +259,7 @@ def _storage_error(out: Path, exc: OSError) -> StorageError:
 
 
 def _consolidate(out: Path) -> None:
-    from . import store
+    from rnnbench.results import store
 
     try:
         store.consolidate(out)
@@ -282,7 +282,7 @@ def _sweep(cells: list[Cell], out: Path, runner, max_retries, cell_timeout, excl
     import ray
     from tqdm import tqdm
 
-    from . import store
+    from rnnbench.results import store
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -394,7 +394,7 @@ def _sweep(cells: list[Cell], out: Path, runner, max_retries, cell_timeout, excl
 def _done_ids(out: Path, retry_failed: bool) -> set[str]:
     """The cells stored under ``out`` (ok ones only, with ``retry_failed``).  Broken
     row files are moved aside, so their cells run again, and named on one line."""
-    from . import store
+    from rnnbench.results import store
 
     listing = store.scan(out, move_broken=True)
     if listing.broken:
@@ -538,7 +538,7 @@ def _dry_run(job, out: Path, cpus: int, fresh: bool = False, exclusive: bool = F
     a time (an embedded Ray is one node)."""
     import pandas as pd
 
-    from . import store
+    from rnnbench.results import store
 
     listing = store.scan(out) if not fresh else store.Listing()
     if listing.broken:
@@ -591,7 +591,7 @@ def summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
     """
     import pandas as pd
 
-    from . import store
+    from rnnbench.results import store
 
     df = store.load_rows_only(out)
     if df.empty:
@@ -655,11 +655,12 @@ def _run_on_ray(job, out: Path, args: argparse.Namespace, runner: Callable) -> S
 
 
 def main(args: argparse.Namespace) -> int:
-    from . import jobs, store
+    from rnnbench.job import jobfile
+    from rnnbench.results import store
 
     try:
-        job = jobs.load(args.job)
-    except jobs.JobError as exc:  # one line per problem, each naming its field
+        job = jobfile.load(args.job)
+    except jobfile.JobError as exc:  # one line per problem, each naming its field
         for problem in exc.problems:
             print(f"rnnbench run: error: {exc.path}: {problem}", file=sys.stderr)
         return 2

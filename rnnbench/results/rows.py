@@ -11,7 +11,7 @@ import sys
 OK, FAILED, CRASHED, TIMEOUT, OOM = "ok", "failed", "crashed", "timeout", "oom"
 
 # Every row key with its type, in column order: the schema of ``results.parquet``
-# (rnnbench.store), so every run's file has the same column types, an all-null column
+# (rnnbench.results.store), so every run's file has the same column types, an all-null column
 # too.  "float": a number that is NaN (null in a row file) when not measured; "json": a
 # JSON object as text (the options); "timestamp": UTC (ISO 8601 text in a row file);
 # "list[...]": a Parquet list column.
@@ -41,16 +41,16 @@ SCHEMA: dict[str, str] = {
     "train_curve": "list[list[float]]", "horizon_t": "list[int]",
     **dict.fromkeys(("horizon_loss_tf", "horizon_loss_free"), "list[float]"),
     # paired baseline: the same cell with some fields changed, timed in alternating
-    # blocks beside it (rnnbench.paired); speedup = baseline / this cell, per block pair
+    # blocks beside it (rnnbench.harness.paired); speedup = baseline / this cell, per block pair
     **dict.fromkeys(("baseline", "baseline_config", "baseline_candidates_ms", "baseline_error"),
                     "str"),
     **dict.fromkeys(("baseline_step_ms_median", "baseline_step_ms_iqr", "speedup_median",
                      "speedup_q1", "speedup_q3"), "float"),
     "speedup_samples": "list[float]",
-    # what the OS saw (rnnbench.procstat): minor page faults per timed step, peak RSS
+    # what the OS saw (rnnbench.harness.procstat): minor page faults per timed step, peak RSS
     "minor_faults_per_step": "float", "baseline_minor_faults_per_step": "float",
     "peak_rss_bytes": "float", "peak_rss_method": "str",
-    "allocator": "str",  # the C allocator's conditions (rnnbench.allocator)
+    "allocator": "str",  # the C allocator's conditions (rnnbench.harness.allocator)
     # worker-group harness: how the work was split, how many workers had any
     "split": "str", "workers_active": "int", "comm_ms_median": "float",
     # sweep context: the job's name; how many other cells shared the node while this one ran
@@ -133,7 +133,7 @@ def n_params(hidden: int, n_in: int, n_out: int, model: str) -> int:
 
 def base_row(cell) -> dict:
     """A row for ``cell`` with configuration and provenance filled, every measure empty."""
-    from .provenance import provenance
+    from rnnbench.harness.provenance import provenance
 
     task = cell.make_task()
     row = dict.fromkeys(ROW_KEYS, None)

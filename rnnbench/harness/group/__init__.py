@@ -7,10 +7,10 @@ shard of the cell's one batch, cut as the strategy's record says (``split``):
 
 - ``time`` (teacher forcing): N contiguous time slices.  A slice needs nothing
   from its neighbours but y^(s-1), which is data, so each worker computes its
-  slice's loss and gradient alone (:func:`rnnbench.strategies.teacher_forcing_slice`);
+  slice's loss and gradient alone (:func:`rnnbench.core.strategies.teacher_forcing_slice`);
   ``time`` (Elman with ``scan_bptt``, ``deer``, ``quasi_deer``): each worker scans
   its slice and the workers all-gather one summary per scan
-  (:mod:`rnnbench.time_split`); every worker needs at least one step;
+  (:mod:`rnnbench.pit.distributed`); every worker needs at least one step;
 - ``batch`` (every other strategy: the hidden-to-hidden recurrence cannot be
   cut along time): with fewer sequences than workers the extra workers idle
   (an empty shard; they only join the all-reduce) and the row's ``error``
@@ -29,12 +29,12 @@ the N ranks' steps): per step the slowest rank's time counts, then a
 all-reduce (the last rank to arrive waits only for the transfer itself).
 ``minor_faults_per_step``: the ranks' minor page faults per timed step,
 summed over the ranks; ``peak_rss_bytes``: the largest rank's peak RSS over
-the steps (:mod:`rnnbench.procstat`).
+the steps (:mod:`rnnbench.harness.procstat`).
 
 With a ``baseline`` (e.g. ``{workers: 1}``) its group is started beside the
 cell's, each actor asking for a share of the CPUs so both fit where the larger
 one would; both warm up, then they take turns one step at a time
-(:func:`rnnbench.paired.alternate`, A B B A ...), every rank moved to the next
+(:func:`rnnbench.harness.paired.alternate`, A B B A ...), every rank moved to the next
 CPUs between pairs.  A teacher-forcing baseline with fewer workers runs in
 chunks of the workers' slice (:func:`fair_baseline`).
 
@@ -60,12 +60,14 @@ from typing import Sequence
 
 import torch
 
-from . import allocator, diagnostics, paired, procstat, strategies, training
-from .cell import BEST_BPTT, Cell
-from .errors import UsageError
-from .rows import NonFiniteLoss, WorkerDied, base_row, fail
-from .time_split import DistComm
-from .training import WARMUP, cell_batch, initial_model
+from rnnbench.harness import allocator, paired, procstat, training
+from rnnbench.pit import diagnostics
+from rnnbench.core import strategies
+from rnnbench.job.cell import BEST_BPTT, Cell
+from rnnbench.errors import UsageError
+from rnnbench.results.rows import NonFiniteLoss, WorkerDied, base_row, fail
+from rnnbench.pit.distributed import DistComm
+from rnnbench.harness.training import WARMUP, cell_batch, initial_model
 
 PLACE_TIMEOUT_S = 600.0  # how long to wait for the placement group to be placed
 DIST_TIMEOUT_S = 300.0  # torch.distributed timeout (rendezvous and collectives)
@@ -112,7 +114,7 @@ def local_losses(model, cell: Cell, part: dict, step: int | None = None):
 
     Teacher forcing with a ``chunk`` option gives one piece per chunk (memory
     O(chunk)); otherwise one piece.  ``step`` is the training step, for
-    scheduled sampling's schedule (:func:`rnnbench.training.strategy_options`).
+    scheduled sampling's schedule (:func:`rnnbench.harness.training.strategy_options`).
     """
     options = training.strategy_options(cell, step, part.get("rank", 0))
     if part["kind"] == "time" and cell.strategy in strategies.TIME_SPLIT_METHODS:
@@ -229,7 +231,7 @@ class Worker:
         self.affinity.restore()
 
     def reset_peak(self) -> None:
-        """Start a new peak-RSS stretch (:mod:`rnnbench.procstat`)."""
+        """Start a new peak-RSS stretch (:mod:`rnnbench.harness.procstat`)."""
         self.rss_method = procstat.reset_peak_rss()
 
     def peak(self) -> tuple[int, str]:
@@ -575,7 +577,7 @@ class Group:
         self._all([a.reset.remote(ref) for a in self.actors])
 
     def train(self) -> list[list]:
-        """The cell's training (:func:`rnnbench.training.train`): each Adam step on
+        """The cell's training (:func:`rnnbench.harness.training.train`): each Adam step on
         a fresh batch, shared out as the timed one; returns the curve."""
         import ray
 
@@ -727,17 +729,17 @@ def run_cell(cell: Cell, *, timeout_s: float | None = None,
              worker: type = Worker) -> dict:
     """Run a cell as one group of ``cell.workers`` Ray actors; return its row.
 
-    The row is :func:`rnnbench.rows.base_row` with the worker-group measures:
+    The row is :func:`rnnbench.results.rows.base_row` with the worker-group measures:
     ``split``, step/fwd/bwd times (inside the workers, slowest rank per step),
     ``comm_ms_median``, minor page faults per step and peak RSS, with a
     ``baseline`` the paired fields (the baseline's failure leaves
     ``baseline_error`` and the cell timed alone), and -- with ``train_steps`` --
     the training curve and the held-out loss and accuracy of the trained
-    replica (:func:`rnnbench.training.evaluate`).  Memory and FLOPs are
+    replica (:func:`rnnbench.harness.training.evaluate`).  Memory and FLOPs are
     per-process measures and stay NaN here (the one-worker row has them).
 
     Needs Ray: joins the running instance (driver or inside a Ray task), else
-    starts an embedded one.  Failure is data (:func:`rnnbench.rows.status_of`:
+    starts an embedded one.  Failure is data (:func:`rnnbench.results.rows.status_of`:
     a dead worker gives ``crashed``, ``oom`` when Ray says it was memory);
     when this returns the actors are killed (Ray ends their processes moments
     later) and the placement groups are removed.  ``group`` and ``worker``: the

@@ -3,25 +3,25 @@
 
 Each measure has its own pass, so none disturbs another:
 
-1. memory  - bytes saved for backward (:func:`rnnbench.memory.saved_bytes`),
+1. memory  - bytes saved for backward (:func:`rnnbench.harness.memory.saved_bytes`),
              the profiler's tensor-allocation peak over one forward +
              backward, and the process's peak RSS over one training step
-             (:mod:`rnnbench.procstat`);
+             (:mod:`rnnbench.harness.procstat`);
 2. work    - FLOPs of forward + backward (``torch.utils.flop_counter``), and the
-             node's GEMM rate (:mod:`rnnbench.gemm`): the compute-bound time;
+             node's GEMM rate (:mod:`rnnbench.harness.gemm`): the compute-bound time;
 3. time    - blocks of runs timed as ``torch.utils.benchmark`` times them:
              forward, backward and the whole training step (forward, loss,
              backward, Adam), exactly ``repeats`` samples each after warm-up;
              median, IQR (``benchmark.Measurement``) and the raw samples; the
              minor page faults per timed step; with a ``baseline`` the step's
-             blocks take turns with the baseline's (:mod:`rnnbench.paired`);
+             blocks take turns with the baseline's (:mod:`rnnbench.harness.paired`);
 4. loss    - ``train_steps`` of Adam on fresh batches from the same model
              init, then per-token NLL (nats) and accuracy on a held-out batch,
              teacher-forced and free-running, also by position (exposure bias).
 
-Seeds, training and evaluation follow :mod:`rnnbench.training`.  A failure is
+Seeds, training and evaluation follow :mod:`rnnbench.harness.training`.  A failure is
 data: an exception, a non-finite loss, out-of-memory or the time-out gives a
-row whose status :func:`rnnbench.rows.status_of` decides.
+row whose status :func:`rnnbench.results.rows.status_of` decides.
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ import torch
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import diagnostics, gemm, memory, paired, procstat, strategies, training
-from .cell import BEST_BPTT, Cell
-from .rows import CellTimeout, NonFiniteLoss, base_row, fail
-from .training import NAN, WARMUP
+from rnnbench.pit import diagnostics
+from rnnbench.harness import gemm, memory, paired, procstat, training
+from rnnbench.core import strategies
+from rnnbench.job.cell import BEST_BPTT, Cell
+from rnnbench.results.rows import CellTimeout, NonFiniteLoss, base_row, fail
+from rnnbench.harness.training import NAN, WARMUP
 
 BEST_ROUNDS = 3  # blocks per candidate when best_bptt picks the fastest BPTT
 
@@ -169,7 +171,7 @@ def sample(stmt: str, setup: str, globals: dict, cell: Cell, description: str | 
     The statement first runs ``WARMUP`` times untimed; the last of those runs
     sizes its blocks (:func:`block_size`).  A sample is one block, timed by
     ``timeit.Timer`` - what ``torch.utils.benchmark.Timer`` wraps, with the
-    garbage collector off - on the device's clock (:func:`rnnbench.training.clock`), as the
+    garbage collector off - on the device's clock (:func:`rnnbench.harness.training.clock`), as the
     per-run mean of the block; ``setup`` runs untimed before each block.  The
     result is a ``torch.utils.benchmark.Measurement`` (median, IQR, raw times).
     (``Timer.blocked_autorange`` gave 2 samples where 10 were asked: its blocks
@@ -266,7 +268,7 @@ def time_step(cell: Cell, step: Callable[[], None], deadline: float,
               clock: Callable[[], float] | None = None) -> dict:
     """The training step's row fields: ``repeats`` blocks of ``step`` -- with a
     baseline, ``repeats`` pairs of blocks taking turns with the baseline's
-    (:func:`rnnbench.paired.alternate`, the CPU affinity moved between pairs)
+    (:func:`rnnbench.harness.paired.alternate`, the CPU affinity moved between pairs)
     -- and the minor page faults per timed step.  A baseline that fails (to
     build or while timed) leaves its error in ``baseline_error``, and the
     cell's own step is timed alone."""
@@ -328,7 +330,7 @@ def _build_side(cell: Cell) -> Side:
 
 def best_bptt(cell: Cell, clock, deadline: float) -> tuple[Side, dict]:
     """The fastest exact sequential BPTT for the baseline's model: every candidate
-    (:func:`rnnbench.strategies.bptt_candidates`) is built, warmed and timed for
+    (:func:`rnnbench.core.strategies.bptt_candidates`) is built, warmed and timed for
     ``BEST_ROUNDS`` blocks, the candidates taking turns; the lowest median wins.
     Returns the winner's side and {strategy: median ms} of every candidate (the
     error text for a candidate that could not run)."""

@@ -13,7 +13,7 @@ during one forward + backward (no optimizer step) — CUDA
 profiler's tensor allocation (+) and free (-) events in time order.  Tensors
 only: not the process's footprint, and blind to how the allocator got the
 memory (fresh pages or reused ones); the process's real resident-set peak is
-:mod:`rnnbench.procstat`'s ``peak_rss_bytes`` beside it.  Never tracemalloc:
+:mod:`rnnbench.harness.procstat`'s ``peak_rss_bytes`` beside it.  Never tracemalloc:
 it does not see tensor storage.
 """
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils import benchmark
 
-from . import models, strategies
-from .rows import NonFiniteLoss
+from rnnbench.core import models, strategies
+from rnnbench.results.rows import NonFiniteLoss
 
 NAN = float("nan")
 EVAL_BATCH = 16  # held-out sequences for the loss/accuracy figures (at least the cell's batch)

@@ -1,0 +1,1 @@
+"""The models, tasks and training strategies of Deep Learning §10.2 (torch): what a cell computes."""

@@ -1,0 +1,86 @@
+"""The facts both sides share: what measures and what reads results import alike.
+
+Torch-free and Ray-free, and it imports nothing of rnnbench: statuses, the strategy
+families, verdict names, thresholds, the error-text limit, the scan depth and what
+``threads: all`` becomes.  A fact lives here once; the strategy registry
+(:mod:`rnnbench.core.strategies`) is checked against it by the tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+
+# --------------------------------------------------------------------------- row statuses
+
+OK, FAILED, CRASHED, TIMEOUT, OOM = "ok", "failed", "crashed", "timeout", "oom"
+STATUSES = (OK, FAILED, CRASHED, TIMEOUT, OOM)
+
+# What a row file must hold to count as a stored row.
+REQUIRED_ROW_KEYS = ("cell_id", "model", "strategy", "tau", "status")
+
+# An error text kept in a row is cut to this many characters.
+ERROR_TEXT_LIMIT = 2000
+
+
+def clip_error(text: object) -> str:
+    """``text`` as a string of at most :data:`ERROR_TEXT_LIMIT` characters."""
+    return str(text)[:ERROR_TEXT_LIMIT]
+
+
+# --------------------------------------------------------------------------- strategies
+
+TEACHER_FORCING = "teacher_forcing"
+# Exact gradient, stepping through time one step after another (depth tau): the
+# candidates of a fair "best BPTT" baseline, and the BPTT the chapter's claims are about.
+SEQUENTIAL_BPTT = ("bptt", "bptt_fused", "bptt_compiled")
+# The compiled loop: the sequential algorithm without a framework's per-step overhead.
+COMPILED_BPTT = "bptt_compiled"
+# A baseline strategy: the fastest exact sequential BPTT, chosen by timing in the cell.
+BEST_BPTT = "best_bptt"
+# Parallel-in-time Newton solvers of Elman's recurrence.
+NEWTON_SOLVERS = ("deer", "quasi_deer")
+# Elman strategies the worker-group harness splits along time, with their solver.
+TIME_SPLIT_SOLVERS = {"scan_bptt": "sequential", "deer": "newton", "quasi_deer": "quasi"}
+# Jordan strategies fed their own outputs while training.
+SELF_FEEDING = ("free_running", "scheduled_sampling")
+
+# --------------------------------------------------------------------------- verdicts
+
+HOLDS, FAILS, NOT_MEASURED, BY_CONSTRUCTION = (
+    "holds", "does not hold", "not measured", "by construction")
+VERDICTS = (HOLDS, FAILS, NOT_MEASURED, BY_CONSTRUCTION)
+
+# --------------------------------------------------------------------------- thresholds
+
+# rnnbench compare: a NEW/BASE ratio beyond this counts as a change (asv's factor).
+COMPARE_THRESHOLD = 1.10
+# A timing whose IQR exceeds this fraction of its median is noisy
+# (torch.utils.benchmark's Measurement warning threshold).
+NOISY_IQR = 0.1
+
+# --------------------------------------------------------------------------- the scan
+
+
+def scan_depth(tau: int) -> int:
+    """Rounds of one associative scan over ``tau`` elements as rnnbench runs it
+    (:mod:`rnnbench.pit.scan`, Blelloch's up-sweep and down-sweep): 2⌈log₂τ⌉ − 1, and 1
+    for τ = 1."""
+    return max(1, 2 * math.ceil(math.log2(max(tau, 1))) - 1)
+
+
+# --------------------------------------------------------------------------- the machine
+
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "float64")
+ALL = "all"  # threads: every CPU of the node the cell runs on
+
+
+@functools.cache
+def node_cpus() -> int:
+    """The CPUs this process may run on, read once per process: what ``threads: all``
+    becomes.  (Read again later, it would see a harness's own CPU pinning.)"""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
