@@ -1,7 +1,7 @@
 """The sweep driver's own cost per cell, with and without ``--cell-timeout``.
 
 Runs N trivial cells (default 10,000; the runner returns its row at once)
-through the real driver (:func:`rnnbench.sweep.run_sweep`: Ray task, registry
+through the real driver (:func:`rnnbench.sweep.driver.run_sweep`: Ray task, registry
 calls, row written with temp + fsync + rename, progress bookkeeping) on an
 embedded Ray with 2 CPUs, once without a time-out and once with one that never
 fires (3600 s), taking turns (A B A B ...) for ``--rounds`` pairs.  Prints, per
@@ -24,7 +24,7 @@ import time
 import ray
 from ray import cloudpickle
 
-from rnnbench import sweep
+from rnnbench.sweep import driver
 from rnnbench.job.cell import Cell
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -45,7 +45,7 @@ def one(n: int, offset: int, timeout: float | None) -> float:
     todo = cells(n, offset)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        result = sweep.run_sweep(todo, out, runner=trivial, cell_timeout=timeout,
+        result = driver.run_sweep(todo, out, runner=trivial, cell_timeout=timeout,
                                  progress=False)
         wall = time.perf_counter() - t0
     assert result.counts == {"ok": n}, result.counts

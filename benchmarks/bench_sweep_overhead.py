@@ -1,7 +1,7 @@
 """Ray's overhead per cell beyond the cell's own time.
 
 Runs 40 trivial cells one at a time through the real sweep driver
-(:func:`rnnbench.sweep.run_sweep`: Ray task, registry calls, thread setup,
+(:func:`rnnbench.sweep.driver.run_sweep`: Ray task, registry calls, thread setup,
 row written with temp + rename) and reports, per cell, the time from submit to
 the row being stored minus the time the cell's own function took.  Target:
 median <= 30 ms.
@@ -19,7 +19,7 @@ import time
 import ray
 
 from rnnbench.results import store
-from rnnbench import sweep
+from rnnbench.sweep import driver
 from rnnbench.job.cell import Cell
 
 
@@ -42,8 +42,8 @@ def main() -> None:
     print(f"ray.init: {time.perf_counter() - t0:.1f} s")
     with tempfile.TemporaryDirectory() as out:
         # warm-up: worker processes started, torch imported, registry actor up
-        sweep.run_sweep(cells(4, 10_000), out, runner=trivial, progress=False)
-        result = sweep.run_sweep(cells(args.cells, 0), out, runner=trivial, max_in_flight=1,
+        driver.run_sweep(cells(4, 10_000), out, runner=trivial, progress=False)
+        result = driver.run_sweep(cells(args.cells, 0), out, runner=trivial, max_in_flight=1,
                                  progress=False)
         wall = dict(zip(*(store.load(out)[k] for k in ("cell_id", "wall_s"))))
     ray.shutdown()

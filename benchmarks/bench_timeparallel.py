@@ -54,7 +54,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from rnnbench.harness import single, group
+from rnnbench.harness import group
+from rnnbench.harness import single as one_process
 from rnnbench.core import strategies
 from rnnbench.job.cell import Cell
 
@@ -81,7 +82,7 @@ def run(model: str, strategy: str, tau: int, workers: int, repeats: int, single:
             per_rank[:] = super().steps(n, optimize)
             return per_rank
 
-    row = single.run_cell(c) if single else group.run_cell(c, group=Counted,
+    row = one_process.run_cell(c) if single else group.run_cell(c, group=Counted,
                                                                     worker=CpuTimed)
     # per rank, the CPU time its process used per timed step (median, ms)
     row["cpu"] = [1e3 * statistics.median(r["cpu"] for r in rank[group.WARMUP:])
@@ -107,7 +108,7 @@ def _probe_rank(rank: int, world: int, port: int, cell: Cell, steps: int, queue)
         t0 = time.perf_counter()
         for p in params:
             p.grad = None
-        if not part["empty"]:  # an idle rank (batch split, B < workers) only all-reduces
+        if not part.empty:  # an idle rank (batch split, B < workers) only all-reduces
             for piece in group.local_losses(model, cell, part):
                 piece.backward()
         flat = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1)

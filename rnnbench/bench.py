@@ -7,11 +7,11 @@ import json
 import math
 import sys
 
-from rnnbench.job import cell as cell_mod
 from rnnbench.argtypes import non_negative_int, positive_float, positive_int
 from rnnbench.core import strategies, tasks
 from rnnbench.job.cell import Cell
 from rnnbench.errors import UsageError
+from rnnbench.facts import ALL, DEVICES, DTYPES, OK
 from rnnbench.results.rows import LIST_KEYS, ROW_KEYS
 from rnnbench.core.models import MODELS
 
@@ -51,7 +51,7 @@ def overrides(text: str) -> dict:
 
 def threads(text: str) -> int | str:
     """A thread count, or ``all`` (every CPU of the node)."""
-    return cell_mod.ALL if text == cell_mod.ALL else positive_int(text)
+    return ALL if text == ALL else positive_int(text)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -69,8 +69,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
       help="a strategy option, e.g. k=32, segments=16, chunk=256, feedback=argmax")
     a("--task-option", action="append", type=_option, default=[], metavar="KEY=VALUE")
     a("--threads", type=threads, default=1, help="a count, or 'all' (the node's CPUs)")
-    a("--device", choices=cell_mod.DEVICES, default="cpu")
-    a("--dtype", choices=cell_mod.DTYPES, default="float32")
+    a("--device", choices=DEVICES, default="cpu")
+    a("--dtype", choices=DTYPES, default="float32")
     a("--workers", type=positive_int, default=1)
     a("--train-steps", type=non_negative_int, default=0)
     a("--lr", type=positive_float, default=1e-2)
@@ -152,4 +152,4 @@ def main(args: argparse.Namespace) -> int:
         for key in TABLE_KEYS:
             if row.get(key) is not None:
                 print(f"{key:<{width}}  {_fmt(row[key])}")
-    return 0 if row["status"] == "ok" else 1
+    return 0 if row["status"] == OK else 1

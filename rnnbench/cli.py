@@ -16,7 +16,7 @@ from rnnbench.errors import StorageError, UsageError
 
 COMMANDS = {
     "bench": ("rnnbench.bench", "run one benchmark cell and print its row"),
-    "run": ("rnnbench.sweep", "run a sweep (a job file) on Ray, resumably"),
+    "run": ("rnnbench.sweep.command", "run a sweep (a job file) on Ray, resumably"),
     "report": ("rnnbench.report", "turn results folders into tables, plots and claims"),
     "compare": ("rnnbench.report.compare", "compare two runs configuration by configuration "
                 "(exit 1 on a regression)"),

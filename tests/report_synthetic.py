@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rnnbench.facts import scan_depth
 from rnnbench.results.rows import ROW_KEYS
 
 TAUS = (16, 32, 64, 128, 256, 512, 1024)
@@ -51,6 +52,10 @@ def _row(**fields) -> dict:
                split=None, neighbours=0, attempt=1, timestamp="2025-01-01T12:00:00+00:00",
                wall_s=1.0, peak_method="rss", **ENV)
     row.update(fields)
+    if row.get("chance_acc") is None:  # what a measured row records: 1/symbols, 1/2, or none
+        chance = {"delayed_recall": 1 / TASK_OPTIONS["delayed_recall"]["symbols"],
+                  "running_parity": 0.5, "temporal_xor": 0.5}.get(row["task"], math.nan)
+        row["chance_acc"] = chance
     blob = json.dumps({k: row.get(k) for k in ("model", "strategy", "task", "tau", "batch", "seed",
                                                "workers", "split", "harness", "train_steps",
                                                "status", "threads", "hidden", "baseline",
@@ -231,7 +236,7 @@ def deer_rows(iterations=lambda tau: 6, converged=True, rho=0.9, taus=(64, 256, 
     """Elman + deer timing cells with Newton iteration counts."""
     return [_row(model="elman", strategy=strategy, tau=tau, rho=rho, step_ms_median=1.0,
                  iterations=iterations(tau), converged=converged, residual=1e-12,
-                 depth=iterations(tau) * math.ceil(math.log2(tau))) for tau in taus]
+                 depth=iterations(tau) * scan_depth(tau)) for tau in taus]
 
 
 def capacity_rows(acc, task="delayed_recall", seeds=SEEDS, steps=300, tau=32,

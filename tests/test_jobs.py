@@ -355,8 +355,8 @@ def test_dry_run_honours_fresh_and_exclusive(tmp_path, capsys):
 def test_cost_estimate_of_a_cell_whose_depth_is_measured():
     """Newton strategies report their depth only once run: the dry run assumes the worst
     case, max_iter scans (τ without max_iter)."""
-    from rnnbench import sweep
+    from rnnbench.sweep import estimate
     capped = Cell(model="elman", strategy="deer", tau=1024, hidden=8,
                   strategy_options={"max_iter": 8})
     worst = Cell(model="elman", strategy="deer", tau=1024, hidden=8)
-    assert 0 < sweep.estimate_seconds(capped) < sweep.estimate_seconds(worst) < math.inf
+    assert 0 < estimate.estimate_seconds(capped) < estimate.estimate_seconds(worst) < math.inf

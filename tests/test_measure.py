@@ -18,6 +18,7 @@ from rnnbench import cli
 from rnnbench.harness import single, memory, training
 from rnnbench.results import rows
 from rnnbench.core import strategies
+from rnnbench.harness.row import failure_row
 from rnnbench.job.cell import Cell
 from rnnbench.results.rows import ROW_KEYS
 from rnnbench.errors import UsageError
@@ -167,7 +168,7 @@ def test_time_out_gives_a_timeout_row():
 
 def test_failure_row_keeps_configuration():
     cell = Cell(model="jordan", strategy="teacher_forcing", tau=8)
-    row = rows.failure_row(cell, "crashed", "worker died")
+    row = failure_row(cell, "crashed", "worker died")
     assert row["status"] == "crashed" and row["error"] == "worker died"
     assert row["cell_id"] == cell.cell_id and row["model"] == "jordan"
     assert math.isnan(row["step_ms_median"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ from rnnbench.harness import single, paired, procstat
 from rnnbench.results import rows
 from rnnbench.core import strategies
 from rnnbench.harness import group as tp
+from rnnbench.harness.row import base_row
 from rnnbench.job.cell import Cell
 from rnnbench.errors import UsageError
 
@@ -203,7 +203,7 @@ def test_job_file_baseline_in_fixed_part_and_run(tmp_path):
 def test_threads_all_is_the_cpu_count():
     c = Cell(model="elman", strategy="bptt", threads="all", **TINY)
     assert c.n_threads == len(os.sched_getaffinity(0)) >= 1
-    assert rows.base_row(c)["threads"] == c.n_threads
+    assert base_row(c)["threads"] == c.n_threads
     assert c.cell_id != Cell(model="elman", strategy="bptt", threads=c.n_threads, **TINY).cell_id
     with pytest.raises(UsageError, match="threads: must be a positive integer or 'all'"):
         Cell(model="elman", strategy="bptt", threads="every", **TINY)

@@ -20,6 +20,7 @@ from rnnbench.harness import single, memory
 from rnnbench.core import models, strategies
 from rnnbench.job.cell import Cell
 from rnnbench.errors import UsageError
+from rnnbench.facts import scan_depth
 from rnnbench.pit.newton import elman_states
 from rnnbench.pit.scan import linear_scan
 from test_strategies import value_and_grads as grads
@@ -261,9 +262,9 @@ def test_rows_carry_iterations_converged_residual_and_measured_depth():
     deer = single.run_cell(Cell(model="elman", strategy="deer", tau=100, rho=0.9, **SMALL))
     assert deer["status"] == "ok", deer["error"]
     assert deer["converged"] is True and deer["residual"] <= 1e-9
-    assert deer["depth"] == deer["iterations"] * 7  # ceil(log2 100)
+    assert deer["depth"] == deer["iterations"] * 13  # scan_depth(100)
     scan = single.run_cell(Cell(model="elman", strategy="scan_bptt", tau=100, **SMALL))
-    assert scan["depth"] == 107 and scan["iterations"] is None
+    assert scan["depth"] == 113 and scan["iterations"] is None
     bptt = single.base_row(Cell(model="elman", strategy="bptt", tau=100, **SMALL))
     assert bptt["iterations"] is None and bptt["converged"] is None
     assert math.isnan(bptt["residual"])  # a float column: NaN, null in a row file
@@ -275,7 +276,7 @@ def test_non_converging_cell_is_a_row_with_converged_false():
                                 strategy_options={"max_iter": 2}, **SMALL))
     assert row["status"] == "ok", row["error"]
     assert row["converged"] is False and row["iterations"] == 2 and row["residual"] > 1e-3
-    assert row["depth"] == 2 * 6
+    assert row["depth"] == 2 * scan_depth(64)  # 2 x 11
 
 
 def test_saved_bytes_are_the_states_not_the_jacobians():

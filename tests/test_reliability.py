@@ -2,7 +2,7 @@
 file, a second driver on the same folder, a folder that cannot be written, a
 full disk, cells that outlive their time across retries, memory kills.
 
-Runners are injected from here (``runner=`` or ``sweep.DEFAULT_RUNNER``); the
+Runners are injected from here (``runner=`` or ``command.DEFAULT_RUNNER``); the
 in-process tests share the session's Ray, the others run ``rnnbench run`` in a
 subprocess with a Ray of its own.
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from rnnbench import cli, sweep
+from rnnbench import cli
+from rnnbench.sweep import command, driver, registry
 from rnnbench.results import store
 from rnnbench.job.cell import Cell
 from rnnbench.errors import StorageError
@@ -81,7 +82,7 @@ def test_broken_row_files_are_moved_aside_and_their_cells_run_again(ray_session,
     cells = tiny(3)
     out, log = tmp_path / "out", tmp_path / "log"
     runner = functools.partial(logging_runner, str(log))
-    sweep.run_sweep(cells, out, runner=runner, progress=False)
+    driver.run_sweep(cells, out, runner=runner, progress=False)
     rows = out / store.ROWS
     first = rows / f"{cells[0].cell_id}.json"
     text = first.read_text()
@@ -90,7 +91,7 @@ def test_broken_row_files_are_moved_aside_and_their_cells_run_again(ray_session,
     (rows / "0123456789abcdef.json").write_text(                   # a copy, another name
         (rows / f"{cells[2].cell_id}.json").read_text())
     capsys.readouterr()
-    result = sweep.run_sweep(cells, out, runner=runner, progress=False)
+    result = driver.run_sweep(cells, out, runner=runner, progress=False)
     err = capsys.readouterr().err
     assert result.skipped == 1 and result.counts == {"ok": 2}
     assert sorted(ran(log)) == sorted([c.cell_id for c in cells] + [c.cell_id for c in cells[:2]])
@@ -106,9 +107,9 @@ def test_broken_row_files_are_moved_aside_and_their_cells_run_again(ray_session,
 
 def test_deleted_parquet_is_rebuilt_when_nothing_is_left_to_run(ray_session, tmp_path):
     cells = tiny(2)
-    sweep.run_sweep(cells, tmp_path, runner=ok_runner, progress=False)
+    driver.run_sweep(cells, tmp_path, runner=ok_runner, progress=False)
     (tmp_path / store.PARQUET).unlink()
-    result = sweep.run_sweep(cells, tmp_path, runner=ok_runner, progress=False)
+    result = driver.run_sweep(cells, tmp_path, runner=ok_runner, progress=False)
     assert result.ran == 0 and result.skipped == 2
     import pandas as pd
 
@@ -116,8 +117,8 @@ def test_deleted_parquet_is_rebuilt_when_nothing_is_left_to_run(ray_session, tmp
 
 
 def test_rows_record_the_job_that_wrote_them(ray_session, tmp_path):
-    sweep.run_sweep(tiny(2), tmp_path, runner=ok_runner, progress=False, job="sturdy")
-    sweep.run_sweep(tiny(3), tmp_path, runner=ok_runner, progress=False, job="other")
+    driver.run_sweep(tiny(2), tmp_path, runner=ok_runner, progress=False, job="sturdy")
+    driver.run_sweep(tiny(3), tmp_path, runner=ok_runner, progress=False, job="other")
     df = store.load(tmp_path)
     assert sorted(df["job"]) == ["other", "sturdy", "sturdy"]
 
@@ -144,7 +145,7 @@ def test_a_full_disk_stops_the_sweep_with_one_line_and_keeps_the_rows(ray_sessio
                                                                       monkeypatch):
     _full_disk_after(monkeypatch, 2)
     with pytest.raises(StorageError) as caught:
-        sweep.run_sweep(tiny(4), tmp_path, runner=ok_runner, progress=False, max_in_flight=1)
+        driver.run_sweep(tiny(4), tmp_path, runner=ok_runner, progress=False, max_in_flight=1)
     message = str(caught.value)
     assert str(tmp_path) in message and "No space left on device" in message
     assert "\n" not in message and "rows written so far are kept" in message
@@ -155,8 +156,8 @@ def test_a_full_disk_exits_3_with_one_line(ray_session, tmp_path, monkeypatch, c
     job = tmp_path / "job.yaml"
     job.write_text(JOB)
     _full_disk_after(monkeypatch, 1)
-    monkeypatch.setattr(sweep, "connect", lambda *a, **k: False)  # the session's Ray
-    monkeypatch.setattr(sweep, "DEFAULT_RUNNER", ok_runner)
+    monkeypatch.setattr(command, "connect", lambda *a, **k: False)  # the session's Ray
+    monkeypatch.setattr(command, "DEFAULT_RUNNER", ok_runner)
     rc = cli.main(["run", str(job), "--out", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 3, err
@@ -170,7 +171,7 @@ def test_a_full_disk_exits_3_with_one_line(ray_session, tmp_path, monkeypatch, c
 def test_time_out_counts_from_the_first_start_across_attempts(ray_session, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
-    result = sweep.run_sweep(tiny(1), tmp_path / "out", runner=functools.partial(
+    result = driver.run_sweep(tiny(1), tmp_path / "out", runner=functools.partial(
         slow_second_attempt_runner, str(marks)), max_retries=2, cell_timeout=4.0,
         progress=False)
     # each attempt alone is under 4 s; together they are not (on a loaded machine
@@ -181,7 +182,7 @@ def test_time_out_counts_from_the_first_start_across_attempts(ray_session, tmp_p
 
 
 def test_registry_keeps_a_cells_first_start_across_attempts():
-    reg = sweep._Registry()
+    reg = registry.Registry()
     reg.enter("a", "n1")
     first = reg.started()["a"]
     reg.leave("a")
@@ -226,7 +227,7 @@ def test_out_that_is_a_file_exits_2_before_ray_starts(tmp_path, capsys, monkeypa
     def no_ray(*a, **k):
         raise AssertionError("Ray started")
 
-    monkeypatch.setattr(sweep, "connect", no_ray)
+    monkeypatch.setattr(command, "connect", no_ray)
     for out in (a_file, a_file / "below"):
         rc = cli.main(["run", str(job), "--out", str(out)])
         err = capsys.readouterr().err

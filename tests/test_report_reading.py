@@ -3,7 +3,6 @@ through two points, noisy timings flagged, empty columns explained, GPU 'none' o
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 

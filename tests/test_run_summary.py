@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from rnnbench import cli, sweep
+from rnnbench import cli
+from rnnbench.sweep import command
 from rnnbench.job import jobfile
 from rnnbench.results import store
-from rnnbench.results.rows import base_row
+from rnnbench.harness.row import base_row
 
 JOB = """name: tiny
 fixed: {model: elman, strategy: bptt, hidden: 4, task: delayed_recall, repeats: 1}
@@ -29,7 +30,7 @@ def job(tmp_path, monkeypatch):
     def no_ray(*args, **kwargs):
         raise RayStarted
 
-    monkeypatch.setattr(sweep, "connect", no_ray)  # every path to Ray goes through connect
+    monkeypatch.setattr(command, "connect", no_ray)  # every path to Ray goes through connect
     return path, jobfile.load(path).cells
 
 
@@ -61,7 +62,7 @@ def test_the_summary_gives_one_line_per_configuration(job, tmp_path):
     _, cells = job
     out = tmp_path / "out"
     _store(out, cells)  # step time tau * batch + seed: seeds 0 and 1 -> median + 0.5
-    text, all_ok = sweep.summary(out, {c.cell_id for c in cells})
+    text, all_ok = command.run_summary(out, {c.cell_id for c in cells})
     assert all_ok
     lines = [line.split() for line in text.splitlines()]
     assert lines[0] == ["model", "strategy", "tau", "batch", "cells", "ok", "step_ms_median"]
@@ -77,7 +78,7 @@ def test_the_summary_median_leaves_failed_cells_out(job, tmp_path):
     bad = next(c for c in cells if (c.tau, c.batch, c.seed) == (8, 1, 1))
     store.write_row(out, {**base_row(bad), "status": "failed", "error": "boom",
                           "step_ms_median": 1000.0})
-    text, all_ok = sweep.summary(out, {c.cell_id for c in cells})
+    text, all_ok = command.run_summary(out, {c.cell_id for c in cells})
     assert not all_ok
     line = next(w for w in map(str.split, text.splitlines()) if w[2:4] == ["8", "1"])
     assert line[4:] == ["2", "1", "8"]

@@ -27,7 +27,8 @@ import pytest
 
 from rnnbench.job import jobfile
 from rnnbench.results import rows, store
-from rnnbench import sweep
+from rnnbench.sweep import driver, registry
+from rnnbench.harness.row import failure_row
 from rnnbench.job.cell import Cell
 
 from raywait import wait_cpus_free
@@ -110,7 +111,7 @@ def executions(log_dir) -> list[str]:
 
 def test_rows_arrive_one_file_per_cell_and_load_reads_them(ray_session, tmp_path):
     cells = tiny(3)
-    result = sweep.run_sweep(cells, tmp_path, runner=threads_runner, progress=False)
+    result = driver.run_sweep(cells, tmp_path, runner=threads_runner, progress=False)
     assert result.counts == {"ok": 3} and result.skipped == 0
     assert sorted(p.stem for p in (tmp_path / "rows").glob("*.json")) == \
         sorted(c.cell_id for c in cells)
@@ -127,7 +128,7 @@ def test_rows_arrive_one_file_per_cell_and_load_reads_them(ray_session, tmp_path
 @pytest.mark.parametrize("threads", [1, 2])
 def test_torch_threads_inside_a_cell_equal_the_cells_threads(ray_session, tmp_path, threads):
     cells = tiny(2, threads=threads)
-    sweep.run_sweep(cells, tmp_path, runner=threads_runner, progress=False)
+    driver.run_sweep(cells, tmp_path, runner=threads_runner, progress=False)
     df = store.load(tmp_path)
     assert list(df["threads_seen"]) == [threads, threads]
 
@@ -136,18 +137,18 @@ def test_rerun_computes_only_missing_cells(ray_session, tmp_path):
     log = tmp_path / "log"
     cells = tiny(5)
     runner = functools.partial(logging_runner, str(log))
-    sweep.run_sweep(cells[:2], tmp_path / "out", runner=runner, progress=False)
-    result = sweep.run_sweep(cells, tmp_path / "out", runner=runner, progress=False)
+    driver.run_sweep(cells[:2], tmp_path / "out", runner=runner, progress=False)
+    result = driver.run_sweep(cells, tmp_path / "out", runner=runner, progress=False)
     assert result.skipped == 2 and result.counts == {"ok": 3}
     assert sorted(executions(log)) == sorted(c.cell_id for c in cells)  # each exactly once
-    result = sweep.run_sweep(cells, tmp_path / "out", runner=runner, fresh=True, progress=False)
+    result = driver.run_sweep(cells, tmp_path / "out", runner=runner, fresh=True, progress=False)
     assert result.skipped == 0 and result.counts == {"ok": 5}
 
 
 def test_exception_gives_failed_row_and_is_not_retried(ray_session, tmp_path):
     log = tmp_path / "log"
     cells = tiny(2)
-    result = sweep.run_sweep(cells, tmp_path / "out", runner=functools.partial(
+    result = driver.run_sweep(cells, tmp_path / "out", runner=functools.partial(
         failing_runner, str(log)), max_retries=3, progress=False)
     assert result.counts == {"failed": 2}
     df = store.load(tmp_path / "out")
@@ -156,10 +157,10 @@ def test_exception_gives_failed_row_and_is_not_retried(ray_session, tmp_path):
     assert set(df["attempt"]) == {1}
     assert sorted(executions(log)) == sorted(c.cell_id for c in cells)  # not retried
     # --retry-failed runs them again; plain resume does not
-    again = sweep.run_sweep(cells, tmp_path / "out", runner=functools.partial(
+    again = driver.run_sweep(cells, tmp_path / "out", runner=functools.partial(
         logging_runner, str(log)), progress=False)
     assert again.ran == 0
-    again = sweep.run_sweep(cells, tmp_path / "out", runner=functools.partial(
+    again = driver.run_sweep(cells, tmp_path / "out", runner=functools.partial(
         logging_runner, str(log)), retry_failed=True, progress=False)
     assert again.counts == {"ok": 2}
 
@@ -167,7 +168,7 @@ def test_exception_gives_failed_row_and_is_not_retried(ray_session, tmp_path):
 def test_killed_worker_is_retried_and_its_row_is_ok(ray_session, tmp_path):
     log = tmp_path / "log"
     cells = tiny(1)
-    result = sweep.run_sweep(cells, tmp_path / "out", runner=functools.partial(
+    result = driver.run_sweep(cells, tmp_path / "out", runner=functools.partial(
         crash_once_runner, str(log)), max_retries=2, progress=False)
     assert result.counts == {"ok": 1}
     row = store.load(tmp_path / "out").iloc[0]
@@ -177,7 +178,7 @@ def test_killed_worker_is_retried_and_its_row_is_ok(ray_session, tmp_path):
 
 def test_killed_worker_without_retries_gives_crashed_row(ray_session, tmp_path):
     log = tmp_path / "log"
-    result = sweep.run_sweep(tiny(1), tmp_path / "out", runner=functools.partial(
+    result = driver.run_sweep(tiny(1), tmp_path / "out", runner=functools.partial(
         crash_once_runner, str(log)), max_retries=0, progress=False)
     assert result.counts == {"crashed": 1}
     row = store.load(tmp_path / "out").iloc[0]
@@ -188,7 +189,7 @@ def test_killed_worker_without_retries_gives_crashed_row(ray_session, tmp_path):
 def test_time_out_cancels_the_cell_and_gives_timeout_row(ray_session, tmp_path):
     start = time.perf_counter()
     cells = tiny(1)
-    result = sweep.run_sweep(cells, tmp_path / "out", runner=functools.partial(
+    result = driver.run_sweep(cells, tmp_path / "out", runner=functools.partial(
         sleepy_runner, 120.0), cell_timeout=2.0, progress=False)
     assert time.perf_counter() - start < 60
     assert result.counts == {"timeout": 1}
@@ -216,7 +217,7 @@ def test_timed_out_time_parallel_cell_gives_back_its_cpus(ray_session, tmp_path)
 
     cell = Cell(model="jordan", strategy="teacher_forcing", tau=8, hidden=8, workers=2,
                 task="running_parity")
-    result = sweep.run_sweep([cell], tmp_path / "out", runner=placement_runner,
+    result = driver.run_sweep([cell], tmp_path / "out", runner=placement_runner,
                              cell_timeout=3.0, progress=False)
     assert result.counts == {"timeout": 1}
     assert group.release(cell) is False  # the sweep removed it already
@@ -224,24 +225,24 @@ def test_timed_out_time_parallel_cell_gives_back_its_cpus(ray_session, tmp_path)
 
 
 def test_cell_too_big_for_any_node_is_a_failed_row(ray_session, tmp_path):
-    result = sweep.run_sweep(tiny(1, threads=64), tmp_path / "out", runner=threads_runner,
+    result = driver.run_sweep(tiny(1, threads=64), tmp_path / "out", runner=threads_runner,
                              progress=False)
     assert result.counts == {"failed": 1}
     assert "infeasible" in store.load(tmp_path / "out").iloc[0]["error"]
 
 
 def test_time_parallel_cells_hold_no_cpus():
-    assert sweep.resources(Cell(model="jordan", strategy="teacher_forcing", tau=8,
+    assert driver.resources(Cell(model="jordan", strategy="teacher_forcing", tau=8,
                                 workers=2, threads=1), False)["num_cpus"] == 0
-    assert sweep.resources(Cell(model="elman", strategy="bptt", tau=8, threads=2),
+    assert driver.resources(Cell(model="elman", strategy="bptt", tau=8, threads=2),
                            True) == {"num_cpus": 2, "num_gpus": 0,
-                                     "resources": {sweep.EXCLUSIVE: 1}}
-    assert sweep.resources(Cell(model="elman", strategy="bptt", tau=8, device="cuda"),
+                                     "resources": {driver.EXCLUSIVE: 1}}
+    assert driver.resources(Cell(model="elman", strategy="bptt", tau=8, device="cuda"),
                            False)["num_gpus"] == 1
 
 
 def test_registry_counts_neighbours_on_the_same_node_only():
-    reg = sweep._Registry()
+    reg = registry.Registry()
     assert reg.enter("a", "n1") == 1
     reg.enter("b", "n1")
     reg.enter("c", "n2")
@@ -366,7 +367,7 @@ import functools, json, os, sys, threading, time
 from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
-from rnnbench import sweep
+from rnnbench.sweep import driver, registry
 from rnnbench.results import store
 from rnnbench.job.cell import Cell
 
@@ -395,7 +396,7 @@ def remove_when_busy():
 
 threading.Thread(target=remove_when_busy, daemon=True).start()
 cells = [Cell(model="elman", strategy="bptt", tau=8, hidden=8, seed=s) for s in range(3)]
-result = sweep.run_sweep(cells, out, runner=functools.partial(runner, log), max_retries=3,
+result = driver.run_sweep(cells, out, runner=functools.partial(runner, log), max_retries=3,
                          progress=False)
 df = store.load(out)
 print("RESULT " + json.dumps({"counts": result.counts, "removed": removed, "victim": victim,
@@ -503,7 +504,7 @@ def test_row_files_are_strict_json_and_load_back_as_nan(tmp_path):
     import json as _json
     import math as _math
 
-    row = rows.failure_row(Cell(model="elman", strategy="bptt", tau=8), "failed", "boom")
+    row = failure_row(Cell(model="elman", strategy="bptt", tau=8), "failed", "boom")
     path = store.write_row(tmp_path, row)
     text = path.read_text()
     assert "NaN" not in text

@@ -14,6 +14,8 @@ import threading
 import pytest
 import torch
 
+from rnnbench.facts import TIME_SPLIT_SOLVERS
+
 from rnnbench.pit import diagnostics
 from rnnbench.core import models, strategies
 from rnnbench.pit.scan import fold, linear_scan, summary
@@ -124,7 +126,7 @@ def setup(model, tau=13, rho=None, seed=0):
 
 @pytest.mark.parametrize("world", [2, 3])
 @pytest.mark.parametrize("model", ["elman", "single_output"])
-@pytest.mark.parametrize("strategy", list(strategies.TIME_SPLIT_METHODS))
+@pytest.mark.parametrize("strategy", list(TIME_SPLIT_SOLVERS))
 def test_time_split_gradient_equals_single_process(strategy, model, world):
     m, x, y = setup(model)
     ref = copy.deepcopy(m)
@@ -170,11 +172,12 @@ def test_newton_with_default_max_iter_ends_at_the_sequential_answer_split():
 
 def test_time_split_elman_needs_a_step_per_worker():
     from rnnbench.harness import group as tp
+    from rnnbench.harness import training
     from rnnbench.job.cell import Cell
     from rnnbench.errors import UsageError
 
     c = Cell(model="elman", strategy="deer", task="text", tau=2, batch=1, hidden=3, workers=3)
-    task, x, y = tp.cell_batch(c)
-    assert tp.shard(c, x, y, 2)["end"] - tp.shard(c, x, y, 2)["start"] == 1
+    task, x, y = training.cell_batch(c)
+    assert tp.shard(c, x, y, 2).end - tp.shard(c, x, y, 2).start == 1
     with pytest.raises(UsageError, match="workers: deer split along time needs tau >= workers"):
         tp.shard(c, x, y, 0)  # partition(2, 3): rank 0 gets no step

@@ -17,6 +17,7 @@ import torch
 
 from rnnbench.core import strategies
 from rnnbench.harness import group as tp
+from rnnbench.harness import training
 from rnnbench.job.cell import Cell
 from rnnbench.results.rows import ROW_KEYS
 
@@ -59,7 +60,7 @@ def cell(workers, **over):
 def reference(c: Cell, steps: int = 0):
     """Single process: the gradient at the initial parameters, and the parameters
     after ``steps`` Adam steps on the summed loss."""
-    task, x, y = tp.cell_batch(c)
+    task, x, y = training.cell_batch(c)
     model = tp.initial_model(c, task.n_in, task.n_out)
     opts = dict(c.strategy_options)
     strategies.loss(model, x, y, c.strategy, **opts).backward()
@@ -103,11 +104,11 @@ def test_split_kind_and_idle_workers():
 def test_time_shards_sum_to_the_whole_loss():
     """No Ray: the slices' losses with their prepended y^(s-1) add up to L."""
     c = cell(3)
-    task, x, y = tp.cell_batch(c)
+    task, x, y = training.cell_batch(c)
     model = tp.initial_model(c, task.n_in, task.n_out)
     whole = strategies.loss(model, x, y, "teacher_forcing")
     parts = [sum(tp.local_losses(model, c, tp.shard(c, x, y, r))) for r in range(3)]
-    assert [tp.shard(c, x, y, r)["end"] - tp.shard(c, x, y, r)["start"] for r in range(3)] \
+    assert [tp.shard(c, x, y, r).end - tp.shard(c, x, y, r).start for r in range(3)] \
         == [3, 4, 4]
     assert math.isclose(float(sum(parts).detach()), float(whole.detach()), rel_tol=1e-13)
 
@@ -164,7 +165,7 @@ class TestGroup:
             assert rel_err(p, want) < 1e-10
             assert all(torch.equal(p[n], params[0][n]) for n in p)  # replicas stay identical
         # the loss piggy-backed on the all-reduce is the whole sequence's loss
-        task, x, y = tp.cell_batch(c)
+        task, x, y = training.cell_batch(c)
         first = strategies.loss(tp.initial_model(c, task.n_in, task.n_out), x, y, c.strategy)
         assert math.isclose(records[0][0]["loss"], float(first.detach()), rel_tol=1e-12)
 
@@ -342,7 +343,7 @@ def test_time_split_deer_row_reports_its_iterations(ray_session):
     options = {"max_iter": 2}
     c = cell(2, model="elman", strategy="deer", repeats=2, rho=3.0, tau=16,
              strategy_options=options)
-    task, x, y = tp.cell_batch(c)
+    task, x, y = training.cell_batch(c)
     with diagnostics.recording() as rec:
         strategies.loss(tp.initial_model(c, task.n_in, task.n_out), x, y, "deer", **options)
     row = tp.run_cell(c, cpus_per_worker=CPUS)
@@ -350,7 +351,7 @@ def test_time_split_deer_row_reports_its_iterations(ray_session):
     assert row["split"] == "time" and row["workers_active"] == 2
     assert (row["iterations"], row["converged"]) == (2, False) == (rec.iterations, rec.converged)
     assert row["residual"] == pytest.approx(rec.residual, rel=1e-9)
-    assert row["depth"] == 2 * 4  # iterations x ceil(log2 16)
+    assert row["depth"] == 2 * 7  # iterations x scan_depth(16)
 
 
 def test_one_worker_in_the_group_harness_is_a_baseline_row(ray_session):

@@ -40,8 +40,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from rnnbench.pit import diagnostics
 from rnnbench.harness import gemm, memory, paired, procstat, training
 from rnnbench.core import strategies
-from rnnbench.job.cell import BEST_BPTT, Cell
-from rnnbench.results.rows import CellTimeout, NonFiniteLoss, base_row, fail
+from rnnbench.facts import BEST_BPTT, clip_error
+from rnnbench.harness.row import base_row
+from rnnbench.job.cell import Cell
+from rnnbench.results.rows import CellTimeout, NonFiniteLoss, fail
 from rnnbench.harness.training import NAN, WARMUP
 
 BEST_ROUNDS = 3  # blocks per candidate when best_bptt picks the fastest BPTT
@@ -283,7 +285,7 @@ def time_step(cell: Cell, step: Callable[[], None], deadline: float,
         except CellTimeout:
             raise
         except Exception as exc:  # noqa: BLE001 - the baseline's failure is data
-            out["baseline_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+            out["baseline_error"] = clip_error(f"{type(exc).__name__}: {exc}")
     if b is not None:
         try:
             with paired.Affinity() as affinity:
@@ -302,7 +304,7 @@ def time_step(cell: Cell, step: Callable[[], None], deadline: float,
         except CellTimeout:
             raise
         except Exception as exc:  # noqa: BLE001
-            out["baseline_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+            out["baseline_error"] = clip_error(f"{type(exc).__name__}: {exc}")
             a.faults = a.runs = 0
     samples = []
     for _ in range(cell.repeats):

@@ -11,36 +11,24 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from rnnbench.core import strategies, tasks
 from rnnbench.errors import UsageError, check_int, short
+from rnnbench.facts import ALL, BEST_BPTT, DEVICES, DTYPES, node_cpus
 from rnnbench.core.models import MODELS, check_rho
 
-DEVICES = ("cpu", "cuda")
-DTYPES = ("float32", "float64")
 # auto: one worker is timed in this process, several by the worker-group harness
 # (rnnbench.harness.group); group: the worker-group harness even for one worker, so a
 # 1-worker baseline is timed exactly like the N-worker cells it is compared with.
 HARNESSES = ("auto", "group")
-ALL = "all"  # threads: every CPU of the node the cell runs on
 # Fields a baseline may change (the rest - repeats, train_steps, lr - describe how
 # the pair is measured, not what is compared).
 BASELINE_FIELDS = ("model", "strategy", "strategy_options", "task", "task_options", "tau",
                    "batch", "hidden", "seed", "threads", "device", "workers", "dtype", "harness",
                    "rho")
-BEST_BPTT = "best_bptt"  # a baseline strategy: the fastest exact sequential BPTT, timed in the cell
-
-
-def node_cpus() -> int:
-    """The CPUs this process may run on (what ``threads: all`` becomes)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
 
 
 def _frozen(options: Any, field: str) -> tuple:

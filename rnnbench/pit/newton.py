@@ -8,7 +8,7 @@ solved for all t in one of three ways:
   from the guess h = 0.  Around the guess h^(k), with
   J_t = diag(1 - f_t^2) W and f_t = f(h^(k)_{t-1}, x_t), the step solves the
   linear recurrence h_t = J_t h_{t-1} + (f_t - J_t h^(k)_{t-1}) by one
-  associative scan (:func:`rnnbench.pit.scan.linear_scan`), depth ceil(log2 tau);
+  associative scan (:func:`rnnbench.pit.scan.linear_scan`), depth :func:`rnnbench.facts.scan_depth` (2 ceil(log2 tau) - 1);
 - ``quasi`` (quasi-DEER, Gonzalez et al. 2024): the same with diag(J_t), a
   diagonal scan (O(tau H) per iteration, more iterations).
 
@@ -36,7 +36,6 @@ scan forms tau B H x H Jacobians: O(tau H^3) work, O(tau H^2) transient memory.
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Callable
 
@@ -53,10 +52,6 @@ DEFAULT_TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
 def default_tol(dtype: torch.dtype) -> float:
     return DEFAULT_TOL.get(dtype, 1e-3)
 
-
-def scan_depth(tau: int) -> int:
-    """Rounds of one associative scan over tau elements, counted as ceil(log2 tau) (>= 1)."""
-    return max(1, math.ceil(math.log2(tau)))
 
 
 # --------------------------------------------------------------------------- solvers

@@ -10,7 +10,7 @@ odd-even reduction (Blelloch's up-sweep and down-sweep, written recursively
 over tensors): neighbours are composed in pairs, the half-length sequence is
 scanned, and the states in between are filled in with one more step.  It
 does about tau compositions (not Hillis-Steele's tau log tau) in
-2 ceil(log2 tau) - 1 rounds of batched tensor ops, for any tau >= 1.
+:func:`rnnbench.facts.scan_depth` rounds of batched tensor ops (2 ceil(log2 tau) - 1), for any tau >= 1.
 
 Time is dimension 0.  ``A`` is dense, (tau, *batch, H, H), or diagonal,
 (tau, *batch, H) (then A_t b is an elementwise product); ``b`` is

@@ -31,6 +31,7 @@ import pandas as pd
 
 from rnnbench.argtypes import positive_float
 from rnnbench.errors import UsageError
+from rnnbench.facts import COMPARE_THRESHOLD, OK
 from rnnbench.report import env as env_mod
 from rnnbench.report import runs
 from rnnbench.report.tables import ok_rows, quartiles, speedup_interval
@@ -43,7 +44,7 @@ MEASURES = {
     "loss_free": ("loss_free", "free-running loss", "nats/token", "larger", "smaller"),
 }
 SAME = "same"
-THRESHOLD = 1.10
+THRESHOLD = COMPARE_THRESHOLD
 BASE, NEW = "base", "new"
 
 RULE_SAMPLES = (
@@ -127,8 +128,8 @@ def _mark(lo: float, hi: float, threshold: float, measure: str) -> str:
 
 
 def _status(group: pd.DataFrame) -> str:
-    bad = sorted(set(group["status"]) - {"ok"})
-    return "ok" if (group["status"] == "ok").any() else "not ok (" + ", ".join(bad) + ")"
+    bad = sorted(set(group["status"]) - {OK})
+    return OK if (group["status"] == OK).any() else "not ok (" + ", ".join(bad) + ")"
 
 
 def compare_rows(rows: pd.DataFrame, measure: str = "step_ms",
@@ -162,7 +163,7 @@ def compare_rows(rows: pd.DataFrame, measure: str = "step_ms",
         if any(o.empty for o in ok.values()):
             only.append({"configuration": name, **{f"{lab} status": status[lab]
                                                    for lab in labels}})
-            if status[labels[0]] == "ok" and status[labels[1]] != "absent":
+            if status[labels[0]] == OK and status[labels[1]] != "absent":
                 broken.append(name)
             continue
         if not all(o[column].notna().any() for o in ok.values()):

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from rnnbench.report.tables import BASELINES, SETTING, ok_rows, single
+from rnnbench.facts import SEQUENTIAL_BPTT
+from rnnbench.report.tables import SETTING, ok_rows, single
 
 LEVEL = 0.95
 FITTED = ("step_ms_median", "saved_bytes", "peak_bytes")
@@ -172,7 +173,7 @@ def crossover(speedups: pd.DataFrame, fit_table: pd.DataFrame) -> pd.DataFrame:
     keys = SETTING + ["teacher_forcing"]
     for key, group in speedups.groupby(keys, dropna=False, sort=True):
         setting = dict(zip(keys, key))
-        for base in BASELINES:
+        for base in SEQUENTIAL_BPTT:
             g = group[["tau", f"speedup_vs_{base}"]].dropna().sort_values("tau")
             if g["tau"].nunique() < 2:
                 continue  # a cross-over needs a range of τ

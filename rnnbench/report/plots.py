@@ -21,7 +21,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from rnnbench.report import runs  # noqa: E402
 from rnnbench.report.fit import power_fit  # noqa: E402
-from rnnbench.report.tables import NOISY_IQR, SETTING, noisy, ok_rows, single  # noqa: E402
+from rnnbench.facts import NEWTON_SOLVERS, NOISY_IQR  # noqa: E402
+from rnnbench.report.tables import SETTING, noisy, ok_rows, single  # noqa: E402
 
 MAX_PANELS = 6
 MIB = 2.0 ** -20
@@ -400,7 +401,6 @@ def capacity(rows: pd.DataFrame) -> Figure | None:
 # --------------------------------------------------------------------------- DEER
 
 
-DEERS = ("deer", "quasi_deer")
 # The contenders for one Elman training step (and Jordan + teacher forcing beside them).
 STEP_STRATEGIES = ("bptt", "bptt_fused", "bptt_compiled", "scan_bptt", "deer", "quasi_deer",
                    "teacher_forcing")
@@ -418,7 +418,7 @@ def deer_iterations(rows: pd.DataFrame) -> Figure | None:
     within max_iter are drawn as crosses."""
     ok = ok_rows(rows).copy()
     ok["rho"], ok["iterations"] = _numeric(ok, "rho"), _numeric(ok, "iterations")
-    ok = ok[(ok["model"] == "elman") & ok["strategy"].isin(DEERS) & ok["rho"].notna()
+    ok = ok[(ok["model"] == "elman") & ok["strategy"].isin(NEWTON_SOLVERS) & ok["rho"].notna()
             & ok["iterations"].notna()]
     if ok["rho"].nunique() < 2:
         return None
@@ -454,7 +454,7 @@ def time_vs_hidden(rows: pd.DataFrame) -> Figure | None:
     panels = []
     for k, g in ok.groupby(keys, dropna=False):
         lines = [n for n, x in g.groupby("series") if x["hidden"].nunique() >= 2]
-        if len(lines) >= 2 and g["strategy"].isin(DEERS + ("scan_bptt",)).any():
+        if len(lines) >= 2 and g["strategy"].isin(NEWTON_SOLVERS + ("scan_bptt",)).any():
             panels.append((dict(zip(keys, k)), g[g["series"].isin(lines)]))
     if not panels:
         return None

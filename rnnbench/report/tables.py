@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from rnnbench.facts import NOISY_IQR, OK, SEQUENTIAL_BPTT
+
 # A configuration without its seed: rows sharing these are repeats over seeds.
 CONFIG = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "device",
           "threads", "workers", "split", "dtype", "train_steps", "baseline"]
@@ -51,7 +53,7 @@ UNITS = {
 
 
 def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[rows["status"] == "ok"]
+    return rows[rows["status"] == OK]
 
 
 def single(rows: pd.DataFrame) -> pd.Series:
@@ -73,9 +75,6 @@ def aggregate(rows: pd.DataFrame, keys: list[str], measures=MEASURES) -> pd.Data
     return out[order + ["n_seeds"]].reset_index()
 
 
-# A timing whose IQR exceeds this fraction of its median is flagged noisy, as
-# torch.utils.benchmark's Measurement.has_warnings does (its IQR warning threshold, 0.1).
-NOISY_IQR = 0.1
 
 
 def noisy(rows: pd.DataFrame) -> pd.Series:
@@ -192,9 +191,6 @@ def _timing(rows: pd.DataFrame, mask) -> pd.DataFrame:
     return agg.rename(columns={"step_ms_median_mean": "ms", "step_ms_median_sd": "sd"})
 
 
-BASELINES = ("bptt", "bptt_fused")
-
-
 def speedup(rows: pd.DataFrame) -> pd.DataFrame:
     """Speedup of Jordan + teacher forcing over Elman + bptt and + bptt_fused, per τ and batch.
 
@@ -207,7 +203,7 @@ def speedup(rows: pd.DataFrame) -> pd.DataFrame:
     tf = tf.rename(columns={"strategy_label": "teacher_forcing", "ms": "tf_ms", "sd": "tf_sd",
                             "q1": "tf_q1", "q3": "tf_q3"})
     tf = tf.drop(columns=["n_seeds"], errors="ignore")
-    for base in BASELINES:
+    for base in SEQUENTIAL_BPTT:
         b = _timing(rows, lambda r, s=base: (r["model"] == "elman") & (r["strategy_label"] == s))
         b = b.drop(columns=["strategy_label", "n_seeds"], errors="ignore")
         cols = {c: f"{base}_{c}" for c in ("ms", "sd", "q1", "q3")}
@@ -299,7 +295,7 @@ def failed(rows: pd.DataFrame) -> pd.DataFrame:
     """Every row that did not finish ok, with its status and the first line of its error."""
     cols = ["cell_id", "model", "strategy_label", "task_label", "tau", "batch", "hidden",
             "workers", "seed", "status", "error"]
-    bad = rows[rows["status"] != "ok"][cols].copy()
+    bad = rows[rows["status"] != OK][cols].copy()
     bad["error"] = (bad["error"].fillna("").astype(str).str.strip().str.split("\n").str[-1]
                     .str.slice(0, 200))
     return bad.sort_values(["model", "strategy_label", "tau"]).reset_index(drop=True)

@@ -19,8 +19,10 @@ import pandas as pd
 from rnnbench.results import store
 from rnnbench.results.rows import LIST_KEYS, NUMERIC_KEYS, ROW_KEYS
 from rnnbench.errors import UsageError
+from rnnbench.facts import REQUIRED_ROW_KEYS
 
-REQUIRED = ("model", "strategy", "tau", "status")
+# a frame handed over directly may lack the ids a row file must have
+REQUIRED = tuple(k for k in REQUIRED_ROW_KEYS if k != "cell_id")
 
 
 def load(source) -> pd.DataFrame:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import sys
 
-# Statuses: ok, or why the cell gave no measures.
-OK, FAILED, CRASHED, TIMEOUT, OOM = "ok", "failed", "crashed", "timeout", "oom"
+from rnnbench.facts import CRASHED, FAILED, OK, OOM, TIMEOUT, clip_error
+
+__all__ = ["CRASHED", "FAILED", "OK", "OOM", "TIMEOUT"]  # the statuses, from rnnbench.facts
 
 # Every row key with its type, in column order: the schema of ``results.parquet``
 # (rnnbench.results.store), so every run's file has the same column types, an all-null column
@@ -23,6 +24,8 @@ SCHEMA: dict[str, str] = {
                     "int"),
     "device": "str", "workers": "int", "harness": "str", "dtype": "str", "train_steps": "int",
     "lr": "float", "repeats": "int", "rho": "float",
+    # the task's chance accuracy (guessing its most frequent class; NaN where not defined)
+    "chance_acc": "float",
     # outcome
     "status": "str", "error": "str",
     # time (ms): full training step, and forward / backward apart
@@ -121,49 +124,5 @@ def fail(row: dict, exc: BaseException) -> dict:
     time-out or a dead worker (they say what happened), else ``Type: message``."""
     status = status_of(exc)
     own = status == TIMEOUT or isinstance(exc, WorkerDied)
-    row.update(status=status, error=(str(exc) if own else f"{type(exc).__name__}: {exc}")[:2000])
-    return row
-
-
-def n_params(hidden: int, n_in: int, n_out: int, model: str) -> int:
-    """Parameters U, W, V, b, c; W is H x n_out for a Jordan network (the output feeds h)."""
-    n_rec = n_out if model == "jordan" else hidden
-    return hidden * n_in + hidden * n_rec + n_out * hidden + hidden + n_out
-
-
-def base_row(cell) -> dict:
-    """A row for ``cell`` with configuration and provenance filled, every measure empty."""
-    from rnnbench.harness.provenance import provenance
-
-    task = cell.make_task()
-    row = dict.fromkeys(ROW_KEYS, None)
-    cfg = cell.config()
-    row.update({k: v for k, v in cfg.items() if k in row})
-    row.update(
-        cell_id=cell.cell_id,
-        strategy_options=json.dumps(cfg["strategy_options"], sort_keys=True),
-        task_options=json.dumps(cfg["task_options"], sort_keys=True),
-        threads=cell.n_threads,
-        baseline=json.dumps(cfg["baseline"], sort_keys=True) if cell.baseline else None,
-        n_in=task.n_in,
-        n_out=task.n_out,
-        n_params=n_params(cell.hidden, task.n_in, task.n_out, cell.model),
-        status=OK,
-        error=None,
-        split=None if cell.grouped else "none",
-        workers_active=1 if cell.workers == 1 else None,
-        neighbours=0,
-        attempt=1,
-        depth=cell.depth,
-        **provenance(cell.device),
-    )
-    row.update({k: [] for k in LIST_KEYS})
-    row.update({k: float("nan") for k in FLOAT_KEYS if k not in cfg})  # lr, rho: configuration
-    return row
-
-
-def failure_row(cell, status: str, error: str) -> dict:
-    """A row that records a failed cell: status crashed | timeout | failed | oom, the error."""
-    row = base_row(cell)
-    row.update(status=status, error=str(error)[:2000])
+    row.update(status=status, error=clip_error(str(exc) if own else f"{type(exc).__name__}: {exc}"))
     return row

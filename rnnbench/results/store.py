@@ -16,7 +16,7 @@ timestamp, the list columns Parquet lists.
 A row file appears whole or not at all, so a run killed at any moment leaves
 only complete rows, and a rerun skips them.  A row counts as stored only when
 it parses as a JSON object whose ``cell_id`` is its file name and that has
-:data:`REQUIRED_KEYS` (:func:`scan`); anything else (truncated, hand-edited, a
+:data:`rnnbench.facts.REQUIRED_ROW_KEYS` (:func:`scan`); anything else (truncated, hand-edited, a
 copy under another name) is broken: skipped, and moved aside by ``run`` so its
 cell runs again.  :func:`load` reads a run finished or not.  Everything is read
 as data (JSON, Parquet) — nothing is unpickled.
@@ -40,14 +40,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rnnbench.errors import UsageError
+from rnnbench.facts import REQUIRED_ROW_KEYS
 from rnnbench.results.rows import FLOAT_KEYS, ROW_KEYS, SCHEMA
 
 ROWS = "rows"
 BROKEN = ".broken"
 PARQUET = "results.parquet"
 LOCK = ".rnnbench.lock"
-# What a row file must hold to count as a stored row.
-REQUIRED_KEYS = ("cell_id", "model", "strategy", "tau", "status")
 OPTION_COLUMNS = ("strategy_options", "task_options")
 
 
@@ -168,7 +167,7 @@ def _check(path: Path) -> tuple[dict | None, str | None]:
         return None, f"not a JSON object ({type(row).__name__})"
     if row.get("cell_id") != path.stem:
         return None, "its cell_id is not its file name"
-    missing = [k for k in REQUIRED_KEYS if k not in row]
+    missing = [k for k in REQUIRED_ROW_KEYS if k not in row]
     if missing:
         return None, f"no {missing[0]!r}"
     return row, None

@@ -21,7 +21,12 @@ import pandas as pd
 from rnnbench.report import tidy
 from rnnbench.report.claims import capability
 from rnnbench.report.claims import speed
-from rnnbench.report.claims.rules import BY_CONSTRUCTION, FAILS, HOLDS, NOT_MEASURED, VERDICTS, Decision, Rule, Rules, every_setting, some_setting
+from rnnbench.facts import BY_CONSTRUCTION, FAILS, HOLDS, NOT_MEASURED, VERDICTS
+from rnnbench.report.claims.rules import Decision, Rule, Rules, every_setting, some_setting
+
+__all__ = ["BY_CONSTRUCTION", "FAILS", "HOLDS", "METHOD", "NOT_MEASURED", "RULES", "VERDICTS",
+           "Claim", "Decision", "Evidence", "Rule", "Rules", "evaluate", "every_setting",
+           "judge", "some_setting", "table"]
 
 METHOD = (
     "Intervals are 95% confidence intervals over independent repetitions: over seeds "

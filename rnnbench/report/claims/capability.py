@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from rnnbench.errors import UsageError
 from rnnbench.report import tidy
 from rnnbench.report.intervals import diff_ci, mean_ci
-from rnnbench.report.claims.rules import FAILS, HOLDS, NOT_MEASURED, SELF_FEEDING, Decision, Rule, Rules, decision, every_setting, fmt, is_tf, setting_text, some_setting, trained_cells, training_gate
+from rnnbench.facts import FAILS, HOLDS, NOT_MEASURED, SELF_FEEDING
+from rnnbench.report.claims.rules import Decision, Rule, Rules, decision, every_setting, fmt, is_tf, setting_text, some_setting, trained_cells, training_gate
 
 # --------------------------------------------------------------------------- capability
 
@@ -52,14 +52,10 @@ def _best_per_model(rows: pd.DataFrame, value: str, higher: bool) -> dict:
     return out
 
 
-def _chance(row) -> float:
-    from rnnbench.core import tasks  # here, not above: reading rows does not need torch
-
-    try:
-        opts = {k: v for k, v in tidy.options(row["task_options"]).items() if k}
-        return tasks.make(row["task"], **opts).chance_accuracy()
-    except (UsageError, TypeError, ValueError, KeyError):
-        return math.nan
+def _chance(rows: pd.DataFrame) -> float:
+    """The task's chance accuracy, as the rows recorded it (NaN: not recorded)."""
+    values = pd.to_numeric(rows.get("chance_acc", pd.Series(dtype=float)), errors="coerce")
+    return float(values.dropna().iloc[0]) if values.notna().any() else math.nan
 
 
 def _generation_task(row) -> bool:
@@ -89,7 +85,7 @@ def jordan_weaker(rows: pd.DataFrame, r: Rules) -> Decision:
         if not _passes_gate(best, where, r, skipped):
             continue
         (se, e), (sj, j) = best["elman"], best["jordan"]
-        chance = _chance(g.iloc[0])
+        chance = _chance(g)
         ci = diff_ci(e["acc_gen"], j["acc_gen"])
         text = (f"{where}: Elman + {se} {e['acc_gen'].mean():.3f} vs Jordan + {sj} "
                 f"{j['acc_gen'].mean():.3f} (chance {fmt(chance)}), gap {ci.estimate:+.3f} "

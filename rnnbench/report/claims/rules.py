@@ -15,16 +15,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from rnnbench.facts import FAILS, HOLDS, NOT_MEASURED, TEACHER_FORCING
 from rnnbench.report import tidy
 from rnnbench.report.intervals import Interval, diff_ci, ratio_ci
 from rnnbench.report.tables import ok_rows, single
 
-HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
-BY_CONSTRUCTION = "by construction"
-VERDICTS = (HOLDS, FAILS, NOT_MEASURED, BY_CONSTRUCTION)
-BPTTS = ("bptt", "bptt_fused", "bptt_compiled")  # the sequential BPTT implementations
-DEERS = ("deer", "quasi_deer")
-SELF_FEEDING = ("free_running", "scheduled_sampling")  # Jordan strategies fed their own outputs
 
 
 @dataclass(frozen=True)
@@ -224,7 +219,7 @@ def ci_text(ci: Interval) -> str:
 
 
 def is_tf(rows):
-    return (rows["model"] == "jordan") & (rows["strategy"] == "teacher_forcing")
+    return (rows["model"] == "jordan") & (rows["strategy"] == TEACHER_FORCING)
 
 
 def law_gate(group: pd.DataFrame, rules: Rules) -> str | None:

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 
 from rnnbench.report.fit import overhead_fit, power_fit
-from rnnbench.report.claims.rules import BPTTS, BY_CONSTRUCTION, DEERS, FAILS, HOLDS, NOT_MEASURED, Decision, Rule, Rules, above_verdict, baseline_key, ci_text, column, decision, evidence_text, every_setting, fmt, is_tf, law_gate, numeric, setting_text, some_setting, speedup, timing_cells, truth
+from rnnbench.facts import (BY_CONSTRUCTION, FAILS, HOLDS, NEWTON_SOLVERS, NOT_MEASURED,
+                            SEQUENTIAL_BPTT, scan_depth)
+from rnnbench.report.claims.rules import Decision, Rule, Rules, above_verdict, baseline_key, ci_text, column, decision, evidence_text, every_setting, fmt, is_tf, law_gate, numeric, setting_text, some_setting, speedup, timing_cells, truth
 from rnnbench.report.tables import ok_rows
 
 
@@ -70,7 +72,7 @@ def linear_law(rows: pd.DataFrame, measure: str, strategies, rules: Rules) -> De
 
 
 def _law_how(what: str):
-    return lambda r: (f"{what} of Elman BPTT ({', '.join(BPTTS)}) per setting, fitted as "
+    return lambda r: (f"{what} of Elman BPTT ({', '.join(SEQUENTIAL_BPTT)}) per setting, fitted as "
                       f"T = a + b·τ + c·τ² (weights 1/T²): linear when the τ² term's share of "
                       f"T(τ_max) has its 95% CI inside ±{r.linear_band} and a ≥ 0 is not "
                       f"rejected (the 95% CI of a in T = a + b·τ reaches −1% of the smallest "
@@ -87,13 +89,13 @@ def _law_gate_text(r: Rules) -> str:
 BPTT_TIME = Rule("bptt_time_linear", "chapter",
      "BPTT's run time is O(τ): it grows linearly with the sequence length.",
      _law_how("step time"), _law_gate_text,
-     lambda rows, r: linear_law(rows, "step_ms_median", BPTTS, r))
+     lambda rows, r: linear_law(rows, "step_ms_median", SEQUENTIAL_BPTT, r))
 
 
 BPTT_MEMORY = Rule("bptt_memory_linear", "chapter",
      "BPTT's memory is O(τ): the states of every step are kept for the backward pass.",
      _law_how("saved bytes"), _law_gate_text,
-     lambda rows, r: linear_law(rows, "saved_bytes", BPTTS, r))
+     lambda rows, r: linear_law(rows, "saved_bytes", SEQUENTIAL_BPTT, r))
 
 
 # --------------------------------------------------------------------------- more hardware
@@ -143,7 +145,7 @@ def _part_text(p) -> str:
 
 def bptt_hardware(rows: pd.DataFrame, r: Rules) -> Decision:
     def bptt(x):
-        elman = (x["model"] == "elman") & x["strategy"].isin(BPTTS + ("scan_bptt",) + DEERS)
+        elman = (x["model"] == "elman") & x["strategy"].isin(SEQUENTIAL_BPTT + ("scan_bptt",) + NEWTON_SOLVERS)
         # Elman split by batch at B < workers idles workers by construction: no evidence.
         return elman & ~((x["split"] == "batch") & (x["batch"] < x["workers"]))
     parts_bptt = _hardware_parts(rows, r, bptt)
@@ -286,7 +288,7 @@ def _fastest_base(comps: list[dict], where: str, r: Rules, skipped: list, used: 
 
 
 def tf_faster(rows: pd.DataFrame, r: Rules) -> Decision:
-    comps = _against(rows, is_tf, BPTTS, r)
+    comps = _against(rows, is_tf, SEQUENTIAL_BPTT, r)
     if not comps:
         return Decision(NOT_MEASURED, evidence="no τ at which both teacher forcing and BPTT "
                                                "were timed")
@@ -359,7 +361,7 @@ TF_FASTER = Rule("tf_faster_one_device", "consequence",
      "On one device, teacher forcing's batched steps train faster than sequential BPTT, "
      "even against the best BPTT implementation, from some τ on.",
      lambda r: (f"speedup of Jordan + teacher forcing over the fastest Elman BPTT measured "
-                f"({', '.join(BPTTS)}) at the largest τ of every setting (threads, B, H): "
+                f"({', '.join(SEQUENTIAL_BPTT)}) at the largest τ of every setting (threads, B, H): "
                 f"holds when its 95% CI lies above {r.faster:g}× in every setting; does not "
                 f"hold when it lies at or below {r.faster:g}× in one"),
      _speed_gate, tf_faster)
@@ -405,7 +407,7 @@ def deer_depth(rows: pd.DataFrame, r: Rules) -> Decision:
     ok = ok_rows(rows).copy()
     ok["rho"] = numeric(ok, "rho")
     ok["iterations"] = numeric(ok, "iterations")
-    d = ok[(ok["model"] == "elman") & ok["strategy"].isin(DEERS) & ok["iterations"].notna()]
+    d = ok[(ok["model"] == "elman") & ok["strategy"].isin(NEWTON_SOLVERS) & ok["iterations"].notna()]
     if d.empty:
         return Decision(NOT_MEASURED, evidence="no Elman deer / quasi_deer rows with "
                                                "iterations")
@@ -426,10 +428,10 @@ def deer_depth(rows: pd.DataFrame, r: Rules) -> Decision:
         used.append(g)
         f = power_fit(g["tau"], g["iterations"])
         top = g[g["tau"] == g["tau"].max()]
-        depth = float(top["iterations"].max()) * math.ceil(math.log2(top["tau"].max()))
+        depth = float(top["iterations"].max()) * scan_depth(int(top["tau"].max()))
         text = (f"{where}: iterations {g['iterations'].min():g}–{g['iterations'].max():g} over τ "
                 f"{g['tau'].min():g}–{g['tau'].max():g}, growth τ^{f.exponent:.2f} "
-                f"[{f.ci_low:.2f}, {f.ci_high:.2f}], depth k·⌈log₂τ⌉ = {depth:g} vs τ = "
+                f"[{f.ci_low:.2f}, {f.ci_high:.2f}], depth k·(2⌈log₂τ⌉ − 1) = {depth:g} vs τ = "
                 f"{top['tau'].max():g}")
         if (conv == False).any():  # noqa: E712
             parts.append((FAILS, text + f"; {int((conv == False).sum())} run(s) not "  # noqa: E712
@@ -453,7 +455,7 @@ def _converged(rows: pd.DataFrame) -> pd.Series:
 
 def deer_faster(rows: pd.DataFrame, r: Rules) -> Decision:
     def deer(x):
-        return (x["model"] == "elman") & x["strategy"].isin(DEERS)
+        return (x["model"] == "elman") & x["strategy"].isin(NEWTON_SOLVERS)
     t = timing_cells(rows)
     wrong = t[deer(t) & ~_converged(t)]
     # a solve stopped at max_iter short of the answer is fast and wrong: no evidence of speed
@@ -462,7 +464,7 @@ def deer_faster(rows: pd.DataFrame, r: Rules) -> Decision:
                   if np.isfinite(x["iterations"]) else "(no convergence recorded: ")
                + "a wrong answer's speed is not evidence)" for _, x in wrong.iterrows()]
     skipped = list(dict.fromkeys(skipped))  # one line per setting, not per seed
-    comps = _against(rows, lambda x: deer(x) & _converged(x), BPTTS, r)
+    comps = _against(rows, lambda x: deer(x) & _converged(x), SEQUENTIAL_BPTT, r)
     if not comps:
         return Decision(NOT_MEASURED, evidence=evidence_text([], skipped + [
             "no converged deer / quasi_deer cell timed beside BPTT"]))
@@ -499,8 +501,8 @@ DEER_DEPTH = Rule("deer_depth", "consequence",
      lambda r: (f"Elman + deer / quasi_deer at ρ < {r.contracting:g} (or the default init), "
                 f"per setting: holds when every run converged, the iteration count k grows "
                 f"slower than τ^{r.growth} (95% CI of its log-log slope below {r.growth}) "
-                f"and k·⌈log₂τ⌉ < τ at the largest τ; does not hold when a run did not "
-                f"converge, k grows faster (CI above {r.growth}) or k·⌈log₂τ⌉ ≥ τ; in every "
+                f"and k·(2⌈log₂τ⌉ − 1) < τ at the largest τ; does not hold when a run did not "
+                f"converge, k grows faster (CI above {r.growth}) or k·(2⌈log₂τ⌉ − 1) ≥ τ; in every "
                 f"setting. Settings with ρ ≥ {r.contracting:g} are shown, not judged"),
      lambda r: (f"≥ {r.min_taus} distinct τ spanning ≥ {r.min_tau_ratio:g}× and ≥ "
                 f"{r.min_cells} cells per setting, with iterations and converged recorded"),

@@ -1,0 +1,150 @@
+"""The strategy registry: one :class:`Strategy` record per strategy, with every fact a
+runner needs about it (docs/design.md, "Where each rule lives"), and the one loss entry
+point."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from rnnbench.core.models import model_name
+from rnnbench.core.strategies import elman, jordan, options, saved
+from rnnbench.core.strategies.common import check_inputs
+from rnnbench.errors import UsageError
+from rnnbench.facts import SEQUENTIAL_BPTT, scan_depth
+
+ELMANS = ("elman", "single_output")
+
+
+def _tau(tau: int, **_: object) -> int:
+    return tau
+
+
+def _one(tau: int, **_: object) -> int:
+    return 1
+
+
+def _twice(tau: int, **_: object) -> int:
+    return 2 * tau
+
+
+def _scan_depth(tau: int, **_: object) -> int:
+    return tau + scan_depth(tau)
+
+
+def _newton_depth(tau: int, iterations: int | None = None, **_: object) -> int | None:
+    """iterations x the scan's depth: known only once a call has reported its iterations."""
+    return None if iterations is None else iterations * scan_depth(tau)
+
+
+def _never(options: dict) -> bool:
+    return False
+
+
+def _no_check(options: dict, tau: int | None) -> None:
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Strategy:
+    """One way to compute L and its gradient, with every fact a runner needs about it."""
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    models: tuple[str, ...]
+    depth: Callable[..., int | None]  # sequential depth given tau, options (and iterations)
+    memory: str  # activation-memory class
+    exact: bool  # exact gradient of the loss it reports
+    options: tuple[str, ...] = field(default_factory=tuple)  # option names
+    check: Callable[[dict, int | None], None] = _no_check  # option values
+    split: str = "batch"  # how the worker-group harness shares it out: "time" | "batch"
+    # its gradient is taken during the forward: forward and backward cannot be timed apart
+    grad_in_forward: Callable[[dict], bool] = _never
+    saved_bytes: Callable[..., int] = saved.saved_elman  # bytes kept for backward
+    # called with the device before the first call (building compiled code, say)
+    prepare: Callable[[str], None] | None = None
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy(name="bptt", fn=elman.bptt, models=(*ELMANS, "jordan"), depth=_tau,
+                 memory="O(tau)", exact=True),
+        Strategy(name="bptt_fused", fn=elman.bptt_fused, models=ELMANS, depth=_tau,
+                 memory="O(tau)", exact=True),
+        Strategy(name="bptt_compiled", fn=elman.bptt_compiled, models=ELMANS, depth=_tau,
+                 memory="O(tau)", exact=True, saved_bytes=saved.saved_states,
+                 prepare=elman.prepare_compiled),
+        Strategy(name="truncated_bptt", fn=elman.truncated_bptt, models=("elman",),
+                 depth=_tau, memory="O(k)", exact=False, options=("k",),
+                 check=options.positive("k", False), grad_in_forward=lambda o: True,
+                 saved_bytes=saved.saved_eager),
+        Strategy(name="checkpointed_bptt", fn=elman.checkpointed_bptt, models=ELMANS,
+                 depth=_twice, memory="O(sqrt(tau))", exact=True, options=("segments", "impl"),
+                 check=options.check_checkpointed, saved_bytes=saved.saved_checkpointed),
+        Strategy(name="teacher_forcing", fn=jordan.teacher_forcing, models=("jordan",),
+                 depth=_one, memory="O(tau)", exact=True, options=("chunk", "w_zero"),
+                 check=options.check_teacher, split="time",
+                 grad_in_forward=lambda o: o.get("chunk") is not None,
+                 saved_bytes=saved.saved_teacher),
+        Strategy(name="free_running", fn=jordan.free_running, models=("jordan",), depth=_tau,
+                 memory="O(tau)", exact=True, options=("feedback", "seed"),
+                 check=options.check_feedback, saved_bytes=saved.saved_jordan),
+        Strategy(name="scheduled_sampling", fn=jordan.scheduled_sampling, models=("jordan",),
+                 depth=_tau, memory="O(tau)", exact=True,
+                 options=("schedule", "step", "k", "c", "eps_min", "feedback", "seed"),
+                 check=options.check_scheduled, saved_bytes=saved.saved_scheduled),
+        Strategy(name="scan_bptt", fn=elman.scan_bptt, models=ELMANS, depth=_scan_depth,
+                 memory="O(tau H^2)", exact=True, split="time",
+                 saved_bytes=saved.saved_states),
+        Strategy(name="deer", fn=elman.deer, models=ELMANS, depth=_newton_depth,
+                 memory="O(tau H^2)", exact=True, options=("tol", "max_iter"),
+                 check=options.check_newton, split="time", saved_bytes=saved.saved_states),
+        Strategy(name="quasi_deer", fn=elman.quasi_deer, models=ELMANS, depth=_newton_depth,
+                 memory="O(tau H^2)", exact=True, options=("tol", "max_iter"),
+                 check=options.check_newton, split="time", saved_bytes=saved.saved_states),
+    )
+}
+
+
+def get(strategy: str) -> Strategy:
+    if strategy not in STRATEGIES:
+        raise UsageError(
+            f"strategy: unknown strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}"
+        )
+    return STRATEGIES[strategy]
+
+
+def check(model: str, strategy: str, options: dict | None = None,
+          tau: int | None = None) -> Strategy:
+    """Validate a model/strategy pair, the strategy's option names and values."""
+    s = get(strategy)
+    if model not in s.models:
+        raise UsageError(
+            f"strategy: {strategy} does not fit model {model!r}; it accepts: {', '.join(s.models)}"
+        )
+    for key in options or {}:
+        if key not in s.options:
+            allowed = ", ".join(s.options) or "none"
+            raise UsageError(f"{strategy}.{key}: unknown option; allowed: {allowed}")
+    s.check(options or {}, tau)
+    return s
+
+
+def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, strategy: str = "bptt",
+         **options: object) -> torch.Tensor:
+    """The total loss L (nats, summed over time and batch) under ``strategy``."""
+    name = model_name(model)
+    check_inputs(model, x, y)
+    s = check(name, strategy, options, tau=x.shape[0])
+    return s.fn(model, x, y, **options)
+
+
+def bptt_candidates(model: str) -> list[str]:
+    """The registered exact sequential BPTT strategies for ``model``
+    (:data:`rnnbench.facts.SEQUENTIAL_BPTT`)."""
+    return [name for name in SEQUENTIAL_BPTT
+            if name in STRATEGIES and model in STRATEGIES[name].models]

@@ -1,0 +1,262 @@
+"""``rnnbench run JOB.yaml``: the command line of a sweep — its options, Ray started or
+joined, the dry run, the run summary and the exit code.
+
+Embedded by default (``ray.init(address="local", num_cpus=<machine's>,
+include_dashboard=False)``); ``--address ADDR`` / ``RAY_ADDRESS`` / ``auto`` connects to
+a running cluster and starts nothing.  Under ``--exclusive`` each node must declare
+``rnnbench_exclusive`` once (``ray start --resources='{"rnnbench_exclusive": 1}'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from rnnbench.argtypes import non_negative_int, positive_float, positive_int
+from rnnbench.errors import UsageError
+from rnnbench.facts import OK
+from rnnbench.job import jobfile
+from rnnbench.results import store
+from rnnbench.sweep.driver import (DEFAULT_RUNNER, EXCLUSIVE, SweepResult, done_ids, resolve,
+                                   run_sweep)
+from rnnbench.sweep.estimate import estimate_seconds
+
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's node address is 127.0.0.1
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", help="job file (YAML), e.g. jobs/quick.yaml")
+    parser.add_argument("--out", metavar="DIR",
+                        help="results folder (default: results/<job name>)")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="connect to a running Ray cluster (ADDR, or 'auto'); default: "
+                             "RAY_ADDRESS if set, else start an embedded Ray on this machine")
+    parser.add_argument("--num-cpus", type=positive_int, metavar="N",
+                        help="CPUs of the embedded Ray (default: all of this machine's)")
+    parser.add_argument("--exclusive", action="store_true",
+                        help="at most one cell per node at a time (honest timings)")
+    parser.add_argument("--max-retries", type=non_negative_int, default=3, metavar="N",
+                        help="retries of a cell whose worker crashed (default 3)")
+    parser.add_argument("--cell-timeout", type=positive_float, metavar="S",
+                        help="cancel a cell that runs longer than S seconds (a 'timeout' row)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the cells, how many are done and what the rest may cost")
+    parser.add_argument("--fresh", action="store_true",
+                        help="forget stored rows in --out and start over")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="also rerun cells whose stored row is not ok")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="start Ray's dashboard (embedded Ray only), bound to 127.0.0.1")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--runner", default=DEFAULT_RUNNER, metavar="MODULE:FUNCTION",
+                        help=f"the per-cell function (default {DEFAULT_RUNNER})")
+
+
+def _quiet_opt_out_advice() -> None:
+    """Drop Ray 2.60's "Token authentication is enabled ... Set RAY_AUTH_MODE=disabled to
+    opt out" warning for the embedded Ray: authentication stays on (the default), and the
+    line read as advice to turn it off.  Every other Ray message is kept."""
+    import logging
+
+    class OptOutAdvice(logging.Filter):
+        def filter(self, record):
+            return "RAY_AUTH_MODE=disabled to opt out" not in record.getMessage()
+
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(type(f).__name__ == "OptOutAdvice" for f in log.filters):
+        log.addFilter(OptOutAdvice())
+
+
+def connect(address: str | None, num_cpus: int | None, dashboard: bool,
+            max_retries: int = 3) -> bool:
+    """Connect to Ray; return True when this call started an embedded instance.
+
+    A cell whose worker Ray's memory monitor kills is retried at most
+    ``max_retries`` times, then gives an ``oom`` row: the embedded Ray is started
+    with ``task_oom_retries`` set so (Ray's default, 15 with growing back-off,
+    keeps a cell that never fits busy for many minutes); a cluster keeps its
+    own setting (README: ``RAY_task_oom_retries``).
+
+    The embedded Ray listens on 127.0.0.1 only: Ray takes the loopback address
+    as the node's address when ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (its
+    default on macOS and Windows), and its servers bind to the node's address.
+    Ray reads that when it is imported, so it holds where this function is the
+    first to import Ray (``rnnbench run``); its processes inherit it.  A cluster
+    keeps its nodes' addresses.
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ONLY, "0")
+    import ray
+
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        print("rnnbench run: warning: RAY_AUTH_MODE=disabled turns Ray's token authentication "
+              "off; anyone who reaches the cluster's ports can run code on it", file=sys.stderr)
+    try:
+        if address:
+            if num_cpus or dashboard:
+                raise UsageError("--num-cpus/--dashboard: only for an embedded Ray; "
+                                 "a cluster given by --address/RAY_ADDRESS is used as it is")
+            ray.init(address=address, log_to_driver=False)
+            return False
+        _quiet_opt_out_advice()
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
+                 resources={EXCLUSIVE: 1}, include_dashboard=dashboard,
+                 dashboard_host="127.0.0.1", log_to_driver=False,
+                 _system_config={"task_oom_retries": max_retries})
+        return True
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = f"--address {address}" if address else "ray.init"
+        raise UsageError(f"{where}: cannot start or reach Ray: "
+                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") \
+            from None
+
+
+def _dry_run(job, out: Path, cpus: int, fresh: bool = False, exclusive: bool = False) -> int:
+    """List the job's cells with what ``run`` would do with the same options:
+    under ``--fresh`` every cell is to run; under ``--exclusive`` cells run one at
+    a time (an embedded Ray is one node)."""
+    import pandas as pd
+
+    listing = store.scan(out) if not fresh else store.Listing()
+    if listing.broken:
+        print("rnnbench run: warning: " + listing.broken_line(
+            "skipped (a run moves them aside and runs their cells again)"), file=sys.stderr)
+    stored = store.frame(listing.rows)
+    status = dict(zip(stored["cell_id"], stored["status"])) if not stored.empty else {}
+    wall = dict(zip(stored["cell_id"], stored.get("wall_s", pd.Series(dtype=float)))) \
+        if not stored.empty else {}
+    rows = []
+    for c in job.cells:
+        est = estimate_seconds(c)
+        rows.append({"cell_id": c.cell_id, "model": c.model, "strategy": c.strategy,
+                     "task": c.task, "tau": c.tau, "batch": c.batch, "hidden": c.hidden,
+                     "seed": c.seed, "threads": c.n_threads, "workers": c.workers,
+                     "device": c.device, "status": status.get(c.cell_id, "todo"),
+                     "est_s": round(wall.get(c.cell_id, est), 1)})
+    table = pd.DataFrame(rows)
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        print(table.to_string(index=False))
+    todo = table[table["status"] == "todo"]
+    n_ok = int((table["status"] == OK).sum())
+    cell_s = float(todo["est_s"].sum()) if not todo.empty else 0.0
+    left = [c for c in job.cells if c.cell_id not in status]
+    if exclusive:  # one cell at a time on the one node
+        busy, where = sum(estimate_seconds(c) for c in left), "one cell at a time (--exclusive)"
+    else:
+        slots = max(1, cpus)
+        busy = sum(c.n_threads * estimate_seconds(c) for c in left) / slots
+        where = f"on {slots} CPUs"
+    print(f"\n{job.name}: {len(table)} cells, {len(table) - len(todo)} done "
+          f"({n_ok} ok, {len(table) - len(todo) - n_ok} not ok), {len(todo)} to run"
+          f"{' (--fresh: stored rows are ignored)' if fresh else ''}; "
+          f"estimated {cell_s / 60:.1f} min of cell time, about {busy / 60:.1f} min "
+          f"{where} (a rough guide)")
+    return 0
+
+
+# Configuration columns a job may vary (seed aside); the summary keeps those that vary.
+SUMMARY_KEYS = ("strategy_options", "task", "task_options", "tau", "batch", "hidden", "threads",
+                "device", "dtype", "workers", "harness", "train_steps", "lr", "repeats")
+
+
+def run_summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
+    """A table of the job's rows, one line per configuration (model, strategy and the
+    columns that vary in the job; seeds together), the failures listed; and whether all ok.
+
+    ``step_ms_median`` is the median over the configuration's ok seeds of their
+    median step time: never a median across different τ or batch sizes.
+    """
+    import pandas as pd
+
+    df = store.load_rows_only(out)
+    if df.empty:
+        return "no rows", False
+    df = df[df["cell_id"].isin(cell_ids)]
+    keys = ["model", "strategy"] + [k for k in SUMMARY_KEYS if k in df.columns
+                                    and df[k].astype(str).nunique() > 1]
+    times = df["step_ms_median"].where(df["status"] == OK) if "step_ms_median" in df.columns \
+        else pd.Series(float("nan"), index=df.index)
+    grouped = df.assign(step_ms_median=times).groupby(keys, dropna=False)
+    table = pd.DataFrame({
+        "cells": grouped.size(),
+        "ok": grouped["status"].apply(lambda s: int((s == OK).sum())),
+        "step_ms_median": grouped["step_ms_median"].median(),
+    }).reset_index()
+    lines = [table.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
+             "(step_ms_median: per line, the median over its ok seeds of each cell's median "
+             "training-step time in ms)"]
+    bad = df[df["status"] != OK]
+    if not bad.empty:
+        cols = [c for c in ("cell_id", "model", "strategy", "tau", "status", "error")
+                if c in bad.columns]
+        bad = bad[cols].copy()
+        bad["error"] = bad["error"].astype(str).str.slice(0, 90)
+        lines += ["", f"{len(bad)} cell(s) not ok:", bad.to_string(index=False)]
+    missing = len(cell_ids) - len(df)
+    if missing:
+        lines += ["", f"{missing} cell(s) have no row yet"]
+    return "\n".join(lines), bad.empty and not missing
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `ray job stop`, `kill`) stops the sweep as Ctrl-C does:
+    in-flight cells are cancelled, rows written so far are consolidated and kept."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _run_on_ray(job, out: Path, args: argparse.Namespace, runner: Callable) -> SweepResult:
+    """Connect to (or start) Ray, run the job's missing cells, let go of Ray."""
+    started = connect(args.address, args.num_cpus, args.dashboard, args.max_retries)
+    import ray  # after connect, which may set how Ray binds before importing it
+
+    _stop_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
+    try:
+        if args.exclusive and not ray.cluster_resources().get(EXCLUSIVE):
+            raise UsageError(
+                f"--exclusive: no node declares the {EXCLUSIVE} resource; start each node with "
+                f"ray start ... --resources='{{\"{EXCLUSIVE}\": 1}}'")
+        print(f"rnnbench run: {job.name}: {len(job.cells)} cells -> {out}", file=sys.stderr)
+        return run_sweep(job.cells, out, runner=runner, max_retries=args.max_retries,
+                         cell_timeout=args.cell_timeout, exclusive=args.exclusive,
+                         fresh=args.fresh, retry_failed=args.retry_failed,
+                         progress=not args.no_progress, desc=job.name, job=job.name)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        job = jobfile.load(args.job)
+    except jobfile.JobError as exc:  # one line per problem, each naming its field
+        for problem in exc.problems:
+            print(f"rnnbench run: error: {exc.path}: {problem}", file=sys.stderr)
+        return 2
+    out = Path(args.out or Path("results") / job.name)
+    if args.dry_run:
+        return _dry_run(job, out, args.num_cpus or os.cpu_count() or 1, fresh=args.fresh,
+                        exclusive=args.exclusive)
+    runner = resolve(args.runner)
+    store.check_writable(out)  # before Ray starts: a bad --out costs nothing
+    with store.locked(out):    # a second run on the same folder stops here, at once
+        if not args.fresh and {c.cell_id for c in job.cells} <= done_ids(out, args.retry_failed):
+            # every cell is stored: nothing to run, so no Ray to start (it costs seconds)
+            result = SweepResult(cells=len(job.cells), skipped=len(job.cells))
+            if store.parquet_stale(out):
+                store.consolidate(out)
+        else:
+            result = _run_on_ray(job, out, args, runner)
+    text, all_ok = run_summary(out, {c.cell_id for c in job.cells})
+    print(text)
+    print(f"\n{job.name}: {result.ran} cell(s) run now, {result.skipped} already stored, "
+          f"{result.wall_s:.1f} s; results in {out / store.PARQUET}")
+    return 0 if all_ok else 1
