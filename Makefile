@@ -4,13 +4,14 @@
 #                `make quick REPORT=reports/quick` regenerates the committed example)
 #   make test       the whole test suite (what CI runs)
 #   make test-fast  the unit tests: no Ray, nothing marked slow (a couple of minutes)
+#   make lint       ruff (lint and format check) and mypy, as CI runs them
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 OUT    ?= results/quick
 REPORT ?= $(OUT)/report
 
-.PHONY: setup quick test test-fast
+.PHONY: setup quick test test-fast lint format
 
 # The venv, with rnnbench installed editable and torch pinned by constraints.txt
 # (an unpinned torch would pull a multi-GB CUDA build).
@@ -27,7 +28,16 @@ quick: setup
 	$(BIN)/rnnbench report $(OUT) --out $(REPORT) && exit $$rc
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
+
+lint: setup
+	$(BIN)/ruff check rnnbench tests benchmarks
+	$(BIN)/ruff format --check rnnbench tests benchmarks
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff check --fix rnnbench tests benchmarks
+	$(BIN)/ruff format rnnbench tests benchmarks
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow and not ray"

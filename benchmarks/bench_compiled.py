@@ -24,11 +24,15 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from rnnbench.harness import allocator, gemm, single
 from rnnbench.core import compiled, models, strategies, tasks
+from rnnbench.harness import allocator, gemm, single
 
-CASES = (("elman", "bptt"), ("elman", "bptt_fused"), ("elman", "bptt_compiled"),
-         ("jordan", "teacher_forcing"))
+CASES = (
+    ("elman", "bptt"),
+    ("elman", "bptt_fused"),
+    ("elman", "bptt_compiled"),
+    ("jordan", "teacher_forcing"),
+)
 REFERENCE = "bptt_compiled"
 SETTINGS = ((1, 1024), (32, 4096))  # (batch, tau)
 HIDDEN = 128
@@ -67,27 +71,39 @@ def run(batch: int, tau: int, threads: int, rounds: int) -> None:
     times = {s: [] for s in steps}
     names = list(steps)
     for r in range(rounds):
-        for s in names[r % len(names):] + names[:r % len(names)]:
+        for s in names[r % len(names) :] + names[: r % len(names)]:
             fn = steps[s][0]
             times[s].append(timeit.Timer(fn).timeit(number[s]) / number[s] * 1e3)
-    print(f"\nB = {batch}, tau = {tau}, H = {HIDDEN}, n_in = n_out = 64, float32, "
-          f"{threads} thread(s); GEMM rate {rate:.1f} GFLOP/s; {rounds} rounds")
-    print(f"{'strategy':18} {'step ms':>9} {'bound ms':>9} {'step/bound':>10} "
-          f"{'time / ' + REFERENCE + ' per round: median [q1, q3]':>44}")
+    print(
+        f"\nB = {batch}, tau = {tau}, H = {HIDDEN}, n_in = n_out = 64, float32, "
+        f"{threads} thread(s); GEMM rate {rate:.1f} GFLOP/s; {rounds} rounds"
+    )
+    print(
+        f"{'strategy':18} {'step ms':>9} {'bound ms':>9} {'step/bound':>10} "
+        f"{'time / ' + REFERENCE + ' per round: median [q1, q3]':>44}"
+    )
     ref = np.array(times[REFERENCE])
     for s in names:
         t = np.array(times[s])
         bound = steps[s][1] / (rate * 1e9) * 1e3
-        print(f"{s:18} {np.median(t):9.2f} {bound:9.2f} {np.median(t) / bound:10.1f} "
-              f"{quartiles(t / ref):>44}")
+        print(
+            f"{s:18} {np.median(t):9.2f} {bound:9.2f} {np.median(t) / bound:10.1f} "
+            f"{quartiles(t / ref):>44}"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--setting", type=int, nargs=2, action="append", metavar=("B", "TAU"),
-                    help="batch and tau (repeatable); default: 1 1024 and 32 4096")
+    ap.add_argument(
+        "--setting",
+        type=int,
+        nargs=2,
+        action="append",
+        metavar=("B", "TAU"),
+        help="batch and tau (repeatable); default: 1 1024 and 32 4096",
+    )
     args = ap.parse_args()
     compiled.load()  # build or load the kernel before anything is timed
     print(f"allocator: {allocator.steady()} (as every rnnbench cell)")

@@ -74,12 +74,15 @@ def measure(cases: dict, threads: int, min_run_time: float, rounds: int, clocks:
     for _ in range(rounds):
         for name, fn in cases.items():
             for clock, timer in clocks.items():
-                m = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads,
-                                    timer=timer).blocked_autorange(min_run_time=min_run_time)
+                m = benchmark.Timer(
+                    stmt="fn()", globals={"fn": fn}, num_threads=threads, timer=timer
+                ).blocked_autorange(min_run_time=min_run_time)
                 rows[(name, clock)][0].append(m.median)
                 rows[(name, clock)][1].append(m.iqr)
-    return {k: (statistics.median(meds), statistics.median(iqrs), meds)
-            for k, (meds, iqrs) in rows.items()}
+    return {
+        k: (statistics.median(meds), statistics.median(iqrs), meds)
+        for k, (meds, iqrs) in rows.items()
+    }
 
 
 def ms(s: float) -> str:
@@ -89,15 +92,18 @@ def ms(s: float) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
-    ap.add_argument("--min-run-time", type=float, default=0.5,
-                    help="seconds per Timer.blocked_autorange call")
+    ap.add_argument(
+        "--min-run-time", type=float, default=0.5, help="seconds per Timer.blocked_autorange call"
+    )
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per case")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--taus", type=int, nargs="+", default=[256, 1024])
     args = ap.parse_args(argv)
 
-    print(f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs; "
-          f"float32, H={H}, n_in=n_out={N_IN}; forward+backward per step, ms")
+    print(
+        f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs; "
+        f"float32, H={H}, n_in=n_out={N_IN}; forward+backward per step, ms"
+    )
     print(f"load average before: {load()}")
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -116,8 +122,10 @@ def main(argv=None) -> None:
         cases[tf_key] = step_fn(models.Jordan, "teacher_forcing", tf_key[2], 1)
         res = measure(cases, threads, args.min_run_time, args.rounds, clocks)
 
-        print(f"\n## torch threads = {threads} (median over {args.rounds} interleaved rounds of "
-              f"Timer.blocked_autorange medians; IQR: median of the rounds' IQRs)")
+        print(
+            f"\n## torch threads = {threads} (median over {args.rounds} interleaved rounds of "
+            f"Timer.blocked_autorange medians; IQR: median of the rounds' IQRs)"
+        )
         head = "| B | tau |"
         rule = "|--:|----:|"
         for c in clocks:
@@ -130,22 +138,29 @@ def main(argv=None) -> None:
                 line, verdict = f"| {batch} | {tau} |", []
                 for c in clocks:
                     lo, fu = res[(("bptt", batch, tau), c)], res[(("bptt_fused", batch, tau), c)]
-                    line += (f" {ms(lo[0])} ({ms(lo[1])}) | {ms(fu[0])} ({ms(fu[1])}) |"
-                             f" {lo[0] / fu[0]:.2f} |")
+                    line += (
+                        f" {ms(lo[0])} ({ms(lo[1])}) | {ms(fu[0])} ({ms(fu[1])}) |"
+                        f" {lo[0] / fu[0]:.2f} |"
+                    )
                     verdict.append(f"{c} {'ok' if lo[0] / fu[0] <= 1.25 else 'MISSED'}")
                 print(line + " " + ", ".join(verdict) + " |")
         if ("bptt_fused", 1, tf_key[2]) in cases:
             for c in clocks:
                 tf, fu = res[(tf_key, c)], res[(("bptt_fused", 1, tf_key[2]), c)]
                 speedup = fu[0] / tf[0]
-                print(f"\nB=1, tau={tf_key[2]} ({c}): teacher_forcing {ms(tf[0])} ms "
-                      f"(IQR {ms(tf[1])}) vs bptt_fused {ms(fu[0])} ms: "
-                      f"{speedup:.1f}x faster (target >= 15: {'ok' if speedup >= 15 else 'MISSED'})")
+                print(
+                    f"\nB=1, tau={tf_key[2]} ({c}): teacher_forcing {ms(tf[0])} ms "
+                    f"(IQR {ms(tf[1])}) vs bptt_fused {ms(fu[0])} ms: "
+                    f"{speedup:.1f}x faster (target >= 15: {'ok' if speedup >= 15 else 'MISSED'})"
+                )
         print("\nper-round medians, ms:")
         for (name, c), (_, _, meds) in res.items():
-            print(f"  {name[0]:>15} B={name[1]:<2} tau={name[2]:<4} {c:>4}: "
-                  + ", ".join(ms(v) for v in meds))
+            print(
+                f"  {name[0]:>15} B={name[1]:<2} tau={name[2]:<4} {c:>4}: "
+                + ", ".join(ms(v) for v in meds)
+            )
     print(f"\nload average after: {load()}")
+
 
 if __name__ == "__main__":
     main()

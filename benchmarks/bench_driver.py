@@ -24,8 +24,8 @@ import time
 import ray
 from ray import cloudpickle
 
-from rnnbench.sweep import driver
 from rnnbench.job.cell import Cell
+from rnnbench.sweep import driver
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -36,8 +36,9 @@ def trivial(cell: Cell) -> dict:
 
 
 def cells(n: int, offset: int) -> list[Cell]:
-    return [Cell(model="elman", strategy="bptt", tau=8, hidden=8, seed=offset + i)
-            for i in range(n)]
+    return [
+        Cell(model="elman", strategy="bptt", tau=8, hidden=8, seed=offset + i) for i in range(n)
+    ]
 
 
 def one(n: int, offset: int, timeout: float | None) -> float:
@@ -45,8 +46,7 @@ def one(n: int, offset: int, timeout: float | None) -> float:
     todo = cells(n, offset)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        result = driver.run_sweep(todo, out, runner=trivial, cell_timeout=timeout,
-                                 progress=False)
+        result = driver.run_sweep(todo, out, runner=trivial, cell_timeout=timeout, progress=False)
         wall = time.perf_counter() - t0
     assert result.counts == {"ok": n}, result.counts
     return wall / n
@@ -66,12 +66,17 @@ def main() -> None:
         a = one(args.cells, base, None)
         b = one(args.cells, base + args.cells, 3600.0)
         ratios.append(b / a)
-        print(f"round {r + 1}: {args.cells} trivial cells: without --cell-timeout "
-              f"{a * 1e3:.2f} ms/cell, with {b * 1e3:.2f} ms/cell, ratio {b / a:.2f} "
-              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+        print(
+            f"round {r + 1}: {args.cells} trivial cells: without --cell-timeout "
+            f"{a * 1e3:.2f} ms/cell, with {b * 1e3:.2f} ms/cell, ratio {b / a:.2f} "
+            f"(load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
     ray.shutdown()
-    print(f"ratio with/without time-out, median over {len(ratios)} pair(s): "
-          f"{statistics.median(ratios):.2f}")
+    print(
+        f"ratio with/without time-out, median over {len(ratios)} pair(s): "
+        f"{statistics.median(ratios):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,35 +17,55 @@ import time
 
 import torch
 
-from rnnbench.harness import single
 from rnnbench.core import strategies
+from rnnbench.harness import single
 from rnnbench.job.cell import Cell
 
 BASE = dict(batch=1, hidden=128, task="text", dtype="float32", threads=1, train_steps=0)
 
 
 def cell(model: str, strategy: str, tau: int, repeats: int, **options) -> dict:
-    row = single.run_cell(Cell(model=model, strategy=strategy, tau=tau, repeats=repeats,
-                                strategy_options=options, **BASE))
+    row = single.run_cell(
+        Cell(
+            model=model,
+            strategy=strategy,
+            tau=tau,
+            repeats=repeats,
+            strategy_options=options,
+            **BASE,
+        )
+    )
     if row["status"] != "ok":
         raise SystemExit(f"{strategy} tau={tau}: {row['status']}: {row['error']}")
     return row
 
 
 def scaling(taus: list[int], repeats: int) -> None:
-    runs = [("elman", "bptt", {}), ("elman", "bptt_fused", {}),
-            ("elman", "checkpointed_bptt", {}), ("jordan", "teacher_forcing", {})]
-    print(f"\nB=1 H=128 n_in=n_out=64 float32, {torch.get_num_threads()} torch threads available,"
-          " 1 used per cell")
+    runs = [
+        ("elman", "bptt", {}),
+        ("elman", "bptt_fused", {}),
+        ("elman", "checkpointed_bptt", {}),
+        ("jordan", "teacher_forcing", {}),
+    ]
+    print(
+        f"\nB=1 H=128 n_in=n_out=64 float32, {torch.get_num_threads()} torch threads available,"
+        " 1 used per cell"
+    )
     print(f"{'tau':>6} {'strategy':<18} {'step ms':>9} {'IQR':>7} {'saved KiB':>10}")
     for tau in taus:
         rows = {s: cell(m, s, tau, repeats, **o) for m, s, o in runs}
         for s, r in rows.items():
-            print(f"{tau:>6} {s:<18} {r['step_ms_median']:>9.3f} {r['step_ms_iqr']:>7.3f} "
-                  f"{r['saved_bytes'] / 1024:>10.1f}")
-        tf, fused, loop = (rows[k]["step_ms_median"] for k in ("teacher_forcing", "bptt_fused", "bptt"))
-        print(f"{tau:>6} ratios: bptt_fused / teacher_forcing = {fused / tf:.1f}x, "
-              f"bptt / bptt_fused = {loop / fused:.2f}x")
+            print(
+                f"{tau:>6} {s:<18} {r['step_ms_median']:>9.3f} {r['step_ms_iqr']:>7.3f} "
+                f"{r['saved_bytes'] / 1024:>10.1f}"
+            )
+        tf, fused, loop = (
+            rows[k]["step_ms_median"] for k in ("teacher_forcing", "bptt_fused", "bptt")
+        )
+        print(
+            f"{tau:>6} ratios: bptt_fused / teacher_forcing = {fused / tf:.1f}x, "
+            f"bptt / bptt_fused = {loop / fused:.2f}x"
+        )
 
 
 def checkpointing(repeats: int) -> None:
@@ -54,19 +74,27 @@ def checkpointing(repeats: int) -> None:
     for impl in ("segment", "torch"):
         ckpt = cell("elman", "checkpointed_bptt", 1024, repeats, segments=32, impl=impl)
         print(f"  impl={impl}:")
-        print(f"    saved bytes: {ckpt['saved_bytes']} / {plain['saved_bytes']} = "
-              f"{ckpt['saved_bytes'] / plain['saved_bytes']:.1%} (target <= 15%)")
-        print(f"    step time:   {ckpt['step_ms_median']:.2f} / {plain['step_ms_median']:.2f} ms = "
-              f"{ckpt['step_ms_median'] / plain['step_ms_median']:.2f}x (target <= 1.5x)")
-        print(f"    peak bytes:  {ckpt['peak_bytes']} / {plain['peak_bytes']} = "
-              f"{ckpt['peak_bytes'] / plain['peak_bytes']:.1%}")
+        print(
+            f"    saved bytes: {ckpt['saved_bytes']} / {plain['saved_bytes']} = "
+            f"{ckpt['saved_bytes'] / plain['saved_bytes']:.1%} (target <= 15%)"
+        )
+        print(
+            f"    step time:   {ckpt['step_ms_median']:.2f} / {plain['step_ms_median']:.2f} ms = "
+            f"{ckpt['step_ms_median'] / plain['step_ms_median']:.2f}x (target <= 1.5x)"
+        )
+        print(
+            f"    peak bytes:  {ckpt['peak_bytes']} / {plain['peak_bytes']} = "
+            f"{ckpt['peak_bytes'] / plain['peak_bytes']:.1%}"
+        )
 
 
 def fidelity(repeats: int, rounds: int = 3) -> None:
     """The harness's median against a bare perf_counter loop around the same step,
     interleaved over ``rounds`` so drift on a shared machine touches both alike."""
-    print(f"\nharness fidelity (cell median vs bare time.perf_counter loop, same step; "
-          f"median of {rounds} interleaved rounds):")
+    print(
+        f"\nharness fidelity (cell median vs bare time.perf_counter loop, same step; "
+        f"median of {rounds} interleaved rounds):"
+    )
     for model, strategy, tau in (("elman", "bptt", 256), ("jordan", "teacher_forcing", 1024)):
         c = Cell(model=model, strategy=strategy, tau=tau, repeats=repeats, **BASE)
         cells, bares = [], []
@@ -85,9 +113,11 @@ def fidelity(repeats: int, rounds: int = 3) -> None:
                     times.append((time.perf_counter() - t0) * 1e3)
             bares.append(statistics.median(times))
         cell_ms, bare_ms = statistics.median(cells), statistics.median(bares)
-        print(f"  {model}+{strategy} tau={tau}: cell {cell_ms:.3f} ms, bare {bare_ms:.3f} ms, "
-              f"ratio {cell_ms / bare_ms:.3f} (target 0.85..1.15); rounds: cell "
-              f"{', '.join(f'{v:.2f}' for v in cells)} / bare {', '.join(f'{v:.2f}' for v in bares)}")
+        print(
+            f"  {model}+{strategy} tau={tau}: cell {cell_ms:.3f} ms, bare {bare_ms:.3f} ms, "
+            f"ratio {cell_ms / bare_ms:.3f} (target 0.85..1.15); rounds: cell "
+            f"{', '.join(f'{v:.2f}' for v in cells)} / bare {', '.join(f'{v:.2f}' for v in bares)}"
+        )
 
 
 def main() -> None:

@@ -28,12 +28,25 @@ from rnnbench.harness import runner
 from rnnbench.job.cell import Cell
 
 COMPARISONS = {
-    "tf_workers": dict(model="jordan", strategy="teacher_forcing", tau=65536, batch=1,
-                       workers=2, baseline={"workers": 1}),
-    "bptt_workers": dict(model="elman", strategy="bptt", tau=4096, batch=1, workers=2,
-                         baseline={"workers": 1}),
-    "tf_best_bptt": dict(model="jordan", strategy="teacher_forcing", tau=4096, batch=32,
-                         threads="all", baseline={"model": "elman", "strategy": "best_bptt"}),
+    "tf_workers": dict(
+        model="jordan",
+        strategy="teacher_forcing",
+        tau=65536,
+        batch=1,
+        workers=2,
+        baseline={"workers": 1},
+    ),
+    "bptt_workers": dict(
+        model="elman", strategy="bptt", tau=4096, batch=1, workers=2, baseline={"workers": 1}
+    ),
+    "tf_best_bptt": dict(
+        model="jordan",
+        strategy="teacher_forcing",
+        tau=4096,
+        batch=32,
+        threads="all",
+        baseline={"model": "elman", "strategy": "best_bptt"},
+    ),
 }
 
 
@@ -45,12 +58,16 @@ def main() -> None:
     args = p.parse_args()
     import ray
 
-    for attempt in range(5):  # Ray gives its raylet 30 s to start: a loaded machine may need more
+    for _ in range(5):  # Ray gives its raylet 30 s to start: a loaded machine may need more
         try:
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
-                     log_to_driver=False)
+            ray.init(
+                address="local",
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                log_to_driver=False,
+            )
             break
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             print(f"ray.init failed ({exc}); load {os.getloadavg()[0]:.1f}; trying again")
             ray.shutdown()
     else:
@@ -66,15 +83,17 @@ def main() -> None:
             if r["status"] != "ok" or r["baseline_error"]:
                 print(f"  run {run}: {r['status']} {r['error'] or ''} {r['baseline_error'] or ''}")
                 continue
-            print(f"  run {run}: speedup {r['speedup_median']:.2f}x "
-                  f"[Q1 {r['speedup_q1']:.2f}, Q3 {r['speedup_q3']:.2f}] over "
-                  f"{len(r['speedup_samples'])} pairs; cell {r['step_ms_median']:.0f} ms "
-                  f"({r['minor_faults_per_step']:.0f} faults/step), baseline "
-                  f"{r['baseline_step_ms_median']:.0f} ms "
-                  f"({r['baseline_minor_faults_per_step']:.0f} faults/step); threads "
-                  f"{r['threads']}; baseline as run {r['baseline_config']}"
-                  + (f" of {r['baseline_candidates_ms']} ms" if r["baseline_candidates_ms"]
-                     else "") + f"; load {before:.1f} -> {after:.1f}")
+            print(
+                f"  run {run}: speedup {r['speedup_median']:.2f}x "
+                f"[Q1 {r['speedup_q1']:.2f}, Q3 {r['speedup_q3']:.2f}] over "
+                f"{len(r['speedup_samples'])} pairs; cell {r['step_ms_median']:.0f} ms "
+                f"({r['minor_faults_per_step']:.0f} faults/step), baseline "
+                f"{r['baseline_step_ms_median']:.0f} ms "
+                f"({r['baseline_minor_faults_per_step']:.0f} faults/step); threads "
+                f"{r['threads']}; baseline as run {r['baseline_config']}"
+                + (f" of {r['baseline_candidates_ms']} ms" if r["baseline_candidates_ms"] else "")
+                + f"; load {before:.1f} -> {after:.1f}"
+            )
     ray.shutdown()
 
 

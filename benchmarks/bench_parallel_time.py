@@ -33,9 +33,9 @@ import time
 
 import torch
 
+from rnnbench.core import models, strategies
 from rnnbench.harness import allocator, memory
 from rnnbench.pit import diagnostics
-from rnnbench.core import models, strategies
 from rnnbench.pit.scan import linear_scan
 
 STRATS = ("scan_bptt", "deer", "quasi_deer")
@@ -50,7 +50,7 @@ def _problem(tau, hidden, rho=None, dtype=torch.float32, n_in=8, seed=0):
 
 
 def _load() -> str:
-    return "load %.1f %.1f %.1f" % os.getloadavg()
+    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
 
 # --------------------------------------------------------------------------- scan
@@ -77,7 +77,9 @@ def _hop(A, b):
 
 def part_scan(args):
     torch.set_num_threads(1)
-    print(f"\n== scan: ms per dense scan, float64, 1 thread, median of {args.pairs} turns ({_load()})")
+    print(
+        f"\n== scan: ms per dense scan, float64, 1 thread, median of {args.pairs} turns ({_load()})"
+    )
     impls = {"blelloch (kept)": linear_scan, "hillis_steele": _hillis_steele, "torch_hop": _hop}
     print(f"{'tau':>6} {'H':>4} " + " ".join(f"{k:>16}" for k in impls) + "   max |diff|")
     for tau, H in ((1024, 8), (1024, 32), (16384, 8)):
@@ -92,8 +94,11 @@ def part_scan(args):
                 t = time.perf_counter()
                 f(A, b)
                 times[k].append(time.perf_counter() - t)
-        print(f"{tau:>6} {H:>4} " + " ".join(f"{1e3 * statistics.median(v):>16.2f}"
-                                             for v in times.values()) + f"   {diff:.1e}")
+        print(
+            f"{tau:>6} {H:>4} "
+            + " ".join(f"{1e3 * statistics.median(v):>16.2f}" for v in times.values())
+            + f"   {diff:.1e}"
+        )
 
 
 # --------------------------------------------------------------------------- iterations
@@ -102,8 +107,10 @@ def part_scan(args):
 def part_iterations(args):
     torch.set_num_threads(args.threads[-1])
     tau, H = args.iter_tau, 32
-    print(f"\n== iterations: tau={tau}, H={H}, rho=0.9, float64, threads={args.threads[-1]} "
-          f"({_load()})")
+    print(
+        f"\n== iterations: tau={tau}, H={H}, rho=0.9, float64, threads={args.threads[-1]} "
+        f"({_load()})"
+    )
     m, x, _ = _problem(tau, H, rho=0.9, dtype=torch.float64)
     with torch.no_grad():
         ux = m.input_term(x)
@@ -119,14 +126,18 @@ def part_iterations(args):
                     h = elman_states(ux, m.W, method, tol=tol)
                     wall = time.perf_counter() - t
                 name = "deer" if method == "newton" else "quasi_deer"
-                print(f"{name:<11} tol={tol or 'default':<8} iterations={rec.iterations:<4} "
-                      f"converged={rec.converged} residual={rec.residual:.1e} "
-                      f"max|h - sequential|={float((h - ref).abs().max()):.1e} {wall:.2f} s")
+                print(
+                    f"{name:<11} tol={tol or 'default':<8} iterations={rec.iterations:<4} "
+                    f"converged={rec.converged} residual={rec.residual:.1e} "
+                    f"max|h - sequential|={float((h - ref).abs().max()):.1e} {wall:.2f} s"
+                )
         # How driven the units are decides quasi-DEER's count: the task's inputs through U
         # give pre-activations of std ~0.3 (units near linear, diag(J) a poor stand-in for
         # J); saturated units (1 - h^2 small) make J nearly diagonal-dominated and small.
-        print(f"pre-activation b + U x: std {float(ux.std()):.2f}; the same W driven harder "
-              "(b + U x replaced by N(0, s^2), default tol):")
+        print(
+            f"pre-activation b + U x: std {float(ux.std()):.2f}; the same W driven harder "
+            "(b + U x replaced by N(0, s^2), default tol):"
+        )
         gen = torch.Generator().manual_seed(1)
         for s in (1.0, 3.0):
             drive = s * torch.randn(ux.shape, generator=gen, dtype=ux.dtype)
@@ -134,8 +145,10 @@ def part_iterations(args):
             for method in ("newton", "quasi"):
                 with diagnostics.recording() as rec:
                     elman_states(drive, m.W, method)
-                counts.append(f"{'deer' if method == 'newton' else 'quasi_deer'} "
-                              f"{rec.iterations}{'' if rec.converged else ' (not converged)'}")
+                counts.append(
+                    f"{'deer' if method == 'newton' else 'quasi_deer'} "
+                    f"{rec.iterations}{'' if rec.converged else ' (not converged)'}"
+                )
             print(f"  s = {s:g}: " + ", ".join(counts))
 
 
@@ -149,10 +162,15 @@ def _step(m, x, y, strategy):
 
 
 def part_step(args):
-    print(f"\n== step: forward+backward time over bptt's (median of per-pair ratios), "
-          f"B=1, float32 ({_load()})")
-    print(f"{'thr':>3} {'tau':>6} {'H':>4} {'bptt ms':>9} " +
-          " ".join(f"{s:>11}" for s in STRATS) + "  pairs  load")
+    print(
+        f"\n== step: forward+backward time over bptt's (median of per-pair ratios), "
+        f"B=1, float32 ({_load()})"
+    )
+    print(
+        f"{'thr':>3} {'tau':>6} {'H':>4} {'bptt ms':>9} "
+        + " ".join(f"{s:>11}" for s in STRATS)
+        + "  pairs  load"
+    )
     for threads in args.threads:
         torch.set_num_threads(threads)
         for tau in args.taus:
@@ -169,9 +187,12 @@ def part_step(args):
                             b = _step(m, x, y, "bptt")
                             ratios[s].append(_step(m, x, y, s) / b)
                             base.append(b)
-                print(f"{threads:>3} {tau:>6} {H:>4} {1e3 * statistics.median(base):>9.1f} "
-                      + " ".join(f"{statistics.median(ratios[s]):>10.2f}x" for s in STRATS)
-                      + f"  {pairs:>5}  {os.getloadavg()[0]:.1f}", flush=True)
+                print(
+                    f"{threads:>3} {tau:>6} {H:>4} {1e3 * statistics.median(base):>9.1f} "
+                    + " ".join(f"{statistics.median(ratios[s]):>10.2f}x" for s in STRATS)
+                    + f"  {pairs:>5}  {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
 
 
 # --------------------------------------------------------------------------- memory
@@ -180,24 +201,26 @@ def part_step(args):
 def part_memory(args):
     torch.set_num_threads(1)
     tau = 2048
-    print(f"\n== memory: tau={tau}, B=1, float32; MB saved for backward / peak over one "
-          f"step, against tau B H^2 Jacobians ({_load()})")
+    print(
+        f"\n== memory: tau={tau}, B=1, float32; MB saved for backward / peak over one "
+        f"step, against tau B H^2 Jacobians ({_load()})"
+    )
     print(f"{'H':>4} {'jacobians':>10} " + " ".join(f"{s:>19}" for s in ("bptt", *STRATS)))
     for H in (16, 64, 128):
         m, x, y = _problem(tau, H)
         cells = []
         for s in ("bptt", *STRATS):
             with diagnostics.recording():
-                saved = memory.saved_bytes(lambda: strategies.loss(m, x, y, s),
-                                           keep=[*m.parameters(), x, y])
+                saved = memory.saved_bytes(
+                    lambda: strategies.loss(m, x, y, s), keep=[*m.parameters(), x, y]
+                )
                 peak, _ = memory.peak_bytes(lambda: strategies.loss(m, x, y, s).backward())
             cells.append(f"{saved / 1e6:>8.2f} / {peak / 1e6:>8.1f}")
         jac = tau * H * H * 4
         print(f"{H:>4} {jac / 1e6:>10.1f} " + " ".join(f"{c:>19}" for c in cells), flush=True)
 
 
-PARTS = {"scan": part_scan, "iterations": part_iterations, "step": part_step,
-         "memory": part_memory}
+PARTS = {"scan": part_scan, "iterations": part_iterations, "step": part_step, "memory": part_memory}
 
 
 def main():
@@ -208,11 +231,17 @@ def main():
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--iter-tau", type=int, default=65536)
     p.add_argument("--pairs", type=int, default=5, help="turns per scan implementation")
-    p.add_argument("--big-s", type=float, default=2.0,
-                   help="one pair instead of three when a warm-up step takes longer (s)")
+    p.add_argument(
+        "--big-s",
+        type=float,
+        default=2.0,
+        help="one pair instead of three when a warm-up step takes longer (s)",
+    )
     args = p.parse_args()
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {_load()}; "
-          f"allocator: {allocator.steady()} (as every rnnbench cell)")
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs, {_load()}; "
+        f"allocator: {allocator.steady()} (as every rnnbench cell)"
+    )
     for name in args.parts.split(","):
         PARTS[name](args)
 

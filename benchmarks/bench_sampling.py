@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch.utils import benchmark
 
-from rnnbench.harness import single, training
 from rnnbench.core import models, strategies
+from rnnbench.harness import single, training
 from rnnbench.job.cell import Cell
 
 
@@ -61,11 +61,13 @@ def main() -> None:
             def fixed_count():  # what a cell does now
                 fixed.extend(single.sample("step()", "pass", {"step": step}, cell).times)
 
-            for method in (autorange, fixed_count)[::1 if r % 2 else -1]:  # each goes first
+            for method in (autorange, fixed_count)[:: 1 if r % 2 else -1]:  # each goes first
                 method()
         a, f = np.median(auto) * 1e3, np.median(fixed) * 1e3
-        print(f"{model + ' + ' + strategy + f' tau={args.tau}':32} {a:12.3f} {len(auto):4d} "
-              f"{f:9.3f} {len(fixed):4d} {f / a:6.2f}")
+        print(
+            f"{model + ' + ' + strategy + f' tau={args.tau}':32} {a:12.3f} {len(auto):4d} "
+            f"{f:9.3f} {len(fixed):4d} {f / a:6.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ import time
 
 import ray
 
+from rnnbench.job.cell import Cell
 from rnnbench.results import store
 from rnnbench.sweep import driver
-from rnnbench.job.cell import Cell
 
 
 def trivial(cell: Cell) -> dict:
@@ -29,8 +29,9 @@ def trivial(cell: Cell) -> dict:
 
 
 def cells(n: int, offset: int) -> list[Cell]:
-    return [Cell(model="elman", strategy="bptt", tau=8, hidden=8, seed=offset + i)
-            for i in range(n)]
+    return [
+        Cell(model="elman", strategy="bptt", tau=8, hidden=8, seed=offset + i) for i in range(n)
+    ]
 
 
 def main() -> None:
@@ -43,15 +44,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         # warm-up: worker processes started, torch imported, registry actor up
         driver.run_sweep(cells(4, 10_000), out, runner=trivial, progress=False)
-        result = driver.run_sweep(cells(args.cells, 0), out, runner=trivial, max_in_flight=1,
-                                 progress=False)
+        result = driver.run_sweep(
+            cells(args.cells, 0), out, runner=trivial, max_in_flight=1, progress=False
+        )
         wall = dict(zip(*(store.load(out)[k] for k in ("cell_id", "wall_s"))))
     ray.shutdown()
     over = sorted((result.latency_s[c] - wall[c]) * 1e3 for c in result.latency_s)
     q = statistics.quantiles(over, n=10)
-    print(f"{len(over)} trivial cells, one at a time: Ray overhead per cell beyond the cell's "
-          f"own time: median {statistics.median(over):.1f} ms, p10 {q[0]:.1f} ms, "
-          f"p90 {q[-1]:.1f} ms, max {over[-1]:.1f} ms (target: median <= 30 ms)")
+    print(
+        f"{len(over)} trivial cells, one at a time: Ray overhead per cell beyond the cell's "
+        f"own time: median {statistics.median(over):.1f} ms, p10 {q[0]:.1f} ms, "
+        f"p90 {q[-1]:.1f} ms, max {over[-1]:.1f} ms (target: median <= 30 ms)"
+    )
 
 
 if __name__ == "__main__":

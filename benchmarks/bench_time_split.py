@@ -32,25 +32,41 @@ def main() -> None:
     ap.add_argument("--dtype", default="float64")
     args = ap.parse_args()
     ratios = []
-    print(f"{args.strategy} elman tau={args.tau} H={args.hidden} B={args.batch} {args.dtype}, "
-          f"1 thread per worker; load {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.strategy} elman tau={args.tau} H={args.hidden} B={args.batch} {args.dtype}, "
+        f"1 thread per worker; load {os.getloadavg()[0]:.1f}"
+    )
     for pair in range(args.pairs):
         ms = {}
         for workers in (1, args.workers):
-            cell = Cell(model="elman", strategy=args.strategy, task="text", tau=args.tau,
-                        batch=args.batch, hidden=args.hidden, dtype=args.dtype, threads=1,
-                        workers=workers, repeats=args.repeats, harness="group")
+            cell = Cell(
+                model="elman",
+                strategy=args.strategy,
+                task="text",
+                tau=args.tau,
+                batch=args.batch,
+                hidden=args.hidden,
+                dtype=args.dtype,
+                threads=1,
+                workers=workers,
+                repeats=args.repeats,
+                harness="group",
+            )
             row = group.run_cell(cell, cpus_per_worker=1)
             if row["status"] != "ok":
                 raise SystemExit(f"workers {workers}: {row['status']}: {row['error']}")
             ms[workers] = row["step_ms_median"]
-            print(f"pair {pair} workers {workers}: step {row['step_ms_median']:.1f} ms "
-                  f"(comm {row['comm_ms_median']:.1f} ms), iterations {row['iterations']}, "
-                  f"converged {row['converged']}, residual {row['residual']:.2g}")
+            print(
+                f"pair {pair} workers {workers}: step {row['step_ms_median']:.1f} ms "
+                f"(comm {row['comm_ms_median']:.1f} ms), iterations {row['iterations']}, "
+                f"converged {row['converged']}, residual {row['residual']:.2g}"
+            )
         ratios.append(ms[1] / ms[args.workers])
         print(f"pair {pair}: 1-worker / {args.workers}-worker step time = {ratios[-1]:.2f}")
-    print(f"median ratio {statistics.median(ratios):.2f} over {len(ratios)} pairs "
-          f"{[round(r, 2) for r in ratios]}; load {os.getloadavg()[0]:.1f}")
+    print(
+        f"median ratio {statistics.median(ratios):.2f} over {len(ratios)} pairs "
+        f"{[round(r, 2) for r in ratios]}; load {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

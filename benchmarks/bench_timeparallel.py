@@ -54,13 +54,20 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from rnnbench.core import strategies
 from rnnbench.harness import group
 from rnnbench.harness import single as one_process
-from rnnbench.core import strategies
 from rnnbench.job.cell import Cell
 
-BASE = dict(batch=1, hidden=128, task="text", task_options={"vocab": 64}, dtype="float32",
-            threads=1, train_steps=0)
+BASE = dict(
+    batch=1,
+    hidden=128,
+    task="text",
+    task_options={"vocab": 64},
+    dtype="float32",
+    threads=1,
+    train_steps=0,
+)
 
 
 class CpuTimed(group.Worker):
@@ -82,11 +89,11 @@ def run(model: str, strategy: str, tau: int, workers: int, repeats: int, single:
             per_rank[:] = super().steps(n, optimize)
             return per_rank
 
-    row = one_process.run_cell(c) if single else group.run_cell(c, group=Counted,
-                                                                    worker=CpuTimed)
+    row = one_process.run_cell(c) if single else group.run_cell(c, group=Counted, worker=CpuTimed)
     # per rank, the CPU time its process used per timed step (median, ms)
-    row["cpu"] = [1e3 * statistics.median(r["cpu"] for r in rank[group.WARMUP:])
-                  for rank in per_rank] or None
+    row["cpu"] = [
+        1e3 * statistics.median(r["cpu"] for r in rank[group.WARMUP :]) for rank in per_rank
+    ] or None
     if row["status"] != "ok":
         raise SystemExit(f"{model}+{strategy} workers={workers}: {row['status']}: {row['error']}")
     row["load"] = (load, os.getloadavg()[0])
@@ -96,8 +103,9 @@ def run(model: str, strategy: str, tau: int, workers: int, repeats: int, single:
 def _probe_rank(rank: int, world: int, port: int, cell: Cell, steps: int, queue) -> None:
     """One plain torch.distributed process: timeparallel's shard and loss, gloo, Adam."""
     torch.set_num_threads(cell.threads)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
     task, x, y = group.cell_batch(cell)
     model = group.initial_model(cell, task.n_in, task.n_out)
     part = group.shard(cell, x, y, rank)
@@ -111,8 +119,9 @@ def _probe_rank(rank: int, world: int, port: int, cell: Cell, steps: int, queue)
         if not part.empty:  # an idle rank (batch split, B < workers) only all-reduces
             for piece in group.local_losses(model, cell, part):
                 piece.backward()
-        flat = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1)
-                          for p in params])
+        flat = torch.cat(
+            [(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in params]
+        )
         dist.all_reduce(flat)
         for p, g in zip(params, flat.split([p.numel() for p in params])):
             p.grad = g.view_as(p)
@@ -130,9 +139,12 @@ def probe(cell: Cell, warmup: int = group.WARMUP) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     load = os.getloadavg()[0]
-    procs = [ctx.Process(target=_probe_rank,
-                         args=(r, cell.workers, port, cell, warmup + cell.repeats, queue))
-             for r in range(cell.workers)]
+    procs = [
+        ctx.Process(
+            target=_probe_rank, args=(r, cell.workers, port, cell, warmup + cell.repeats, queue)
+        )
+        for r in range(cell.workers)
+    ]
     for proc in procs:
         proc.start()
     per_rank = dict(queue.get() for _ in procs)
@@ -140,15 +152,29 @@ def probe(cell: Cell, warmup: int = group.WARMUP) -> dict:
         proc.join()
     steps = [1e3 * max(t) for t in zip(*(per_rank[r] for r in sorted(per_rank)))][warmup:]
     q = statistics.quantiles(steps, n=4, method="inclusive")
-    return {"step_ms_median": statistics.median(steps), "step_ms_iqr": q[2] - q[0],
-            "load": (load, os.getloadavg()[0])}
+    return {
+        "step_ms_median": statistics.median(steps),
+        "step_ms_iqr": q[2] - q[0],
+        "load": (load, os.getloadavg()[0]),
+    }
 
 
-def compare(name: str, model: str, strategy: str, tau: int, workers: list[int], repeats: int,
-            single: bool, target: str, plain: bool = False) -> tuple[float, float | None]:
+def compare(
+    name: str,
+    model: str,
+    strategy: str,
+    tau: int,
+    workers: list[int],
+    repeats: int,
+    single: bool,
+    target: str,
+    plain: bool = False,
+) -> tuple[float, float | None]:
     print(f"\n{name}: B=1 H=128 n_in=n_out=64 float32 tau={tau}, 1 thread per worker")
-    print(f"{'':<22}{'step ms':>9} {'IQR':>7} {'fwd':>8} {'bwd':>8} {'comm':>6} "
-          f"{'speedup':>8}  split  load(before→after)  CPU ms/step per rank")
+    print(
+        f"{'':<22}{'step ms':>9} {'IQR':>7} {'fwd':>8} {'bwd':>8} {'comm':>6} "
+        f"{'speedup':>8}  split  load(before→after)  CPU ms/step per rank"
+    )
     rows = {}
     if single:
         rows["1 process (measure)"] = run(model, strategy, tau, 1, repeats, True)
@@ -163,24 +189,30 @@ def compare(name: str, model: str, strategy: str, tau: int, workers: list[int], 
     for label, r in rows.items():
         ref = plain_base if "plain" in label else base
         if "plain" in label:
-            print(f"{label:<22}{r['step_ms_median']:>9.1f} {r['step_ms_iqr']:>7.1f} "
-                  f"{'':>8} {'':>8} {'':>6} {ref / r['step_ms_median']:>7.2f}x  "
-                  f"{strategies.get(strategy).split:<6} "
-                  f"{r['load'][0]:.1f}→{r['load'][1]:.1f}")
+            print(
+                f"{label:<22}{r['step_ms_median']:>9.1f} {r['step_ms_iqr']:>7.1f} "
+                f"{'':>8} {'':>8} {'':>6} {ref / r['step_ms_median']:>7.2f}x  "
+                f"{strategies.get(strategy).split:<6} "
+                f"{r['load'][0]:.1f}→{r['load'][1]:.1f}"
+            )
             continue
-        print(f"{label:<22}{r['step_ms_median']:>9.1f} {r['step_ms_iqr']:>7.1f} "
-              f"{r['fwd_ms_median']:>8.1f} {r['bwd_ms_median']:>8.1f} "
-              f"{r['comm_ms_median']:>6.2f} {ref / r['step_ms_median']:>7.2f}x  "
-              f"{r['split']:<6} {r['load'][0]:.1f}→{r['load'][1]:.1f}"
-              + (f"  {' / '.join(f'{v:.0f}' for v in r['cpu'])}" if r["cpu"] else "")
-              + (f"  [{r['error']}]" if r["error"] else ""))
+        print(
+            f"{label:<22}{r['step_ms_median']:>9.1f} {r['step_ms_iqr']:>7.1f} "
+            f"{r['fwd_ms_median']:>8.1f} {r['bwd_ms_median']:>8.1f} "
+            f"{r['comm_ms_median']:>6.2f} {ref / r['step_ms_median']:>7.2f}x  "
+            f"{r['split']:<6} {r['load'][0]:.1f}→{r['load'][1]:.1f}"
+            + (f"  {' / '.join(f'{v:.0f}' for v in r['cpu'])}" if r["cpu"] else "")
+            + (f"  [{r['error']}]" if r["error"] else "")
+        )
     ratio = base / rows[f"{workers[-1]} workers"]["step_ms_median"]
     print(f"  {workers[-1]} workers vs {workers[0]}: {ratio:.2f}x (target {target})")
     plain_ratio = None
     if plain_base:
         plain_ratio = plain_base / rows[f"{workers[-1]} plain processes"]["step_ms_median"]
-        print(f"  plain torch.distributed, {workers[-1]} processes vs {workers[0]}: "
-              f"{plain_ratio:.2f}x")
+        print(
+            f"  plain torch.distributed, {workers[-1]} processes vs {workers[0]}: "
+            f"{plain_ratio:.2f}x"
+        )
     return ratio, plain_ratio
 
 
@@ -203,29 +235,50 @@ def vcpu_speeds(loops: int = 3) -> dict[int, float]:
     return out
 
 
-def interleaved(name: str, model: str, strategy: str, tau: int, workers: list[int],
-                repeats: int, blocks: int, target: str) -> float:
+def interleaved(
+    name: str,
+    model: str,
+    strategy: str,
+    tau: int,
+    workers: list[int],
+    repeats: int,
+    blocks: int,
+    target: str,
+) -> float:
     """The product's paired cell: the N-worker cell with baseline {workers: 1}
     (rnnbench.harness.group.run_cell; both groups up, taking turns, A B B A ...,
     ranks moved to the next vCPUs between pairs).  ``blocks`` pairs of one step
     each; ``repeats`` is unused here (kept for the sequential comparison)."""
     n = workers[-1]
-    c = Cell(model=model, strategy=strategy, tau=tau, workers=n, repeats=blocks,
-             baseline={"workers": workers[0]}, **BASE)
-    print(f"\n{name}: B=1 H=128 n_in=n_out=64 float32 tau={tau}, 1 thread per worker, "
-          f"{blocks} pairs of one step each, taking turns")
+    c = Cell(
+        model=model,
+        strategy=strategy,
+        tau=tau,
+        workers=n,
+        repeats=blocks,
+        baseline={"workers": workers[0]},
+        **BASE,
+    )
+    print(
+        f"\n{name}: B=1 H=128 n_in=n_out=64 float32 tau={tau}, 1 thread per worker, "
+        f"{blocks} pairs of one step each, taking turns"
+    )
     load = os.getloadavg()[0]
     row = group.run_cell(c)
     if row["status"] != "ok" or row["baseline_error"]:
         raise SystemExit(f"{name}: {row['status']}: {row['error'] or row['baseline_error']}")
     print(f"  baseline as run: {row['baseline_config']}")
-    print(f"  {n} workers: median {row['step_ms_median']:.1f} ms (IQR {row['step_ms_iqr']:.1f}), "
-          f"{row['minor_faults_per_step']:.0f} minor faults/step; {workers[0]} worker: "
-          f"{row['baseline_step_ms_median']:.1f} ms (IQR {row['baseline_step_ms_iqr']:.1f}), "
-          f"{row['baseline_minor_faults_per_step']:.0f} faults/step")
-    print(f"  {n} workers vs {workers[0]}: per-pair speedup median {row['speedup_median']:.2f}x "
-          f"[Q1 {row['speedup_q1']:.2f}, Q3 {row['speedup_q3']:.2f}] (target {target}); "
-          f"load {load:.1f} -> {os.getloadavg()[0]:.1f}")
+    print(
+        f"  {n} workers: median {row['step_ms_median']:.1f} ms (IQR {row['step_ms_iqr']:.1f}), "
+        f"{row['minor_faults_per_step']:.0f} minor faults/step; {workers[0]} worker: "
+        f"{row['baseline_step_ms_median']:.1f} ms (IQR {row['baseline_step_ms_iqr']:.1f}), "
+        f"{row['baseline_minor_faults_per_step']:.0f} faults/step"
+    )
+    print(
+        f"  {n} workers vs {workers[0]}: per-pair speedup median {row['speedup_median']:.2f}x "
+        f"[Q1 {row['speedup_q1']:.2f}, Q3 {row['speedup_q3']:.2f}] (target {target}); "
+        f"load {load:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
     return row["speedup_median"]
 
 
@@ -236,44 +289,91 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--blocks", type=int, default=8, help="interleaved pairs (default 8)")
-    p.add_argument("--sequential", action="store_true",
-                   help="also time the cells one after the other through run_cell")
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="also time the cells one after the other through run_cell",
+    )
     p.add_argument("--rounds", type=int, default=1, help="rounds of the sequential comparison")
-    p.add_argument("--single", action="store_true",
-                   help="sequential: add the one-process measure row")
-    p.add_argument("--probe", action="store_true",
-                   help="sequential: add plain torch.distributed processes (no Ray)")
+    p.add_argument(
+        "--single", action="store_true", help="sequential: add the one-process measure row"
+    )
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="sequential: add plain torch.distributed processes (no Ray)",
+    )
     args = p.parse_args()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     print(f"{os.cpu_count()} CPUs; load average at start {os.getloadavg()}")
-    print("pure-Python loop pinned to each CPU (ms, best of 3): " + ", ".join(
-        f"cpu{c} {ms:.0f}" for c, ms in vcpu_speeds().items()))
-    tf = interleaved("Jordan + teacher_forcing (time split)", "jordan", "teacher_forcing",
-                     args.tau, args.workers, args.repeats, args.blocks, ">= 1.7x")
-    bp = interleaved("Elman + bptt (batch split only)", "elman", "bptt", args.elman_tau,
-                     args.workers, args.repeats, args.blocks, "<= 1.1x")
+    print(
+        "pure-Python loop pinned to each CPU (ms, best of 3): "
+        + ", ".join(f"cpu{c} {ms:.0f}" for c, ms in vcpu_speeds().items())
+    )
+    tf = interleaved(
+        "Jordan + teacher_forcing (time split)",
+        "jordan",
+        "teacher_forcing",
+        args.tau,
+        args.workers,
+        args.repeats,
+        args.blocks,
+        ">= 1.7x",
+    )
+    bp = interleaved(
+        "Elman + bptt (batch split only)",
+        "elman",
+        "bptt",
+        args.elman_tau,
+        args.workers,
+        args.repeats,
+        args.blocks,
+        "<= 1.1x",
+    )
     summary = []
     for r in range(args.rounds if args.sequential else 0):
         print(f"\n=== sequential round {r + 1} of {args.rounds}")
-        tf_s, tf_plain = compare("Jordan + teacher_forcing (time split)", "jordan",
-                                 "teacher_forcing", args.tau, args.workers, args.repeats,
-                                 args.single, ">= 1.7x", plain=args.probe)
-        bp_s, bp_plain = compare("Elman + bptt (batch split only)", "elman", "bptt",
-                                 args.elman_tau, args.workers, args.repeats, args.single,
-                                 "<= 1.1x", plain=args.probe)
+        tf_s, tf_plain = compare(
+            "Jordan + teacher_forcing (time split)",
+            "jordan",
+            "teacher_forcing",
+            args.tau,
+            args.workers,
+            args.repeats,
+            args.single,
+            ">= 1.7x",
+            plain=args.probe,
+        )
+        bp_s, bp_plain = compare(
+            "Elman + bptt (batch split only)",
+            "elman",
+            "bptt",
+            args.elman_tau,
+            args.workers,
+            args.repeats,
+            args.single,
+            "<= 1.1x",
+            plain=args.probe,
+        )
         summary.append((tf_s, tf_plain, bp_s, bp_plain))
     print(f"\nsummary ({args.workers[-1]} workers vs {args.workers[0]}):")
-    print(f"  interleaved: teacher_forcing {tf:.2f}x (target >= 1.7x), "
-          f"bptt {bp:.2f}x (target <= 1.1x)")
+    print(
+        f"  interleaved: teacher_forcing {tf:.2f}x (target >= 1.7x), "
+        f"bptt {bp:.2f}x (target <= 1.1x)"
+    )
     for i, (tf_s, tf_plain, bp_s, bp_plain) in enumerate(summary, 1):
-        print(f"  sequential round {i}: teacher_forcing {tf_s:.2f}x"
-              + (f" (plain torch.distributed {tf_plain:.2f}x)" if tf_plain else "")
-              + f", bptt {bp_s:.2f}x"
-              + (f" (plain torch.distributed {bp_plain:.2f}x)" if bp_plain else ""))
+        print(
+            f"  sequential round {i}: teacher_forcing {tf_s:.2f}x"
+            + (f" (plain torch.distributed {tf_plain:.2f}x)" if tf_plain else "")
+            + f", bptt {bp_s:.2f}x"
+            + (f" (plain torch.distributed {bp_plain:.2f}x)" if bp_plain else "")
+        )
     if len(summary) > 1:
         tf_m, bp_m = (statistics.median(r[i] for r in summary) for i in (0, 2))
-        print(f"  sequential, median over {len(summary)} rounds: teacher_forcing {tf_m:.2f}x, "
-              f"bptt {bp_m:.2f}x")
+        print(
+            f"  sequential, median over {len(summary)} rounds: teacher_forcing {tf_m:.2f}x, "
+            f"bptt {bp_m:.2f}x"
+        )
     ray.shutdown()
 
 

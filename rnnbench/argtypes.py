@@ -11,6 +11,7 @@ from rnnbench.errors import UsageError, check_int
 
 def _int_at_least(low: int):
     """An argparse type: :func:`check_int`'s rule, on the option's text."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -21,6 +22,7 @@ def _int_at_least(low: int):
         except UsageError as exc:
             what = str(exc).split(": ", 1)[1].rsplit(", got", 1)[0]
             raise argparse.ArgumentTypeError(f"{what}, got {text!r}") from None
+
     return parse
 
 

@@ -9,11 +9,11 @@ import sys
 
 from rnnbench.argtypes import non_negative_int, positive_float, positive_int
 from rnnbench.core import strategies, tasks
-from rnnbench.job.cell import Cell
+from rnnbench.core.models import MODELS
 from rnnbench.errors import UsageError
 from rnnbench.facts import ALL, DEVICES, DTYPES, OK
+from rnnbench.job.cell import Cell
 from rnnbench.results.rows import LIST_KEYS, ROW_KEYS
-from rnnbench.core.models import MODELS
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -61,12 +61,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--tau", required=True, type=positive_int, help="sequence length")
     a("--batch", type=positive_int, default=1)
     a("--hidden", type=positive_int, default=128)
-    a("--n-in", type=positive_int, help="input size (text: the vocabulary; delayed_recall: symbols+1)")
+    a(
+        "--n-in",
+        type=positive_int,
+        help="input size (text: the vocabulary; delayed_recall: symbols+1)",
+    )
     a("--n-out", type=positive_int, help="output size (must equal --n-in for these tasks)")
-    a("--task", choices=list(tasks.TASKS), default=None,
-      help="default: text (sequence_parity for single_output)")
-    a("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
-      help="a strategy option, e.g. k=32, segments=16, chunk=256, feedback=argmax")
+    a(
+        "--task",
+        choices=list(tasks.TASKS),
+        default=None,
+        help="default: text (sequence_parity for single_output)",
+    )
+    a(
+        "--option",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a strategy option, e.g. k=32, segments=16, chunk=256, feedback=argmax",
+    )
     a("--task-option", action="append", type=_option, default=[], metavar="KEY=VALUE")
     a("--threads", type=threads, default=1, help="a count, or 'all' (the node's CPUs)")
     a("--device", choices=DEVICES, default="cpu")
@@ -74,15 +88,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--workers", type=positive_int, default=1)
     a("--train-steps", type=non_negative_int, default=0)
     a("--lr", type=positive_float, default=1e-2)
-    a("--repeats", type=positive_int, default=20,
-      help="exactly this many timing samples (default 20)")
+    a(
+        "--repeats",
+        type=positive_int,
+        default=20,
+        help="exactly this many timing samples (default 20)",
+    )
     a("--seed", type=non_negative_int, default=0)
-    a("--rho", type=positive_float, default=None,
-      help="rescale W at init to this spectral radius (elman, single_output)")
+    a(
+        "--rho",
+        type=positive_float,
+        default=None,
+        help="rescale W at init to this spectral radius (elman, single_output)",
+    )
     a("--timeout", type=positive_float, default=None, help="seconds before the cell is a time-out")
-    a("--baseline", type=overrides, default=None, metavar="FIELD=VALUE[,...]",
-      help="time the cell against itself with these fields changed, taking turns, e.g. "
-           "workers=1, threads=1, model=elman,strategy=best_bptt")
+    a(
+        "--baseline",
+        type=overrides,
+        default=None,
+        metavar="FIELD=VALUE[,...]",
+        help="time the cell against itself with these fields changed, taking turns, e.g. "
+        "workers=1, threads=1, model=elman,strategy=best_bptt",
+    )
     a("--json", action="store_true", help="print exactly one JSON object on stdout")
 
 
@@ -109,12 +136,26 @@ def cell_from_args(args: argparse.Namespace) -> Cell:
     task = args.task or ("sequence_parity" if args.model == "single_output" else "text")
     task_options = dict(args.task_option)
     task_options.update(_sizes_to_task_options(task, args.n_in, args.n_out))
-    return Cell(model=args.model, strategy=args.strategy, tau=args.tau, batch=args.batch,
-                hidden=args.hidden, task=task, strategy_options=dict(args.option),
-                task_options=task_options, seed=args.seed, threads=args.threads,
-                device=args.device, workers=args.workers, train_steps=args.train_steps,
-                lr=args.lr, repeats=args.repeats, dtype=args.dtype, rho=args.rho,
-                baseline=getattr(args, "baseline", None))
+    return Cell(
+        model=args.model,
+        strategy=args.strategy,
+        tau=args.tau,
+        batch=args.batch,
+        hidden=args.hidden,
+        task=task,
+        strategy_options=dict(args.option),
+        task_options=task_options,
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+        workers=args.workers,
+        train_steps=args.train_steps,
+        lr=args.lr,
+        repeats=args.repeats,
+        dtype=args.dtype,
+        rho=args.rho,
+        baseline=getattr(args, "baseline", None) or (),
+    )
 
 
 def _fmt(value) -> str:
@@ -126,10 +167,31 @@ def _fmt(value) -> str:
 
 
 # what the table shows: the row without its lists and its least telling fields
-TABLE_KEYS = tuple(k for k in ROW_KEYS if k not in LIST_KEYS + (
-    "task_options", "n_params", "seed", "harness", "dtype", "train_steps", "lr", "repeats",
-    "workers_active", "neighbours", "attempt", "python", "ray", "rnnbench", "git_commit", "host",
-    "timestamp"))
+TABLE_KEYS = tuple(
+    k
+    for k in ROW_KEYS
+    if k
+    not in LIST_KEYS
+    + (
+        "task_options",
+        "n_params",
+        "seed",
+        "harness",
+        "dtype",
+        "train_steps",
+        "lr",
+        "repeats",
+        "workers_active",
+        "neighbours",
+        "attempt",
+        "python",
+        "ray",
+        "rnnbench",
+        "git_commit",
+        "host",
+        "timestamp",
+    )
+)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -143,8 +205,9 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError("--device: cuda was asked for but no CUDA device is available")
     row = run_cell(cell, timeout_s=args.timeout)
     if args.json:
-        clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v
-                 for k, v in row.items()}  # strict JSON: NaN becomes null
+        clean = {
+            k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()
+        }  # strict JSON: NaN becomes null
         json.dump(clean, sys.stdout, default=str, allow_nan=False)
         sys.stdout.write("\n")
     else:

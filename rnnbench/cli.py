@@ -18,8 +18,10 @@ COMMANDS = {
     "bench": ("rnnbench.bench", "run one benchmark cell and print its row"),
     "run": ("rnnbench.sweep.command", "run a sweep (a job file) on Ray, resumably"),
     "report": ("rnnbench.report", "turn results folders into tables, plots and claims"),
-    "compare": ("rnnbench.report.compare", "compare two runs configuration by configuration "
-                "(exit 1 on a regression)"),
+    "compare": (
+        "rnnbench.report.compare",
+        "compare two runs configuration by configuration (exit 1 on a regression)",
+    ),
 }
 
 
@@ -48,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command = argv[0]
     if command not in COMMANDS:
-        print(f"rnnbench: error: unknown command {command!r}; allowed: {', '.join(COMMANDS)}",
-              file=sys.stderr)
+        print(
+            f"rnnbench: error: unknown command {command!r}; allowed: {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
         return 2
     module = importlib.import_module(COMMANDS[command][0])
     parser = _Parser(prog=f"rnnbench {command}", description=COMMANDS[command][1])
@@ -65,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rnnbench {command}: error: {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        hint = "; rows written so far are kept: run the same command again to resume" \
-            if command == "run" else ""
+        hint = (
+            "; rows written so far are kept: run the same command again to resume"
+            if command == "run"
+            else ""
+        )
         print(f"rnnbench {command}: interrupted{hint}", file=sys.stderr)
         return 130
 

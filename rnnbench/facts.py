@@ -49,7 +49,11 @@ SELF_FEEDING = ("free_running", "scheduled_sampling")
 # --------------------------------------------------------------------------- verdicts
 
 HOLDS, FAILS, NOT_MEASURED, BY_CONSTRUCTION = (
-    "holds", "does not hold", "not measured", "by construction")
+    "holds",
+    "does not hold",
+    "not measured",
+    "by construction",
+)
 VERDICTS = (HOLDS, FAILS, NOT_MEASURED, BY_CONSTRUCTION)
 
 # --------------------------------------------------------------------------- thresholds

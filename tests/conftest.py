@@ -32,7 +32,8 @@ def one_thread():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test that uses the shared Ray is marked ``ray`` (``make test-fast`` leaves them out)."""
+    """Every test that uses the shared Ray is marked ``ray`` (``make test-fast`` leaves them
+    out)."""
     for item in items:
         if "ray_session" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)

@@ -15,8 +15,13 @@ def wait_cpus_free(ray, seconds: float, why: str) -> None:
     deadline = time.monotonic() + seconds
     while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
         if time.monotonic() > deadline:
-            live = [(v["name"], v["state"]) for v in placement_group_table().values()
-                    if v["state"] != "REMOVED"]
-            pytest.fail(f"{why}: available {ray.available_resources()}; "
-                        f"placement groups not removed: {live}")
+            live = [
+                (v["name"], v["state"])
+                for v in placement_group_table().values()
+                if v["state"] != "REMOVED"
+            ]
+            pytest.fail(
+                f"{why}: available {ray.available_resources()}; "
+                f"placement groups not removed: {live}"
+            )
         time.sleep(0.01)

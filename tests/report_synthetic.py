@@ -24,71 +24,145 @@ SEEDS = (0, 1, 2)
 LAWS = {
     ("elman", "bptt"): {"time": (0.02, 1.0), "saved": (4096.0, 1.0), "peak": (2.0e5, 0.5)},
     ("elman", "bptt_fused"): {"time": (0.008, 1.0), "saved": (4096.0, 1.0), "peak": (2.0e5, 0.5)},
-    ("jordan", "teacher_forcing"): {"time": (0.05, 0.5), "saved": (4096.0, 1.0),
-                                    "peak": (3.0e5, 0.5)},
+    ("jordan", "teacher_forcing"): {
+        "time": (0.05, 0.5),
+        "saved": (4096.0, 1.0),
+        "peak": (3.0e5, 0.5),
+    },
 }
-DEPTH = {"bptt": lambda t: t, "bptt_fused": lambda t: t, "teacher_forcing": lambda t: 1,
-         "free_running": lambda t: t}
+DEPTH = {
+    "bptt": lambda t: t,
+    "bptt_fused": lambda t: t,
+    "teacher_forcing": lambda t: 1,
+    "free_running": lambda t: t,
+}
 
 # (task, model) -> (accuracy, per-token loss) after training
 TRAINED = {
-    ("delayed_recall", "elman"): (0.95, 0.2), ("delayed_recall", "jordan"): (0.13, 2.0),
-    ("running_parity", "elman"): (0.99, 0.05), ("running_parity", "jordan"): (0.99, 0.04),
-    ("text", "elman"): (0.55, 1.6), ("text", "jordan"): (0.35, 2.4),
+    ("delayed_recall", "elman"): (0.95, 0.2),
+    ("delayed_recall", "jordan"): (0.13, 2.0),
+    ("running_parity", "elman"): (0.99, 0.05),
+    ("running_parity", "jordan"): (0.99, 0.04),
+    ("text", "elman"): (0.55, 1.6),
+    ("text", "jordan"): (0.35, 2.4),
 }
 TRAIN_STRATEGY = {"elman": "bptt", "jordan": "teacher_forcing"}
 TASK_OPTIONS = {"delayed_recall": {"k": 5, "symbols": 8}, "running_parity": {}, "text": {}}
 
-ENV = {"python": "3.11.2", "torch": "2.5.1", "ray": "2.59.0", "rnnbench": "0.1.0",
-       "git_commit": "abc1234", "host": "testhost", "cpu_model": "Synthetic CPU @ 3 GHz",
-       "gpu_name": None}
+ENV = {
+    "python": "3.11.2",
+    "torch": "2.5.1",
+    "ray": "2.59.0",
+    "rnnbench": "0.1.0",
+    "git_commit": "abc1234",
+    "host": "testhost",
+    "cpu_model": "Synthetic CPU @ 3 GHz",
+    "gpu_name": None,
+}
 
 
 def _row(**fields) -> dict:
     row = dict.fromkeys(ROW_KEYS, None)
-    row.update(strategy_options={}, task="text", task_options={}, batch=1, hidden=32,
-               n_in=8, n_out=8, n_params=1000, seed=0, threads=1, device="cpu", workers=1,
-               dtype="float32", train_steps=0, lr=0.01, repeats=5, status="ok", error=None,
-               split=None, neighbours=0, attempt=1, timestamp="2025-01-01T12:00:00+00:00",
-               wall_s=1.0, peak_method="rss", **ENV)
+    row.update(
+        strategy_options={},
+        task="text",
+        task_options={},
+        batch=1,
+        hidden=32,
+        n_in=8,
+        n_out=8,
+        n_params=1000,
+        seed=0,
+        threads=1,
+        device="cpu",
+        workers=1,
+        dtype="float32",
+        train_steps=0,
+        lr=0.01,
+        repeats=5,
+        status="ok",
+        error=None,
+        split=None,
+        neighbours=0,
+        attempt=1,
+        timestamp="2025-01-01T12:00:00+00:00",
+        wall_s=1.0,
+        peak_method="rss",
+        **ENV,
+    )
     row.update(fields)
     if row.get("chance_acc") is None:  # what a measured row records: 1/symbols, 1/2, or none
-        chance = {"delayed_recall": 1 / TASK_OPTIONS["delayed_recall"]["symbols"],
-                  "running_parity": 0.5, "temporal_xor": 0.5}.get(row["task"], math.nan)
+        chance = {
+            "delayed_recall": 1 / TASK_OPTIONS["delayed_recall"]["symbols"],
+            "running_parity": 0.5,
+            "temporal_xor": 0.5,
+        }.get(row["task"], math.nan)
         row["chance_acc"] = chance
-    blob = json.dumps({k: row.get(k) for k in ("model", "strategy", "task", "tau", "batch", "seed",
-                                               "workers", "split", "harness", "train_steps",
-                                               "status", "threads", "hidden", "baseline",
-                                               "strategy_options", "task_options", "rho")},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            k: row.get(k)
+            for k in (
+                "model",
+                "strategy",
+                "task",
+                "tau",
+                "batch",
+                "seed",
+                "workers",
+                "split",
+                "harness",
+                "train_steps",
+                "status",
+                "threads",
+                "hidden",
+                "baseline",
+                "strategy_options",
+                "task_options",
+                "rho",
+            )
+        },
+        sort_keys=True,
+        default=str,
+    )
     row["cell_id"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return row
 
 
-def timing_rows(laws=LAWS, taus=TAUS, seeds=SEEDS, noise=0.03, rng=None,
-                batch=1) -> list[dict]:
+def timing_rows(laws=LAWS, taus=TAUS, seeds=SEEDS, noise=0.03, rng=None, batch=1) -> list[dict]:
     """One row per model × strategy × τ × seed, measures following ``laws``."""
     rng = rng or np.random.default_rng(0)
     rows = []
     for (model, strategy), law in laws.items():
         for tau in taus:
             for seed in seeds:
+
                 def draw(key):
                     a, k = law[key]
-                    return a * tau ** k * math.exp(rng.normal(0.0, noise))
+                    return a * tau**k * math.exp(rng.normal(0.0, noise))
 
                 ms = draw("time")
-                rows.append(_row(model=model, strategy=strategy, tau=tau, seed=seed, batch=batch,
-                                 step_ms_median=ms, step_ms_iqr=ms * 0.05,
-                                 step_ms_samples=[ms * 0.98, ms, ms * 1.02],
-                                 fwd_ms_median=ms * 0.4, bwd_ms_median=ms * 0.6,
-                                 saved_bytes=draw("saved"), peak_bytes=draw("peak"),
-                                 flops=1e4 * tau, depth=DEPTH[strategy](tau)))
+                rows.append(
+                    _row(
+                        model=model,
+                        strategy=strategy,
+                        tau=tau,
+                        seed=seed,
+                        batch=batch,
+                        step_ms_median=ms,
+                        step_ms_iqr=ms * 0.05,
+                        step_ms_samples=[ms * 0.98, ms, ms * 1.02],
+                        fwd_ms_median=ms * 0.4,
+                        bwd_ms_median=ms * 0.6,
+                        saved_bytes=draw("saved"),
+                        peak_bytes=draw("peak"),
+                        flops=1e4 * tau,
+                        depth=DEPTH[strategy](tau),
+                    )
+                )
     return rows
 
 
-def trained_rows(trained=TRAINED, tau=64, seeds=SEEDS, exposure_gap=0.3,
-                 rng=None) -> list[dict]:
+def trained_rows(trained=TRAINED, tau=64, seeds=SEEDS, exposure_gap=0.3, rng=None) -> list[dict]:
     """Rows after training (batch 16, one τ): accuracy and loss per task × model, curves,
     horizons; their step time is a constant, at a single τ it fits no law."""
     rng = rng or np.random.default_rng(1)
@@ -101,51 +175,105 @@ def trained_rows(trained=TRAINED, tau=64, seeds=SEEDS, exposure_gap=0.3,
             free = loss_s + exposure_gap if model == "jordan" else loss_s
             acc_free = acc_s - 0.05 if model == "jordan" else acc_s
             steps = np.arange(0, 101, 10)
-            curve = [[int(s), 0.01 * s * (2 if model == "elman" else 1),
-                      loss_s + 2.0 * math.exp(-s / 30)] for s in steps]
+            curve = [
+                [
+                    int(s),
+                    0.01 * s * (2 if model == "elman" else 1),
+                    loss_s + 2.0 * math.exp(-s / 30),
+                ]
+                for s in steps
+            ]
             horizon = [1, 2, 4, 8, 16, 32, 64]
-            rows.append(_row(
-                model=model, strategy=strategy, task=task, task_options=TASK_OPTIONS[task],
-                tau=tau, batch=16, seed=seed, train_steps=300, step_ms_median=1.0, saved_bytes=1e5,
-                peak_bytes=1e6, depth=DEPTH[strategy](tau), loss_tf=loss_s, loss_free=free,
-                acc_tf=acc_s, acc_free=acc_free, train_curve=curve, horizon_t=horizon,
-                horizon_loss_tf=[loss_s] * len(horizon),
-                horizon_loss_free=[loss_s + (exposure_gap * h / 64 if model == "jordan" else 0)
-                                   for h in horizon]))
+            rows.append(
+                _row(
+                    model=model,
+                    strategy=strategy,
+                    task=task,
+                    task_options=TASK_OPTIONS[task],
+                    tau=tau,
+                    batch=16,
+                    seed=seed,
+                    train_steps=300,
+                    step_ms_median=1.0,
+                    saved_bytes=1e5,
+                    peak_bytes=1e6,
+                    depth=DEPTH[strategy](tau),
+                    loss_tf=loss_s,
+                    loss_free=free,
+                    acc_tf=acc_s,
+                    acc_free=acc_free,
+                    train_curve=curve,
+                    horizon_t=horizon,
+                    horizon_loss_tf=[loss_s] * len(horizon),
+                    horizon_loss_free=[
+                        loss_s + (exposure_gap * h / 64 if model == "jordan" else 0)
+                        for h in horizon
+                    ],
+                )
+            )
     return rows
 
 
-def worker_rows(tf_speedups=(1.0, 1.8, 3.2), elman_speedups=(1.0, 0.97, 0.95),
-                tau=1024, laws=LAWS, spread=0.02, baseline=True, seeds=(0,)) -> list[dict]:
+def worker_rows(
+    tf_speedups=(1.0, 1.8, 3.2),
+    elman_speedups=(1.0, 0.97, 0.95),
+    tau=1024,
+    laws=LAWS,
+    spread=0.02,
+    baseline=True,
+    seeds=(0,),
+) -> list[dict]:
     """Time-parallel rows on 1, 2, 4 workers, all timed by the worker-group harness
     (``split`` 'time' or 'batch'; the 1-worker baseline has ``harness='group'``), each
     with raw samples spread ±``spread`` around its median (quartiles at about ±spread/2).
     ``baseline=False`` leaves the 1-worker rows out."""
     rows = []
-    for model, strategy, split, speedups in (("jordan", "teacher_forcing", "time", tf_speedups),
-                                             ("elman", "bptt", "batch", elman_speedups)):
+    for model, strategy, split, speedups in (
+        ("jordan", "teacher_forcing", "time", tf_speedups),
+        ("elman", "bptt", "batch", elman_speedups),
+    ):
         a, k = laws[(model, strategy)]["time"]
-        base = a * tau ** k  # the law's single-worker time
+        base = a * tau**k  # the law's single-worker time
         for workers, s in zip((1, 2, 4), speedups):
             if workers == 1 and not baseline:
                 continue
             ms = base / s
             for seed in seeds:
-                rows.append(_row(model=model, strategy=strategy, tau=tau, workers=workers,
-                                 seed=seed, split=split,
-                                 harness="group" if workers == 1 else "auto",
-                                 step_ms_median=ms, step_ms_iqr=ms * spread,
-                                 step_ms_samples=list(ms * np.linspace(1 - spread, 1 + spread, 9)),
-                                 comm_ms_median=0.1 * workers, depth=DEPTH[strategy](tau)))
+                rows.append(
+                    _row(
+                        model=model,
+                        strategy=strategy,
+                        tau=tau,
+                        workers=workers,
+                        seed=seed,
+                        split=split,
+                        harness="group" if workers == 1 else "auto",
+                        step_ms_median=ms,
+                        step_ms_iqr=ms * spread,
+                        step_ms_samples=list(ms * np.linspace(1 - spread, 1 + spread, 9)),
+                        comm_ms_median=0.1 * workers,
+                        depth=DEPTH[strategy](tau),
+                    )
+                )
     return rows
 
 
 def failed_rows() -> list[dict]:
     return [
-        _row(model="elman", strategy="bptt", tau=65536, status="oom",
-             error="Traceback (most recent call last):\n...\nRuntimeError: out of memory"),
-        _row(model="jordan", strategy="teacher_forcing", tau=32768, status="crashed",
-             error="worker died unexpectedly"),
+        _row(
+            model="elman",
+            strategy="bptt",
+            tau=65536,
+            status="oom",
+            error="Traceback (most recent call last):\n...\nRuntimeError: out of memory",
+        ),
+        _row(
+            model="jordan",
+            strategy="teacher_forcing",
+            tau=32768,
+            status="crashed",
+            error="worker died unexpectedly",
+        ),
     ]
 
 
@@ -153,11 +281,22 @@ def claims_rows(gap=0.3, deer_speedup=0.5, **hardware) -> list[dict]:
     """The evidence only the claims use: paired hardware and overhead comparisons, DEER
     iterations and a paired DEER timing, Jordan fed its own outputs on delayed recall,
     text generation with its W = 0 control (free-running ``gap`` above teacher-forced)."""
-    return (hardware_rows(**hardware) + overhead_rows() + deer_rows()
-            + paired_rows("elman", "deer", deer_speedup, {"strategy": "bptt"}, tau=4096,
-                          iterations=6, converged=True)
-            + capacity_rows({("jordan", "free_running"): 0.5}, tau=64)
-            + exposure_rows(gap=gap))
+    return (
+        hardware_rows(**hardware)
+        + overhead_rows()
+        + deer_rows()
+        + paired_rows(
+            "elman",
+            "deer",
+            deer_speedup,
+            {"strategy": "bptt"},
+            tau=4096,
+            iterations=6,
+            converged=True,
+        )
+        + capacity_rows({("jordan", "free_running"): 0.5}, tau=64)
+        + exposure_rows(gap=gap)
+    )
 
 
 def frame(**kwargs) -> pd.DataFrame:
@@ -177,44 +316,103 @@ def write_rows(rows: pd.DataFrame | list, folder: Path) -> Path:
 # --------------------------------------------------------------------------- claims' evidence
 
 
-def law_rows(a: float, b: float, k: float = 1.0, taus=TAUS, seeds=(0,), noise=0.02,
-             model="elman", strategy="bptt", rng=None, **fields) -> list[dict]:
+def law_rows(
+    a: float,
+    b: float,
+    k: float = 1.0,
+    taus=TAUS,
+    seeds=(0,),
+    noise=0.02,
+    model="elman",
+    strategy="bptt",
+    rng=None,
+    **fields,
+) -> list[dict]:
     """Timing cells whose step time follows T = a + b·τ^k (times log-normal noise)."""
     rng = rng or np.random.default_rng(7)
     rows = []
     for tau in taus:
         for seed in seeds:
-            ms = (a + b * tau ** k) * math.exp(rng.normal(0.0, noise))
-            rows.append(_row(model=model, strategy=strategy, tau=tau, seed=seed,
-                             step_ms_median=ms, step_ms_iqr=ms * 0.05, saved_bytes=4096.0 * tau,
-                             depth=tau, **fields))
+            ms = (a + b * tau**k) * math.exp(rng.normal(0.0, noise))
+            rows.append(
+                _row(
+                    model=model,
+                    strategy=strategy,
+                    tau=tau,
+                    seed=seed,
+                    step_ms_median=ms,
+                    step_ms_iqr=ms * 0.05,
+                    saved_bytes=4096.0 * tau,
+                    depth=tau,
+                    **fields,
+                )
+            )
     return rows
 
 
-def paired_rows(model: str, strategy: str, speedup: float, baseline: dict, spread=0.03,
-                pairs=9, seed=0, ms=10.0, **fields) -> list[dict]:
+def paired_rows(
+    model: str,
+    strategy: str,
+    speedup: float,
+    baseline: dict,
+    spread=0.03,
+    pairs=9,
+    seed=0,
+    ms=10.0,
+    **fields,
+) -> list[dict]:
     """One cell timed against its ``baseline`` in alternating blocks: ``pairs`` per-pair
     ratios baseline/this around ``speedup`` (±``spread``, log-spaced)."""
     ratios = list(speedup * np.exp(np.linspace(-spread, spread, pairs)))
-    return [_row(model=model, strategy=strategy, seed=seed, step_ms_median=ms,
-                 step_ms_iqr=ms * 0.05, baseline=json.dumps(baseline, sort_keys=True),
-                 baseline_step_ms_median=ms * speedup, speedup_median=speedup,
-                 speedup_q1=ratios[pairs // 4], speedup_q3=ratios[3 * pairs // 4],
-                 speedup_samples=ratios, depth=fields.pop("depth", 1), **fields)]
+    return [
+        _row(
+            model=model,
+            strategy=strategy,
+            seed=seed,
+            step_ms_median=ms,
+            step_ms_iqr=ms * 0.05,
+            baseline=json.dumps(baseline, sort_keys=True),
+            baseline_step_ms_median=ms * speedup,
+            speedup_median=speedup,
+            speedup_q1=ratios[pairs // 4],
+            speedup_q3=ratios[3 * pairs // 4],
+            speedup_samples=ratios,
+            depth=fields.pop("depth", 1),
+            **fields,
+        )
+    ]
 
 
-def hardware_rows(bptt_cores=0.7, tf_cores=1.5, deer_workers=None, tf_workers=1.8,
-                  tau=1024) -> list[dict]:
+def hardware_rows(
+    bptt_cores=0.7, tf_cores=1.5, deer_workers=None, tf_workers=1.8, tau=1024
+) -> list[dict]:
     """All cores against one thread for Elman BPTT and Jordan + teacher forcing, and two
     workers against one for teacher forcing (and Elman + deer when given)."""
-    rows = (paired_rows("elman", "bptt", bptt_cores, {"threads": 1}, tau=tau, threads=2)
-            + paired_rows("jordan", "teacher_forcing", tf_cores, {"threads": 1}, tau=tau,
-                          threads=2)
-            + paired_rows("jordan", "teacher_forcing", tf_workers, {"workers": 1}, tau=tau * 16,
-                          workers=2, split="time", harness="group"))
+    rows = (
+        paired_rows("elman", "bptt", bptt_cores, {"threads": 1}, tau=tau, threads=2)
+        + paired_rows("jordan", "teacher_forcing", tf_cores, {"threads": 1}, tau=tau, threads=2)
+        + paired_rows(
+            "jordan",
+            "teacher_forcing",
+            tf_workers,
+            {"workers": 1},
+            tau=tau * 16,
+            workers=2,
+            split="time",
+            harness="group",
+        )
+    )
     if deer_workers is not None:
-        rows += paired_rows("elman", "deer", deer_workers, {"workers": 1}, tau=tau, workers=2,
-                            split="time", harness="group")
+        rows += paired_rows(
+            "elman",
+            "deer",
+            deer_workers,
+            {"workers": 1},
+            tau=tau,
+            workers=2,
+            split="time",
+            harness="group",
+        )
     return rows
 
 
@@ -225,37 +423,70 @@ def overhead_rows(vs_loop=20.0, vs_compiled=2.0, tau=1024) -> list[dict]:
     for threads in (1, 2):
         for batch in (1, 32):
             for base, s in (("bptt", vs_loop), ("bptt_compiled", vs_compiled)):
-                rows += paired_rows("jordan", "teacher_forcing", s,
-                                    {"model": "elman", "strategy": base}, tau=tau,
-                                    threads=threads, batch=batch)
+                rows += paired_rows(
+                    "jordan",
+                    "teacher_forcing",
+                    s,
+                    {"model": "elman", "strategy": base},
+                    tau=tau,
+                    threads=threads,
+                    batch=batch,
+                )
     return rows
 
 
-def deer_rows(iterations=lambda tau: 6, converged=True, rho=0.9, taus=(64, 256, 1024, 4096),
-              strategy="deer") -> list[dict]:
+def deer_rows(
+    iterations=lambda tau: 6, converged=True, rho=0.9, taus=(64, 256, 1024, 4096), strategy="deer"
+) -> list[dict]:
     """Elman + deer timing cells with Newton iteration counts."""
-    return [_row(model="elman", strategy=strategy, tau=tau, rho=rho, step_ms_median=1.0,
-                 iterations=iterations(tau), converged=converged, residual=1e-12,
-                 depth=iterations(tau) * scan_depth(tau)) for tau in taus]
+    return [
+        _row(
+            model="elman",
+            strategy=strategy,
+            tau=tau,
+            rho=rho,
+            step_ms_median=1.0,
+            iterations=iterations(tau),
+            converged=converged,
+            residual=1e-12,
+            depth=iterations(tau) * scan_depth(tau),
+        )
+        for tau in taus
+    ]
 
 
-def capacity_rows(acc, task="delayed_recall", seeds=SEEDS, steps=300, tau=32,
-                  jitter=0.01) -> list[dict]:
+def capacity_rows(
+    acc, task="delayed_recall", seeds=SEEDS, steps=300, tau=32, jitter=0.01
+) -> list[dict]:
     """Trained rows: ``acc`` maps (model, strategy) to its accuracy on its own outputs."""
     rng = np.random.default_rng(3)
     rows = []
     for (model, strategy), a in acc.items():
         for seed in seeds:
             v = min(1.0, a + rng.normal(0.0, jitter))
-            rows.append(_row(model=model, strategy=strategy, task=task,
-                             task_options=TASK_OPTIONS.get(task, {}), tau=tau, batch=16,
-                             seed=seed, train_steps=steps, loss_tf=1.0 - v, loss_free=1.0 - v,
-                             acc_tf=v, acc_free=v, depth=tau))
+            rows.append(
+                _row(
+                    model=model,
+                    strategy=strategy,
+                    task=task,
+                    task_options=TASK_OPTIONS.get(task, {}),
+                    tau=tau,
+                    batch=16,
+                    seed=seed,
+                    train_steps=steps,
+                    loss_tf=1.0 - v,
+                    loss_free=1.0 - v,
+                    acc_tf=v,
+                    acc_free=v,
+                    depth=tau,
+                )
+            )
     return rows
 
 
-def exposure_rows(gap=0.3, feedback_worth=0.8, seeds=SEEDS, steps=300, loss=2.0,
-                  task_options=None, control=True) -> list[dict]:
+def exposure_rows(
+    gap=0.3, feedback_worth=0.8, seeds=SEEDS, steps=300, loss=2.0, task_options=None, control=True
+) -> list[dict]:
     """Jordan + teacher forcing on text generation (input none): free-running loss
     ``gap`` above the teacher-forced one; the W = 0 control ``feedback_worth`` above it
     (equal on both losses, as W = 0 makes them)."""
@@ -264,14 +495,41 @@ def exposure_rows(gap=0.3, feedback_worth=0.8, seeds=SEEDS, steps=300, loss=2.0,
     rows = []
     for seed in seeds:
         j = rng.normal(0.0, 0.01)
-        rows.append(_row(model="jordan", strategy="teacher_forcing", task="text",
-                         task_options=opts, tau=64, batch=16, seed=seed, train_steps=steps,
-                         loss_tf=loss + j, loss_free=loss + j + gap + rng.normal(0.0, 0.01),
-                         acc_tf=0.3, acc_free=0.25, depth=1))
+        rows.append(
+            _row(
+                model="jordan",
+                strategy="teacher_forcing",
+                task="text",
+                task_options=opts,
+                tau=64,
+                batch=16,
+                seed=seed,
+                train_steps=steps,
+                loss_tf=loss + j,
+                loss_free=loss + j + gap + rng.normal(0.0, 0.01),
+                acc_tf=0.3,
+                acc_free=0.25,
+                depth=1,
+            )
+        )
         if control:
             c = loss + feedback_worth + rng.normal(0.0, 0.01)
-            rows.append(_row(model="jordan", strategy="teacher_forcing", task="text",
-                             task_options=opts, strategy_options={"w_zero": True}, tau=64,
-                             batch=16, seed=seed, train_steps=steps, loss_tf=c, loss_free=c,
-                             acc_tf=0.2, acc_free=0.2, depth=1))
+            rows.append(
+                _row(
+                    model="jordan",
+                    strategy="teacher_forcing",
+                    task="text",
+                    task_options=opts,
+                    strategy_options={"w_zero": True},
+                    tau=64,
+                    batch=16,
+                    seed=seed,
+                    train_steps=steps,
+                    loss_tf=c,
+                    loss_free=c,
+                    acc_tf=0.2,
+                    acc_free=0.2,
+                    depth=1,
+                )
+            )
     return rows

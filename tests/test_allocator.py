@@ -1,4 +1,5 @@
-"""The allocator conditions of timing (rnnbench.harness.allocator): large blocks reuse their pages."""
+"""The allocator conditions of timing (rnnbench.harness.allocator): large blocks reuse
+their pages."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 
 from rnnbench.harness import allocator, runner
 from rnnbench.job.cell import Cell
-
 
 
 def _glibc() -> bool:
@@ -40,8 +40,9 @@ print((faults() - f0) / 5)
 
 
 def faults_per_block(mode: str) -> float:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True
+    )
     return float(out.stdout)
 
 
@@ -56,7 +57,6 @@ def test_steady_reuses_the_pages_of_large_blocks():
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's mallopt")
 def test_rows_record_the_allocator_their_cell_ran_under(one_thread):
-    row = runner.run_cell(Cell(model="elman", strategy="bptt", tau=4, batch=1, hidden=4,
-                               repeats=1))
+    row = runner.run_cell(Cell(model="elman", strategy="bptt", tau=4, batch=1, hidden=4, repeats=1))
     assert row["status"] == "ok", row.get("error")
     assert row["allocator"] == allocator.STEADY == allocator.steady() == allocator.state()

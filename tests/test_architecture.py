@@ -33,8 +33,10 @@ def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
                 if node.level:
                     up = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join(up + ([node.module] if node.module else []))
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                           for a in node.names]
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                    for a in node.names
+                ]
             else:
                 continue
             edges |= {t for t in targets if t in modules and t != name}
@@ -52,7 +54,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         path.pop()
@@ -67,7 +69,10 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_circle_in_rnnbench():
     graph = import_graph()
-    assert "rnnbench.harness.single" in graph and "rnnbench.results.rows" in graph["rnnbench.harness.single"]
+    assert (
+        "rnnbench.harness.single" in graph
+        and "rnnbench.results.rows" in graph["rnnbench.harness.single"]
+    )
     cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle)
 
@@ -80,18 +85,23 @@ def test_the_circle_finder_sees_a_circle(tmp_path):
     (pkg / "a.py").write_text("from . import b\n")
     (pkg / "b.py").write_text("def f():\n    from .c import g\n")
     (pkg / "c.py").write_text("import rnnbench.a\n")
-    assert find_cycle(import_graph(pkg)) == ["rnnbench.a", "rnnbench.b", "rnnbench.c",
-                                             "rnnbench.a"]
+    assert find_cycle(import_graph(pkg)) == ["rnnbench.a", "rnnbench.b", "rnnbench.c", "rnnbench.a"]
     (pkg / "c.py").write_text("import os\n")
     assert find_cycle(import_graph(pkg)) is None
 
 
 def _imports_torch(code: str) -> bool:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint('torch' in sys.modules)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys\nprint('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip().splitlines()[-1] == "True"
 
 
 def test_reading_rows_does_not_import_torch():
-    assert not _imports_torch("import rnnbench.results.store, rnnbench.report.tidy, rnnbench.results.rows")
+    assert not _imports_torch(
+        "import rnnbench.results.store, rnnbench.report.tidy, rnnbench.results.rows"
+    )
     assert _imports_torch("import rnnbench.harness.single")  # the check can say yes

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 import report_synthetic as rs
+
 from rnnbench.report import claims, fit, intervals
 
 HOLDS, FAILS, NM = "holds", "does not hold", "not measured"
@@ -77,8 +77,15 @@ def test_cells_timed_beside_others_never_enter_a_time_fit():
 def test_training_cells_never_enter_a_fit():
     rows = rs.law_rows(a=1.0, b=0.01)
     # trained cells at the same τ with a wildly different step time
-    rows += [{**r, "train_steps": 300, "step_ms_median": r["step_ms_median"] * r["tau"],
-              "cell_id": r["cell_id"] + "t"} for r in rows]
+    rows += [
+        {
+            **r,
+            "train_steps": 300,
+            "step_ms_median": r["step_ms_median"] * r["tau"],
+            "cell_id": r["cell_id"] + "t",
+        }
+        for r in rows
+    ]
     c = judged(rows)["bptt_time_linear"]
     assert c.verdict == HOLDS and c.cells == 7
 
@@ -152,8 +159,15 @@ def test_teacher_forcing_against_the_compiled_loop_splits_overhead_from_parallel
 def test_tf_faster_judges_the_fastest_bptt_in_every_setting():
     assert verdict(rs.overhead_rows(), "tf_faster_one_device") == HOLDS
     rows = rs.overhead_rows()
-    rows += rs.paired_rows("jordan", "teacher_forcing", 0.7, {"model": "elman",
-                           "strategy": "bptt_fused"}, tau=1024, threads=1, batch=32)
+    rows += rs.paired_rows(
+        "jordan",
+        "teacher_forcing",
+        0.7,
+        {"model": "elman", "strategy": "bptt_fused"},
+        tau=1024,
+        threads=1,
+        batch=32,
+    )
     c = judged(rows)["tf_faster_one_device"]
     assert c.verdict == FAILS and "fastest BPTT (bptt_fused)" in c.evidence
 
@@ -161,8 +175,16 @@ def test_tf_faster_judges_the_fastest_bptt_in_every_setting():
 def test_tf_faster_on_unpaired_cells_uses_seeds():
     assert verdict(rs.timing_rows(), "tf_faster_one_device") == HOLDS
     assert verdict(rs.timing_rows(seeds=(0,)), "tf_faster_one_device") == NM
-    slow = rs.timing_rows(laws={**rs.LAWS, ("jordan", "teacher_forcing"): {
-        "time": (0.05, 1.2), "saved": (1.0, 1.0), "peak": (1.0, 1.0)}})
+    slow = rs.timing_rows(
+        laws={
+            **rs.LAWS,
+            ("jordan", "teacher_forcing"): {
+                "time": (0.05, 1.2),
+                "saved": (1.0, 1.0),
+                "peak": (1.0, 1.0),
+            },
+        }
+    )
     assert verdict(slow, "tf_faster_one_device") == FAILS
 
 
@@ -180,22 +202,48 @@ def test_deer_depth_holds_with_bounded_iterations_and_fails_otherwise():
 
 def test_deer_faster_from_paired_timings():
     def rows(s):
-        return rs.paired_rows("elman", "deer", s, {"strategy": "bptt"}, tau=4096, hidden=8,
-                              iterations=6, converged=True)
+        return rs.paired_rows(
+            "elman",
+            "deer",
+            s,
+            {"strategy": "bptt"},
+            tau=4096,
+            hidden=8,
+            iterations=6,
+            converged=True,
+        )
+
     assert verdict(rows(3.0), "deer_faster") == HOLDS
     assert verdict(rows(0.3), "deer_faster") == FAILS
 
 
 def test_deer_faster_ignores_runs_stopped_short_of_the_answer():
     def rows(s, converged):
-        return rs.paired_rows("elman", "deer", s, {"strategy": "bptt"}, tau=4096, hidden=8,
-                              iterations=64, converged=converged)
+        return rs.paired_rows(
+            "elman",
+            "deer",
+            s,
+            {"strategy": "bptt"},
+            tau=4096,
+            hidden=8,
+            iterations=64,
+            converged=converged,
+        )
+
     c = judged(rows(3.0, False))["deer_faster"]
     assert c.verdict == NM and "not converged after 64 iterations" in c.evidence
     assert verdict(rows(3.0, True), "deer_faster") == HOLDS
     # one converged setting that wins still decides; the unconverged one is listed
-    mixed = rows(3.0, True) + rs.paired_rows("elman", "quasi_deer", 5.0, {"strategy": "bptt"},
-                                             tau=4096, hidden=8, iterations=64, converged=False)
+    mixed = rows(3.0, True) + rs.paired_rows(
+        "elman",
+        "quasi_deer",
+        5.0,
+        {"strategy": "bptt"},
+        tau=4096,
+        hidden=8,
+        iterations=64,
+        converged=False,
+    )
     c = judged(mixed)["deer_faster"]
     assert c.verdict == HOLDS and "quasi_deer" in c.evidence and "not converged" in c.evidence
 
@@ -203,8 +251,11 @@ def test_deer_faster_ignores_runs_stopped_short_of_the_answer():
 # --------------------------------------------------------------------------- capability
 
 
-CAPACITY = {("elman", "bptt"): 0.99, ("jordan", "teacher_forcing"): 0.13,
-            ("jordan", "free_running"): 0.56}
+CAPACITY = {
+    ("elman", "bptt"): 0.99,
+    ("jordan", "teacher_forcing"): 0.13,
+    ("jordan", "free_running"): 0.56,
+}
 
 
 def test_capacity_is_judged_on_jordans_best_strategy():
@@ -222,8 +273,12 @@ def test_capacity_from_teacher_forcing_alone_is_not_measured():
 
 def test_a_one_seed_twenty_step_loss_comparison_is_not_measured():
     rows = rs.capacity_rows(CAPACITY, seeds=(0,), steps=20)
-    rows += rs.capacity_rows({("elman", "bptt"): 0.5, ("jordan", "teacher_forcing"): 0.3},
-                             task="text", seeds=(0,), steps=20)
+    rows += rs.capacity_rows(
+        {("elman", "bptt"): 0.5, ("jordan", "teacher_forcing"): 0.3},
+        task="text",
+        seeds=(0,),
+        steps=20,
+    )
     got = judged(rows)
     for key in ("jordan_less_powerful", "belief_jordan_better"):
         assert got[key].verdict == NM, key
@@ -236,8 +291,7 @@ def test_parity_holds_when_jordan_solves_it_and_not_otherwise():
     solved = {("elman", "bptt"): 0.99, ("jordan", "teacher_forcing"): 0.99}
     assert verdict(rs.capacity_rows(solved, task="running_parity"), "jordan_fine_parity") == HOLDS
     failed = {("elman", "bptt"): 0.99, ("jordan", "teacher_forcing"): 0.55}
-    assert verdict(rs.capacity_rows(failed, task="running_parity"),
-                   "jordan_fine_parity") == FAILS
+    assert verdict(rs.capacity_rows(failed, task="running_parity"), "jordan_fine_parity") == FAILS
 
 
 def test_belief_needs_jordan_better_on_every_task():
@@ -254,8 +308,9 @@ def test_belief_needs_jordan_better_on_every_task():
 
 def test_exposure_bias_in_a_generation_setting_with_its_control():
     c = judged(rs.exposure_rows())["exposure_bias"]
-    assert c.verdict == HOLDS and "W = 0 control" in c.evidence and "control gap +0.000" in \
-        c.evidence
+    assert (
+        c.verdict == HOLDS and "W = 0 control" in c.evidence and "control gap +0.000" in c.evidence
+    )
     assert verdict(rs.exposure_rows(gap=-0.1), "exposure_bias") == FAILS
 
 
@@ -279,9 +334,17 @@ def test_every_rule_prints_its_text_gate_and_decision():
         assert c.claim and c.rule and c.gate and c.evidence
         assert c.verdict in claims.VERDICTS
     with pytest.raises(ValueError):
-        claims.judge(claims.Rule("k", "chapter", "t", lambda r: "", lambda r: "",
-                                 lambda rows, r: claims.Decision("probably")),
-                     pd.DataFrame(rs.law_rows(a=1.0, b=0.01)))
+        claims.judge(
+            claims.Rule(
+                "k",
+                "chapter",
+                "t",
+                lambda r: "",
+                lambda r: "",
+                lambda rows, r: claims.Decision("probably"),
+            ),
+            pd.DataFrame(rs.law_rows(a=1.0, b=0.01)),
+        )
 
 
 def test_every_setting_means_every_setting():
@@ -294,9 +357,15 @@ def test_every_setting_means_every_setting():
 
 
 def test_a_best_bptt_baseline_is_judged_as_the_strategy_it_stood_for():
-    rows = rs.paired_rows("jordan", "teacher_forcing", 0.8,
-                          {"model": "elman", "strategy": "best_bptt"}, tau=4096, batch=32,
-                          baseline_config='{"model": "elman", "strategy": "bptt_fused"}')
+    rows = rs.paired_rows(
+        "jordan",
+        "teacher_forcing",
+        0.8,
+        {"model": "elman", "strategy": "best_bptt"},
+        tau=4096,
+        batch=32,
+        baseline_config='{"model": "elman", "strategy": "bptt_fused"}',
+    )
     c = judged(rows)["tf_faster_one_device"]
     assert c.verdict == FAILS and "fastest BPTT (bptt_fused)" in c.evidence
 

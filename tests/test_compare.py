@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 import report_synthetic as rs
-from rnnbench import cli
-from rnnbench.results import store
-from rnnbench.report import build_report, compare, plots
 from test_architecture import _imports_torch
 from test_report import CHROMIUM, _images_loaded
+
+from rnnbench import cli
+from rnnbench.report import build_report, compare, plots
+from rnnbench.results import store
 
 # Two seeds, three τ, each row with 9 raw samples spread ±2% around its median.
 TAUS = (32, 128, 512)
@@ -41,8 +41,10 @@ def results(folder: Path, rows: list[dict]) -> Path:
 def two_runs(tmp_path):
     """The laptop and the cluster node: same job, another machine and thread count."""
     laptop = results(tmp_path / "laptop", job_rows(1))
-    node = results(tmp_path / "node", job_rows(2, threads=4, host="node7", git_commit="def5678",
-                                                cpu_model="Cluster CPU @ 2 GHz"))
+    node = results(
+        tmp_path / "node",
+        job_rows(2, threads=4, host="node7", git_commit="def5678", cpu_model="Cluster CPU @ 2 GHz"),
+    )
     return laptop, node
 
 
@@ -164,8 +166,10 @@ def test_an_extra_tau_is_listed_as_not_compared(tmp_path, capsys):
 
 def test_different_hidden_sizes_never_match(tmp_path, capsys):
     base = results(tmp_path / "base", job_rows(1))
-    new = results(tmp_path / "new", [dict(r, hidden=64) if r["strategy"] != "bptt" else r
-                                     for r in job_rows(2)])
+    new = results(
+        tmp_path / "new",
+        [dict(r, hidden=64) if r["strategy"] != "bptt" else r for r in job_rows(2)],
+    )
     c = compare.compare(base, new)
     assert set(c.matched["strategy_label"]) == {"bptt"} and (c.matched["hidden"] == 32).all()
     assert len(c.only) == 2 * 2 * len(TAUS)  # each of the two others at H=32 and at H=64
@@ -180,8 +184,7 @@ def test_a_configuration_that_fails_in_new_fails_the_gate(two_runs, capsys):
     for path in (new / "rows").glob("*.json"):
         row = json.loads(path.read_text())
         if row["strategy"] == "bptt_fused" and row["tau"] == 512:
-            row.update(status="oom", error="out of memory", step_ms_median=None,
-                       step_ms_samples=[])
+            row.update(status="oom", error="out of memory", step_ms_median=None, step_ms_samples=[])
             path.write_text(json.dumps(row))
     code, out, _ = run("compare", base, new, capsys=capsys)
     assert code == 1 and "NOT OK IN NEW: elman + bptt_fused" in out and "oom" in out
@@ -195,14 +198,25 @@ def _failed_only(d: Path):
     results(d, rs.failed_rows())
 
 
-@pytest.mark.parametrize("make, extra, message", [
-    (_empty, (), "not a results folder"),
-    (lambda d: None, (), "no such results folder"),
-    (_failed_only, (), "no ok rows to compare"),
-    (lambda d: results(d, job_rows(3)), ("--measure", "loss_tf"), "--measure: invalid choice"),
-    (lambda d: results(d, job_rows(3)), ("--measure", "loss_free"), "loss_free measured in both"),
-    (lambda d: results(d, job_rows(3)), ("--threshold", "0.9"), "--threshold: must be a number >= 1"),
-])
+@pytest.mark.parametrize(
+    "make, extra, message",
+    [
+        (_empty, (), "not a results folder"),
+        (lambda d: None, (), "no such results folder"),
+        (_failed_only, (), "no ok rows to compare"),
+        (lambda d: results(d, job_rows(3)), ("--measure", "loss_tf"), "--measure: invalid choice"),
+        (
+            lambda d: results(d, job_rows(3)),
+            ("--measure", "loss_free"),
+            "loss_free measured in both",
+        ),
+        (
+            lambda d: results(d, job_rows(3)),
+            ("--threshold", "0.9"),
+            "--threshold: must be a number >= 1",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, extra, message):
     good = results(tmp_path / "good", job_rows(1))
     make(tmp_path / "bad")
@@ -214,8 +228,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, extra, message
 def test_a_real_cell_measured_twice_saves_the_same_bytes(tmp_path, capsys, one_thread):
     """Two real runs of one small cell: saved bytes are a property of the computation,
     so the two runs compare at exactly 1.0 (step times are noisy and not asserted)."""
-    from rnnbench.job.cell import Cell
     from rnnbench.harness.single import run_cell
+    from rnnbench.job.cell import Cell
 
     cells = [Cell(model="elman", strategy="bptt", tau=16, hidden=8, repeats=2)]
     a, b = tmp_path / "a", tmp_path / "b"
@@ -243,8 +257,9 @@ def multi(tmp_path_factory):
     """The laptop and the node in one report (plots drawn), once for the module."""
     tmp = tmp_path_factory.mktemp("multi")
     laptop = results(tmp / "laptop", job_rows(1))
-    node = results(tmp / "node", job_rows(2, threads=4, git_commit="def5678",
-                                          cpu_model="Cluster CPU @ 2 GHz"))
+    node = results(
+        tmp / "node", job_rows(2, threads=4, git_commit="def5678", cpu_model="Cluster CPU @ 2 GHz")
+    )
     return build_report([laptop, node], tmp / "both")
 
 
@@ -257,7 +272,7 @@ def test_a_report_of_two_runs_lines_them_up(multi):
     assert s.iloc[0]["tau"] == s.iloc[1]["tau"] and s.iloc[0]["threads"] == 1
     assert s.iloc[1]["threads"] == 4
     assert set(multi.compared["mark"]) == {"same"} and len(multi.compared) == 9
-    for name, _, _, numeric, shown in multi.tables():
+    for name, _, _, _, shown in multi.tables():
         assert list(shown.columns[:1]) == ["run"], name
     # Each run keeps its environment.
     assert "laptop: Synthetic CPU" in multi.env["CPU"] and "node: Cluster CPU" in multi.env["CPU"]
@@ -288,10 +303,22 @@ def test_one_folder_in_a_list_is_the_single_run_report(two_runs, tmp_path):
 
 def test_report_cli_takes_labels_and_checks_their_count(tmp_path, capsys):
     one_law = {("elman", "bptt"): rs.LAWS[("elman", "bptt")]}
-    two_runs = [results(tmp_path / name, rs.timing_rows(laws=one_law, taus=(16, 64), seeds=(0,)))
-                for name in ("a", "b")]
-    code, out, err = run("report", *two_runs, "--out", tmp_path / "r", "--format", "md",
-                         "--label", "before", "after", capsys=capsys)
+    two_runs = [
+        results(tmp_path / name, rs.timing_rows(laws=one_law, taus=(16, 64), seeds=(0,)))
+        for name in ("a", "b")
+    ]
+    code, out, err = run(
+        "report",
+        *two_runs,
+        "--out",
+        tmp_path / "r",
+        "--format",
+        "md",
+        "--label",
+        "before",
+        "after",
+        capsys=capsys,
+    )
     assert code == 0, err
     assert "claims before:" in out and "claims after:" in out
     assert "verdict: before" in (tmp_path / "r" / "claims.md").read_text()

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from rnnbench.core import compiled, models, strategies
-from rnnbench.harness import gemm, single, memory
-from rnnbench.job.cell import Cell
 from rnnbench.core.strategies import loss
+from rnnbench.harness import gemm, memory, single
+from rnnbench.job.cell import Cell
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -67,6 +67,7 @@ def test_gradients_equal_the_autograd_loop(kernel, tau, batch, cls, dtype):
 def test_a_backward_without_the_recurrence_is_caught(kernel, monkeypatch):
     """The comparison above can fail: a backward that drops W^T delta^(t+1) (the
     gradient truncated to one step) is far from bptt's."""
+
     class Truncated:
         forward = kernel.forward
 
@@ -98,16 +99,21 @@ def test_the_kernel_keeps_each_state_once(kernel):
     tau, batch, hidden, n_out = 64, 2, 8, 3
     model = models.Elman(4, hidden, n_out).double()
     x, y = torch.randn(tau, batch, 4, dtype=torch.float64), torch.randint(0, n_out, (tau, batch))
-    got = memory.saved_bytes(lambda: loss(model, x, y, "bptt_compiled"),
-                             keep=[*model.parameters(), x, y])
-    want, loop = (strategies.get(s).saved_bytes("elman", {}, tau, batch, hidden, n_out, 0, 8)
-                  for s in ("bptt_compiled", "bptt"))
+    got = memory.saved_bytes(
+        lambda: loss(model, x, y, "bptt_compiled"), keep=[*model.parameters(), x, y]
+    )
+    want, loop = (
+        strategies.get(s).saved_bytes("elman", {}, tau, batch, hidden, n_out, 0, 8)
+        for s in ("bptt_compiled", "bptt")
+    )
     assert abs(got - want) <= 0.1 * want and want < loop
 
 
 def test_a_cell_row_counts_the_kernels_flops_and_the_gemm_rate(kernel):
-    cells = {s: Cell(model="elman", strategy=s, tau=16, batch=2, hidden=8, repeats=2)
-             for s in ("bptt", "bptt_compiled")}
+    cells = {
+        s: Cell(model="elman", strategy=s, tau=16, batch=2, hidden=8, repeats=2)
+        for s in ("bptt", "bptt_compiled")
+    }
     rows = {s: single.run_cell(c) for s, c in cells.items()}
     for row in rows.values():
         assert row["status"] == "ok", row["error"]
@@ -122,8 +128,11 @@ def test_a_cell_row_counts_the_kernels_flops_and_the_gemm_rate(kernel):
 
 def built_files(lib: str) -> dict:
     folder = os.path.dirname(lib)
-    return {f: os.stat(os.path.join(folder, f)).st_mtime_ns for f in os.listdir(folder)
-            if f.endswith((".o", ".so"))}
+    return {
+        f: os.stat(os.path.join(folder, f)).st_mtime_ns
+        for f in os.listdir(folder)
+        if f.endswith((".o", ".so"))
+    }
 
 
 @pytest.mark.slow
@@ -133,19 +142,41 @@ def test_the_build_is_cached_for_the_next_process(kernel):
     lib = compiled.library_path()
     before = built_files(lib)
     code = "from rnnbench.core import compiled; print(compiled.library_path())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    ).stdout.split()
     assert out[-1] == lib and len(before) >= 2 and built_files(lib) == before
 
 
 @pytest.mark.slow
 def test_a_machine_that_cannot_compile_gets_a_failed_row(tmp_path):
     """No compiler: the cell is a failed row naming the compiler's error, not a crash."""
-    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"),
-           "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")}
-    proc = subprocess.run([sys.executable, "-m", "rnnbench.cli", "bench", "--model", "elman",
-                           "--strategy", "bptt_compiled", "--tau", "4", "--repeats", "1",
-                           "--json"], capture_output=True, text=True, timeout=300, env=env)
+    env = {
+        **os.environ,
+        "CXX": str(tmp_path / "no-such-compiler"),
+        "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext"),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnnbench.cli",
+            "bench",
+            "--model",
+            "elman",
+            "--strategy",
+            "bptt_compiled",
+            "--tau",
+            "4",
+            "--repeats",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 1, proc.stderr
     row = json.loads(proc.stdout)
     assert row["status"] == "failed"
@@ -154,25 +185,41 @@ def test_a_machine_that_cannot_compile_gets_a_failed_row(tmp_path):
 
 
 def test_first_error_line_picks_the_compilers_complaint():
-    log = ("Error building extension 'rnnbench_elman': [1/2] c++ -c elman.cpp -o elman.o\n"
-           "FAILED: elman.o\n"
-           "elman.cpp:3:10: fatal error: torch/library.h: No such file or directory\n"
-           "compilation terminated.\n")
+    log = (
+        "Error building extension 'rnnbench_elman': [1/2] c++ -c elman.cpp -o elman.o\n"
+        "FAILED: elman.o\n"
+        "elman.cpp:3:10: fatal error: torch/library.h: No such file or directory\n"
+        "compilation terminated.\n"
+    )
     assert compiled.first_error_line(log) == (
-        "elman.cpp:3:10: fatal error: torch/library.h: No such file or directory")
+        "elman.cpp:3:10: fatal error: torch/library.h: No such file or directory"
+    )
     assert compiled.first_error_line("something odd\nmore") == "something odd"
 
 
 def test_tables_set_each_step_against_its_compute_bound_time():
     import pandas as pd
 
-    from rnnbench.report import tidy, tables
+    from rnnbench.report import tables, tidy
 
-    rows = pd.DataFrame([
-        {"model": "elman", "strategy": s, "tau": 64, "status": "ok", "step_ms_median": ms,
-         "flops": 2e9, "gemm_gflops": 100.0, "seed": seed, "device": "cpu",
-         "task": "text"}
-        for s, ms in (("bptt", 200.0), ("bptt_compiled", 40.0)) for seed in (0, 1)])
+    rows = pd.DataFrame(
+        [
+            {
+                "model": "elman",
+                "strategy": s,
+                "tau": 64,
+                "status": "ok",
+                "step_ms_median": ms,
+                "flops": 2e9,
+                "gemm_gflops": 100.0,
+                "seed": seed,
+                "device": "cpu",
+                "task": "text",
+            }
+            for s, ms in (("bptt", 200.0), ("bptt_compiled", 40.0))
+            for seed in (0, 1)
+        ]
+    )
     summary = tables.summary(tidy.tidy(rows, "test")).set_index("strategy_label")
     assert summary["bound_ms_mean"].tolist() == [20.0, 20.0]  # 2 GFLOP at 100 GFLOP/s
     assert summary.loc["bptt", "bound_ratio_mean"] == 10.0

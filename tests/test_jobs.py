@@ -10,8 +10,8 @@ import pytest
 
 from rnnbench import cli
 from rnnbench.job import jobfile
-from rnnbench.results import store
 from rnnbench.job.cell import Cell
+from rnnbench.results import store
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = """\
@@ -27,67 +27,122 @@ seeds: [0, 1]
 
 # (file text, text that the one error line must contain)
 MALFORMED = [
-    ("name: x\nfixed: {model: elman, strategy: truncated_bptt, strategy_options: {k: 0}}\n"
-     "grid: {tau: [8]}\n", "k: must be a positive integer, got 0"),
-    ("name: x\nfixed: {model: jordan, strategy: free_running, task: running_parity,"
-     " strategy_options: {feedback: bogus}}\ngrid: {tau: [8]}\n", "feedback: unknown feedback"),
-    ("name: x\nfixed: {model: elman, strategy: bptt, task_options: {path: /nonexistent}}\n"
-     "grid: {tau: [8]}\n", "fixed.task_options.path: no such file or folder"),
-    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\ngrdi: {tau: [8]}\n",
-     "grdi: unknown key"),
+    (
+        "name: x\nfixed: {model: elman, strategy: truncated_bptt, strategy_options: {k: 0}}\n"
+        "grid: {tau: [8]}\n",
+        "k: must be a positive integer, got 0",
+    ),
+    (
+        "name: x\nfixed: {model: jordan, strategy: free_running, task: running_parity,"
+        " strategy_options: {feedback: bogus}}\ngrid: {tau: [8]}\n",
+        "feedback: unknown feedback",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt, task_options: {path: /nonexistent}}\n"
+        "grid: {tau: [8]}\n",
+        "fixed.task_options.path: no such file or folder",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\ngrdi: {tau: [8]}\n",
+        "grdi: unknown key",
+    ),
     ("name: x\nfixed: {model: elman, strategy: bptt, tau: 8}\n", "grid: missing"),
     ("name: x\ngrid: [8, 16]\n", "grid: must be a mapping"),
     ("name: x\ngrid: {}\n", "grid: empty grid"),
-    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: 64}\n",
-     "grid.tau: must be a non-empty list"),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: 64}\n",
+        "grid.tau: must be a non-empty list",
+    ),
     ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: []}\n", "grid.tau: empty list"),
-    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8, -4]}\n",
-     "grid.tau: must be a positive integer, got -4"),
-    ("name: x\nfixed: {task: running_parity}\n"
-     "grid: {tau: [8], run: [{model: elman, strategy: teacher_forcing}]}\n",
-     "grid.run[0].strategy: teacher_forcing does not fit model 'elman'"),
-    ("name: x\nfixed: {model: lstm, strategy: bptt}\ngrid: {tau: [8]}\n",
-     "fixed.model: unknown model 'lstm'"),
-    ("name: x\nfixed: {model: elman, strategy: bptt, hiden: 8}\ngrid: {tau: [8]}\n",
-     "fixed.hiden: unknown field"),
-    ("name: x\nfixed: {model: elman, strategy: bptt, hidden: big}\ngrid: {tau: [8]}\n",
-     "fixed.hidden: must be a positive integer, got 'big'"),
-    ("name: x\nfixed: {model: elman, strategy: bptt}\nparts:\n"
-     "  - {name: a, grid: {tau: [8]}}\n  - {name: a, grid: {tau: [16]}}\n",
-     "parts[1].name: duplicate name 'a'"),
-    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\ngrid: {tau: [16]}\n",
-     "duplicate key 'grid'"),
-    ("name: x\nfixed: {model: elman, strategy: bptt, tau: 8}\ngrid: {tau: [16]}\n",
-     "grid.tau: 'tau' is also set in fixed.tau"),
-    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\nseeds: 3\n",
-     "seeds: must be a non-empty list"),
-    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\nseeds: [0, -1]\n",
-     "seeds: must be a non-negative integer, got -1"),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8, -4]}\n",
+        "grid.tau: must be a positive integer, got -4",
+    ),
+    (
+        "name: x\nfixed: {task: running_parity}\n"
+        "grid: {tau: [8], run: [{model: elman, strategy: teacher_forcing}]}\n",
+        "grid.run[0].strategy: teacher_forcing does not fit model 'elman'",
+    ),
+    (
+        "name: x\nfixed: {model: lstm, strategy: bptt}\ngrid: {tau: [8]}\n",
+        "fixed.model: unknown model 'lstm'",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt, hiden: 8}\ngrid: {tau: [8]}\n",
+        "fixed.hiden: unknown field",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt, hidden: big}\ngrid: {tau: [8]}\n",
+        "fixed.hidden: must be a positive integer, got 'big'",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt}\nparts:\n"
+        "  - {name: a, grid: {tau: [8]}}\n  - {name: a, grid: {tau: [16]}}\n",
+        "parts[1].name: duplicate name 'a'",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\ngrid: {tau: [16]}\n",
+        "duplicate key 'grid'",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt, tau: 8}\ngrid: {tau: [16]}\n",
+        "grid.tau: 'tau' is also set in fixed.tau",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\nseeds: 3\n",
+        "seeds: must be a non-empty list",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\nseeds: [0, -1]\n",
+        "seeds: must be a non-negative integer, got -1",
+    ),
     ("name: x\ngrid: {tau: [8]\n", "job: not valid YAML: line"),
     ("fixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\n", "name: must be a name"),
-    ("name: x\nfixed: {model: elman, strategy: bptt, threads: 0}\ngrid: {tau: [8]}\n",
-     "fixed.threads: must be a positive integer or 'all', got 0"),
-    ("name: x\nfixed: {model: elman, strategy: bptt, device: tpu}\ngrid: {tau: [8]}\n",
-     "fixed.device: must be one of cpu, cuda, got 'tpu'"),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt, threads: 0}\ngrid: {tau: [8]}\n",
+        "fixed.threads: must be a positive integer or 'all', got 0",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt, device: tpu}\ngrid: {tau: [8]}\n",
+        "fixed.device: must be one of cpu, cuda, got 'tpu'",
+    ),
     ("- name: x\n- grid: {}\n", "job: must be a mapping"),
-    ("name: x\nfixed: {model: elman, strategy: truncated_bptt, strategy_options: {kk: 2}}\n"
-     "grid: {tau: [8]}\n", "fixed.strategy_options.kk: unknown option; allowed: k"),
-    ("name: x\nfixed: {model: elman, strategy: bptt, task: delayed_recall,"
-     " task_options: {lag: 2}}\ngrid: {tau: [8]}\n", "fixed.task_options.lag: unknown option"),
-    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8], width: [1]}\n",
-     "grid.width: unknown axis"),
+    (
+        "name: x\nfixed: {model: elman, strategy: truncated_bptt, strategy_options: {kk: 2}}\n"
+        "grid: {tau: [8]}\n",
+        "fixed.strategy_options.kk: unknown option; allowed: k",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt, task: delayed_recall,"
+        " task_options: {lag: 2}}\ngrid: {tau: [8]}\n",
+        "fixed.task_options.lag: unknown option",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8], width: [1]}\n",
+        "grid.width: unknown axis",
+    ),
     ("name: x\nfixed: {model: elman}\ngrid: {tau: [8]}\n", "'strategy' is set nowhere"),
-    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8, 8]}\n",
-     "grid.tau[1]: duplicate value 8"),
-    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8], run: [bptt]}\n",
-     "grid.run[0]: must be a mapping of fields"),
-    ("name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\nparts: []\n",
-     "parts: give either a top-level grid or parts"),
-    ("name: x\nfixed: {model: elman, strategy: bptt, lr: -1}\ngrid: {tau: [8]}\n",
-     "fixed.lr: must be a finite positive number, got -1"),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8, 8]}\n",
+        "grid.tau[1]: duplicate value 8",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8], run: [bptt]}\n",
+        "grid.run[0]: must be a mapping of fields",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\nparts: []\n",
+        "parts: give either a top-level grid or parts",
+    ),
+    (
+        "name: x\nfixed: {model: elman, strategy: bptt, lr: -1}\ngrid: {tau: [8]}\n",
+        "fixed.lr: must be a finite positive number, got -1",
+    ),
     # job files never execute code: a Python tag is refused by the safe loader
-    ("name: !!python/object/apply:os.system ['echo owned']\ngrid: {tau: [8]}\n",
-     "job: not valid YAML"),
+    (
+        "name: !!python/object/apply:os.system ['echo owned']\ngrid: {tau: [8]}\n",
+        "job: not valid YAML",
+    ),
 ]
 
 
@@ -121,13 +176,18 @@ def test_every_problem_is_reported_at_once(tmp_path, capsys):
         "name: x\nextra: 1\nfixed: {hidden: 8, hiden: 3, task: running_parity}\n"
         "grid:\n  tau: [8, -4]\n  batch: 3\n  run:\n"
         "    - {model: elman, strategy: bptt}\n"
-        "    - {model: elman, strategy: teacher_forcing}\n")
+        "    - {model: elman, strategy: teacher_forcing}\n"
+    )
     rc, _, err = run_cli(["run", str(path), "--dry-run"], capsys)
     assert rc == 2
     lines = err.strip().splitlines()
-    for field in ("extra: unknown key", "fixed.hiden: unknown field",
-                  "grid.batch: must be a non-empty list", "grid.tau: must be a positive integer",
-                  "grid.run[1].strategy: teacher_forcing does not fit model 'elman'"):
+    for field in (
+        "extra: unknown key",
+        "fixed.hiden: unknown field",
+        "grid.batch: must be a non-empty list",
+        "grid.tau: must be a positive integer",
+        "grid.run[1].strategy: teacher_forcing does not fit model 'elman'",
+    ):
         assert sum(field in line for line in lines) == 1, (field, err)
     assert len(lines) == 5
     assert all(line.startswith(f"rnnbench run: error: {path}: ") for line in lines)
@@ -144,8 +204,10 @@ def test_grid_product_and_seeds(tmp_path):
     job = jobfile.load(path)
     assert job.name == "tiny"
     assert len(job.cells) == 2 * 2 * 2  # tau x run x seeds
-    assert {(c.model, c.strategy) for c in job.cells} == {("elman", "bptt"),
-                                                         ("jordan", "teacher_forcing")}
+    assert {(c.model, c.strategy) for c in job.cells} == {
+        ("elman", "bptt"),
+        ("jordan", "teacher_forcing"),
+    }
     assert {c.seed for c in job.cells} == {0, 1}
     assert all(c.hidden == 8 and c.repeats == 2 for c in job.cells)
     assert len({c.cell_id for c in job.cells}) == len(job.cells)
@@ -159,10 +221,15 @@ def test_parts_merge_fixed_and_drop_repeated_cells(tmp_path):
         "name: p\nfixed: {model: elman, strategy: bptt, hidden: 8}\nseeds: [0]\nparts:\n"
         "  - {name: a, grid: {tau: [8, 16]}}\n"
         "  - {name: b, fixed: {hidden: 16}, grid: {tau: [8]}, seeds: [3, 4]}\n"
-        "  - {name: c, grid: {tau: [8]}}\n")  # same cell as in part a
+        "  - {name: c, grid: {tau: [8]}}\n"
+    )  # same cell as in part a
     cells = jobfile.load(path).cells
-    assert [(c.tau, c.hidden, c.seed) for c in cells] == [(8, 8, 0), (16, 8, 0), (8, 16, 3),
-                                                          (8, 16, 4)]
+    assert [(c.tau, c.hidden, c.seed) for c in cells] == [
+        (8, 8, 0),
+        (16, 8, 0),
+        (8, 16, 3),
+        (8, 16, 4),
+    ]
 
 
 @pytest.mark.parametrize("name", ["quick", "chapter10", "cluster"])
@@ -176,8 +243,14 @@ def test_shipped_jobs_load(name):
 def test_quick_job_covers_every_model_and_the_main_strategies():
     cells = jobfile.load(ROOT / "jobs" / "quick.yaml").cells
     assert {c.model for c in cells} == {"elman", "jordan", "single_output"}
-    assert {"bptt", "bptt_fused", "checkpointed_bptt", "truncated_bptt", "teacher_forcing",
-            "free_running"} <= {c.strategy for c in cells}
+    assert {
+        "bptt",
+        "bptt_fused",
+        "checkpointed_bptt",
+        "truncated_bptt",
+        "teacher_forcing",
+        "free_running",
+    } <= {c.strategy for c in cells}
     taus = {c.tau for c in cells if c.strategy == "teacher_forcing"}
     assert len(taus) >= 3  # a scaling slope can be fitted
     assert any(c.train_steps >= 100 for c in cells)
@@ -209,8 +282,7 @@ def test_dry_run_lists_cells_and_counts_done(tmp_path, capsys):
     assert rc == 0
     assert "tiny: 8 cells, 0 done" in text and "8 to run" in text
     cell = jobfile.load(path).cells[0]
-    store.write_row(out, {**cell.config(), "cell_id": cell.cell_id, "status": "ok",
-                          "wall_s": 1.5})
+    store.write_row(out, {**cell.config(), "cell_id": cell.cell_id, "status": "ok", "wall_s": 1.5})
     rc, text, _ = run_cli(["run", str(path), "--out", str(out), "--dry-run"], capsys)
     assert rc == 0
     assert "tiny: 8 cells, 1 done (1 ok, 0 not ok), 7 to run" in text
@@ -262,8 +334,10 @@ def test_expanded_size_counts_aliases_and_refuses_recursion():
 
 
 def test_recursive_alias_and_deep_nesting_are_one_line(tmp_path, capsys):
-    for text in ("name: x\nfixed: &f {model: elman, strategy: bptt, tau: [*f]}\ngrid: {tau: [8]}\n",
-                 "name: x\ngrid: {tau: " + "[" * 5000 + "]" * 5000 + "}\n"):
+    for text in (
+        "name: x\nfixed: &f {model: elman, strategy: bptt, tau: [*f]}\ngrid: {tau: [8]}\n",
+        "name: x\ngrid: {tau: " + "[" * 5000 + "]" * 5000 + "}\n",
+    ):
         path = tmp_path / "job.yaml"
         path.write_text(text)
         rc, _, err = run_cli(["run", str(path), "--dry-run"], capsys)
@@ -273,9 +347,11 @@ def test_recursive_alias_and_deep_nesting_are_one_line(tmp_path, capsys):
 
 def test_huge_values_are_shortened_in_messages(tmp_path, capsys):
     path = tmp_path / "job.yaml"
-    path.write_text("name: x\nfixed: {model: " + "m" * 100_000 + ", strategy: bptt}\n"
-                    "grid: {tau: [8], batch: " + str(list(range(10_000))) + "}\n"
-                    "seeds: " + "s" * 100_000 + "\n")
+    path.write_text(
+        "name: x\nfixed: {model: " + "m" * 100_000 + ", strategy: bptt}\n"
+        "grid: {tau: [8], batch: " + str(list(range(10_000))) + "}\n"
+        "seeds: " + "s" * 100_000 + "\n"
+    )
     rc, _, err = run_cli(["run", str(path), "--dry-run"], capsys)
     assert rc == 2
     lines = err.strip().splitlines()
@@ -294,36 +370,46 @@ def test_duplicate_check_is_linear():
     assert time.perf_counter() - start < 2  # a list search per value took ~40 s here
     assert problems == ["grid.tau[100000]: duplicate value 5; each value may appear once"]
     problems = []
-    jobfile._check_list("grid.run", [{"model": "elman"}, {"model": "jordan"}, {"model": "elman"}],
-                     problems)
-    assert problems == ["grid.run[2]: duplicate value {'model': 'elman'}; "
-                        "each value may appear once"]
+    jobfile._check_list(
+        "grid.run", [{"model": "elman"}, {"model": "jordan"}, {"model": "elman"}], problems
+    )
+    assert problems == [
+        "grid.run[2]: duplicate value {'model': 'elman'}; each value may appear once"
+    ]
 
 
 def test_every_field_problem_of_one_cell_is_its_own_line(tmp_path, capsys):
     path = tmp_path / "job.yaml"
-    path.write_text("name: x\nfixed: {model: elman, strategy: bpt, batch: 0}\n"
-                    "grid: {tau: [0, 64]}\n")
+    path.write_text(
+        "name: x\nfixed: {model: elman, strategy: bpt, batch: 0}\ngrid: {tau: [0, 64]}\n"
+    )
     rc, _, err = run_cli(["run", str(path), "--dry-run"], capsys)
     assert rc == 2
     lines = err.strip().splitlines()
-    for field in ("fixed.strategy: unknown strategy 'bpt'", "fixed.batch: must be a positive integer",
-                  "grid.tau: must be a positive integer, got 0"):
+    for field in (
+        "fixed.strategy: unknown strategy 'bpt'",
+        "fixed.batch: must be a positive integer",
+        "grid.tau: must be a positive integer, got 0",
+    ):
         assert sum(field in line for line in lines) == 1, (field, err)
     assert len(lines) == 3, err
 
 
-@pytest.mark.parametrize("fixed,expected", [
-    ("lr: .inf", "fixed.lr: must be a finite positive number, got inf"),
-    ("lr: .nan", "fixed.lr: must be a finite positive number, got nan"),
-    ("lr: 0", "fixed.lr: must be a finite positive number, got 0"),
-    ("seed: 100000000000000000000000", "fixed.seed: must be at most 9223372036854775807"),
-    ("hidden: 100000000000000000000000", "fixed.hidden: must be at most 9223372036854775807"),
-])
+@pytest.mark.parametrize(
+    "fixed,expected",
+    [
+        ("lr: .inf", "fixed.lr: must be a finite positive number, got inf"),
+        ("lr: .nan", "fixed.lr: must be a finite positive number, got nan"),
+        ("lr: 0", "fixed.lr: must be a finite positive number, got 0"),
+        ("seed: 100000000000000000000000", "fixed.seed: must be at most 9223372036854775807"),
+        ("hidden: 100000000000000000000000", "fixed.hidden: must be at most 9223372036854775807"),
+    ],
+)
 def test_values_outside_what_rows_can_store_are_refused(tmp_path, capsys, fixed, expected):
     path = tmp_path / "job.yaml"
-    path.write_text(f"name: x\nfixed: {{model: elman, strategy: bptt, {fixed}}}\n"
-                    "grid: {tau: [8]}\n")
+    path.write_text(
+        f"name: x\nfixed: {{model: elman, strategy: bptt, {fixed}}}\ngrid: {{tau: [8]}}\n"
+    )
     rc, _, err = run_cli(["run", str(path), "--dry-run"], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and expected in err, err
     assert Cell(model="elman", strategy="bptt", tau=8, seed=2**63 - 1).seed == 2**63 - 1
@@ -334,8 +420,7 @@ def test_dry_run_honours_fresh_and_exclusive(tmp_path, capsys):
     path.write_text(GOOD.replace("tau: [8, 16]", "tau: [40960, 81920]"))  # one-thread cells
     out = tmp_path / "out"
     cell = jobfile.load(path).cells[0]
-    store.write_row(out, {**cell.config(), "cell_id": cell.cell_id, "status": "ok",
-                          "wall_s": 1.5})
+    store.write_row(out, {**cell.config(), "cell_id": cell.cell_id, "status": "ok", "wall_s": 1.5})
     argv = ["run", str(path), "--out", str(out), "--dry-run", "--num-cpus", "2"]
 
     def minutes(text):
@@ -356,7 +441,9 @@ def test_cost_estimate_of_a_cell_whose_depth_is_measured():
     """Newton strategies report their depth only once run: the dry run assumes the worst
     case, max_iter scans (τ without max_iter)."""
     from rnnbench.sweep import estimate
-    capped = Cell(model="elman", strategy="deer", tau=1024, hidden=8,
-                  strategy_options={"max_iter": 8})
+
+    capped = Cell(
+        model="elman", strategy="deer", tau=1024, hidden=8, strategy_options={"max_iter": 8}
+    )
     worst = Cell(model="elman", strategy="deer", tau=1024, hidden=8)
     assert 0 < estimate.estimate_seconds(capped) < estimate.estimate_seconds(worst) < math.inf

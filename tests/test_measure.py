@@ -15,13 +15,12 @@ import pytest
 import torch
 
 from rnnbench import cli
-from rnnbench.harness import single, memory, training
-from rnnbench.results import rows
 from rnnbench.core import strategies
+from rnnbench.errors import UsageError
+from rnnbench.harness import memory, single, training
 from rnnbench.harness.row import failure_row
 from rnnbench.job.cell import Cell
 from rnnbench.results.rows import ROW_KEYS
-from rnnbench.errors import UsageError
 
 SMALL = dict(hidden=16, batch=2, repeats=2, train_steps=3)
 
@@ -35,16 +34,52 @@ def test_row_has_every_key_with_the_right_type(elman_row):
     row = elman_row
     assert row["status"] == "ok", row["error"]
     assert list(row) == list(ROW_KEYS)
-    ints = ("tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads",
-            "workers", "saved_bytes", "saved_bytes_expected", "peak_bytes", "flops", "depth")
+    ints = (
+        "tau",
+        "batch",
+        "hidden",
+        "n_in",
+        "n_out",
+        "n_params",
+        "seed",
+        "threads",
+        "workers",
+        "saved_bytes",
+        "saved_bytes_expected",
+        "peak_bytes",
+        "flops",
+        "depth",
+    )
     for key in ints:
         assert isinstance(row[key], int) and not isinstance(row[key], bool), key
-    floats = ("step_ms_median", "step_ms_iqr", "fwd_ms_median", "bwd_ms_median",
-              "loss_tf", "loss_free", "acc_tf", "acc_free", "wall_s")
+    floats = (
+        "step_ms_median",
+        "step_ms_iqr",
+        "fwd_ms_median",
+        "bwd_ms_median",
+        "loss_tf",
+        "loss_free",
+        "acc_tf",
+        "acc_free",
+        "wall_s",
+    )
     for key in floats:
         assert isinstance(row[key], float) and math.isfinite(row[key]), key
-    for key in ("cell_id", "model", "strategy", "task", "device", "status", "python", "torch",
-                "rnnbench", "host", "cpu_model", "timestamp", "peak_method"):
+    for key in (
+        "cell_id",
+        "model",
+        "strategy",
+        "task",
+        "device",
+        "status",
+        "python",
+        "torch",
+        "rnnbench",
+        "host",
+        "cpu_model",
+        "timestamp",
+        "peak_method",
+    ):
         assert isinstance(row[key], str) and row[key], key
     assert row["step_ms_median"] > 0 and row["step_ms_iqr"] >= 0
     assert all(isinstance(s, float) and s > 0 for s in row["step_ms_samples"])
@@ -68,26 +103,39 @@ def test_cell_id_is_stable_and_distinguishes_configs():
     assert len(a.cell_id) == 16
 
 
-@pytest.mark.parametrize("model,strategy,task,options", [
-    ("elman", "bptt", "text", {}),
-    ("jordan", "teacher_forcing", "text", {}),
-    ("elman", "truncated_bptt", "text", {"k": 8}),
-    ("elman", "checkpointed_bptt", "text", {"segments": 4}),
-    ("jordan", "free_running", "running_parity", {}),
-])
+@pytest.mark.parametrize(
+    "model,strategy,task,options",
+    [
+        ("elman", "bptt", "text", {}),
+        ("jordan", "teacher_forcing", "text", {}),
+        ("elman", "truncated_bptt", "text", {"k": 8}),
+        ("elman", "checkpointed_bptt", "text", {"segments": 4}),
+        ("jordan", "free_running", "running_parity", {}),
+    ],
+)
 def test_saved_bytes_match_the_analytic_figure(model, strategy, task, options):
-    row = single.run_cell(Cell(model=model, strategy=strategy, tau=64, task=task,
-                                strategy_options=options, **{**SMALL, "train_steps": 0}))
+    row = single.run_cell(
+        Cell(
+            model=model,
+            strategy=strategy,
+            tau=64,
+            task=task,
+            strategy_options=options,
+            **{**SMALL, "train_steps": 0},
+        )
+    )
     assert row["status"] == "ok", row["error"]
     assert row["saved_bytes"] == pytest.approx(row["saved_bytes_expected"], rel=0.10)
 
 
 def _saved(strategy: str, tau: int, **options) -> int:
-    cell = Cell(model="elman", strategy=strategy, tau=tau, strategy_options=options,
-                hidden=16, batch=2)
+    cell = Cell(
+        model="elman", strategy=strategy, tau=tau, strategy_options=options, hidden=16, batch=2
+    )
     _, model, x, y = single._setup(cell)
-    return memory.saved_bytes(lambda: strategies.loss(model, x, y, strategy, **options),
-                              keep=[*model.parameters(), x, y])
+    return memory.saved_bytes(
+        lambda: strategies.loss(model, x, y, strategy, **options), keep=[*model.parameters(), x, y]
+    )
 
 
 def _slope(strategy: str, **options) -> float:
@@ -102,8 +150,7 @@ def test_saved_bytes_slope_in_tau_bptt_is_linear_truncated_is_flat():
 
 
 def test_same_cell_and_seed_twice_give_the_same_loss():
-    cell = Cell(model="jordan", strategy="teacher_forcing", tau=16, task="running_parity",
-                **SMALL)
+    cell = Cell(model="jordan", strategy="teacher_forcing", tau=16, task="running_parity", **SMALL)
     a, b = single.run_cell(cell), single.run_cell(cell)
     assert a["status"] == b["status"] == "ok"
     assert a["loss_tf"] == b["loss_tf"] and a["loss_free"] == b["loss_free"]
@@ -111,8 +158,9 @@ def test_same_cell_and_seed_twice_give_the_same_loss():
 
 
 def test_jordan_row_reports_teacher_forced_and_free_running_apart():
-    row = single.run_cell(Cell(model="jordan", strategy="teacher_forcing", tau=32,
-                                task="running_parity", **SMALL))
+    row = single.run_cell(
+        Cell(model="jordan", strategy="teacher_forcing", tau=32, task="running_parity", **SMALL)
+    )
     assert row["status"] == "ok"
     assert row["depth"] == 1
     assert row["loss_tf"] != row["loss_free"]  # trained 3 steps, judged both ways
@@ -123,8 +171,9 @@ def test_jordan_row_reports_teacher_forced_and_free_running_apart():
 
 def _replace_strategy(monkeypatch, name, fn):
     """Swap a strategy's function in the registry (what run_cell calls) for the test."""
-    monkeypatch.setitem(strategies.STRATEGIES, name,
-                        dataclasses.replace(strategies.STRATEGIES[name], fn=fn))
+    monkeypatch.setitem(
+        strategies.STRATEGIES, name, dataclasses.replace(strategies.STRATEGIES[name], fn=fn)
+    )
 
 
 def test_forced_nan_gives_a_failed_row(monkeypatch):
@@ -217,15 +266,30 @@ def test_cuda_peak_logic_uses_max_allocated_after_a_reset(monkeypatch):
 
 def test_cuda_cell_without_a_gpu_is_a_clean_row_or_a_clean_cli_error():
     if torch.cuda.is_available():
-        row = single.run_cell(Cell(model="elman", strategy="bptt_fused", tau=16,
-                                    device="cuda", **SMALL))
+        row = single.run_cell(
+            Cell(model="elman", strategy="bptt_fused", tau=16, device="cuda", **SMALL)
+        )
         assert row["status"] == "ok" and row["gpu_name"]
         assert row["peak_method"] == "cuda_max_memory_allocated"
     else:
         row = single.run_cell(Cell(model="elman", strategy="bptt", tau=8, device="cuda", **SMALL))
         assert row["status"] == "failed" and "no CUDA device" in row["error"]
-        assert cli.main(["bench", "--model", "elman", "--strategy", "bptt", "--tau", "8",
-                         "--device", "cuda"]) == 2
+        assert (
+            cli.main(
+                [
+                    "bench",
+                    "--model",
+                    "elman",
+                    "--strategy",
+                    "bptt",
+                    "--tau",
+                    "8",
+                    "--device",
+                    "cuda",
+                ]
+            )
+            == 2
+        )
 
 
 # --------------------------------------------------------------------------- CLI
@@ -233,37 +297,82 @@ def test_cuda_cell_without_a_gpu_is_a_clean_row_or_a_clean_cli_error():
 
 def test_bench_json_prints_exactly_one_json_object():
     out = subprocess.run(
-        [sys.executable, "-m", "rnnbench.cli", "bench", "--model", "jordan", "--strategy",
-         "teacher_forcing", "--tau", "16", "--hidden", "8", "--repeats", "2", "--json"],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "rnnbench.cli",
+            "bench",
+            "--model",
+            "jordan",
+            "--strategy",
+            "teacher_forcing",
+            "--tau",
+            "16",
+            "--hidden",
+            "8",
+            "--repeats",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     row = json.loads(out.stdout)
     assert isinstance(row, dict) and set(row) == set(ROW_KEYS)
     assert row["comm_ms_median"] is None  # NaN is written as null: strict JSON
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["--tau", "-5"], "--tau"),
-    (["--tau", "0"], "--tau"),
-    (["--tau", "8", "--batch", "x"], "--batch"),
-    (["--tau", "8", "--strategy", "nope"], "--strategy"),
-    (["--tau", "8", "--model", "gru"], "--model"),
-    (["--tau", "8", "--device", "tpu"], "--device"),
-    (["--tau", "8", "--strategy", "teacher_forcing"], "strategy"),
-    (["--tau", "8", "--option", "k=3"], "bptt.k"),
-    (["--tau", "8", "--n-in", "3", "--n-out", "4"], "--n-out"),
-    (["--tau", "8", "--task", "sequence_parity"], "task"),
-    (["--tau", "8", "--lr", "-1"], "--lr"),
-    # option values are checked before anything runs, not turned into a failed row
-    (["--tau", "8", "--strategy", "truncated_bptt", "--option", "k=0"], "k:"),
-    (["--tau", "8", "--strategy", "truncated_bptt", "--option", "k=abc"], "k:"),
-    (["--tau", "8", "--strategy", "checkpointed_bptt", "--option", "segments=9"], "segments:"),
-    (["--tau", "8", "--model", "jordan", "--strategy", "free_running", "--option",
-      "feedback=bogus"], "feedback:"),
-    (["--tau", "8", "--model", "jordan", "--strategy", "scheduled_sampling", "--option",
-      "schedule=exponential", "--option", "k=2"], "k:"),
-    (["--tau", "8", "--task-option", "path=/nonexistent/corpus"], "task.path"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--tau", "-5"], "--tau"),
+        (["--tau", "0"], "--tau"),
+        (["--tau", "8", "--batch", "x"], "--batch"),
+        (["--tau", "8", "--strategy", "nope"], "--strategy"),
+        (["--tau", "8", "--model", "gru"], "--model"),
+        (["--tau", "8", "--device", "tpu"], "--device"),
+        (["--tau", "8", "--strategy", "teacher_forcing"], "strategy"),
+        (["--tau", "8", "--option", "k=3"], "bptt.k"),
+        (["--tau", "8", "--n-in", "3", "--n-out", "4"], "--n-out"),
+        (["--tau", "8", "--task", "sequence_parity"], "task"),
+        (["--tau", "8", "--lr", "-1"], "--lr"),
+        # option values are checked before anything runs, not turned into a failed row
+        (["--tau", "8", "--strategy", "truncated_bptt", "--option", "k=0"], "k:"),
+        (["--tau", "8", "--strategy", "truncated_bptt", "--option", "k=abc"], "k:"),
+        (["--tau", "8", "--strategy", "checkpointed_bptt", "--option", "segments=9"], "segments:"),
+        (
+            [
+                "--tau",
+                "8",
+                "--model",
+                "jordan",
+                "--strategy",
+                "free_running",
+                "--option",
+                "feedback=bogus",
+            ],
+            "feedback:",
+        ),
+        (
+            [
+                "--tau",
+                "8",
+                "--model",
+                "jordan",
+                "--strategy",
+                "scheduled_sampling",
+                "--option",
+                "schedule=exponential",
+                "--option",
+                "k=2",
+            ],
+            "k:",
+        ),
+        (["--tau", "8", "--task-option", "path=/nonexistent/corpus"], "task.path"),
+    ],
+)
 def test_bench_bad_values_exit_2_with_one_line_naming_the_option(argv, needle, capsys):
     assert _exit_code(["bench", "--model", "elman", "--strategy", "bptt", *argv]) == 2
     err = capsys.readouterr().err.strip()
@@ -290,23 +399,32 @@ def test_cell_rejects_bad_fields_naming_them():
         Cell(model="elman", strategy="bptt", tau=4, task_options={"vocab": 0})
 
 
-# --------------------------------------------------------------------------- loss figures, timing split, random strategies
+# ----------------------------------------------- loss figures, timing split, random strategies
 
 
 def test_untrained_cell_reports_no_loss_figures():
-    row = single.run_cell(Cell(model="jordan", strategy="teacher_forcing", tau=16,
-                                **{**SMALL, "train_steps": 0}))
+    row = single.run_cell(
+        Cell(model="jordan", strategy="teacher_forcing", tau=16, **{**SMALL, "train_steps": 0})
+    )
     assert row["status"] == "ok"
     assert all(math.isnan(row[k]) for k in ("loss_tf", "loss_free", "acc_tf", "acc_free"))
     assert row["train_curve"] == [] and row["horizon_t"] == []
 
 
-@pytest.mark.parametrize("strategy,options", [("truncated_bptt", {"k": 4}),
-                                              ("teacher_forcing", {"chunk": 4})])
+@pytest.mark.parametrize(
+    "strategy,options", [("truncated_bptt", {"k": 4}), ("teacher_forcing", {"chunk": 4})]
+)
 def test_grad_in_forward_strategies_report_no_forward_backward_split(strategy, options):
     model = "jordan" if strategy == "teacher_forcing" else "elman"
-    row = single.run_cell(Cell(model=model, strategy=strategy, tau=16, strategy_options=options,
-                                **{**SMALL, "train_steps": 0}))
+    row = single.run_cell(
+        Cell(
+            model=model,
+            strategy=strategy,
+            tau=16,
+            strategy_options=options,
+            **{**SMALL, "train_steps": 0},
+        )
+    )
     assert row["status"] == "ok" and row["step_ms_median"] > 0
     assert math.isnan(row["fwd_ms_median"]) and math.isnan(row["bwd_ms_median"])
 
@@ -318,13 +436,22 @@ def test_random_strategies_draw_fresh_coins_each_step_and_rank():
     assert training.strategy_options(cell, 1) == b  # deterministic
     assert training.strategy_options(cell, 1, rank=1)["seed"] != b["seed"]
     assert "seed" not in training.strategy_options(cell)  # the timed step: fixed options
-    sampled = Cell(model="jordan", strategy="free_running", tau=8,
-                   strategy_options={"feedback": "sample"})
-    assert training.strategy_options(sampled, 0)["seed"] != training.strategy_options(sampled, 1)["seed"]
+    sampled = Cell(
+        model="jordan", strategy="free_running", tau=8, strategy_options={"feedback": "sample"}
+    )
+    assert (
+        training.strategy_options(sampled, 0)["seed"]
+        != training.strategy_options(sampled, 1)["seed"]
+    )
     # the seeds change what the strategy draws: at a constant 1/2 chance of the truth,
     # different coins give different losses
-    half = Cell(model="jordan", strategy="scheduled_sampling", tau=16, batch=4,
-                strategy_options={"schedule": "linear", "k": 0.5, "c": 0.0})
+    half = Cell(
+        model="jordan",
+        strategy="scheduled_sampling",
+        tau=16,
+        batch=4,
+        strategy_options={"schedule": "linear", "k": 0.5, "c": 0.0},
+    )
     _, model, x, y = single._setup(half)
     la = single._loss_fn(half, model, x, y, step=0)().item()
     lb = single._loss_fn(half, model, x, y, step=1)().item()
@@ -351,8 +478,9 @@ def test_timing_samples_are_per_run_means_of_blocks_on_the_cells_clock(monkeypat
     built afresh in the block's setup); on CUDA the clock synchronises first."""
     ticks = itertools.count()
     devices, sized = [], []
-    monkeypatch.setattr(training, "clock", lambda device: devices.append(device) or
-                        (lambda: float(next(ticks))))  # every block lasts exactly 1 "s"
+    monkeypatch.setattr(
+        training, "clock", lambda device: devices.append(device) or (lambda: float(next(ticks)))
+    )  # every block lasts exactly 1 "s"
     monkeypatch.setattr(single, "block_size", lambda run_s: sized.append(run_s) or 10)
     row = single.run_cell(Cell(model="elman", strategy="bptt", tau=16, repeats=3))
     assert row["status"] == "ok", row["error"]
@@ -372,8 +500,10 @@ def test_every_cell_gets_exactly_repeats_timing_samples():
     assert single.block_size(0.007) == 10  # a fast step: 10 runs make a 70 ms sample
     assert single.block_size(0.0004) == 100
     assert single.block_size(0.2) == 1
-    for cell in (Cell(model="jordan", strategy="teacher_forcing", tau=8, hidden=8, repeats=5),
-                 Cell(model="elman", strategy="bptt", tau=64, repeats=3)):
+    for cell in (
+        Cell(model="jordan", strategy="teacher_forcing", tau=8, hidden=8, repeats=5),
+        Cell(model="elman", strategy="bptt", tau=64, repeats=3),
+    ):
         row = single.run_cell(cell)
         assert row["status"] == "ok", row["error"]
         assert len(row["step_ms_samples"]) == cell.repeats
@@ -384,9 +514,27 @@ def test_python_m_rnnbench_bench_is_quiet_on_stderr():
     """The profiler behind peak_bytes prints 'USDT: ... profiler_start/stop' on fd 2
     unless silenced; ``python -m rnnbench`` is the command itself."""
     out = subprocess.run(
-        [sys.executable, "-m", "rnnbench", "bench", "--model", "elman", "--strategy", "bptt",
-         "--tau", "16", "--hidden", "8", "--repeats", "2", "--json"],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "rnnbench",
+            "bench",
+            "--model",
+            "elman",
+            "--strategy",
+            "bptt",
+            "--tau",
+            "16",
+            "--hidden",
+            "8",
+            "--repeats",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["peak_method"] == "cpu_profiler_memory_events"
     assert "profiler_st" not in out.stderr and "USDT" not in out.stderr, out.stderr

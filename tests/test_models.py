@@ -52,7 +52,9 @@ def test_registry_and_build():
         models.build("gru", 2, 3, 4)
 
 
-@pytest.mark.parametrize("arg, bad", [("n_in", 0), ("n_hidden", -3), ("n_out", 2.0), ("n_in", True)])
+@pytest.mark.parametrize(
+    "arg, bad", [("n_in", 0), ("n_hidden", -3), ("n_out", 2.0), ("n_in", True)]
+)
 def test_bad_sizes_name_the_argument(arg, bad):
     sizes = {"n_in": 2, "n_hidden": 3, "n_out": 4, arg: bad}
     with pytest.raises(UsageError, match=rf"^{arg}: must be a positive integer, got {bad!r}$"):

@@ -11,17 +11,15 @@ import pytest
 import torch
 
 from rnnbench import cli
-from rnnbench.job import jobfile
-from rnnbench.harness import single, paired, procstat
-from rnnbench.results import rows
 from rnnbench.core import strategies
-from rnnbench.harness import group as tp
-from rnnbench.harness.row import base_row
-from rnnbench.job.cell import Cell
 from rnnbench.errors import UsageError
+from rnnbench.harness import group as tp
+from rnnbench.harness import paired, procstat, single
+from rnnbench.harness.row import base_row
+from rnnbench.job import jobfile
+from rnnbench.job.cell import Cell
 
-TINY = dict(task="delayed_recall", task_options={"symbols": 4}, tau=6, batch=2, hidden=5,
-            repeats=4)
+TINY = dict(task="delayed_recall", task_options={"symbols": 4}, tau=6, batch=2, hidden=5, repeats=4)
 
 
 # --------------------------------------------------------------------------- the timer
@@ -37,13 +35,24 @@ def test_alternate_takes_turns_and_pairs_blocks_under_drift():
         def run(k):
             order.append((k, side))
             start = now[0]
-            now[0] += cost * 2 ** k
+            now[0] += cost * 2**k
             return now[0] - start
+
         return run
 
     out = paired.alternate(block("a", 2.0), block("b", 3.0), 5)
-    assert order == [(0, "a"), (0, "b"), (1, "b"), (1, "a"), (2, "a"), (2, "b"),
-                     (3, "b"), (3, "a"), (4, "a"), (4, "b")]
+    assert order == [
+        (0, "a"),
+        (0, "b"),
+        (1, "b"),
+        (1, "a"),
+        (2, "a"),
+        (2, "b"),
+        (3, "b"),
+        (3, "a"),
+        (4, "a"),
+        (4, "b"),
+    ]
     assert out.order == [s for _, s in order]
     assert out.ratios == [1.5] * 5
     assert max(out.a) / min(out.a) == 16
@@ -84,15 +93,15 @@ class FakeSteps:
         def run():
             pair = max(0, len(self.log) - 2 * single.WARMUP) // 2  # after the warm-ups
             self.log.append(side)
-            self.now += cost * 2 ** pair
+            self.now += cost * 2**pair
+
         return run
 
 
 def test_time_step_pairs_the_cell_with_its_baseline(monkeypatch):
     fake = FakeSteps()
     c = Cell(model="elman", strategy="bptt", baseline={"strategy": "bptt_fused"}, **TINY)
-    monkeypatch.setattr(single, "_build_side",
-                        lambda cell: single.Side(cell, fake.step("b", 3.0)))
+    monkeypatch.setattr(single, "_build_side", lambda cell: single.Side(cell, fake.step("b", 3.0)))
     out = single.time_step(c, fake.step("a", 2.0), math.inf, clock=fake.clock)
     warm = single.WARMUP
     assert fake.log == ["a"] * warm + ["b"] * warm + ["a", "b", "b", "a"] * 2
@@ -115,12 +124,13 @@ def test_all_cores_stay_all_cores_after_a_one_thread_block(monkeypatch):
     def step(side):
         def run():
             seen.append((side, torch.get_num_threads(), len(os.sched_getaffinity(0))))
+
         return run
 
     c = Cell(model="elman", strategy="bptt", threads="all", baseline={"threads": 1}, **TINY)
     monkeypatch.setattr(single, "_build_side", lambda cell: single.Side(cell, step("b")))
     single.time_step(c, step("a"), math.inf)
-    timed = seen[2 * single.WARMUP:]
+    timed = seen[2 * single.WARMUP :]
     assert {(t, n) for s, t, n in timed if s == "a"} == {(cpus, cpus)}
     assert {(t, n) for s, t, n in timed if s == "b"} == {(1, 1)}
     assert len(os.sched_getaffinity(0)) == cpus  # restored
@@ -129,12 +139,20 @@ def test_all_cores_stay_all_cores_after_a_one_thread_block(monkeypatch):
 # --------------------------------------------------------------------------- overrides
 
 
-@pytest.mark.parametrize("baseline, field", [
-    ({"colour": 1}, "baseline.colour"), ({"repeats": 3}, "baseline.repeats"),
-    ({"workers": 0}, "baseline.workers"), ({"strategy": "nope"}, "baseline.strategy"),
-    ({"threads": "many"}, "baseline.threads"), ({"workers": 2}, "baseline.workers"),
-    ({"tau": 6}, "baseline:"), ({"strategy": "teacher_forcing"}, "baseline.strategy"), ("x", "baseline:"),
-])
+@pytest.mark.parametrize(
+    "baseline, field",
+    [
+        ({"colour": 1}, "baseline.colour"),
+        ({"repeats": 3}, "baseline.repeats"),
+        ({"workers": 0}, "baseline.workers"),
+        ({"strategy": "nope"}, "baseline.strategy"),
+        ({"threads": "many"}, "baseline.threads"),
+        ({"workers": 2}, "baseline.workers"),
+        ({"tau": 6}, "baseline:"),
+        ({"strategy": "teacher_forcing"}, "baseline.strategy"),
+        ("x", "baseline:"),
+    ],
+)
 def test_bad_overrides_name_the_field(baseline, field):
     with pytest.raises(UsageError) as err:
         Cell(model="elman", strategy="bptt", baseline=baseline, **TINY)
@@ -144,8 +162,13 @@ def test_bad_overrides_name_the_field(baseline, field):
 
 def test_baseline_ids_and_resets():
     plain = Cell(model="elman", strategy="truncated_bptt", strategy_options={"k": 2}, **TINY)
-    with_base = Cell(model="elman", strategy="truncated_bptt", strategy_options={"k": 2},
-                     baseline={"strategy": "bptt"}, **TINY)
+    with_base = Cell(
+        model="elman",
+        strategy="truncated_bptt",
+        strategy_options={"k": 2},
+        baseline={"strategy": "bptt"},
+        **TINY,
+    )
     assert plain.config()["baseline"] == {}
     assert with_base.cell_id != plain.cell_id
     base = with_base.baseline_cell()
@@ -171,29 +194,62 @@ def test_cli_baseline_parses_fields_and_options():
 
     assert overrides("model=elman,strategy=bptt") == {"model": "elman", "strategy": "bptt"}
     assert overrides("workers=1, strategy_options.chunk=8") == {
-        "workers": 1, "strategy_options": {"chunk": 8}}
+        "workers": 1,
+        "strategy_options": {"chunk": 8},
+    }
 
 
 def test_job_file_baseline_in_fixed_part_and_run(tmp_path):
-    job = jobfile.validate({
-        "name": "pairs", "fixed": {"baseline": {"threads": 1}, **TINY, "threads": "all"},
-        "parts": [
-            {"name": "a", "grid": {"model": ["elman"], "strategy": ["bptt"]}},
-            {"name": "c", "grid": {"run": [
-                {"model": "jordan", "strategy": "teacher_forcing",
-                 "baseline": {"model": "elman", "strategy": "best_bptt"}}]}},
-            {"name": "b", "fixed": {"baseline": {"strategy": "bptt_fused"}},
-             "grid": {"model": ["elman"], "strategy": ["bptt"]}}]})
+    job = jobfile.validate(
+        {
+            "name": "pairs",
+            "fixed": {"baseline": {"threads": 1}, **TINY, "threads": "all"},
+            "parts": [
+                {"name": "a", "grid": {"model": ["elman"], "strategy": ["bptt"]}},
+                {
+                    "name": "c",
+                    "grid": {
+                        "run": [
+                            {
+                                "model": "jordan",
+                                "strategy": "teacher_forcing",
+                                "baseline": {"model": "elman", "strategy": "best_bptt"},
+                            }
+                        ]
+                    },
+                },
+                {
+                    "name": "b",
+                    "fixed": {"baseline": {"strategy": "bptt_fused"}},
+                    "grid": {"model": ["elman"], "strategy": ["bptt"]},
+                },
+            ],
+        }
+    )
     assert [dict(c.baseline) for c in job.cells] == [
-        {"threads": 1}, {"model": "elman", "strategy": "best_bptt"},
-        {"strategy": "bptt_fused"}]
+        {"threads": 1},
+        {"model": "elman", "strategy": "best_bptt"},
+        {"strategy": "bptt_fused"},
+    ]
     with pytest.raises(jobfile.JobError) as err:
-        jobfile.validate({"name": "bad", "fixed": TINY, "grid": {"run": [
-            {"model": "elman", "strategy": "bptt", "baseline": {"workers": 0}}]}})
+        jobfile.validate(
+            {
+                "name": "bad",
+                "fixed": TINY,
+                "grid": {
+                    "run": [{"model": "elman", "strategy": "bptt", "baseline": {"workers": 0}}]
+                },
+            }
+        )
     assert err.value.problems == ["grid.run[0].baseline.workers: must be a positive integer, got 0"]
     with pytest.raises(jobfile.JobError) as err:
-        jobfile.validate({"name": "bad", "fixed": {**TINY, "baseline": [1]},
-                       "grid": {"model": ["elman"], "strategy": ["bptt"]}})
+        jobfile.validate(
+            {
+                "name": "bad",
+                "fixed": {**TINY, "baseline": [1]},
+                "grid": {"model": ["elman"], "strategy": ["bptt"]},
+            }
+        )
     assert err.value.problems[0].startswith("fixed.baseline: must be a mapping")
 
 
@@ -221,22 +277,31 @@ def test_best_bptt_picks_the_fastest_candidate(monkeypatch, one_thread):
         def run(model, x, y):
             now[0] += cost
             return fn(model, x, y)
+
         return run
 
     reg = strategies.STRATEGIES
     plain, fused = reg["bptt"], reg["bptt_fused"]
     monkeypatch.setitem(reg, "bptt", _replace(plain, fn=costing(plain.fn, 3.0)))
     monkeypatch.setitem(reg, "bptt_fused", _replace(fused, fn=costing(fused.fn, 2.0)))
-    monkeypatch.setitem(reg, "bptt_compiled", _replace(plain, name="bptt_compiled",
-                                                       fn=costing(plain.fn, 1.0)))
+    monkeypatch.setitem(
+        reg, "bptt_compiled", _replace(plain, name="bptt_compiled", fn=costing(plain.fn, 1.0))
+    )
     assert strategies.bptt_candidates("elman") == ["bptt", "bptt_fused", "bptt_compiled"]
-    c = Cell(model="jordan", strategy="teacher_forcing",
-             baseline={"model": "elman", "strategy": "best_bptt"}, **TINY)
+    c = Cell(
+        model="jordan",
+        strategy="teacher_forcing",
+        baseline={"model": "elman", "strategy": "best_bptt"},
+        **TINY,
+    )
     side, out = single.baseline_side(c, lambda: now[0], math.inf)
     assert side.cell.strategy == "bptt_compiled" and side.cell.model == "elman"
     assert json.loads(out["baseline_config"]) == {"model": "elman", "strategy": "bptt_compiled"}
     assert json.loads(out["baseline_candidates_ms"]) == {
-        "bptt": 3000.0, "bptt_fused": 2000.0, "bptt_compiled": 1000.0}
+        "bptt": 3000.0,
+        "bptt_fused": 2000.0,
+        "bptt_compiled": 1000.0,
+    }
 
 
 def _replace(strategy, **changes):
@@ -290,24 +355,39 @@ def test_cell_row_has_faults_rss_and_a_failing_baseline_is_data(one_thread):
 
 
 def test_fair_baseline_chunks_a_time_split_to_the_workers_slice():
-    c = Cell(model="jordan", strategy="teacher_forcing", tau=65536, workers=2,
-             baseline={"workers": 1})
+    c = Cell(
+        model="jordan", strategy="teacher_forcing", tau=65536, workers=2, baseline={"workers": 1}
+    )
     assert dict(tp.fair_baseline(c, c.baseline_cell()).strategy_options) == {"chunk": 32768}
-    mine = Cell(model="jordan", strategy="teacher_forcing", tau=65536, workers=2,
-                baseline={"workers": 1, "strategy_options": {}})
+    mine = Cell(
+        model="jordan",
+        strategy="teacher_forcing",
+        tau=65536,
+        workers=2,
+        baseline={"workers": 1, "strategy_options": {}},
+    )
     assert tp.fair_baseline(mine, mine.baseline_cell()).strategy_options == ()
     elman = Cell(model="elman", strategy="bptt", tau=64, workers=2, baseline={"workers": 1})
     assert tp.fair_baseline(elman, elman.baseline_cell()) == elman.baseline_cell()
 
 
 def test_worker_groups_take_turns(ray_session):
-    c = Cell(model="jordan", strategy="teacher_forcing", workers=2, baseline={"workers": 1},
-             dtype="float64", **dict(TINY, tau=11))
+    c = Cell(
+        model="jordan",
+        strategy="teacher_forcing",
+        workers=2,
+        baseline={"workers": 1},
+        dtype="float64",
+        **dict(TINY, tau=11),
+    )
     row = tp.run_cell(c, cpus_per_worker=0.5)
     assert row["status"] == "ok", row["error"]
     assert row["baseline_error"] is None
     assert len(row["speedup_samples"]) == c.repeats and row["speedup_median"] > 0
-    assert json.loads(row["baseline_config"]) == {"harness": "group", "workers": 1,
-                                                 "strategy_options": {"chunk": 6}}
+    assert json.loads(row["baseline_config"]) == {
+        "harness": "group",
+        "workers": 1,
+        "strategy_options": {"chunk": 6},
+    }
     assert row["minor_faults_per_step"] >= 0 and row["peak_rss_bytes"] > 0
     assert row["baseline_minor_faults_per_step"] >= 0

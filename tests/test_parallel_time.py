@@ -13,17 +13,17 @@ import math
 
 import pytest
 import torch
+from test_strategies import value_and_grads as grads
 
 from rnnbench import cli
-from rnnbench.pit import diagnostics
-from rnnbench.harness import single, memory
 from rnnbench.core import models, strategies
-from rnnbench.job.cell import Cell
 from rnnbench.errors import UsageError
 from rnnbench.facts import scan_depth
+from rnnbench.harness import memory, single
+from rnnbench.job.cell import Cell
+from rnnbench.pit import diagnostics
 from rnnbench.pit.newton import elman_states
 from rnnbench.pit.scan import linear_scan
-from test_strategies import value_and_grads as grads
 
 DT = torch.float64
 REL = 1e-8
@@ -36,7 +36,7 @@ def loop(A, b, reverse=False, h0=None):
     dense = A.dim() == b.dim() + 1
     h = torch.zeros_like(b[0]) if h0 is None else h0.expand_as(b[0])
     out = torch.empty_like(b)
-    for t in (reversed(range(b.shape[0])) if reverse else range(b.shape[0])):
+    for t in reversed(range(b.shape[0])) if reverse else range(b.shape[0]):
         h = (A[t] @ h.unsqueeze(-1)).squeeze(-1) + b[t] if dense else A[t] * h + b[t]
         out[t] = h
     return out
@@ -201,16 +201,26 @@ def test_gradcheck_fails_for_a_wrong_adjoint(monkeypatch):
 
     monkeypatch.setattr(newton, "adjoint", transposed)
     m, x, y = setup(tau=5, batch=2, n_in=2, hidden=3)
-    assert not torch.autograd.gradcheck(lambda *_: strategies.loss(m, x, y, "scan_bptt"),
-                                        tuple(m.parameters()), raise_exception=False)
+    assert not torch.autograd.gradcheck(
+        lambda *_: strategies.loss(m, x, y, "scan_bptt"),
+        tuple(m.parameters()),
+        raise_exception=False,
+    )
 
 
 # --------------------------------------------------------------------------- options, rho
 
 
-@pytest.mark.parametrize("options, needle", [({"tol": 0}, "tol:"), ({"tol": -1.0}, "tol:"),
-                                             ({"tol": "x"}, "tol:"), ({"max_iter": 0}, "max_iter:"),
-                                             ({"k": 2}, "deer.k")])
+@pytest.mark.parametrize(
+    "options, needle",
+    [
+        ({"tol": 0}, "tol:"),
+        ({"tol": -1.0}, "tol:"),
+        ({"tol": "x"}, "tol:"),
+        ({"max_iter": 0}, "max_iter:"),
+        ({"k": 2}, "deer.k"),
+    ],
+)
 def test_bad_options_name_the_option(options, needle):
     m, x, y = setup(tau=4)
     with pytest.raises(UsageError, match=needle):
@@ -239,9 +249,14 @@ def test_rho_is_refused_for_jordan_and_left_out_of_the_id_when_none():
     assert Cell(model="elman", strategy="bptt", tau=4, rho=0.9).cell_id != cell.cell_id
 
 
-@pytest.mark.parametrize("argv", [["--rho", "-1"], ["--rho", "x"],
-                                  ["--rho", "0.9", "--model", "jordan",
-                                   "--strategy", "teacher_forcing"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--rho", "-1"],
+        ["--rho", "x"],
+        ["--rho", "0.9", "--model", "jordan", "--strategy", "teacher_forcing"],
+    ],
+)
 def test_bench_bad_rho_exits_2_with_one_line(argv, capsys):
     try:
         code = cli.main(["bench", "--model", "elman", "--strategy", "bptt", "--tau", "8", *argv])
@@ -272,8 +287,16 @@ def test_rows_carry_iterations_converged_residual_and_measured_depth():
 
 
 def test_non_converging_cell_is_a_row_with_converged_false():
-    row = single.run_cell(Cell(model="elman", strategy="deer", tau=64, rho=3.0,
-                                strategy_options={"max_iter": 2}, **SMALL))
+    row = single.run_cell(
+        Cell(
+            model="elman",
+            strategy="deer",
+            tau=64,
+            rho=3.0,
+            strategy_options={"max_iter": 2},
+            **SMALL,
+        )
+    )
     assert row["status"] == "ok", row["error"]
     assert row["converged"] is False and row["iterations"] == 2 and row["residual"] > 1e-3
     assert row["depth"] == 2 * scan_depth(64)  # 2 x 11
@@ -283,8 +306,9 @@ def test_saved_bytes_are_the_states_not_the_jacobians():
     for model, tau in (("elman", 64), ("single_output", 64), ("elman", 256)):
         m, x, y = setup(model, tau=tau, batch=2, hidden=8, n_out=4)
         for strategy in PARALLEL:
-            got = memory.saved_bytes(lambda: strategies.loss(m, x, y, strategy),
-                                     keep=[*m.parameters(), x, y])
+            got = memory.saved_bytes(
+                lambda: strategies.loss(m, x, y, strategy), keep=[*m.parameters(), x, y]
+            )
             want = strategies.get(strategy).saved_bytes(model, {}, tau, 2, 8, 4, 0, 8)
             assert abs(got - want) <= 0.10 * want, (model, strategy, got, want)
 

@@ -19,14 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
+from test_sweep import _env  # the subprocesses' environment: tests/ importable, no RAY_ADDRESS
 
 from rnnbench import cli
-from rnnbench.sweep import command, driver, registry
-from rnnbench.results import store
-from rnnbench.job.cell import Cell
 from rnnbench.errors import StorageError
-
-from test_sweep import _env  # the subprocesses' environment: tests/ importable, no RAY_ADDRESS
+from rnnbench.job.cell import Cell
+from rnnbench.results import store
+from rnnbench.sweep import command, driver, registry
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -44,13 +43,28 @@ seeds: [0, 1, 2]
 
 
 def tiny(n: int) -> list[Cell]:
-    return [Cell(model="elman", strategy="bptt", tau=8, hidden=8, repeats=2,
-                 task="running_parity", seed=s) for s in range(n)]
+    return [
+        Cell(
+            model="elman",
+            strategy="bptt",
+            tau=8,
+            hidden=8,
+            repeats=2,
+            task="running_parity",
+            seed=s,
+        )
+        for s in range(n)
+    ]
 
 
 def ok_runner(cell: Cell) -> dict:
-    return {**cell.config(), "cell_id": cell.cell_id, "status": "ok", "error": None,
-            "step_ms_median": 1.0}
+    return {
+        **cell.config(),
+        "cell_id": cell.cell_id,
+        "status": "ok",
+        "error": None,
+        "step_ms_median": 1.0,
+    }
 
 
 def logging_runner(log_dir: str, cell: Cell) -> dict:
@@ -77,8 +91,7 @@ def slow_second_attempt_runner(marks: str, cell: Cell) -> dict:
 # --------------------------------------------------------------------------- in-process
 
 
-def test_broken_row_files_are_moved_aside_and_their_cells_run_again(ray_session, tmp_path,
-                                                                    capsys):
+def test_broken_row_files_are_moved_aside_and_their_cells_run_again(ray_session, tmp_path, capsys):
     cells = tiny(3)
     out, log = tmp_path / "out", tmp_path / "log"
     runner = functools.partial(logging_runner, str(log))
@@ -86,10 +99,11 @@ def test_broken_row_files_are_moved_aside_and_their_cells_run_again(ray_session,
     rows = out / store.ROWS
     first = rows / f"{cells[0].cell_id}.json"
     text = first.read_text()
-    first.write_text(text[: len(text) // 2])                       # truncated
-    (rows / f"{cells[1].cell_id}.json").write_text("[1, 2, 3]")   # not a row
-    (rows / "0123456789abcdef.json").write_text(                   # a copy, another name
-        (rows / f"{cells[2].cell_id}.json").read_text())
+    first.write_text(text[: len(text) // 2])  # truncated
+    (rows / f"{cells[1].cell_id}.json").write_text("[1, 2, 3]")  # not a row
+    (rows / "0123456789abcdef.json").write_text(  # a copy, another name
+        (rows / f"{cells[2].cell_id}.json").read_text()
+    )
     capsys.readouterr()
     result = driver.run_sweep(cells, out, runner=runner, progress=False)
     err = capsys.readouterr().err
@@ -100,8 +114,9 @@ def test_broken_row_files_are_moved_aside_and_their_cells_run_again(ray_session,
     assert len(list((rows / store.BROKEN).iterdir())) == 3
     import pandas as pd
 
-    assert sorted(pd.read_parquet(out / store.PARQUET)["cell_id"]) == \
-        sorted(c.cell_id for c in cells)
+    assert sorted(pd.read_parquet(out / store.PARQUET)["cell_id"]) == sorted(
+        c.cell_id for c in cells
+    )
     assert store.scan(out).broken == []
 
 
@@ -141,8 +156,9 @@ def _full_disk_after(monkeypatch, n: int) -> None:
     monkeypatch.setattr(store, "consolidate", no_parquet)
 
 
-def test_a_full_disk_stops_the_sweep_with_one_line_and_keeps_the_rows(ray_session, tmp_path,
-                                                                      monkeypatch):
+def test_a_full_disk_stops_the_sweep_with_one_line_and_keeps_the_rows(
+    ray_session, tmp_path, monkeypatch
+):
     _full_disk_after(monkeypatch, 2)
     with pytest.raises(StorageError) as caught:
         driver.run_sweep(tiny(4), tmp_path, runner=ok_runner, progress=False, max_in_flight=1)
@@ -162,8 +178,11 @@ def test_a_full_disk_exits_3_with_one_line(ray_session, tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert rc == 3, err
     lines = [line for line in err.splitlines() if "error" in line]
-    assert len(lines) == 1 and lines[0].startswith("rnnbench run: error: ") and \
-        str(tmp_path / "out") in lines[0], err
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("rnnbench run: error: ")
+        and str(tmp_path / "out") in lines[0]
+    ), err
     assert "Traceback" not in err
     assert len(store.stored_ids(tmp_path / "out")) == 1
 
@@ -171,9 +190,14 @@ def test_a_full_disk_exits_3_with_one_line(ray_session, tmp_path, monkeypatch, c
 def test_time_out_counts_from_the_first_start_across_attempts(ray_session, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
-    result = driver.run_sweep(tiny(1), tmp_path / "out", runner=functools.partial(
-        slow_second_attempt_runner, str(marks)), max_retries=2, cell_timeout=4.0,
-        progress=False)
+    result = driver.run_sweep(
+        tiny(1),
+        tmp_path / "out",
+        runner=functools.partial(slow_second_attempt_runner, str(marks)),
+        max_retries=2,
+        cell_timeout=4.0,
+        progress=False,
+    )
     # each attempt alone is under 4 s; together they are not (on a loaded machine
     # the time-out may come between the attempts, before the second one starts)
     assert result.counts == {"timeout": 1}
@@ -199,9 +223,15 @@ def test_registry_keeps_a_cells_first_start_across_attempts():
 
 
 def _run(args, timeout=120, **env):
-    return subprocess.run([str(BIN / "rnnbench"), "run", *map(str, args)], env=_env(**env),
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          start_new_session=True)
+    return subprocess.run(
+        [str(BIN / "rnnbench"), "run", *map(str, args)],
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        start_new_session=True,
+    )
 
 
 def test_second_run_on_a_locked_folder_exits_2_at_once_naming_the_holder(tmp_path):
@@ -213,7 +243,8 @@ def test_second_run_on_a_locked_folder_exits_2_at_once_naming_the_holder(tmp_pat
     assert second.returncode == 2, second.stderr
     assert second.stderr.strip() == (
         f"rnnbench run: error: --out {out}: another rnnbench run (pid {os.getpid()}) is "
-        "writing to this results folder; wait for it or give another --out")
+        "writing to this results folder; wait for it or give another --out"
+    )
     # nothing else was said: no Ray was started (it logs "Started a local Ray instance")
     assert not (out / store.ROWS).exists() or not any((out / store.ROWS).iterdir())
 
@@ -249,9 +280,23 @@ def test_memory_kills_are_retried_a_bounded_number_of_times_then_give_an_oom_row
     job.write_text(JOB.replace("seeds: [0, 1, 2]", "seeds: [0]"))
     out = tmp_path / "out"
     start = time.perf_counter()
-    proc = _run([job, "--out", out, "--num-cpus", "1", "--max-retries", "1", "--no-progress",
-                 "--runner", "test_reliability:idle_runner"], timeout=400,
-                RAY_memory_usage_threshold="0.01", RAY_memory_monitor_refresh_ms="100")
+    proc = _run(
+        [
+            job,
+            "--out",
+            out,
+            "--num-cpus",
+            "1",
+            "--max-retries",
+            "1",
+            "--no-progress",
+            "--runner",
+            "test_reliability:idle_runner",
+        ],
+        timeout=400,
+        RAY_memory_usage_threshold="0.01",
+        RAY_memory_monitor_refresh_ms="100",
+    )
     took = time.perf_counter() - start
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
@@ -289,7 +334,7 @@ def _hex_ip(text: str) -> str:
     import ipaddress
 
     raw = bytes.fromhex(text)
-    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
     ip = ipaddress.ip_address(words)
     if ip.version == 6 and ip.ipv4_mapped:
         return str(ip.ipv4_mapped)
@@ -355,10 +400,24 @@ def test_an_embedded_run_listens_on_loopback_only(tmp_path):
     the time-parallel cell's TCPStore and gloo) while real cells run."""
     job = tmp_path / "job.yaml"
     job.write_text(SOCKET_JOB)
-    proc = subprocess.Popen([str(BIN / "rnnbench"), "run", str(job), "--out",
-                             str(tmp_path / "out"), "--num-cpus", "2", "--no-progress"],
-                            env=_env(), cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            str(BIN / "rnnbench"),
+            "run",
+            str(job),
+            "--out",
+            str(tmp_path / "out"),
+            "--num-cpus",
+            "2",
+            "--no-progress",
+        ],
+        env=_env(),
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seen: set = set()
     try:
         deadline = time.monotonic() + 240

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 import report_synthetic as rs
+
 from rnnbench import cli
-from rnnbench.results import store
 from rnnbench.errors import UsageError
-from rnnbench.report import analyse, build_report, claims, fit, tidy, plots, tables
+from rnnbench.report import analyse, build_report, claims, fit, plots, tables, tidy
+from rnnbench.results import store
 
 ENV_MARK = rs.ENV["cpu_model"]
 
@@ -34,8 +34,10 @@ def verdicts(frame: pd.DataFrame) -> dict[str, str]:
 # --------------------------------------------------------------------------- fits
 
 
-@pytest.mark.parametrize("df, expected", [(1, 12.7062), (2, 4.3027), (5, 2.5706),
-                                          (10, 2.2281), (30, 2.0423), (1000, 1.9623)])
+@pytest.mark.parametrize(
+    "df, expected",
+    [(1, 12.7062), (2, 4.3027), (5, 2.5706), (10, 2.2281), (30, 2.0423), (1000, 1.9623)],
+)
 def test_t_quantile_matches_the_printed_table(df, expected):
     assert fit.t_quantile(0.975, df) == pytest.approx(expected, abs=1e-4)
     assert fit.t_quantile(0.025, df) == pytest.approx(-expected, abs=1e-4)
@@ -67,7 +69,7 @@ def test_interval_covers_the_truth_95_percent_of_the_time():
     tau = np.repeat(np.array(rs.TAUS, dtype=float), 2)
     hits = []
     for _ in range(600):
-        y = 3.0 * tau ** 0.5 * np.exp(rng.normal(0.0, 0.1, tau.size))
+        y = 3.0 * tau**0.5 * np.exp(rng.normal(0.0, 0.1, tau.size))
         f = fit.power_fit(tau, y)
         hits.append(f.ci_low <= 0.5 <= f.ci_high)
     assert 0.92 <= np.mean(hits) <= 0.98
@@ -85,8 +87,7 @@ def test_speedup_and_crossover_follow_the_laws(built):
     a_t, k_t = rs.LAWS[("jordan", "teacher_forcing")]["time"]
     text_b1 = (built.speedup["task_label"] == "text") & (built.speedup["batch"] == 1)
     big = built.speedup[text_b1 & (built.speedup["tau"] == 1024)].iloc[0]
-    assert big["speedup_vs_bptt"] == pytest.approx(a_b * 1024 ** k_b / (a_t * 1024 ** k_t),
-                                                   rel=0.1)
+    assert big["speedup_vs_bptt"] == pytest.approx(a_b * 1024**k_b / (a_t * 1024**k_t), rel=0.1)
     c = built.crossover[built.crossover["batch"] == 1].set_index("baseline")
     fused_truth = (a_t / a_f) ** (1 / (k_f - k_t))  # 39 steps
     assert 32 < c.loc["bptt_fused", "tau_cross"] < 64
@@ -96,13 +97,21 @@ def test_speedup_and_crossover_follow_the_laws(built):
 
 
 def test_seeds_are_aggregated_as_mean_and_spread(built):
-    timing = built.summary[(built.summary["train_steps"] == 0) & (built.summary["workers"] == 1)
-                           & (built.summary["split"] == "none")]
+    timing = built.summary[
+        (built.summary["train_steps"] == 0)
+        & (built.summary["workers"] == 1)
+        & (built.summary["split"] == "none")
+    ]
     assert set(timing["n_seeds"]) == {len(rs.SEEDS)}
     ok = built.rows[built.rows["status"] == "ok"]
-    one = ok[(ok["model"] == "elman") & (ok["strategy"] == "bptt") & (ok["tau"] == 64)
-             & (ok["train_steps"] == 0) & (ok["workers"] == 1) & (ok["split"] == "none")
-             ]["step_ms_median"]
+    one = ok[
+        (ok["model"] == "elman")
+        & (ok["strategy"] == "bptt")
+        & (ok["tau"] == 64)
+        & (ok["train_steps"] == 0)
+        & (ok["workers"] == 1)
+        & (ok["split"] == "none")
+    ]["step_ms_median"]
     row = timing[(timing["strategy_label"] == "bptt") & (timing["tau"] == 64)].iloc[0]
     assert row["step_ms_median_mean"] == pytest.approx(one.mean())
     assert row["step_ms_median_sd"] == pytest.approx(one.std(ddof=1))
@@ -113,11 +122,18 @@ def test_seeds_are_aggregated_as_mean_and_spread(built):
 # --------------------------------------------------------------------------- claims
 
 EXPECTED = {
-    "bptt_time_linear": "holds", "bptt_not_parallel": "holds", "bptt_memory_linear": "holds",
-    "tf_depth_one": "by construction", "tf_parallel_workers": "holds",
-    "tf_faster_one_device": "holds", "tf_speedup_not_overhead": "holds", "deer_depth": "holds",
+    "bptt_time_linear": "holds",
+    "bptt_not_parallel": "holds",
+    "bptt_memory_linear": "holds",
+    "tf_depth_one": "by construction",
+    "tf_parallel_workers": "holds",
+    "tf_faster_one_device": "holds",
+    "tf_speedup_not_overhead": "holds",
+    "deer_depth": "holds",
     "deer_faster": "does not hold",
-    "jordan_less_powerful": "holds", "jordan_fine_parity": "holds", "exposure_bias": "holds",
+    "jordan_less_powerful": "holds",
+    "jordan_fine_parity": "holds",
+    "exposure_bias": "holds",
     "belief_jordan_better": "does not hold",
 }
 
@@ -144,11 +160,20 @@ def _trained(**acc_loss):
     return trained
 
 
-def _frame(laws=rs.LAWS, trained=rs.TRAINED, gap=0.3, tf=(1.0, 1.8, 3.2), el=(1.0, 0.97, 0.95),
-           **claims_rows):
-    return pd.DataFrame(rs.timing_rows(laws=laws) + rs.trained_rows(trained, exposure_gap=gap)
-                        + rs.worker_rows(tf, el, laws=laws) + rs.claims_rows(gap=gap,
-                                                                             **claims_rows))
+def _frame(
+    laws=rs.LAWS,
+    trained=rs.TRAINED,
+    gap=0.3,
+    tf=(1.0, 1.8, 3.2),
+    el=(1.0, 0.97, 0.95),
+    **claims_rows,
+):
+    return pd.DataFrame(
+        rs.timing_rows(laws=laws)
+        + rs.trained_rows(trained, exposure_gap=gap)
+        + rs.worker_rows(tf, el, laws=laws)
+        + rs.claims_rows(gap=gap, **claims_rows)
+    )
 
 
 # (claim, change, claims that follow from the same change)
@@ -158,8 +183,11 @@ FLIPS = [
     ("bptt_not_parallel", dict(bptt_cores=1.9), ()),
     # teacher forcing gaining nowhere is also the control failing: BPTT's claim undecided
     ("tf_parallel_workers", dict(tf_cores=0.9, tf_workers=0.95), ("bptt_not_parallel",)),
-    ("tf_faster_one_device", dict(laws=_laws({("jordan", "teacher_forcing", "time"):
-                                               (0.05, 1.2)})), ()),
+    (
+        "tf_faster_one_device",
+        dict(laws=_laws({("jordan", "teacher_forcing", "time"): (0.05, 1.2)})),
+        (),
+    ),
     ("jordan_less_powerful", dict(trained=_trained(delayed_recall__jordan=(1.0, 0.2))), ()),
     ("jordan_fine_parity", dict(trained=_trained(running_parity__jordan=(0.55, 0.7))), ()),
     ("exposure_bias", dict(gap=-0.3), ()),
@@ -170,29 +198,43 @@ FLIPS = [
 def test_a_verdict_flips_when_the_data_flips(key, change, follows):
     got = verdicts(_frame(**change))
     assert got[key] == "does not hold"
-    others = {k: v for k, v in got.items()
-              if k != key and k != "belief_jordan_better" and k not in follows}
+    others = {
+        k: v
+        for k, v in got.items()
+        if k != key and k != "belief_jordan_better" and k not in follows
+    }
     assert others == {k: EXPECTED[k] for k in others}, others
 
 
 def test_belief_holds_only_when_jordan_wins_every_task():
     jordan_wins = {(task, "jordan"): (0.99, 0.01) for task, _ in rs.TRAINED}
-    assert verdicts(_frame(trained={**rs.TRAINED, **jordan_wins}, gap=0.0))[
-        "belief_jordan_better"] == "holds"
+    assert (
+        verdicts(_frame(trained={**rs.TRAINED, **jordan_wins}, gap=0.0))["belief_jordan_better"]
+        == "holds"
+    )
     one_loss = {**rs.TRAINED, **jordan_wins, ("text", "jordan"): (0.2, 3.0)}
     assert verdicts(_frame(trained=one_loss, gap=0.0))["belief_jordan_better"] == "does not hold"
 
 
 def test_not_measured_when_the_rows_are_missing_or_untrained():
     timing_only = verdicts(pd.DataFrame(rs.timing_rows()))
-    for key in ("bptt_not_parallel", "tf_parallel_workers", "jordan_less_powerful",
-                "jordan_fine_parity", "exposure_bias", "belief_jordan_better", "deer_depth",
-                "deer_faster", "tf_speedup_not_overhead"):
+    for key in (
+        "bptt_not_parallel",
+        "tf_parallel_workers",
+        "jordan_less_powerful",
+        "jordan_fine_parity",
+        "exposure_bias",
+        "belief_jordan_better",
+        "deer_depth",
+        "deer_faster",
+        "tf_speedup_not_overhead",
+    ):
         assert timing_only[key] == "not measured", key
     # Elman at chance on delayed recall: the experiment did not train enough to decide.
     untrained = rs.capacity_rows({("elman", "bptt"): 0.13, ("jordan", "free_running"): 0.12})
     c = claims.evaluate(pd.DataFrame(untrained))[
-        [r.key for r in claims.RULES].index("jordan_less_powerful")]
+        [r.key for r in claims.RULES].index("jordan_less_powerful")
+    ]
     assert c.verdict == "not measured" and "did not learn" in c.evidence
     # A fit whose interval is too wide decides nothing.
     noisy = pd.DataFrame(rs.timing_rows(taus=(16, 32, 64, 128), seeds=(0,), noise=0.5))
@@ -214,8 +256,12 @@ AXES = {  # name -> (x label, y label fragment, x scale, y scale) of the first a
     "speedup_vs_tau": ("sequence length τ (steps)", "speedup", "log", "log"),
     "speedup_vs_workers": ("workers", "speedup over one worker", "log", "log"),
     "loss_curves": ("training step", "loss (nats/token)", "linear", "linear"),
-    "exposure_bias": ("position in the sequence t (steps)", "loss (nats/token)", "linear",
-                      "linear"),
+    "exposure_bias": (
+        "position in the sequence t (steps)",
+        "loss (nats/token)",
+        "linear",
+        "linear",
+    ),
     "capacity": ("model", "task", "linear", "linear"),
 }
 
@@ -230,14 +276,32 @@ DEER_AXES = {
 def deer_plot_rows() -> pd.DataFrame:
     rows = []
     for rho in (0.5, 0.9, 1.5, 3.0):
-        rows += rs.deer_rows(iterations=lambda tau, rho=rho: int(4 + 40 * max(rho - 0.8, 0)),
-                             converged=rho < 2, rho=rho, taus=(1024, 16384))
+        rows += rs.deer_rows(
+            iterations=lambda tau, rho=rho: int(4 + 40 * max(rho - 0.8, 0)),
+            converged=rho < 2,
+            rho=rho,
+            taus=(1024, 16384),
+        )
     for hidden in (8, 32, 128):
         for strategy, ms in (("bptt", 2.0), ("deer", 0.05), ("scan_bptt", 1.0)):
-            rows.append(rs._row(model="elman", strategy=strategy, tau=1024, hidden=hidden,
-                                step_ms_median=ms * hidden))
-        rows.append(rs._row(model="jordan", strategy="teacher_forcing", tau=1024,
-                            hidden=hidden, step_ms_median=0.1 * hidden))
+            rows.append(
+                rs._row(
+                    model="elman",
+                    strategy=strategy,
+                    tau=1024,
+                    hidden=hidden,
+                    step_ms_median=ms * hidden,
+                )
+            )
+        rows.append(
+            rs._row(
+                model="jordan",
+                strategy="teacher_forcing",
+                tau=1024,
+                hidden=hidden,
+                step_ms_median=0.1 * hidden,
+            )
+        )
     return tidy.load(pd.DataFrame(rows))
 
 
@@ -289,8 +353,10 @@ def test_figures_carry_fits_reference_lines_and_both_loss_axes(built):
     ideal = [ln for ln in workers_ax.get_lines() if ln.get_label().startswith("ideal")]
     assert list(ideal[0].get_xdata()) == list(ideal[0].get_ydata()) == [1, 4]
     mem = built.figures["memory_vs_tau"]
-    assert [a.get_ylabel() for a in mem.axes[:2]] == ["saved for backward (MiB)",
-                                                     "peak memory (MiB)"]
+    assert [a.get_ylabel() for a in mem.axes[:2]] == [
+        "saved for backward (MiB)",
+        "peak memory (MiB)",
+    ]
     curves = built.figures["loss_curves"].axes
     assert {a.get_xlabel() for a in curves} == {"training step", "wall-clock time (s)"}
 
@@ -298,8 +364,9 @@ def test_figures_carry_fits_reference_lines_and_both_loss_axes(built):
 def test_a_plot_without_rows_is_not_drawn():
     rows = tidy.load(pd.DataFrame(tiny_rows()))
     ev = analyse(rows)
-    drawn = {name: fig is not None for name, fig in plots.figures(rows, ev.speedup,
-                                                                  ev.workers).items()}
+    drawn = {
+        name: fig is not None for name, fig in plots.figures(rows, ev.speedup, ev.workers).items()
+    }
     assert drawn == {name: name in ("time_vs_tau", "memory_vs_tau") for name in plots.PLOTS}
     # Trained cells at a single τ give no line to draw against τ.
     single = tidy.load(pd.DataFrame(rs.trained_rows(seeds=(0,))))
@@ -361,8 +428,12 @@ def small_results(folder: Path, rows=None) -> Path:
 
 
 def test_store_folder_and_parquet_give_the_same_rows(tmp_path):
-    small_results(tmp_path / "res", rs.timing_rows(taus=(16, 64, 256), seeds=(0,))
-                  + rs.failed_rows() + rs.trained_rows(seeds=(0,))[:2])
+    small_results(
+        tmp_path / "res",
+        rs.timing_rows(taus=(16, 64, 256), seeds=(0,))
+        + rs.failed_rows()
+        + rs.trained_rows(seeds=(0,))[:2],
+    )
     from_json = tidy.load(tmp_path / "res")
     store.consolidate(tmp_path / "res")
     shutil.rmtree(tmp_path / "res" / "rows")
@@ -383,8 +454,9 @@ def run_cli(*args, capsys):
 
 def test_cli_writes_one_standalone_page(tmp_path, capsys):
     res = small_results(tmp_path / "res")
-    code, out, err = run_cli(res, "--out", tmp_path / "rep", "--format", "html",
-                             "--embed-images", capsys=capsys)
+    code, out, err = run_cli(
+        res, "--out", tmp_path / "rep", "--format", "html", "--embed-images", capsys=capsys
+    )
     assert code == 0, err
     assert "2 not ok" in out and "claims:" in out
     index = (tmp_path / "rep" / "index.html").read_text()
@@ -393,13 +465,21 @@ def test_cli_writes_one_standalone_page(tmp_path, capsys):
     assert not (tmp_path / "rep" / "report.md").exists()
 
 
-@pytest.mark.parametrize("setup, messages", [
-    (lambda d: None, ["not a results folder"]),
-    (lambda d: (d / "notes.txt").write_text("hello"), ["not a results folder"]),
-    # a foreign JSON file under rows/ is a broken row file: named on its own line, skipped
-    (lambda d: ((d / "rows").mkdir(), (d / "rows" / "x.json").write_text(json.dumps({"a": 1}))),
-     ["broken row file(s) skipped: x.json", "no result rows to report"]),
-])
+@pytest.mark.parametrize(
+    "setup, messages",
+    [
+        (lambda d: None, ["not a results folder"]),
+        (lambda d: (d / "notes.txt").write_text("hello"), ["not a results folder"]),
+        # a foreign JSON file under rows/ is a broken row file: named on its own line, skipped
+        (
+            lambda d: (
+                (d / "rows").mkdir(),
+                (d / "rows" / "x.json").write_text(json.dumps({"a": 1})),
+            ),
+            ["broken row file(s) skipped: x.json", "no result rows to report"],
+        ),
+    ],
+)
 def test_empty_or_foreign_folder_is_one_clear_error(tmp_path, capsys, setup, messages):
     setup(tmp_path)
     code, out, err = run_cli(tmp_path, "--out", tmp_path / "rep", capsys=capsys)
@@ -423,13 +503,23 @@ def test_missing_folder_and_bad_format_are_usage_errors(tmp_path, capsys):
 # --------------------------------------------------------------------------- browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-dev-shm-usage",  # a container's /dev/shm may be 64 MB
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--virtual-time-budget=5000", "--dump-dom"]
-PROBE = ("<script>window.addEventListener('load', () => { const im = [...document.images];"
-         " document.body.setAttribute('data-images', im.filter(i => i.complete &&"
-         " i.naturalWidth > 0).length + '/' + im.length); });</script>")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-dev-shm-usage",  # a container's /dev/shm may be 64 MB
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=5000",
+    "--dump-dom",
+]
+PROBE = (
+    "<script>window.addEventListener('load', () => { const im = [...document.images];"
+    " document.body.setAttribute('data-images', im.filter(i => i.complete &&"
+    " i.naturalWidth > 0).length + '/' + im.length); });</script>"
+)
 
 
 def _images_loaded(page: Path) -> str:
@@ -437,8 +527,12 @@ def _images_loaded(page: Path) -> str:
     probe = page.with_name("probe.html")
     probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
     with tempfile.TemporaryDirectory() as profile:
-        dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", probe.as_uri()],
-                             capture_output=True, text=True, timeout=90).stdout
+        dom = subprocess.run(
+            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", probe.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        ).stdout
     probe.unlink()
     marker = 'data-images="'
     assert marker in dom, "the page did not finish loading in Chromium"
@@ -462,35 +556,66 @@ def test_index_renders_in_chromium_with_every_image(built):
 
 
 def test_exposure_plot_uses_trained_rows_only():
-    untrained = rs._row(model="jordan", strategy="teacher_forcing", tau=1024, task="text",
-                        horizon_t=[512, 1024], horizon_loss_tf=[5.0, 5.0],
-                        horizon_loss_free=[5.0, 5.0])
+    untrained = rs._row(
+        model="jordan",
+        strategy="teacher_forcing",
+        tau=1024,
+        task="text",
+        horizon_t=[512, 1024],
+        horizon_loss_tf=[5.0, 5.0],
+        horizon_loss_free=[5.0, 5.0],
+    )
     rows = tidy.load(pd.DataFrame(rs.trained_rows(seeds=(0,)) + [untrained]))
     titles = [ax.get_title() for ax in plots.exposure_bias(rows).axes]
     assert titles and all(t.endswith("τ=64") for t in titles)
 
 
-# --------------------------------------------------------------------------- claims on worker speed-ups
+# -------------------------------------------------------------------- claims on worker speed-ups
 
 
 def _claims_of(frame: pd.DataFrame) -> dict:
     return {c.key: c for c in claims.evaluate(analyse(tidy.load(frame)))}
 
 
-@pytest.mark.parametrize("key, model, strategy, point", [
-    ("tf_parallel_workers", "jordan", "teacher_forcing", "holds"),
-    ("bptt_not_parallel", "elman", "deer", "does not hold"),
-])
+@pytest.mark.parametrize(
+    "key, model, strategy, point",
+    [
+        ("tf_parallel_workers", "jordan", "teacher_forcing", "holds"),
+        ("bptt_not_parallel", "elman", "deer", "does not hold"),
+    ],
+)
 def test_worker_verdicts_decide_on_the_interval_not_two_medians(key, model, strategy, point):
     """Median ratio 1.3× (past 1.1×); with the paired ratios spread over ×/÷ 1.8 the
     interval straddles 1.1×: not measured. Narrow ratios decide again; one cell's
     spread is never the interval (one seed, unpaired: no interval at all)."""
+
     def rows(spread):
-        control = [] if model == "jordan" else rs.paired_rows(
-            "jordan", "teacher_forcing", 2.0, {"workers": 1}, tau=4096, workers=2,
-            split="time", harness="group")
-        return control + rs.paired_rows(model, strategy, 1.3, {"workers": 1}, spread=spread,
-                                        tau=4096, workers=2, split="time", harness="group")
+        control = (
+            []
+            if model == "jordan"
+            else rs.paired_rows(
+                "jordan",
+                "teacher_forcing",
+                2.0,
+                {"workers": 1},
+                tau=4096,
+                workers=2,
+                split="time",
+                harness="group",
+            )
+        )
+        return control + rs.paired_rows(
+            model,
+            strategy,
+            1.3,
+            {"workers": 1},
+            spread=spread,
+            tau=4096,
+            workers=2,
+            split="time",
+            harness="group",
+        )
+
     wide = _claims_of(pd.DataFrame(rows(0.6)))[key]
     assert wide.verdict == "not measured"
     assert "straddles 1.1×" in wide.evidence or "1.3× [" in wide.evidence
@@ -574,8 +699,13 @@ def test_depth_one_is_labelled_by_construction_not_measured(built):
 
 
 def test_plot_panels_share_one_decoration(built):
-    for name in ("time_vs_tau", "speedup_vs_tau", "speedup_vs_workers", "loss_curves",
-                 "exposure_bias"):
+    for name in (
+        "time_vs_tau",
+        "speedup_vs_tau",
+        "speedup_vs_workers",
+        "loss_curves",
+        "exposure_bias",
+    ):
         for ax in built.figures[name].axes:
             assert ax.get_legend() is not None, name
             assert any(g.get_visible() for g in ax.xaxis.get_gridlines()), name
@@ -584,13 +714,19 @@ def test_plot_panels_share_one_decoration(built):
 def test_untrained_rows_with_nan_losses_are_ignored_quietly(tmp_path):
     trained = rs.trained_rows()
     for r in trained[::4]:  # some trained cells lost their evaluation
-        r.update(loss_tf=None, loss_free=None, acc_tf=None, acc_free=None,
-                 horizon_loss_free=[None] * len(r["horizon_t"]))
+        r.update(
+            loss_tf=None,
+            loss_free=None,
+            acc_tf=None,
+            acc_free=None,
+            horizon_loss_free=[None] * len(r["horizon_t"]),
+        )
     for r in trained:  # and one series has no free-running loss at any position
         if r["model"] == "jordan" and r["task"] == "running_parity":
             r["horizon_loss_free"] = [float("nan")] * len(r["horizon_t"])
     frame = pd.DataFrame(rs.timing_rows() + trained + rs.worker_rows() + rs.claims_rows())
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         report = build_report(frame, tmp_path / "out", formats=("md",))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 import report_synthetic as rs
-from rnnbench.report import env, tidy, plots, tables
+
+from rnnbench.report import env, plots, tables, tidy
 
 TWO_LAWS = {k: v for k, v in rs.LAWS.items() if k[1] != "bptt_fused"}
 
@@ -21,8 +21,11 @@ def _labels(ax, axis="y") -> list[str]:
     ticks = getattr(ax, f"get_{axis}ticklabels")
     lim = getattr(ax, f"get_{axis}lim")()
     lo, hi = min(lim), max(lim)
-    return [t.get_text() for t in ticks(which="both")
-            if t.get_text() and lo <= getattr(t, "get_position")()[axis == "y"] <= hi]
+    return [
+        t.get_text()
+        for t in ticks(which="both")
+        if t.get_text() and lo <= t.get_position()[axis == "y"] <= hi
+    ]
 
 
 def test_summary_counts_noisy_rows_as_torch_benchmark_warns():
@@ -62,8 +65,9 @@ def test_a_noisy_point_is_drawn_hollow():
     df = rows(taus=(16, 32, 64), seeds=(0,))
     df.loc[df["tau"] == 32, "step_ms_iqr"] = df["step_ms_median"] * 0.5
     ax = plots.time_vs_tau(df).axes[0]
-    hollow = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "white"
-              and len(ln.get_xdata())]
+    hollow = [
+        ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "white" and len(ln.get_xdata())
+    ]
     assert sorted(x for ln in hollow for x in ln.get_xdata()) == [32] * len(TWO_LAWS)
     assert any("noisy" in t.get_text() for t in ax.get_legend().get_texts())
     quiet = plots.time_vs_tau(rows(taus=(16, 32, 64), seeds=(0,))).axes[0]
@@ -79,8 +83,13 @@ def test_loss_curve_steps_are_whole_numbers():
 
 
 def test_empty_columns_are_named_under_the_table():
-    shown = pd.DataFrame({"model": ["elman", "jordan"], "loss TF (nats/token)": ["", ""],
-                          "step time (ms)": ["1.5", "2"]})
+    shown = pd.DataFrame(
+        {
+            "model": ["elman", "jordan"],
+            "loss TF (nats/token)": ["", ""],
+            "step time (ms)": ["1.5", "2"],
+        }
+    )
     note = tables.blank_note(shown)
     assert "Empty columns" in note and "loss TF (nats/token)" in note and "train_steps" in note
     assert "step time" not in note

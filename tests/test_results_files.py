@@ -8,12 +8,12 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from report_synthetic import _row
 
-from rnnbench.results import store
-from rnnbench.results.rows import ROW_KEYS
 from rnnbench.errors import UsageError
 from rnnbench.report import tidy as report_load
-from report_synthetic import _row
+from rnnbench.results import store
+from rnnbench.results.rows import ROW_KEYS
 
 
 def _run(folder, rows) -> str:
@@ -25,15 +25,39 @@ def _run(folder, rows) -> str:
 @pytest.fixture
 def two_runs(tmp_path):
     """Run a: all ok (error and comm_ms_median all null); run b: a failed row and a comm time."""
-    a = _run(tmp_path / "a", [_row(model="elman", strategy="bptt", tau=t, step_ms_median=1.0 * t,
-                                   step_ms_samples=[1.0, 2.0], train_curve=[[1, 0.5, 2.0]],
-                                   horizon_t=[4, 8])
-                              for t in (8, 16)])
-    b = _run(tmp_path / "b", [
-        _row(model="jordan", strategy="teacher_forcing", tau=8, workers=2, split="time",
-             comm_ms_median=0.25, step_ms_median=3.0, strategy_options={"chunk": 4}),
-        _row(model="elman", strategy="bptt", tau=32, status="failed", error="RuntimeError: boom"),
-    ])
+    a = _run(
+        tmp_path / "a",
+        [
+            _row(
+                model="elman",
+                strategy="bptt",
+                tau=t,
+                step_ms_median=1.0 * t,
+                step_ms_samples=[1.0, 2.0],
+                train_curve=[[1, 0.5, 2.0]],
+                horizon_t=[4, 8],
+            )
+            for t in (8, 16)
+        ],
+    )
+    b = _run(
+        tmp_path / "b",
+        [
+            _row(
+                model="jordan",
+                strategy="teacher_forcing",
+                tau=8,
+                workers=2,
+                split="time",
+                comm_ms_median=0.25,
+                step_ms_median=3.0,
+                strategy_options={"chunk": 4},
+            ),
+            _row(
+                model="elman", strategy="bptt", tau=32, status="failed", error="RuntimeError: boom"
+            ),
+        ],
+    )
     return a, b
 
 
@@ -64,9 +88,11 @@ def test_two_runs_read_together_with_pyarrow_dataset_and_pandas(two_runs):
 def test_two_runs_read_together_with_duckdb(two_runs):
     duckdb = pytest.importorskip("duckdb")
     files = ", ".join(f"'{p}'" for p in two_runs)
-    [(n, errors, comm)] = duckdb.connect().execute(
-        f"select count(*), count(error), sum(comm_ms_median) from read_parquet([{files}])"
-    ).fetchall()
+    [(n, errors, comm)] = (
+        duckdb.connect()
+        .execute(f"select count(*), count(error), sum(comm_ms_median) from read_parquet([{files}])")
+        .fetchall()
+    )
     assert (n, errors, comm) == (4, 1, 0.25)
 
 

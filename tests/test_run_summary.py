@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from rnnbench import cli
-from rnnbench.sweep import command
+from rnnbench.harness.row import base_row
 from rnnbench.job import jobfile
 from rnnbench.results import store
-from rnnbench.harness.row import base_row
+from rnnbench.sweep import command
 
 JOB = """name: tiny
 fixed: {model: elman, strategy: bptt, hidden: 4, task: delayed_recall, repeats: 1}
@@ -67,8 +67,12 @@ def test_the_summary_gives_one_line_per_configuration(job, tmp_path):
     lines = [line.split() for line in text.splitlines()]
     assert lines[0] == ["model", "strategy", "tau", "batch", "cells", "ok", "step_ms_median"]
     body = {(int(w[2]), int(w[3])): (int(w[4]), int(w[5]), float(w[6])) for w in lines[1:5]}
-    assert body == {(8, 1): (2, 2, 8.5), (8, 2): (2, 2, 16.5), (16, 1): (2, 2, 16.5),
-                    (16, 2): (2, 2, 32.5)}
+    assert body == {
+        (8, 1): (2, 2, 8.5),
+        (8, 2): (2, 2, 16.5),
+        (16, 1): (2, 2, 16.5),
+        (16, 2): (2, 2, 32.5),
+    }
 
 
 def test_the_summary_median_leaves_failed_cells_out(job, tmp_path):
@@ -76,8 +80,9 @@ def test_the_summary_median_leaves_failed_cells_out(job, tmp_path):
     out = tmp_path / "out"
     _store(out, cells)
     bad = next(c for c in cells if (c.tau, c.batch, c.seed) == (8, 1, 1))
-    store.write_row(out, {**base_row(bad), "status": "failed", "error": "boom",
-                          "step_ms_median": 1000.0})
+    store.write_row(
+        out, {**base_row(bad), "status": "failed", "error": "boom", "step_ms_median": 1000.0}
+    )
     text, all_ok = command.run_summary(out, {c.cell_id for c in cells})
     assert not all_ok
     line = next(w for w in map(str.split, text.splitlines()) if w[2:4] == ["8", "1"])

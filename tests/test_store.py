@@ -11,15 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from rnnbench.results import store
 from rnnbench.errors import UsageError
+from rnnbench.results import store
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _row(cell_id: str, **extra) -> dict:
-    return {"cell_id": cell_id, "model": "elman", "strategy": "bptt", "tau": 8,
-            "status": "ok", "step_ms_median": 1.0, **extra}
+    return {
+        "cell_id": cell_id,
+        "model": "elman",
+        "strategy": "bptt",
+        "tau": 8,
+        "status": "ok",
+        "step_ms_median": 1.0,
+        **extra,
+    }
 
 
 def _broken_folder(out: Path) -> list[str]:
@@ -34,8 +41,9 @@ def _broken_folder(out: Path) -> list[str]:
     (rows / "aaaaaaaaaaaaaaa3.json").write_text("null")
     (rows / "aaaaaaaaaaaaaaa4.json").write_text("[" * 100_000 + "]" * 100_000)
     (rows / "aaaaaaaaaaaaaaa5.json").write_text(whole)  # a copy under another name
-    (rows / "aaaaaaaaaaaaaaa6.json").write_text(json.dumps(
-        {k: v for k, v in _row("aaaaaaaaaaaaaaa6").items() if k != "status"}))
+    (rows / "aaaaaaaaaaaaaaa6.json").write_text(
+        json.dumps({k: v for k, v in _row("aaaaaaaaaaaaaaa6").items() if k != "status"})
+    )
     return good
 
 
@@ -44,9 +52,14 @@ def test_only_valid_row_files_count_as_stored_and_broken_ones_move_aside(tmp_pat
     listing = store.scan(tmp_path)
     assert sorted(r["cell_id"] for r in listing.rows) == good
     why = {p.stem[-1]: reason for p, reason in listing.broken}
-    assert why == {"1": "not whole JSON", "2": "not a JSON object (list)",
-                   "3": "not a JSON object (NoneType)", "4": "not whole JSON",
-                   "5": "its cell_id is not its file name", "6": "no 'status'"}
+    assert why == {
+        "1": "not whole JSON",
+        "2": "not a JSON object (list)",
+        "3": "not a JSON object (NoneType)",
+        "4": "not whole JSON",
+        "5": "its cell_id is not its file name",
+        "6": "no 'status'",
+    }
     assert store.stored_ids(tmp_path) == set(good)
     line = listing.broken_line("skipped")
     assert "\n" not in line and line.startswith("6 broken row file(s) skipped: ")
@@ -112,8 +125,13 @@ except UsageError as exc:
 
 
 def _try_lock(out: Path) -> str:
-    return subprocess.run([sys.executable, "-c", LOCKER, str(out)], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", LOCKER, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    ).stdout.strip()
 
 
 def test_a_second_process_cannot_lock_the_folder_and_is_told_the_holders_pid(tmp_path):
@@ -154,8 +172,7 @@ def test_dry_run_names_broken_rows_on_one_line_and_moves_nothing(tmp_path, capsy
     from rnnbench import cli
 
     job = tmp_path / "job.yaml"
-    job.write_text("name: x\nfixed: {model: elman, strategy: bptt, hidden: 8}\n"
-                   "grid: {tau: [8]}\n")
+    job.write_text("name: x\nfixed: {model: elman, strategy: bptt, hidden: 8}\ngrid: {tau: [8]}\n")
     out = tmp_path / "out"
     _broken_folder(out)
     assert cli.main(["run", str(job), "--out", str(out), "--dry-run"]) == 0

@@ -16,10 +16,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnbench.harness import memory
 from rnnbench.core import models, strategies
-from rnnbench.errors import UsageError
 from rnnbench.core.strategies import STRATEGIES, loss, sampling_probability
+from rnnbench.errors import UsageError
+from rnnbench.harness import memory
 
 DT = torch.float64
 
@@ -50,8 +50,10 @@ def value_and_grads(model, fn):
     L.backward()
     # a parameter the graph never reached (W at tau = 1 under teacher forcing) has
     # gradient None, i.e. zero
-    grads = {n: torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
-             for n, p in model.named_parameters()}
+    grads = {
+        n: torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+        for n, p in model.named_parameters()
+    }
     model.zero_grad(set_to_none=True)
     return L.detach(), grads
 
@@ -108,15 +110,21 @@ def teacher(y, n):
 def test_teacher_forcing_equals_step_by_step_loop(chunk):
     model, x, y = setup(models.Jordan, tau=7, batch=3)
     opts = {} if chunk is None else {"chunk": chunk}
-    assert_same(model, lambda: loss(model, x, y, "teacher_forcing", **opts),
-                lambda: ref_jordan(model, x, y, teacher(y, model.n_out)))
+    assert_same(
+        model,
+        lambda: loss(model, x, y, "teacher_forcing", **opts),
+        lambda: ref_jordan(model, x, y, teacher(y, model.n_out)),
+    )
 
 
 def test_teacher_forcing_tau_one():
     model, x, y = setup(models.Jordan, tau=1, batch=2)
     for opts in ({}, {"chunk": 1}, {"chunk": 4}):
-        assert_same(model, lambda: loss(model, x, y, "teacher_forcing", **opts),
-                    lambda: ref_jordan(model, x, y, teacher(y, model.n_out)))
+        assert_same(
+            model,
+            lambda: loss(model, x, y, "teacher_forcing", **opts),
+            lambda: ref_jordan(model, x, y, teacher(y, model.n_out)),
+        )
 
 
 def test_teacher_forcing_slices_partition_the_loss():
@@ -124,8 +132,10 @@ def test_teacher_forcing_slices_partition_the_loss():
     model, x, y = setup(models.Jordan, tau=9, batch=2)
     full = loss(model, x, y, "teacher_forcing").detach()
     for edges in ([0, 9], [0, 1, 9], [0, 4, 5, 9], list(range(10))):
-        parts = sum(strategies.teacher_forcing_slice(model, x, y, s, e).detach()
-                    for s, e in zip(edges, edges[1:]))
+        parts = sum(
+            strategies.teacher_forcing_slice(model, x, y, s, e).detach()
+            for s, e in zip(edges, edges[1:])
+        )
         assert rel_err(parts, full) < 1e-12, edges
 
 
@@ -135,23 +145,28 @@ def test_teacher_forcing_slices_partition_the_loss():
 def test_checkpointed_equals_bptt(cls, segments, impl):
     model, x, y = setup(cls, tau=9, batch=2)
     opts = {"impl": impl} if segments is None else {"segments": segments, "impl": impl}
-    assert_same(model, lambda: loss(model, x, y, "checkpointed_bptt", **opts),
-                lambda: loss(model, x, y, "bptt"))
+    assert_same(
+        model,
+        lambda: loss(model, x, y, "checkpointed_bptt", **opts),
+        lambda: loss(model, x, y, "bptt"),
+    )
     assert_same(model, lambda: loss(model, x, y, "bptt"), lambda: ref_elman(model, x, y))
 
 
 @pytest.mark.parametrize("k", [9, 10, 100])
 def test_truncated_with_k_at_least_tau_equals_bptt(k):
     model, x, y = setup(models.Elman, tau=9, batch=2)
-    assert_same(model, lambda: loss(model, x, y, "truncated_bptt", k=k),
-                lambda: loss(model, x, y, "bptt"))
+    assert_same(
+        model, lambda: loss(model, x, y, "truncated_bptt", k=k), lambda: loss(model, x, y, "bptt")
+    )
 
 
 @pytest.mark.parametrize("k", [1, 2, 4, 8])
 def test_truncated_equals_detach_every_k_reference(k):
     model, x, y = setup(models.Elman, tau=9, batch=2)
-    assert_same(model, lambda: loss(model, x, y, "truncated_bptt", k=k),
-                lambda: ref_elman(model, x, y, k=k))
+    assert_same(
+        model, lambda: loss(model, x, y, "truncated_bptt", k=k), lambda: ref_elman(model, x, y, k=k)
+    )
     # the loss itself is the full loss; only the gradient is truncated (biased)
     L_full, g_full = value_and_grads(model, lambda: loss(model, x, y, "bptt"))
     L_trunc, g_trunc = value_and_grads(model, lambda: loss(model, x, y, "truncated_bptt", k=k))
@@ -161,25 +176,36 @@ def test_truncated_equals_detach_every_k_reference(k):
 
 def test_free_running_softmax_equals_jordan_bptt_and_loop():
     model, x, y = setup(models.Jordan, tau=8, batch=3)
-    assert_same(model, lambda: loss(model, x, y, "free_running", feedback="softmax"),
-                lambda: loss(model, x, y, "bptt"))
-    assert_same(model, lambda: loss(model, x, y, "bptt"),
-                lambda: ref_jordan(model, x, y, lambda t, o: torch.softmax(o, -1)))
+    assert_same(
+        model,
+        lambda: loss(model, x, y, "free_running", feedback="softmax"),
+        lambda: loss(model, x, y, "bptt"),
+    )
+    assert_same(
+        model,
+        lambda: loss(model, x, y, "bptt"),
+        lambda: ref_jordan(model, x, y, lambda t, o: torch.softmax(o, -1)),
+    )
 
 
 def test_free_running_argmax_equals_loop():
     model, x, y = setup(models.Jordan, tau=8, batch=3)
     argmax = lambda t, o: F.one_hot(o.detach().argmax(-1), model.n_out).to(o.dtype)  # noqa: E731
-    assert_same(model, lambda: loss(model, x, y, "free_running", feedback="argmax"),
-                lambda: ref_jordan(model, x, y, argmax))
+    assert_same(
+        model,
+        lambda: loss(model, x, y, "free_running", feedback="argmax"),
+        lambda: ref_jordan(model, x, y, argmax),
+    )
 
 
 def test_free_running_sample_is_seeded():
     model, x, y = setup(models.Jordan, tau=30, batch=4)
     a = loss(model, x, y, "free_running", feedback="sample", seed=1).detach()
     b = loss(model, x, y, "free_running", feedback="sample", seed=1).detach()
-    values = {float(loss(model, x, y, "free_running", feedback="sample", seed=s).detach())
-              for s in range(5)}
+    values = {
+        float(loss(model, x, y, "free_running", feedback="sample", seed=s).detach())
+        for s in range(5)
+    }
     assert torch.equal(a, b)
     assert len(values) > 1
 
@@ -188,14 +214,18 @@ def test_scheduled_sampling_extremes():
     """epsilon = 1 feeds the truth (teacher forcing); epsilon = 0 feeds the model's own output."""
     model, x, y = setup(models.Jordan, tau=8, batch=3)
     assert sampling_probability("linear", 0) == 1.0
-    assert_same(model, lambda: loss(model, x, y, "scheduled_sampling", schedule="linear", step=0),
-                lambda: loss(model, x, y, "teacher_forcing"))
+    assert_same(
+        model,
+        lambda: loss(model, x, y, "scheduled_sampling", schedule="linear", step=0),
+        lambda: loss(model, x, y, "teacher_forcing"),
+    )
     assert sampling_probability("linear", 0, k=0.0) == 0.0
     for fb in ("softmax", "argmax"):
-        assert_same(model,
-                    lambda: loss(model, x, y, "scheduled_sampling", schedule="linear", k=0.0,
-                                 feedback=fb),
-                    lambda: loss(model, x, y, "free_running", feedback=fb))
+        assert_same(
+            model,
+            lambda: loss(model, x, y, "scheduled_sampling", schedule="linear", k=0.0, feedback=fb),
+            lambda: loss(model, x, y, "free_running", feedback=fb),
+        )
 
 
 def test_scheduled_sampling_mixes_per_token():
@@ -208,8 +238,9 @@ def test_scheduled_sampling_mixes_per_token():
     tf = float(loss(model, x, y, "teacher_forcing").detach())
     fr = float(loss(model, x, y, "free_running", feedback="argmax").detach())
     assert mid not in (tf, fr)
-    others = {float(loss(model, x, y, "scheduled_sampling", seed=s, **opts).detach())
-              for s in range(4)}
+    others = {
+        float(loss(model, x, y, "scheduled_sampling", seed=s, **opts).detach()) for s in range(4)
+    }
     assert len(others) > 1
 
 
@@ -217,9 +248,12 @@ def test_scheduled_sampling_mixes_per_token():
 def test_logits_agree_with_the_loss(cls):
     model, x, y = setup(cls, tau=6, batch=2)
     if cls is models.Jordan:
-        pairs = [("teacher", "teacher_forcing", {}), ("softmax", "free_running", {}),
-                 ("argmax", "free_running", {"feedback": "argmax"}),
-                 ("sample", "free_running", {"feedback": "sample", "seed": 4})]
+        pairs = [
+            ("teacher", "teacher_forcing", {}),
+            ("softmax", "free_running", {}),
+            ("argmax", "free_running", {"feedback": "argmax"}),
+            ("sample", "free_running", {"feedback": "sample", "seed": 4}),
+        ]
     else:
         pairs = [("teacher", "bptt", {})]
     for feedback, strategy, opts in pairs:
@@ -229,8 +263,9 @@ def test_logits_agree_with_the_loss(cls):
         assert rel_err(nll.detach(), loss(model, x, y, strategy, **opts).detach()) < 1e-12
 
 
-@pytest.mark.parametrize("strategy, opts", [("truncated_bptt", {"k": 3}),
-                                            ("teacher_forcing", {"chunk": 3})])
+@pytest.mark.parametrize(
+    "strategy, opts", [("truncated_bptt", {"k": 3}), ("teacher_forcing", {"chunk": 3})]
+)
 def test_segmented_strategies_without_grad(strategy, opts):
     """Under no_grad the segment-by-segment strategies still return the loss, no graph."""
     cls = models.Jordan if strategy == "teacher_forcing" else models.Elman
@@ -241,8 +276,9 @@ def test_segmented_strategies_without_grad(strategy, opts):
     assert not got.requires_grad and rel_err(got, want) < 1e-12
 
 
-@pytest.mark.parametrize("strategy, opts", [("truncated_bptt", {"k": 3}),
-                                            ("teacher_forcing", {"chunk": 3})])
+@pytest.mark.parametrize(
+    "strategy, opts", [("truncated_bptt", {"k": 3}), ("teacher_forcing", {"chunk": 3})]
+)
 def test_segmented_strategies_scale_with_the_upstream_gradient(strategy, opts):
     """Their gradient is computed during the forward: backward must still multiply it
     by the incoming gradient (a per-token mean, a loss weight)."""
@@ -251,8 +287,9 @@ def test_segmented_strategies_scale_with_the_upstream_gradient(strategy, opts):
     unit = "bptt" if strategy == "truncated_bptt" else strategy
     _, g1 = value_and_grads(model, lambda: loss(model, x, y, strategy, **opts))
     _, g2 = value_and_grads(model, lambda: -0.25 * loss(model, x, y, strategy, **opts))
-    _, g3 = value_and_grads(model, lambda: loss(model, x, y, strategy, **opts)
-                            + 2 * loss(model, x, y, unit))
+    _, g3 = value_and_grads(
+        model, lambda: loss(model, x, y, strategy, **opts) + 2 * loss(model, x, y, unit)
+    )
     _, gu = value_and_grads(model, lambda: loss(model, x, y, unit))
     for n in g1:
         assert rel_err(g2[n], -0.25 * g1[n]) < 1e-12, n
@@ -280,15 +317,24 @@ GRADCHECK_CASES = [
     (models.Jordan, "free_running", {"feedback": "argmax"}),
     (models.Jordan, "free_running", {"feedback": "sample", "seed": 3}),
     (models.Jordan, "scheduled_sampling", {"schedule": "inverse_sigmoid", "step": 300}),
-    (models.Jordan, "scheduled_sampling",
-     {"schedule": "linear", "step": 500, "feedback": "softmax"}),
-    (models.Jordan, "scheduled_sampling",
-     {"schedule": "exponential", "step": 500, "feedback": "argmax"}),
+    (
+        models.Jordan,
+        "scheduled_sampling",
+        {"schedule": "linear", "step": 500, "feedback": "softmax"},
+    ),
+    (
+        models.Jordan,
+        "scheduled_sampling",
+        {"schedule": "exponential", "step": 500, "feedback": "argmax"},
+    ),
 ]
 
 
-@pytest.mark.parametrize("cls, strategy, opts", GRADCHECK_CASES,
-                         ids=lambda v: v.__name__ if isinstance(v, type) else str(v))
+@pytest.mark.parametrize(
+    "cls, strategy, opts",
+    GRADCHECK_CASES,
+    ids=lambda v: v.__name__ if isinstance(v, type) else str(v),
+)
 def test_gradcheck(cls, strategy, opts):
     model, x, y = setup(cls, tau=4, batch=2, n_in=2, hidden=3, n_out=3, seed=0)
     params = tuple(model.parameters())  # gradcheck perturbs these in place
@@ -300,8 +346,9 @@ def test_truncated_gradient_is_biased_for_k_below_tau():
     *not* the gradient of the loss it reports, and gradcheck says so."""
     model, x, y = setup(models.Elman, tau=4, batch=2, n_in=2, hidden=3, n_out=3, seed=0)
     params = tuple(model.parameters())
-    ok = torch.autograd.gradcheck(lambda *_: loss(model, x, y, "truncated_bptt", k=2), params,
-                                  raise_exception=False)
+    ok = torch.autograd.gradcheck(
+        lambda *_: loss(model, x, y, "truncated_bptt", k=2), params, raise_exception=False
+    )
     assert ok is False
 
 
@@ -311,13 +358,16 @@ B_MEM, H_MEM, IN_MEM, OUT_MEM = 2, 8, 3, 4
 
 
 def saved(model_cls, strategy, opts, tau):
-    model, x, y = setup(model_cls, tau=tau, batch=B_MEM, n_in=IN_MEM, hidden=H_MEM,
-                        n_out=OUT_MEM, seed=tau)
-    got = memory.saved_bytes(lambda: loss(model, x, y, strategy, **opts),
-                             keep=[*model.parameters(), x, y])
+    model, x, y = setup(
+        model_cls, tau=tau, batch=B_MEM, n_in=IN_MEM, hidden=H_MEM, n_out=OUT_MEM, seed=tau
+    )
+    got = memory.saved_bytes(
+        lambda: loss(model, x, y, strategy, **opts), keep=[*model.parameters(), x, y]
+    )
     n_params = sum(p.numel() for p in model.parameters())
-    want = strategies.get(strategy).saved_bytes(models.model_name(model), opts, tau, B_MEM,
-                                                H_MEM, OUT_MEM, n_params, 8)
+    want = strategies.get(strategy).saved_bytes(
+        models.model_name(model), opts, tau, B_MEM, H_MEM, OUT_MEM, n_params, 8
+    )
     return got, want
 
 
@@ -342,10 +392,13 @@ def test_jordan_free_running_memory_grows_linearly():
     assert abs(slope(taus, got) - 1) <= 0.05, got
 
 
-@pytest.mark.parametrize("cls, strategy, opts", [
-    (models.Elman, "truncated_bptt", {"k": 32}),
-    (models.Jordan, "teacher_forcing", {"chunk": 32}),
-])
+@pytest.mark.parametrize(
+    "cls, strategy, opts",
+    [
+        (models.Elman, "truncated_bptt", {"k": 32}),
+        (models.Jordan, "teacher_forcing", {"chunk": 32}),
+    ],
+)
 def test_segmented_memory_is_flat_in_tau(cls, strategy, opts):
     small, _ = saved(cls, strategy, opts, 64)
     large, _ = saved(cls, strategy, opts, 1024)
@@ -386,8 +439,9 @@ MEMORY_CASES = [
 ]
 
 
-@pytest.mark.parametrize("cls, strategy, opts", MEMORY_CASES,
-                         ids=lambda v: v.__name__ if isinstance(v, type) else str(v))
+@pytest.mark.parametrize(
+    "cls, strategy, opts", MEMORY_CASES, ids=lambda v: v.__name__ if isinstance(v, type) else str(v)
+)
 def test_saved_bytes_match_the_analytic_figure(cls, strategy, opts):
     got, want = saved(cls, strategy, opts, 256)
     assert abs(got - want) <= 0.10 * want, (got, want)
@@ -397,9 +451,19 @@ def test_saved_bytes_match_the_analytic_figure(cls, strategy, opts):
 
 
 def test_registry_lists_every_strategy_with_its_classes():
-    assert list(STRATEGIES) == ["bptt", "bptt_fused", "bptt_compiled", "truncated_bptt",
-                                "checkpointed_bptt", "teacher_forcing", "free_running",
-                                "scheduled_sampling", "scan_bptt", "deer", "quasi_deer"]
+    assert list(STRATEGIES) == [
+        "bptt",
+        "bptt_fused",
+        "bptt_compiled",
+        "truncated_bptt",
+        "checkpointed_bptt",
+        "teacher_forcing",
+        "free_running",
+        "scheduled_sampling",
+        "scan_bptt",
+        "deer",
+        "quasi_deer",
+    ]
     s = STRATEGIES
     assert set(s["bptt"].models) == {"elman", "single_output", "jordan"}
     assert set(s["bptt_fused"].models) == {"elman", "single_output"}
@@ -408,10 +472,18 @@ def test_registry_lists_every_strategy_with_its_classes():
     assert s["teacher_forcing"].models == ("jordan",)
     assert s["free_running"].models == ("jordan",) == s["scheduled_sampling"].models
     assert {n: st.depth(tau=100) for n, st in s.items()} == {
-        "bptt": 100, "bptt_fused": 100, "bptt_compiled": 100, "truncated_bptt": 100,
-        "checkpointed_bptt": 200, "teacher_forcing": 1, "free_running": 100,
-        "scheduled_sampling": 100, "scan_bptt": 113, "deer": None,
-        "quasi_deer": None}  # 13 = scan_depth(100) = 2 ceil(log2 100) - 1
+        "bptt": 100,
+        "bptt_fused": 100,
+        "bptt_compiled": 100,
+        "truncated_bptt": 100,
+        "checkpointed_bptt": 200,
+        "teacher_forcing": 1,
+        "free_running": 100,
+        "scheduled_sampling": 100,
+        "scan_bptt": 113,
+        "deer": None,
+        "quasi_deer": None,
+    }  # 13 = scan_depth(100) = 2 ceil(log2 100) - 1
     assert s["deer"].depth(tau=100, iterations=6) == 78 == s["quasi_deer"].depth(100, iterations=6)
     assert s["checkpointed_bptt"].memory == "O(sqrt(tau))"
     assert s["truncated_bptt"].memory == "O(k)"
@@ -424,16 +496,21 @@ def test_registry_lists_every_strategy_with_its_classes():
 def test_sampling_probability_formulas():
     for i in (0, 1, 10, 500, 2000):
         assert sampling_probability("linear", i) == max(0.0, 1.0 - 1e-3 * i)
-        assert sampling_probability("linear", i, k=0.9, c=0.01, eps_min=0.1) == \
-            max(0.1, 0.9 - 0.01 * i)
+        assert sampling_probability("linear", i, k=0.9, c=0.01, eps_min=0.1) == max(
+            0.1, 0.9 - 0.01 * i
+        )
         assert sampling_probability("exponential", i) == pytest.approx(0.999**i, rel=1e-12)
         assert sampling_probability("exponential", i, k=0.9) == pytest.approx(0.9**i, rel=1e-12)
-        assert sampling_probability("inverse_sigmoid", i) == \
-            pytest.approx(100 / (100 + math.exp(i / 100)), rel=1e-12)
-        assert sampling_probability("inverse_sigmoid", i, k=5.0) == \
-            pytest.approx(5 / (5 + math.exp(i / 5)), rel=1e-12)
-    assert sampling_probability("inverse_sigmoid", 10**9) == 0.0 or \
-        sampling_probability("inverse_sigmoid", 10**9) < 1e-300
+        assert sampling_probability("inverse_sigmoid", i) == pytest.approx(
+            100 / (100 + math.exp(i / 100)), rel=1e-12
+        )
+        assert sampling_probability("inverse_sigmoid", i, k=5.0) == pytest.approx(
+            5 / (5 + math.exp(i / 5)), rel=1e-12
+        )
+    assert (
+        sampling_probability("inverse_sigmoid", 10**9) == 0.0
+        or sampling_probability("inverse_sigmoid", 10**9) < 1e-300
+    )
 
 
 @pytest.mark.parametrize("schedule", ["linear", "exponential", "inverse_sigmoid"])
@@ -457,52 +534,114 @@ def _raises(pattern, fn):
 
 def test_unknown_strategy():
     model, x, y = setup(models.Elman)
-    _raises(r"^strategy: unknown strategy 'bppt'; allowed: bptt, bptt_fused, bptt_compiled, "
-            r"truncated_bptt, checkpointed_bptt, teacher_forcing, free_running, scheduled_sampling, "
-            r"scan_bptt, deer, quasi_deer$",
-            lambda: loss(model, x, y, "bppt"))
+    _raises(
+        r"^strategy: unknown strategy 'bppt'; allowed: bptt, bptt_fused, bptt_compiled, "
+        r"truncated_bptt, checkpointed_bptt, teacher_forcing, free_running, scheduled_sampling, "
+        r"scan_bptt, deer, quasi_deer$",
+        lambda: loss(model, x, y, "bppt"),
+    )
 
 
-@pytest.mark.parametrize("cls, strategy, accepts", [
-    (models.Elman, "teacher_forcing", "jordan"),
-    (models.Elman, "free_running", "jordan"),
-    (models.SingleOutput, "truncated_bptt", "elman"),
-    (models.Jordan, "bptt_fused", "elman, single_output"),
-    (models.Jordan, "bptt_compiled", "elman, single_output"),
-    (models.Jordan, "checkpointed_bptt", "elman, single_output"),
-])
+@pytest.mark.parametrize(
+    "cls, strategy, accepts",
+    [
+        (models.Elman, "teacher_forcing", "jordan"),
+        (models.Elman, "free_running", "jordan"),
+        (models.SingleOutput, "truncated_bptt", "elman"),
+        (models.Jordan, "bptt_fused", "elman, single_output"),
+        (models.Jordan, "bptt_compiled", "elman, single_output"),
+        (models.Jordan, "checkpointed_bptt", "elman, single_output"),
+    ],
+)
 def test_strategy_on_the_wrong_model_names_the_models_it_accepts(cls, strategy, accepts):
     model, x, y = setup(cls)
     name = models.model_name(model)
-    _raises(rf"^strategy: {strategy} does not fit model '{name}'; it accepts: {accepts}$",
-            lambda: loss(model, x, y, strategy))
+    _raises(
+        rf"^strategy: {strategy} does not fit model '{name}'; it accepts: {accepts}$",
+        lambda: loss(model, x, y, strategy),
+    )
 
 
-@pytest.mark.parametrize("cls, strategy, opts, pattern", [
-    (models.Elman, "bptt", {"k": 3}, r"^bptt\.k: unknown option; allowed: none$"),
-    (models.Elman, "truncated_bptt", {"chunk": 3}, r"^truncated_bptt\.chunk: unknown option; allowed: k$"),
-    (models.Jordan, "teacher_forcing", {"segments": 2},
-     r"^teacher_forcing\.segments: unknown option; allowed: chunk, w_zero$"),
-    (models.Elman, "truncated_bptt", {"k": 0}, r"^k: must be a positive integer, got 0$"),
-    (models.Elman, "truncated_bptt", {"k": 2.5}, r"^k: must be a positive integer, got 2\.5$"),
-    (models.Jordan, "teacher_forcing", {"chunk": 0}, r"^chunk: must be a positive integer, got 0$"),
-    (models.Jordan, "teacher_forcing", {"chunk": -4}, r"^chunk: must be a positive integer, got -4$"),
-    (models.Elman, "checkpointed_bptt", {"segments": 0},
-     r"^segments: must be a positive integer, got 0$"),
-    (models.Elman, "checkpointed_bptt", {"segments": 8}, r"^segments: must be at most 7 here, got 8$"),
-    (models.Elman, "checkpointed_bptt", {"impl": "magic"},
-     r"^impl: unknown checkpoint implementation 'magic'; allowed: segment, torch$"),
-    (models.Jordan, "free_running", {"feedback": "greedy"},
-     r"^feedback: unknown feedback 'greedy'; allowed: softmax, argmax, sample$"),
-    (models.Jordan, "scheduled_sampling", {"schedule": "cosine"},
-     r"^schedule: unknown schedule 'cosine'; allowed: linear, exponential, inverse_sigmoid$"),
-    (models.Jordan, "scheduled_sampling", {"step": -1},
-     r"^step: must be a non-negative integer, got -1$"),
-    (models.Jordan, "scheduled_sampling", {"schedule": "exponential", "k": 1.5},
-     r"^k: the exponential schedule needs 0 < k < 1, got 1\.5$"),
-    (models.Jordan, "scheduled_sampling", {"schedule": "inverse_sigmoid", "k": 0.5},
-     r"^k: the inverse_sigmoid schedule needs k >= 1, got 0\.5$"),
-])
+@pytest.mark.parametrize(
+    "cls, strategy, opts, pattern",
+    [
+        (models.Elman, "bptt", {"k": 3}, r"^bptt\.k: unknown option; allowed: none$"),
+        (
+            models.Elman,
+            "truncated_bptt",
+            {"chunk": 3},
+            r"^truncated_bptt\.chunk: unknown option; allowed: k$",
+        ),
+        (
+            models.Jordan,
+            "teacher_forcing",
+            {"segments": 2},
+            r"^teacher_forcing\.segments: unknown option; allowed: chunk, w_zero$",
+        ),
+        (models.Elman, "truncated_bptt", {"k": 0}, r"^k: must be a positive integer, got 0$"),
+        (models.Elman, "truncated_bptt", {"k": 2.5}, r"^k: must be a positive integer, got 2\.5$"),
+        (
+            models.Jordan,
+            "teacher_forcing",
+            {"chunk": 0},
+            r"^chunk: must be a positive integer, got 0$",
+        ),
+        (
+            models.Jordan,
+            "teacher_forcing",
+            {"chunk": -4},
+            r"^chunk: must be a positive integer, got -4$",
+        ),
+        (
+            models.Elman,
+            "checkpointed_bptt",
+            {"segments": 0},
+            r"^segments: must be a positive integer, got 0$",
+        ),
+        (
+            models.Elman,
+            "checkpointed_bptt",
+            {"segments": 8},
+            r"^segments: must be at most 7 here, got 8$",
+        ),
+        (
+            models.Elman,
+            "checkpointed_bptt",
+            {"impl": "magic"},
+            r"^impl: unknown checkpoint implementation 'magic'; allowed: segment, torch$",
+        ),
+        (
+            models.Jordan,
+            "free_running",
+            {"feedback": "greedy"},
+            r"^feedback: unknown feedback 'greedy'; allowed: softmax, argmax, sample$",
+        ),
+        (
+            models.Jordan,
+            "scheduled_sampling",
+            {"schedule": "cosine"},
+            r"^schedule: unknown schedule 'cosine'; allowed: linear, exponential, inverse_sigmoid$",
+        ),
+        (
+            models.Jordan,
+            "scheduled_sampling",
+            {"step": -1},
+            r"^step: must be a non-negative integer, got -1$",
+        ),
+        (
+            models.Jordan,
+            "scheduled_sampling",
+            {"schedule": "exponential", "k": 1.5},
+            r"^k: the exponential schedule needs 0 < k < 1, got 1\.5$",
+        ),
+        (
+            models.Jordan,
+            "scheduled_sampling",
+            {"schedule": "inverse_sigmoid", "k": 0.5},
+            r"^k: the inverse_sigmoid schedule needs k >= 1, got 0\.5$",
+        ),
+    ],
+)
 def test_bad_options(cls, strategy, opts, pattern):
     model, x, y = setup(cls, tau=7)
     _raises(pattern, lambda: loss(model, x, y, strategy, **opts))
@@ -512,7 +651,10 @@ def test_bad_x():
     model, x, y = setup(models.Elman, tau=7, batch=3, n_in=4)
     cases = [
         (x.float(), r"^x: dtype torch\.float32 does not match the model's torch\.float64$"),
-        (x.long(), r"^x: expected a floating-point tensor, got torch\.int64 tensor of shape \(7, 3, 4\)$"),
+        (
+            x.long(),
+            r"^x: expected a floating-point tensor, got torch\.int64 tensor of shape \(7, 3, 4\)$",
+        ),
         (x.tolist(), r"^x: expected a floating-point tensor, got list$"),
         (x[0], r"^x: expected shape \(tau, batch, n_in=4\), got \(3, 4\)$"),
         (x[..., :3], r"^x: expected shape \(tau, batch, n_in=4\), got \(7, 3, 3\)$"),
@@ -529,29 +671,41 @@ def test_bad_y():
         (y.double(), r"^y: expected an int64 tensor of class indices, got torch\.float64 tensor"),
         (y[:-1], r"^y: expected shape \(tau, batch\) = \(7, 3\), got \(6, 3\)$"),
         (y[0], r"^y: expected shape \(tau, batch\) = \(7, 3\), got \(3,\)$"),
-        (torch.full_like(y, 3), r"^y: class indices must lie in \[0, n_out=3\), got values in \[3, 3\]$"),
-        (torch.full_like(y, -1), r"^y: class indices must lie in \[0, n_out=3\), got values in \[-1, -1\]$"),
+        (
+            torch.full_like(y, 3),
+            r"^y: class indices must lie in \[0, n_out=3\), got values in \[3, 3\]$",
+        ),
+        (
+            torch.full_like(y, -1),
+            r"^y: class indices must lie in \[0, n_out=3\), got values in \[-1, -1\]$",
+        ),
     ]
     for bad, pattern in cases:
         _raises(pattern, lambda: loss(model, x, bad, "bptt"))
     single, x1, y1 = setup(models.SingleOutput, tau=7, batch=3)
-    _raises(r"^y: expected shape \(batch,\) = \(3,\), got \(7, 3\)$",
-            lambda: loss(single, x1, y, "bptt"))
+    _raises(
+        r"^y: expected shape \(batch,\) = \(3,\), got \(7, 3\)$",
+        lambda: loss(single, x1, y, "bptt"),
+    )
 
 
 def test_bad_model():
     _, x, y = setup(models.Elman)
-    _raises(r"^model: expected one of \['elman', 'jordan', 'single_output'\], got Linear$",
-            lambda: loss(torch.nn.Linear(2, 2), x, y, "bptt"))
+    _raises(
+        r"^model: expected one of \['elman', 'jordan', 'single_output'\], got Linear$",
+        lambda: loss(torch.nn.Linear(2, 2), x, y, "bptt"),
+    )
 
 
 def test_error_names_stay_distinct():
     """Every message starts with the argument it is about (for the CLI's one-line errors)."""
     model, x, y = setup(models.Jordan, tau=5)
-    for fn, name in [(lambda: loss(model, x, y, "nope"), "strategy"),
-                     (lambda: loss(model, x.float(), y, "teacher_forcing"), "x"),
-                     (lambda: loss(model, x, y + 10, "teacher_forcing"), "y"),
-                     (lambda: loss(model, x, y, "teacher_forcing", chunk="2"), "chunk")]:
+    for fn, name in [
+        (lambda: loss(model, x, y, "nope"), "strategy"),
+        (lambda: loss(model, x.float(), y, "teacher_forcing"), "x"),
+        (lambda: loss(model, x, y + 10, "teacher_forcing"), "y"),
+        (lambda: loss(model, x, y, "teacher_forcing", chunk="2"), "chunk"),
+    ]:
         err = _raises(r".", fn)
         assert re.match(rf"^{name}: ", str(err)), str(err)
 
@@ -566,8 +720,11 @@ def test_w_zero_holds_jordans_feedback_at_zero():
     loss(model, x, y, "teacher_forcing", w_zero=True).backward()
     assert torch.count_nonzero(model.W) == 0 and not model.W.requires_grad
     assert model.W.grad is None and model.U.grad is not None
-    torch.testing.assert_close(strategies.logits(model, x, y, feedback="teacher"),
-                               strategies.logits(model, x, feedback="argmax"),
-                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        strategies.logits(model, x, y, feedback="teacher"),
+        strategies.logits(model, x, feedback="argmax"),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     with pytest.raises(UsageError, match="w_zero: must be true or false"):
         strategies.check("jordan", "teacher_forcing", {"w_zero": "yes"})

@@ -24,14 +24,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from rnnbench.job import jobfile
-from rnnbench.results import rows, store
-from rnnbench.sweep import driver, registry
-from rnnbench.harness.row import failure_row
-from rnnbench.job.cell import Cell
-
 from raywait import wait_cpus_free
+
+from rnnbench.harness.row import failure_row
+from rnnbench.job import jobfile
+from rnnbench.job.cell import Cell
+from rnnbench.results import store
+from rnnbench.sweep import driver, registry
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -44,8 +43,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def tiny(n: int, **kw) -> list[Cell]:
-    base = dict(model="elman", strategy="bptt", tau=8, hidden=8, repeats=2,
-                task="running_parity")
+    base = dict(model="elman", strategy="bptt", tau=8, hidden=8, repeats=2, task="running_parity")
     base.update(kw)
     return [Cell(**{**base, "seed": s}) for s in range(n)]
 
@@ -54,8 +52,14 @@ def tiny(n: int, **kw) -> list[Cell]:
 
 
 def _row(cell: Cell, **extra) -> dict:
-    return {**cell.config(), "cell_id": cell.cell_id, "status": "ok", "error": None,
-            "step_ms_median": 1.0, **extra}
+    return {
+        **cell.config(),
+        "cell_id": cell.cell_id,
+        "status": "ok",
+        "error": None,
+        "step_ms_median": 1.0,
+        **extra,
+    }
 
 
 def _log(log_dir, cell: Cell) -> None:
@@ -113,12 +117,13 @@ def test_rows_arrive_one_file_per_cell_and_load_reads_them(ray_session, tmp_path
     cells = tiny(3)
     result = driver.run_sweep(cells, tmp_path, runner=threads_runner, progress=False)
     assert result.counts == {"ok": 3} and result.skipped == 0
-    assert sorted(p.stem for p in (tmp_path / "rows").glob("*.json")) == \
-        sorted(c.cell_id for c in cells)
+    assert sorted(p.stem for p in (tmp_path / "rows").glob("*.json")) == sorted(
+        c.cell_id for c in cells
+    )
     df = store.load(tmp_path)
     assert sorted(df["cell_id"]) == sorted(c.cell_id for c in cells)
     assert set(df["attempt"]) == {1} and (df["neighbours"] >= 0).all()
-    parquet = (tmp_path / "results.parquet")
+    parquet = tmp_path / "results.parquet"
     assert parquet.is_file()
     import pandas as pd
 
@@ -148,8 +153,13 @@ def test_rerun_computes_only_missing_cells(ray_session, tmp_path):
 def test_exception_gives_failed_row_and_is_not_retried(ray_session, tmp_path):
     log = tmp_path / "log"
     cells = tiny(2)
-    result = driver.run_sweep(cells, tmp_path / "out", runner=functools.partial(
-        failing_runner, str(log)), max_retries=3, progress=False)
+    result = driver.run_sweep(
+        cells,
+        tmp_path / "out",
+        runner=functools.partial(failing_runner, str(log)),
+        max_retries=3,
+        progress=False,
+    )
     assert result.counts == {"failed": 2}
     df = store.load(tmp_path / "out")
     assert set(df["status"]) == {"failed"}
@@ -157,19 +167,30 @@ def test_exception_gives_failed_row_and_is_not_retried(ray_session, tmp_path):
     assert set(df["attempt"]) == {1}
     assert sorted(executions(log)) == sorted(c.cell_id for c in cells)  # not retried
     # --retry-failed runs them again; plain resume does not
-    again = driver.run_sweep(cells, tmp_path / "out", runner=functools.partial(
-        logging_runner, str(log)), progress=False)
+    again = driver.run_sweep(
+        cells, tmp_path / "out", runner=functools.partial(logging_runner, str(log)), progress=False
+    )
     assert again.ran == 0
-    again = driver.run_sweep(cells, tmp_path / "out", runner=functools.partial(
-        logging_runner, str(log)), retry_failed=True, progress=False)
+    again = driver.run_sweep(
+        cells,
+        tmp_path / "out",
+        runner=functools.partial(logging_runner, str(log)),
+        retry_failed=True,
+        progress=False,
+    )
     assert again.counts == {"ok": 2}
 
 
 def test_killed_worker_is_retried_and_its_row_is_ok(ray_session, tmp_path):
     log = tmp_path / "log"
     cells = tiny(1)
-    result = driver.run_sweep(cells, tmp_path / "out", runner=functools.partial(
-        crash_once_runner, str(log)), max_retries=2, progress=False)
+    result = driver.run_sweep(
+        cells,
+        tmp_path / "out",
+        runner=functools.partial(crash_once_runner, str(log)),
+        max_retries=2,
+        progress=False,
+    )
     assert result.counts == {"ok": 1}
     row = store.load(tmp_path / "out").iloc[0]
     assert row["status"] == "ok" and row["attempt"] == 2
@@ -178,8 +199,13 @@ def test_killed_worker_is_retried_and_its_row_is_ok(ray_session, tmp_path):
 
 def test_killed_worker_without_retries_gives_crashed_row(ray_session, tmp_path):
     log = tmp_path / "log"
-    result = driver.run_sweep(tiny(1), tmp_path / "out", runner=functools.partial(
-        crash_once_runner, str(log)), max_retries=0, progress=False)
+    result = driver.run_sweep(
+        tiny(1),
+        tmp_path / "out",
+        runner=functools.partial(crash_once_runner, str(log)),
+        max_retries=0,
+        progress=False,
+    )
     assert result.counts == {"crashed": 1}
     row = store.load(tmp_path / "out").iloc[0]
     assert row["status"] == "crashed" and row["attempt"] == 1
@@ -189,8 +215,13 @@ def test_killed_worker_without_retries_gives_crashed_row(ray_session, tmp_path):
 def test_time_out_cancels_the_cell_and_gives_timeout_row(ray_session, tmp_path):
     start = time.perf_counter()
     cells = tiny(1)
-    result = driver.run_sweep(cells, tmp_path / "out", runner=functools.partial(
-        sleepy_runner, 120.0), cell_timeout=2.0, progress=False)
+    result = driver.run_sweep(
+        cells,
+        tmp_path / "out",
+        runner=functools.partial(sleepy_runner, 120.0),
+        cell_timeout=2.0,
+        progress=False,
+    )
     assert time.perf_counter() - start < 60
     assert result.counts == {"timeout": 1}
     row = store.load(tmp_path / "out").iloc[0]
@@ -215,30 +246,48 @@ def test_timed_out_time_parallel_cell_gives_back_its_cpus(ray_session, tmp_path)
 
     from rnnbench.harness import group
 
-    cell = Cell(model="jordan", strategy="teacher_forcing", tau=8, hidden=8, workers=2,
-                task="running_parity")
-    result = driver.run_sweep([cell], tmp_path / "out", runner=placement_runner,
-                             cell_timeout=3.0, progress=False)
+    cell = Cell(
+        model="jordan",
+        strategy="teacher_forcing",
+        tau=8,
+        hidden=8,
+        workers=2,
+        task="running_parity",
+    )
+    result = driver.run_sweep(
+        [cell], tmp_path / "out", runner=placement_runner, cell_timeout=3.0, progress=False
+    )
     assert result.counts == {"timeout": 1}
     assert group.release(cell) is False  # the sweep removed it already
     wait_cpus_free(ray, 30, "CPUs not back after the time-out")
 
 
 def test_cell_too_big_for_any_node_is_a_failed_row(ray_session, tmp_path):
-    result = driver.run_sweep(tiny(1, threads=64), tmp_path / "out", runner=threads_runner,
-                             progress=False)
+    result = driver.run_sweep(
+        tiny(1, threads=64), tmp_path / "out", runner=threads_runner, progress=False
+    )
     assert result.counts == {"failed": 1}
     assert "infeasible" in store.load(tmp_path / "out").iloc[0]["error"]
 
 
 def test_time_parallel_cells_hold_no_cpus():
-    assert driver.resources(Cell(model="jordan", strategy="teacher_forcing", tau=8,
-                                workers=2, threads=1), False)["num_cpus"] == 0
-    assert driver.resources(Cell(model="elman", strategy="bptt", tau=8, threads=2),
-                           True) == {"num_cpus": 2, "num_gpus": 0,
-                                     "resources": {driver.EXCLUSIVE: 1}}
-    assert driver.resources(Cell(model="elman", strategy="bptt", tau=8, device="cuda"),
-                           False)["num_gpus"] == 1
+    assert (
+        driver.resources(
+            Cell(model="jordan", strategy="teacher_forcing", tau=8, workers=2, threads=1), False
+        )["num_cpus"]
+        == 0
+    )
+    assert driver.resources(Cell(model="elman", strategy="bptt", tau=8, threads=2), True) == {
+        "num_cpus": 2,
+        "num_gpus": 0,
+        "resources": {driver.EXCLUSIVE: 1},
+    }
+    assert (
+        driver.resources(Cell(model="elman", strategy="bptt", tau=8, device="cuda"), False)[
+            "num_gpus"
+        ]
+        == 1
+    )
 
 
 def test_registry_counts_neighbours_on_the_same_node_only():
@@ -246,11 +295,11 @@ def test_registry_counts_neighbours_on_the_same_node_only():
     assert reg.enter("a", "n1") == 1
     reg.enter("b", "n1")
     reg.enter("c", "n2")
-    assert reg.leave("b") == (1, 1)      # a ran beside it
+    assert reg.leave("b") == (1, 1)  # a ran beside it
     reg.enter("d", "n1")
-    assert reg.leave("a") == (1, 2)      # b and d
+    assert reg.leave("a") == (1, 2)  # b and d
     assert reg.leave("c") == (1, 0)
-    assert reg.enter("d", "n1") == 2     # a retry is attempt 2
+    assert reg.enter("d", "n1") == 2  # a retry is attempt 2
 
 
 # --------------------------------------------------------------------------- subprocesses
@@ -291,8 +340,18 @@ seeds: [0, 1, 2, 3, 4]
 
 
 def _run_cmd(job, out) -> list[str]:
-    return [str(BIN / "rnnbench"), "run", str(job), "--out", str(out), "--num-cpus", "2",
-            "--runner", "test_sweep:cli_runner", "--no-progress"]
+    return [
+        str(BIN / "rnnbench"),
+        "run",
+        str(job),
+        "--out",
+        str(out),
+        "--num-cpus",
+        "2",
+        "--runner",
+        "test_sweep:cli_runner",
+        "--no-progress",
+    ]
 
 
 def _stop_mid_run(cmd, log, out, rows: int, sig) -> tuple[int | None, str]:
@@ -300,12 +359,18 @@ def _stop_mid_run(cmd, log, out, rows: int, sig) -> tuple[int | None, str]:
     for ``rows`` stored rows, send ``sig``; return the exit code and the output."""
     # SIGINT at its default in the child: a shell's background job (`cmd &`) starts with
     # SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
-    reset = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-             "os.execv(sys.argv[1], sys.argv[1:])")
-    proc = subprocess.Popen([sys.executable, "-c", reset, *cmd],
-                            env=_env(RB_TEST_LOG=str(log), RB_TEST_SLEEP="3"),
-                            start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    reset = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", reset, *cmd],
+        env=_env(RB_TEST_LOG=str(log), RB_TEST_SLEEP="3"),
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while len(store.stored_ids(out)) < rows and time.monotonic() < deadline:
@@ -332,9 +397,14 @@ def test_sigint_then_rerun_resumes_and_exclusive_runs_alone(tmp_path):
     before = store.load(out)
     assert (before["neighbours"] >= 1).any()  # 2 one-thread cells shared the node
 
-    second = subprocess.run(cmd + ["--exclusive"], env=_env(RB_TEST_LOG=str(tmp_path / "log2"),
-                                                            RB_TEST_SLEEP="0.3"),
-                            capture_output=True, text=True, timeout=300, start_new_session=True)
+    second = subprocess.run(
+        cmd + ["--exclusive"],
+        env=_env(RB_TEST_LOG=str(tmp_path / "log2"), RB_TEST_SLEEP="0.3"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,
+    )
     assert second.returncode == 0, second.stdout + second.stderr
     ran = executions(tmp_path / "log2")
     assert sorted(ran) == sorted({c.cell_id for c in cells} - stored)  # only the missing ones
@@ -411,16 +481,22 @@ cluster.shutdown()
 def test_removing_the_node_that_runs_a_cell_still_completes_the_sweep(tmp_path):
     script = tmp_path / "cluster.py"
     script.write_text(CLUSTER_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "log"),
-                             str(tmp_path / "out")], env=_env(), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "log"), str(tmp_path / "out")],
+        env=_env(),
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=300)
     finally:
         _stop(proc, signal.SIGTERM, wait=5)
     assert proc.returncode == 0, stderr[-3000:]
-    report = json.loads([line for line in stdout.splitlines()
-                         if line.startswith("RESULT ")][-1][len("RESULT "):])
+    report = json.loads(
+        [line for line in stdout.splitlines() if line.startswith("RESULT ")][-1][len("RESULT ") :]
+    )
     assert report["removed"] == [report["victim"]]
     rows = report["rows"]
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
@@ -461,12 +537,28 @@ def test_ray_job_submit_runs_a_sweep_on_a_local_head(tmp_path):
     env = _env(RAY_AUTH_MODE="token")
     head_log = (tmp_path / "head.log").open("w")
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--temp-dir={temp}",
-         f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
-         f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
-         f"--runtime-env-agent-port={rt_env}", "--num-cpus=2", "--disable-usage-stats"],
-        env=env, start_new_session=True, stdout=head_log, stderr=subprocess.STDOUT)
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            f"--temp-dir={temp}",
+            f"--port={gcs}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash}",
+            f"--ray-client-server-port={client}",
+            f"--dashboard-agent-listen-port={agent}",
+            f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--metrics-export-port={metrics}",
+            f"--runtime-env-agent-port={rt_env}",
+            "--num-cpus=2",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=head_log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         job = tmp_path / "job.yaml"
         job.write_text(JOB.replace("seeds: [0, 1, 2, 3, 4]", "seeds: [0]"))
@@ -476,21 +568,42 @@ def test_ray_job_submit_runs_a_sweep_on_a_local_head(tmp_path):
         while time.monotonic() < deadline:
             assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
             submitted = subprocess.run(
-                [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}",
-                 "--working-dir", ".", "--",
-                 "rnnbench", "run", str(job), "--out", str(out), "--no-progress"],
-                cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                [
+                    str(BIN / "ray"),
+                    "job",
+                    "submit",
+                    f"--address=http://127.0.0.1:{dash}",
+                    "--working-dir",
+                    ".",
+                    "--",
+                    "rnnbench",
+                    "run",
+                    str(job),
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                ],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             said = submitted.stderr + submitted.stdout
             not_taken = "raysubmit_" not in said and (
-                "Connection" in said or "No available agent" in said)
+                "Connection" in said or "No available agent" in said
+            )
             if submitted.returncode == 0 or not not_taken:
                 break
             # no job was made: the dashboard's job server may still be starting, or
             # its agent (it waits 10 s for one, then says "No available agent ...")
             time.sleep(2)
         assert submitted is not None
-        assert submitted.returncode == 0, (submitted.stdout[-3000:] + submitted.stderr[-3000:]
-                                           + (tmp_path / "head.log").read_text()[-2000:])
+        assert submitted.returncode == 0, (
+            submitted.stdout[-3000:]
+            + submitted.stderr[-3000:]
+            + (tmp_path / "head.log").read_text()[-2000:]
+        )
         df = store.load(out)
         assert len(df) == 2 and set(df["status"]) == {"ok"}  # real measurements, tiny cells
         assert "succeeded" in submitted.stdout.lower()

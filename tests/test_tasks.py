@@ -17,13 +17,16 @@ def decode(x: torch.Tensor) -> list[list[int]]:
     return [[int(idx[t, b]) for t in range(x.shape[0])] for b in range(x.shape[1])]
 
 
-@pytest.mark.parametrize("name, opts, n_in, n_out, single", [
-    ("delayed_recall", {}, 9, 9, False),
-    ("delayed_recall", {"k": 3, "symbols": 4}, 5, 5, False),
-    ("temporal_xor", {}, 2, 2, False),
-    ("running_parity", {}, 2, 2, False),
-    ("sequence_parity", {}, 2, 2, True),
-])
+@pytest.mark.parametrize(
+    "name, opts, n_in, n_out, single",
+    [
+        ("delayed_recall", {}, 9, 9, False),
+        ("delayed_recall", {"k": 3, "symbols": 4}, 5, 5, False),
+        ("temporal_xor", {}, 2, 2, False),
+        ("running_parity", {}, 2, 2, False),
+        ("sequence_parity", {}, 2, 2, True),
+    ],
+)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_shapes_dtypes_and_determinism(name, opts, n_in, n_out, single, dtype):
     task = tasks.make(name, **opts)
@@ -153,29 +156,47 @@ def test_text_errors(tmp_path):
         tasks.make("text", vocab=1)
 
 
-@pytest.mark.parametrize("tau, batch, pattern", [
-    (-1, 2, r"^tau: must be a positive integer, got -1$"),
-    (0, 2, r"^tau: must be a positive integer, got 0$"),
-    (2.5, 2, r"^tau: must be a positive integer, got 2\.5$"),
-    (5, 0, r"^batch: must be a positive integer, got 0$"),
-    (5, -3, r"^batch: must be a positive integer, got -3$"),
-])
+@pytest.mark.parametrize(
+    "tau, batch, pattern",
+    [
+        (-1, 2, r"^tau: must be a positive integer, got -1$"),
+        (0, 2, r"^tau: must be a positive integer, got 0$"),
+        (2.5, 2, r"^tau: must be a positive integer, got 2\.5$"),
+        (5, 0, r"^batch: must be a positive integer, got 0$"),
+        (5, -3, r"^batch: must be a positive integer, got -3$"),
+    ],
+)
 def test_bad_sizes(tau, batch, pattern):
     with pytest.raises(UsageError, match=pattern):
         tasks.make("running_parity").batch(tau, batch)
 
 
-@pytest.mark.parametrize("call, pattern", [
-    (lambda: tasks.make("copy"), r"^task: unknown task 'copy'; allowed: text, delayed_recall, "
-                                 r"temporal_xor, running_parity, sequence_parity$"),
-    (lambda: tasks.make("delayed_recall", delay=2),
-     r"^task\.delay: unknown option for delayed_recall; allowed: k, symbols$"),
-    (lambda: tasks.make("running_parity", k=1),
-     r"^task\.k: unknown option for running_parity; allowed: none$"),
-    (lambda: tasks.make("delayed_recall", k=0), r"^task\.k: must be a positive integer, got 0$"),
-    (lambda: tasks.make("delayed_recall", symbols=0),
-     r"^task\.symbols: must be a positive integer, got 0$"),
-])
+@pytest.mark.parametrize(
+    "call, pattern",
+    [
+        (
+            lambda: tasks.make("copy"),
+            r"^task: unknown task 'copy'; allowed: text, delayed_recall, "
+            r"temporal_xor, running_parity, sequence_parity$",
+        ),
+        (
+            lambda: tasks.make("delayed_recall", delay=2),
+            r"^task\.delay: unknown option for delayed_recall; allowed: k, symbols$",
+        ),
+        (
+            lambda: tasks.make("running_parity", k=1),
+            r"^task\.k: unknown option for running_parity; allowed: none$",
+        ),
+        (
+            lambda: tasks.make("delayed_recall", k=0),
+            r"^task\.k: must be a positive integer, got 0$",
+        ),
+        (
+            lambda: tasks.make("delayed_recall", symbols=0),
+            r"^task\.symbols: must be a positive integer, got 0$",
+        ),
+    ],
+)
 def test_bad_task_arguments(call, pattern):
     with pytest.raises(UsageError, match=pattern):
         call()

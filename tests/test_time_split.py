@@ -14,10 +14,9 @@ import threading
 import pytest
 import torch
 
-from rnnbench.facts import TIME_SPLIT_SOLVERS
-
-from rnnbench.pit import diagnostics
 from rnnbench.core import models, strategies
+from rnnbench.facts import TIME_SPLIT_SOLVERS
+from rnnbench.pit import diagnostics
 from rnnbench.pit.scan import fold, linear_scan, summary
 
 DT = torch.float64
@@ -39,8 +38,9 @@ def test_shard_summaries_give_the_whole_scan(dense, tau, parts):
     sums = [summary(A[s:e], b[s:e]) for s, e in pieces(tau, parts)]  # the all-gather
     for r, (s, e) in enumerate(pieces(tau, parts)):
         h_in = fold(sums[:r], torch.zeros_like(b[0]))
-        torch.testing.assert_close(linear_scan(A[s:e], b[s:e], h0=h_in), whole[s:e],
-                                   rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(
+            linear_scan(A[s:e], b[s:e], h0=h_in), whole[s:e], rtol=1e-12, atol=1e-12
+        )
     # the summary is the map h_0 -> h_tau: from a nonzero h_0 too
     h0 = torch.randn(2, H, dtype=DT)
     P, q = summary(A, b)
@@ -85,8 +85,11 @@ class ThreadComm:
 
 def run_ranks(model, x, y, strategy, world, **options):
     """Each rank's loss, gradient and report, every rank in its own thread."""
-    shared = {"slots": [None] * world, "barrier": threading.Barrier(world, timeout=30),
-              "queues": {(a, b): queue.Queue() for a in range(world) for b in range(world)}}
+    shared = {
+        "slots": [None] * world,
+        "barrier": threading.Barrier(world, timeout=30),
+        "queues": {(a, b): queue.Queue() for a in range(world) for b in range(world)},
+    }
     out, errors = [None] * world, []
 
     def rank(r, s, e):
@@ -95,18 +98,27 @@ def run_ranks(model, x, y, strategy, world, **options):
             m = copy.deepcopy(model)
             ys = y if m.single_output else y[s:e]
             with diagnostics.recording() as rec:
-                L = strategies.elman_time_shard(m, x[s:e], ys, strategy,
-                                                ThreadComm(r, world, shared), **options)
+                L = strategies.elman_time_shard(
+                    m, x[s:e], ys, strategy, ThreadComm(r, world, shared), **options
+                )
                 L.backward()
             # a rank with no output of its own (SingleOutput) leaves V and c without grad
-            out[r] = (L.detach(), {n: torch.zeros_like(p) if p.grad is None else p.grad
-                                   for n, p in m.named_parameters()}, rec.fields())
-        except BaseException as err:  # noqa: BLE001 -- re-raised in the test's thread
+            out[r] = (
+                L.detach(),
+                {
+                    n: torch.zeros_like(p) if p.grad is None else p.grad
+                    for n, p in m.named_parameters()
+                },
+                rec.fields(),
+            )
+        except BaseException as err:
             errors.append(err)
             shared["barrier"].abort()
 
-    threads = [threading.Thread(target=rank, args=(r, s, e))
-               for r, (s, e) in enumerate(pieces(x.shape[0], world))]
+    threads = [
+        threading.Thread(target=rank, args=(r, s, e))
+        for r, (s, e) in enumerate(pieces(x.shape[0], world))
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -171,10 +183,10 @@ def test_newton_with_default_max_iter_ends_at_the_sequential_answer_split():
 
 
 def test_time_split_elman_needs_a_step_per_worker():
+    from rnnbench.errors import UsageError
     from rnnbench.harness import group as tp
     from rnnbench.harness import training
     from rnnbench.job.cell import Cell
-    from rnnbench.errors import UsageError
 
     c = Cell(model="elman", strategy="deer", task="text", tau=2, batch=1, hidden=3, workers=3)
     task, x, y = training.cell_batch(c)

@@ -14,6 +14,7 @@ import time
 
 import pytest
 import torch
+from raywait import wait_cpus_free
 
 from rnnbench.core import strategies
 from rnnbench.harness import group as tp
@@ -21,13 +22,20 @@ from rnnbench.harness import training
 from rnnbench.job.cell import Cell
 from rnnbench.results.rows import ROW_KEYS
 
-from raywait import wait_cpus_free
-
 CPUS = 0.5  # per actor: 3 actors on the 2-CPU test Ray
 
-JORDAN = dict(model="jordan", strategy="teacher_forcing", task="delayed_recall",
-              task_options={"symbols": 4}, tau=11, batch=2, hidden=6, dtype="float64",
-              lr=0.05, repeats=2)
+JORDAN = dict(
+    model="jordan",
+    strategy="teacher_forcing",
+    task="delayed_recall",
+    task_options={"symbols": 4},
+    tau=11,
+    batch=2,
+    hidden=6,
+    dtype="float64",
+    lr=0.05,
+    repeats=2,
+)
 ELMAN = dict(JORDAN, model="elman", strategy="bptt", batch=5)
 
 
@@ -40,8 +48,11 @@ def _all_cpus_free(ray_session):
     from ray.util.placement_group import placement_group_table
 
     def leftovers():
-        return {k: v["name"] for k, v in placement_group_table().items()
-                if v["state"] != "REMOVED" and v["name"].startswith("rnnbench-timeparallel-")}
+        return {
+            k: v["name"]
+            for k, v in placement_group_table().items()
+            if v["state"] != "REMOVED" and v["name"].startswith("rnnbench-timeparallel-")
+        }
 
     for name in leftovers().values():
         tp.remove_group(ray_session.util.get_placement_group(name))
@@ -61,7 +72,7 @@ def reference(c: Cell, steps: int = 0):
     """Single process: the gradient at the initial parameters, and the parameters
     after ``steps`` Adam steps on the summed loss."""
     task, x, y = training.cell_batch(c)
-    model = tp.initial_model(c, task.n_in, task.n_out)
+    model = training.initial_model(c, task.n_in, task.n_out)
     opts = dict(c.strategy_options)
     strategies.loss(model, x, y, c.strategy, **opts).backward()
     grad = {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -105,11 +116,10 @@ def test_time_shards_sum_to_the_whole_loss():
     """No Ray: the slices' losses with their prepended y^(s-1) add up to L."""
     c = cell(3)
     task, x, y = training.cell_batch(c)
-    model = tp.initial_model(c, task.n_in, task.n_out)
+    model = training.initial_model(c, task.n_in, task.n_out)
     whole = strategies.loss(model, x, y, "teacher_forcing")
     parts = [sum(tp.local_losses(model, c, tp.shard(c, x, y, r))) for r in range(3)]
-    assert [tp.shard(c, x, y, r).end - tp.shard(c, x, y, r).start for r in range(3)] \
-        == [3, 4, 4]
+    assert [tp.shard(c, x, y, r).end - tp.shard(c, x, y, r).start for r in range(3)] == [3, 4, 4]
     assert math.isclose(float(sum(parts).detach()), float(whole.detach()), rel_tol=1e-13)
 
 
@@ -125,8 +135,12 @@ CASES = {
     "elman_scan_bptt": {"model": "elman", "strategy": "scan_bptt"},
     "elman_deer": {"model": "elman", "strategy": "deer"},
     "elman_quasi_deer": {"model": "elman", "strategy": "quasi_deer"},
-    "single_deer": {"model": "single_output", "strategy": "deer", "task": "sequence_parity",
-                    "task_options": {}},
+    "single_deer": {
+        "model": "single_output",
+        "strategy": "deer",
+        "task": "sequence_parity",
+        "task_options": {},
+    },
 }
 
 
@@ -141,7 +155,6 @@ def group(request, ray_session):
 
 
 class TestGroup:
-
     @pytest.mark.parametrize("case", list(CASES))
     def test_allreduced_gradient_equals_single_process(self, group, case):
         c = cell(group.cell.workers, **CASES[case])
@@ -166,7 +179,7 @@ class TestGroup:
             assert all(torch.equal(p[n], params[0][n]) for n in p)  # replicas stay identical
         # the loss piggy-backed on the all-reduce is the whole sequence's loss
         task, x, y = training.cell_batch(c)
-        first = strategies.loss(tp.initial_model(c, task.n_in, task.n_out), x, y, c.strategy)
+        first = strategies.loss(training.initial_model(c, task.n_in, task.n_out), x, y, c.strategy)
         assert math.isclose(records[0][0]["loss"], float(first.detach()), rel_tol=1e-12)
 
 
@@ -210,8 +223,12 @@ def watched(probe: dict) -> type:
     class Watched(tp.Group):
         def open(self) -> None:
             super().open()
-            probe.update(pids=self.pids, address=self.address, placement_group=self.pg.id.hex(),
-                         store_sockets=_listening_sockets(self.address[1]))
+            probe.update(
+                pids=self.pids,
+                address=self.address,
+                placement_group=self.pg.id.hex(),
+                store_sockets=_listening_sockets(self.address[1]),
+            )
 
     return Watched
 
@@ -324,7 +341,7 @@ def test_force_cancelled_cell_is_released(ray_session):
         assert time.monotonic() < deadline, "the group was never placed"
         time.sleep(0.2)
     ray.cancel(ref, force=True)
-    with pytest.raises(Exception):
+    with pytest.raises(ray.exceptions.RayError):
         ray.get(ref, timeout=30)
     assert tp.release(c) is True
     assert tp.release(c) is False  # already gone
@@ -341,11 +358,12 @@ def test_time_split_deer_row_reports_its_iterations(ray_session):
     from rnnbench.pit import diagnostics
 
     options = {"max_iter": 2}
-    c = cell(2, model="elman", strategy="deer", repeats=2, rho=3.0, tau=16,
-             strategy_options=options)
+    c = cell(
+        2, model="elman", strategy="deer", repeats=2, rho=3.0, tau=16, strategy_options=options
+    )
     task, x, y = training.cell_batch(c)
     with diagnostics.recording() as rec:
-        strategies.loss(tp.initial_model(c, task.n_in, task.n_out), x, y, "deer", **options)
+        strategies.loss(training.initial_model(c, task.n_in, task.n_out), x, y, "deer", **options)
     row = tp.run_cell(c, cpus_per_worker=CPUS)
     assert row["status"] == "ok", row["error"]
     assert row["split"] == "time" and row["workers_active"] == 2

@@ -41,8 +41,9 @@ def first_error_line(text: str) -> str:
     """The line of a build log that says what went wrong (the compiler's, not ninja's)."""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     for line in lines:
-        if re.search(r"error|not found|no such file|cannot|permission denied", line, re.I) \
-                and not line.startswith("Error building extension"):
+        if re.search(
+            r"error|not found|no such file|cannot|permission denied", line, re.I
+        ) and not line.startswith("Error building extension"):
             return line
     return lines[0] if lines else "unknown error"
 
@@ -60,9 +61,10 @@ def load():
     from torch.utils import cpp_extension
 
     try:
-        path = cpp_extension.load(NAME, [str(SOURCE)], extra_cflags=list(CFLAGS),
-                                  is_python_module=False, verbose=False)
-    except Exception as exc:  # noqa: BLE001 - any build failure is this machine's
+        path = cpp_extension.load(
+            NAME, [str(SOURCE)], extra_cflags=list(CFLAGS), is_python_module=False, verbose=False
+        )
+    except Exception as exc:
         _loaded["error"] = f"the C++ kernel did not build: {first_error_line(exc)}"
         raise CompileError(_loaded["error"]) from exc
     ops = getattr(torch.ops, NAME)
@@ -74,7 +76,7 @@ def load():
 def library_path() -> str:
     """The built library's file (after :func:`load`)."""
     load()
-    return _loaded["path"]
+    return str(_loaded["path"])
 
 
 def _register_flops(ops) -> None:

@@ -16,7 +16,7 @@ from torch import nn
 from rnnbench.errors import UsageError, check_int
 
 
-class _Recurrent(nn.Module):
+class Recurrent(nn.Module):
     """Parameters U (H, n_in), W (H, n_rec), V (n_out, H), b (H,), c (n_out,)."""
 
     kind = ""  # "hidden" (h feeds h) or "output" (the output feeds h)
@@ -55,7 +55,7 @@ class _Recurrent(nn.Module):
         return f"n_in={self.n_in}, n_hidden={self.n_hidden}, n_out={self.n_out}"
 
 
-class Elman(_Recurrent):
+class Elman(Recurrent):
     """Hidden-to-hidden recurrence, an output at every step.
 
     a^(t) = b + W h^(t-1) + U x^(t);  h^(t) = tanh(a^(t));  o^(t) = c + V h^(t);
@@ -64,8 +64,9 @@ class Elman(_Recurrent):
 
     kind = "hidden"
 
-    def step(self, ux_t: torch.Tensor, h_prev: torch.Tensor,
-             w_t: torch.Tensor | None = None) -> torch.Tensor:
+    def step(
+        self, ux_t: torch.Tensor, h_prev: torch.Tensor, w_t: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """h^(t) = tanh(b + U x^(t) + W h^(t-1)), given ux_t = b + U x^(t).
 
         ``w_t``: ``W.t()`` taken once before a loop over t (one autograd node
@@ -83,7 +84,7 @@ class SingleOutput(Elman):
     single_output = True
 
 
-class Jordan(_Recurrent):
+class Jordan(Recurrent):
     """Output-to-hidden recurrence: only the fed-back output carries the past.
 
     a^(t) = b + W f^(t-1) + U x^(t);  h^(t) = tanh(a^(t));  o^(t) = c + V h^(t);
@@ -93,13 +94,14 @@ class Jordan(_Recurrent):
 
     kind = "output"
 
-    def step(self, ux_t: torch.Tensor, f_prev: torch.Tensor,
-             w_t: torch.Tensor | None = None) -> torch.Tensor:
+    def step(
+        self, ux_t: torch.Tensor, f_prev: torch.Tensor, w_t: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """h^(t) = tanh(b + U x^(t) + W f^(t-1)), given ux_t = b + U x^(t) (w_t as Elman)."""
         return torch.tanh(torch.addmm(ux_t, f_prev, self.W.t() if w_t is None else w_t))
 
 
-MODELS: dict[str, type[_Recurrent]] = {
+MODELS: dict[str, type[Recurrent]] = {
     "elman": Elman,
     "jordan": Jordan,
     "single_output": SingleOutput,
@@ -120,12 +122,14 @@ def check_rho(model: str, rho) -> None:
     if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho < math.inf:
         raise UsageError(f"rho: must be a positive number (spectral radius of W), got {rho!r}")
     if MODELS.get(model, Elman).kind != "hidden":
-        raise UsageError(f"rho: sets the spectral radius of the hidden-to-hidden W; "
-                         f"model {model} has none (allowed: elman, single_output)")
+        raise UsageError(
+            f"rho: sets the spectral radius of the hidden-to-hidden W; "
+            f"model {model} has none (allowed: elman, single_output)"
+        )
 
 
 @torch.no_grad()
-def set_spectral_radius(model: _Recurrent, rho: float) -> None:
+def set_spectral_radius(model: Recurrent, rho: float) -> None:
     """Rescale W so that its spectral radius max |eig(W)| is ``rho``.
 
     rho < 1 with the default init gives contracting dynamics (Newton converges
@@ -137,7 +141,7 @@ def set_spectral_radius(model: _Recurrent, rho: float) -> None:
     model.W.mul_(rho / radius)
 
 
-def build(name: str, n_in: int, n_hidden: int, n_out: int, rho: float | None = None) -> _Recurrent:
+def build(name: str, n_in: int, n_hidden: int, n_out: int, rho: float | None = None) -> Recurrent:
     """Build a model by its registry name (``elman``, ``jordan``, ``single_output``);
     ``rho``: rescale W to that spectral radius (None: the default init)."""
     key = str(name).lower()

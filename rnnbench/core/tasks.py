@@ -46,8 +46,9 @@ class Task:
     single_output: bool = False
     options: dict = field(default_factory=dict, compare=False)
 
-    def batch(self, tau: int, batch: int, seed: int = 0, dtype=None,
-              device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, tau: int, batch: int, seed: int = 0, dtype=None, device="cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x in ``dtype`` (default: torch's default dtype, float32 unless changed: a
         model's), y int64."""
         dtype = torch.get_default_dtype() if dtype is None else dtype
@@ -144,8 +145,9 @@ def _read_corpus(path: str) -> str:
         found = []
         for root, dirs, names in os.walk(p):
             dirs[:] = [d for d in dirs if d not in ("site-packages", "test", "tests")]
-            found += [Path(root, n) for n in names
-                      if Path(n).suffix in (".py", ".txt", ".md", ".rst")]
+            found += [
+                Path(root, n) for n in names if Path(n).suffix in (".py", ".txt", ".md", ".rst")
+            ]
         files = sorted(found)
     else:
         raise UsageError(f"task.path: no such file or folder: {path}")
@@ -185,7 +187,7 @@ def _corpus_codes(path: str, vocab: int) -> torch.Tensor:
 
 TEXT_INPUTS = ("chars", "none")  # x^(t): the current character, or nothing
 
-TASKS = {
+TASKS: dict[str, dict[str, object]] = {
     "text": {"vocab": 64, "path": None, "input": "chars"},
     "delayed_recall": {"k": 1, "symbols": 8},
     "temporal_xor": {},
@@ -208,8 +210,9 @@ def make(name: str, **options) -> Task:
         if vocab < 2:
             raise UsageError(f"task.vocab: must be at least 2, got {vocab}")
         if opts["input"] not in TEXT_INPUTS:
-            raise UsageError(f"task.input: must be one of {', '.join(TEXT_INPUTS)}, "
-                             f"got {opts['input']!r}")
+            raise UsageError(
+                f"task.input: must be one of {', '.join(TEXT_INPUTS)}, got {opts['input']!r}"
+            )
         opts["path"] = str(opts["path"] or default_corpus())
         if not Path(opts["path"]).exists():
             raise UsageError(f"task.path: no such file or folder: {opts['path']}")

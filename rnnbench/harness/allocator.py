@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ctypes
 
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4   # mallopt parameters (glibc's malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt parameters (glibc's malloc.h)
 STEADY = "glibc: no mmap, no trim"
 DEFAULT = "default"
 
@@ -42,7 +42,7 @@ def steady() -> str:
         try:
             mallopt = ctypes.CDLL(None).mallopt
             applied = mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
-        except Exception:  # noqa: BLE001 - no C library to load (Windows), or no mallopt
+        except Exception:
             applied = False
         _state = STEADY if applied else DEFAULT
     return _state
@@ -54,7 +54,7 @@ def release() -> None:
     if _state == STEADY:
         try:
             ctypes.CDLL(None).malloc_trim(0)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
-from torch.multiprocessing.reductions import StorageWeakRef
 from torch.autograd import DeviceType
+from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -64,8 +64,9 @@ def saved_bytes(forward: Callable[[], torch.Tensor], keep: Iterable[torch.Tensor
     with mode:
         out = forward()
     excluded = _ptrs(keep) | _ptrs([out])
-    total = sum(n for ptr, (ref, n) in mode.storages.items()
-                if ptr not in excluded and not ref.expired())
+    total = sum(
+        n for ptr, (ref, n) in mode.storages.items() if ptr not in excluded and not ref.expired()
+    )
     if out.requires_grad:
         out.backward()  # free the graph (and anything it held)
     return int(total)
@@ -110,8 +111,11 @@ def _silent_stderr():
 
 def cpu_peak(prof) -> int:
     """Running sum of the profiler's allocation (+) and free (-) events; its maximum."""
-    events = [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-              if e.name() == "[memory]" and e.device_type() == DeviceType.CPU]
+    events = [
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]" and e.device_type() == DeviceType.CPU
+    ]
     level = peak = 0
     for _, n in sorted(events):
         level += n

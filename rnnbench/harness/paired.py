@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 
 @dataclass
@@ -36,9 +36,13 @@ class Paired:
         return [b / a for a, b in zip(self.a, self.b) if a > 0]
 
 
-def alternate(run_a: Callable[[int], float], run_b: Callable[[int], float], pairs: int,
-              before: Callable[[int, str], None] = lambda pair, side: None,
-              after: Callable[[int, str], None] = lambda pair, side: None) -> Paired:
+def alternate(
+    run_a: Callable[[int], float],
+    run_b: Callable[[int], float],
+    pairs: int,
+    before: Callable[[int, str], None] = lambda pair, side: None,
+    after: Callable[[int, str], None] = lambda pair, side: None,
+) -> Paired:
     """``pairs`` pairs of blocks, A B B A A B ...; ``run_x(pair)`` times one block
     and returns its seconds per run; ``before(pair, side)`` / ``after(pair, side)``
     run untimed around each block (affinity, thread count, a time-out check)."""
@@ -68,9 +72,14 @@ def row_fields(paired: Paired) -> dict:
     """The paired row keys (ms and ratios) from a :class:`Paired`."""
     b_q1, b_med, b_q3 = quartiles([1e3 * s for s in paired.b])
     r_q1, r_med, r_q3 = quartiles(paired.ratios)
-    return {"baseline_step_ms_median": b_med, "baseline_step_ms_iqr": b_q3 - b_q1,
-            "speedup_median": r_med, "speedup_q1": r_q1, "speedup_q3": r_q3,
-            "speedup_samples": list(paired.ratios)}
+    return {
+        "baseline_step_ms_median": b_med,
+        "baseline_step_ms_iqr": b_q3 - b_q1,
+        "speedup_median": r_med,
+        "speedup_q1": r_q1,
+        "speedup_q3": r_q3,
+        "speedup_samples": list(paired.ratios),
+    }
 
 
 # --------------------------------------------------------------------------- CPU affinity
@@ -121,7 +130,7 @@ class Affinity:
                 pass
         self.saved.clear()
 
-    def __enter__(self) -> "Affinity":
+    def __enter__(self) -> Affinity:
         return self
 
     def __exit__(self, *exc) -> None:

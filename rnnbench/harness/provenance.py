@@ -28,8 +28,13 @@ def _version(package: str) -> str | None:
 def git_commit() -> str | None:
     """The commit of the rnnbench checkout, when it is one (else None)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -69,4 +74,5 @@ def provenance(device: str = "cpu") -> dict:
 
 
 def platform_summary() -> str:
-    return f"{cpu_model()}, python {platform.python_version()} ({sys.platform}), torch {torch.__version__}"
+    python = f"python {platform.python_version()} ({sys.platform})"
+    return f"{cpu_model()}, {python}, torch {torch.__version__}"

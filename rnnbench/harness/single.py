@@ -30,21 +30,21 @@ import json
 import math
 import time
 import timeit
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from rnnbench.pit import diagnostics
-from rnnbench.harness import gemm, memory, paired, procstat, training
 from rnnbench.core import strategies
 from rnnbench.facts import BEST_BPTT, clip_error
+from rnnbench.harness import gemm, memory, paired, procstat, training
 from rnnbench.harness.row import base_row
-from rnnbench.job.cell import Cell
-from rnnbench.results.rows import CellTimeout, NonFiniteLoss, fail
 from rnnbench.harness.training import NAN, WARMUP
+from rnnbench.job.cell import Cell
+from rnnbench.pit import diagnostics
+from rnnbench.results.rows import CellTimeout, NonFiniteLoss, fail
 
 BEST_ROUNDS = 3  # blocks per candidate when best_bptt picks the fastest BPTT
 
@@ -59,7 +59,7 @@ def run_cell(cell: Cell, timeout_s: float | None = None) -> dict:
         torch.set_num_threads(cell.n_threads)  # Ray reuses worker processes: set it every time
         with diagnostics.recording():  # the row reports convergence (see _measure), no warnings
             _measure(cell, row, deadline)
-    except Exception as exc:  # noqa: BLE001 - a failed configuration is a row, not a crash
+    except Exception as exc:
         fail(row, exc)
     finally:
         torch.set_num_threads(threads)
@@ -119,13 +119,24 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
     row.update(rec.fields())
     if rec.iterations is not None:
         row["depth"] = strategies.get(cell.strategy).depth(
-            cell.tau, iterations=rec.iterations, **dict(cell.strategy_options))
-    row["saved_bytes_expected"] = int(strategies.get(cell.strategy).saved_bytes(
-        cell.model, dict(cell.strategy_options), cell.tau, cell.batch, cell.hidden,
-        task.n_out, row["n_params"], itemsize))
+            cell.tau, iterations=rec.iterations, **dict(cell.strategy_options)
+        )
+    row["saved_bytes_expected"] = int(
+        strategies.get(cell.strategy).saved_bytes(
+            cell.model,
+            dict(cell.strategy_options),
+            cell.tau,
+            cell.batch,
+            cell.hidden,
+            task.n_out,
+            row["n_params"],
+            itemsize,
+        )
+    )
     model.zero_grad(set_to_none=True)
     row["peak_bytes"], row["peak_method"] = memory.peak_bytes(
-        lambda: forward().backward(), cell.device)
+        lambda: forward().backward(), cell.device
+    )
     model.zero_grad(set_to_none=True)
     row["peak_rss_method"] = procstat.reset_peak_rss()
     training_step(cell, model, forward)()  # with Adam's state: the process's real peak
@@ -166,8 +177,15 @@ def block_size(run_s: float, floor_s: float = 0.01) -> int:
     return number
 
 
-def sample(stmt: str, setup: str, globals: dict, cell: Cell, description: str | None = None,
-           after=lambda what: None, number: int | None = None) -> benchmark.Measurement:
+def sample(
+    stmt: str,
+    setup: str,
+    globals: dict,
+    cell: Cell,
+    description: str | None = None,
+    after=lambda what: None,
+    number: int | None = None,
+) -> benchmark.Measurement:
     """Exactly ``cell.repeats`` timing samples of ``stmt``, on the cell's device.
 
     The statement first runs ``WARMUP`` times untimed; the last of those runs
@@ -206,10 +224,21 @@ def _time(cell: Cell, model, forward, deadline: float) -> dict:
         return {"fwd_ms_median": NAN, "bwd_ms_median": NAN}
     g = {"forward": forward, "model": model}
     fresh = "model.zero_grad(set_to_none=True); L = forward()"
-    out = {name: sample(stmt, setup, g, cell, name, number=number,
-                        after=lambda what: _check_time(deadline, what))
-           for name, (stmt, setup, number) in {"fwd": ("forward()", "pass", None),
-                                               "bwd": ("L.backward()", fresh, 1)}.items()}
+    out = {
+        name: sample(
+            stmt,
+            setup,
+            g,
+            cell,
+            name,
+            number=number,
+            after=lambda what: _check_time(deadline, what),
+        )
+        for name, (stmt, setup, number) in {
+            "fwd": ("forward()", "pass", None),
+            "bwd": ("L.backward()", fresh, 1),
+        }.items()
+    }
     return {"fwd_ms_median": out["fwd"].median * 1e3, "bwd_ms_median": out["bwd"].median * 1e3}
 
 
@@ -266,8 +295,9 @@ class Side:
         return self.faults / self.runs if self.runs else NAN
 
 
-def time_step(cell: Cell, step: Callable[[], None], deadline: float,
-              clock: Callable[[], float] | None = None) -> dict:
+def time_step(
+    cell: Cell, step: Callable[[], None], deadline: float, clock: Callable[[], float] | None = None
+) -> dict:
     """The training step's row fields: ``repeats`` blocks of ``step`` -- with a
     baseline, ``repeats`` pairs of blocks taking turns with the baseline's
     (:func:`rnnbench.harness.paired.alternate`, the CPU affinity moved between pairs)
@@ -278,40 +308,54 @@ def time_step(cell: Cell, step: Callable[[], None], deadline: float,
     a = Side(cell, step)
     a.warm(clock)
     _check_time(deadline, "warm-up (step)")
-    out, b = {}, None
+    out: dict[str, object] = {}
+    b: Side | None = None
     if cell.baseline:
         try:
             b, out = baseline_side(cell, clock, deadline)
         except CellTimeout:
             raise
-        except Exception as exc:  # noqa: BLE001 - the baseline's failure is data
+        except Exception as exc:
             out["baseline_error"] = clip_error(f"{type(exc).__name__}: {exc}")
     if b is not None:
         try:
             with paired.Affinity() as affinity:
+
                 def pin(k: int, side: str) -> None:
                     if affinity.allowed:
-                        affinity.pin(paired.cpu_window(
-                            affinity.allowed, (a if side == "a" else b).threads, k))
+                        affinity.pin(
+                            paired.cpu_window(
+                                affinity.allowed, (a if side == "a" else b).threads, k
+                            )
+                        )
 
                 result = paired.alternate(
-                    lambda k: a.block(clock), lambda k: b.block(clock), cell.repeats,
-                    before=pin, after=lambda k, side: _check_time(deadline, "timing (pairs)"))
-            out.update(training.time_fields(training.measurement(result.a, cell, "step")),
-                       **paired.row_fields(result), minor_faults_per_step=a.faults_per_step,
-                       baseline_minor_faults_per_step=b.faults_per_step)
+                    lambda k: a.block(clock),
+                    lambda k: b.block(clock),
+                    cell.repeats,
+                    before=pin,
+                    after=lambda k, side: _check_time(deadline, "timing (pairs)"),
+                )
+            out.update(
+                training.time_fields(training.measurement(result.a, cell, "step")),
+                **paired.row_fields(result),
+                minor_faults_per_step=a.faults_per_step,
+                baseline_minor_faults_per_step=b.faults_per_step,
+            )
             return _no_apart(out)
         except CellTimeout:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             out["baseline_error"] = clip_error(f"{type(exc).__name__}: {exc}")
             a.faults = a.runs = 0
     samples = []
     for _ in range(cell.repeats):
         samples.append(a.block(clock))
         _check_time(deadline, "timing (step)")
-    out.update(training.time_fields(training.measurement(samples, cell, "step")),
-               minor_faults_per_step=a.faults_per_step)
+    out.update(
+        training.time_fields(training.measurement(samples, cell, "step")),
+        minor_faults_per_step=a.faults_per_step,
+    )
     return _no_apart(out)
 
 
@@ -337,26 +381,27 @@ def best_bptt(cell: Cell, clock, deadline: float) -> tuple[Side, dict]:
     Returns the winner's side and {strategy: median ms} of every candidate (the
     error text for a candidate that could not run)."""
     model = dict(cell.baseline).get("model", cell.model)
-    sides, times = {}, {}
+    sides: dict[str, Side] = {}
+    times: dict[str, float | str] = {}
     for name in strategies.bptt_candidates(model):
         try:
-            sides[name] = _build_side(cell.baseline_cell(name))
+            sides[name] = _build_side(cell.paired_cell(name))
             sides[name].warm(clock)
         except CellTimeout:
             raise
-        except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is not the best
+        except Exception as exc:
             times[name] = f"{type(exc).__name__}: {exc}"[:200]
         _check_time(deadline, "best_bptt warm-up")
     if not sides:
         raise RuntimeError(f"best_bptt: no candidate ran ({times})")
-    samples = {name: [] for name in sides}
+    samples: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(BEST_ROUNDS):
         for name, side in sides.items():
             samples[name].append(side.block(clock))
         _check_time(deadline, "best_bptt timing")
     for name in samples:
         times[name] = paired.quartiles(samples[name])[1] * 1e3
-    winner = min(samples, key=lambda n: times[n])
+    winner = min(samples, key=lambda n: float(times[n]))
     side = sides[winner]
     side.faults = side.runs = 0
     return side, times
@@ -369,7 +414,7 @@ def baseline_side(cell: Cell, clock, deadline: float) -> tuple[Side, dict]:
         side, times = best_bptt(cell, clock, deadline)
         out["baseline_candidates_ms"] = json.dumps(times, sort_keys=True)
     else:
-        side = _build_side(cell.baseline_cell())
+        side = _build_side(cell.paired_cell())
         side.warm(clock)
     out["baseline_config"] = json.dumps(cell.changed(side.cell), sort_keys=True)
     _check_time(deadline, "warm-up (baseline)")
@@ -391,6 +436,9 @@ def _train_and_evaluate(cell: Cell, deadline: float) -> dict:
         optimizer.step()
         return value.item()
 
-    curve = training.train(cell, step, lambda i: _check_time(
-        deadline, f"training (step {i + 1} of {cell.train_steps})"))
+    curve = training.train(
+        cell,
+        step,
+        lambda i: _check_time(deadline, f"training (step {i + 1} of {cell.train_steps})"),
+    )
     return {"train_curve": curve, **training.evaluate(cell, model, task)}

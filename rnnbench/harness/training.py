@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -59,23 +59,30 @@ def initial_model(cell, n_in: int, n_out: int, device: str | torch.device = "cpu
     """The cell's model, seeded with the cell's seed, in the cell's dtype."""
     torch.manual_seed(cell.seed)
     return models.build(cell.model, n_in, cell.hidden, n_out, cell.rho).to(
-        device, getattr(torch, cell.dtype))
+        device, getattr(torch, cell.dtype)
+    )
 
 
 def cell_batch(cell, seed: int | None = None, device: str | torch.device = "cpu"):
     """The cell's task and a batch (x, y) of it: the timed one (the cell's seed)
     unless ``seed`` (training step i: :func:`train_seed`)."""
     task = cell.make_task()
-    x, y = task.batch(cell.tau, cell.batch, cell.seed if seed is None else seed,
-                      dtype=getattr(torch, cell.dtype), device=device)
+    x, y = task.batch(
+        cell.tau,
+        cell.batch,
+        cell.seed if seed is None else seed,
+        dtype=getattr(torch, cell.dtype),
+        device=device,
+    )
     return task, x, y
 
 
 # --------------------------------------------------------------------------- training
 
 
-def train(cell, step: Callable[[int], float], after: Callable[[int], None] = lambda i: None
-          ) -> list[list]:
+def train(
+    cell, step: Callable[[int], float], after: Callable[[int], None] = lambda i: None
+) -> list[list]:
     """``cell.train_steps`` calls of ``step(i)`` (one Adam step on the batch of
     :func:`train_seed`, returning the batch's summed loss); the curve
     [step, wall seconds, loss per token] at most :data:`CURVE_POINTS` points and
@@ -87,7 +94,9 @@ def train(cell, step: Callable[[int], float], after: Callable[[int], None] = lam
     for i in range(cell.train_steps):
         loss = step(i)
         if not math.isfinite(loss):
-            raise NonFiniteLoss(f"non-finite loss {loss} at training step {i + 1} ({cell.strategy})")
+            raise NonFiniteLoss(
+                f"non-finite loss {loss} at training step {i + 1} ({cell.strategy})"
+            )
         if i % every == 0 or i == cell.train_steps - 1:
             curve.append([i + 1, time.perf_counter() - start, loss / tokens(cell)])
         after(i)
@@ -99,11 +108,16 @@ def evaluate(cell, model, task) -> dict:
     """Per-token NLL (nats) and accuracy on a held-out batch, teacher-forced and free-running,
     and the loss by position in :data:`HORIZON_BUCKETS` buckets (exposure bias)."""
     batch = max(cell.batch, EVAL_BATCH)
-    x, y = task.batch(cell.tau, batch, seed=cell.seed + EVAL_SEED, dtype=model.U.dtype,
-                      device=model.U.device)
+    x, y = task.batch(
+        cell.tau, batch, seed=cell.seed + EVAL_SEED, dtype=model.U.dtype, device=model.U.device
+    )
     tf = strategies.logits(model, x, y, feedback="teacher")
-    free = strategies.logits(model, x, y, feedback="argmax") if isinstance(model, models.Jordan) else tf
-    out = {}
+    free = (
+        strategies.logits(model, x, y, feedback="argmax")
+        if isinstance(model, models.Jordan)
+        else tf
+    )
+    out: dict[str, object] = {}
     for name, o in (("tf", tf), ("free", free)):
         nll = F.cross_entropy(o.reshape(-1, o.shape[-1]), y.reshape(-1), reduction="none")
         out[f"loss_{name}"] = float(nll.mean())
@@ -114,7 +128,8 @@ def evaluate(cell, model, task) -> dict:
             out["horizon_t"] = [e for _, e in buckets]
             out[f"horizon_loss_{name}"] = [float(per_t[s:e].mean()) for s, e in buckets]
     for key in ("loss_tf", "loss_free"):
-        if not math.isfinite(out[key]):
+        value = out[key]
+        if not (isinstance(value, float) and math.isfinite(value)):
             raise NonFiniteLoss(f"non-finite evaluation loss {out[key]}")
     return out
 
@@ -134,17 +149,33 @@ def clock(device: str):
     return synced
 
 
-def measurement(raw_times: Iterable[float], cell, description: str, number: int = 1,
-                stmt: str | None = None, setup: str = "pass") -> benchmark.Measurement:
+def measurement(
+    raw_times: Iterable[float],
+    cell,
+    description: str,
+    number: int = 1,
+    stmt: str | None = None,
+    setup: str = "pass",
+) -> benchmark.Measurement:
     """Samples (seconds per block of ``number`` runs) as the one ``benchmark.Measurement``."""
     return benchmark.Measurement(
-        number_per_run=number, raw_times=list(raw_times),
-        task_spec=benchmark.TaskSpec(stmt or description, setup, label=cell.cell_id,
-                                     description=description, num_threads=cell.n_threads))
+        number_per_run=number,
+        raw_times=list(raw_times),
+        task_spec=benchmark.TaskSpec(
+            stmt or description,
+            setup,
+            label=cell.cell_id,
+            description=description,
+            num_threads=cell.n_threads,
+        ),
+    )
 
 
-def time_fields(step: benchmark.Measurement, fwd: benchmark.Measurement | None = None,
-                bwd: benchmark.Measurement | None = None) -> dict:
+def time_fields(
+    step: benchmark.Measurement,
+    fwd: benchmark.Measurement | None = None,
+    bwd: benchmark.Measurement | None = None,
+) -> dict:
     """The row's timing fields in ms (forward and backward: NaN when not timed apart)."""
     return {
         "step_ms_median": step.median * 1e3,

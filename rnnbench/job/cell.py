@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnnbench.core import strategies, tasks
+from rnnbench.core.models import MODELS, check_rho
 from rnnbench.errors import UsageError, check_int, short
 from rnnbench.facts import ALL, BEST_BPTT, DEVICES, DTYPES, node_cpus
-from rnnbench.core.models import MODELS, check_rho
 
 # auto: one worker is timed in this process, several by the worker-group harness
 # (rnnbench.harness.group); group: the worker-group harness even for one worker, so a
@@ -26,9 +26,23 @@ from rnnbench.core.models import MODELS, check_rho
 HARNESSES = ("auto", "group")
 # Fields a baseline may change (the rest - repeats, train_steps, lr - describe how
 # the pair is measured, not what is compared).
-BASELINE_FIELDS = ("model", "strategy", "strategy_options", "task", "task_options", "tau",
-                   "batch", "hidden", "seed", "threads", "device", "workers", "dtype", "harness",
-                   "rho")
+BASELINE_FIELDS = (
+    "model",
+    "strategy",
+    "strategy_options",
+    "task",
+    "task_options",
+    "tau",
+    "batch",
+    "hidden",
+    "seed",
+    "threads",
+    "device",
+    "workers",
+    "dtype",
+    "harness",
+    "rho",
+)
 
 
 def _frozen(options: Any, field: str) -> tuple:
@@ -58,13 +72,17 @@ def _overrides(value: Any) -> tuple:
     if isinstance(value, tuple):
         value = dict(value)
     if not isinstance(value, dict):
-        raise UsageError(f"baseline: must be a mapping of cell fields to values, e.g. "
-                         f"{{workers: 1}}, got {value!r}")
+        raise UsageError(
+            f"baseline: must be a mapping of cell fields to values, e.g. "
+            f"{{workers: 1}}, got {value!r}"
+        )
     out = []
     for key, v in value.items():
         if key not in BASELINE_FIELDS:
-            raise UsageError(f"baseline.{key}: not a field a baseline may change; allowed: "
-                             f"{', '.join(BASELINE_FIELDS)}")
+            raise UsageError(
+                f"baseline.{key}: not a field a baseline may change; allowed: "
+                f"{', '.join(BASELINE_FIELDS)}"
+            )
         if key.endswith("_options"):
             v = _frozen(v, f"baseline.{key}")
         elif not isinstance(v, (str, int, float, bool)):
@@ -77,7 +95,8 @@ def _overrides(value: Any) -> tuple:
 class Cell:
     """model, strategy (+ options), task (+ options), tau, batch, hidden, seed,
     threads (a count or ``"all"``), baseline (the same cell with some fields
-    changed, timed beside it: :mod:`rnnbench.harness.paired`), device, workers, train_steps, lr, repeats, dtype, harness, rho
+    changed, timed beside it: :mod:`rnnbench.harness.paired`), device, workers,
+    train_steps, lr, repeats, dtype, harness, rho
     (spectral radius W is rescaled to at init; None: the default init)."""
 
     model: str
@@ -86,8 +105,9 @@ class Cell:
     batch: int = 1
     hidden: int = 128
     task: str = "text"
-    strategy_options: tuple = ()
-    task_options: tuple = ()
+    # mappings of option names to values, frozen to sorted (key, value) pairs
+    strategy_options: tuple | dict = ()
+    task_options: tuple | dict = ()
     seed: int = 0
     threads: int | str = 1
     device: str = "cpu"
@@ -98,7 +118,7 @@ class Cell:
     dtype: str = "float32"
     harness: str = "auto"
     rho: float | None = None
-    baseline: tuple = ()
+    baseline: tuple | dict = ()  # field overrides, frozen like the options
 
     def __post_init__(self):
         """Check every field; one UsageError listing every problem, one line each."""
@@ -119,17 +139,30 @@ class Cell:
         check(self._check_model_strategy)
         check(self._check_task)
         check(check_rho, self.model, self.rho)
-        for name, low in (("tau", 1), ("batch", 1), ("hidden", 1), ("seed", 0),
-                          ("workers", 1), ("train_steps", 0), ("repeats", 1)):
+        for name, low in (
+            ("tau", 1),
+            ("batch", 1),
+            ("hidden", 1),
+            ("seed", 0),
+            ("workers", 1),
+            ("train_steps", 0),
+            ("repeats", 1),
+        ):
             check(check_int, name, getattr(self, name), low, INT64_MAX)
         if self.threads != ALL and check(check_int, "threads", self.threads, 1, INT64_MAX) is None:
-            problems[-1] = f"threads: must be a positive integer or 'all', got {short(self.threads)}"
+            problems[-1] = (
+                f"threads: must be a positive integer or 'all', got {short(self.threads)}"
+            )
         for name, allowed in (("device", DEVICES), ("harness", HARNESSES), ("dtype", DTYPES)):
             if getattr(self, name) not in allowed:
-                problems.append(f"{name}: must be one of {', '.join(allowed)}, "
-                                f"got {short(getattr(self, name))}")
-        if (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
-                or not 0 < self.lr < math.inf):
+                problems.append(
+                    f"{name}: must be one of {', '.join(allowed)}, got {short(getattr(self, name))}"
+                )
+        if (
+            isinstance(self.lr, bool)
+            or not isinstance(self.lr, (int, float))
+            or not 0 < self.lr < math.inf
+        ):
             problems.append(f"lr: must be a finite positive number, got {short(self.lr)}")
         if problems:
             raise UsageError("\n".join(problems))
@@ -139,23 +172,28 @@ class Cell:
     def _check_model_strategy(self) -> None:
         if self.model not in MODELS:
             strategies.get(self.strategy)  # an unknown strategy is a problem of its own
-            raise UsageError(f"model: unknown model {short(self.model)}; "
-                             f"allowed: {', '.join(MODELS)}")
+            raise UsageError(
+                f"model: unknown model {short(self.model)}; allowed: {', '.join(MODELS)}"
+            )
         tau_ok = isinstance(self.tau, int) and not isinstance(self.tau, bool) and self.tau >= 1
-        strategies.check(self.model, self.strategy, dict(self.strategy_options),
-                         self.tau if tau_ok else None)
+        strategies.check(
+            self.model, self.strategy, dict(self.strategy_options), self.tau if tau_ok else None
+        )
 
     def _check_task(self) -> None:
         task = tasks.make(self.task, **dict(self.task_options))
         if self.model in MODELS and task.single_output != (self.model == "single_output"):
             raise UsageError(
                 f"task: {self.task} does not fit model {self.model}; "
-                + ("single_output needs sequence_parity" if self.model == "single_output"
-                   else "sequence_parity needs model single_output")
+                + (
+                    "single_output needs sequence_parity"
+                    if self.model == "single_output"
+                    else "sequence_parity needs model single_output"
+                )
             )
 
     # ------------------------------------------------------------------ baseline
-    def baseline_cell(self, best_bptt: str | None = None) -> "Cell | None":
+    def baseline_cell(self, best_bptt: str | None = None) -> Cell | None:
         """The baseline as a cell of its own, or None without one.
 
         Changing ``strategy`` (``task``) resets the options unless the baseline
@@ -172,8 +210,10 @@ class Cell:
         if best:
             model = changes.get("model", self.model)
             if not strategies.bptt_candidates(model):
-                raise UsageError(f"baseline.strategy: best_bptt has no exact sequential BPTT "
-                                 f"strategy for model {model}")
+                raise UsageError(
+                    f"baseline.strategy: best_bptt has no exact sequential BPTT "
+                    f"strategy for model {model}"
+                )
             changes["strategy"] = best_bptt
         if "strategy" in changes and "strategy_options" not in changes:
             changes["strategy_options"] = ()
@@ -186,13 +226,22 @@ class Cell:
         except UsageError as exc:
             raise UsageError(f"baseline.{exc}") from None
         if other.grouped and not self.grouped:
-            raise UsageError("baseline.workers: a one-process cell's baseline is one process "
-                             "too; give the cell the workers and the baseline {workers: 1}")
+            raise UsageError(
+                "baseline.workers: a one-process cell's baseline is one process "
+                "too; give the cell the workers and the baseline {workers: 1}"
+            )
         if not best and other == dataclasses.replace(self, baseline=()):
             raise UsageError("baseline: identical to the cell; change at least one field")
         return other
 
-    def changed(self, other: "Cell") -> dict:
+    def paired_cell(self, best_bptt: str | None = None) -> Cell:
+        """:meth:`baseline_cell` of a cell that has a baseline (ValueError otherwise)."""
+        base = self.baseline_cell(best_bptt)
+        if base is None:
+            raise ValueError(f"cell {self.cell_id}: no baseline")
+        return base
+
+    def changed(self, other: Cell) -> dict:
         """The fields in which ``other`` differs from this cell (a baseline as run)."""
         a, b = self.config(), other.config()
         return {k: b[k] for k in b if k != "baseline" and a[k] != b[k]}
@@ -200,7 +249,7 @@ class Cell:
     @property
     def n_threads(self) -> int:
         """``threads`` as a number: ``all`` is every CPU this process may run on."""
-        return node_cpus() if self.threads == ALL else self.threads
+        return node_cpus() if self.threads == ALL else int(self.threads)
 
     # ------------------------------------------------------------------ helpers
     def config(self) -> dict:
@@ -248,9 +297,11 @@ class Cell:
         return tasks.make(self.task, **dict(self.task_options))
 
     @classmethod
-    def from_config(cls, config: dict) -> "Cell":
+    def from_config(cls, config: dict) -> Cell:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(config) - known)
         if unknown:
-            raise UsageError(f"{unknown[0]}: unknown cell field; allowed: {', '.join(sorted(known))}")
+            raise UsageError(
+                f"{unknown[0]}: unknown cell field; allowed: {', '.join(sorted(known))}"
+            )
         return cls(**config)

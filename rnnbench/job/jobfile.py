@@ -16,7 +16,8 @@ A job names fixed fields and a grid; the cartesian product of the grid's axes
 A job with several differently shaped grids lists them under ``parts``, each
 with its own ``name``, ``fixed``, ``grid`` and optional ``seeds``; there the
 top-level ``fixed`` and ``seeds`` are defaults that a part may override.  Within
-one level a field is set in one place only (fixed, a grid axis, run entries).  Files are read with ``yaml.safe_load``
+one level a field is set in one place only (fixed, a grid axis, run entries).  Files are
+read with ``yaml.safe_load``
 semantics (no code runs); every problem is reported at once, one line each,
 naming the field, the value and what is allowed.
 """
@@ -34,8 +35,8 @@ from typing import Any
 import yaml
 
 from rnnbench.core import strategies
-from rnnbench.job.cell import Cell
 from rnnbench.errors import UsageError, short
+from rnnbench.job.cell import Cell
 
 CELL_FIELDS = tuple(f.name for f in dataclasses.fields(Cell))
 TOP_KEYS = ("name", "description", "fixed", "grid", "seeds", "parts")
@@ -90,7 +91,8 @@ class _Loader(yaml.SafeLoader):
             if dup:
                 self.duplicates.append(
                     f"line {key_node.start_mark.line + 1}: duplicate key {short(key)}; "
-                    "each key may appear once per mapping")
+                    "each key may appear once per mapping"
+                )
         return super().construct_mapping(node, deep=deep)
 
 
@@ -119,8 +121,10 @@ def expanded_size(node, limit: int = MAX_NODES) -> int:
             total += sum(size(k) + size(v) for k, v in n.value)
         open_.discard(key)
         if total > limit:
-            raise TooLarge(f"more than {limit} values once its aliases (*name) are expanded; "
-                           "write the values out or split the job")
+            raise TooLarge(
+                f"more than {limit} values once its aliases (*name) are expanded; "
+                "write the values out or split the job"
+            )
         sizes[key] = total
         return total
 
@@ -135,8 +139,7 @@ def parse_yaml(text: str) -> tuple[Any, list[str]]:
     try:
         node = loader.get_single_node()
         expanded_size(node)
-        return (loader.construct_document(node) if node is not None else None), \
-            loader.duplicates
+        return (loader.construct_document(node) if node is not None else None), loader.duplicates
     finally:
         loader.dispose()
 
@@ -145,16 +148,24 @@ def parse_yaml(text: str) -> tuple[Any, list[str]]:
 
 
 def _kind(value) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number", type(None): "empty"}.get(type(value),
-                                                                            type(value).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "empty",
+    }.get(type(value), type(value).__name__)
 
 
 def _check_mapping(where: str, value, problems: list[str]) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        problems.append(f"{where}: must be a mapping of field: value, got {_kind(value)} {short(value)}")
+        problems.append(
+            f"{where}: must be a mapping of field: value, got {_kind(value)} {short(value)}"
+        )
         return {}
     return value
 
@@ -165,12 +176,18 @@ def _check_fields(where: str, mapping: dict, problems: list[str]) -> dict:
     for key, value in mapping.items():
         if key not in CELL_FIELDS:
             problems.append(f"{where}.{key}: unknown field; allowed: {', '.join(CELL_FIELDS)}")
-        elif key in ("strategy_options", "task_options") and not isinstance(value, (dict, type(None))):
-            problems.append(f"{where}.{key}: must be a mapping of option: value, "
-                            f"got {_kind(value)} {short(value)}")
+        elif key in ("strategy_options", "task_options") and not isinstance(
+            value, (dict, type(None))
+        ):
+            problems.append(
+                f"{where}.{key}: must be a mapping of option: value, "
+                f"got {_kind(value)} {short(value)}"
+            )
         elif key == "baseline" and not isinstance(value, (dict, type(None))):
-            problems.append(f"{where}.{key}: must be a mapping of field: value, e.g. "
-                            f"{{workers: 1}}, got {_kind(value)} {short(value)}")
+            problems.append(
+                f"{where}.{key}: must be a mapping of field: value, e.g. "
+                f"{{workers: 1}}, got {_kind(value)} {short(value)}"
+            )
         else:
             good[key] = value
     return good
@@ -178,7 +195,9 @@ def _check_fields(where: str, mapping: dict, problems: list[str]) -> dict:
 
 def _check_list(where: str, value, problems: list[str]) -> list:
     if not isinstance(value, list):
-        problems.append(f"{where}: must be a non-empty list of values, got {_kind(value)} {short(value)}")
+        problems.append(
+            f"{where}: must be a non-empty list of values, got {_kind(value)} {short(value)}"
+        )
         return []
     if not value:
         problems.append(f"{where}: empty list; give at least one value")
@@ -187,8 +206,9 @@ def _check_list(where: str, value, problems: list[str]) -> list:
     for i, item in enumerate(value):
         key = _key(item)
         if key in seen:
-            problems.append(f"{where}[{i}]: duplicate value {short(item)}; "
-                            "each value may appear once")
+            problems.append(
+                f"{where}[{i}]: duplicate value {short(item)}; each value may appear once"
+            )
         seen.add(key)
     return value
 
@@ -208,7 +228,9 @@ def _axes(where: str, grid, problems: list[str]) -> list[tuple[str, list]]:
         problems.append(f"{where}: empty grid; give at least one axis, e.g. tau: [64, 256]")
         return []
     if not isinstance(grid, dict):
-        problems.append(f"{where}: must be a mapping of axis: [values], got {_kind(grid)} {short(grid)}")
+        problems.append(
+            f"{where}: must be a mapping of axis: [values], got {_kind(grid)} {short(grid)}"
+        )
         return []
     axes = []
     for axis, values in grid.items():
@@ -221,8 +243,10 @@ def _axes(where: str, grid, problems: list[str]) -> list[tuple[str, list]]:
             entries = []
             for i, entry in enumerate(values):
                 if not isinstance(entry, dict) or not entry:
-                    problems.append(f"{at}[{i}]: must be a mapping of fields, e.g. "
-                                    f"{{model: elman, strategy: bptt}}, got {_kind(entry)} {short(entry)}")
+                    problems.append(
+                        f"{at}[{i}]: must be a mapping of fields, e.g. "
+                        f"{{model: elman, strategy: bptt}}, got {_kind(entry)} {short(entry)}"
+                    )
                     continue
                 entries.append(_check_fields(f"{at}[{i}]", entry, problems))
             values = entries if len(entries) == len(values) else []
@@ -231,16 +255,18 @@ def _axes(where: str, grid, problems: list[str]) -> list[tuple[str, list]]:
     return axes
 
 
-def _sources(fixed: dict, axes: list, grid_at: str, seeds_at: str | None,
-             problems: list[str]) -> dict[str, str]:
+def _sources(
+    fixed: dict, axes: list, grid_at: str, seeds_at: str | None, problems: list[str]
+) -> dict[str, str]:
     """Where each field is set ("fixed.hidden", "grid.tau", ...); a field set in
     two places (fixed and grid, grid and run, seeds and seed) is a problem."""
     origin = {key: f"{place}.{key}" for key, (_, place) in fixed.items()}
 
     def claim(field_: str, place: str):
         if field_ in origin:
-            problems.append(f"{place}: {field_!r} is also set in {origin[field_]}; "
-                            "set it in one place")
+            problems.append(
+                f"{place}: {field_!r} is also set in {origin[field_]}; set it in one place"
+            )
         else:
             origin[field_] = place
 
@@ -248,7 +274,7 @@ def _sources(fixed: dict, axes: list, grid_at: str, seeds_at: str | None,
         if axis != "run":
             claim(axis, f"{grid_at}.{axis}")
             continue
-        first = {}
+        first: dict[str, str] = {}
         for i, entry in enumerate(values):
             for key in entry:
                 first.setdefault(key, f"{grid_at}.run[{i}].{key}")
@@ -284,14 +310,18 @@ def _part_cells(where: str, part: dict, top_fixed: dict, top_seeds, problems: li
     """Yield the cells of one part (or the top-level grid)."""
     grid_at = f"{where}.grid" if where else "grid"
     if "grid" not in part:
-        problems.append(f"{grid_at}: missing; give a mapping of axis: [values], e.g. tau: [64, 256]")
+        problems.append(
+            f"{grid_at}: missing; give a mapping of axis: [values], e.g. tau: [64, 256]"
+        )
         return []
     axes = _axes(grid_at, part.get("grid"), problems)
     fixed = {k: (v, "fixed") for k, v in top_fixed.items()}
     if where:  # in a part, the top-level fixed fields are defaults the part may override
-        part_fixed = _check_fields(f"{where}.fixed",
-                                   _check_mapping(f"{where}.fixed", part.get("fixed"), problems),
-                                   problems)
+        part_fixed = _check_fields(
+            f"{where}.fixed",
+            _check_mapping(f"{where}.fixed", part.get("fixed"), problems),
+            problems,
+        )
         varied = {a for a, _ in axes if a != "run"}
         varied |= {k for a, values in axes if a == "run" for entry in values for k in entry}
         if "seeds" in part:
@@ -337,8 +367,7 @@ def _part_cells(where: str, part: dict, top_fixed: dict, top_seeds, problems: li
         try:
             cells.append(Cell(**config))
         except UsageError as exc:  # one line per problem of the cell
-            errors.update(dict.fromkeys(_locate(line, where_set)
-                                        for line in str(exc).splitlines()))
+            errors.update(dict.fromkeys(_locate(line, where_set) for line in str(exc).splitlines()))
         except TypeError as exc:  # a value of a type Cell cannot even compare
             errors[f"{grid_at}: {exc}"] = None
     problems.extend(errors)
@@ -349,20 +378,24 @@ def validate(data: Any, path: str = "job") -> Job:
     """Validate parsed job data; raise :class:`JobError` listing every problem."""
     problems: list[str] = []
     if not isinstance(data, dict):
-        raise JobError(path, [f"job: must be a mapping with keys {', '.join(TOP_KEYS)}, "
-                              f"got {_kind(data)}"])
+        raise JobError(
+            path, [f"job: must be a mapping with keys {', '.join(TOP_KEYS)}, got {_kind(data)}"]
+        )
     for key in data:
         if key not in TOP_KEYS:
             problems.append(f"{key}: unknown key; allowed: {', '.join(TOP_KEYS)}")
     name = data.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
-        problems.append(f"name: must be a name of letters, digits, '_', '-', '.', got {short(name)}")
+        problems.append(
+            f"name: must be a name of letters, digits, '_', '-', '.', got {short(name)}"
+        )
     desc = data.get("description", "")
     if not isinstance(desc, str):
         problems.append(f"description: must be a string, got {_kind(desc)}")
         desc = ""
-    top_fixed = _check_fields("fixed", _check_mapping("fixed", data.get("fixed"), problems),
-                              problems)
+    top_fixed = _check_fields(
+        "fixed", _check_mapping("fixed", data.get("fixed"), problems), problems
+    )
     top_seeds = data.get("seeds")
     cells: list[Cell] = []
     parts = data.get("parts")
@@ -370,7 +403,9 @@ def validate(data: Any, path: str = "job") -> Job:
         problems.append("parts: give either a top-level grid or parts, not both")
     elif parts is not None:
         if not isinstance(parts, list) or not parts:
-            problems.append(f"parts: must be a non-empty list of parts, got {_kind(parts)} {short(parts)}")
+            problems.append(
+                f"parts: must be a non-empty list of parts, got {_kind(parts)} {short(parts)}"
+            )
             parts = []
         if top_seeds is not None:
             _check_list("seeds", top_seeds, problems)
@@ -378,19 +413,25 @@ def validate(data: Any, path: str = "job") -> Job:
         for i, part in enumerate(parts):
             at = f"parts[{i}]"
             if not isinstance(part, dict):
-                problems.append(f"{at}: must be a mapping with keys {', '.join(PART_KEYS)}, "
-                                f"got {_kind(part)} {short(part)}")
+                problems.append(
+                    f"{at}: must be a mapping with keys {', '.join(PART_KEYS)}, "
+                    f"got {_kind(part)} {short(part)}"
+                )
                 continue
             for key in part:
                 if key not in PART_KEYS:
                     problems.append(f"{at}.{key}: unknown key; allowed: {', '.join(PART_KEYS)}")
             pname = part.get("name")
             if not isinstance(pname, str) or not _NAME.match(pname):
-                problems.append(f"{at}.name: must be a name of letters, digits, '_', '-', '.', "
-                                f"got {short(pname)}")
+                problems.append(
+                    f"{at}.name: must be a name of letters, digits, '_', '-', '.', "
+                    f"got {short(pname)}"
+                )
             elif pname in names:
-                problems.append(f"{at}.name: duplicate name {pname!r} (also parts[{names[pname]}]); "
-                                "part names must be unique")
+                problems.append(
+                    f"{at}.name: duplicate name {pname!r} (also parts[{names[pname]}]); "
+                    "part names must be unique"
+                )
             else:
                 names[pname] = i
             cells += _part_cells(at, part, top_fixed, top_seeds, problems)
@@ -401,7 +442,7 @@ def validate(data: Any, path: str = "job") -> Job:
     unique = list(dict.fromkeys(cells))
     if not unique:
         raise JobError(path, ["grid: the job gives no cells"])
-    return Job(name=name, path=str(path), cells=tuple(unique), description=desc)
+    return Job(name=str(name), path=str(path), cells=tuple(unique), description=desc)
 
 
 def load(path: str | Path) -> Job:

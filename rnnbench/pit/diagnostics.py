@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextvars
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 FIELDS = ("iterations", "converged", "residual")
 
@@ -35,7 +35,8 @@ class Recorder:
 
 
 _CURRENT: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
-    "rnnbench_recorder", default=None)
+    "rnnbench_recorder", default=None
+)
 
 
 @contextmanager
@@ -54,7 +55,10 @@ def report(iterations: int, converged: bool, residual: float) -> None:
     rec = _CURRENT.get()
     if rec is None:
         if not converged:
-            warnings.warn(f"not converged after {iterations} iterations "
-                          f"(residual {residual:.3g})", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"not converged after {iterations} iterations (residual {residual:.3g})",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         return
     rec.iterations, rec.converged, rec.residual = int(iterations), bool(converged), float(residual)

@@ -58,8 +58,10 @@ class DistComm:
 def exchange(comm, P: torch.Tensor, q: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Every rank's summary (P, q), in rank order: one all-gather of P and q packed."""
     k = P.numel()
-    return [(t[:k].view_as(P), t[k:].view_as(q))
-            for t in comm.all_gather(torch.cat([P.reshape(-1), q.reshape(-1)]))]
+    return [
+        (t[:k].view_as(P), t[k:].view_as(q))
+        for t in comm.all_gather(torch.cat([P.reshape(-1), q.reshape(-1)]))
+    ]
 
 
 def total_steps(comm, n: int) -> int:
@@ -73,8 +75,9 @@ def incoming_state(A: torch.Tensor, b: torch.Tensor, comm) -> torch.Tensor:
     return fold(before, torch.zeros_like(b[0]))
 
 
-def incoming_adjoint(A: torch.Tensor, g: torch.Tensor, J_first_T: torch.Tensor,
-                     comm) -> torch.Tensor:
+def incoming_adjoint(
+    A: torch.Tensor, g: torch.Tensor, J_first_T: torch.Tensor, comm
+) -> torch.Tensor:
     """c_r = J_{e_r}^T lambda_{e_r} (0 on the last rank) for this rank's reversed shard.
 
     ``A``, ``g``: the shard's adjoint elements in reversed time, A[0] = I (the step
@@ -82,6 +85,7 @@ def incoming_adjoint(A: torch.Tensor, g: torch.Tensor, J_first_T: torch.Tensor,
     which carries lambda_{s_r} to the rank before.
     """
     P, q = summary(A, g)  # c_r -> lambda_{s_r}
-    sent = exchange(comm, torch.matmul(J_first_T, P),
-                    torch.matmul(J_first_T, q.unsqueeze(-1)).squeeze(-1))
+    sent = exchange(
+        comm, torch.matmul(J_first_T, P), torch.matmul(J_first_T, q.unsqueeze(-1)).squeeze(-1)
+    )
     return fold(sent[comm.rank + 1 :][::-1], torch.zeros_like(g[0]))

@@ -8,7 +8,8 @@ solved for all t in one of three ways:
   from the guess h = 0.  Around the guess h^(k), with
   J_t = diag(1 - f_t^2) W and f_t = f(h^(k)_{t-1}, x_t), the step solves the
   linear recurrence h_t = J_t h_{t-1} + (f_t - J_t h^(k)_{t-1}) by one
-  associative scan (:func:`rnnbench.pit.scan.linear_scan`), depth :func:`rnnbench.facts.scan_depth` (2 ceil(log2 tau) - 1);
+  associative scan (:func:`rnnbench.pit.scan.linear_scan`), depth
+  :func:`rnnbench.facts.scan_depth` (2 ceil(log2 tau) - 1);
 - ``quasi`` (quasi-DEER, Gonzalez et al. 2024): the same with diag(J_t), a
   diagonal scan (O(tau H) per iteration, more iterations).
 
@@ -36,8 +37,8 @@ scan forms tau B H x H Jacobians: O(tau H^3) work, O(tau H^2) transient memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -51,7 +52,6 @@ DEFAULT_TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
 
 def default_tol(dtype: torch.dtype) -> float:
     return DEFAULT_TOL.get(dtype, 1e-3)
-
 
 
 # --------------------------------------------------------------------------- solvers
@@ -83,8 +83,14 @@ def _sequential(ux: torch.Tensor, W: torch.Tensor, comm=None) -> tuple[torch.Ten
     return hs, h_in
 
 
-def _newton(ux: torch.Tensor, W: torch.Tensor, quasi: bool, tol: float | None,
-            max_iter: int | None, comm=None) -> tuple[torch.Tensor, torch.Tensor]:
+def _newton(
+    ux: torch.Tensor,
+    W: torch.Tensor,
+    quasi: bool,
+    tol: float | None,
+    max_iter: int | None,
+    comm=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(Quasi-)Newton iterations over the whole sequence; reports how they went.
 
     Time-split (``comm``): each iteration's scan exchanges the shards' summaries,
@@ -142,8 +148,9 @@ def _solver(method: str, tol: float | None, max_iter: int | None, comm=None) -> 
 # --------------------------------------------------------------------------- gradient
 
 
-def adjoint(hs: torch.Tensor, W: torch.Tensor, g: torch.Tensor, h_in: torch.Tensor | None = None,
-            comm=None) -> tuple[torch.Tensor, torch.Tensor]:
+def adjoint(
+    hs: torch.Tensor, W: torch.Tensor, g: torch.Tensor, h_in: torch.Tensor | None = None, comm=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """delta_t = dL/da_t and dL/dW from g_t = dL/dh_t, by one reverse scan.
 
     Time-split (``comm``): the scan of this rank's shard, whose first state
@@ -187,9 +194,14 @@ class _ElmanStates(torch.autograd.Function):
         return None, None, delta, grad_W
 
 
-def elman_states(ux: torch.Tensor, W: torch.Tensor, method: str = "sequential",
-                 tol: float | None = None, max_iter: int | None = None,
-                 comm=None) -> torch.Tensor:
+def elman_states(
+    ux: torch.Tensor,
+    W: torch.Tensor,
+    method: str = "sequential",
+    tol: float | None = None,
+    max_iter: int | None = None,
+    comm=None,
+) -> torch.Tensor:
     """Every h_t of h_t = tanh(ux_t + W h_{t-1}), h_0 = 0, as (tau, B, H), with
     ux_t = b + U x_t; differentiable in ux and W through the adjoint scan.
 

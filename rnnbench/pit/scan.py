@@ -10,7 +10,8 @@ odd-even reduction (Blelloch's up-sweep and down-sweep, written recursively
 over tensors): neighbours are composed in pairs, the half-length sequence is
 scanned, and the states in between are filled in with one more step.  It
 does about tau compositions (not Hillis-Steele's tau log tau) in
-:func:`rnnbench.facts.scan_depth` rounds of batched tensor ops (2 ceil(log2 tau) - 1), for any tau >= 1.
+:func:`rnnbench.facts.scan_depth` rounds of batched tensor ops (2 ceil(log2 tau) - 1),
+for any tau >= 1.
 
 Time is dimension 0.  ``A`` is dense, (tau, *batch, H, H), or diagonal,
 (tau, *batch, H) (then A_t b is an elementwise product); ``b`` is
@@ -63,8 +64,9 @@ def _states(A: torch.Tensor, b: torch.Tensor, dense: bool) -> torch.Tensor:
     return h
 
 
-def linear_scan(A: torch.Tensor, b: torch.Tensor, *, reverse: bool = False,
-                h0: torch.Tensor | None = None) -> torch.Tensor:
+def linear_scan(
+    A: torch.Tensor, b: torch.Tensor, *, reverse: bool = False, h0: torch.Tensor | None = None
+) -> torch.Tensor:
     """Solve h_t = A_t h_{t-1} + b_t for t = 1..tau at once (h_0 = ``h0`` or 0).
 
     ``reverse``: the recurrence runs backwards in time, h_t = A_t h_{t+1} + b_t
@@ -81,7 +83,6 @@ def linear_scan(A: torch.Tensor, b: torch.Tensor, *, reverse: bool = False,
         b[0] += _apply(A[0], h0.expand_as(b[0]), dense)
     h = _states(A, b, dense)
     return h.flip(0) if reverse else h
-
 
 
 def summary(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ from rnnbench.errors import UsageError
 from rnnbench.report import claims as claims_mod
 from rnnbench.report import compare as compare_mod
 from rnnbench.report import env as env_mod
-from rnnbench.report import fit, tidy, plots, runs, tables
+from rnnbench.report import fit, plots, runs, tables, tidy
 
 FORMATS = ("html", "md")
 
@@ -53,49 +53,90 @@ class Report:
     env: dict
     out_dir: Path | None = None
     files: tuple = field(default=())
-    runs: tuple = ()     # run labels, in order, when the report holds several runs
+    runs: tuple = ()  # run labels, in order, when the report holds several runs
     compared: pd.DataFrame | None = None  # each later run's step time against the first
 
     def tables(self) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
         """(name, title, note, numeric table, display table) in page order."""
         spread = "mean ± sd over seeds (no ± with one seed)"
-        first = [] if not self.runs else [
-            ("compare", f"Runs compared: step time against {self.runs[0]}",
-             f"Matched configurations; ratio = run / {self.runs[0]} (NEW/BASE); "
-             + compare_mod.rule("step_ms", compare_mod.THRESHOLD) + ". Each table below has a "
-             "run column, matched configurations on adjacent lines.",
-             self.compared, tables.display(self.compared))]
+        first = (
+            []
+            if not self.runs
+            else [
+                (
+                    "compare",
+                    f"Runs compared: step time against {self.runs[0]}",
+                    f"Matched configurations; ratio = run / {self.runs[0]} (NEW/BASE); "
+                    + compare_mod.rule("step_ms", compare_mod.THRESHOLD)
+                    + ". Each table below has a "
+                    "run column, matched configurations on adjacent lines.",
+                    self.compared,
+                    tables.display(self.compared),
+                )
+            ]
+        )
         return first + [
-            ("fits", "Scaling exponents (y = a·τ^k)",
-             "Least-squares slope of log y on log τ over every ok cell (one point per seed); "
-             "95% CI from Student's t with n−2 degrees of freedom.",
-             self.fits, _keep_run(self.fits, fit.display(self.fits))),
-            ("crossover", "Cross-over: the τ from which teacher forcing wins",
-             "tau_cross: log-log interpolation between the last τ where BPTT wins and the first "
-             "from which teacher forcing wins at every larger τ; tau_cross_fit: where the two "
-             "fitted power laws meet (may be extrapolated beyond the τ range).",
-             self.crossover, tables.display(self.crossover)),
-            ("speedup", "Speedup of Jordan + teacher forcing over Elman + BPTT",
-             f"baseline time / teacher-forcing time, per τ and batch; times are {spread}.",
-             self.speedup, tables.display(self.speedup)),
-            ("summary", "Every configuration", f"Measures are {spread} (n_seeds rows each); "
-             f"noisy: how many of its rows have a step-time IQR above "
-             f"{tables.NOISY_IQR:.0%} of the median (torch.utils.benchmark's warning).",
-             self.summary, tables.display(self.summary)),
-            ("workers", "Time-parallel runs", "speedup = time on one worker / time on N, both "
-             "timed by the worker-group harness (no such 1-worker row: no speedup; the "
-             "single-process rows are not a baseline); lo/hi: the speedup from the quartiles "
-             "Q1/Q3 of the raw samples; efficiency = speedup / N.",
-             self.workers, tables.display(self.workers)),
-            ("paired", "Paired comparisons: each cell against its baseline, taking turns",
-             "speedup = baseline step / cell step per block pair (blocks alternate A B B A ... "
-             "in one process, same CPUs within a pair); median and lo/hi = Q1/Q3 over the "
-             "pairs; baseline_config: the baseline as run (best_bptt resolved, a time split's "
-             "one-worker baseline chunked to the workers' slice); achieved GFLOP/s = "
-             "flop_counter's forward+backward FLOPs / step time.",
-             self.paired, tables.display(self.paired)),
-            ("failed", "Failed rows", "Every row whose status is not ok, with its error.",
-             self.failed, self.failed),
+            (
+                "fits",
+                "Scaling exponents (y = a·τ^k)",
+                "Least-squares slope of log y on log τ over every ok cell (one point per seed); "
+                "95% CI from Student's t with n−2 degrees of freedom.",
+                self.fits,
+                _keep_run(self.fits, fit.display(self.fits)),
+            ),
+            (
+                "crossover",
+                "Cross-over: the τ from which teacher forcing wins",
+                "tau_cross: log-log interpolation between the last τ where BPTT wins and the first "
+                "from which teacher forcing wins at every larger τ; tau_cross_fit: where the two "
+                "fitted power laws meet (may be extrapolated beyond the τ range).",
+                self.crossover,
+                tables.display(self.crossover),
+            ),
+            (
+                "speedup",
+                "Speedup of Jordan + teacher forcing over Elman + BPTT",
+                f"baseline time / teacher-forcing time, per τ and batch; times are {spread}.",
+                self.speedup,
+                tables.display(self.speedup),
+            ),
+            (
+                "summary",
+                "Every configuration",
+                f"Measures are {spread} (n_seeds rows each); "
+                f"noisy: how many of its rows have a step-time IQR above "
+                f"{tables.NOISY_IQR:.0%} of the median (torch.utils.benchmark's warning).",
+                self.summary,
+                tables.display(self.summary),
+            ),
+            (
+                "workers",
+                "Time-parallel runs",
+                "speedup = time on one worker / time on N, both "
+                "timed by the worker-group harness (no such 1-worker row: no speedup; the "
+                "single-process rows are not a baseline); lo/hi: the speedup from the quartiles "
+                "Q1/Q3 of the raw samples; efficiency = speedup / N.",
+                self.workers,
+                tables.display(self.workers),
+            ),
+            (
+                "paired",
+                "Paired comparisons: each cell against its baseline, taking turns",
+                "speedup = baseline step / cell step per block pair (blocks alternate A B B A ... "
+                "in one process, same CPUs within a pair); median and lo/hi = Q1/Q3 over the "
+                "pairs; baseline_config: the baseline as run (best_bptt resolved, a time split's "
+                "one-worker baseline chunked to the workers' slice); achieved GFLOP/s = "
+                "flop_counter's forward+backward FLOPs / step time.",
+                self.paired,
+                tables.display(self.paired),
+            ),
+            (
+                "failed",
+                "Failed rows",
+                "Every row whose status is not ok, with its error.",
+                self.failed,
+                self.failed,
+            ),
         ]
 
 
@@ -111,8 +152,9 @@ def analyse(rows: pd.DataFrame) -> claims_mod.Evidence:
     """The derived tables the claims are judged on (tidy rows in, no drawing)."""
     fits = fit.fits(rows)
     speedup = tables.speedup(rows)
-    return claims_mod.Evidence(rows, fits, speedup, fit.crossover(speedup, fits),
-                               tables.workers(rows))
+    return claims_mod.Evidence(
+        rows, fits, speedup, fit.crossover(speedup, fits), tables.workers(rows)
+    )
 
 
 def judge(ev: claims_mod.Evidence) -> pd.DataFrame:
@@ -120,8 +162,14 @@ def judge(ev: claims_mod.Evidence) -> pd.DataFrame:
     return claims_mod.table(claims_mod.evaluate(ev))
 
 
-def build_report(source, out_dir=None, formats=FORMATS, embed_images: bool = False,
-                 figures: bool = True, labels=None) -> Report:
+def build_report(
+    source,
+    out_dir=None,
+    formats=FORMATS,
+    embed_images: bool = False,
+    figures: bool = True,
+    labels=None,
+) -> Report:
     """Load rows (a results folder or a DataFrame; or a list of them: several runs),
     derive everything, and write the report into ``out_dir`` when one is given
     (``figures=False``: tables and claims only, nothing drawn). ``labels`` names the
@@ -130,19 +178,26 @@ def build_report(source, out_dir=None, formats=FORMATS, embed_images: bool = Fal
     if isinstance(source, (list, tuple)):
         if len(source) > 1:
             report = _several(source, labels, figures)
-            return report if out_dir is None else _write(report, Path(out_dir), formats,
-                                                         embed_images)
+            return (
+                report if out_dir is None else _write(report, Path(out_dir), formats, embed_images)
+            )
         runs.label_runs(source, labels)  # a label count that does not fit is still an error
         source = source[0]
     rows = tidy.load(source)
     ev = analyse(rows)
     report = Report(
         source=str(source) if not isinstance(source, pd.DataFrame) else "DataFrame",
-        rows=rows, summary=tables.summary(rows), speedup=ev.speedup, fits=ev.fits,
-        crossover=ev.crossover, workers=ev.workers, failed=tables.failed(rows),
+        rows=rows,
+        summary=tables.summary(rows),
+        speedup=ev.speedup,
+        fits=ev.fits,
+        crossover=ev.crossover,
+        workers=ev.workers,
+        failed=tables.failed(rows),
         claims=judge(ev),
         figures=plots.figures(rows, ev.speedup, ev.workers) if figures else {},
-        env=env_mod.environment(rows), paired=tables.paired(rows),
+        env=env_mod.environment(rows),
+        paired=tables.paired(rows),
     )
     if out_dir is None:
         return report
@@ -151,9 +206,25 @@ def build_report(source, out_dir=None, formats=FORMATS, embed_images: bool = Fal
 
 # Sort order of the stacked tables: configuration first, the run last, so a configuration
 # measured by several runs shows on adjacent lines.
-ORDER = ["model", "strategy_label", "series", "teacher_forcing", "task_label", "measure",
-         "baseline", "batch", "hidden", "device", "threads", "dtype", "train_steps", "split",
-         "workers", "tau", "seed"]
+ORDER = [
+    "model",
+    "strategy_label",
+    "series",
+    "teacher_forcing",
+    "task_label",
+    "measure",
+    "baseline",
+    "batch",
+    "hidden",
+    "device",
+    "threads",
+    "dtype",
+    "train_steps",
+    "split",
+    "workers",
+    "tau",
+    "seed",
+]
 
 
 def _stack(parts: list[tuple[str, pd.DataFrame]], rows: pd.DataFrame) -> pd.DataFrame:
@@ -188,22 +259,39 @@ def _several(sources, labels, figures: bool) -> Report:
         return _stack([(n, make(r, ev)) for n, (r, ev) in parts.items()], rows)
 
     speedup, workers = stack(lambda r, e: e.speedup), stack(lambda r, e: e.workers)
-    where = {name: (str(s) if not isinstance(s, pd.DataFrame) else "DataFrame")
-             for name, s in zip(names, sources)}
+    where = {
+        name: (str(s) if not isinstance(s, pd.DataFrame) else "DataFrame")
+        for name, s in zip(names, sources)
+    }
     return Report(
         source="; ".join(f"{n}: {w}" for n, w in where.items()),
-        rows=rows, summary=stack(lambda r, e: tables.summary(r)), speedup=speedup,
-        fits=stack(lambda r, e: e.fits), crossover=stack(lambda r, e: e.crossover),
-        workers=workers, failed=stack(lambda r, e: tables.failed(r)),
+        rows=rows,
+        summary=stack(lambda r, e: tables.summary(r)),
+        speedup=speedup,
+        fits=stack(lambda r, e: e.fits),
+        crossover=stack(lambda r, e: e.crossover),
+        workers=workers,
+        failed=stack(lambda r, e: tables.failed(r)),
         claims=_line_up([(n, judge(e)) for n, (_, e) in parts.items()]),
         figures=plots.figures(rows, speedup, workers) if figures else {},
-        env=runs.environment(rows, where), runs=tuple(names), compared=_compared(rows),
+        env=runs.environment(rows, where),
+        runs=tuple(names),
+        compared=_compared(rows),
         paired=stack(lambda r, e: tables.paired(r)),
     )
 
 
-COMPARED = ["run", "against", "configuration", "against_ms", "run_ms", "ratio", "ratio_lo",
-            "ratio_hi", "mark"]
+COMPARED = [
+    "run",
+    "against",
+    "configuration",
+    "against_ms",
+    "run_ms",
+    "ratio",
+    "ratio_lo",
+    "ratio_hi",
+    "mark",
+]
 
 
 def _compared(rows: pd.DataFrame) -> pd.DataFrame:
@@ -217,10 +305,21 @@ def _compared(rows: pd.DataFrame) -> pd.DataFrame:
             m = compare_mod.compare_rows(pair).matched
         except UsageError:
             continue  # nothing in common with the first run: no line to show
-        parts.append(pd.DataFrame({
-            "run": name, "against": names[0], "configuration": m["configuration"],
-            "against_ms": m["base_median"], "run_ms": m["new_median"], "ratio": m["ratio"],
-            "ratio_lo": m["ratio_lo"], "ratio_hi": m["ratio_hi"], "mark": m["mark"]}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "run": name,
+                    "against": names[0],
+                    "configuration": m["configuration"],
+                    "against_ms": m["base_median"],
+                    "run_ms": m["new_median"],
+                    "ratio": m["ratio"],
+                    "ratio_lo": m["ratio_lo"],
+                    "ratio_hi": m["ratio_hi"],
+                    "mark": m["mark"],
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COMPARED)
 
 
@@ -254,8 +353,10 @@ def _formats(formats) -> tuple[str, ...]:
     formats = tuple(formats)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
-        raise UsageError(f"--format: unknown format {bad[0] if bad else '(none)'!r}; "
-                         f"allowed: {', '.join(FORMATS)} (comma-separated)")
+        raise UsageError(
+            f"--format: unknown format {bad[0] if bad else '(none)'!r}; "
+            f"allowed: {', '.join(FORMATS)} (comma-separated)"
+        )
     return formats
 
 
@@ -263,19 +364,39 @@ def _formats(formats) -> tuple[str, ...]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", metavar="RESULTS", nargs="+",
-                        help="a results folder (rnnbench run) or its results.parquet file; "
-                             "several: one report of them all, side by side")
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="where to write the report (default: the first results folder's "
-                             "report/, e.g. results/quick/report)")
-    parser.add_argument("--label", metavar="NAME", nargs="+", default=None,
-                        help="a name per results folder, in order (default: the folders' names)")
-    parser.add_argument("--format", default="html,md", metavar="html,md",
-                        help="pages to write, comma-separated (default: html,md); "
-                             "CSV tables and PNG/SVG plots are always written")
-    parser.add_argument("--embed-images", action="store_true",
-                        help="embed the plots in index.html (one file) instead of linking them")
+    parser.add_argument(
+        "results",
+        metavar="RESULTS",
+        nargs="+",
+        help="a results folder (rnnbench run) or its results.parquet file; "
+        "several: one report of them all, side by side",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="where to write the report (default: the first results folder's "
+        "report/, e.g. results/quick/report)",
+    )
+    parser.add_argument(
+        "--label",
+        metavar="NAME",
+        nargs="+",
+        default=None,
+        help="a name per results folder, in order (default: the folders' names)",
+    )
+    parser.add_argument(
+        "--format",
+        default="html,md",
+        metavar="html,md",
+        help="pages to write, comma-separated (default: html,md); "
+        "CSV tables and PNG/SVG plots are always written",
+    )
+    parser.add_argument(
+        "--embed-images",
+        action="store_true",
+        help="embed the plots in index.html (one file) instead of linking them",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -284,8 +405,10 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (first.parent if first.is_file() else first) / "report"
     report = build_report(args.results, out, formats, args.embed_images, labels=args.label)
     failed = len(report.failed)
-    print(f"rnnbench report: {len(report.rows)} rows ({failed} not ok) -> {out}/ "
-          f"({len(report.files)} files)")
+    print(
+        f"rnnbench report: {len(report.rows)} rows ({failed} not ok) -> {out}/ "
+        f"({len(report.files)} files)"
+    )
     for name in report.runs or ("",):
         counts = report.claims[f"verdict: {name}" if name else "verdict"].value_counts()
         verdicts = ", ".join(f"{counts.get(v, 0)} {v}" for v in claims_mod.VERDICTS)

@@ -9,9 +9,17 @@ import numpy as np
 import pandas as pd
 
 FIELDS = (
-    ("CPU", "cpu_model"), ("GPU", "gpu_name"), ("device", "device"), ("threads", "threads"),
-    ("workers", "workers"), ("host", "host"), ("python", "python"), ("torch", "torch"),
-    ("ray", "ray"), ("rnnbench", "rnnbench"), ("git commit", "git_commit"),
+    ("CPU", "cpu_model"),
+    ("GPU", "gpu_name"),
+    ("device", "device"),
+    ("threads", "threads"),
+    ("workers", "workers"),
+    ("host", "host"),
+    ("python", "python"),
+    ("torch", "torch"),
+    ("ray", "ray"),
+    ("rnnbench", "rnnbench"),
+    ("git commit", "git_commit"),
     ("allocator", "allocator"),
 )
 
@@ -28,13 +36,18 @@ def _values(series: pd.Series) -> str:
 
 def environment(rows: pd.DataFrame) -> dict[str, str]:
     """Label -> the distinct values recorded in the rows (measurement environment)."""
-    env = {label: _values(rows[col]) if col in rows.columns else "not recorded"
-           for label, col in FIELDS}
+    env = {
+        label: _values(rows[col]) if col in rows.columns else "not recorded"
+        for label, col in FIELDS
+    }
     if env["GPU"] == "not recorded" and set(rows["device"].dropna().astype(str)) <= {"cpu"}:
         env["GPU"] = "none (CPU only)"  # no row ran on a GPU: nothing to record
     stamps = pd.to_datetime(rows["timestamp"], errors="coerce", utc=True, format="mixed").dropna()
-    env["measured"] = (f"{stamps.min():%Y-%m-%d %H:%M} – {stamps.max():%Y-%m-%d %H:%M} UTC"
-                       if len(stamps) else "not recorded")
+    env["measured"] = (
+        f"{stamps.min():%Y-%m-%d %H:%M} – {stamps.max():%Y-%m-%d %H:%M} UTC"
+        if len(stamps)
+        else "not recorded"
+    )
     env["rows"] = f"{len(rows)} ({int((rows['status'] == 'ok').sum())} ok)"
     env["report made with"] = (
         f"python {platform.python_version()}, pandas {pd.__version__}, numpy {np.__version__}, "

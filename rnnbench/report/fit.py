@@ -32,8 +32,10 @@ def _betacf(a: float, b: float, x: float) -> float:
     d = 1.0 / (d if abs(d) > tiny else tiny)
     h = d
     for m in range(1, 500):
-        for aa in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                   -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for aa in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 + aa * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + aa / c
@@ -50,8 +52,9 @@ def betainc(a: float, b: float, x: float) -> float:
         return 0.0
     if x >= 1.0:
         return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                     + a * math.log(x) + b * math.log1p(-x))
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
     if x < (a + 1.0) / (a + b + 2.0):
         return front * _betacf(a, b, x) / a
     return 1.0 - front * _betacf(b, a, 1.0 - x) / b
@@ -117,14 +120,24 @@ def power_fit(tau, y, level: float = LEVEL) -> PowerFit | None:
     intercept = zm - slope * xm
     resid = z - (intercept + slope * x)
     sst = float(((z - zm) ** 2).sum())
-    r2 = 1.0 - float((resid ** 2).sum()) / sst if sst > 0 else 1.0
+    r2 = 1.0 - float((resid**2).sum()) / sst if sst > 0 else 1.0
     if n > 2:
-        se = math.sqrt(float((resid ** 2).sum()) / (n - 2) / sxx)
+        se = math.sqrt(float((resid**2).sum()) / (n - 2) / sxx)
         half = t_quantile(0.5 + level / 2.0, n - 2) * se
     else:
         half = math.nan  # a line through two points has no interval
-    return PowerFit(slope, slope - half, slope + half, math.exp(intercept), n, n_tau,
-                    float(tau[keep].min()), float(tau[keep].max()), r2, level)
+    return PowerFit(
+        slope,
+        slope - half,
+        slope + half,
+        math.exp(intercept),
+        n,
+        n_tau,
+        float(tau[keep].min()),
+        float(tau[keep].max()),
+        r2,
+        level,
+    )
 
 
 FIT_KEYS = ["model", "strategy_label", "series"] + SETTING
@@ -178,8 +191,14 @@ def crossover(speedups: pd.DataFrame, fit_table: pd.DataFrame) -> pd.DataFrame:
             if g["tau"].nunique() < 2:
                 continue  # a cross-over needs a range of τ
             taus, s = g["tau"].to_numpy(), g[f"speedup_vs_{base}"].to_numpy()
-            row = {**setting, "baseline": base, "tau_min": taus[0], "tau_max": taus[-1],
-                   "tau_cross": math.nan, "tau_cross_fit": math.nan}
+            row = {
+                **setting,
+                "baseline": base,
+                "tau_min": taus[0],
+                "tau_max": taus[-1],
+                "tau_cross": math.nan,
+                "tau_cross_fit": math.nan,
+            }
             losing = np.flatnonzero(s <= 1.0)
             if s[-1] <= 1.0:
                 row["finding"] = f"{base} is as fast or faster at the largest τ measured"
@@ -188,40 +207,59 @@ def crossover(speedups: pd.DataFrame, fit_table: pd.DataFrame) -> pd.DataFrame:
             else:
                 i = losing[-1]
                 row["tau_cross"] = _log_cross(taus[i], s[i], taus[i + 1], s[i + 1])
-                row["finding"] = (f"teacher forcing is faster from τ = {taus[i + 1]:g} on "
-                                  f"({base} faster at τ = {taus[i]:g})")
+                row["finding"] = (
+                    f"teacher forcing is faster from τ = {taus[i + 1]:g} on "
+                    f"({base} faster at τ = {taus[i]:g})"
+                )
             common = {c: setting[c] for c in SETTING}
-            f_tf = find(fit_table, "step_ms_median", model="jordan",
-                        strategy_label=setting["teacher_forcing"], **common)
+            f_tf = find(
+                fit_table,
+                "step_ms_median",
+                model="jordan",
+                strategy_label=setting["teacher_forcing"],
+                **common,
+            )
             f_b = find(fit_table, "step_ms_median", model="elman", strategy_label=base, **common)
             if len(f_tf) and len(f_b):
                 k_tf, k_b = f_tf["exponent"].iloc[0], f_b["exponent"].iloc[0]
                 if k_b > k_tf:
-                    row["tau_cross_fit"] = (f_tf["prefactor"].iloc[0] / f_b["prefactor"].iloc[0]
-                                            ) ** (1.0 / (k_b - k_tf))
+                    row["tau_cross_fit"] = (
+                        f_tf["prefactor"].iloc[0] / f_b["prefactor"].iloc[0]
+                    ) ** (1.0 / (k_b - k_tf))
             out.append(row)
     columns = keys + ["baseline", "tau_min", "tau_max", "tau_cross", "tau_cross_fit", "finding"]
     return pd.DataFrame(out, columns=columns)
 
 
-MEASURE_NAMES = {"step_ms_median": "step time", "saved_bytes": "saved bytes",
-                 "peak_bytes": "peak bytes"}
+MEASURE_NAMES = {
+    "step_ms_median": "step time",
+    "saved_bytes": "saved bytes",
+    "peak_bytes": "peak bytes",
+}
 
 
 def display(fit_table: pd.DataFrame) -> pd.DataFrame:
     """The fits as a reader's table: exponent with its 95% interval, range, cells."""
     f = fit_table
-    return pd.DataFrame({
-        "model": f["model"], "strategy": f["strategy_label"], "task": f["task_label"],
-        "B": f["batch"].map("{:g}".format), "H": f["hidden"].map("{:g}".format),
-        "device": f["device"] + "×" + f["threads"].map("{:g}".format),
-        "measure": f["measure"].map(lambda m: MEASURE_NAMES.get(m, m)),
-        "exponent k": f["exponent"].map("{:.3f}".format),
-        "95% CI": [f"[{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "n/a (2 points)"
-                   for lo, hi in zip(f["ci_low"], f["ci_high"])],
-        "τ range": [f"{a:g}–{b:g}" for a, b in zip(f["tau_min"], f["tau_max"])],
-        "cells": f["n_points"], "R²": f["r2"].map("{:.3f}".format),
-    })
+    return pd.DataFrame(
+        {
+            "model": f["model"],
+            "strategy": f["strategy_label"],
+            "task": f["task_label"],
+            "B": f["batch"].map("{:g}".format),
+            "H": f["hidden"].map("{:g}".format),
+            "device": f["device"] + "×" + f["threads"].map("{:g}".format),
+            "measure": f["measure"].map(lambda m: MEASURE_NAMES.get(m, m)),
+            "exponent k": f["exponent"].map("{:.3f}".format),
+            "95% CI": [
+                f"[{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "n/a (2 points)"
+                for lo, hi in zip(f["ci_low"], f["ci_high"])
+            ],
+            "τ range": [f"{a:g}–{b:g}" for a, b in zip(f["tau_min"], f["tau_max"])],
+            "cells": f["n_points"],
+            "R²": f["r2"].map("{:.3f}".format),
+        }
+    )
 
 
 # --------------------------------------------------------------------------- fixed cost + τ
@@ -276,7 +314,7 @@ def overhead_fit(tau, y, level: float = LEVEL) -> OverheadFit | None:
         return None
     top = tau.max()
     s = tau / top  # conditioned: τ in units of τ_max
-    w = 1.0 / y ** 2
+    w = 1.0 / y**2
     quad, cov, df = _wls(np.column_stack([np.ones_like(s), s, s * s]), y, w)
     a, b, c = (float(v) for v in quad)
     t_max = a + b + c
@@ -284,7 +322,19 @@ def overhead_fit(tau, y, level: float = LEVEL) -> OverheadFit | None:
     half_q = t_quantile(0.5 + level / 2, df) * math.sqrt(max(cov[2, 2], 0.0)) / abs(t_max)
     line, cov_l, df_l = _wls(np.column_stack([np.ones_like(s), s]), y, w)
     half_a = t_quantile(0.5 + level / 2, df_l) * math.sqrt(max(cov_l[0, 0], 0.0))
-    return OverheadFit(float(line[0]), float(line[0]) - half_a, float(line[0]) + half_a,
-                       float(line[1]) / top, q, q - half_q, q + half_q, (b + 2 * c) / t_max,
-                       int(len(y)), int(len(np.unique(tau))), float(tau.min()), float(top),
-                       float(y.min()), level)
+    return OverheadFit(
+        float(line[0]),
+        float(line[0]) - half_a,
+        float(line[0]) + half_a,
+        float(line[1]) / top,
+        q,
+        q - half_q,
+        q + half_q,
+        (b + 2 * c) / t_max,
+        int(len(y)),
+        int(len(np.unique(tau))),
+        float(tau.min()),
+        float(top),
+        float(y.min()),
+        level,
+    )

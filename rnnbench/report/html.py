@@ -43,16 +43,19 @@ nav a { margin-right: 1em; }
 
 
 def environment(env: dict) -> str:
-    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>"
-                    for k, v in env.items())
+    items = "".join(
+        f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in env.items()
+    )
     return f'<dl class="env">{items}</dl>'
 
 
 def page(title: str, env: dict, body: str) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
-            f"<body><h1>{html.escape(title)}</h1>\n{environment(env)}\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
+        f"<body><h1>{html.escape(title)}</h1>\n{environment(env)}\n{body}\n</body></html>\n"
+    )
 
 
 def table(df: pd.DataFrame) -> str:
@@ -77,20 +80,25 @@ def claims_table(claims: pd.DataFrame) -> str:
     verdicts = run_columns(claims, "verdict") if several else ["verdict"]
     evidence = run_columns(claims, "evidence") if several else ["evidence"]
     cells = run_columns(claims, "cells") if several else ["cells"]
-    head = ("<tr><th>claim</th>" + "".join(f"<th>{html.escape(c)}</th>"
-                                            for c in verdicts + evidence + cells)
-            + "<th>how it is decided</th><th>evidence needed</th></tr>")
+    head = (
+        "<tr><th>claim</th>"
+        + "".join(f"<th>{html.escape(c)}</th>" for c in verdicts + evidence + cells)
+        + "<th>how it is decided</th><th>evidence needed</th></tr>"
+    )
     rows = []
     for _, c in claims.iterrows():
         rows.append(
             f'<tr id="claim-{html.escape(c["key"])}"><td>{html.escape(c["claim"])}'
             f'<br><span class="note">{html.escape(c["source"])}</span></td>'
             + "".join(f"<td>{_verdict(c[v])}</td>" for v in verdicts)
-            + "".join(f"<td>{html.escape(str(c[e]) if isinstance(c[e], str) else '')}</td>"
-                      for e in evidence)
+            + "".join(
+                f"<td>{html.escape(str(c[e]) if isinstance(c[e], str) else '')}</td>"
+                for e in evidence
+            )
             + "".join(f"<td>{c[n]:g}</td>" if pd.notna(c[n]) else "<td></td>" for n in cells)
             + f'<td class="note">{html.escape(c["rule"])}</td>'
-            + f'<td class="note">{html.escape(str(c.get("gate", "")))}</td></tr>')
+            + f'<td class="note">{html.escape(str(c.get("gate", "")))}</td></tr>'
+        )
     return f'<div class="scroll"><table class="claims">{head}{"".join(rows)}</table></div>'
 
 
@@ -106,12 +114,16 @@ def figures(report, out: Path, embed: bool) -> str:
     for name in (p for p in PLOTS if p in report.figures):  # none when drawing was skipped
         caption = html.escape(CAPTIONS[name])
         if report.figures[name] is None:
-            parts.append(f'<p class="note">{caption} — <b>not measured</b>: the results hold no '
-                         f"rows for it.</p>")
+            parts.append(
+                f'<p class="note">{caption} — <b>not measured</b>: the results hold no '
+                f"rows for it.</p>"
+            )
             continue
-        parts.append(f'<figure id="plot-{name}"><img src="{_img(out, name, embed)}" '
-                     f'alt="{caption}"><figcaption>{caption} '
-                     f'(<a href="plots/{name}.svg">SVG</a>)</figcaption></figure>')
+        parts.append(
+            f'<figure id="plot-{name}"><img src="{_img(out, name, embed)}" '
+            f'alt="{caption}"><figcaption>{caption} '
+            f'(<a href="plots/{name}.svg">SVG</a>)</figcaption></figure>'
+        )
     return "\n".join(parts)
 
 
@@ -121,21 +133,28 @@ def write(report, out: Path, embed: bool = False) -> list[Path]:
     for name, title, note, _, shown in report.tables():
         after = blank_note(shown) if name != "failed" else ""
         body = f'<p class="note">{html.escape(note)}</p>{table(shown)}' + (
-            f'<p class="note">{html.escape(after)}</p>' if after else "")
+            f'<p class="note">{html.escape(after)}</p>' if after else ""
+        )
         (out / "tables" / f"{name}.html").write_text(page(title, report.env, body))
         files.append(out / "tables" / f"{name}.html")
         count = f" ({len(shown)})" if name == "failed" else ""
-        sections.append(f'<h2 id="{name}">{html.escape(title)}{count}</h2>{body}'
-                        f'<p class="note">CSV: <a href="tables/{name}.csv">tables/{name}.csv</a>'
-                        "</p>")
-    nav = " ".join(f'<a href="#{k}">{html.escape(t)}</a>'
-                   for k, t in [("claims", "Claims"), ("plots", "Plots")]
-                   + [(n, t) for n, t, *_ in report.tables()])
-    body = (f'<p class="note">Results: {html.escape(report.source)}</p><nav>{nav}</nav>'
-            f'<h2 id="claims">Claims of the chapter, checked</h2>'
-            f'<p class="note">{html.escape(INTRO)}</p>'
-            f'<p class="note">{html.escape(METHOD)}</p>'
-            f'{claims_table(report.claims)}'
-            f'<h2 id="plots">Plots</h2>{figures(report, out, embed)}' + "".join(sections))
+        sections.append(
+            f'<h2 id="{name}">{html.escape(title)}{count}</h2>{body}'
+            f'<p class="note">CSV: <a href="tables/{name}.csv">tables/{name}.csv</a>'
+            "</p>"
+        )
+    nav = " ".join(
+        f'<a href="#{k}">{html.escape(t)}</a>'
+        for k, t in [("claims", "Claims"), ("plots", "Plots")]
+        + [(n, t) for n, t, *_ in report.tables()]
+    )
+    body = (
+        f'<p class="note">Results: {html.escape(report.source)}</p><nav>{nav}</nav>'
+        f'<h2 id="claims">Claims of the chapter, checked</h2>'
+        f'<p class="note">{html.escape(INTRO)}</p>'
+        f'<p class="note">{html.escape(METHOD)}</p>'
+        f"{claims_table(report.claims)}"
+        f'<h2 id="plots">Plots</h2>{figures(report, out, embed)}' + "".join(sections)
+    )
     (out / "index.html").write_text(page("rnnbench report", report.env, body))
     return files + [out / "index.html"]

@@ -42,8 +42,10 @@ class Interval:
         return low <= self.low and self.high <= high
 
     def text(self, fmt: str = "{:.3g}", unit: str = "") -> str:
-        return (f"{fmt.format(self.estimate)}{unit} [{fmt.format(self.low)}, "
-                f"{fmt.format(self.high)}]{unit} (95% CI, n={self.n})")
+        return (
+            f"{fmt.format(self.estimate)}{unit} [{fmt.format(self.low)}, "
+            f"{fmt.format(self.high)}]{unit} (95% CI, n={self.n})"
+        )
 
 
 def _finite(values) -> np.ndarray:
@@ -72,7 +74,7 @@ def diff_ci(a, b, level: float = LEVEL) -> Interval | None:
     se = math.sqrt(va + vb)
     if se == 0.0:
         return Interval(diff, diff, diff, int(min(a.size, b.size)), level)
-    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     half = t_quantile(0.5 + level / 2, df) * se
     return Interval(diff, diff - half, diff + half, int(min(a.size, b.size)), level)
 

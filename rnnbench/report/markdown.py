@@ -21,15 +21,20 @@ CAPTIONS = {
     "deer_iterations": "DEER: Newton iterations to converge vs the spectral radius of W.",
     "time_vs_hidden": "Step time vs hidden size H: BPTT loops, scan/DEER, teacher forcing.",
 }
-INTRO = ("Each claim is checked against the measured rows by the rule in its last column. "
-         "'holds' and 'does not hold' are measured findings; 'not measured' means the results "
-         "hold too few rows (or too noisy ones) to decide — it is never a guess; the evidence "
-         "says which gate was not met. "
-         "'by construction' marks what the code guarantees (a constant of the strategy "
-         "registry): true by design, not a measurement.")
-VERDICT_MARK = {"holds": "✅ holds", "does not hold": "❌ does not hold",
-                "not measured": "➖ not measured",
-                "by construction": "📐 by construction (not measured)"}
+INTRO = (
+    "Each claim is checked against the measured rows by the rule in its last column. "
+    "'holds' and 'does not hold' are measured findings; 'not measured' means the results "
+    "hold too few rows (or too noisy ones) to decide — it is never a guess; the evidence "
+    "says which gate was not met. "
+    "'by construction' marks what the code guarantees (a constant of the strategy "
+    "registry): true by design, not a measurement."
+)
+VERDICT_MARK = {
+    "holds": "✅ holds",
+    "does not hold": "❌ does not hold",
+    "not measured": "➖ not measured",
+    "by construction": "📐 by construction (not measured)",
+}
 
 
 def _cell(value) -> str:
@@ -62,17 +67,25 @@ def run_columns(claims: pd.DataFrame, what: str) -> list[str]:
 
 def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
     if "verdict" not in claims.columns:  # several runs: one verdict column per run
-        return pd.DataFrame({
+        return pd.DataFrame(
+            {
+                "claim": claims["claim"],
+                **{c: claims[c].map(VERDICT_MARK) for c in run_columns(claims, "verdict")},
+                **{c: claims[c] for c in run_columns(claims, "evidence")},
+                "how it is decided": claims["rule"],
+                **({"evidence needed": claims["gate"]} if "gate" in claims else {}),
+            }
+        )
+    return pd.DataFrame(
+        {
             "claim": claims["claim"],
-            **{c: claims[c].map(VERDICT_MARK) for c in run_columns(claims, "verdict")},
-            **{c: claims[c] for c in run_columns(claims, "evidence")},
+            "verdict": claims["verdict"].map(VERDICT_MARK),
+            "evidence": claims["evidence"],
+            "cells": claims["cells"],
             "how it is decided": claims["rule"],
-            **({"evidence needed": claims["gate"]} if "gate" in claims else {})})
-    return pd.DataFrame({
-        "claim": claims["claim"], "verdict": claims["verdict"].map(VERDICT_MARK),
-        "evidence": claims["evidence"], "cells": claims["cells"],
-        "how it is decided": claims["rule"], "evidence needed": claims["gate"],
-    })
+            "evidence needed": claims["gate"],
+        }
+    )
 
 
 def write(report, out: Path) -> list[Path]:
@@ -83,8 +96,10 @@ def write(report, out: Path) -> list[Path]:
     body = [f"Results: `{report.source}`\n", "## Claims\n", claims, "## Plots\n"]
     for name in (p for p in PLOTS if p in report.figures):  # none when drawing was skipped
         if report.figures[name] is not None:
-            body.append(f"![{CAPTIONS[name]}](plots/{name}.png)\n\n*{CAPTIONS[name]}* "
-                        f"([SVG](plots/{name}.svg))\n")
+            body.append(
+                f"![{CAPTIONS[name]}](plots/{name}.png)\n\n*{CAPTIONS[name]}* "
+                f"([SVG](plots/{name}.svg))\n"
+            )
         else:
             body.append(f"*{CAPTIONS[name]}* — not measured: the results hold no rows for it.\n")
     for name, title, note, _, shown in report.tables():

@@ -9,23 +9,24 @@ Figures are built without pyplot: no global state, nothing to close.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-from rnnbench.report import runs  # noqa: E402
-from rnnbench.report.fit import power_fit  # noqa: E402
-from rnnbench.facts import NEWTON_SOLVERS, NOISY_IQR  # noqa: E402
-from rnnbench.report.tables import SETTING, noisy, ok_rows, single  # noqa: E402
+from rnnbench.facts import NEWTON_SOLVERS, NOISY_IQR
+from rnnbench.report import runs
+from rnnbench.report.fit import power_fit
+from rnnbench.report.tables import SETTING, noisy, ok_rows, single
 
 MAX_PANELS = 6
-MIB = 2.0 ** -20
+MIB = 2.0**-20
 TF_LABEL = "jordan + teacher_forcing"
 MIN_FIT_TAUS = 3  # a fitted line through fewer distinct τ would only join the points
 LEGEND_LINE = 0.16  # inches per legend line (fontsize 7)
@@ -33,8 +34,14 @@ LEGEND_COLUMNS = 2
 
 
 # Several runs in one plot: each run its own marker and line style (colour: the series).
-RUN_STYLES = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1))),
-              ("P", (0, (1, 2))))
+RUN_STYLES = (
+    ("o", "-"),
+    ("s", "--"),
+    ("^", ":"),
+    ("D", "-."),
+    ("v", (0, (5, 1))),
+    ("P", (0, (1, 2))),
+)
 
 
 def _by_run(frame: pd.DataFrame) -> list[tuple[str, str, object, pd.DataFrame]]:
@@ -43,8 +50,10 @@ def _by_run(frame: pd.DataFrame) -> list[tuple[str, str, object, pd.DataFrame]]:
     names = runs.names(frame)
     if not names:
         return [("", "o", None, frame)]
-    return [(f" [{name}]", *RUN_STYLES[i % len(RUN_STYLES)], frame[frame[runs.RUN] == name])
-            for i, name in enumerate(names)]
+    return [
+        (f" [{name}]", *RUN_STYLES[i % len(RUN_STYLES)], frame[frame[runs.RUN] == name])
+        for i, name in enumerate(names)
+    ]
 
 
 def _colors(names) -> dict:
@@ -52,8 +61,15 @@ def _colors(names) -> dict:
     return {name: cmap(i % 10) for i, name in enumerate(sorted(set(names)))}
 
 
-def _grid(n_rows: int, n_cols: int, width=5.2, height=3.8, layout: str | None = None,
-          legend: int = 0, ncol: int = LEGEND_COLUMNS) -> tuple[Figure, np.ndarray]:
+def _grid(
+    n_rows: int,
+    n_cols: int,
+    width=5.2,
+    height=3.8,
+    layout: Literal["constrained", "compressed", "tight"] | None = None,
+    legend: int = 0,
+    ncol: int = LEGEND_COLUMNS,
+) -> tuple[Figure, np.ndarray]:
     """Panels of ``width`` × ``height`` inches with fixed margins (in inches): a
     layout engine would triple the drawing time; ``layout`` asks for one anyway.
     ``legend``: entries of the largest legend, drawn below its panel in ``ncol``
@@ -62,15 +78,25 @@ def _grid(n_rows: int, n_cols: int, width=5.2, height=3.8, layout: str | None = 
     axes_h, gap = height - 0.95, 0.95 + extra
     w, h = max(6.4, width * n_cols), 0.75 + n_rows * axes_h + (n_rows - 1) * gap + 0.55 + extra
     fig = Figure(figsize=(w, h), layout=layout)
-    margins = {} if layout else dict(
-        left=0.8 / w, right=1 - 0.2 / w, bottom=(0.55 + extra) / h, top=1 - 0.75 / h,
-        wspace=0.95 / (w / n_cols - 0.95), hspace=gap / axes_h)
+    margins = (
+        {}
+        if layout
+        else dict(
+            left=0.8 / w,
+            right=1 - 0.2 / w,
+            bottom=(0.55 + extra) / h,
+            top=1 - 0.75 / h,
+            wspace=0.95 / (w / n_cols - 0.95),
+            hspace=gap / axes_h,
+        )
+    )
     axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False, gridspec_kw=margins))
     return fig, axes
 
 
-def _panels(frame: pd.DataFrame, keys: list[str],
-            min_taus: int = 1) -> list[tuple[dict, pd.DataFrame]]:
+def _panels(
+    frame: pd.DataFrame, keys: list[str], min_taus: int = 1
+) -> list[tuple[dict, pd.DataFrame]]:
     """The largest groups by ``keys`` with at least ``min_taus`` distinct τ (at most
     MAX_PANELS of them), as (setting, rows) pairs."""
     keys = runs.setting(keys, frame)  # several runs: their machines share a panel
@@ -102,18 +128,27 @@ class _PlainLog(matplotlib.ticker.LogFormatter):
 
 def _log(ax, x_base: int | None = 2, y_base: int | None = 10) -> None:
     """Log axes whose tick labels read as plain numbers (16, 32, 0.1), not powers."""
-    for base, set_scale, axis in ((x_base, ax.set_xscale, ax.xaxis),
-                                  (y_base, ax.set_yscale, ax.yaxis)):
+    for base, set_scale, axis in (
+        (x_base, ax.set_xscale, ax.xaxis),
+        (y_base, ax.set_yscale, ax.yaxis),
+    ):
         if base:
             set_scale("log", base=base)
             axis.set_major_formatter(_PlainLog(base, labelOnlyBase=False))
-            axis.set_minor_formatter(_PlainLog(base, labelOnlyBase=False,
-                                               minor_thresholds=(1, 0.5)))
+            axis.set_minor_formatter(
+                _PlainLog(base, labelOnlyBase=False, minor_thresholds=(1, 0.5))
+            )
 
 
-def _decorate(ax, xlabel: str, ylabel: str | None = None, title: str | None = None,
-              log: tuple | None = None, grid_which: str = "major",
-              ncol: int = LEGEND_COLUMNS) -> None:
+def _decorate(
+    ax,
+    xlabel: str,
+    ylabel: str | None = None,
+    title: str | None = None,
+    log: tuple | None = None,
+    grid_which: str = "major",
+    ncol: int = LEGEND_COLUMNS,
+) -> None:
     """The axis decoration every panel shares: labels, title, optional log scales, a light
     grid and a small legend (only when something is labelled)."""
     if log is not None:
@@ -127,8 +162,15 @@ def _decorate(ax, xlabel: str, ylabel: str | None = None, title: str | None = No
     if ax.get_legend_handles_labels()[0]:  # below the panel, clear of the data
         fig = ax.get_figure()
         below = 0.5 / (ax.get_position().height * fig.get_figheight())  # under the x label
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -below),
-                  ncol=ncol, frameon=False, borderaxespad=0, handlelength=2.5)
+        ax.legend(
+            fontsize=7,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -below),
+            ncol=ncol,
+            frameon=False,
+            borderaxespad=0,
+            handlelength=2.5,
+        )
 
 
 def _entries(frame: pd.DataFrame, keys: list[str], per: list[str], extra: int = 0) -> int:
@@ -147,8 +189,9 @@ def _errors(values: pd.Series):
     return None if values.isna().all() else values.fillna(0).to_numpy(dtype=float)
 
 
-def _series_vs_tau(ax, rows: pd.DataFrame, measure: str, scale: float, colors: dict,
-                   flag_noisy: bool = False) -> None:
+def _series_vs_tau(
+    ax, rows: pd.DataFrame, measure: str, scale: float, colors: dict, flag_noisy: bool = False
+) -> None:
     """Seed means with sd bars, one line per model + strategy (and run), and its fitted
     power law (from MIN_FIT_TAUS distinct τ on). ``flag_noisy``: a τ where some seed's
     timing is noisy (IQR above NOISY_IQR of the median) gets a hollow marker."""
@@ -156,29 +199,56 @@ def _series_vs_tau(ax, rows: pd.DataFrame, measure: str, scale: float, colors: d
     any_noisy = False
     for suffix, marker, ls, part in _by_run(rows):
         for name, g in part.groupby("series"):
-            pts = g.groupby("tau").agg(mean=(measure, "mean"), std=(measure, "std"),
-                                       noisy=("noisy", "any")).dropna(subset=["mean"])
+            pts = (
+                g.groupby("tau")
+                .agg(mean=(measure, "mean"), std=(measure, "std"), noisy=("noisy", "any"))
+                .dropna(subset=["mean"])
+            )
             if pts.empty:
                 continue
             f = power_fit(g["tau"], g[measure]) if g["tau"].nunique() >= MIN_FIT_TAUS else None
             label = name + suffix + ("" if f is None else f"  (k={f.exponent:.2f})")
             err = _errors(pts["std"])
-            hollow = (pts["noisy"].to_numpy(dtype=bool) if flag_noisy
-                      else np.zeros(len(pts), bool))
-            any_noisy |= hollow.any()
-            ax.errorbar(pts.index, pts["mean"] * scale,
-                        yerr=None if err is None else err * scale, marker=marker, ms=4, lw=0,
-                        elinewidth=1, capsize=2, color=colors[name], label=label,
-                        markevery=list(np.flatnonzero(~hollow)))
+            hollow = pts["noisy"].to_numpy(dtype=bool) if flag_noisy else np.zeros(len(pts), bool)
+            any_noisy |= bool(hollow.any())
+            ax.errorbar(
+                pts.index,
+                pts["mean"] * scale,
+                yerr=None if err is None else err * scale,
+                marker=marker,
+                ms=4,
+                lw=0,
+                elinewidth=1,
+                capsize=2,
+                color=colors[name],
+                label=label,
+                markevery=list(np.flatnonzero(~hollow)),
+            )
             if hollow.any():
-                ax.plot(pts.index[hollow], pts["mean"][hollow] * scale, ls="none",
-                        marker=marker, ms=6, mfc="white", mec=colors[name], mew=1.2)
+                ax.plot(
+                    pts.index[hollow],
+                    pts["mean"][hollow] * scale,
+                    ls="none",
+                    marker=marker,
+                    ms=6,
+                    mfc="white",
+                    mec=colors[name],
+                    mew=1.2,
+                )
             if f is not None:
                 t = np.geomspace(f.tau_min, f.tau_max, 50)
                 ax.plot(t, f.predict(t) * scale, ls=ls or "--", lw=1.2, color=colors[name])
     if any_noisy:
-        ax.plot([], [], ls="none", marker="o", ms=6, mfc="white", mec="gray",
-                label=f"hollow: noisy (IQR > {NOISY_IQR:.0%} of median)")
+        ax.plot(
+            [],
+            [],
+            ls="none",
+            marker="o",
+            ms=6,
+            mfc="white",
+            mec="gray",
+            label=f"hollow: noisy (IQR > {NOISY_IQR:.0%} of median)",
+        )
     _decorate(ax, "sequence length τ (steps)", log=(2, 10))
 
 
@@ -222,8 +292,10 @@ def memory_vs_tau(rows: pd.DataFrame) -> Figure | None:
     colors = _colors(ok["series"])
     fig, axes = _grid(len(panels), 2, legend=_entries(ok, keys, ["series"]))
     for row, (setting, g) in zip(axes, panels):
-        for ax, measure, what in ((row[0], "saved_bytes", "saved for backward"),
-                                  (row[1], "peak_bytes", "peak memory")):
+        for ax, measure, what in (
+            (row[0], "saved_bytes", "saved for backward"),
+            (row[1], "peak_bytes", "peak memory"),
+        ):
             _series_vs_tau(ax, g, measure, MIB, colors)
             ax.set_ylabel(f"{what} (MiB)")
             ax.set_title(f"{what}: {_title(setting)}", fontsize=9)
@@ -239,8 +311,9 @@ def speedup_vs_tau(speedups: pd.DataFrame) -> Figure | None:
     keys = [k for k in SETTING if k != "batch"]
     panels = _panels(speedups, keys)
     pairs = speedups.assign(pair=speedups["batch"].astype(str) + speedups["teacher_forcing"])
-    fig, axes = _grid(1, len(panels), legend=_entries(pairs, keys, ["pair"]) * len(cols) + 1,
-                      ncol=1)
+    fig, axes = _grid(
+        1, len(panels), legend=_entries(pairs, keys, ["pair"]) * len(cols) + 1, ncol=1
+    )
     markers = {"speedup_vs_bptt": "o", "speedup_vs_bptt_fused": "s"}
     batches = sorted(speedups["batch"].unique())
     cmap = matplotlib.colormaps["viridis"]
@@ -253,13 +326,26 @@ def speedup_vs_tau(speedups: pd.DataFrame) -> Figure | None:
                     if pts.empty:
                         continue
                     base = col.removeprefix("speedup_vs_")
-                    ax.errorbar(pts["tau"], pts[col], yerr=_errors(pts[f"{col}_sd"]),
-                                marker=markers[col], ms=4, capsize=2, color=color,
-                                ls=run_ls or ("-" if base == "bptt" else ":"),
-                                label=f"jordan + {tf} vs elman + {base}, B={batch:g}{suffix}")
+                    ax.errorbar(
+                        pts["tau"],
+                        pts[col],
+                        yerr=_errors(pts[f"{col}_sd"]),
+                        marker=markers[col],
+                        ms=4,
+                        capsize=2,
+                        color=color,
+                        ls=run_ls or ("-" if base == "bptt" else ":"),
+                        label=f"jordan + {tf} vs elman + {base}, B={batch:g}{suffix}",
+                    )
         ax.axhline(1.0, color="black", lw=1, label="1× (no speedup)")
-        _decorate(ax, "sequence length τ (steps)", "speedup of teacher forcing (×)",
-                  _title(setting), log=(2, 10), ncol=1)
+        _decorate(
+            ax,
+            "sequence length τ (steps)",
+            "speedup of teacher forcing (×)",
+            _title(setting),
+            log=(2, 10),
+            ncol=1,
+        )
     fig.suptitle("Speedup of teacher forcing over BPTT (above 1×: teacher forcing is faster)")
     return fig
 
@@ -271,9 +357,14 @@ def speedup_vs_workers(workers: pd.DataFrame) -> Figure | None:
     if workers.empty or not ((workers["workers"] > 1) & workers["speedup"].notna()).any():
         return None
     keys = ["model", "strategy_label", "task_label", "tau", "batch", "split"]
-    fig, axes = _grid(1, 1, width=6.4, height=4.6,
-                      legend=len(workers.groupby(keys + [c for c in [runs.RUN]
-                                                         if c in workers.columns])) + 1, ncol=1)
+    fig, axes = _grid(
+        1,
+        1,
+        width=6.4,
+        height=4.6,
+        legend=len(workers.groupby(keys + [c for c in [runs.RUN] if c in workers.columns])) + 1,
+        ncol=1,
+    )
     ax = axes[0, 0]
     colors = _colors([" ".join(map(str, k)) for k, _ in workers.groupby(keys)])
     for suffix, marker, run_ls, part in _by_run(workers):
@@ -284,11 +375,17 @@ def speedup_vs_workers(workers: pd.DataFrame) -> Figure | None:
             low = (pts["speedup"] - pts["speedup_lo"]).clip(lower=0)
             high = (pts["speedup_hi"] - pts["speedup"]).clip(lower=0)
             yerr = None if low.isna().all() else np.vstack([low.fillna(0), high.fillna(0)])
-            ax.errorbar(pts["workers"], pts["speedup"], yerr=yerr, marker=marker, ms=4,
-                        capsize=2, ls=run_ls or ("-" if key[5] == "time" else "--"),
-                        color=colors[" ".join(map(str, key))],
-                        label=f"{key[0]} + {key[1]}, split {key[5]}, τ={key[3]:g}, "
-                              f"B={key[4]:g}{suffix}")
+            ax.errorbar(
+                pts["workers"],
+                pts["speedup"],
+                yerr=yerr,
+                marker=marker,
+                ms=4,
+                capsize=2,
+                ls=run_ls or ("-" if key[5] == "time" else "--"),
+                color=colors[" ".join(map(str, key))],
+                label=f"{key[0]} + {key[1]}, split {key[5]}, τ={key[3]:g}, B={key[4]:g}{suffix}",
+            )
     top = workers["workers"].max()
     ax.plot([1, top], [1, top], color="black", lw=1, ls=":", label="ideal (speedup = workers)")
     _decorate(ax, "workers", "speedup over one worker (×)", log=(2, 2), ncol=1)
@@ -300,8 +397,9 @@ def _curves(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows with a training curve: Elman + BPTT and Jordan + teacher forcing."""
     ok = ok_rows(rows)
     has = ok["train_curve"].map(len) > 0
-    pick = (((ok["model"] == "elman") & ok["strategy"].isin(["bptt", "bptt_fused"]))
-            | ((ok["model"] == "jordan") & (ok["strategy"] == "teacher_forcing")))
+    pick = ((ok["model"] == "elman") & ok["strategy"].isin(["bptt", "bptt_fused"])) | (
+        (ok["model"] == "jordan") & (ok["strategy"] == "teacher_forcing")
+    )
     return ok[has & pick & single(ok)]
 
 
@@ -323,8 +421,15 @@ def loss_curves(rows: pd.DataFrame) -> Figure | None:
                 label = None if name in seen else name
                 seen.add(name)
                 for ax, x in ((row[0], c[:, 0]), (row[1], c[:, 1])):
-                    ax.plot(x, c[:, 2], color=colors[r["series"]], lw=1, alpha=0.8,
-                            ls=ls or "-", label=label)
+                    ax.plot(
+                        x,
+                        c[:, 2],
+                        color=colors[r["series"]],
+                        lw=1,
+                        alpha=0.8,
+                        ls=ls or "-",
+                        label=label,
+                    )
         for ax, xlabel in ((row[0], "training step"), (row[1], "wall-clock time (s)")):
             _decorate(ax, xlabel, "training loss (nats/token)", _title(setting))
         row[0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
@@ -335,33 +440,47 @@ def loss_curves(rows: pd.DataFrame) -> Figure | None:
 def exposure_bias(rows: pd.DataFrame) -> Figure | None:
     """Teacher-forced vs free-running loss by position in the sequence (Jordan)."""
     ok = ok_rows(rows)
-    ok = ok[(ok["model"] == "jordan") & (ok["train_steps"] > 0) & (ok["horizon_t"].map(len) > 0)
-            & (ok["horizon_loss_free"].map(len) > 0)]
+    ok = ok[
+        (ok["model"] == "jordan")
+        & (ok["train_steps"] > 0)
+        & (ok["horizon_t"].map(len) > 0)
+        & (ok["horizon_loss_free"].map(len) > 0)
+    ]
     if ok.empty:
         return None
     # Per task, the longest τ measured: the one where errors have the most room to compound.
     ok = ok[ok["tau"] == ok.groupby("task_label")["tau"].transform("max")]
     panels = _panels(ok, ["task_label", "tau"])
     colors = _colors(ok["series"])
-    fig, axes = _grid(1, len(panels), legend=2 * _entries(ok, ["task_label", "tau"], ["series"]),
-                      ncol=1)
+    fig, axes = _grid(
+        1, len(panels), legend=2 * _entries(ok, ["task_label", "tau"], ["series"]), ncol=1
+    )
     for ax, (setting, panel) in zip(axes[0], panels):
-        for suffix, marker, run_ls, g in _by_run(panel):
+        for suffix, marker, _, g in _by_run(panel):
             for name, s in g.groupby("series"):
                 t = np.asarray(s["horizon_t"].iloc[0], dtype=float)
                 same = s[s["horizon_t"].map(len) == len(t)]
-                for col, ls, what in (("horizon_loss_tf", "-", "teacher-forced"),
-                                      ("horizon_loss_free", "--", "free-running")):
+                for col, ls, what in (
+                    ("horizon_loss_tf", "-", "teacher-forced"),
+                    ("horizon_loss_free", "--", "free-running"),
+                ):
                     vals = np.array([v for v in same[col] if len(v) == len(t)], dtype=float)
                     if vals.size and np.isfinite(vals).any():
                         counts = np.isfinite(vals).sum(axis=0)
-                        mean = np.where(counts > 0,
-                                        np.nansum(vals, axis=0) / np.maximum(counts, 1),
-                                        np.nan)  # NaN losses skipped, without a warning
-                        ax.plot(t, mean, ls=ls, marker=marker if suffix else ".",
-                                color=colors[name], label=f"{name}{suffix}: {what}")
-        _decorate(ax, "position in the sequence t (steps)", "loss (nats/token)",
-                  _title(setting), ncol=1)
+                        mean = np.where(
+                            counts > 0, np.nansum(vals, axis=0) / np.maximum(counts, 1), np.nan
+                        )  # NaN losses skipped, without a warning
+                        ax.plot(
+                            t,
+                            mean,
+                            ls=ls,
+                            marker=marker if suffix else ".",
+                            color=colors[name],
+                            label=f"{name}{suffix}: {what}",
+                        )
+        _decorate(
+            ax, "position in the sequence t (steps)", "loss (nats/token)", _title(setting), ncol=1
+        )
     fig.suptitle("Exposure bias: loss fed the true outputs (solid) vs its own (dashed)")
     return fig
 
@@ -380,8 +499,13 @@ def capacity(rows: pd.DataFrame) -> Figure | None:
     best = means.loc[means.groupby(["task_label", "model"])["acc"].idxmax()]
     grid = best.pivot(index="task_label", columns="model", values="acc")
     strat = best.pivot(index="task_label", columns="model", values="strategy_label")
-    fig, axes = _grid(1, 1, width=1.8 + 1.6 * grid.shape[1], height=0.9 + 0.7 * grid.shape[0],
-                      layout="constrained")  # tick labels of any length: let it measure
+    fig, axes = _grid(
+        1,
+        1,
+        width=1.8 + 1.6 * grid.shape[1],
+        height=0.9 + 0.7 * grid.shape[0],
+        layout="constrained",
+    )  # tick labels of any length: let it measure
     ax = axes[0, 0]
     im = ax.imshow(grid.to_numpy(dtype=float), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
     for i in range(grid.shape[0]):
@@ -402,8 +526,15 @@ def capacity(rows: pd.DataFrame) -> Figure | None:
 
 
 # The contenders for one Elman training step (and Jordan + teacher forcing beside them).
-STEP_STRATEGIES = ("bptt", "bptt_fused", "bptt_compiled", "scan_bptt", "deer", "quasi_deer",
-                   "teacher_forcing")
+STEP_STRATEGIES = (
+    "bptt",
+    "bptt_fused",
+    "bptt_compiled",
+    "scan_bptt",
+    "deer",
+    "quasi_deer",
+    "teacher_forcing",
+)
 
 
 def _numeric(rows: pd.DataFrame, name: str) -> pd.Series:
@@ -418,8 +549,12 @@ def deer_iterations(rows: pd.DataFrame) -> Figure | None:
     within max_iter are drawn as crosses."""
     ok = ok_rows(rows).copy()
     ok["rho"], ok["iterations"] = _numeric(ok, "rho"), _numeric(ok, "iterations")
-    ok = ok[(ok["model"] == "elman") & ok["strategy"].isin(NEWTON_SOLVERS) & ok["rho"].notna()
-            & ok["iterations"].notna()]
+    ok = ok[
+        (ok["model"] == "elman")
+        & ok["strategy"].isin(NEWTON_SOLVERS)
+        & ok["rho"].notna()
+        & ok["iterations"].notna()
+    ]
     if ok["rho"].nunique() < 2:
         return None
     conv = ok["converged"] if "converged" in ok.columns else pd.Series(True, index=ok.index)
@@ -431,14 +566,18 @@ def deer_iterations(rows: pd.DataFrame) -> Figure | None:
     colors = _colors(names)
     for name, g in ok.groupby("line"):
         pts = g.groupby("rho")["iterations"].mean().sort_index()
-        ax.plot(pts.index, pts.to_numpy(), marker="o", ms=4, lw=1.2, color=colors[name],
-                label=name)
+        ax.plot(pts.index, pts.to_numpy(), marker="o", ms=4, lw=1.2, color=colors[name], label=name)
         bad = g[g["failed"]]
         if len(bad):
             ax.plot(bad["rho"], bad["iterations"], ls="", marker="x", ms=8, color=colors[name])
     ax.axvline(1.0, color="grey", lw=0.8, ls=":")
-    _decorate(ax, "spectral radius ρ of W at init", "Newton iterations to converge",
-              "× = not converged within max_iter", log=(None, 2))
+    _decorate(
+        ax,
+        "spectral radius ρ of W at init",
+        "Newton iterations to converge",
+        "× = not converged within max_iter",
+        log=(None, 2),
+    )
     fig.suptitle("DEER: iterations vs spectral radius (contracting left of ρ = 1)")
     return fig
 
@@ -447,8 +586,12 @@ def time_vs_hidden(rows: pd.DataFrame) -> Figure | None:
     """Step time against the hidden size H for every Elman step strategy and Jordan +
     teacher forcing, one panel per (τ, B, threads); seeds averaged."""
     ok = ok_rows(rows)
-    ok = ok[single(ok) & (ok["train_steps"].fillna(0) == 0) & ok["step_ms_median"].notna()
-            & ok["strategy"].isin(STEP_STRATEGIES)]
+    ok = ok[
+        single(ok)
+        & (ok["train_steps"].fillna(0) == 0)
+        & ok["step_ms_median"].notna()
+        & ok["strategy"].isin(STEP_STRATEGIES)
+    ]
     ok = ok[(ok["model"] == "elman") | (ok["strategy"] == "teacher_forcing")]
     keys = ["task_label", "tau", "batch", "device", "threads"]
     panels = []
@@ -464,16 +607,25 @@ def time_vs_hidden(rows: pd.DataFrame) -> Figure | None:
     for ax, (setting, g) in zip(axes[0], panels):
         for name, x in g.groupby("series"):
             pts = x.groupby("hidden")["step_ms_median"].mean().sort_index()
-            ax.plot(pts.index, pts.to_numpy(), marker="o", ms=4, lw=1.2, color=colors[name],
-                    label=name)
+            ax.plot(
+                pts.index, pts.to_numpy(), marker="o", ms=4, lw=1.2, color=colors[name], label=name
+            )
         _decorate(ax, "hidden size H", "step time (ms)", _title(setting), log=(2, 10))
     fig.suptitle("Step time vs hidden size: sequential BPTT, parallel-in-time, teacher forcing")
     return fig
 
 
-PLOTS = ("time_vs_tau", "memory_vs_tau", "speedup_vs_tau", "speedup_vs_workers",
-         "loss_curves", "exposure_bias", "capacity",
-         "deer_iterations", "time_vs_hidden")
+PLOTS = (
+    "time_vs_tau",
+    "memory_vs_tau",
+    "speedup_vs_tau",
+    "speedup_vs_workers",
+    "loss_curves",
+    "exposure_bias",
+    "capacity",
+    "deer_iterations",
+    "time_vs_hidden",
+)
 
 
 def figures(rows: pd.DataFrame, speedups: pd.DataFrame, workers: pd.DataFrame) -> dict:

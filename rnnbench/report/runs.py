@@ -36,20 +36,26 @@ def label_runs(sources, labels=None) -> list[tuple[str, object]]:
     sources = list(sources)
     if labels:
         if len(labels) != len(sources):
-            raise UsageError(f"--label: {len(labels)} label(s) for {len(sources)} results "
-                             "folder(s); give one per folder, in the same order")
+            raise UsageError(
+                f"--label: {len(labels)} label(s) for {len(sources)} results "
+                "folder(s); give one per folder, in the same order"
+            )
         names = [str(x) for x in labels]
         seen = [n for i, n in enumerate(names) if n in names[:i]]
         if seen:
-            raise UsageError(f"--label: two runs are both labelled {seen[0]!r}; give "
-                             "distinct labels")
+            raise UsageError(
+                f"--label: two runs are both labelled {seen[0]!r}; give distinct labels"
+            )
         return list(zip(names, sources))
-    given = [str(s) if not isinstance(s, pd.DataFrame) else f"run{i + 1}"
-             for i, s in enumerate(sources)]
+    given = [
+        str(s) if not isinstance(s, pd.DataFrame) else f"run{i + 1}" for i, s in enumerate(sources)
+    ]
     names = [Path(g).resolve().name or g for g in given]
     names = [g if names.count(n) > 1 else n for n, g in zip(names, given)]
-    return [(n if names[:i].count(n) == 0 else f"{n} #{names[:i].count(n) + 1}", s)
-            for i, (n, s) in enumerate(zip(names, sources))]
+    return [
+        (n if names[:i].count(n) == 0 else f"{n} #{names[:i].count(n) + 1}", s)
+        for i, (n, s) in enumerate(zip(names, sources))
+    ]
 
 
 def load_runs(sources, labels=None) -> pd.DataFrame:
@@ -75,8 +81,10 @@ def names(rows: pd.DataFrame) -> list[str]:
 
 def per_run(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """(label, that run's rows) in run order."""
-    return [(name, rows[rows[RUN] == name].drop(columns=[RUN]).reset_index(drop=True))
-            for name in names(rows)]
+    return [
+        (name, rows[rows[RUN] == name].drop(columns=[RUN]).reset_index(drop=True))
+        for name in names(rows)
+    ]
 
 
 def machine_of_run(rows: pd.DataFrame) -> list[str]:
@@ -110,10 +118,16 @@ def environment(rows: pd.DataFrame, sources: dict | None = None) -> dict[str, st
     if not runs:
         return env_mod.environment(rows)
     envs = {name: env_mod.environment(r) for name, r in runs}
-    out = {"runs": "; ".join(f"{name}" + (f" ({sources[name]})" if sources else "")
-                             for name, _ in runs)}
+    out = {
+        "runs": "; ".join(
+            f"{name}" + (f" ({sources[name]})" if sources else "") for name, _ in runs
+        )
+    }
     for field in next(iter(envs.values())):
         values = [envs[name][field] for name, _ in runs]
-        out[field] = values[0] if len(set(values)) == 1 else "; ".join(
-            f"{name}: {v}" for (name, _), v in zip(runs, values))
+        out[field] = (
+            values[0]
+            if len(set(values)) == 1
+            else "; ".join(f"{name}: {v}" for (name, _), v in zip(runs, values))
+        )
     return out

@@ -13,15 +13,46 @@ import pandas as pd
 from rnnbench.facts import NOISY_IQR, OK, SEQUENTIAL_BPTT
 
 # A configuration without its seed: rows sharing these are repeats over seeds.
-CONFIG = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "device",
-          "threads", "workers", "split", "dtype", "train_steps", "baseline"]
+CONFIG = [
+    "model",
+    "strategy_label",
+    "task_label",
+    "tau",
+    "batch",
+    "hidden",
+    "device",
+    "threads",
+    "workers",
+    "split",
+    "dtype",
+    "train_steps",
+    "baseline",
+]
 # What a timing is compared across: everything but model and strategy.
 SETTING = ["task_label", "batch", "hidden", "device", "threads", "dtype"]
 
-MEASURES = ("step_ms_median", "step_ms_iqr", "bound_ms", "bound_ratio", "fwd_ms_median",
-            "bwd_ms_median", "saved_bytes", "peak_bytes", "peak_rss_bytes",
-            "minor_faults_per_step", "flops", "gflop_per_s", "ms_per_gflop", "depth", "loss_tf",
-            "loss_free", "acc_tf", "acc_free", "comm_ms_median", "speedup_median")
+MEASURES = (
+    "step_ms_median",
+    "step_ms_iqr",
+    "bound_ms",
+    "bound_ratio",
+    "fwd_ms_median",
+    "bwd_ms_median",
+    "saved_bytes",
+    "peak_bytes",
+    "peak_rss_bytes",
+    "minor_faults_per_step",
+    "flops",
+    "gflop_per_s",
+    "ms_per_gflop",
+    "depth",
+    "loss_tf",
+    "loss_free",
+    "acc_tf",
+    "acc_free",
+    "comm_ms_median",
+    "speedup_median",
+)
 
 # measure -> (display name, scale applied for display)
 UNITS = {
@@ -31,9 +62,9 @@ UNITS = {
     "bound_ratio": ("step / bound (×)", 1.0),
     "fwd_ms_median": ("forward (ms)", 1.0),
     "bwd_ms_median": ("backward (ms)", 1.0),
-    "saved_bytes": ("saved (MiB)", 2.0 ** -20),
-    "peak_bytes": ("profiler peak (MiB)", 2.0 ** -20),
-    "peak_rss_bytes": ("peak RSS (MiB)", 2.0 ** -20),
+    "saved_bytes": ("saved (MiB)", 2.0**-20),
+    "peak_bytes": ("profiler peak (MiB)", 2.0**-20),
+    "peak_rss_bytes": ("peak RSS (MiB)", 2.0**-20),
     "minor_faults_per_step": ("minor faults/step", 1.0),
     "flops": ("GFLOP", 1e-9),
     "gflop_per_s": ("achieved GFLOP/s", 1.0),
@@ -75,8 +106,6 @@ def aggregate(rows: pd.DataFrame, keys: list[str], measures=MEASURES) -> pd.Data
     return out[order + ["n_seeds"]].reset_index()
 
 
-
-
 def noisy(rows: pd.DataFrame) -> pd.Series:
     """Mask of the rows whose step-time IQR exceeds NOISY_IQR of its median."""
     return (rows["step_ms_iqr"] / rows["step_ms_median"]) > NOISY_IQR
@@ -100,8 +129,11 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=CONFIG + ["n_seeds", "noisy"])
     table = aggregate(ok, CONFIG)
     measured = [c for c in table.columns if c.endswith("_mean") and table[c].notna().any()]
-    keep = [c for c in table.columns
-            if c in CONFIG or c == "n_seeds" or c.rsplit("_", 1)[0] + "_mean" in measured]
+    keep = [
+        c
+        for c in table.columns
+        if c in CONFIG or c == "n_seeds" or c.rsplit("_", 1)[0] + "_mean" in measured
+    ]
     table = table[keep]
     flags = ok.assign(noisy=noisy(ok)).groupby(CONFIG, dropna=False, sort=True)["noisy"].sum()
     return table.merge(flags.astype(int).reset_index(), on=CONFIG, how="left")
@@ -123,19 +155,24 @@ def blank_note(shown: pd.DataFrame) -> str:
     """A sentence naming the display columns that are wholly empty, and why cells can be."""
     if shown.empty:
         return ""
-    blank = shown.map(lambda v: v is None or (isinstance(v, float) and np.isnan(v))
-                      or str(v).strip() == "")
+    blank = shown.map(
+        lambda v: v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == ""
+    )
     empty = [str(c) for c in shown.columns if blank[c].all()]
     some = [str(c) for c in shown.columns if blank[c].any() and not blank[c].all()]
     if not empty and not some:
         return ""
-    why = sorted({r for c in empty + some for k, r in BLANK_REASONS.items()
-                  if c.lower().startswith(k)})
+    why = sorted(
+        {r for c in empty + some for k, r in BLANK_REASONS.items() if c.lower().startswith(k)}
+    )
     parts = []
     if empty:
         parts.append("Empty columns (nothing measured in these rows): " + ", ".join(empty) + ".")
-    parts.append("An empty cell means not measured" + (f" ({'; '.join(why)})" if why else "")
-                 + "; no ± means a single seed.")
+    parts.append(
+        "An empty cell means not measured"
+        + (f" ({'; '.join(why)})" if why else "")
+        + "; no ± means a single seed."
+    )
     return " ".join(parts)
 
 
@@ -148,8 +185,9 @@ def quartiles(rows: pd.DataFrame) -> tuple[float, float]:
     (``step_ms_samples``, all seeds pooled); a row without samples contributes
     median ∓ IQR/2. (NaN, NaN) when there is neither: no interval to decide on."""
     pooled, lows, highs = [], [], []
-    for samples, med, iqr in zip(rows["step_ms_samples"], rows["step_ms_median"],
-                                 rows["step_ms_iqr"]):
+    for samples, med, iqr in zip(
+        rows["step_ms_samples"], rows["step_ms_median"], rows["step_ms_iqr"]
+    ):
         vals = np.array([v for v in samples if isinstance(v, (int, float))], dtype=float)
         vals = vals[np.isfinite(vals)]
         if vals.size:
@@ -169,8 +207,10 @@ def quartiles(rows: pd.DataFrame) -> tuple[float, float]:
 
 
 def _quartiles_by(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    out = [(*(k if isinstance(k, tuple) else (k,)), *quartiles(g))
-           for k, g in rows.groupby(keys, dropna=False, sort=True)]
+    out = [
+        (*(k if isinstance(k, tuple) else (k,)), *quartiles(g))
+        for k, g in rows.groupby(keys, dropna=False, sort=True)
+    ]
     return pd.DataFrame(out, columns=keys + ["q1", "q3"])
 
 
@@ -200,8 +240,15 @@ def speedup(rows: pd.DataFrame) -> pd.DataFrame:
     ``_hi`` bound it from the quartiles of the raw samples (:func:`speedup_interval`).
     """
     tf = _timing(rows, lambda r: (r["model"] == "jordan") & (r["strategy"] == "teacher_forcing"))
-    tf = tf.rename(columns={"strategy_label": "teacher_forcing", "ms": "tf_ms", "sd": "tf_sd",
-                            "q1": "tf_q1", "q3": "tf_q3"})
+    tf = tf.rename(
+        columns={
+            "strategy_label": "teacher_forcing",
+            "ms": "tf_ms",
+            "sd": "tf_sd",
+            "q1": "tf_q1",
+            "q3": "tf_q3",
+        }
+    )
     tf = tf.drop(columns=["n_seeds"], errors="ignore")
     for base in SEQUENTIAL_BPTT:
         b = _timing(rows, lambda r, s=base: (r["model"] == "elman") & (r["strategy_label"] == s))
@@ -211,21 +258,45 @@ def speedup(rows: pd.DataFrame) -> pd.DataFrame:
         tf = tf.merge(b, on=SETTING + ["tau"], how="left")
         tf[list(cols.values())] = tf[list(cols.values())].astype(float)
         ratio = tf[f"{base}_ms"] / tf["tf_ms"]
-        rel = np.sqrt((tf[f"{base}_sd"] / tf[f"{base}_ms"]) ** 2
-                      + (tf["tf_sd"] / tf["tf_ms"]) ** 2)
+        rel = np.sqrt((tf[f"{base}_sd"] / tf[f"{base}_ms"]) ** 2 + (tf["tf_sd"] / tf["tf_ms"]) ** 2)
         tf[f"speedup_vs_{base}"] = ratio
         tf[f"speedup_vs_{base}_sd"] = ratio * rel
         tf[f"speedup_vs_{base}_lo"], tf[f"speedup_vs_{base}_hi"] = speedup_interval(
-            tf[f"{base}_q1"], tf[f"{base}_q3"], tf["tf_q1"], tf["tf_q3"])
+            tf[f"{base}_q1"], tf[f"{base}_q3"], tf["tf_q1"], tf["tf_q3"]
+        )
     return tf.sort_values(SETTING + ["teacher_forcing", "tau"]).reset_index(drop=True)
 
 
-WORKER_KEYS = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "device",
-               "threads", "dtype"]
+WORKER_KEYS = [
+    "model",
+    "strategy_label",
+    "task_label",
+    "tau",
+    "batch",
+    "hidden",
+    "device",
+    "threads",
+    "dtype",
+]
 WORKER_COLUMNS = WORKER_KEYS + [
-    "workers", "split", "step_ms_median_mean", "step_ms_median_sd", "comm_ms_median_mean",
-    "comm_ms_median_sd", "n_seeds", "q1", "q3", "one_ms", "one_sd", "one_q1", "one_q3",
-    "speedup", "speedup_lo", "speedup_hi", "efficiency"]
+    "workers",
+    "split",
+    "step_ms_median_mean",
+    "step_ms_median_sd",
+    "comm_ms_median_mean",
+    "comm_ms_median_sd",
+    "n_seeds",
+    "q1",
+    "q3",
+    "one_ms",
+    "one_sd",
+    "one_q1",
+    "one_q3",
+    "speedup",
+    "speedup_lo",
+    "speedup_hi",
+    "efficiency",
+]
 
 
 def workers(rows: pd.DataFrame) -> pd.DataFrame:
@@ -244,10 +315,15 @@ def workers(rows: pd.DataFrame) -> pd.DataFrame:
     keys = WORKER_KEYS + ["split"]
     agg = aggregate(group, keys + ["workers"], ["step_ms_median", "comm_ms_median"])
     agg = agg.merge(_quartiles_by(group, keys + ["workers"]), on=keys + ["workers"])
-    one = agg[agg["workers"] == 1][keys + ["step_ms_median_mean", "step_ms_median_sd", "q1",
-                                           "q3"]]
-    one = one.rename(columns={"step_ms_median_mean": "one_ms", "step_ms_median_sd": "one_sd",
-                              "q1": "one_q1", "q3": "one_q3"})
+    one = agg[agg["workers"] == 1][keys + ["step_ms_median_mean", "step_ms_median_sd", "q1", "q3"]]
+    one = one.rename(
+        columns={
+            "step_ms_median_mean": "one_ms",
+            "step_ms_median_sd": "one_sd",
+            "q1": "one_q1",
+            "q3": "one_q3",
+        }
+    )
     # Only configurations that were run on several workers.
     multi = agg[agg["workers"] > 1][keys].drop_duplicates()
     table = agg.merge(multi, on=keys).merge(one, on=keys, how="left")
@@ -255,14 +331,26 @@ def workers(rows: pd.DataFrame) -> pd.DataFrame:
         table[col] = table[col].astype(float)
     table["speedup"] = table["one_ms"] / table["step_ms_median_mean"]
     table["speedup_lo"], table["speedup_hi"] = speedup_interval(
-        table["one_q1"], table["one_q3"], table["q1"], table["q3"])
+        table["one_q1"], table["one_q3"], table["q1"], table["q3"]
+    )
     table["efficiency"] = table["speedup"] / table["workers"]
     table = table.reindex(columns=[c for c in WORKER_COLUMNS if c in table.columns])
     return table.sort_values(keys + ["workers"]).reset_index(drop=True)
 
 
-PAIRED = ["model", "strategy_label", "task_label", "tau", "batch", "hidden", "device", "threads",
-          "workers", "baseline", "baseline_config"]
+PAIRED = [
+    "model",
+    "strategy_label",
+    "task_label",
+    "tau",
+    "batch",
+    "hidden",
+    "device",
+    "threads",
+    "workers",
+    "baseline",
+    "baseline_config",
+]
 
 
 def paired(rows: pd.DataFrame) -> pd.DataFrame:
@@ -272,32 +360,72 @@ def paired(rows: pd.DataFrame) -> pd.DataFrame:
     its own row's where the job has one) and minor page faults per step."""
     ok = ok_rows(rows)
     sel = ok[ok["baseline"].astype(str) != ""] if "baseline" in ok else ok.iloc[:0]
-    cols = PAIRED + ["step_ms_median", "baseline_step_ms_median", "speedup_median",
-                     "speedup_lo", "speedup_hi", "n_pairs", "gflop_per_s",
-                     "minor_faults_per_step", "baseline_minor_faults_per_step", "baseline_error"]
+    cols = PAIRED + [
+        "step_ms_median",
+        "baseline_step_ms_median",
+        "speedup_median",
+        "speedup_lo",
+        "speedup_hi",
+        "n_pairs",
+        "gflop_per_s",
+        "minor_faults_per_step",
+        "baseline_minor_faults_per_step",
+        "baseline_error",
+    ]
     if sel.empty:
         return pd.DataFrame(columns=cols)
     out = []
     for key, g in sel.groupby(PAIRED, dropna=False, sort=True):
-        ratios = np.array([v for s in g["speedup_samples"] for v in s
-                           if isinstance(v, (int, float)) and np.isfinite(v)], dtype=float)
-        q1, med, q3 = (np.quantile(ratios, [0.25, 0.5, 0.75]) if ratios.size
-                       else (np.nan, np.nan, np.nan))
+        ratios = np.array(
+            [
+                v
+                for s in g["speedup_samples"]
+                for v in s
+                if isinstance(v, (int, float)) and np.isfinite(v)
+            ],
+            dtype=float,
+        )
+        q1, med, q3 = (
+            np.quantile(ratios, [0.25, 0.5, 0.75]) if ratios.size else (np.nan, np.nan, np.nan)
+        )
         errors = "; ".join(sorted({e for e in g["baseline_error"] if isinstance(e, str) and e}))
-        out.append((*key, g["step_ms_median"].mean(), g["baseline_step_ms_median"].mean(),
-                    med, q1, q3, int(ratios.size), g["gflop_per_s"].mean(),
-                    g["minor_faults_per_step"].mean(), g["baseline_minor_faults_per_step"].mean(),
-                    errors or None))
+        out.append(
+            (
+                *key,
+                g["step_ms_median"].mean(),
+                g["baseline_step_ms_median"].mean(),
+                med,
+                q1,
+                q3,
+                int(ratios.size),
+                g["gflop_per_s"].mean(),
+                g["minor_faults_per_step"].mean(),
+                g["baseline_minor_faults_per_step"].mean(),
+                errors or None,
+            )
+        )
     return pd.DataFrame(out, columns=cols)
 
 
 def failed(rows: pd.DataFrame) -> pd.DataFrame:
     """Every row that did not finish ok, with its status and the first line of its error."""
-    cols = ["cell_id", "model", "strategy_label", "task_label", "tau", "batch", "hidden",
-            "workers", "seed", "status", "error"]
+    cols = [
+        "cell_id",
+        "model",
+        "strategy_label",
+        "task_label",
+        "tau",
+        "batch",
+        "hidden",
+        "workers",
+        "seed",
+        "status",
+        "error",
+    ]
     bad = rows[rows["status"] != OK][cols].copy()
-    bad["error"] = (bad["error"].fillna("").astype(str).str.strip().str.split("\n").str[-1]
-                    .str.slice(0, 200))
+    bad["error"] = (
+        bad["error"].fillna("").astype(str).str.strip().str.split("\n").str[-1].str.slice(0, 200)
+    )
     return bad.sort_values(["model", "strategy_label", "tau"]).reset_index(drop=True)
 
 
@@ -352,7 +480,8 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
             mean, sd = table[col] * scale, table[sd_col] * scale
             out[_name(measure)] = [
                 _num(a) + (f" ± {_num(b)}" if _num(a) and np.isfinite(b) else "")
-                for a, b in zip(mean, sd)]
+                for a, b in zip(mean, sd)
+            ]
         elif pd.api.types.is_float_dtype(table[col]):
             out[_name(measure)] = (table[col] * scale).map(_num)
         else:

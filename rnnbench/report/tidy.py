@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnbench.results import store
-from rnnbench.results.rows import LIST_KEYS, NUMERIC_KEYS, ROW_KEYS
 from rnnbench.errors import UsageError
 from rnnbench.facts import REQUIRED_ROW_KEYS
+from rnnbench.results import store
+from rnnbench.results.rows import LIST_KEYS, NUMERIC_KEYS, ROW_KEYS
 
 # a frame handed over directly may lack the ids a row file must have
 REQUIRED = tuple(k for k in REQUIRED_ROW_KEYS if k != "cell_id")

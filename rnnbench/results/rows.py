@@ -4,8 +4,8 @@ A row file written before a key existed still loads: the key reads as null."""
 
 from __future__ import annotations
 
-import json
 import sys
+from typing import Any
 
 from rnnbench.facts import CRASHED, FAILED, OK, OOM, TIMEOUT, clip_error
 
@@ -16,6 +16,9 @@ __all__ = ["CRASHED", "FAILED", "OK", "OOM", "TIMEOUT"]  # the statuses, from rn
 # too.  "float": a number that is NaN (null in a row file) when not measured; "json": a
 # JSON object as text (the options); "timestamp": UTC (ISO 8601 text in a row file);
 # "list[...]": a Parquet list column.
+# A row as code holds it: column name -> value (a row file is its JSON).
+Row = dict[str, Any]
+
 SCHEMA: dict[str, str] = {
     # identity and configuration
     **dict.fromkeys(("cell_id", "model", "strategy"), "str"),
@@ -119,7 +122,7 @@ def status_of(exc: BaseException) -> str:
     return OOM if _memory_words(f"{exc}") else FAILED
 
 
-def fail(row: dict, exc: BaseException) -> dict:
+def fail(row: Row, exc: BaseException) -> Row:
     """``row`` with the status of ``exc`` and its error text: the message itself for a
     time-out or a dead worker (they say what happened), else ``Type: message``."""
     status = status_of(exc)

@@ -33,7 +33,8 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -41,7 +42,7 @@ import pyarrow.parquet as pq
 
 from rnnbench.errors import UsageError
 from rnnbench.facts import REQUIRED_ROW_KEYS
-from rnnbench.results.rows import FLOAT_KEYS, ROW_KEYS, SCHEMA
+from rnnbench.results.rows import FLOAT_KEYS, ROW_KEYS, SCHEMA, Row
 
 ROWS = "rows"
 BROKEN = ".broken"
@@ -50,7 +51,7 @@ LOCK = ".rnnbench.lock"
 OPTION_COLUMNS = ("strategy_options", "task_options")
 
 
-def _plain(value: Any):
+def _plain(value: Any) -> Any:
     """JSON fallback for numpy scalars/arrays, paths and other odd values."""
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -96,7 +97,7 @@ _HELD: dict[str, int] = {}  # real path of a results folder -> its lock file's f
 
 
 @contextlib.contextmanager
-def locked(out: str | Path):
+def locked(out: str | Path) -> Iterator[None]:
     """Hold the results folder's lock (``flock`` on ``DIR/.rnnbench.lock``) while writing.
 
     Another process holding it gives a UsageError naming its pid, at once.
@@ -129,7 +130,7 @@ def row_path(out: str | Path, cell_id: str) -> Path:
     return Path(out) / ROWS / f"{cell_id}.json"
 
 
-def write_row(out: str | Path, row: dict) -> Path:
+def write_row(out: str | Path, row: Row) -> Path:
     """Write one row as ``DIR/rows/<cell_id>.json`` (temp file + rename)."""
     cell_id = row.get("cell_id")
     if not isinstance(cell_id, str) or not cell_id or "/" in cell_id or cell_id.startswith("."):
@@ -139,7 +140,7 @@ def write_row(out: str | Path, row: dict) -> Path:
     return path
 
 
-def _strict(value):
+def _strict(value: Any) -> Any:
     """NaN and infinities as null, so row files are strict JSON (jq, other languages)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -155,7 +156,7 @@ def _row_files(out: str | Path) -> list[Path]:
     return sorted(rows.glob("*.json")) if rows.is_dir() else []
 
 
-def _check(path: Path) -> tuple[dict | None, str | None]:
+def _check(path: Path) -> tuple[Row, None] | tuple[None, str]:
     """(row, None) for a valid row file, (None, why) for a broken one."""
     try:
         row = json.loads(path.read_bytes())
@@ -177,7 +178,7 @@ def _check(path: Path) -> tuple[dict | None, str | None]:
 class Listing:
     """The valid rows of a results folder, and the broken row files (path, why)."""
 
-    rows: list[dict] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     broken: list[tuple[Path, str]] = field(default_factory=list)
 
     def broken_line(self, action: str) -> str:
@@ -194,7 +195,8 @@ def scan(out: str | Path, move_broken: bool = False) -> Listing:
     listing = Listing()
     for p in _row_files(out):
         row, why = _check(p)
-        if row is not None:
+        if why is None:
+            assert row is not None
             listing.rows.append(row)
             continue
         if move_broken:
@@ -210,7 +212,7 @@ def stored_ids(out: str | Path) -> set[str]:
     return {row["cell_id"] for row in scan(out).rows}
 
 
-def read_rows(out: str | Path) -> list[dict]:
+def read_rows(out: str | Path) -> list[Row]:
     """Every valid row under ``DIR/rows`` (broken files are skipped, with one warning)."""
     listing = scan(out)
     if listing.broken:
@@ -218,7 +220,7 @@ def read_rows(out: str | Path) -> list[dict]:
     return listing.rows
 
 
-def _listify(value):
+def _listify(value: Any) -> Any:
     """numpy arrays (nested ones too, as Parquet list columns come back) as lists."""
     if hasattr(value, "tolist") and not isinstance(value, str):
         value = value.tolist()
@@ -244,7 +246,7 @@ def _tidy(df: pd.DataFrame) -> pd.DataFrame:
     return df[first + [c for c in df.columns if c not in first]]
 
 
-def frame(rows: Iterable[dict]) -> pd.DataFrame:
+def frame(rows: Iterable[Row]) -> pd.DataFrame:
     """Rows as a tidy DataFrame (one row per cell)."""
     rows = list(rows)
     if not rows:
@@ -281,11 +283,11 @@ ARROW_TYPES = {
 }
 
 
-def _missing(value) -> bool:
+def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT
 
 
-def _typed(value, kind: str):
+def _typed(value: Any, kind: str) -> Any:
     """One value as the Python value of its declared kind (None when missing)."""
     if _missing(value):
         return None
@@ -312,7 +314,7 @@ def _typed(value, kind: str):
     return [_typed(v, inner) for v in _listify(value)]
 
 
-def _column(values: list, kind: str | None):
+def _column(values: list[Any], kind: str | None) -> pa.Array:
     """A pyarrow array for one column, of its declared type; a column the schema does
     not know is inferred (JSON text where types are too mixed, strings when all null)."""
     if kind is not None:

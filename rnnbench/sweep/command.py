@@ -22,38 +22,75 @@ from rnnbench.errors import UsageError
 from rnnbench.facts import OK
 from rnnbench.job import jobfile
 from rnnbench.results import store
-from rnnbench.sweep.driver import (DEFAULT_RUNNER, EXCLUSIVE, SweepResult, done_ids, resolve,
-                                   run_sweep)
+from rnnbench.sweep.driver import (
+    DEFAULT_RUNNER,
+    EXCLUSIVE,
+    SweepResult,
+    done_ids,
+    resolve,
+    run_sweep,
+)
 from rnnbench.sweep.estimate import estimate_seconds
 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's node address is 127.0.0.1
 
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job", help="job file (YAML), e.g. jobs/quick.yaml")
-    parser.add_argument("--out", metavar="DIR",
-                        help="results folder (default: results/<job name>)")
-    parser.add_argument("--address", metavar="ADDR",
-                        help="connect to a running Ray cluster (ADDR, or 'auto'); default: "
-                             "RAY_ADDRESS if set, else start an embedded Ray on this machine")
-    parser.add_argument("--num-cpus", type=positive_int, metavar="N",
-                        help="CPUs of the embedded Ray (default: all of this machine's)")
-    parser.add_argument("--exclusive", action="store_true",
-                        help="at most one cell per node at a time (honest timings)")
-    parser.add_argument("--max-retries", type=non_negative_int, default=3, metavar="N",
-                        help="retries of a cell whose worker crashed (default 3)")
-    parser.add_argument("--cell-timeout", type=positive_float, metavar="S",
-                        help="cancel a cell that runs longer than S seconds (a 'timeout' row)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="list the cells, how many are done and what the rest may cost")
-    parser.add_argument("--fresh", action="store_true",
-                        help="forget stored rows in --out and start over")
-    parser.add_argument("--retry-failed", action="store_true",
-                        help="also rerun cells whose stored row is not ok")
-    parser.add_argument("--dashboard", action="store_true",
-                        help="start Ray's dashboard (embedded Ray only), bound to 127.0.0.1")
+    parser.add_argument("--out", metavar="DIR", help="results folder (default: results/<job name>)")
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="connect to a running Ray cluster (ADDR, or 'auto'); default: "
+        "RAY_ADDRESS if set, else start an embedded Ray on this machine",
+    )
+    parser.add_argument(
+        "--num-cpus",
+        type=positive_int,
+        metavar="N",
+        help="CPUs of the embedded Ray (default: all of this machine's)",
+    )
+    parser.add_argument(
+        "--exclusive",
+        action="store_true",
+        help="at most one cell per node at a time (honest timings)",
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=non_negative_int,
+        default=3,
+        metavar="N",
+        help="retries of a cell whose worker crashed (default 3)",
+    )
+    parser.add_argument(
+        "--cell-timeout",
+        type=positive_float,
+        metavar="S",
+        help="cancel a cell that runs longer than S seconds (a 'timeout' row)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the cells, how many are done and what the rest may cost",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="forget stored rows in --out and start over"
+    )
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="also rerun cells whose stored row is not ok"
+    )
+    parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="start Ray's dashboard (embedded Ray only), bound to 127.0.0.1",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--runner", default=DEFAULT_RUNNER, metavar="MODULE:FUNCTION",
-                        help=f"the per-cell function (default {DEFAULT_RUNNER})")
+    parser.add_argument(
+        "--runner",
+        default=DEFAULT_RUNNER,
+        metavar="MODULE:FUNCTION",
+        help=f"the per-cell function (default {DEFAULT_RUNNER})",
+    )
 
 
 def _quiet_opt_out_advice() -> None:
@@ -71,8 +108,9 @@ def _quiet_opt_out_advice() -> None:
         log.addFilter(OptOutAdvice())
 
 
-def connect(address: str | None, num_cpus: int | None, dashboard: bool,
-            max_retries: int = 3) -> bool:
+def connect(
+    address: str | None, num_cpus: int | None, dashboard: bool, max_retries: int = 3
+) -> bool:
     """Connect to Ray; return True when this call started an embedded instance.
 
     A cell whose worker Ray's memory monitor kills is retried at most
@@ -94,26 +132,37 @@ def connect(address: str | None, num_cpus: int | None, dashboard: bool,
     import ray
 
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
-        print("rnnbench run: warning: RAY_AUTH_MODE=disabled turns Ray's token authentication "
-              "off; anyone who reaches the cluster's ports can run code on it", file=sys.stderr)
+        print(
+            "rnnbench run: warning: RAY_AUTH_MODE=disabled turns Ray's token authentication "
+            "off; anyone who reaches the cluster's ports can run code on it",
+            file=sys.stderr,
+        )
     try:
         if address:
             if num_cpus or dashboard:
-                raise UsageError("--num-cpus/--dashboard: only for an embedded Ray; "
-                                 "a cluster given by --address/RAY_ADDRESS is used as it is")
+                raise UsageError(
+                    "--num-cpus/--dashboard: only for an embedded Ray; "
+                    "a cluster given by --address/RAY_ADDRESS is used as it is"
+                )
             ray.init(address=address, log_to_driver=False)
             return False
         _quiet_opt_out_advice()
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
-                 resources={EXCLUSIVE: 1}, include_dashboard=dashboard,
-                 dashboard_host="127.0.0.1", log_to_driver=False,
-                 _system_config={"task_oom_retries": max_retries})
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count(),
+            resources={EXCLUSIVE: 1},
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",
+            log_to_driver=False,
+            _system_config={"task_oom_retries": max_retries},
+        )
         return True
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = f"--address {address}" if address else "ray.init"
-        raise UsageError(f"{where}: cannot start or reach Ray: "
-                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") \
-            from None
+        raise UsageError(
+            f"{where}: cannot start or reach Ray: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+        ) from None
 
 
 def _dry_run(job, out: Path, cpus: int, fresh: bool = False, exclusive: bool = False) -> int:
@@ -124,20 +173,38 @@ def _dry_run(job, out: Path, cpus: int, fresh: bool = False, exclusive: bool = F
 
     listing = store.scan(out) if not fresh else store.Listing()
     if listing.broken:
-        print("rnnbench run: warning: " + listing.broken_line(
-            "skipped (a run moves them aside and runs their cells again)"), file=sys.stderr)
+        print(
+            "rnnbench run: warning: "
+            + listing.broken_line("skipped (a run moves them aside and runs their cells again)"),
+            file=sys.stderr,
+        )
     stored = store.frame(listing.rows)
     status = dict(zip(stored["cell_id"], stored["status"])) if not stored.empty else {}
-    wall = dict(zip(stored["cell_id"], stored.get("wall_s", pd.Series(dtype=float)))) \
-        if not stored.empty else {}
+    wall = (
+        dict(zip(stored["cell_id"], stored.get("wall_s", pd.Series(dtype=float))))
+        if not stored.empty
+        else {}
+    )
     rows = []
     for c in job.cells:
         est = estimate_seconds(c)
-        rows.append({"cell_id": c.cell_id, "model": c.model, "strategy": c.strategy,
-                     "task": c.task, "tau": c.tau, "batch": c.batch, "hidden": c.hidden,
-                     "seed": c.seed, "threads": c.n_threads, "workers": c.workers,
-                     "device": c.device, "status": status.get(c.cell_id, "todo"),
-                     "est_s": round(wall.get(c.cell_id, est), 1)})
+        rows.append(
+            {
+                "cell_id": c.cell_id,
+                "model": c.model,
+                "strategy": c.strategy,
+                "task": c.task,
+                "tau": c.tau,
+                "batch": c.batch,
+                "hidden": c.hidden,
+                "seed": c.seed,
+                "threads": c.n_threads,
+                "workers": c.workers,
+                "device": c.device,
+                "status": status.get(c.cell_id, "todo"),
+                "est_s": round(wall.get(c.cell_id, est), 1),
+            }
+        )
     table = pd.DataFrame(rows)
     with pd.option_context("display.max_rows", None, "display.width", 200):
         print(table.to_string(index=False))
@@ -151,17 +218,33 @@ def _dry_run(job, out: Path, cpus: int, fresh: bool = False, exclusive: bool = F
         slots = max(1, cpus)
         busy = sum(c.n_threads * estimate_seconds(c) for c in left) / slots
         where = f"on {slots} CPUs"
-    print(f"\n{job.name}: {len(table)} cells, {len(table) - len(todo)} done "
-          f"({n_ok} ok, {len(table) - len(todo) - n_ok} not ok), {len(todo)} to run"
-          f"{' (--fresh: stored rows are ignored)' if fresh else ''}; "
-          f"estimated {cell_s / 60:.1f} min of cell time, about {busy / 60:.1f} min "
-          f"{where} (a rough guide)")
+    print(
+        f"\n{job.name}: {len(table)} cells, {len(table) - len(todo)} done "
+        f"({n_ok} ok, {len(table) - len(todo) - n_ok} not ok), {len(todo)} to run"
+        f"{' (--fresh: stored rows are ignored)' if fresh else ''}; "
+        f"estimated {cell_s / 60:.1f} min of cell time, about {busy / 60:.1f} min "
+        f"{where} (a rough guide)"
+    )
     return 0
 
 
 # Configuration columns a job may vary (seed aside); the summary keeps those that vary.
-SUMMARY_KEYS = ("strategy_options", "task", "task_options", "tau", "batch", "hidden", "threads",
-                "device", "dtype", "workers", "harness", "train_steps", "lr", "repeats")
+SUMMARY_KEYS = (
+    "strategy_options",
+    "task",
+    "task_options",
+    "tau",
+    "batch",
+    "hidden",
+    "threads",
+    "device",
+    "dtype",
+    "workers",
+    "harness",
+    "train_steps",
+    "lr",
+    "repeats",
+)
 
 
 def run_summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
@@ -177,23 +260,34 @@ def run_summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
     if df.empty:
         return "no rows", False
     df = df[df["cell_id"].isin(cell_ids)]
-    keys = ["model", "strategy"] + [k for k in SUMMARY_KEYS if k in df.columns
-                                    and df[k].astype(str).nunique() > 1]
-    times = df["step_ms_median"].where(df["status"] == OK) if "step_ms_median" in df.columns \
+    keys = ["model", "strategy"] + [
+        k for k in SUMMARY_KEYS if k in df.columns and df[k].astype(str).nunique() > 1
+    ]
+    times = (
+        df["step_ms_median"].where(df["status"] == OK)
+        if "step_ms_median" in df.columns
         else pd.Series(float("nan"), index=df.index)
+    )
     grouped = df.assign(step_ms_median=times).groupby(keys, dropna=False)
-    table = pd.DataFrame({
-        "cells": grouped.size(),
-        "ok": grouped["status"].apply(lambda s: int((s == OK).sum())),
-        "step_ms_median": grouped["step_ms_median"].median(),
-    }).reset_index()
-    lines = [table.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
-             "(step_ms_median: per line, the median over its ok seeds of each cell's median "
-             "training-step time in ms)"]
+    table = pd.DataFrame(
+        {
+            "cells": grouped.size(),
+            "ok": grouped["status"].apply(lambda s: int((s == OK).sum())),
+            "step_ms_median": grouped["step_ms_median"].median(),
+        }
+    ).reset_index()
+    lines = [
+        table.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
+        "(step_ms_median: per line, the median over its ok seeds of each cell's median "
+        "training-step time in ms)",
+    ]
     bad = df[df["status"] != OK]
     if not bad.empty:
-        cols = [c for c in ("cell_id", "model", "strategy", "tau", "status", "error")
-                if c in bad.columns]
+        cols = [
+            c
+            for c in ("cell_id", "model", "strategy", "tau", "status", "error")
+            if c in bad.columns
+        ]
         bad = bad[cols].copy()
         bad["error"] = bad["error"].astype(str).str.slice(0, 90)
         lines += ["", f"{len(bad)} cell(s) not ok:", bad.to_string(index=False)]
@@ -206,6 +300,7 @@ def run_summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
 def _stop_on_sigterm() -> None:
     """SIGTERM (a scheduler, `ray job stop`, `kill`) stops the sweep as Ctrl-C does:
     in-flight cells are cancelled, rows written so far are consolidated and kept."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
@@ -223,12 +318,22 @@ def _run_on_ray(job, out: Path, args: argparse.Namespace, runner: Callable) -> S
         if args.exclusive and not ray.cluster_resources().get(EXCLUSIVE):
             raise UsageError(
                 f"--exclusive: no node declares the {EXCLUSIVE} resource; start each node with "
-                f"ray start ... --resources='{{\"{EXCLUSIVE}\": 1}}'")
+                f"ray start ... --resources='{{\"{EXCLUSIVE}\": 1}}'"
+            )
         print(f"rnnbench run: {job.name}: {len(job.cells)} cells -> {out}", file=sys.stderr)
-        return run_sweep(job.cells, out, runner=runner, max_retries=args.max_retries,
-                         cell_timeout=args.cell_timeout, exclusive=args.exclusive,
-                         fresh=args.fresh, retry_failed=args.retry_failed,
-                         progress=not args.no_progress, desc=job.name, job=job.name)
+        return run_sweep(
+            job.cells,
+            out,
+            runner=runner,
+            max_retries=args.max_retries,
+            cell_timeout=args.cell_timeout,
+            exclusive=args.exclusive,
+            fresh=args.fresh,
+            retry_failed=args.retry_failed,
+            progress=not args.no_progress,
+            desc=job.name,
+            job=job.name,
+        )
     finally:
         if started:
             ray.shutdown()
@@ -243,11 +348,16 @@ def main(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out or Path("results") / job.name)
     if args.dry_run:
-        return _dry_run(job, out, args.num_cpus or os.cpu_count() or 1, fresh=args.fresh,
-                        exclusive=args.exclusive)
+        return _dry_run(
+            job,
+            out,
+            args.num_cpus or os.cpu_count() or 1,
+            fresh=args.fresh,
+            exclusive=args.exclusive,
+        )
     runner = resolve(args.runner)
     store.check_writable(out)  # before Ray starts: a bad --out costs nothing
-    with store.locked(out):    # a second run on the same folder stops here, at once
+    with store.locked(out):  # a second run on the same folder stops here, at once
         if not args.fresh and {c.cell_id for c in job.cells} <= done_ids(out, args.retry_failed):
             # every cell is stored: nothing to run, so no Ray to start (it costs seconds)
             result = SweepResult(cells=len(job.cells), skipped=len(job.cells))
@@ -257,6 +367,8 @@ def main(args: argparse.Namespace) -> int:
             result = _run_on_ray(job, out, args, runner)
     text, all_ok = run_summary(out, {c.cell_id for c in job.cells})
     print(text)
-    print(f"\n{job.name}: {result.ran} cell(s) run now, {result.skipped} already stored, "
-          f"{result.wall_s:.1f} s; results in {out / store.PARQUET}")
+    print(
+        f"\n{job.name}: {result.ran} cell(s) run now, {result.skipped} already stored, "
+        f"{result.wall_s:.1f} s; results in {out / store.PARQUET}"
+    )
     return 0 if all_ok else 1

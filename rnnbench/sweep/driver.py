@@ -66,8 +66,10 @@ def resources(cell: Cell, exclusive: bool) -> dict:
     the CPUs/GPUs — so nothing deadlocks on a small node.
     """
     solo = not cell.grouped
-    opts: dict[str, Any] = {"num_cpus": cell.n_threads if solo else 0,
-                            "num_gpus": 1 if solo and cell.device == "cuda" else 0}
+    opts: dict[str, Any] = {
+        "num_cpus": cell.n_threads if solo else 0,
+        "num_gpus": 1 if solo and cell.device == "cuda" else 0,
+    }
     if exclusive:
         opts["resources"] = {EXCLUSIVE: 1}
     return opts
@@ -114,7 +116,7 @@ def release(cell: Cell) -> None:
             from rnnbench.harness.group.placement import release as release_group
 
             release_group(cell)
-        except Exception:  # noqa: BLE001 - nothing to release, or Ray going down
+        except Exception:
             pass
 
 
@@ -130,9 +132,12 @@ def infeasible(cells: Iterable[Cell], exclusive: bool) -> dict[str, str]:
         if any(all(res.get(k, 0) >= v for k, v in want.items() if v) for res in nodes):
             continue
         most = {k: max((res.get(k, 0) for res in nodes), default=0) for k, v in want.items() if v}
-        out[cell.cell_id] = ("infeasible: the cell needs " + ", ".join(
-            f"{v:g} {k}" for k, v in want.items() if v) + " on one node; the largest node has "
-            + ", ".join(f"{most[k]:g} {k}" for k in most))
+        out[cell.cell_id] = (
+            "infeasible: the cell needs "
+            + ", ".join(f"{v:g} {k}" for k, v in want.items() if v)
+            + " on one node; the largest node has "
+            + ", ".join(f"{most[k]:g} {k}" for k in most)
+        )
     return out
 
 
@@ -140,9 +145,11 @@ def infeasible(cells: Iterable[Cell], exclusive: bool) -> dict[str, str]:
 
 
 def storage_error(out: Path, exc: OSError) -> StorageError:
-    return StorageError(f"{out}: cannot write results ({exc.strerror or exc}); the rows "
-                        "written so far are kept; make room and run the same command again "
-                        "to resume")
+    return StorageError(
+        f"{out}: cannot write results ({exc.strerror or exc}); the rows "
+        "written so far are kept; make room and run the same command again "
+        "to resume"
+    )
 
 
 def consolidate(out: Path) -> None:
@@ -158,11 +165,14 @@ def done_ids(out: Path, retry_failed: bool) -> set[str]:
     row files are moved aside, so their cells run again, and named on one line."""
     listing = store.scan(out, move_broken=True)
     if listing.broken:
-        print("rnnbench run: warning: " + listing.broken_line(
-            f"moved to {out / store.ROWS / store.BROKEN}; their cells run again"),
-            file=sys.stderr)
-    return {row["cell_id"] for row in listing.rows
-            if not retry_failed or row.get("status") == OK}
+        print(
+            "rnnbench run: warning: "
+            + listing.broken_line(
+                f"moved to {out / store.ROWS / store.BROKEN}; their cells run again"
+            ),
+            file=sys.stderr,
+        )
+    return {row["cell_id"] for row in listing.rows if not retry_failed or row.get("status") == OK}
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -174,8 +184,8 @@ class SweepResult:
 
     cells: int
     skipped: int
-    counts: dict = field(default_factory=dict)       # status -> rows written now
-    latency_s: dict = field(default_factory=dict)    # cell_id -> submit-to-stored seconds
+    counts: dict = field(default_factory=dict)  # status -> rows written now
+    latency_s: dict = field(default_factory=dict)  # cell_id -> submit-to-stored seconds
     wall_s: float = 0.0
 
     @property
@@ -188,15 +198,15 @@ class SweepOptions:
     """How a sweep runs its cells (the ``rnnbench run`` options that reach the driver)."""
 
     runner: str | Callable = DEFAULT_RUNNER
-    max_retries: int = 3          # retries of a cell whose worker crashed
+    max_retries: int = 3  # retries of a cell whose worker crashed
     cell_timeout: float | None = None  # seconds from a cell's first start
-    exclusive: bool = False       # at most one cell per node at a time
-    fresh: bool = False           # forget the stored rows first
-    retry_failed: bool = False    # rerun stored rows that are not ok
+    exclusive: bool = False  # at most one cell per node at a time
+    fresh: bool = False  # forget the stored rows first
+    retry_failed: bool = False  # rerun stored rows that are not ok
     max_in_flight: int | None = None  # tasks submitted at a time (None: see in_flight)
     progress: bool = True
     desc: str = "cells"
-    job: str | None = None        # recorded in every row
+    job: str | None = None  # recorded in every row
 
 
 class Sweep:
@@ -208,8 +218,8 @@ class Sweep:
     def __init__(self, cells: list[Cell], out: Path, options: SweepOptions):
         self.cells, self.out, self.opt = cells, out, options
         self.todo: list[Cell] = []
-        self.pending: dict = {}          # ObjectRef -> cell
-        self.ref_of: dict = {}           # cell_id -> ObjectRef, of the pending cells
+        self.pending: dict = {}  # ObjectRef -> cell
+        self.ref_of: dict = {}  # cell_id -> ObjectRef, of the pending cells
         self.submitted: dict[str, float] = {}
         self.timed_out: set[str] = set()
         self.counts: dict[str, int] = {}
@@ -249,21 +259,25 @@ class Sweep:
             raise storage_error(self.out, exc) from None
         status = row.get("status", "?")
         self.counts[status] = self.counts.get(status, 0) + 1
-        self.result.latency_s[row["cell_id"]] = time.perf_counter() - self.submitted[
-            row["cell_id"]]
+        self.result.latency_s[row["cell_id"]] = time.perf_counter() - self.submitted[row["cell_id"]]
         self.bar.update(1)
-        self.bar.set_postfix(ok=self.counts.get(OK, 0),
-                             failed=sum(self.counts.values()) - self.counts.get(OK, 0),
-                             refresh=False)
+        self.bar.set_postfix(
+            ok=self.counts.get(OK, 0),
+            failed=sum(self.counts.values()) - self.counts.get(OK, 0),
+            refresh=False,
+        )
 
-    def submit(self, queue: collections.deque, task: Any, runner: Callable, registry: Any,
-               limit: int) -> None:
+    def submit(
+        self, queue: collections.deque, task: Any, runner: Callable, registry: Any, limit: int
+    ) -> None:
         """Submit queued cells until ``limit`` are in flight."""
         while queue and len(self.pending) < limit:
             cell = queue.popleft()
-            ref = task.options(max_retries=self.opt.max_retries, retry_exceptions=False,
-                               **resources(cell, self.opt.exclusive)).remote(runner, cell,
-                                                                             registry)
+            ref = task.options(
+                max_retries=self.opt.max_retries,
+                retry_exceptions=False,
+                **resources(cell, self.opt.exclusive),
+            ).remote(runner, cell, registry)
             self.pending[ref] = cell
             self.ref_of[cell.cell_id] = ref
             self.submitted[cell.cell_id] = time.perf_counter()
@@ -281,19 +295,21 @@ class Sweep:
             del self.ref_of[cell.cell_id]
             try:
                 row = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a row
+            except Exception as exc:
                 row = self.failed(cell, exc, registry)
             self.record(row)
 
     def failed(self, cell: Cell, exc: BaseException, registry: Any) -> dict:
         """The row of a cell whose task raised (a crash beyond the retries, a time-out)."""
         status = TIMEOUT if cell.cell_id in self.timed_out else status_of(exc)
-        error = (f"time-out: cancelled after {self.opt.cell_timeout:g} s"
-                 if status == TIMEOUT else error_text(exc))
+        error = (
+            f"time-out: cancelled after {self.opt.cell_timeout:g} s"
+            if status == TIMEOUT
+            else error_text(exc)
+        )
         attempt, neighbours = reg.ask(registry.leave.remote(cell.cell_id), (None, None))
         release(cell)
-        return {**failure_row(cell, status, error), "attempt": attempt,
-                "neighbours": neighbours}
+        return {**failure_row(cell, status, error), "attempt": attempt, "neighbours": neighbours}
 
     def expire(self, registry: Any) -> None:
         """Cancel (force) the cells running longer than the time-out since their first
@@ -303,8 +319,11 @@ class Sweep:
         now = time.time()
         for cell_id, begun in reg.ask(registry.started.remote(), {}).items():
             ref = self.ref_of.get(cell_id)
-            if ref is not None and cell_id not in self.timed_out \
-                    and now - begun > self.opt.cell_timeout:
+            if (
+                ref is not None
+                and cell_id not in self.timed_out
+                and now - begun > self.opt.cell_timeout
+            ):
                 self.timed_out.add(cell_id)
                 ray.cancel(ref, force=True)
 
@@ -322,7 +341,7 @@ class Sweep:
                 release(cell)
             for cell_id in self.timed_out:  # a group placed just as its cell was cancelled
                 release(by_id[cell_id])
-        except Exception:  # noqa: BLE001 - Ray may be going down with us; rows are safe
+        except Exception:
             pass
         try:
             store.consolidate(self.out)
@@ -344,8 +363,14 @@ class Sweep:
         registry = reg.registry()
         reg.ask(registry.forget.remote([c.cell_id for c in self.todo]), None)
         task = ray.remote(execute)
-        self.bar = tqdm(total=len(self.todo), desc=self.opt.desc, unit="cell", file=sys.stderr,
-                        disable=not self.opt.progress, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=len(self.todo),
+            desc=self.opt.desc,
+            unit="cell",
+            file=sys.stderr,
+            disable=not self.opt.progress,
+            dynamic_ncols=True,
+        )
         bad = infeasible(self.todo, self.opt.exclusive)
         queue = collections.deque(c for c in self.todo if c.cell_id not in bad)
         limit = self.in_flight()
@@ -354,8 +379,9 @@ class Sweep:
         try:
             for cell in (c for c in self.todo if c.cell_id in bad):
                 self.submitted[cell.cell_id] = time.perf_counter()
-                self.record({**failure_row(cell, FAILED, bad[cell.cell_id]), "attempt": 0,
-                             "neighbours": 0})
+                self.record(
+                    {**failure_row(cell, FAILED, bad[cell.cell_id]), "attempt": 0, "neighbours": 0}
+                )
             while queue or self.pending:
                 self.submit(queue, task, runner, registry, limit)
                 self.collect(registry)

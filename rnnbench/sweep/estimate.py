@@ -5,6 +5,7 @@ from __future__ import annotations
 from rnnbench.facts import BEST_BPTT, scan_depth
 from rnnbench.job.cell import Cell
 
+
 def estimate_seconds(cell: Cell) -> float:
     """A rough wall-time guess for one cell (seconds), for ``--dry-run``.
 
@@ -36,5 +37,3 @@ def step_seconds(cell: Cell) -> tuple[float, float]:
         depth = (opts.get("max_iter") or cell.tau) * scan_depth(cell.tau)
     flops_s = 6.0 * cell.tau * cell.batch * h * (n_in + h + n_out) / (1e10 * cell.n_threads)
     return flops_s, depth * 225e-6 + flops_s
-
-

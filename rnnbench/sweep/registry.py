@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+
 class Registry:
     """Which cells run on which node (a tiny actor on the driver's node).
 
@@ -57,10 +58,17 @@ def registry():
     key = ray.get_runtime_context().get_job_id()
     if key not in _REGISTRIES:
         _REGISTRIES.clear()
-        _REGISTRIES[key] = ray.remote(num_cpus=0)(Registry).options(
-            max_restarts=-1, max_task_retries=3,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(
-                ray.get_runtime_context().get_node_id(), soft=False)).remote()
+        _REGISTRIES[key] = (
+            ray.remote(num_cpus=0)(Registry)
+            .options(
+                max_restarts=-1,
+                max_task_retries=3,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    ray.get_runtime_context().get_node_id(), soft=False
+                ),
+            )
+            .remote()
+        )
     return _REGISTRIES[key]
 
 
@@ -70,6 +78,5 @@ def ask(call, default, timeout: float = 30):
 
     try:
         return ray.get(call, timeout=timeout)
-    except Exception:  # noqa: BLE001 - bookkeeping only; the rows matter more
+    except Exception:
         return default
-

@@ -14,12 +14,36 @@ backward :mod:`.saved`, shared pieces :mod:`.common`, evaluation outputs :mod:`.
 
 from rnnbench.core.strategies.common import check_inputs, partition
 from rnnbench.core.strategies.elman import CHECKPOINT_IMPLS, elman_time_shard
-from rnnbench.core.strategies.jordan import (SCHEDULES, hold_w_zero, sampling_probability,
-                                             teacher_forcing_slice)
+from rnnbench.core.strategies.jordan import (
+    SCHEDULES,
+    hold_w_zero,
+    sampling_probability,
+    teacher_forcing_slice,
+)
 from rnnbench.core.strategies.outputs import logits
-from rnnbench.core.strategies.registry import (STRATEGIES, Strategy, bptt_candidates, check,
-                                               get, loss)
+from rnnbench.core.strategies.registry import (
+    STRATEGIES,
+    Strategy,
+    bptt_candidates,
+    check,
+    get,
+    loss,
+)
 
-__all__ = ["CHECKPOINT_IMPLS", "SCHEDULES", "STRATEGIES", "Strategy", "bptt_candidates",
-           "check", "check_inputs", "elman_time_shard", "get", "hold_w_zero", "logits", "loss",
-           "partition", "sampling_probability", "teacher_forcing_slice"]
+__all__ = [
+    "CHECKPOINT_IMPLS",
+    "SCHEDULES",
+    "STRATEGIES",
+    "Strategy",
+    "bptt_candidates",
+    "check",
+    "check_inputs",
+    "elman_time_shard",
+    "get",
+    "hold_w_zero",
+    "logits",
+    "loss",
+    "partition",
+    "sampling_probability",
+    "teacher_forcing_slice",
+]

@@ -8,14 +8,14 @@ from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from rnnbench.core.models import Recurrent
 from rnnbench.errors import UsageError
 
 # --------------------------------------------------------------------------- checks
 
 
-def check_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+def check_inputs(model: Recurrent, x: torch.Tensor, y: torch.Tensor) -> None:
     """Raise a UsageError naming ``x`` or ``y`` when they do not fit ``model``."""
     dtype = model.U.dtype
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -23,9 +23,7 @@ def check_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     if x.dtype != dtype:
         raise UsageError(f"x: dtype {x.dtype} does not match the model's {dtype}")
     if x.dim() != 3 or x.shape[2] != model.n_in:
-        raise UsageError(
-            f"x: expected shape (tau, batch, n_in={model.n_in}), got {tuple(x.shape)}"
-        )
+        raise UsageError(f"x: expected shape (tau, batch, n_in={model.n_in}), got {tuple(x.shape)}")
     if x.shape[0] < 1 or x.shape[1] < 1:
         raise UsageError(f"x: tau and batch must be >= 1, got shape {tuple(x.shape)}")
     if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
@@ -55,17 +53,15 @@ def nll(o: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(o.reshape(-1, o.shape[-1]), y.reshape(-1), reduction="sum")
 
 
-def zeros(model: nn.Module, batch: int, width: int) -> torch.Tensor:
+def zeros(model: Recurrent, batch: int, width: int) -> torch.Tensor:
     return torch.zeros(batch, width, dtype=model.U.dtype, device=model.U.device)
-
 
 
 def one_hot(index: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
     return F.one_hot(index, n).to(like.dtype)
 
 
-
-def generator(model: nn.Module, seed: int) -> torch.Generator:
+def generator(model: Recurrent, seed: int) -> torch.Generator:
     g = torch.Generator(device=model.U.device)
     g.manual_seed(int(seed))
     return g
@@ -99,7 +95,7 @@ class _EagerSum(torch.autograd.Function):
         return (None, *(grad_total * g for g in ctx.saved_tensors))
 
 
-def eager_sum(model: nn.Module, segments: Callable[[], Iterator[torch.Tensor]]) -> torch.Tensor:
+def eager_sum(model: Recurrent, segments: Callable[[], Iterator[torch.Tensor]]) -> torch.Tensor:
     params = [p for p in model.parameters() if p.requires_grad]
     if not torch.is_grad_enabled() or not params:
         with torch.no_grad():
@@ -112,4 +108,3 @@ def partition(n: int, parts: int) -> list[tuple[int, int]]:
     are empty when n < parts.  The one splitter of a sequence or a batch."""
     edges = [(i * n) // parts for i in range(parts + 1)]
     return list(zip(edges, edges[1:]))
-

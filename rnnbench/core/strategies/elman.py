@@ -20,6 +20,7 @@ from rnnbench.core.strategies.jordan import free_running
 from rnnbench.facts import TIME_SPLIT_SOLVERS
 from rnnbench.pit import newton
 
+
 def elman_loop(model: Elman, x: torch.Tensor, h: torch.Tensor) -> tuple[list, torch.Tensor]:
     """Run h^(t) = tanh(b + W h^(t-1) + U x^(t)) over x; return every h and the last."""
     hs = []
@@ -35,7 +36,6 @@ def _elman_loss(model: Elman, x, y, h) -> tuple[torch.Tensor, torch.Tensor]:
     if model.single_output:
         return nll(model.output(h), y), h
     return nll(model.output(torch.stack(hs)), y), h
-
 
 
 # --------------------------------------------------------------------------- strategies
@@ -93,6 +93,7 @@ def truncated_bptt(model, x, y, k: int = 32):
     Each k-step segment's gradient is computed as soon as its forward is done,
     so activation memory is O(k), not O(tau).
     """
+
     def segments():
         h = zeros(model, x.shape[1], model.n_hidden)
         for s in range(0, x.shape[0], k):
@@ -151,12 +152,12 @@ def checkpointed_bptt(model, x, y, segments: int | None = None, impl: str = "seg
     total = None
     for s, e in partition(tau, segments):
         xs, ys = x[s:e], y[s:e]
-        if model.single_output:
-            def run(h0, xs=xs):
+
+        def run(h0, xs=xs, ys=ys):
+            if model.single_output:
                 return (elman_loop(model, xs, h0)[1],)
-        else:
-            def run(h0, xs=xs, ys=ys):
-                return _elman_loss(model, xs, ys, h0)
+            return _elman_loss(model, xs, ys, h0)
+
         if impl == "torch":
             out = checkpoint(run, h, use_reentrant=False)
         else:
@@ -199,11 +200,11 @@ def elman_time_shard(model, x, y, strategy: str, comm, **options):
     ranks: x holds the rank's steps; y its targets (SingleOutput: the batch's, and
     only the last rank has a loss -- the others return 0 * sum(h) so that backward
     reaches the adjoint's exchange on every rank)."""
-    hs = newton.elman_states(model.input_term(x), model.W,
-                                    TIME_SPLIT_SOLVERS[strategy], comm=comm, **options)
+    hs = newton.elman_states(
+        model.input_term(x), model.W, TIME_SPLIT_SOLVERS[strategy], comm=comm, **options
+    )
     if not model.single_output:
         return nll(model.output(hs), y)
     if comm.rank == comm.world - 1:
         return nll(model.output(hs[-1]), y)
     return (hs * 0).sum()
-

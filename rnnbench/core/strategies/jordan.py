@@ -16,6 +16,7 @@ from rnnbench.core.models import Jordan
 from rnnbench.core.strategies.common import eager_sum, generator, nll, one_hot, zeros
 from rnnbench.errors import UsageError, check_int
 
+
 def jordan_outputs(model: Jordan, x, y, feed: Callable) -> torch.Tensor:
     """Step-by-step Jordan network; ``feed(t, o_t, y_t)`` gives f^(t) for step t+1."""
     f = zeros(model, x.shape[1], model.n_out)
@@ -36,13 +37,14 @@ def feedback_fn(kind: str, generator: torch.Generator | None) -> Callable:
     if kind == "argmax":
         return lambda o: one_hot(o.detach().argmax(-1), o.shape[-1], o)
     if kind == "sample":
+
         def sample(o):
             p = torch.softmax(o.detach(), dim=-1)
             idx = torch.multinomial(p, 1, generator=generator).squeeze(-1)
             return one_hot(idx, o.shape[-1], o)
+
         return sample
     raise UsageError(f"feedback: unknown feedback {kind!r}; allowed: softmax, argmax, sample")
-
 
 
 def teacher_forced(model: Jordan, x, y) -> torch.Tensor:
@@ -107,8 +109,9 @@ def free_running(model, x, y, feedback: str = "softmax", seed: int = 0):
 SCHEDULES = ("linear", "exponential", "inverse_sigmoid")
 
 
-def sampling_probability(schedule: str, step: int, k: float | None = None,
-                         c: float = 1e-3, eps_min: float = 0.0) -> float:
+def sampling_probability(
+    schedule: str, step: int, k: float | None = None, c: float = 1e-3, eps_min: float = 0.0
+) -> float:
     """epsilon_i, the probability of feeding the truth at training step i (Bengio et al. 2015).
 
     linear: max(eps_min, k - c i), k = 1;  exponential: k^i, k = 0.999;
@@ -130,9 +133,18 @@ def sampling_probability(schedule: str, step: int, k: float | None = None,
     raise UsageError(f"schedule: unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
 
 
-def scheduled_sampling(model, x, y, schedule: str = "inverse_sigmoid", step: int = 0,
-                       k: float | None = None, c: float = 1e-3, eps_min: float = 0.0,
-                       feedback: str = "sample", seed: int = 0):
+def scheduled_sampling(
+    model,
+    x,
+    y,
+    schedule: str = "inverse_sigmoid",
+    step: int = 0,
+    k: float | None = None,
+    c: float = 1e-3,
+    eps_min: float = 0.0,
+    feedback: str = "sample",
+    seed: int = 0,
+):
     """Per token, feed the truth with probability epsilon_i, else the model's own output."""
     eps = sampling_probability(schedule, step, k=k, c=c, eps_min=eps_min)
     gen = generator(model, seed)
@@ -144,4 +156,3 @@ def scheduled_sampling(model, x, y, schedule: str = "inverse_sigmoid", step: int
         return torch.where(truth, one_hot(y_t, o.shape[-1], o), feed(o))
 
     return nll(jordan_outputs(model, x, y, mixed), y)
-

@@ -10,10 +10,14 @@ from rnnbench.core.strategies.elman import CHECKPOINT_IMPLS
 from rnnbench.core.strategies.jordan import feedback_fn, sampling_probability
 from rnnbench.errors import UsageError, check_int
 
+
 def positive(key: str, none_ok: bool):
     """The check of an option that is a positive integer (or None, when ``none_ok``)."""
-    return lambda options, tau: None if key not in options or (
-        none_ok and options[key] is None) else check_int(key, options[key])
+    return lambda options, tau: (
+        None
+        if key not in options or (none_ok and options[key] is None)
+        else check_int(key, options[key])
+    )
 
 
 def check_teacher(options: dict, tau: int | None) -> None:
@@ -26,8 +30,10 @@ def check_checkpointed(options: dict, tau: int | None) -> None:
     if options.get("segments") is not None:
         check_int("segments", options["segments"], upper=tau)
     if options.get("impl", "segment") not in CHECKPOINT_IMPLS:
-        raise UsageError(f"impl: unknown checkpoint implementation {options['impl']!r}; "
-                         f"allowed: {', '.join(CHECKPOINT_IMPLS)}")
+        raise UsageError(
+            f"impl: unknown checkpoint implementation {options['impl']!r}; "
+            f"allowed: {', '.join(CHECKPOINT_IMPLS)}"
+        )
 
 
 def check_feedback(options: dict, tau: int | None) -> None:
@@ -41,8 +47,9 @@ def check_newton(options: dict, tau: int | None) -> None:
     if options.get("max_iter") is not None:
         check_int("max_iter", options["max_iter"])
     tol = options.get("tol")
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float))
-                            or not 0 < tol < math.inf):
+    if tol is not None and (
+        isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < math.inf
+    ):
         raise UsageError(f"tol: must be a positive number, got {tol!r}")
 
 
@@ -52,7 +59,10 @@ def check_scheduled(options: dict, tau: int | None) -> None:
         value = options.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise UsageError(f"{key}: must be a number, got {value!r}")
-    sampling_probability(options.get("schedule", "inverse_sigmoid"), options.get("step", 0),
-                         k=options.get("k"), c=options.get("c", 1e-3),
-                         eps_min=options.get("eps_min", 0.0))
-
+    sampling_probability(
+        options.get("schedule", "inverse_sigmoid"),
+        options.get("step", 0),
+        k=options.get("k"),
+        c=options.get("c", 1e-3),
+        eps_min=options.get("eps_min", 0.0),
+    )

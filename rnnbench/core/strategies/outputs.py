@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from rnnbench.core.models import Jordan, SingleOutput
+from rnnbench.core.models import Elman, Jordan, Recurrent, SingleOutput
 from rnnbench.core.strategies.common import generator, zeros
 from rnnbench.core.strategies.elman import elman_loop
 from rnnbench.core.strategies.jordan import feedback_fn, jordan_outputs, teacher_forced
 from rnnbench.errors import UsageError
 
 
-def logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
-           feedback: str = "teacher", seed: int = 0) -> torch.Tensor:
+def logits(
+    model: Recurrent,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    feedback: str = "teacher",
+    seed: int = 0,
+) -> torch.Tensor:
     """Outputs o (tau, B, n_out) — (B, n_out) for SingleOutput — for evaluation.
 
     For Jordan, ``feedback`` picks what is fed back: ``teacher`` (the true
@@ -27,5 +31,6 @@ def logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
             return teacher_forced(model, x, y)
         feed = feedback_fn(feedback, generator(model, seed) if feedback == "sample" else None)
         return jordan_outputs(model, x, None, lambda t, o, y_t: feed(o))
+    assert isinstance(model, Elman)
     hs, h = elman_loop(model, x, zeros(model, x.shape[1], model.n_hidden))
     return model.output(h if isinstance(model, SingleOutput) else torch.stack(hs))

@@ -8,9 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
-from rnnbench.core.models import model_name
+from rnnbench.core.models import Recurrent, model_name
 from rnnbench.core.strategies import elman, jordan, options, saved
 from rnnbench.core.strategies.common import check_inputs
 from rnnbench.errors import UsageError
@@ -71,41 +70,124 @@ class Strategy:
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
-        Strategy(name="bptt", fn=elman.bptt, models=(*ELMANS, "jordan"), depth=_tau,
-                 memory="O(tau)", exact=True),
-        Strategy(name="bptt_fused", fn=elman.bptt_fused, models=ELMANS, depth=_tau,
-                 memory="O(tau)", exact=True),
-        Strategy(name="bptt_compiled", fn=elman.bptt_compiled, models=ELMANS, depth=_tau,
-                 memory="O(tau)", exact=True, saved_bytes=saved.saved_states,
-                 prepare=elman.prepare_compiled),
-        Strategy(name="truncated_bptt", fn=elman.truncated_bptt, models=("elman",),
-                 depth=_tau, memory="O(k)", exact=False, options=("k",),
-                 check=options.positive("k", False), grad_in_forward=lambda o: True,
-                 saved_bytes=saved.saved_eager),
-        Strategy(name="checkpointed_bptt", fn=elman.checkpointed_bptt, models=ELMANS,
-                 depth=_twice, memory="O(sqrt(tau))", exact=True, options=("segments", "impl"),
-                 check=options.check_checkpointed, saved_bytes=saved.saved_checkpointed),
-        Strategy(name="teacher_forcing", fn=jordan.teacher_forcing, models=("jordan",),
-                 depth=_one, memory="O(tau)", exact=True, options=("chunk", "w_zero"),
-                 check=options.check_teacher, split="time",
-                 grad_in_forward=lambda o: o.get("chunk") is not None,
-                 saved_bytes=saved.saved_teacher),
-        Strategy(name="free_running", fn=jordan.free_running, models=("jordan",), depth=_tau,
-                 memory="O(tau)", exact=True, options=("feedback", "seed"),
-                 check=options.check_feedback, saved_bytes=saved.saved_jordan),
-        Strategy(name="scheduled_sampling", fn=jordan.scheduled_sampling, models=("jordan",),
-                 depth=_tau, memory="O(tau)", exact=True,
-                 options=("schedule", "step", "k", "c", "eps_min", "feedback", "seed"),
-                 check=options.check_scheduled, saved_bytes=saved.saved_scheduled),
-        Strategy(name="scan_bptt", fn=elman.scan_bptt, models=ELMANS, depth=_scan_depth,
-                 memory="O(tau H^2)", exact=True, split="time",
-                 saved_bytes=saved.saved_states),
-        Strategy(name="deer", fn=elman.deer, models=ELMANS, depth=_newton_depth,
-                 memory="O(tau H^2)", exact=True, options=("tol", "max_iter"),
-                 check=options.check_newton, split="time", saved_bytes=saved.saved_states),
-        Strategy(name="quasi_deer", fn=elman.quasi_deer, models=ELMANS, depth=_newton_depth,
-                 memory="O(tau H^2)", exact=True, options=("tol", "max_iter"),
-                 check=options.check_newton, split="time", saved_bytes=saved.saved_states),
+        Strategy(
+            name="bptt",
+            fn=elman.bptt,
+            models=(*ELMANS, "jordan"),
+            depth=_tau,
+            memory="O(tau)",
+            exact=True,
+        ),
+        Strategy(
+            name="bptt_fused",
+            fn=elman.bptt_fused,
+            models=ELMANS,
+            depth=_tau,
+            memory="O(tau)",
+            exact=True,
+        ),
+        Strategy(
+            name="bptt_compiled",
+            fn=elman.bptt_compiled,
+            models=ELMANS,
+            depth=_tau,
+            memory="O(tau)",
+            exact=True,
+            saved_bytes=saved.saved_states,
+            prepare=elman.prepare_compiled,
+        ),
+        Strategy(
+            name="truncated_bptt",
+            fn=elman.truncated_bptt,
+            models=("elman",),
+            depth=_tau,
+            memory="O(k)",
+            exact=False,
+            options=("k",),
+            check=options.positive("k", False),
+            grad_in_forward=lambda o: True,
+            saved_bytes=saved.saved_eager,
+        ),
+        Strategy(
+            name="checkpointed_bptt",
+            fn=elman.checkpointed_bptt,
+            models=ELMANS,
+            depth=_twice,
+            memory="O(sqrt(tau))",
+            exact=True,
+            options=("segments", "impl"),
+            check=options.check_checkpointed,
+            saved_bytes=saved.saved_checkpointed,
+        ),
+        Strategy(
+            name="teacher_forcing",
+            fn=jordan.teacher_forcing,
+            models=("jordan",),
+            depth=_one,
+            memory="O(tau)",
+            exact=True,
+            options=("chunk", "w_zero"),
+            check=options.check_teacher,
+            split="time",
+            grad_in_forward=lambda o: o.get("chunk") is not None,
+            saved_bytes=saved.saved_teacher,
+        ),
+        Strategy(
+            name="free_running",
+            fn=jordan.free_running,
+            models=("jordan",),
+            depth=_tau,
+            memory="O(tau)",
+            exact=True,
+            options=("feedback", "seed"),
+            check=options.check_feedback,
+            saved_bytes=saved.saved_jordan,
+        ),
+        Strategy(
+            name="scheduled_sampling",
+            fn=jordan.scheduled_sampling,
+            models=("jordan",),
+            depth=_tau,
+            memory="O(tau)",
+            exact=True,
+            options=("schedule", "step", "k", "c", "eps_min", "feedback", "seed"),
+            check=options.check_scheduled,
+            saved_bytes=saved.saved_scheduled,
+        ),
+        Strategy(
+            name="scan_bptt",
+            fn=elman.scan_bptt,
+            models=ELMANS,
+            depth=_scan_depth,
+            memory="O(tau H^2)",
+            exact=True,
+            split="time",
+            saved_bytes=saved.saved_states,
+        ),
+        Strategy(
+            name="deer",
+            fn=elman.deer,
+            models=ELMANS,
+            depth=_newton_depth,
+            memory="O(tau H^2)",
+            exact=True,
+            options=("tol", "max_iter"),
+            check=options.check_newton,
+            split="time",
+            saved_bytes=saved.saved_states,
+        ),
+        Strategy(
+            name="quasi_deer",
+            fn=elman.quasi_deer,
+            models=ELMANS,
+            depth=_newton_depth,
+            memory="O(tau H^2)",
+            exact=True,
+            options=("tol", "max_iter"),
+            check=options.check_newton,
+            split="time",
+            saved_bytes=saved.saved_states,
+        ),
     )
 }
 
@@ -118,8 +200,9 @@ def get(strategy: str) -> Strategy:
     return STRATEGIES[strategy]
 
 
-def check(model: str, strategy: str, options: dict | None = None,
-          tau: int | None = None) -> Strategy:
+def check(
+    model: str, strategy: str, options: dict | None = None, tau: int | None = None
+) -> Strategy:
     """Validate a model/strategy pair, the strategy's option names and values."""
     s = get(strategy)
     if model not in s.models:
@@ -134,8 +217,9 @@ def check(model: str, strategy: str, options: dict | None = None,
     return s
 
 
-def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, strategy: str = "bptt",
-         **options: object) -> torch.Tensor:
+def loss(
+    model: Recurrent, x: torch.Tensor, y: torch.Tensor, strategy: str = "bptt", **options: object
+) -> torch.Tensor:
     """The total loss L (nats, summed over time and batch) under ``strategy``."""
     name = model_name(model)
     check_inputs(model, x, y)
@@ -146,5 +230,6 @@ def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, strategy: str = "bp
 def bptt_candidates(model: str) -> list[str]:
     """The registered exact sequential BPTT strategies for ``model``
     (:data:`rnnbench.facts.SEQUENTIAL_BPTT`)."""
-    return [name for name in SEQUENTIAL_BPTT
-            if name in STRATEGIES and model in STRATEGIES[name].models]
+    return [
+        name for name in SEQUENTIAL_BPTT if name in STRATEGIES and model in STRATEGIES[name].models
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from rnnbench.core.strategies.elman import segment_count
 
+
 def saved_elman(model, o, T, B, H, O, P, i) -> int:
     """Every h^(t) (tanh output, also W's matmul input) plus h^(0), the stacked copy
     the output layer reads and the log-softmax output; one output for single_output."""
@@ -52,4 +53,3 @@ def saved_states(model, o, T, B, H, O, P, i) -> int:
     log-softmax output; the scans' tau B H^2 Jacobians live only inside the forward or
     the backward."""
     return (T * B * H + (B * O if model == "single_output" else T * B * O)) * i + i
-

@@ -49,13 +49,43 @@ not tested here); the trained replica is evaluated on the caller's CPU.
 
 from __future__ import annotations
 
-from rnnbench.harness.group.placement import (DIST_TIMEOUT_S, PLACE_TIMEOUT_S, Group, pg_name,
-                                              release, remove_group)
+from rnnbench.harness.group.placement import (
+    DIST_TIMEOUT_S,
+    PLACE_TIMEOUT_S,
+    Group,
+    pg_name,
+    release,
+    remove_group,
+)
 from rnnbench.harness.group.run import BaselineFailed, reported, run_cell, summarise
-from rnnbench.harness.group.shard import (Shard, active_workers, fair_baseline, idle_note,
-                                          local_losses, shard, split_kind)
+from rnnbench.harness.group.shard import (
+    Shard,
+    active_workers,
+    fair_baseline,
+    idle_note,
+    local_losses,
+    shard,
+    split_kind,
+)
 from rnnbench.harness.group.worker import Worker
 
-__all__ = ["DIST_TIMEOUT_S", "PLACE_TIMEOUT_S", "BaselineFailed", "Group", "Shard", "Worker",
-           "active_workers", "fair_baseline", "idle_note", "local_losses", "pg_name", "release",
-           "remove_group", "reported", "run_cell", "shard", "split_kind", "summarise"]
+__all__ = [
+    "DIST_TIMEOUT_S",
+    "PLACE_TIMEOUT_S",
+    "BaselineFailed",
+    "Group",
+    "Shard",
+    "Worker",
+    "active_workers",
+    "fair_baseline",
+    "idle_note",
+    "local_losses",
+    "pg_name",
+    "release",
+    "remove_group",
+    "reported",
+    "run_cell",
+    "shard",
+    "split_kind",
+    "summarise",
+]

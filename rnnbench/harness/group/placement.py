@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from rnnbench.errors import UsageError
 from rnnbench.harness import training
@@ -106,10 +107,16 @@ class Group:
     class each actor runs (:class:`Worker` or a subclass of it).
     """
 
-    def __init__(self, cell: Cell, cpus_per_worker: float | None = None,
-                 place_timeout_s: float = PLACE_TIMEOUT_S,
-                 dist_timeout_s: float = DIST_TIMEOUT_S, timeout_s: float | None = None,
-                 worker: type = Worker, role: str = ""):
+    def __init__(
+        self,
+        cell: Cell,
+        cpus_per_worker: float | None = None,
+        place_timeout_s: float = PLACE_TIMEOUT_S,
+        dist_timeout_s: float = DIST_TIMEOUT_S,
+        timeout_s: float | None = None,
+        worker: type = Worker,
+        role: str = "",
+    ):
         self.cell = cell
         self.worker = worker
         self.role = role  # "" for the cell's own group, "baseline" for its baseline's
@@ -119,13 +126,13 @@ class Group:
         self.timeout_s = timeout_s  # for everything from open() on; None: no limit
         self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self.actors: list = []
-        self.pg = None
+        self.pg: Any = None  # the placement group, once asked for
         self.infos: list[dict] = []
         self.address: tuple[str, int] | None = None
         self.n_in = self.n_out = None
 
     # -- lifecycle ----------------------------------------------------------
-    def __enter__(self) -> "Group":
+    def __enter__(self) -> Group:
         try:
             self.open()
         except BaseException:
@@ -150,31 +157,44 @@ class Group:
             if need * n > total.get(key, 0) + 1e-9:
                 raise UsageError(
                     f"workers: {n} workers x {need:g} {key} need {need * n:g} {key}; "
-                    f"the Ray cluster has {total.get(key, 0):g}")
+                    f"the Ray cluster has {total.get(key, 0):g}"
+                )
         if not self.role:
             release(cell)  # a leftover of this cell's earlier, force-cancelled run
-        self.pg = placement_group([dict(bundle) for _ in range(n)], strategy="PACK",
-                                  name=pg_name(cell, self.role))
-        wait_s = self.place_timeout_s if self.deadline is None else \
-            min(self.place_timeout_s, max(0.0, self.deadline - time.monotonic()))
+        self.pg = placement_group(
+            [dict(bundle) for _ in range(n)], strategy="PACK", name=pg_name(cell, self.role)
+        )
+        wait_s = (
+            self.place_timeout_s
+            if self.deadline is None
+            else min(self.place_timeout_s, max(0.0, self.deadline - time.monotonic()))
+        )
         # not pg.wait(): it takes whole seconds (0.5 s becomes no wait at all)
         ready, _ = ray.wait([self.pg.ready()], timeout=wait_s)
         if not ready:
             if wait_s < self.place_timeout_s:  # the cell's deadline came first
                 from ray.exceptions import GetTimeoutError
 
-                raise GetTimeoutError(f"time-out after {self.timeout_s:g} s waiting for "
-                                      f"{n} x {bundle} (placement group)")
+                raise GetTimeoutError(
+                    f"time-out after {self.timeout_s:g} s waiting for "
+                    f"{n} x {bundle} (placement group)"
+                )
             raise TimeoutError(
                 f"placement group of {n} x {bundle} not placed within "
-                f"{self.place_timeout_s:g} s (available now: {ray.available_resources()})")
+                f"{self.place_timeout_s:g} s (available now: {ray.available_resources()})"
+            )
         actor_cls = ray.remote(self.worker)
         for rank in range(n):
-            self.actors.append(actor_cls.options(
-                num_cpus=self.cpus, num_gpus=bundle.get("GPU", 0), max_restarts=0,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    placement_group=self.pg, placement_group_bundle_index=rank),
-            ).remote(rank, n, cell.n_threads, cell.device))
+            self.actors.append(
+                actor_cls.options(
+                    num_cpus=self.cpus,
+                    num_gpus=bundle.get("GPU", 0),
+                    max_restarts=0,
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(
+                        placement_group=self.pg, placement_group_bundle_index=rank
+                    ),
+                ).remote(rank, n, cell.n_threads, cell.device)
+            )
         self.infos = self._all([a.info.remote() for a in self.actors])
         # Rendezvous: rank 0 holds the port from bind to init (no race), then all join.
         self.address = self._all([self.actors[0].open_store.remote(self.dist_timeout_s)])[0]
@@ -191,39 +211,46 @@ class Group:
 
         for key in ("workers", "threads", "device"):
             if getattr(cell, key) != getattr(self.cell, key):
-                raise UsageError(f"{key}: the group was started with {getattr(self.cell, key)}, "
-                                 f"the cell asks for {getattr(cell, key)}")
+                raise UsageError(
+                    f"{key}: the group was started with {getattr(self.cell, key)}, "
+                    f"the cell asks for {getattr(cell, key)}"
+                )
         self.cell = cell
         # One batch, one initial model, made here once: every rank gets its shard.
         task, x, y = cell_batch(cell)
         self.n_in, self.n_out = task.n_in, task.n_out
         self.state = initial_model(cell, task.n_in, task.n_out).state_dict()
         state_ref = ray.put(self.state)
-        self._all([a.setup.remote(cell, state_ref, shard(cell, x, y, rank))
-                   for rank, a in enumerate(self.actors)])
+        self._all(
+            [
+                a.setup.remote(cell, state_ref, shard(cell, x, y, rank))
+                for rank, a in enumerate(self.actors)
+            ]
+        )
 
     def close(self) -> None:
         """Kill every actor, remove the placement group.  Safe to call twice."""
         if not self.actors and self.pg is None:
             return
         import ray
+
         if self.actors:
             # Graceful first (destroy the process group), bounded; then kill regardless.
             refs = [a.close.remote() for a in self.actors]
             try:
                 ray.wait(refs, num_returns=len(refs), timeout=5.0)
-            except Exception:  # noqa: BLE001 -- dead actors are killed below anyway
+            except Exception:
                 pass
             for a in self.actors:
                 try:
                     ray.kill(a, no_restart=True)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
             self.actors = []
         if self.pg is not None:
             try:
                 remove_group(self.pg)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
             self.pg = None
 
@@ -244,8 +271,9 @@ class Group:
             try:
                 ray.get(ready[0])
             except RayActorError as err:
-                raise WorkerDied(f"worker rank {rank_of[ready[0]]} died: "
-                                 f"{str(err).splitlines()[0]}") from err
+                raise WorkerDied(
+                    f"worker rank {rank_of[ready[0]]} died: {str(err).splitlines()[0]}"
+                ) from err
             except Exception:
                 # A rank failed: if it failed because a peer died (gloo: connection
                 # closed), report the death, not its echo.
@@ -254,9 +282,10 @@ class Group:
                     try:
                         ray.get(ref)
                     except RayActorError as err:
-                        raise WorkerDied(f"worker rank {rank_of[ref]} died: "
-                                         f"{str(err).splitlines()[0]}") from err
-                    except Exception:  # noqa: BLE001 -- the first error is re-raised
+                        raise WorkerDied(
+                            f"worker rank {rank_of[ref]} died: {str(err).splitlines()[0]}"
+                        ) from err
+                    except Exception:
                         pass
                 raise
         return ray.get(list(refs))
@@ -303,12 +332,15 @@ class Group:
 
         def step(i: int) -> float:
             _, x, y = cell_batch(cell, training.train_seed(cell, i))
-            return self._all([a.train_step.remote(ray.put(shard(cell, x, y, r)), i)
-                              for r, a in enumerate(self.actors)])[0]
+            return self._all(
+                [
+                    a.train_step.remote(ray.put(shard(cell, x, y, r)), i)
+                    for r, a in enumerate(self.actors)
+                ]
+            )[0]
 
         return training.train(cell, step)
 
     @property
     def pids(self) -> list[int]:
         return [i["pid"] for i in self.infos]
-

@@ -30,10 +30,12 @@ def summarise(cell: Cell, per_rank: list[list[dict]], warmup: int = WARMUP) -> d
         return training.measurement([pick(r[what] for r in s) for s in steps], cell, what)
 
     faults = [sum(r.get("faults", 0) for r in s) for s in steps]
-    return {**training.time_fields(stat("step"), stat("fwd"), stat("bwd")),
-            "comm_ms_median": stat("comm", min).median * 1e3,
-            "minor_faults_per_step": sum(faults) / len(faults) if faults else math.nan,
-            **reported(per_rank)}
+    return {
+        **training.time_fields(stat("step"), stat("fwd"), stat("bwd")),
+        "comm_ms_median": stat("comm", min).median * 1e3,
+        "minor_faults_per_step": sum(faults) / len(faults) if faults else math.nan,
+        **reported(per_rank),
+    }
 
 
 def reported(per_rank: list[list[dict]]) -> dict:
@@ -42,11 +44,12 @@ def reported(per_rank: list[list[dict]]) -> dict:
     the largest residual (time-split ranks agree on all three)."""
     first = [steps[0] for steps in per_rank if steps and steps[0].get("iterations") is not None]
     if not first:
-        return {name: None for name in diagnostics.FIELDS}
-    return {"iterations": max(r["iterations"] for r in first),
-            "converged": all(r["converged"] for r in first),
-            "residual": max(r["residual"] for r in first)}
-
+        return dict.fromkeys(diagnostics.FIELDS)
+    return {
+        "iterations": max(r["iterations"] for r in first),
+        "converged": all(r["converged"] for r in first),
+        "residual": max(r["residual"] for r in first),
+    }
 
 
 def _check_finite(cell: Cell, records: list[list[dict]]) -> None:
@@ -55,7 +58,7 @@ def _check_finite(cell: Cell, records: list[list[dict]]) -> None:
         raise NonFiniteLoss(f"non-finite loss {bad[0]} ({cell.strategy})")
 
 
-def _alone(cell: Cell, g: "Group") -> dict:
+def _alone(cell: Cell, g: Group) -> dict:
     """The cell's steps alone (``WARMUP`` untimed, then ``repeats`` timed)."""
     g.reset_peak()
     records = g.steps(WARMUP + cell.repeats)
@@ -69,12 +72,12 @@ class BaselineFailed(RuntimeError):
     """The baseline's group failed while the pair was timed (the cell's did not)."""
 
 
-def _paired(cell: Cell, a: "Group", b: "Group") -> dict:
+def _paired(cell: Cell, a: Group, b: Group) -> dict:
     """Both groups up, taking turns: ``repeats`` pairs of one step each, A B B A ...,
     every rank's threads moved to the next CPUs between pairs."""
     from ray.exceptions import GetTimeoutError
 
-    def steps(group: "Group", n: int) -> list[list[dict]]:
+    def steps(group: Group, n: int) -> list[list[dict]]:
         if group is a:
             records = group.steps(n)
             _check_finite(group.cell, records)
@@ -85,42 +88,53 @@ def _paired(cell: Cell, a: "Group", b: "Group") -> dict:
             return records
         except GetTimeoutError:
             raise  # the cell's time-out, not the baseline's failure
-        except Exception as err:  # noqa: BLE001 -- the baseline's failure is data
+        except Exception as err:
             raise BaselineFailed(f"{type(err).__name__}: {err}") from err
 
     steps(a, WARMUP)
     steps(b, WARMUP)
     a.reset_peak()
-    per = {"a": [], "b": []}
+    per: dict[str, list[list[list[dict]]]] = {"a": [], "b": []}
 
-    def block(group: "Group", side: str) -> float:
+    def block(group: Group, side: str) -> float:
         records = steps(group, 1)
         per[side].append(records)
         return max(r[0]["step"] for r in records)
 
     try:
-        result = paired.alternate(lambda k: block(a, "a"), lambda k: block(b, "b"),
-                                  cell.repeats,
-                                  before=lambda k, side: (a if side == "a" else b).pin(k))
+        result = paired.alternate(
+            lambda k: block(a, "a"),
+            lambda k: block(b, "b"),
+            cell.repeats,
+            before=lambda k, side: (a if side == "a" else b).pin(k),
+        )
     finally:
         for g in (a, b):
             try:
                 g.unpin()
-            except Exception:  # noqa: BLE001 -- a dead group is reported by the caller
+            except Exception:
                 pass
-    joined = {side: [sum((rec[r] for rec in per[side]), []) for r in range(len(per[side][0]))]
-              for side in per}
+    joined: dict[str, list[list[dict]]] = {
+        side: [sum((rec[r] for rec in per[side]), []) for r in range(len(per[side][0]))]
+        for side in per
+    }
     out = summarise(cell, joined["a"], 0)
     out["peak_rss_bytes"], out["peak_rss_method"] = a.peak()
     out.update(paired.row_fields(result))
     out["baseline_minor_faults_per_step"] = summarise(b.cell, joined["b"], 0)[
-        "minor_faults_per_step"]
+        "minor_faults_per_step"
+    ]
     return out
 
 
-def run_cell(cell: Cell, *, timeout_s: float | None = None,
-             cpus_per_worker: float | None = None, group: type = Group,
-             worker: type = Worker) -> dict:
+def run_cell(
+    cell: Cell,
+    *,
+    timeout_s: float | None = None,
+    cpus_per_worker: float | None = None,
+    group: type = Group,
+    worker: type = Worker,
+) -> dict:
     """Run a cell as one group of ``cell.workers`` Ray actors; return its row.
 
     The row is :func:`rnnbench.results.rows.base_row` with the worker-group measures:
@@ -149,28 +163,37 @@ def run_cell(cell: Cell, *, timeout_s: float | None = None,
     base = None
     if cell.baseline:
         if dict(cell.baseline).get("strategy") == BEST_BPTT:
-            row["baseline_error"] = ("best_bptt: chosen by timing in one process; "
-                                     "not offered beside a worker group")
+            row["baseline_error"] = (
+                "best_bptt: chosen by timing in one process; not offered beside a worker group"
+            )
         else:
-            base = fair_baseline(cell, cell.baseline_cell())
+            base = fair_baseline(cell, cell.paired_cell())
             row["baseline_config"] = json.dumps(cell.changed(base), sort_keys=True)
     share = cpus_per_worker
     if base is not None and share is None:  # both groups fit where the larger one would
-        share = max(cell.workers * cell.n_threads, base.workers * base.n_threads) \
-            / (cell.workers + base.workers)
+        share = max(cell.workers * cell.n_threads, base.workers * base.n_threads) / (
+            cell.workers + base.workers
+        )
     try:
         with ExitStack() as stack:
-            g = stack.enter_context(group(cell, cpus_per_worker=share, timeout_s=timeout_s,
-                                          worker=worker))
+            g = stack.enter_context(
+                group(cell, cpus_per_worker=share, timeout_s=timeout_s, worker=worker)
+            )
             other = None
             if base is not None:
                 try:
-                    other = stack.enter_context(group(base, cpus_per_worker=share,
-                                                      timeout_s=timeout_s, worker=worker,
-                                                      role="baseline"))
+                    other = stack.enter_context(
+                        group(
+                            base,
+                            cpus_per_worker=share,
+                            timeout_s=timeout_s,
+                            worker=worker,
+                            role="baseline",
+                        )
+                    )
                 except GetTimeoutError:
                     raise
-                except Exception as err:  # noqa: BLE001 -- the baseline's failure is data
+                except Exception as err:
                     row["baseline_error"] = clip_error(f"{type(err).__name__}: {err}")
             times = None
             if other is not None:
@@ -182,14 +205,15 @@ def run_cell(cell: Cell, *, timeout_s: float | None = None,
             row.update(times or _alone(cell, g))
             if row["iterations"] is not None:  # as the one-process harness: measured depth
                 row["depth"] = strategies.get(cell.strategy).depth(
-                    cell.tau, iterations=row["iterations"], **dict(cell.strategy_options))
+                    cell.tau, iterations=row["iterations"], **dict(cell.strategy_options)
+                )
             if cell.train_steps:
                 g.reset()
                 row["train_curve"] = g.train()
                 model = initial_model(cell, row["n_in"], row["n_out"])
                 model.load_state_dict(g.parameters()[0])
                 row.update(training.evaluate(cell, model, cell.make_task()))
-    except Exception as err:  # noqa: BLE001 -- failure is data
+    except Exception as err:
         fail(row, err)
     row["wall_s"] = time.perf_counter() - t0
     return row

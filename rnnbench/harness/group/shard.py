@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from rnnbench.core import strategies
+from rnnbench.core.models import Recurrent
 from rnnbench.errors import UsageError
 from rnnbench.facts import TIME_SPLIT_SOLVERS
 from rnnbench.harness import training
@@ -42,13 +43,13 @@ class Shard:
     indices.  Batch split: the sequences [b0, b1), the whole sequence (start 0, end tau).
     """
 
-    kind: str        # "time" | "batch"
+    kind: str  # "time" | "batch"
     x: torch.Tensor
     y: torch.Tensor
     rank: int
     start: int
     end: int
-    empty: bool      # nothing to compute (an idle worker: it only joins the all-reduce)
+    empty: bool  # nothing to compute (an idle worker: it only joins the all-reduce)
 
     def to(self, device: torch.device | str) -> Shard:
         return dataclasses.replace(self, x=self.x.to(device), y=self.y.to(device))
@@ -60,15 +61,23 @@ def shard(cell: Cell, x: torch.Tensor, y: torch.Tensor, rank: int) -> Shard:
     if kind == "time":
         s, e = strategies.partition(x.shape[0], cell.workers)[rank]
         if e == s and cell.strategy in TIME_SPLIT_SOLVERS:
-            raise UsageError(f"workers: {cell.strategy} split along time needs tau >= workers, "
-                             f"got tau {x.shape[0]} over {cell.workers} workers")
+            raise UsageError(
+                f"workers: {cell.strategy} split along time needs tau >= workers, "
+                f"got tau {x.shape[0]} over {cell.workers} workers"
+            )
         lo = max(s - 1, 0)
         # SingleOutput's y is one target per sequence: every slice gets all of it
-        return Shard(kind, x[lo:e].clone(), (y if y.dim() == 1 else y[lo:e]).clone(), rank,
-                     s - lo, e - lo, e == s)
+        return Shard(
+            kind,
+            x[lo:e].clone(),
+            (y if y.dim() == 1 else y[lo:e]).clone(),
+            rank,
+            s - lo,
+            e - lo,
+            e == s,
+        )
     b0, b1 = strategies.partition(x.shape[1], cell.workers)[rank]
-    return Shard(kind, x[:, b0:b1].clone(), y[..., b0:b1].clone(), rank, 0, x.shape[0],
-                 b1 == b0)
+    return Shard(kind, x[:, b0:b1].clone(), y[..., b0:b1].clone(), rank, 0, x.shape[0], b1 == b0)
 
 
 def active_workers(cell: Cell) -> int:
@@ -77,8 +86,9 @@ def active_workers(cell: Cell) -> int:
     return min(n, cell.workers)
 
 
-def local_losses(model: torch.nn.Module, cell: Cell, part: Shard,
-                 step: int | None = None) -> Iterator[torch.Tensor]:
+def local_losses(
+    model: Recurrent, cell: Cell, part: Shard, step: int | None = None
+) -> Iterator[torch.Tensor]:
     """Yield the loss pieces of one shard; backward each piece as it comes.
 
     Teacher forcing with a ``chunk`` option gives one piece per chunk (memory
@@ -88,13 +98,15 @@ def local_losses(model: torch.nn.Module, cell: Cell, part: Shard,
     options = training.strategy_options(cell, step, part.rank)
     if part.kind == "time" and cell.strategy in TIME_SPLIT_SOLVERS:
         s, e, y = part.start, part.end, part.y
-        yield strategies.elman_time_shard(model, part.x[s:e], y if y.dim() == 1 else y[s:e],
-                                          cell.strategy, DistComm(), **options)
+        yield strategies.elman_time_shard(
+            model, part.x[s:e], y if y.dim() == 1 else y[s:e], cell.strategy, DistComm(), **options
+        )
     elif part.kind == "time":
         chunk = options.get("chunk") or (part.end - part.start)
         for s in range(part.start, part.end, chunk):
             yield strategies.teacher_forcing_slice(
-                model, part.x, part.y, s, min(s + chunk, part.end))
+                model, part.x, part.y, s, min(s + chunk, part.end)
+            )
     else:
         yield strategies.loss(model, part.x, part.y, cell.strategy, **options)
 
@@ -107,8 +119,10 @@ def idle_note(cell: Cell) -> str | None:
     kind = split_kind(cell)
     what = "tau" if kind == "time" else "batch"
     why = "tau < workers" if kind == "time" else "BPTT cannot be split along time"
-    return (f"note: {cell.workers - active} of {cell.workers} workers idle "
-            f"({what} {getattr(cell, what)} split {kind}-wise; {why})")
+    return (
+        f"note: {cell.workers - active} of {cell.workers} workers idle "
+        f"({what} {getattr(cell, what)} split {kind}-wise; {why})"
+    )
 
 
 def fair_baseline(cell: Cell, base: Cell) -> Cell:
@@ -122,9 +136,12 @@ def fair_baseline(cell: Cell, base: Cell) -> Cell:
     its own, runs in chunks of the workers' slice (``chunk = ceil(tau / N)``):
     the same arithmetic and gradient, the same tensor sizes per piece as a worker.
     """
-    if (split_kind(cell) != "time" or split_kind(base) != "time"
-            or base.workers >= cell.workers or "strategy_options" in dict(cell.baseline)
-            or base.strategy_options):
+    if (
+        split_kind(cell) != "time"
+        or split_kind(base) != "time"
+        or base.workers >= cell.workers
+        or "strategy_options" in dict(cell.baseline)
+        or base.strategy_options
+    ):
         return base
     return dataclasses.replace(base, strategy_options={"chunk": -(-base.tau // cell.workers)})
-

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+from typing import Any
 
 import torch
 
@@ -30,15 +31,22 @@ class Worker:
         allocator.steady()  # the same allocator conditions as a one-process cell
         self.affinity = paired.Affinity()
         self.rss_method = procstat.MAXRSS
-        self.store = None
-        self.model = self.opt = self.part = None
+        self.store: Any = None  # torch.distributed.TCPStore, once joined
+        self.model: Any = None
+        self.opt: Any = None
+        self.part: Any = None
 
     # -- rendezvous ---------------------------------------------------------
     def info(self) -> dict:
         import ray
 
-        return {"rank": self.rank, "pid": os.getpid(), "host": socket.gethostname(),
-                "ip": ray.util.get_node_ip_address(), "threads": torch.get_num_threads()}
+        return {
+            "rank": self.rank,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "ip": ray.util.get_node_ip_address(),
+            "threads": torch.get_num_threads(),
+        }
 
     def open_store(self, timeout_s: float) -> tuple[str, int]:
         """Rank 0: bind a TCPStore on a kernel-chosen free port and hold it.
@@ -55,10 +63,15 @@ class Worker:
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.bind((host, 0))
         port = listener.getsockname()[1]
-        self.store = dist.TCPStore(host, port, world_size=self.world, is_master=True,
-                                   wait_for_workers=False,
-                                   timeout=datetime.timedelta(seconds=timeout_s),
-                                   master_listen_fd=listener.detach())  # the store owns it
+        self.store = dist.TCPStore(
+            host,
+            port,
+            world_size=self.world,
+            is_master=True,
+            wait_for_workers=False,
+            timeout=datetime.timedelta(seconds=timeout_s),
+            master_listen_fd=listener.detach(),
+        )  # the store owns it
         return host, self.store.port
 
     def join(self, host: str, port: int, timeout_s: float) -> int:
@@ -67,13 +80,15 @@ class Worker:
 
         timeout = datetime.timedelta(seconds=timeout_s)
         if self.store is None:
-            self.store = dist.TCPStore(host, port, world_size=self.world, is_master=False,
-                                       timeout=timeout)
+            self.store = dist.TCPStore(
+                host, port, world_size=self.world, is_master=False, timeout=timeout
+            )
         if self.device == "cuda":
             torch.cuda.set_device(0)  # Ray shows each actor only its own GPU
         backend = "nccl" if self.device == "cuda" else "gloo"
-        dist.init_process_group(backend, store=self.store, rank=self.rank,
-                                world_size=self.world, timeout=timeout)
+        dist.init_process_group(
+            backend, store=self.store, rank=self.rank, world_size=self.world, timeout=timeout
+        )
         return self.rank
 
     # -- model and data -----------------------------------------------------
@@ -105,8 +120,9 @@ class Worker:
         from position ``threads * rank + offset`` (a no-op where the OS says no)."""
         allowed = self.affinity.allowed
         if allowed:
-            self.affinity.pin(paired.cpu_window(allowed, self.threads,
-                                                self.threads * self.rank + offset))
+            self.affinity.pin(
+                paired.cpu_window(allowed, self.threads, self.threads * self.rank + offset)
+            )
 
     def unpin(self) -> None:
         self.affinity.restore()
@@ -137,9 +153,13 @@ class Worker:
                 bwd += t0 - t1
                 total += piece.detach()
         t2 = self._now()
-        flat = torch.cat([total.reshape(1)] + [
-            p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
-            for p in self.params])
+        flat = torch.cat(
+            [total.reshape(1)]
+            + [
+                p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
+                for p in self.params
+            ]
+        )
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         t3 = self._now()
         for p, g in zip(self.params, flat[1:].split(self.numel)):
@@ -147,8 +167,14 @@ class Worker:
         if optimize:
             self.opt.step()
         t4 = self._now()
-        return {"fwd": fwd, "bwd": bwd, "comm": t3 - t2, "step": fwd + bwd + (t4 - t2),
-                "loss": float(flat[0]), "faults": procstat.minor_faults() - f0}
+        return {
+            "fwd": fwd,
+            "bwd": bwd,
+            "comm": t3 - t2,
+            "step": fwd + bwd + (t4 - t2),
+            "loss": float(flat[0]),
+            "faults": procstat.minor_faults() - f0,
+        }
 
     def _reported_step(self, optimize: bool) -> dict:
         """:meth:`_step` with what an iterative strategy reported (diagnostics.FIELDS)."""
@@ -178,4 +204,3 @@ class Worker:
         if dist.is_initialized():
             dist.destroy_process_group()
         self.store = None
-

@@ -18,15 +18,30 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from rnnbench.report import tidy
-from rnnbench.report.claims import capability
-from rnnbench.report.claims import speed
 from rnnbench.facts import BY_CONSTRUCTION, FAILS, HOLDS, NOT_MEASURED, VERDICTS
+from rnnbench.report import tidy
+from rnnbench.report.claims import capability, speed
 from rnnbench.report.claims.rules import Decision, Rule, Rules, every_setting, some_setting
 
-__all__ = ["BY_CONSTRUCTION", "FAILS", "HOLDS", "METHOD", "NOT_MEASURED", "RULES", "VERDICTS",
-           "Claim", "Decision", "Evidence", "Rule", "Rules", "evaluate", "every_setting",
-           "judge", "some_setting", "table"]
+__all__ = [
+    "BY_CONSTRUCTION",
+    "FAILS",
+    "HOLDS",
+    "METHOD",
+    "NOT_MEASURED",
+    "RULES",
+    "VERDICTS",
+    "Claim",
+    "Decision",
+    "Evidence",
+    "Rule",
+    "Rules",
+    "evaluate",
+    "every_setting",
+    "judge",
+    "some_setting",
+    "table",
+]
 
 METHOD = (
     "Intervals are 95% confidence intervals over independent repetitions: over seeds "
@@ -37,8 +52,10 @@ METHOD = (
     "as an interval. A claim judged 'in every setting' holds only when every setting that "
     "passes its evidence gate holds; settings below the gate are listed as not judged. "
     "O(τ) laws: T = a + b·τ + c·τ² weighted by 1/T², over timing cells only (no training "
-    "cells; for time, only cells that ran alone on their node); linear when the τ² term's share of the time at the largest τ has its 95% "
-    "interval inside the stated band and the fixed cost a of T = a + b·τ is not below 0.")
+    "cells; for time, only cells that ran alone on their node); linear when the τ² term's "
+    "share of the time at the largest τ has its 95% "
+    "interval inside the stated band and the fixed cost a of T = a + b·τ is not below 0."
+)
 
 
 @dataclass(frozen=True)
@@ -75,8 +92,8 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-
-def judge(rule: Rule, rows: pd.DataFrame, rules: Rules = Rules()) -> Claim:
+def judge(rule: Rule, rows: pd.DataFrame, rules: Rules | None = None) -> Claim:
+    rules = rules or Rules()
     d = rule.decide(rows, rules)
     if d.verdict not in VERDICTS:
         raise ValueError(f"verdict: {d.verdict!r} is not one of {VERDICTS}")
@@ -84,8 +101,19 @@ def judge(rule: Rule, rows: pd.DataFrame, rules: Rules = Rules()) -> Claim:
     cells = cells.drop_duplicates("cell_id") if "cell_id" in cells.columns else cells
     ids = tuple(sorted(cells["cell_id"].dropna().astype(str))) if "cell_id" in cells else ()
     value = float(d.value) if d.value is not None and np.isfinite(d.value) else math.nan
-    return Claim(rule.key, rule.source, rule.text, rule.how(rules), rule.gate(rules),
-                 d.verdict, value, d.unit, d.evidence or "no evidence", len(cells), ids)
+    return Claim(
+        rule.key,
+        rule.source,
+        rule.text,
+        rule.how(rules),
+        rule.gate(rules),
+        d.verdict,
+        value,
+        d.unit,
+        d.evidence or "no evidence",
+        len(cells),
+        ids,
+    )
 
 
 @dataclass(frozen=True)

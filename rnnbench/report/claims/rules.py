@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -21,26 +21,25 @@ from rnnbench.report.intervals import Interval, diff_ci, ratio_ci
 from rnnbench.report.tables import ok_rows, single
 
 
-
 @dataclass(frozen=True)
 class Rules:
     """The thresholds and evidence gates every verdict is decided by (shown on the page)."""
 
-    linear_band: float = 0.2         # |τ² share of T(τ_max)| within this: linear in τ
-    min_taus: int = 3                # distinct τ per fit
-    min_tau_ratio: float = 8.0       # τ_max / τ_min per fit
-    min_cells: int = 4               # cells per fit: one residual degree of freedom at least
-    min_seeds: int = 3               # seeds per side of a loss or accuracy verdict
-    min_train_steps: int = 200       # training steps per loss or accuracy verdict
-    min_pairs: int = 3               # paired block ratios per speedup
-    no_gain: float = 1.1             # a speedup at or below this is no speedup
-    faster: float = 1.0              # a speedup above this: faster
-    accuracy_gap: float = 0.05       # accuracy difference that counts as a gap
-    learned_margin: float = 0.05     # above chance by this much: the task was learned
-    solved: float = 0.9              # accuracy that counts as solving a task
-    negligible_nats: float = 0.01    # a loss difference below this (nats/token) is none
-    growth: float = 0.5              # iterations growing slower than τ^this: bounded k
-    contracting: float = 1.0         # spectral radius below this: contracting dynamics
+    linear_band: float = 0.2  # |τ² share of T(τ_max)| within this: linear in τ
+    min_taus: int = 3  # distinct τ per fit
+    min_tau_ratio: float = 8.0  # τ_max / τ_min per fit
+    min_cells: int = 4  # cells per fit: one residual degree of freedom at least
+    min_seeds: int = 3  # seeds per side of a loss or accuracy verdict
+    min_train_steps: int = 200  # training steps per loss or accuracy verdict
+    min_pairs: int = 3  # paired block ratios per speedup
+    no_gain: float = 1.1  # a speedup at or below this is no speedup
+    faster: float = 1.0  # a speedup above this: faster
+    accuracy_gap: float = 0.05  # accuracy difference that counts as a gap
+    learned_margin: float = 0.05  # above chance by this much: the task was learned
+    solved: float = 0.9  # accuracy that counts as solving a task
+    negligible_nats: float = 0.01  # a loss difference below this (nats/token) is none
+    growth: float = 0.5  # iterations growing slower than τ^this: bounded k
+    contracting: float = 1.0  # spectral radius below this: contracting dynamics
 
 
 @dataclass(frozen=True)
@@ -57,10 +56,10 @@ class Rule:
     """A claim with its rule text, its evidence gate and the function that decides it."""
 
     key: str
-    source: str                                   # "chapter", "consequence", "common belief"
-    text: str                                     # the claim, as quoted
-    how: Callable[[Rules], str]                   # the decision rule, in words
-    gate: Callable[[Rules], str]                  # the evidence needed, in words
+    source: str  # "chapter", "consequence", "common belief"
+    text: str  # the claim, as quoted
+    how: Callable[[Rules], str]  # the decision rule, in words
+    gate: Callable[[Rules], str]  # the evidence needed, in words
     decide: Callable[[pd.DataFrame, Rules], Decision]
 
 
@@ -70,8 +69,9 @@ def fmt(x: float) -> str:
 
 def column(rows: pd.DataFrame, name: str, default=np.nan) -> pd.Series:
     """A column, or ``default`` everywhere when the rows predate it."""
-    return rows[name] if name in rows.columns else pd.Series(default, index=rows.index,
-                                                             dtype=object)
+    return (
+        rows[name] if name in rows.columns else pd.Series(default, index=rows.index, dtype=object)
+    )
 
 
 def numeric(rows: pd.DataFrame, name: str) -> pd.Series:
@@ -82,19 +82,30 @@ def baseline_key(rows: pd.DataFrame) -> pd.Series:
     """The baseline of each row as canonical JSON ('' for none): the overrides asked for
     (``baseline``), with the fields as resolved in the run (``baseline_config``: e.g. the
     strategy ``best_bptt`` stood for) on top."""
+
     def canon(asked, resolved):
         opts = {k: v for k, v in tidy.options(asked).items() if k}
         if opts:
             opts.update({k: v for k, v in tidy.options(resolved).items() if k})
         return json.dumps(opts, sort_keys=True) if opts else ""
-    return pd.Series([canon(a, r) for a, r in zip(column(rows, "baseline", None),
-                                                  column(rows, "baseline_config", None))],
-                     index=rows.index, dtype=object)
+
+    return pd.Series(
+        [
+            canon(a, r)
+            for a, r in zip(column(rows, "baseline", None), column(rows, "baseline_config", None))
+        ],
+        index=rows.index,
+        dtype=object,
+    )
 
 
 def paired_ratios(rows: pd.DataFrame) -> list[float]:
-    return [float(r) for v in column(rows, "speedup_samples", None) for r in tidy.as_list(v)
-            if isinstance(r, (int, float)) and np.isfinite(r)]
+    return [
+        float(r)
+        for v in column(rows, "speedup_samples", None)
+        for r in tidy.as_list(v)
+        if isinstance(r, (int, float)) and np.isfinite(r)
+    ]
 
 
 def truth(value) -> bool | None:
@@ -106,16 +117,27 @@ def truth(value) -> bool | None:
 
 
 def setting_text(row, keys=("task_label", "batch", "hidden", "threads")) -> str:
-    names = {"task_label": "", "batch": "B=", "hidden": "H=", "threads": "threads=",
-             "tau": "τ=", "workers": "workers=", "rho": "ρ=", "strategy_label": "",
-             "model": ""}
+    names = {
+        "task_label": "",
+        "batch": "B=",
+        "hidden": "H=",
+        "threads": "threads=",
+        "tau": "τ=",
+        "workers": "workers=",
+        "rho": "ρ=",
+        "strategy_label": "",
+        "model": "",
+    }
     parts = []
     for k in keys:
         v = row.get(k) if hasattr(row, "get") else row[k]
         if v is None or (isinstance(v, float) and math.isnan(v)):
             v = "default" if k == "rho" else "?"
-        parts.append(f"{names.get(k, k + '=')}{v:g}" if isinstance(v, (int, float))
-                     and not isinstance(v, bool) else f"{names.get(k, k + '=')}{v}")
+        parts.append(
+            f"{names.get(k, k + '=')}{v:g}"
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            else f"{names.get(k, k + '=')}{v}"
+        )
     return ", ".join(parts)
 
 
@@ -131,8 +153,11 @@ def trained_cells(rows: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.Da
     ok = ok[ok["train_steps"].fillna(0) > 0].copy()
     ok["acc_gen"] = ok["acc_free"].fillna(ok["acc_tf"])
     ok["loss_gen"] = ok["loss_free"].fillna(ok["loss_tf"])
-    control = ok["strategy_options"].map(
-        lambda o: truth(tidy.options(o).get("w_zero")) is True).astype(bool)
+    control = (
+        ok["strategy_options"]
+        .map(lambda o: truth(tidy.options(o).get("w_zero")) is True)
+        .astype(bool)
+    )
     return ok[~control], ok[control]
 
 
@@ -170,12 +195,19 @@ def some_setting(parts: list[tuple[str, str]]) -> str:
     return _quantified(parts, HOLDS, FAILS)
 
 
-def decision(verdict: str, value: float, unit: str, parts: list[tuple[str, str]],
-             skipped: list[str], used: list[pd.DataFrame]) -> Decision:
+def decision(
+    verdict: str,
+    value: float,
+    unit: str,
+    parts: list[tuple[str, str]],
+    skipped: list[str],
+    used: list[pd.DataFrame],
+) -> Decision:
     """A rule's :class:`Decision` from what it gathered setting by setting: the judged
     settings (``parts``), those not judged and why (``skipped``) and the rows it used."""
-    return Decision(verdict, value, unit, evidence_text(parts, skipped),
-                    pd.concat(used) if used else None)
+    return Decision(
+        verdict, value, unit, evidence_text(parts, skipped), pd.concat(used) if used else None
+    )
 
 
 def above_verdict(ci: Interval, threshold: float) -> str:
@@ -195,8 +227,9 @@ def log_ci(ci: Interval) -> Interval:
     return Interval(math.exp(ci.estimate), math.exp(ci.low), math.exp(ci.high), ci.n, ci.level)
 
 
-def speedup(new: pd.DataFrame, base: pd.DataFrame | None, rules: Rules
-            ) -> tuple[Interval | None, str]:
+def speedup(
+    new: pd.DataFrame, base: pd.DataFrame | None, rules: Rules
+) -> tuple[Interval | None, str]:
     """Speedup base/new with its interval: from paired block ratios when ``new`` was timed
     against its baseline in one process, else over the seeds of two separate cells.
     (None, why) below the gate."""
@@ -209,8 +242,10 @@ def speedup(new: pd.DataFrame, base: pd.DataFrame | None, rules: Rules
     b = np.log(new["step_ms_median"].dropna().to_numpy(dtype=float))
     ci = diff_ci(a, b)
     if ci is None:
-        return None, (f"unpaired cells with {len(b)} and {len(a)} seed(s): no interval "
-                      "(no paired blocks; under 2 seeds a side)")
+        return None, (
+            f"unpaired cells with {len(b)} and {len(a)} seed(s): no interval "
+            "(no paired blocks; under 2 seeds a side)"
+        )
     return log_ci(ci), "seeds, unpaired"
 
 
