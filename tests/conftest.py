@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+import time
+
 import pytest
 import torch
+from helpers import live_placement_groups
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +33,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_placement_group_left(request):
+    """Every module that used the shared Ray leaves no placement group behind (Ray
+    removes them asynchronously: a few seconds' grace), so no module depends on another
+    having run before it."""
+    yield
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    deadline = time.monotonic() + 30
+    while (left := live_placement_groups()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"{request.module.__name__} left placement groups behind: {left}"
 
 
 def pytest_collection_modifyitems(config, items):

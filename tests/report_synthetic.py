@@ -61,9 +61,10 @@ ENV = {
 }
 
 
-def _row(**fields) -> dict:
-    row = dict.fromkeys(ROW_KEYS, None)
-    row.update(
+def row(**fields) -> dict:
+    """One synthetic row: every key, these fields set, a stable cell id."""
+    out = dict.fromkeys(ROW_KEYS, None)
+    out.update(
         strategy_options={},
         task="text",
         task_options={},
@@ -90,17 +91,17 @@ def _row(**fields) -> dict:
         peak_method="rss",
         **ENV,
     )
-    row.update(fields)
-    if row.get("chance_acc") is None:  # what a measured row records: 1/symbols, 1/2, or none
+    out.update(fields)
+    if out.get("chance_acc") is None:  # as a measured row records it: 1/symbols, 1/2, or none
         chance = {
             "delayed_recall": 1 / TASK_OPTIONS["delayed_recall"]["symbols"],
             "running_parity": 0.5,
             "temporal_xor": 0.5,
-        }.get(row["task"], math.nan)
-        row["chance_acc"] = chance
+        }.get(out["task"], math.nan)
+        out["chance_acc"] = chance
     blob = json.dumps(
         {
-            k: row.get(k)
+            k: out.get(k)
             for k in (
                 "model",
                 "strategy",
@@ -124,8 +125,8 @@ def _row(**fields) -> dict:
         sort_keys=True,
         default=str,
     )
-    row["cell_id"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    return row
+    out["cell_id"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return out
 
 
 def timing_rows(laws=LAWS, taus=TAUS, seeds=SEEDS, noise=0.03, rng=None, batch=1) -> list[dict]:
@@ -142,7 +143,7 @@ def timing_rows(laws=LAWS, taus=TAUS, seeds=SEEDS, noise=0.03, rng=None, batch=1
 
                 ms = draw("time")
                 rows.append(
-                    _row(
+                    row(
                         model=model,
                         strategy=strategy,
                         tau=tau,
@@ -185,7 +186,7 @@ def trained_rows(trained=TRAINED, tau=64, seeds=SEEDS, exposure_gap=0.3, rng=Non
             ]
             horizon = [1, 2, 4, 8, 16, 32, 64]
             rows.append(
-                _row(
+                row(
                     model=model,
                     strategy=strategy,
                     task=task,
@@ -240,7 +241,7 @@ def worker_rows(
             ms = base / s
             for seed in seeds:
                 rows.append(
-                    _row(
+                    row(
                         model=model,
                         strategy=strategy,
                         tau=tau,
@@ -260,14 +261,14 @@ def worker_rows(
 
 def failed_rows() -> list[dict]:
     return [
-        _row(
+        row(
             model="elman",
             strategy="bptt",
             tau=65536,
             status="oom",
             error="Traceback (most recent call last):\n...\nRuntimeError: out of memory",
         ),
-        _row(
+        row(
             model="jordan",
             strategy="teacher_forcing",
             tau=32768,
@@ -335,7 +336,7 @@ def law_rows(
         for seed in seeds:
             ms = (a + b * tau**k) * math.exp(rng.normal(0.0, noise))
             rows.append(
-                _row(
+                row(
                     model=model,
                     strategy=strategy,
                     tau=tau,
@@ -365,7 +366,7 @@ def paired_rows(
     ratios baseline/this around ``speedup`` (±``spread``, log-spaced)."""
     ratios = list(speedup * np.exp(np.linspace(-spread, spread, pairs)))
     return [
-        _row(
+        row(
             model=model,
             strategy=strategy,
             seed=seed,
@@ -440,7 +441,7 @@ def deer_rows(
 ) -> list[dict]:
     """Elman + deer timing cells with Newton iteration counts."""
     return [
-        _row(
+        row(
             model="elman",
             strategy=strategy,
             tau=tau,
@@ -465,7 +466,7 @@ def capacity_rows(
         for seed in seeds:
             v = min(1.0, a + rng.normal(0.0, jitter))
             rows.append(
-                _row(
+                row(
                     model=model,
                     strategy=strategy,
                     task=task,
@@ -496,7 +497,7 @@ def exposure_rows(
     for seed in seeds:
         j = rng.normal(0.0, 0.01)
         rows.append(
-            _row(
+            row(
                 model="jordan",
                 strategy="teacher_forcing",
                 task="text",
@@ -515,7 +516,7 @@ def exposure_rows(
         if control:
             c = loss + feedback_worth + rng.normal(0.0, 0.01)
             rows.append(
-                _row(
+                row(
                     model="jordan",
                     strategy="teacher_forcing",
                     task="text",

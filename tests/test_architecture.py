@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
+
+from helpers import imports_torch
 
 import rnnbench
 
@@ -90,18 +90,62 @@ def test_the_circle_finder_sees_a_circle(tmp_path):
     assert find_cycle(import_graph(pkg)) is None
 
 
-def _imports_torch(code: str) -> bool:
-    out = subprocess.run(
-        [sys.executable, "-c", code + "\nimport sys\nprint('torch' in sys.modules)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip().splitlines()[-1] == "True"
+# What each part of the package may import (besides itself): the data flows one way,
+# job -> cells -> rows -> report, and reading results needs no torch.
+SHARED = {"rnnbench", "rnnbench.facts", "rnnbench.errors", "rnnbench.argtypes"}
+ALLOWED = {
+    "rnnbench.facts": set(),
+    "rnnbench.errors": set(),
+    "rnnbench.argtypes": {"rnnbench.errors"},
+    "rnnbench.pit": SHARED,
+    "rnnbench.core": SHARED | {"rnnbench.pit"},
+    "rnnbench.job": SHARED | {"rnnbench.core"},
+    "rnnbench.results": SHARED,
+    "rnnbench.harness": SHARED
+    | {"rnnbench.core", "rnnbench.pit", "rnnbench.job", "rnnbench.results"},
+    "rnnbench.sweep": SHARED | {"rnnbench.job", "rnnbench.results", "rnnbench.harness"},
+    "rnnbench.report": SHARED | {"rnnbench.results"},
+}
 
 
-def test_reading_rows_does_not_import_torch():
-    assert not _imports_torch(
-        "import rnnbench.results.store, rnnbench.report.tidy, rnnbench.results.rows"
+def _part(module: str) -> str:
+    """The part a module belongs to: its sub-package, or the top-level module itself."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """'a imports b' for every import that crosses the layers the wrong way."""
+    wrong = []
+    for module, targets in graph.items():
+        part = _part(module)
+        if part not in ALLOWED:
+            continue  # the commands (cli, bench, __main__) may import anything
+        for t in targets:
+            if _part(t) != part and _part(t) not in ALLOWED[part] and t not in ALLOWED[part]:
+                wrong.append(f"{module} imports {t}")
+    return wrong
+
+
+def test_each_part_imports_only_what_comes_before_it():
+    wrong = layer_violations(import_graph())
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_layer_check_can_fail():
+    assert layer_violations({"rnnbench.results.store": {"rnnbench.harness.single"}}) == [
+        "rnnbench.results.store imports rnnbench.harness.single"
+    ]
+    assert layer_violations({"rnnbench.harness.single": {"rnnbench.results.store"}}) == []
+
+
+def test_reading_and_judging_results_imports_no_torch():
+    """Every module of results/ and report/, and the shared facts, in a fresh interpreter."""
+    modules = sorted(
+        m
+        for m in import_graph()
+        if _part(m) in ("rnnbench.results", "rnnbench.report", "rnnbench.facts", "rnnbench.errors")
     )
-    assert _imports_torch("import rnnbench.harness.single")  # the check can say yes
+    assert "rnnbench.report.claims.speed" in modules and "rnnbench.results.store" in modules
+    assert not imports_torch("import " + ", ".join(modules))
+    assert imports_torch("import rnnbench.harness.single")  # the check can say yes

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import report_synthetic as rs
-from test_architecture import _imports_torch
-from test_report import CHROMIUM, _images_loaded
+from helpers import CHROMIUM, NO_CHROMIUM, images_loaded, imports_torch
 
 from rnnbench import cli
 from rnnbench.report import build_report, compare, plots
@@ -246,7 +245,7 @@ def test_a_real_cell_measured_twice_saves_the_same_bytes(tmp_path, capsys, one_t
 
 
 def test_comparing_runs_does_not_import_torch():
-    assert not _imports_torch("import rnnbench.report.compare, rnnbench.report.runs")
+    assert not imports_torch("import rnnbench.report.compare, rnnbench.report.runs")
 
 
 # --------------------------------------------------------------------------- report
@@ -327,9 +326,9 @@ def test_report_cli_takes_labels_and_checks_their_count(tmp_path, capsys):
 
 
 @pytest.mark.chromium
-@pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (apt-get install chromium)")
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_a_report_of_two_runs_renders_with_every_image(multi):
     drawn = sum(1 for f in multi.figures.values() if f is not None)
     assert drawn >= 2
-    assert _images_loaded(multi.out_dir / "index.html") == f"{drawn}/{drawn}"
+    assert images_loaded(multi.out_dir / "index.html") == f"{drawn}/{drawn}"
     assert drawn == len([p for p in plots.PLOTS if multi.figures.get(p) is not None])

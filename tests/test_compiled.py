@@ -15,6 +15,7 @@ import sys
 
 import pytest
 import torch
+from helpers import rel_err
 
 from rnnbench.core import compiled, models, strategies
 from rnnbench.core.strategies import loss
@@ -27,10 +28,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def kernel():
     return compiled.load()
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).norm() / b.norm())
 
 
 def grads(model, x, y, strategy):

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import rel_err
 from torch import nn
 
 from rnnbench.core import models, strategies
@@ -21,10 +22,6 @@ DT = torch.float64
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 REL = 1e-8  # acceptance: relative error < 1e-8
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import math
 
 import pytest
 import torch
-from test_strategies import value_and_grads as grads
+from helpers import value_and_grads as grads
 
 from rnnbench import cli
 from rnnbench.core import models, strategies

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_sweep import _env  # the subprocesses' environment: tests/ importable, no RAY_ADDRESS
+from helpers import subprocess_env
 
 from rnnbench import cli
 from rnnbench.errors import StorageError
@@ -225,7 +225,7 @@ def test_registry_keeps_a_cells_first_start_across_attempts():
 def _run(args, timeout=120, **env):
     return subprocess.run(
         [str(BIN / "rnnbench"), "run", *map(str, args)],
-        env=_env(**env),
+        env=subprocess_env(**env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -411,7 +411,7 @@ def test_an_embedded_run_listens_on_loopback_only(tmp_path):
             "2",
             "--no-progress",
         ],
-        env=_env(),
+        env=subprocess_env(),
         cwd=ROOT,
         start_new_session=True,
         stdout=subprocess.PIPE,

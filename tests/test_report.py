@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import report_synthetic as rs
+from helpers import CHROMIUM, NO_CHROMIUM, images_loaded
 
 from rnnbench import cli
 from rnnbench.errors import UsageError
@@ -285,7 +284,7 @@ def deer_plot_rows() -> pd.DataFrame:
     for hidden in (8, 32, 128):
         for strategy, ms in (("bptt", 2.0), ("deer", 0.05), ("scan_bptt", 1.0)):
             rows.append(
-                rs._row(
+                rs.row(
                     model="elman",
                     strategy=strategy,
                     tau=1024,
@@ -294,7 +293,7 @@ def deer_plot_rows() -> pd.DataFrame:
                 )
             )
         rows.append(
-            rs._row(
+            rs.row(
                 model="jordan",
                 strategy="teacher_forcing",
                 tau=1024,
@@ -502,61 +501,25 @@ def test_missing_folder_and_bad_format_are_usage_errors(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-dev-shm-usage",  # a container's /dev/shm may be 64 MB
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--virtual-time-budget=5000",
-    "--dump-dom",
-]
-PROBE = (
-    "<script>window.addEventListener('load', () => { const im = [...document.images];"
-    " document.body.setAttribute('data-images', im.filter(i => i.complete &&"
-    " i.naturalWidth > 0).length + '/' + im.length); });</script>"
-)
-
-
-def _images_loaded(page: Path) -> str:
-    """Render ``page`` (with a probe script) in headless Chromium: 'loaded/total' images."""
-    probe = page.with_name("probe.html")
-    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
-    with tempfile.TemporaryDirectory() as profile:
-        dom = subprocess.run(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", probe.as_uri()],
-            capture_output=True,
-            text=True,
-            timeout=90,
-        ).stdout
-    probe.unlink()
-    marker = 'data-images="'
-    assert marker in dom, "the page did not finish loading in Chromium"
-    return dom.split(marker, 1)[1].split('"', 1)[0]
-
 
 @pytest.mark.chromium
-@pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (apt-get install chromium)")
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_index_renders_in_chromium_with_every_image(built):
     # every plot that was drawn (the DEER plots only where their rows exist) is on the page
     n = len(list((built.out_dir / "plots").glob("*.png")))
     assert n >= 7
-    assert _images_loaded(built.out_dir / "index.html") == f"{n}/{n}"
+    assert images_loaded(built.out_dir / "index.html") == f"{n}/{n}"
     # The probe does see a broken image: move one away and it reports it.
     png = built.out_dir / "plots" / "capacity.png"
     png.rename(png.with_suffix(".bak"))
     try:
-        assert _images_loaded(built.out_dir / "index.html") == f"{n - 1}/{n}"
+        assert images_loaded(built.out_dir / "index.html") == f"{n - 1}/{n}"
     finally:
         png.with_suffix(".bak").rename(png)
 
 
 def test_exposure_plot_uses_trained_rows_only():
-    untrained = rs._row(
+    untrained = rs.row(
         model="jordan",
         strategy="teacher_forcing",
         tau=1024,

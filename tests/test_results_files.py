@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from report_synthetic import _row
+from report_synthetic import row as synthetic_row
 
 from rnnbench.errors import UsageError
 from rnnbench.report import tidy as report_load
@@ -28,7 +28,7 @@ def two_runs(tmp_path):
     a = _run(
         tmp_path / "a",
         [
-            _row(
+            synthetic_row(
                 model="elman",
                 strategy="bptt",
                 tau=t,
@@ -43,7 +43,7 @@ def two_runs(tmp_path):
     b = _run(
         tmp_path / "b",
         [
-            _row(
+            synthetic_row(
                 model="jordan",
                 strategy="teacher_forcing",
                 tau=8,
@@ -53,7 +53,7 @@ def two_runs(tmp_path):
                 step_ms_median=3.0,
                 strategy_options={"chunk": 4},
             ),
-            _row(
+            synthetic_row(
                 model="elman", strategy="bptt", tau=32, status="failed", error="RuntimeError: boom"
             ),
         ],
@@ -106,7 +106,7 @@ def test_the_parquet_file_loads_as_the_row_files_do(two_runs, tmp_path):
 
 
 def test_a_value_that_breaks_its_declared_type_is_written_not_lost(tmp_path):
-    store.write_row(tmp_path, _row(model="elman", strategy="bptt", tau=8, depth="deep"))
+    store.write_row(tmp_path, synthetic_row(model="elman", strategy="bptt", tau=8, depth="deep"))
     with pytest.warns(UserWarning, match="declared type int"):
         path = store.consolidate(tmp_path)
     assert pq.read_table(path).column("depth").to_pylist() == ["deep"]

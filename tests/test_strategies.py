@@ -15,10 +15,20 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import rel_err, value_and_grads
 
 from rnnbench.core import models, strategies
 from rnnbench.core.strategies import STRATEGIES, loss, sampling_probability
 from rnnbench.errors import UsageError
+from rnnbench.facts import (
+    COMPILED_BPTT,
+    NEWTON_SOLVERS,
+    SELF_FEEDING,
+    SEQUENTIAL_BPTT,
+    TEACHER_FORCING,
+    TIME_SPLIT_SOLVERS,
+    scan_depth,
+)
 from rnnbench.harness import memory
 
 DT = torch.float64
@@ -29,33 +39,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 REL = 1e-8
 
 
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    if not b.norm():
-        return float((a - b).norm())  # both should be exactly zero
-    return float((a - b).norm() / b.norm())
-
-
 def setup(cls, tau=7, batch=3, n_in=4, hidden=5, n_out=3, seed=0):
     torch.manual_seed(seed)
     model = cls(n_in, hidden, n_out).double()
     x = torch.randn(tau, batch, n_in, dtype=DT)
     y = torch.randint(0, n_out, (batch,) if model.single_output else (tau, batch))
     return model, x, y
-
-
-def value_and_grads(model, fn):
-    """fn() -> scalar loss; returns (loss, {name: grad}) with fresh gradients."""
-    model.zero_grad(set_to_none=True)
-    L = fn()
-    L.backward()
-    # a parameter the graph never reached (W at tau = 1 under teacher forcing) has
-    # gradient None, i.e. zero
-    grads = {
-        n: torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
-        for n, p in model.named_parameters()
-    }
-    model.zero_grad(set_to_none=True)
-    return L.detach(), grads
 
 
 def assert_same(model, got_fn, want_fn, tol=REL):
@@ -450,44 +439,56 @@ def test_saved_bytes_match_the_analytic_figure(cls, strategy, opts):
 # --------------------------------------------------------------------------- registry
 
 
-def test_registry_lists_every_strategy_with_its_classes():
-    assert list(STRATEGIES) == [
-        "bptt",
-        "bptt_fused",
-        "bptt_compiled",
-        "truncated_bptt",
-        "checkpointed_bptt",
-        "teacher_forcing",
-        "free_running",
-        "scheduled_sampling",
-        "scan_bptt",
-        "deer",
-        "quasi_deer",
-    ]
-    s = STRATEGIES
-    assert set(s["bptt"].models) == {"elman", "single_output", "jordan"}
-    assert set(s["bptt_fused"].models) == {"elman", "single_output"}
-    assert set(s["bptt_compiled"].models) == {"elman", "single_output"}
-    assert s["truncated_bptt"].models == ("elman",)
-    assert s["teacher_forcing"].models == ("jordan",)
-    assert s["free_running"].models == ("jordan",) == s["scheduled_sampling"].models
-    assert {n: st.depth(tau=100) for n, st in s.items()} == {
-        "bptt": 100,
-        "bptt_fused": 100,
-        "bptt_compiled": 100,
-        "truncated_bptt": 100,
-        "checkpointed_bptt": 200,
-        "teacher_forcing": 1,
-        "free_running": 100,
-        "scheduled_sampling": 100,
-        "scan_bptt": 113,
-        "deer": None,
-        "quasi_deer": None,
-    }  # 13 = scan_depth(100) = 2 ceil(log2 100) - 1
-    assert s["deer"].depth(tau=100, iterations=6) == 78 == s["quasi_deer"].depth(100, iterations=6)
-    assert s["checkpointed_bptt"].memory == "O(sqrt(tau))"
-    assert s["truncated_bptt"].memory == "O(k)"
-    assert [n for n, st in s.items() if not st.exact] == ["truncated_bptt"]
+# The facts of the strategies this module knows; a strategy added later is checked by
+# the invariants below without being listed here.
+KNOWN = {  # name: (models, depth at tau = 100, memory class, exact)
+    "bptt": ({"elman", "single_output", "jordan"}, 100, "O(tau)", True),
+    "bptt_fused": ({"elman", "single_output"}, 100, "O(tau)", True),
+    "bptt_compiled": ({"elman", "single_output"}, 100, "O(tau)", True),
+    "truncated_bptt": ({"elman"}, 100, "O(k)", False),
+    "checkpointed_bptt": ({"elman", "single_output"}, 200, "O(sqrt(tau))", True),
+    "teacher_forcing": ({"jordan"}, 1, "O(tau)", True),
+    "free_running": ({"jordan"}, 100, "O(tau)", True),
+    "scheduled_sampling": ({"jordan"}, 100, "O(tau)", True),
+    "scan_bptt": ({"elman", "single_output"}, 113, "O(tau H^2)", True),  # 100 + scan_depth
+    "deer": ({"elman", "single_output"}, None, "O(tau H^2)", True),  # known once it ran
+    "quasi_deer": ({"elman", "single_output"}, None, "O(tau H^2)", True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN))
+def test_each_known_strategy_keeps_its_facts(name):
+    models, depth, memory, exact = KNOWN[name]
+    s = STRATEGIES[name]
+    assert (set(s.models), s.depth(tau=100), s.memory, s.exact) == (models, depth, memory, exact)
+
+
+def test_every_registered_strategy_is_complete():
+    """Whatever is registered: a known model, a depth for every tau (or one measured),
+    an option check that accepts no options, a split the group harness knows."""
+    for name, s in STRATEGIES.items():
+        assert s.name == name and s.models and set(s.models) <= {"elman", "jordan", "single_output"}
+        assert s.split in ("time", "batch") and isinstance(s.exact, bool)
+        d = s.depth(tau=64)
+        assert d is None or 1 <= d <= 4 * 64, (name, d)
+        s.check({}, 64)  # no options: always valid
+
+
+def test_newton_depth_is_iterations_times_the_scan():
+    for name in ("deer", "quasi_deer"):
+        assert STRATEGIES[name].depth(tau=100, iterations=6) == 6 * scan_depth(100) == 78
+
+
+def test_the_families_in_facts_are_registered_as_they_say():
+    """facts.SEQUENTIAL_BPTT: exact with depth tau; facts.TIME_SPLIT_SOLVERS: split along
+    time; the compiled loop is one of the sequential BPTTs."""
+    for name in SEQUENTIAL_BPTT:
+        assert STRATEGIES[name].exact and STRATEGIES[name].depth(tau=77) == 77
+    assert COMPILED_BPTT in SEQUENTIAL_BPTT
+    for name in (*TIME_SPLIT_SOLVERS, TEACHER_FORCING):
+        assert STRATEGIES[name].split == "time"
+    for name in (*NEWTON_SOLVERS, *SELF_FEEDING):
+        assert name in STRATEGIES
 
 
 # --------------------------------------------------------------------------- schedules

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from raywait import wait_cpus_free
+from helpers import subprocess_env, wait_cpus_free
 
 from rnnbench.harness.row import failure_row
 from rnnbench.job import jobfile
@@ -213,7 +213,8 @@ def test_killed_worker_without_retries_gives_crashed_row(ray_session, tmp_path):
 
 
 def test_time_out_cancels_the_cell_and_gives_timeout_row(ray_session, tmp_path):
-    start = time.perf_counter()
+    """The runner sleeps 120 s, then returns an ok row: a timeout row means it was
+    cancelled at its 2 s time-out."""
     cells = tiny(1)
     result = driver.run_sweep(
         cells,
@@ -222,7 +223,6 @@ def test_time_out_cancels_the_cell_and_gives_timeout_row(ray_session, tmp_path):
         cell_timeout=2.0,
         progress=False,
     )
-    assert time.perf_counter() - start < 60
     assert result.counts == {"timeout": 1}
     row = store.load(tmp_path / "out").iloc[0]
     assert row["status"] == "timeout" and "2 s" in row["error"]
@@ -305,15 +305,6 @@ def test_registry_counts_neighbours_on_the_same_node_only():
 # --------------------------------------------------------------------------- subprocesses
 
 
-def _env(**extra) -> dict:
-    env = dict(os.environ)
-    env.pop("RAY_ADDRESS", None)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
-    env.update(extra)
-    return env
-
-
 def _stop(proc: subprocess.Popen, sig=signal.SIGINT, wait: float = 60) -> int | None:
     """Stop a process we started in its own session, then anything left in its group."""
     try:
@@ -365,7 +356,7 @@ def _stop_mid_run(cmd, log, out, rows: int, sig) -> tuple[int | None, str]:
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", reset, *cmd],
-        env=_env(RB_TEST_LOG=str(log), RB_TEST_SLEEP="3"),
+        env=subprocess_env(RB_TEST_LOG=str(log), RB_TEST_SLEEP="3"),
         start_new_session=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -399,7 +390,7 @@ def test_sigint_then_rerun_resumes_and_exclusive_runs_alone(tmp_path):
 
     second = subprocess.run(
         cmd + ["--exclusive"],
-        env=_env(RB_TEST_LOG=str(tmp_path / "log2"), RB_TEST_SLEEP="0.3"),
+        env=subprocess_env(RB_TEST_LOG=str(tmp_path / "log2"), RB_TEST_SLEEP="0.3"),
         capture_output=True,
         text=True,
         timeout=300,
@@ -483,7 +474,7 @@ def test_removing_the_node_that_runs_a_cell_still_completes_the_sweep(tmp_path):
     script.write_text(CLUSTER_SCRIPT)
     proc = subprocess.Popen(
         [sys.executable, str(script), str(tmp_path / "log"), str(tmp_path / "out")],
-        env=_env(),
+        env=subprocess_env(),
         start_new_session=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -534,7 +525,7 @@ def test_ray_job_submit_runs_a_sweep_on_a_local_head(tmp_path):
     -- rnnbench run ...` from the repository root, with token authentication on."""
     temp = tempfile.mkdtemp(prefix="rb")  # short: Ray's socket paths must stay < 108 chars
     gcs, dash, client, agent, agent_grpc, metrics, rt_env = _free_ports(7)
-    env = _env(RAY_AUTH_MODE="token")
+    env = subprocess_env(RAY_AUTH_MODE="token")
     head_log = (tmp_path / "head.log").open("w")
     head = subprocess.Popen(
         [

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import torch
-from raywait import wait_cpus_free
+from helpers import rel_err, wait_cpus_free
 
 from rnnbench.core import strategies
 from rnnbench.harness import group as tp
@@ -41,21 +41,8 @@ ELMAN = dict(JORDAN, model="elman", strategy="bptt", batch=5)
 
 @pytest.fixture(scope="module", autouse=True)
 def _all_cpus_free(ray_session):
-    """These tests count CPUs, and other modules share the Ray session: a cell that an
-    earlier module's sweep test force-cancelled can leave its named placement group
-    behind (Ray keeps one until the job ends). Remove such leftovers first, then wait
-    until every CPU is free; say what still holds them if not."""
-    from ray.util.placement_group import placement_group_table
-
-    def leftovers():
-        return {
-            k: v["name"]
-            for k, v in placement_group_table().items()
-            if v["state"] != "REMOVED" and v["name"].startswith("rnnbench-timeparallel-")
-        }
-
-    for name in leftovers().values():
-        tp.remove_group(ray_session.util.get_placement_group(name))
+    """These tests count CPUs: wait until every CPU of the shared session is free (no
+    module leaves a placement group behind: conftest checks)."""
     wait_cpus_free(ray_session, 60, "CPUs still held by earlier work")
 
 
@@ -82,11 +69,6 @@ def reference(c: Cell, steps: int = 0):
         strategies.loss(model, x, y, c.strategy, **opts).backward()
         opt.step()
     return grad, {n: p.detach().clone() for n, p in model.named_parameters()}
-
-
-def rel_err(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return max(float(torch.linalg.norm(a[k] - b[k]) / torch.linalg.norm(b[k])) for k in a)
 
 
 # --------------------------------------------------------------------------- pure helpers

@@ -73,6 +73,7 @@ class Claim:
     evidence: str
     cells: int
     cell_ids: tuple = ()
+    finding: str = ""  # one plain sentence from the evidence (findings first on the page)
 
 
 RULES: tuple[Rule, ...] = (
@@ -113,7 +114,14 @@ def judge(rule: Rule, rows: pd.DataFrame, rules: Rules | None = None) -> Claim:
         d.evidence or "no evidence",
         len(cells),
         ids,
+        d.finding or generic_finding(rule, d),
     )
+
+
+def generic_finding(rule: Rule, d: Decision) -> str:
+    """A plain sentence for a rule that wrote none: the verdict and its headline value."""
+    value = f" ({d.value:.3g} {d.unit})" if np.isfinite(d.value) else ""
+    return f"{rule.text.split(':')[0].rstrip('.')}: {d.verdict}{value}."
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,9 @@ class Decision:
     unit: str = ""
     evidence: str = ""
     cells: pd.DataFrame | None = None
+    # one plain sentence a reader takes away, generated from the evidence (the page's
+    # findings-first summary); empty: the engine writes a generic one
+    finding: str = ""
 
 
 @dataclass(frozen=True)

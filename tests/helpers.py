@@ -1,0 +1,145 @@
+"""What several test modules share (no test module imports another): relative errors,
+losses with their gradients, a check that an import pulls in torch, headless Chromium,
+the environment of the subprocesses tests start, and waiting on the shared Ray."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def rel_err(a: torch.Tensor | dict, b: torch.Tensor | dict) -> float:
+    """|a − b| / |b| (the norm of the difference alone where b is exactly zero); for two
+    dicts of tensors with the same keys, the largest over the keys."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        assert isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
+        return max(rel_err(a[k], b[k]) for k in a)
+    if not b.norm():
+        return float((a - b).norm())  # both should be exactly zero
+    return float((a - b).norm() / b.norm())
+
+
+def value_and_grads(model, fn):
+    """fn() -> scalar loss; returns (loss, {name: grad}) with fresh gradients."""
+    model.zero_grad(set_to_none=True)
+    L = fn()
+    L.backward()
+    # a parameter the graph never reached (W at tau = 1 under teacher forcing) has
+    # gradient None, i.e. zero
+    grads = {
+        n: torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+        for n, p in model.named_parameters()
+    }
+    model.zero_grad(set_to_none=True)
+    return L.detach(), grads
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def imports_torch(code: str) -> bool:
+    """Whether running ``code`` in a fresh interpreter imports torch."""
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys\nprint('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1] == "True"
+
+
+def subprocess_env(**extra) -> dict:
+    """The environment of a subprocess a test starts: the venv's commands first, tests/
+    and the checkout importable, no RAY_ADDRESS (so it never joins someone's cluster)."""
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
+    env.update(extra)
+    return env
+
+
+# --------------------------------------------------------------------------- the browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NO_CHROMIUM = (
+    "needs headless Chromium: on Debian/Ubuntu `sudo apt-get install chromium` "
+    "(CI installs it in .ci/run)"
+)
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-dev-shm-usage",  # a container's /dev/shm may be 64 MB
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PROBE = (
+    "<script>window.addEventListener('load', () => { const im = [...document.images];"
+    " document.body.setAttribute('data-images', im.filter(i => i.complete &&"
+    " i.naturalWidth > 0).length + '/' + im.length); });</script>"
+)
+
+
+def images_loaded(page: Path) -> str:
+    """Render ``page`` (with a probe script) in headless Chromium: 'loaded/total' images."""
+    probe = page.with_name("probe.html")
+    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [
+                CHROMIUM,
+                *CHROMIUM_FLAGS,
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                f"--user-data-dir={profile}",
+                probe.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        ).stdout
+    probe.unlink()
+    marker = 'data-images="'
+    assert marker in dom, "the page did not finish loading in Chromium"
+    return dom.split(marker, 1)[1].split('"', 1)[0]
+
+
+# --------------------------------------------------------------------------- the shared Ray
+
+
+def live_placement_groups() -> dict[str, str]:
+    """Placement-group id -> name of every group Ray has not removed."""
+    from ray.util.placement_group import placement_group_table
+
+    return {k: v["name"] for k, v in placement_group_table().items() if v["state"] != "REMOVED"}
+
+
+def wait_cpus_free(ray, seconds: float, why: str) -> None:
+    """Wait until every CPU of the Ray session is free; fail after ``seconds`` saying
+    ``why``, what is available and which placement groups are still there."""
+    deadline = time.monotonic() + seconds
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"{why}: available {ray.available_resources()}; "
+                f"placement groups not removed: {live_placement_groups()}"
+            )
+        time.sleep(0.01)
