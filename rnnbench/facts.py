@@ -37,8 +37,14 @@ TEACHER_FORCING = "teacher_forcing"
 SEQUENTIAL_BPTT = ("bptt", "bptt_fused", "bptt_compiled")
 # The compiled loop: the sequential algorithm without a framework's per-step overhead.
 COMPILED_BPTT = "bptt_compiled"
+# The framework loop's operations without an autograd graph (a control, not a candidate
+# of the best BPTT: it exists to show where the framework loop's time goes).
+NO_GRAPH_BPTT = "bptt_no_graph"
 # A baseline strategy: the fastest exact sequential BPTT, chosen by timing in the cell.
 BEST_BPTT = "best_bptt"
+# ... and the fastest exact form of teacher forcing (among its implementations).
+BEST_TF = "best_tf"
+BEST_CHOICES = (BEST_BPTT, BEST_TF)
 # Parallel-in-time Newton solvers of Elman's recurrence.
 NEWTON_SOLVERS = ("deer", "quasi_deer")
 # Elman strategies the worker-group harness splits along time, with their solver.
@@ -63,6 +69,12 @@ COMPARE_THRESHOLD = 1.10
 # A timing whose IQR exceeds this fraction of its median is noisy
 # (torch.utils.benchmark's Measurement warning threshold).
 NOISY_IQR = 0.1
+# A row is contended (kept out of every time verdict) when, while it was timed, its
+# threads waited on a runqueue for more than WAIT_SHARE_MAX of their time, or a 1-thread
+# cell got less than CPU_SHARE_MIN of a CPU (where the kernel keeps no wait statistics),
+# or the node's 1-minute load average exceeded its CPUs before the cell began.
+WAIT_SHARE_MAX = 0.1
+CPU_SHARE_MIN = 0.8
 
 # --------------------------------------------------------------------------- the scan
 

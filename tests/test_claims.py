@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import report_synthetic as rs
 
-from rnnbench.report import claims, fit, intervals
+from rnnbench import stats
+from rnnbench.report import claims
 
 HOLDS, FAILS, NM = "holds", "does not hold", "not measured"
 
@@ -27,7 +28,7 @@ def test_linear_time_with_a_large_fixed_cost_is_linear():
     """T = 5 ms + 0.001 ms·τ over τ 16..1024: the log-log slope is far below 1 (the fixed
     cost flattens it), yet T = a + b·τ is the law."""
     rows = rs.law_rows(a=5.0, b=0.001, taus=(16, 32, 64, 128, 256, 512, 1024), seeds=(0, 1))
-    loglog = fit.power_fit([r["tau"] for r in rows], [r["step_ms_median"] for r in rows])
+    loglog = stats.power_fit([r["tau"] for r in rows], [r["step_ms_median"] for r in rows])
     assert loglog.ci_high < 0.5  # the old rule would have said: not O(τ)
     c = judged(rows)["bptt_time_linear"]
     assert c.verdict == HOLDS, c.evidence
@@ -43,7 +44,7 @@ def test_two_tau_values_are_not_measured_and_give_no_fit():
     rows = rs.law_rows(a=1.0, b=0.01, taus=(16, 1024), seeds=(0, 1, 2))
     c = judged(rows)["bptt_time_linear"]
     assert c.verdict == NM and "2 distinct τ" in c.evidence
-    assert fit.overhead_fit([16, 16, 1024, 1024], [1, 1.1, 10, 11]) is None
+    assert stats.overhead_fit([16, 16, 1024, 1024], [1, 1.1, 10, 11]) is None
 
 
 def test_too_short_a_tau_range_is_not_measured():
@@ -102,11 +103,11 @@ def test_memory_law_flips_on_quadratic_memory():
 
 
 def test_intervals_need_two_repetitions_and_cover_the_mean():
-    assert intervals.mean_ci([1.0]) is None and intervals.ratio_ci([2.0]) is None
-    assert intervals.diff_ci([1.0, 2.0], [3.0]) is None
-    ci = intervals.mean_ci([1.0, 2.0, 3.0])
+    assert stats.mean_ci([1.0]) is None and stats.ratio_ci([2.0]) is None
+    assert stats.diff_ci([1.0, 2.0], [3.0]) is None
+    ci = stats.mean_ci([1.0, 2.0, 3.0])
     assert ci.low < 2.0 < ci.high and ci.n == 3
-    r = intervals.ratio_ci([2.0, 2.0, 2.0])
+    r = stats.ratio_ci([2.0, 2.0, 2.0])
     assert r.estimate == pytest.approx(2.0) and r.low == pytest.approx(2.0)
 
 

@@ -17,7 +17,7 @@ import torch
 from rnnbench import cli
 from rnnbench.core import strategies
 from rnnbench.errors import UsageError
-from rnnbench.harness import memory, single, training
+from rnnbench.harness import memory, sides, single, training
 from rnnbench.harness.row import failure_row
 from rnnbench.job.cell import Cell
 from rnnbench.results.rows import ROW_KEYS
@@ -464,12 +464,37 @@ def test_harness_enters_the_cell_id_only_when_not_default():
     cell = Cell(model="elman", strategy="bptt", tau=8)
     config = cell.config()
     del config["harness"], config["rho"], config["baseline"]  # added later, left out at default
+    for key in ("replicate", "replicates", "exclusive", "precision", "max_replicates"):
+        del config[key]  # how a cell is run (and replicate 0): never in the id
     blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
     assert cell.cell_id == hashlib.sha256(blob.encode()).hexdigest()[:16]  # ids stored before
     grouped = Cell(model="elman", strategy="bptt", tau=8, harness="group")
     assert grouped.cell_id != cell.cell_id and grouped.grouped and not cell.grouped
     with pytest.raises(UsageError, match="harness"):
         Cell(model="elman", strategy="bptt", tau=8, harness="gpu")
+
+
+def test_a_replicate_is_its_own_cell_and_how_it_is_run_is_not():
+    base = Cell(model="elman", strategy="bptt", tau=8, replicates=3)
+    assert base.cell_id == Cell(model="elman", strategy="bptt", tau=8).cell_id
+    second = Cell(model="elman", strategy="bptt", tau=8, replicates=3, replicate=1)
+    assert second.cell_id != base.cell_id  # resume works per replicate
+    assert (
+        Cell(
+            model="elman",
+            strategy="bptt",
+            tau=8,
+            replicates=5,
+            replicate=1,
+            precision=0.05,
+            exclusive=True,
+        ).cell_id
+        == second.cell_id
+    )
+    with pytest.raises(UsageError, match="replicate: must be below replicates"):
+        Cell(model="elman", strategy="bptt", tau=8, replicates=2, replicate=2)
+    with pytest.raises(UsageError, match="precision"):
+        Cell(model="elman", strategy="bptt", tau=8, precision=1.5)
 
 
 def test_timing_samples_are_per_run_means_of_blocks_on_the_cells_clock(monkeypatch):
@@ -481,10 +506,13 @@ def test_timing_samples_are_per_run_means_of_blocks_on_the_cells_clock(monkeypat
     monkeypatch.setattr(
         training, "clock", lambda device: devices.append(device) or (lambda: float(next(ticks)))
     )  # every block lasts exactly 1 "s"
-    monkeypatch.setattr(single, "block_size", lambda run_s: sized.append(run_s) or 10)
+    for module in (single, sides):  # the forward's samples; the step's and the chain's sides
+        monkeypatch.setattr(module, "block_size", lambda run_s: sized.append(run_s) or 10)
     row = single.run_cell(Cell(model="elman", strategy="bptt", tau=16, repeats=3))
     assert row["status"] == "ok", row["error"]
-    assert devices == ["cpu"] * 3 and sized == [1.0] * 2  # forward, step; backward: 1 run
+    # forward, backward, step, chain; block sizes: forward, step, the chain and its control
+    assert devices == ["cpu"] * 4 and sized == [1.0] * 4  # backward: 1 run a block
+    assert row["chain_ms_median"] == 100.0 and row["chain_op_ms_median"] == 100.0 * 16
     assert row["step_ms_samples"] == [100.0] * 3  # 1 s / 10 runs, in ms
     assert row["step_ms_median"] == row["fwd_ms_median"] == 100.0
     assert row["bwd_ms_median"] == 1000.0  # 1 s / 1 run

@@ -101,7 +101,9 @@ class FakeSteps:
 def test_time_step_pairs_the_cell_with_its_baseline(monkeypatch):
     fake = FakeSteps()
     c = Cell(model="elman", strategy="bptt", baseline={"strategy": "bptt_fused"}, **TINY)
-    monkeypatch.setattr(single, "_build_side", lambda cell: single.Side(cell, fake.step("b", 3.0)))
+    monkeypatch.setattr(
+        single, "_build_side", lambda cell: single.Side(fake.step("b", 3.0), cell.n_threads)
+    )
     out = single.time_step(c, fake.step("a", 2.0), math.inf, clock=fake.clock)
     warm = single.WARMUP
     assert fake.log == ["a"] * warm + ["b"] * warm + ["a", "b", "b", "a"] * 2
@@ -128,7 +130,7 @@ def test_all_cores_stay_all_cores_after_a_one_thread_block(monkeypatch):
         return run
 
     c = Cell(model="elman", strategy="bptt", threads="all", baseline={"threads": 1}, **TINY)
-    monkeypatch.setattr(single, "_build_side", lambda cell: single.Side(cell, step("b")))
+    monkeypatch.setattr(single, "_build_side", lambda cell: single.Side(step("b"), cell.n_threads))
     single.time_step(c, step("a"), math.inf)
     timed = seen[2 * single.WARMUP :]
     assert {(t, n) for s, t, n in timed if s == "a"} == {(cpus, cpus)}
@@ -294,13 +296,39 @@ def test_best_bptt_picks_the_fastest_candidate(monkeypatch, one_thread):
         baseline={"model": "elman", "strategy": "best_bptt"},
         **TINY,
     )
-    side, out = single.baseline_side(c, lambda: now[0], math.inf)
-    assert side.cell.strategy == "bptt_compiled" and side.cell.model == "elman"
+    side, out = single.baseline_side(c, lambda: now[0], lambda what: None)
     assert json.loads(out["baseline_config"]) == {"model": "elman", "strategy": "bptt_compiled"}
     assert json.loads(out["baseline_candidates_ms"]) == {
         "bptt": 3000.0,
         "bptt_fused": 2000.0,
         "bptt_compiled": 1000.0,
+    }
+
+
+def test_best_tf_picks_the_fastest_form_of_teacher_forcing(monkeypatch, one_thread):
+    """best_tf times every form of teacher forcing (the same gradient) and keeps the
+    fastest: here the in-place form costs 1 unit a call, the default 2."""
+    now = [0.0]
+    reg = strategies.STRATEGIES
+    tf = reg["teacher_forcing"]
+
+    def costing(model, x, y, **options):
+        now[0] += 1.0 if options.get("impl") == "inplace" else 2.0
+        return tf.fn(model, x, y, **options)
+
+    monkeypatch.setitem(reg, "teacher_forcing", _replace(tf, fn=costing))
+    c = Cell(
+        model="elman", strategy="bptt", baseline={"model": "jordan", "strategy": "best_tf"}, **TINY
+    )
+    _, out = single.baseline_side(c, lambda: now[0], lambda what: None)
+    assert json.loads(out["baseline_config"]) == {
+        "model": "jordan",
+        "strategy": "teacher_forcing",
+        "strategy_options": {"impl": "inplace"},
+    }
+    assert json.loads(out["baseline_candidates_ms"]) == {
+        "teacher_forcing impl=sum": 2000.0,
+        "teacher_forcing impl=inplace": 1000.0,
     }
 
 

@@ -12,9 +12,9 @@ import pytest
 import report_synthetic as rs
 from helpers import CHROMIUM, NO_CHROMIUM, images_loaded
 
-from rnnbench import cli
+from rnnbench import cli, stats
 from rnnbench.errors import UsageError
-from rnnbench.report import analyse, build_report, claims, fit, plots, tables, tidy
+from rnnbench.report import analyse, build_report, claims, plots, tables, tidy
 from rnnbench.results import store
 
 ENV_MARK = rs.ENV["cpu_model"]
@@ -38,8 +38,8 @@ def verdicts(frame: pd.DataFrame) -> dict[str, str]:
     [(1, 12.7062), (2, 4.3027), (5, 2.5706), (10, 2.2281), (30, 2.0423), (1000, 1.9623)],
 )
 def test_t_quantile_matches_the_printed_table(df, expected):
-    assert fit.t_quantile(0.975, df) == pytest.approx(expected, abs=1e-4)
-    assert fit.t_quantile(0.025, df) == pytest.approx(-expected, abs=1e-4)
+    assert stats.t_quantile(0.975, df) == pytest.approx(expected, abs=1e-4)
+    assert stats.t_quantile(0.025, df) == pytest.approx(-expected, abs=1e-4)
 
 
 def test_fitted_exponents_recover_the_known_laws(built):
@@ -58,7 +58,7 @@ def test_fitted_exponents_recover_the_known_laws(built):
         assert f["n_points"] == len(rs.TAUS) * len(rs.SEEDS)
         df = f["n_points"] - 2
         half = (f["ci_high"] - f["ci_low"]) / 2
-        widen = fit.t_quantile(1 - 0.05 / (2 * len(fits)), df) / fit.t_quantile(0.975, df)
+        widen = stats.t_quantile(1 - 0.05 / (2 * len(fits)), df) / stats.t_quantile(0.975, df)
         assert abs(f["exponent"] - truth) <= half * widen, (f["series"], f["measure"])
         assert 0 < half < 0.05
 
@@ -69,14 +69,14 @@ def test_interval_covers_the_truth_95_percent_of_the_time():
     hits = []
     for _ in range(600):
         y = 3.0 * tau**0.5 * np.exp(rng.normal(0.0, 0.1, tau.size))
-        f = fit.power_fit(tau, y)
+        f = stats.power_fit(tau, y)
         hits.append(f.ci_low <= 0.5 <= f.ci_high)
     assert 0.92 <= np.mean(hits) <= 0.98
 
 
 def test_power_fit_needs_two_distinct_taus():
-    assert fit.power_fit([64, 64, 64], [1.0, 1.1, 0.9]) is None
-    two = fit.power_fit([16, 32], [1.0, 2.0])
+    assert stats.power_fit([64, 64, 64], [1.0, 1.1, 0.9]) is None
+    two = stats.power_fit([16, 32], [1.0, 2.0])
     assert two.exponent == pytest.approx(1.0) and np.isnan(two.ci_low)
 
 

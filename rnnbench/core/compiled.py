@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from rnnbench.core.recurrence import recurrence as loop_recurrence
+
 NAME = "rnnbench_elman"  # the extension, and the namespace of its operators
 SOURCE = Path(__file__).with_name("csrc") / "elman.cpp"
 CFLAGS = ("-O3",)
@@ -97,25 +99,7 @@ def _register_flops(ops) -> None:
         return steps(h_shape)
 
 
-class Recurrence(torch.autograd.Function):
-    """h = (h^(1) .. h^(tau)) from a = b + U x and W; backward gives dL/da and dL/dW."""
-
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-        h = load().forward(a, W)
-        ctx.save_for_backward(h, W)
-        return h
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        h, W = ctx.saved_tensors
-        delta = load().backward(g.contiguous(), h, W)  # dL/da^(t)
-        dW = None
-        if ctx.needs_input_grad[1]:  # sum_t delta^(t) h^(t-1)^T, h^(0) = 0: one product
-            dW = delta[1:].flatten(0, 1).t() @ h[:-1].flatten(0, 1)
-        return delta, dW
-
-
 def recurrence(a: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """h^(1..tau) (tau, B, H) for a = b + U x^(t) (tau, B, H), compiled forward and backward."""
-    return Recurrence.apply(a, W)
+    """h^(1..tau) (tau, B, H) for a = b + U x^(t) (tau, B, H), compiled forward and backward
+    (:mod:`rnnbench.core.recurrence`)."""
+    return loop_recurrence(load(), a, W)

@@ -17,10 +17,13 @@ blocks are callables that return seconds per run; the clock is the caller's.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from scipy import stats
 
 
 @dataclass
@@ -42,19 +45,38 @@ def alternate(
     pairs: int,
     before: Callable[[int, str], None] = lambda pair, side: None,
     after: Callable[[int, str], None] = lambda pair, side: None,
+    more: Callable[[Paired], bool] = lambda done: False,
 ) -> Paired:
     """``pairs`` pairs of blocks, A B B A A B ...; ``run_x(pair)`` times one block
     and returns its seconds per run; ``before(pair, side)`` / ``after(pair, side)``
-    run untimed around each block (affinity, thread count, a time-out check)."""
+    run untimed around each block (affinity, thread count, a time-out check).  Then,
+    while ``more(pairs so far)`` says so, two more pairs at a time (B A A B or A B B A:
+    the order stays balanced)."""
     out = Paired()
-    for k in range(pairs):
-        for side in ("a", "b") if k % 2 == 0 else ("b", "a"):
-            before(k, side)
-            seconds = (run_a if side == "a" else run_b)(k)
-            after(k, side)
-            getattr(out, side).append(seconds)
-            out.order.append(side)
+    k = 0
+    while k < pairs or more(out):
+        for _ in range(1 if k < pairs else 2):
+            for side in ("a", "b") if k % 2 == 0 else ("b", "a"):
+                before(k, side)
+                seconds = (run_a if side == "a" else run_b)(k)
+                after(k, side)
+                getattr(out, side).append(seconds)
+                out.order.append(side)
+            k += 1
     return out
+
+
+def relative_half_width(ratios: Sequence[float], level: float = 0.95) -> float:
+    """The 95% t-interval of the mean log ratio, as a relative half-width of the ratio
+    ((high − low) / 2 / estimate); inf with fewer than two ratios.  The in-process
+    stopping rule of adaptive pairs, not an interval the report uses (that one is taken
+    over replicates, fresh processes)."""
+    logs = [math.log(r) for r in ratios if r > 0 and math.isfinite(r)]
+    if len(logs) < 2:
+        return math.inf
+    mean, sd = statistics.fmean(logs), statistics.stdev(logs)
+    half = float(stats.t.ppf(0.5 + level / 2, len(logs) - 1)) * sd / math.sqrt(len(logs))
+    return (math.exp(mean + half) - math.exp(mean - half)) / 2 / math.exp(mean)
 
 
 def quartiles(values: Sequence[float]) -> tuple[float, float, float]:

@@ -1,4 +1,5 @@
-"""What the operating system says about this process: minor page faults and peak RSS.
+"""What the operating system says: this process's minor page faults and peak RSS, and how
+much of the machine a cell got (load average, stolen time, CPU share).
 
 Torch-free.  ``minor_faults()`` is ``getrusage(RUSAGE_SELF).ru_minflt`` (every
 thread of the process): the pages the kernel had to map on first touch, e.g.
@@ -15,7 +16,10 @@ method is returned beside the figure.
 
 from __future__ import annotations
 
+import math
+import os
 import resource
+from dataclasses import dataclass
 
 HWM = "vmhwm_after_clear_refs"
 MAXRSS = "ru_maxrss_process_lifetime"
@@ -47,3 +51,92 @@ def peak_rss(method: str) -> int:
         except OSError:
             pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+
+# --------------------------------------------------------------------------- contention
+# How much of the machine a cell got: rows record it, the report marks contended rows
+# (rnnbench.facts.CPU_SHARE_MIN, and a load above the node's CPUs before the cell began).
+
+
+def load_average() -> float:
+    """The 1-minute load average (NaN where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return math.nan
+
+
+def cpu_jiffies() -> tuple[int, int] | None:
+    """(steal, total) CPU time of the whole machine so far, from ``/proc/stat``'s first
+    line (None where there is none)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    values = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return (values[7] if len(values) > 7 else 0), sum(values)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The machine at one moment: load average and CPU time (for :func:`contention`)."""
+
+    load: float
+    jiffies: tuple[int, int] | None
+
+    @classmethod
+    def now(cls) -> Snapshot:
+        return cls(load_average(), cpu_jiffies())
+
+
+def contention(before: Snapshot, after: Snapshot, node_cpus: int) -> dict[str, float]:
+    """The row's machine fields over a cell: load before and after, the share of CPU
+    time the hypervisor stole (NaN where not known), the node's CPUs."""
+    steal = math.nan
+    if before.jiffies and after.jiffies:
+        total = after.jiffies[1] - before.jiffies[1]
+        steal = (after.jiffies[0] - before.jiffies[0]) / total if total > 0 else math.nan
+    return {
+        "load_before": before.load,
+        "load_after": after.load,
+        "steal_share": steal,
+        "node_cpus": node_cpus,
+    }
+
+
+def cpu_share(cpu_s: float, wall_s: float, threads: int) -> float:
+    """Process CPU time over wall time x threads: 1 when the process had every CPU it
+    asked for the whole time, well below 1 when it waited for them."""
+    return cpu_s / (wall_s * threads) if wall_s > 0 and threads > 0 else math.nan
+
+
+def schedstat() -> tuple[int, int] | None:
+    """(on-CPU ns, runqueue-wait ns) summed over this process's threads so far, from
+    ``/proc/self/task/*/schedstat`` (None where the kernel keeps no such statistics).
+    Waiting on a runqueue is time a thread was ready to run and no CPU took it: the direct
+    measure of being crowded out, whatever the thread count."""
+    on = wait = 0
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                fields = f.read().split()
+        except OSError:
+            continue  # a thread that ended
+        if len(fields) >= 2:
+            on += int(fields[0])
+            wait += int(fields[1])
+    return on, wait
+
+
+def wait_share(on_ns: int, wait_ns: int) -> float:
+    """Runqueue wait over (wait + on-CPU time): 0 when every thread ran as soon as it
+    could, towards 1 when it mostly waited for a CPU."""
+    total = on_ns + wait_ns
+    return wait_ns / total if total > 0 else math.nan

@@ -15,6 +15,8 @@ Each measure has its own pass, so none disturbs another:
              median, IQR (``benchmark.Measurement``) and the raw samples; the
              minor page faults per timed step; with a ``baseline`` the step's
              blocks take turns with the baseline's (:mod:`rnnbench.harness.paired`);
+             and a sequential BPTT's chain alone with its control
+             (:mod:`rnnbench.harness.chain`);
 4. loss    - ``train_steps`` of Adam on fresh batches from the same model
              init, then per-token NLL (nats) and accuracy on a held-out batch,
              teacher-forced and free-running, also by position (exposure bias).
@@ -31,16 +33,16 @@ import math
 import time
 import timeit
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 from rnnbench.core import strategies
-from rnnbench.facts import BEST_BPTT, clip_error
-from rnnbench.harness import gemm, memory, paired, procstat, training
+from rnnbench.facts import BEST_CHOICES, clip_error
+from rnnbench.harness import chain, gemm, memory, paired, procstat, sides, training
 from rnnbench.harness.row import base_row
+from rnnbench.harness.sides import Side, block_size
 from rnnbench.harness.training import NAN, WARMUP
 from rnnbench.job.cell import Cell
 from rnnbench.pit import diagnostics
@@ -160,21 +162,10 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
     row.update(_time(cell, model, unchecked, deadline))
     model.zero_grad(set_to_none=True)
     row.update(time_step(cell, training_step(cell, model, unchecked), deadline))
+    row.update(time_chain(cell, deadline))
 
     # 4. loss
     row.update(_train_and_evaluate(cell, deadline))
-
-
-def block_size(run_s: float, floor_s: float = 0.01) -> int:
-    """Runs per timing sample for a ``run_s``-second statement: the smallest power
-    of ten that lasts at least ``floor_s``, or one run.  The clock's own cost -
-    well under a microsecond on the CPU, a synchronise of a few on CUDA - then
-    stays below 1e-3 of a sample."""
-    run_s = max(run_s, 1e-9)
-    number = 1
-    while number * run_s < floor_s:
-        number *= 10
-    return number
 
 
 def sample(
@@ -254,109 +245,96 @@ def training_step(cell: Cell, model, forward) -> Callable[[], None]:
     return step
 
 
-@dataclass
-class Side:
-    """One side of a timed comparison: its training step, block size, and the minor
-    page faults counted over its timed runs."""
-
-    cell: Cell
-    step: Callable[[], None]
-    number: int = 1
-    faults: int = 0
-    runs: int = 0
-    threads: int = 0  # the cell's thread count, resolved once (see __post_init__)
-
-    def __post_init__(self):
-        # ``threads: all`` counts the CPUs this thread may run on: resolved here, before
-        # the paired harness pins any side to fewer, or a 1-thread baseline's window
-        # would shrink "all" to 1 for every later block of the other side
-        self.threads = self.cell.n_threads
-
-    def warm(self, clock) -> None:
-        """``WARMUP`` untimed steps (the first also makes Adam's state); the last sizes
-        the blocks (:func:`block_size`)."""
-        torch.set_num_threads(self.threads)
-        timer = timeit.Timer(self.step, timer=clock)
-        for _ in range(WARMUP):
-            one = timer.timeit(1)
-        self.number = block_size(one)
-
-    def block(self, clock) -> float:
-        """One timed block of ``number`` steps (``timeit``, the collector off): seconds per run."""
-        torch.set_num_threads(self.threads)
-        f0 = procstat.minor_faults()
-        seconds = timeit.Timer(self.step, timer=clock).timeit(self.number) / self.number
-        self.faults += procstat.minor_faults() - f0
-        self.runs += self.number
-        return seconds
-
-    @property
-    def faults_per_step(self) -> float:
-        return self.faults / self.runs if self.runs else NAN
-
-
 def time_step(
     cell: Cell, step: Callable[[], None], deadline: float, clock: Callable[[], float] | None = None
 ) -> dict:
     """The training step's row fields: ``repeats`` blocks of ``step`` -- with a
     baseline, ``repeats`` pairs of blocks taking turns with the baseline's
-    (:func:`rnnbench.harness.paired.alternate`, the CPU affinity moved between pairs)
-    -- and the minor page faults per timed step.  A baseline that fails (to
-    build or while timed) leaves its error in ``baseline_error``, and the
-    cell's own step is timed alone."""
+    (:func:`rnnbench.harness.sides.pair`; with ``precision``, more pairs until the pair
+    ratios are that precise) -- the minor page faults per timed step and the CPU share
+    each side got.  A baseline that fails (to build or while timed) leaves its error in
+    ``baseline_error``, and the cell's own step is timed alone."""
     clock = clock or training.clock(cell.device)
-    a = Side(cell, step)
+
+    def check(what: str) -> None:
+        _check_time(deadline, what)
+
+    a = Side(step, cell.n_threads)
     a.warm(clock)
-    _check_time(deadline, "warm-up (step)")
+    check("warm-up (step)")
     out: dict[str, object] = {}
     b: Side | None = None
     if cell.baseline:
         try:
-            b, out = baseline_side(cell, clock, deadline)
+            b, out = baseline_side(cell, clock, check)
         except CellTimeout:
             raise
         except Exception as exc:
             out["baseline_error"] = clip_error(f"{type(exc).__name__}: {exc}")
     if b is not None:
         try:
-            with paired.Affinity() as affinity:
-
-                def pin(k: int, side: str) -> None:
-                    if affinity.allowed:
-                        affinity.pin(
-                            paired.cpu_window(
-                                affinity.allowed, (a if side == "a" else b).threads, k
-                            )
-                        )
-
-                result = paired.alternate(
-                    lambda k: a.block(clock),
-                    lambda k: b.block(clock),
-                    cell.repeats,
-                    before=pin,
-                    after=lambda k, side: _check_time(deadline, "timing (pairs)"),
-                )
+            result, stop = sides.pair(a, b, cell.repeats, clock, check, cell.precision)
             out.update(
                 training.time_fields(training.measurement(result.a, cell, "step")),
                 **paired.row_fields(result),
                 minor_faults_per_step=a.faults_per_step,
                 baseline_minor_faults_per_step=b.faults_per_step,
+                cpu_share=a.cpu_share,
+                baseline_cpu_share=b.cpu_share,
+                wait_share=a.wait_share,
+                baseline_wait_share=b.wait_share,
+                precision_reached=stop.reached,
+                stop_reason=stop.reason,
             )
             return _no_apart(out)
         except CellTimeout:
             raise
         except Exception as exc:
             out["baseline_error"] = clip_error(f"{type(exc).__name__}: {exc}")
-            a.faults = a.runs = 0
-    samples = []
-    for _ in range(cell.repeats):
-        samples.append(a.block(clock))
-        _check_time(deadline, "timing (step)")
+            a.forget()
+    samples = sides.alone(a, cell.repeats, clock, check)
     out.update(
         training.time_fields(training.measurement(samples, cell, "step")),
         minor_faults_per_step=a.faults_per_step,
+        cpu_share=a.cpu_share,
+        wait_share=a.wait_share,
     )
     return _no_apart(out)
+
+
+def time_chain(cell: Cell, deadline: float, clock: Callable[[], float] | None = None) -> dict:
+    """The sequential chain's row fields (:mod:`rnnbench.harness.chain`): the chain's time
+    and its control's (one step's operations, times tau); against a baseline that changes
+    only the threads, both taking turns with the same on the baseline's threads (their
+    per-pair speedups).  Nothing for a strategy whose chain cannot be timed apart."""
+    if not chain.has_chain(cell):
+        return {}
+    clock = clock or training.clock(cell.device)
+
+    def check(what: str) -> None:
+        _check_time(deadline, f"{what} (chain)")
+
+    mine = chain.sides(cell, cell.n_threads)
+    for side in mine:
+        side.warm(clock)
+    base = cell.paired_cell() if cell.baseline_config().keys() == {"threads"} else None
+    if base is None:
+        times = [sides.alone(side, cell.repeats, clock, check) for side in mine]
+        out: dict[str, object] = {"chain_speedup_samples": [], "op_speedup_samples": []}
+    else:
+        theirs = chain.sides(base, base.n_threads)
+        for side in theirs:
+            side.warm(clock)
+        pairs = [sides.pair(m, t, cell.repeats, clock, check)[0] for m, t in zip(mine, theirs)]
+        times = [p.a for p in pairs]
+        out = {"chain_speedup_samples": pairs[0].ratios, "op_speedup_samples": pairs[1].ratios}
+    chain_q1, chain_med, chain_q3 = paired.quartiles([1e3 * t for t in times[0]])
+    return {
+        **out,
+        "chain_ms_median": chain_med,
+        "chain_ms_iqr": chain_q3 - chain_q1,
+        "chain_op_ms_median": paired.quartiles(times[1])[1] * 1e3 * cell.tau,
+    }
 
 
 def _no_apart(out: dict) -> dict:
@@ -367,57 +345,63 @@ def _no_apart(out: dict) -> dict:
 
 
 def _build_side(cell: Cell) -> Side:
-    """A :class:`Side` for ``cell``: its model and batch, the first loss checked once."""
+    """A :class:`Side` for ``cell``'s training step: its model and batch, the first loss
+    checked once."""
     _, model, x, y = _setup(cell)
     _loss_fn(cell, model, x, y)().backward()  # a non-finite loss fails here, once
     model.zero_grad(set_to_none=True)
-    return Side(cell, training_step(cell, model, _loss_fn(cell, model, x, y, checked=False)))
+    return Side(
+        training_step(cell, model, _loss_fn(cell, model, x, y, checked=False)), cell.n_threads
+    )
 
 
-def best_bptt(cell: Cell, clock, deadline: float) -> tuple[Side, dict]:
-    """The fastest exact sequential BPTT for the baseline's model: every candidate
-    (:func:`rnnbench.core.strategies.bptt_candidates`) is built, warmed and timed for
-    ``BEST_ROUNDS`` blocks, the candidates taking turns; the lowest median wins.
-    Returns the winner's side and {strategy: median ms} of every candidate (the
-    error text for a candidate that could not run)."""
+def best_side(cell: Cell, clock, check: Callable[[str], None]) -> tuple[Side, Cell, dict]:
+    """The fastest candidate for the baseline's ``best_bptt`` / ``best_tf``
+    (:func:`rnnbench.core.strategies.best_candidates`): every candidate is built, warmed
+    and timed for ``BEST_ROUNDS`` blocks, the candidates taking turns; the lowest median
+    wins.  Returns the winner's side and cell, and {candidate: median ms} of every
+    candidate (the error text for a candidate that could not run)."""
+    choice = dict(cell.baseline)["strategy"]
     model = dict(cell.baseline).get("model", cell.model)
-    sides: dict[str, Side] = {}
+    built: dict[str, tuple[Side, Cell]] = {}
     times: dict[str, float | str] = {}
-    for name in strategies.bptt_candidates(model):
+    for strategy, options in strategies.best_candidates(choice, model):
+        name = strategy + "".join(f" {k}={v}" for k, v in options.items())
         try:
-            sides[name] = _build_side(cell.paired_cell(name))
-            sides[name].warm(clock)
+            base = cell.paired_cell((strategy, options))
+            built[name] = (_build_side(base), base)
+            built[name][0].warm(clock)
         except CellTimeout:
             raise
         except Exception as exc:
             times[name] = f"{type(exc).__name__}: {exc}"[:200]
-        _check_time(deadline, "best_bptt warm-up")
-    if not sides:
-        raise RuntimeError(f"best_bptt: no candidate ran ({times})")
-    samples: dict[str, list[float]] = {name: [] for name in sides}
+        check(f"{choice} warm-up")
+    if not built:
+        raise RuntimeError(f"{choice}: no candidate ran ({times})")
+    samples: dict[str, list[float]] = {name: [] for name in built}
     for _ in range(BEST_ROUNDS):
-        for name, side in sides.items():
+        for name, (side, _) in built.items():
             samples[name].append(side.block(clock))
-        _check_time(deadline, "best_bptt timing")
+        check(f"{choice} timing")
     for name in samples:
         times[name] = paired.quartiles(samples[name])[1] * 1e3
-    winner = min(samples, key=lambda n: float(times[n]))
-    side = sides[winner]
-    side.faults = side.runs = 0
-    return side, times
+    side, base = built[min(samples, key=lambda n: float(times[n]))]
+    side.forget()
+    return side, base, times
 
 
-def baseline_side(cell: Cell, clock, deadline: float) -> tuple[Side, dict]:
+def baseline_side(cell: Cell, clock, check: Callable[[str], None]) -> tuple[Side, dict]:
     """The cell's baseline, built and warmed, and the row fields that say what it is."""
-    out = {}
-    if dict(cell.baseline).get("strategy") == BEST_BPTT:
-        side, times = best_bptt(cell, clock, deadline)
+    out: dict[str, object] = {}
+    if dict(cell.baseline).get("strategy") in BEST_CHOICES:
+        side, base, times = best_side(cell, clock, check)
         out["baseline_candidates_ms"] = json.dumps(times, sort_keys=True)
     else:
-        side = _build_side(cell.paired_cell())
+        base = cell.paired_cell()
+        side = _build_side(base)
         side.warm(clock)
-    out["baseline_config"] = json.dumps(cell.changed(side.cell), sort_keys=True)
-    _check_time(deadline, "warm-up (baseline)")
+    out["baseline_config"] = json.dumps(cell.changed(base), sort_keys=True)
+    check("warm-up (baseline)")
     return side, out
 
 

@@ -18,12 +18,14 @@ from typing import Any
 from rnnbench.core import strategies, tasks
 from rnnbench.core.models import MODELS, check_rho
 from rnnbench.errors import UsageError, check_int, short
-from rnnbench.facts import ALL, BEST_BPTT, DEVICES, DTYPES, node_cpus
+from rnnbench.facts import ALL, BEST_CHOICES, DEVICES, DTYPES, node_cpus
 
 # auto: one worker is timed in this process, several by the worker-group harness
 # (rnnbench.harness.group); group: the worker-group harness even for one worker, so a
 # 1-worker baseline is timed exactly like the N-worker cells it is compared with.
 HARNESSES = ("auto", "group")
+# How a cell is run, not what it computes: never part of its id.
+NOT_IN_ID = ("replicates", "exclusive", "precision", "max_replicates")
 # Fields a baseline may change (the rest - repeats, train_steps, lr - describe how
 # the pair is measured, not what is compared).
 BASELINE_FIELDS = (
@@ -97,7 +99,13 @@ class Cell:
     threads (a count or ``"all"``), baseline (the same cell with some fields
     changed, timed beside it: :mod:`rnnbench.harness.paired`), device, workers,
     train_steps, lr, repeats, dtype, harness, rho
-    (spectral radius W is rescaled to at init; None: the default init)."""
+    (spectral radius W is rescaled to at init; None: the default init).
+
+    How a cell is measured, beside what it computes: ``replicate`` (this cell is
+    replicate i of ``replicates``, each measured in a fresh process: the repetition an
+    interval is taken over), ``exclusive`` (runs alone on its node), ``precision`` (a
+    relative 95% half-width to reach by adding pairs and replicates, up to
+    ``max_replicates``).  Only ``replicate`` enters the cell id (when it is not 0)."""
 
     model: str
     strategy: str
@@ -119,6 +127,11 @@ class Cell:
     harness: str = "auto"
     rho: float | None = None
     baseline: tuple | dict = ()  # field overrides, frozen like the options
+    replicate: int = 0
+    replicates: int = 1
+    exclusive: bool = False
+    precision: float | None = None
+    max_replicates: int = 10
 
     def __post_init__(self):
         """Check every field; one UsageError listing every problem, one line each."""
@@ -147,6 +160,9 @@ class Cell:
             ("workers", 1),
             ("train_steps", 0),
             ("repeats", 1),
+            ("replicate", 0),
+            ("replicates", 1),
+            ("max_replicates", 1),
         ):
             check(check_int, name, getattr(self, name), low, INT64_MAX)
         if self.threads != ALL and check(check_int, "threads", self.threads, 1, INT64_MAX) is None:
@@ -164,10 +180,25 @@ class Cell:
             or not 0 < self.lr < math.inf
         ):
             problems.append(f"lr: must be a finite positive number, got {short(self.lr)}")
+        if not isinstance(self.exclusive, bool):
+            problems.append(f"exclusive: must be true or false, got {short(self.exclusive)}")
+        if self.precision is not None and (
+            isinstance(self.precision, bool)
+            or not isinstance(self.precision, (int, float))
+            or not 0 < self.precision < 1
+        ):
+            problems.append(
+                f"precision: must be a number between 0 and 1 (a relative half-width, e.g. "
+                f"0.05), got {short(self.precision)}"
+            )
+        if not problems and self.replicate >= self.replicates:
+            problems.append(
+                f"replicate: must be below replicates ({self.replicates}), got {self.replicate}"
+            )
         if problems:
             raise UsageError("\n".join(problems))
         if self.baseline:
-            self.baseline_cell("bptt")  # validates the overrides (bptt stands in for best_bptt)
+            self.baseline_cell()  # validates the overrides
 
     def _check_model_strategy(self) -> None:
         if self.model not in MODELS:
@@ -193,28 +224,28 @@ class Cell:
             )
 
     # ------------------------------------------------------------------ baseline
-    def baseline_cell(self, best_bptt: str | None = None) -> Cell | None:
+    def baseline_cell(self, best: tuple[str, dict] | None = None) -> Cell | None:
         """The baseline as a cell of its own, or None without one.
 
         Changing ``strategy`` (``task``) resets the options unless the baseline
         gives them too.  Beside a worker-group cell the baseline runs in the
         group harness too; beside a one-process cell it must be one process.
-        ``best_bptt``: the strategy that stands for ``best_bptt`` (validation
-        passes a stand-in; the cell's task passes the timed winner).  A bad
-        override raises a UsageError naming ``baseline.<field>``.
+        ``best``: the (strategy, options) that stands for ``best_bptt`` / ``best_tf``
+        (:func:`rnnbench.core.strategies.best_candidates`; validation takes the first
+        candidate, the cell's task the timed winner).  A bad override raises a
+        UsageError naming ``baseline.<field>``.
         """
         if not self.baseline:
             return None
         changes = dict(self.baseline)
-        best = changes.get("strategy") == BEST_BPTT
-        if best:
+        choice = changes.get("strategy")
+        if choice in BEST_CHOICES:
             model = changes.get("model", self.model)
-            if not strategies.bptt_candidates(model):
-                raise UsageError(
-                    f"baseline.strategy: best_bptt has no exact sequential BPTT "
-                    f"strategy for model {model}"
-                )
-            changes["strategy"] = best_bptt
+            candidates = strategies.best_candidates(choice, model)
+            if not candidates:
+                raise UsageError(f"baseline.strategy: {choice} has no candidate for model {model}")
+            changes["strategy"], options = best or candidates[0]
+            changes["strategy_options"] = {**dict(changes.get("strategy_options", ())), **options}
         if "strategy" in changes and "strategy_options" not in changes:
             changes["strategy_options"] = ()
         if "task" in changes and "task_options" not in changes:
@@ -230,13 +261,13 @@ class Cell:
                 "baseline.workers: a one-process cell's baseline is one process "
                 "too; give the cell the workers and the baseline {workers: 1}"
             )
-        if not best and other == dataclasses.replace(self, baseline=()):
+        if choice not in BEST_CHOICES and other == dataclasses.replace(self, baseline=()):
             raise UsageError("baseline: identical to the cell; change at least one field")
         return other
 
-    def paired_cell(self, best_bptt: str | None = None) -> Cell:
+    def paired_cell(self, best: tuple[str, dict] | None = None) -> Cell:
         """:meth:`baseline_cell` of a cell that has a baseline (ValueError otherwise)."""
-        base = self.baseline_cell(best_bptt)
+        base = self.baseline_cell(best)
         if base is None:
             raise ValueError(f"cell {self.cell_id}: no baseline")
         return base
@@ -268,11 +299,17 @@ class Cell:
     def cell_id(self) -> str:
         """Stable id: the first 16 hex digits of SHA-256 over the sorted config.
 
-        ``harness``, ``rho`` and ``baseline`` enter the hash only when they are not the
-        default, so ids of cells stored before the fields existed do not change.
-        Computed once per cell (the driver asks for it many times).
+        ``harness``, ``rho``, ``baseline`` and ``replicate`` enter the hash only when
+        they are not the default, so ids of cells stored before the fields existed do not
+        change; how a cell is run (:data:`NOT_IN_ID`) never enters it, so asking for more
+        replicates or another precision keeps the stored rows.  Computed once per cell
+        (the driver asks for it many times).
         """
         config = self.config()
+        for key in NOT_IN_ID:
+            del config[key]
+        if config["replicate"] == 0:
+            del config["replicate"]
         if not config["baseline"]:
             del config["baseline"]
         if config["harness"] == "auto":

@@ -439,10 +439,25 @@ def validate(data: Any, path: str = "job") -> Job:
         cells = _part_cells("", data, top_fixed, top_seeds, problems)
     if problems:
         raise JobError(path, list(dict.fromkeys(problems)))
-    unique = list(dict.fromkeys(cells))
+    unique = replicated(list(dict.fromkeys(cells)))
     if not unique:
         raise JobError(path, ["grid: the job gives no cells"])
     return Job(name=str(name), path=str(path), cells=tuple(unique), description=desc)
+
+
+def replicated(cells: list[Cell]) -> list[Cell]:
+    """Each cell with ``replicates: R`` as its R replicates (``replicate`` 0..R-1), in
+    rounds: replicate 0 of every cell, then replicate 1 of every cell, ..., so a cell's
+    replicates run in fresh processes interleaved with the job's other cells, not back to
+    back.  A cell that already names its replicate stands for itself."""
+    rounds: dict[int, list[Cell]] = {}
+    for cell in cells:
+        if cell.replicate or cell.replicates == 1:
+            rounds.setdefault(cell.replicate, []).append(cell)
+            continue
+        for i in range(cell.replicates):
+            rounds.setdefault(i, []).append(dataclasses.replace(cell, replicate=i))
+    return list(dict.fromkeys(c for i in sorted(rounds) for c in rounds[i]))
 
 
 def load(path: str | Path) -> Job:

@@ -1,143 +1,19 @@
-"""Scaling exponents (log-log slopes in τ, with a confidence interval) and cross-over τ.
-
-A power law ``y = a·τ^k`` is a straight line in log-log axes; ``k`` is fitted by
-least squares on every ok row (one point per seed) and its interval uses the
-Student t quantile with n-2 degrees of freedom, computed here from the
-regularised incomplete beta function (no SciPy needed).
-"""
+"""The report's tables of laws in τ: a power-law fit per series and measure, and the τ
+from which teacher forcing wins (the fits themselves: :mod:`rnnbench.stats`)."""
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 
 from rnnbench.facts import SEQUENTIAL_BPTT
 from rnnbench.report.tables import SETTING, ok_rows, single
+from rnnbench.stats import PowerFit, power_fit
 
-LEVEL = 0.95
 FITTED = ("step_ms_median", "saved_bytes", "peak_bytes")
-
-
-# --------------------------------------------------------------------------- Student t
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        for aa in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta function I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
-
-
-@functools.lru_cache(maxsize=256)
-def t_quantile(p: float, df: float) -> float:
-    """The t with P(T <= t) = p, by bisection on :func:`t_cdf`."""
-    if not 0.0 < p < 1.0 or df <= 0:
-        raise ValueError(f"t_quantile: need 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, hi * 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
-
-
-# --------------------------------------------------------------------------- power laws
-
-
-@dataclass(frozen=True)
-class PowerFit:
-    """y = prefactor · τ^exponent; [ci_low, ci_high] is the interval at ``level``."""
-
-    exponent: float
-    ci_low: float
-    ci_high: float
-    prefactor: float
-    n_points: int
-    n_tau: int
-    tau_min: float
-    tau_max: float
-    r2: float
-    level: float = LEVEL
-
-    def predict(self, tau) -> np.ndarray:
-        return self.prefactor * np.asarray(tau, dtype=float) ** self.exponent
-
-
-def power_fit(tau, y, level: float = LEVEL) -> PowerFit | None:
-    """Least-squares slope of log y on log τ; None with fewer than 2 distinct τ."""
-    tau, y = np.asarray(tau, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(tau) & np.isfinite(y) & (tau > 0) & (y > 0)
-    x, z = np.log(tau[keep]), np.log(y[keep])
-    n, n_tau = len(x), len(np.unique(x))
-    if n_tau < 2:
-        return None
-    xm, zm = x.mean(), z.mean()
-    sxx = float(((x - xm) ** 2).sum())
-    slope = float(((x - xm) * (z - zm)).sum() / sxx)
-    intercept = zm - slope * xm
-    resid = z - (intercept + slope * x)
-    sst = float(((z - zm) ** 2).sum())
-    r2 = 1.0 - float((resid**2).sum()) / sst if sst > 0 else 1.0
-    if n > 2:
-        se = math.sqrt(float((resid**2).sum()) / (n - 2) / sxx)
-        half = t_quantile(0.5 + level / 2.0, n - 2) * se
-    else:
-        half = math.nan  # a line through two points has no interval
-    return PowerFit(
-        slope,
-        slope - half,
-        slope + half,
-        math.exp(intercept),
-        n,
-        n_tau,
-        float(tau[keep].min()),
-        float(tau[keep].max()),
-        r2,
-        level,
-    )
 
 
 FIT_KEYS = ["model", "strategy_label", "series"] + SETTING
@@ -259,82 +135,4 @@ def display(fit_table: pd.DataFrame) -> pd.DataFrame:
             "cells": f["n_points"],
             "R²": f["r2"].map("{:.3f}".format),
         }
-    )
-
-
-# --------------------------------------------------------------------------- fixed cost + τ
-
-
-@dataclass(frozen=True)
-class OverheadFit:
-    """T = a + b·τ + c·τ², weighted by 1/T² (relative noise), over the cells' τ.
-
-    ``quad_share`` is c·τ_max² / T̂(τ_max): the part of the time at the largest τ that
-    only a τ² term explains, with its ``level`` interval [quad_low, quad_high] from
-    Student's t with n − 3 degrees of freedom. ``a`` is the fixed cost per step (ms or
-    bytes), ``a_low``/``a_high`` its interval from the straight line T = a + b·τ alone.
-    ``marginal_k`` = d log T̂ / d log τ at τ_max (1 when per-step work dominates).
-    """
-
-    a: float
-    a_low: float
-    a_high: float
-    b: float
-    quad_share: float
-    quad_low: float
-    quad_high: float
-    marginal_k: float
-    n_points: int
-    n_tau: int
-    tau_min: float
-    tau_max: float
-    y_min: float
-    level: float = LEVEL
-
-
-def _wls(X: np.ndarray, y: np.ndarray, w: np.ndarray):
-    """Weighted least squares: coefficients, their covariance, residual df."""
-    sw = np.sqrt(w)
-    Xw, yw = X * sw[:, None], y * sw
-    coef, *_ = np.linalg.lstsq(Xw, yw, rcond=None)
-    df = len(y) - X.shape[1]
-    resid = yw - Xw @ coef
-    sigma2 = float(resid @ resid) / df if df > 0 else math.nan
-    cov = sigma2 * np.linalg.pinv(Xw.T @ Xw)
-    return coef, cov, df
-
-
-def overhead_fit(tau, y, level: float = LEVEL) -> OverheadFit | None:
-    """:class:`OverheadFit` of ``y`` over ``tau``; None with fewer than 3 distinct τ or
-    no residual degree of freedom (4 cells at least): no interval from too few points."""
-    tau, y = np.asarray(tau, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(tau) & np.isfinite(y) & (tau > 0) & (y > 0)
-    tau, y = tau[keep], y[keep]
-    if len(np.unique(tau)) < 3 or len(y) < 4:
-        return None
-    top = tau.max()
-    s = tau / top  # conditioned: τ in units of τ_max
-    w = 1.0 / y**2
-    quad, cov, df = _wls(np.column_stack([np.ones_like(s), s, s * s]), y, w)
-    a, b, c = (float(v) for v in quad)
-    t_max = a + b + c
-    q = c / t_max
-    half_q = t_quantile(0.5 + level / 2, df) * math.sqrt(max(cov[2, 2], 0.0)) / abs(t_max)
-    line, cov_l, df_l = _wls(np.column_stack([np.ones_like(s), s]), y, w)
-    half_a = t_quantile(0.5 + level / 2, df_l) * math.sqrt(max(cov_l[0, 0], 0.0))
-    return OverheadFit(
-        float(line[0]),
-        float(line[0]) - half_a,
-        float(line[0]) + half_a,
-        float(line[1]) / top,
-        q,
-        q - half_q,
-        q + half_q,
-        (b + 2 * c) / t_max,
-        int(len(y)),
-        int(len(np.unique(tau))),
-        float(tau.min()),
-        float(top),
-        float(y.min()),
-        level,
     )

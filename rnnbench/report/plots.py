@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 
 from rnnbench.facts import NEWTON_SOLVERS, NOISY_IQR
 from rnnbench.report import runs
-from rnnbench.report.fit import power_fit
 from rnnbench.report.tables import SETTING, noisy, ok_rows, single
+from rnnbench.stats import power_fit
 
 MAX_PANELS = 6
 MIB = 2.0**-20

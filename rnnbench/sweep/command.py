@@ -26,6 +26,7 @@ from rnnbench.sweep.driver import (
     DEFAULT_RUNNER,
     EXCLUSIVE,
     SweepResult,
+    alone_somewhere,
     done_ids,
     resolve,
     run_sweep,
@@ -315,9 +316,14 @@ def _run_on_ray(job, out: Path, args: argparse.Namespace, runner: Callable) -> S
 
     _stop_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
     try:
-        if args.exclusive and not ray.cluster_resources().get(EXCLUSIVE):
+        alone = (
+            "--exclusive"
+            if args.exclusive
+            else ("exclusive (cells of the job)" if alone_somewhere(job.cells) else None)
+        )
+        if alone and not ray.cluster_resources().get(EXCLUSIVE):
             raise UsageError(
-                f"--exclusive: no node declares the {EXCLUSIVE} resource; start each node with "
+                f"{alone}: no node declares the {EXCLUSIVE} resource; start each node with "
                 f"ray start ... --resources='{{\"{EXCLUSIVE}\": 1}}'"
             )
         print(f"rnnbench run: {job.name}: {len(job.cells)} cells -> {out}", file=sys.stderr)

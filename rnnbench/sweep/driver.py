@@ -35,6 +35,7 @@ EXCLUSIVE = "rnnbench_exclusive"
 DEFAULT_RUNNER = "rnnbench.harness.runner:run_cell"
 IN_FLIGHT_MIN = 100  # cells submitted to Ray at a time, at least (see Sweep.in_flight)
 CHECK_EVERY_S = 1.0  # the driver wakes at least this often (Ctrl-C, time-outs, progress)
+SLIVER = 0.001  # of rnnbench_exclusive, taken by a cell that may share its node
 
 
 # --------------------------------------------------------------------------- one task
@@ -58,21 +59,35 @@ def resolve(runner: str | Callable) -> Callable:
     return fn
 
 
-def resources(cell: Cell, exclusive: bool) -> dict:
+def resources(cell: Cell, exclusive: bool, shared: bool = False) -> dict:
     """What the cell's task asks Ray for.
 
     A one-process cell holds ``threads`` CPUs (and a GPU on cuda); a cell timed by the
     worker-group harness holds nothing, since its own placement group of actors holds
-    the CPUs/GPUs — so nothing deadlocks on a small node.
+    the CPUs/GPUs — so nothing deadlocks on a small node.  A cell that runs alone
+    (``exclusive``, or the cell's own ``exclusive: true``) takes the node's whole
+    ``rnnbench_exclusive`` unit; when some cells of a sweep run alone (``shared``), every
+    other cell takes a sliver of it, so none runs beside one that must run alone.
+    A cell measured as one of several replicates runs in a fresh process
+    (``max_calls=1``: Ray ends the worker after it).
     """
     solo = not cell.grouped
     opts: dict[str, Any] = {
         "num_cpus": cell.n_threads if solo else 0,
         "num_gpus": 1 if solo and cell.device == "cuda" else 0,
     }
-    if exclusive:
+    if exclusive or cell.exclusive:
         opts["resources"] = {EXCLUSIVE: 1}
+    elif shared:
+        opts["resources"] = {EXCLUSIVE: SLIVER}
+    if cell.replicates > 1:
+        opts["max_calls"] = 1
     return opts
+
+
+def alone_somewhere(cells: Iterable[Cell]) -> bool:
+    """Whether some cell must run alone on its node (then every cell takes a share)."""
+    return any(c.exclusive for c in cells)
 
 
 def execute(runner: Callable, cell: Cell, registry: Any) -> dict:
@@ -120,14 +135,15 @@ def release(cell: Cell) -> None:
             pass
 
 
-def infeasible(cells: Iterable[Cell], exclusive: bool) -> dict[str, str]:
-    """cell_id -> why no alive node can ever run it (asks too many CPUs/GPUs)."""
+def infeasible(cells: list[Cell], exclusive: bool) -> dict[str, str]:
+    """cell_id -> why no alive node can ever run it (asks too many CPUs/GPUs, or to run
+    alone where no node declares ``rnnbench_exclusive``)."""
     import ray
 
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     out = {}
     for cell in cells:
-        need = resources(cell, exclusive)
+        need = resources(cell, exclusive, alone_somewhere(cells))
         want = {"CPU": need["num_cpus"], "GPU": need["num_gpus"], **need.get("resources", {})}
         if any(all(res.get(k, 0) >= v for k, v in want.items() if v) for res in nodes):
             continue
@@ -225,6 +241,7 @@ class Sweep:
         self.counts: dict[str, int] = {}
         self.result = SweepResult(cells=len(cells), skipped=0)
         self.bar: Any = None
+        self.shared = alone_somewhere(cells)
 
     # -- before ---------------------------------------------------------------
     def prepare(self) -> list[Cell]:
@@ -276,7 +293,7 @@ class Sweep:
             ref = task.options(
                 max_retries=self.opt.max_retries,
                 retry_exceptions=False,
-                **resources(cell, self.opt.exclusive),
+                **resources(cell, self.opt.exclusive, self.shared),
             ).remote(runner, cell, registry)
             self.pending[ref] = cell
             self.ref_of[cell.cell_id] = ref

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rnnbench.facts import BEST_BPTT, scan_depth
+from rnnbench.facts import BEST_CHOICES, scan_depth
 from rnnbench.job.cell import Cell
 
 
@@ -20,9 +20,9 @@ def estimate_seconds(cell: Cell) -> float:
     flops_s, step_s = step_seconds(cell)
     timed = (cell.repeats * 3 + 6) * step_s
     train = cell.train_steps * (cell.tau * 410e-6 + flops_s)
-    base = cell.baseline_cell("bptt")
+    base = cell.baseline_cell()
     if base is not None:  # the baseline's warm-up and blocks; best_bptt warms every candidate
-        best = dict(cell.baseline).get("strategy") == BEST_BPTT
+        best = dict(cell.baseline).get("strategy") in BEST_CHOICES
         timed += (cell.repeats + 2 + (3 * (3 + 2) if best else 0)) * step_seconds(base)[1]
     return 1.2 + timed + train
 

@@ -16,6 +16,7 @@ from rnnbench.core.strategies.common import check_inputs, partition
 from rnnbench.core.strategies.elman import CHECKPOINT_IMPLS, elman_time_shard
 from rnnbench.core.strategies.jordan import (
     SCHEDULES,
+    TF_IMPLS,
     hold_w_zero,
     sampling_probability,
     teacher_forcing_slice,
@@ -24,6 +25,7 @@ from rnnbench.core.strategies.outputs import logits
 from rnnbench.core.strategies.registry import (
     STRATEGIES,
     Strategy,
+    best_candidates,
     bptt_candidates,
     check,
     get,
@@ -31,10 +33,12 @@ from rnnbench.core.strategies.registry import (
 )
 
 __all__ = [
+    "TF_IMPLS",
     "CHECKPOINT_IMPLS",
     "SCHEDULES",
     "STRATEGIES",
     "Strategy",
+    "best_candidates",
     "bptt_candidates",
     "check",
     "check_inputs",

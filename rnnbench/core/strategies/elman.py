@@ -15,6 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 from rnnbench.core import compiled
 from rnnbench.core.models import Elman, Jordan
+from rnnbench.core.recurrence import PYTHON_LOOPS, recurrence
 from rnnbench.core.strategies.common import eager_sum, nll, partition, zeros
 from rnnbench.core.strategies.jordan import free_running
 from rnnbench.facts import TIME_SPLIT_SOLVERS
@@ -78,6 +79,17 @@ def bptt_compiled(model, x, y):
     if x.device.type == "cuda":
         return bptt_fused(model, x, y)
     h = compiled.recurrence(model.input_term(x), model.W)
+    return nll(model.output(h[-1] if model.single_output else h), y)
+
+
+def bptt_no_graph(model, x, y):
+    """The framework loop's operations without an autograd graph: the recurrence forward
+    and its backward delta-loop written by hand with torch operations, one step at a time
+    (:data:`rnnbench.core.recurrence.PYTHON_LOOPS`); the batched products around it as
+    every strategy has them.  Exact.  The control that shows what the framework loop's
+    autograd graph costs (against ``bptt``) and what per-operation dispatch costs
+    (against ``bptt_compiled``)."""
+    h = recurrence(PYTHON_LOOPS, model.input_term(x), model.W)
     return nll(model.output(h[-1] if model.single_output else h), y)
 
 

@@ -47,13 +47,25 @@ def feedback_fn(kind: str, generator: torch.Generator | None) -> Callable:
     raise UsageError(f"feedback: unknown feedback {kind!r}; allowed: softmax, argmax, sample")
 
 
-def teacher_forced(model: Jordan, x, y) -> torch.Tensor:
-    """All steps at once: a = b + U x^(t) + W one_hot(y^(t-1)), f^(0) = 0."""
-    a = model.input_term(x)
-    if x.shape[0] > 1:
-        # W one_hot(y) is column y of W: an embedding lookup, no one-hot tensor.
-        a[1:] += F.embedding(y[:-1], model.W.t())
-    return model.output(torch.tanh(a))
+# How teacher forcing forms a = b + U x^(t) + W f^(t-1): "sum" adds a lookup of the
+# previous targets (f^(0) = 0 as a lookup of an extra zero column of W) to the input term
+# out of place; "inplace" writes into the input term's slice a[1:], which autograd pays for
+# with a copy of the slice in backward (the slower form, kept as a candidate of best_tf).
+TF_IMPLS = ("sum", "inplace")
+
+
+def teacher_forced(model: Jordan, x, y, impl: str = "sum") -> torch.Tensor:
+    """All steps at once: a = b + U x^(t) + W one_hot(y^(t-1)), f^(0) = 0.
+
+    W one_hot(y) is column y of W: an embedding lookup, no one-hot tensor."""
+    if impl == "inplace":
+        a = model.input_term(x)
+        if x.shape[0] > 1:
+            a[1:] += F.embedding(y[:-1], model.W.t())
+        return model.output(torch.tanh(a))
+    columns = torch.cat([model.W.t(), model.W.new_zeros(1, model.n_hidden)])
+    previous = torch.cat([y.new_full((1, *y.shape[1:]), model.n_out), y[:-1]])
+    return model.output(torch.tanh(model.input_term(x) + F.embedding(previous, columns)))
 
 
 def hold_w_zero(model: Jordan) -> None:
@@ -63,28 +75,29 @@ def hold_w_zero(model: Jordan) -> None:
     model.W.requires_grad_(False)
 
 
-def teacher_forcing(model, x, y, chunk: int | None = None, w_zero: bool = False):
+def teacher_forcing(model, x, y, chunk: int | None = None, w_zero: bool = False, impl: str = "sum"):
     """The true y^(t-1) is fed back, so all tau steps run as one batched computation.
 
     Depth 1.  With ``chunk`` the steps are processed ``chunk`` at a time, each
     chunk's gradient computed at once, so activation memory is O(chunk).
     ``w_zero``: the no-feedback control — the model's W is held at 0 (:func:`hold_w_zero`),
     so its teacher-forced and free-running losses are equal by construction and the
-    teacher-forced loss shows what the input alone is worth.
+    teacher-forced loss shows what the input alone is worth.  ``impl``: how a is formed
+    (:data:`TF_IMPLS`; the same arithmetic and gradient).
     """
     if w_zero:
         hold_w_zero(model)
     if chunk is None:
-        return nll(teacher_forced(model, x, y), y)
+        return nll(teacher_forced(model, x, y, impl), y)
 
     def segments():
         for s in range(0, x.shape[0], chunk):
-            yield teacher_forcing_slice(model, x, y, s, s + chunk)
+            yield teacher_forcing_slice(model, x, y, s, s + chunk, impl)
 
     return eager_sum(model, segments)
 
 
-def teacher_forcing_slice(model, x, y, start: int, end: int) -> torch.Tensor:
+def teacher_forcing_slice(model, x, y, start: int, end: int, impl: str = "sum") -> torch.Tensor:
     """Teacher-forced loss of the steps [start, end) of the sequence (x, y).
 
     The slice's first step needs y^(start-1) from the data, so it is prepended;
@@ -92,7 +105,7 @@ def teacher_forcing_slice(model, x, y, start: int, end: int) -> torch.Tensor:
     range(tau) gives :func:`teacher_forcing`'s loss (the time-parallel split).
     """
     lo = max(start - 1, 0)
-    o = teacher_forced(model, x[lo:end], y[lo:end])
+    o = teacher_forced(model, x[lo:end], y[lo:end], impl)
     return nll(o[start - lo :], y[start:end])
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from rnnbench.core.strategies.elman import CHECKPOINT_IMPLS
-from rnnbench.core.strategies.jordan import feedback_fn, sampling_probability
+from rnnbench.core.strategies.jordan import TF_IMPLS, feedback_fn, sampling_probability
 from rnnbench.errors import UsageError, check_int
 
 
@@ -24,6 +24,11 @@ def check_teacher(options: dict, tau: int | None) -> None:
     positive("chunk", True)(options, tau)
     if "w_zero" in options and not isinstance(options["w_zero"], bool):
         raise UsageError(f"w_zero: must be true or false, got {options['w_zero']!r}")
+    if options.get("impl", TF_IMPLS[0]) not in TF_IMPLS:
+        raise UsageError(
+            f"impl: unknown teacher-forcing form {options['impl']!r}; "
+            f"allowed: {', '.join(TF_IMPLS)}"
+        )
 
 
 def check_checkpointed(options: dict, tau: int | None) -> None:

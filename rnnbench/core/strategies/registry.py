@@ -13,7 +13,7 @@ from rnnbench.core.models import Recurrent, model_name
 from rnnbench.core.strategies import elman, jordan, options, saved
 from rnnbench.core.strategies.common import check_inputs
 from rnnbench.errors import UsageError
-from rnnbench.facts import SEQUENTIAL_BPTT, scan_depth
+from rnnbench.facts import BEST_BPTT, BEST_TF, SEQUENTIAL_BPTT, TEACHER_FORCING, scan_depth
 
 ELMANS = ("elman", "single_output")
 
@@ -97,6 +97,15 @@ STRATEGIES: dict[str, Strategy] = {
             prepare=elman.prepare_compiled,
         ),
         Strategy(
+            name="bptt_no_graph",
+            fn=elman.bptt_no_graph,
+            models=ELMANS,
+            depth=_tau,
+            memory="O(tau)",
+            exact=True,
+            saved_bytes=saved.saved_states,
+        ),
+        Strategy(
             name="truncated_bptt",
             fn=elman.truncated_bptt,
             models=("elman",),
@@ -126,7 +135,7 @@ STRATEGIES: dict[str, Strategy] = {
             depth=_one,
             memory="O(tau)",
             exact=True,
-            options=("chunk", "w_zero"),
+            options=("chunk", "w_zero", "impl"),
             check=options.check_teacher,
             split="time",
             grad_in_forward=lambda o: o.get("chunk") is not None,
@@ -225,6 +234,16 @@ def loss(
     check_inputs(model, x, y)
     s = check(name, strategy, options, tau=x.shape[0])
     return s.fn(model, x, y, **options)
+
+
+def best_candidates(choice: str, model: str) -> list[tuple[str, dict]]:
+    """The (strategy, options) a ``best_bptt`` / ``best_tf`` baseline picks the fastest
+    of, for ``model``: every exact sequential BPTT; every form of teacher forcing."""
+    if choice == BEST_BPTT:
+        return [(name, {}) for name in bptt_candidates(model)]
+    if choice == BEST_TF and model in STRATEGIES[TEACHER_FORCING].models:
+        return [(TEACHER_FORCING, {"impl": impl}) for impl in jordan.TF_IMPLS]
+    return []
 
 
 def bptt_candidates(model: str) -> list[str]:

@@ -9,7 +9,7 @@ import time
 from contextlib import ExitStack
 
 from rnnbench.core import strategies
-from rnnbench.facts import BEST_BPTT, clip_error
+from rnnbench.facts import BEST_CHOICES, clip_error
 from rnnbench.harness import paired, training
 from rnnbench.harness.group.placement import Group
 from rnnbench.harness.group.shard import active_workers, fair_baseline, idle_note, split_kind
@@ -162,9 +162,9 @@ def run_cell(
     row["error"] = idle_note(cell)
     base = None
     if cell.baseline:
-        if dict(cell.baseline).get("strategy") == BEST_BPTT:
+        if (choice := dict(cell.baseline).get("strategy")) in BEST_CHOICES:
             row["baseline_error"] = (
-                "best_bptt: chosen by timing in one process; not offered beside a worker group"
+                f"{choice}: chosen by timing in one process; not offered beside a worker group"
             )
         else:
             base = fair_baseline(cell, cell.paired_cell())

@@ -105,7 +105,12 @@ def local_losses(
         chunk = options.get("chunk") or (part.end - part.start)
         for s in range(part.start, part.end, chunk):
             yield strategies.teacher_forcing_slice(
-                model, part.x, part.y, s, min(s + chunk, part.end)
+                model,
+                part.x,
+                part.y,
+                s,
+                min(s + chunk, part.end),
+                options.get("impl", strategies.TF_IMPLS[0]),
             )
     else:
         yield strategies.loss(model, part.x, part.y, cell.strategy, **options)

@@ -25,7 +25,7 @@ from rnnbench.report.claims.rules import (
     trained_cells,
     training_gate,
 )
-from rnnbench.report.intervals import diff_ci, mean_ci
+from rnnbench.stats import diff_ci, mean_ci
 
 # --------------------------------------------------------------------------- capability
 

@@ -17,8 +17,8 @@ import pandas as pd
 
 from rnnbench.facts import FAILS, HOLDS, NOT_MEASURED, TEACHER_FORCING
 from rnnbench.report import tidy
-from rnnbench.report.intervals import Interval, diff_ci, ratio_ci
 from rnnbench.report.tables import ok_rows, single
+from rnnbench.stats import Interval, diff_ci, ratio_ci
 
 
 @dataclass(frozen=True)

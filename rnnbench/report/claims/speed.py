@@ -40,8 +40,8 @@ from rnnbench.report.claims.rules import (
     timing_cells,
     truth,
 )
-from rnnbench.report.fit import overhead_fit, power_fit
 from rnnbench.report.tables import ok_rows
+from rnnbench.stats import overhead_fit, power_fit
 
 # --------------------------------------------------------------------------- O(τ) laws
 

@@ -1,0 +1,169 @@
+"""Timing one callable in blocks, alone or taking turns with another (a :class:`Side`).
+
+A side is something timed — a training step, the sequential chain, one step's
+operations — with its thread count (resolved once), its block size, and what it cost
+the process while timed: minor page faults, CPU time against wall time.  :func:`alone`
+times ``repeats`` blocks of it; :func:`pair` times two sides in alternating blocks
+(:func:`rnnbench.harness.paired.alternate`), both blocks of a pair on the same CPUs, the
+CPUs moved between pairs, and — with a ``precision`` — adds pairs until the per-pair
+ratios' 95% interval is that narrow, or a cap is reached (:class:`Stop`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import timeit
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from rnnbench.harness import paired, procstat
+from rnnbench.harness.training import WARMUP
+
+PAIR_CAP = 10  # adaptive pairs stop at this many times the asked-for pairs
+PRECISION_BUDGET_S = 120.0  # ... or after this many seconds of adding pairs
+
+
+def block_size(run_s: float, floor_s: float = 0.01) -> int:
+    """Runs per timing sample for a ``run_s``-second statement: the smallest power
+    of ten that lasts at least ``floor_s``, or one run.  The clock's own cost -
+    well under a microsecond on the CPU, a synchronise of a few on CUDA - then
+    stays below 1e-3 of a sample."""
+    run_s = max(run_s, 1e-9)
+    number = 1
+    while number * run_s < floor_s:
+        number *= 10
+    return number
+
+
+@dataclass
+class Side:
+    """One timed callable: its thread count, block size, and what its timed runs cost
+    the process (minor page faults, CPU seconds, wall seconds)."""
+
+    run: Callable[[], object]
+    threads: int  # resolved once by the caller, before any pinning
+    number: int = 1
+    faults: int = 0
+    runs: int = 0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    on_ns: int = 0  # threads' on-CPU time while timed (procstat.schedstat)
+    wait_ns: int = 0  # threads' runqueue wait while timed
+
+    def warm(self, clock: Callable[[], float]) -> None:
+        """``WARMUP`` untimed runs; the last sizes the blocks (:func:`block_size`)."""
+        torch.set_num_threads(self.threads)
+        timer = timeit.Timer(self.run, timer=clock)
+        one = 0.0
+        for _ in range(WARMUP):
+            one = timer.timeit(1)
+        self.number = block_size(one)
+
+    def block(self, clock: Callable[[], float]) -> float:
+        """One timed block of ``number`` runs (``timeit``, the collector off): seconds
+        per run."""
+        torch.set_num_threads(self.threads)
+        s0 = procstat.schedstat()
+        f0, c0, w0 = procstat.minor_faults(), time.process_time(), time.perf_counter()
+        seconds = timeit.Timer(self.run, timer=clock).timeit(self.number) / self.number
+        self.cpu_s += time.process_time() - c0
+        self.wall_s += time.perf_counter() - w0
+        self.faults += procstat.minor_faults() - f0
+        s1 = procstat.schedstat()
+        if s0 is not None and s1 is not None:
+            self.on_ns += s1[0] - s0[0]
+            self.wait_ns += s1[1] - s0[1]
+        self.runs += self.number
+        return seconds
+
+    def forget(self) -> None:
+        """Start counting afresh (after blocks that are not the measurement)."""
+        self.faults = self.runs = self.on_ns = self.wait_ns = 0
+        self.cpu_s = self.wall_s = 0.0
+
+    @property
+    def faults_per_step(self) -> float:
+        return self.faults / self.runs if self.runs else math.nan
+
+    @property
+    def wait_share(self) -> float:
+        """Runqueue wait over wait + on-CPU time while timed (:func:`procstat.wait_share`)."""
+        return procstat.wait_share(self.on_ns, self.wait_ns)
+
+    @property
+    def cpu_share(self) -> float:
+        """CPU time over wall time x threads while timed (:func:`procstat.cpu_share`)."""
+        return procstat.cpu_share(self.cpu_s, self.wall_s, self.threads)
+
+
+def alone(
+    side: Side, repeats: int, clock: Callable[[], float], check: Callable[[str], None]
+) -> list[float]:
+    """``repeats`` blocks of ``side``: seconds per run of each."""
+    samples = []
+    for _ in range(repeats):
+        samples.append(side.block(clock))
+        check("timing")
+    return samples
+
+
+@dataclass
+class Stop:
+    """When adaptive pairs stop: at ``precision`` (relative 95% half-width of the pair
+    ratios), or at the pair or time cap.  Records what was reached and why it stopped."""
+
+    precision: float | None
+    max_pairs: int
+    budget_s: float
+    started: float = 0.0
+    reached: float = math.nan
+    reason: str | None = None
+
+    def more(self, done: paired.Paired) -> bool:
+        """Whether to add pairs (called after each round, see ``paired.alternate``)."""
+        self.reached = paired.relative_half_width(done.ratios)
+        if self.precision is None:
+            return False
+        if self.reached <= self.precision:
+            self.reason = "target"
+        elif len(done.ratios) >= self.max_pairs:
+            self.reason = "pair cap"
+        elif time.perf_counter() - self.started > self.budget_s:
+            self.reason = "time cap"
+        else:
+            return True
+        return False
+
+
+def pair(
+    a: Side,
+    b: Side,
+    pairs: int,
+    clock: Callable[[], float],
+    check: Callable[[str], None],
+    precision: float | None = None,
+    budget_s: float = PRECISION_BUDGET_S,
+) -> tuple[paired.Paired, Stop]:
+    """``pairs`` pairs of blocks, A B B A ..., both blocks of pair k pinned to the same
+    CPUs (``threads`` of them, from position k); with ``precision``, more pairs until the
+    ratios' interval is that narrow or a cap is hit."""
+    stop = Stop(precision, PAIR_CAP * pairs, budget_s, started=time.perf_counter())
+    with paired.Affinity() as affinity:
+
+        def pin(k: int, side: str) -> None:
+            if affinity.allowed:
+                threads = (a if side == "a" else b).threads
+                affinity.pin(paired.cpu_window(affinity.allowed, threads, k))
+
+        result = paired.alternate(
+            lambda k: a.block(clock),
+            lambda k: b.block(clock),
+            pairs,
+            before=pin,
+            after=lambda k, side: check("timing (pairs)"),
+            more=stop.more,
+        )
+    return result, stop
