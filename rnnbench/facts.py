@@ -69,6 +69,9 @@ COMPARE_THRESHOLD = 1.10
 # A timing whose IQR exceeds this fraction of its median is noisy
 # (torch.utils.benchmark's Measurement warning threshold).
 NOISY_IQR = 0.1
+# O(τ): T = a + b·τ + c·τ² is linear when the τ² term's share of T(τ_max) lies within
+# ±LINEAR_BAND (95% interval) and the fixed cost a is not below 0.
+LINEAR_BAND = 0.2
 # A row is contended (kept out of every time verdict) when, while it was timed, its
 # threads waited on a runqueue for more than WAIT_SHARE_MAX of their time, or a 1-thread
 # cell got less than CPU_SHARE_MIN of a CPU (where the kernel keeps no wait statistics),

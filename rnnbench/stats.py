@@ -262,3 +262,18 @@ def overhead_fit(
         float(v.min()),
         level,
     )
+
+
+LINEAR, NOT_LINEAR, UNDECIDED = "linear", "not linear", "undecided"
+
+
+def law_verdict(fit: OverheadFit, band: float) -> str:
+    """Whether a fitted T = a + b·τ + c·τ² is linear in τ: the τ² term's share of T(τ_max)
+    has its interval inside ±``band`` and the fixed cost a ≥ 0 is not rejected (its
+    interval reaches −1% of the smallest T: an exact count has no noise) — linear; the
+    interval wholly outside the band — not linear; else undecided."""
+    if fit.quad_low >= -band and fit.quad_high <= band and fit.a_high >= -0.01 * fit.y_min:
+        return LINEAR
+    if fit.quad_low > band or fit.quad_high < -band:
+        return NOT_LINEAR
+    return UNDECIDED

@@ -20,7 +20,13 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            resources={"rnnbench_exclusive": 1},  # as rnnbench run declares it
+            include_dashboard=False,
+            log_to_driver=False,
+        )
     yield ray
     ray.shutdown()
 

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from rnnbench.errors import UsageError
-from rnnbench.facts import CPU_SHARE_MIN, REQUIRED_ROW_KEYS, WAIT_SHARE_MAX
+from rnnbench.facts import REQUIRED_ROW_KEYS
 from rnnbench.results import store
-from rnnbench.results.rows import LIST_KEYS, NUMERIC_KEYS, ROW_KEYS
+from rnnbench.results.rows import LIST_KEYS, NUMERIC_KEYS, ROW_KEYS, contended
 
 # a frame handed over directly may lack the ids a row file must have
 REQUIRED = tuple(k for k in REQUIRED_ROW_KEYS if k != "cell_id")
@@ -79,31 +79,12 @@ def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     df["task_label"] = [_label(t, o) for t, o in zip(df["task"].fillna("?"), df["task_options"])]
     df["series"] = df["model"].astype(str) + " + " + df["strategy_label"]
     df["baseline"] = df["baseline"].where(df["baseline"].notna(), "").astype(str)
-    df["contended"] = contended(df)
+    df["contended"] = [contended(r) for r in df.to_dict("records")]
     # FLOP-normalised time: what the step achieved against the work it did
     # (flops: torch.utils.flop_counter's count of one forward + backward).
     df["gflop_per_s"] = df["flops"] / df["step_ms_median"] * 1e-6
     df["ms_per_gflop"] = df["step_ms_median"] / (df["flops"] * 1e-9)
     return df
-
-
-def contended(rows: pd.DataFrame) -> pd.Series:
-    """Whether each row was timed without the machine it asked for
-    (:data:`rnnbench.facts.WAIT_SHARE_MAX`, :data:`rnnbench.facts.CPU_SHARE_MIN`): its
-    threads waited for a CPU, or a 1-thread cell got less than a CPU, or the node was
-    already loaded beyond its CPUs.  Rows from before these were recorded are not."""
-
-    def col(name: str) -> pd.Series:
-        if name not in rows.columns:
-            return pd.Series(np.nan, index=rows.index, dtype=float)
-        return pd.to_numeric(rows[name], errors="coerce")
-
-    wait, share, threads = col("wait_share"), col("cpu_share"), col("threads")
-    load, cpus = col("load_before"), col("node_cpus")
-    waited = wait > WAIT_SHARE_MAX
-    starved = wait.isna() & (threads == 1) & (share < CPU_SHARE_MIN)
-    loaded = load > cpus
-    return (waited | starved | loaded).fillna(False).astype(bool)
 
 
 def as_list(value) -> list:

@@ -4,10 +4,20 @@ A row file written before a key existed still loads: the key reads as null."""
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
-from rnnbench.facts import CRASHED, FAILED, OK, OOM, TIMEOUT, clip_error
+from rnnbench.facts import (
+    CPU_SHARE_MIN,
+    CRASHED,
+    FAILED,
+    OK,
+    OOM,
+    TIMEOUT,
+    WAIT_SHARE_MAX,
+    clip_error,
+)
 
 __all__ = ["CRASHED", "FAILED", "OK", "OOM", "TIMEOUT"]  # the statuses, from rnnbench.facts
 
@@ -74,6 +84,9 @@ SCHEMA: dict[str, str] = {
     # adaptive precision: the relative 95% half-width the pairs reached, and why adding
     # pairs stopped ("target", "time cap", "pair cap"; none without a precision)
     "precision_reached": "float", "stop_reason": "str",
+    # ... and of the cell's replicates (rnnbench.sweep.adaptive): the relative half-width
+    # reached over them (for a law in tau: the tau-squared share's), and why they stopped
+    "replicates_precision": "float", "replicates_stop": "str",
     # what the OS saw (rnnbench.harness.procstat): minor page faults per timed step, peak RSS
     "minor_faults_per_step": "float", "baseline_minor_faults_per_step": "float",
     "peak_rss_bytes": "float", "peak_rss_method": "str",
@@ -99,6 +112,27 @@ ROW_KEYS = tuple(SCHEMA)
 FLOAT_KEYS = tuple(k for k, t in SCHEMA.items() if t == "float")
 LIST_KEYS = tuple(k for k, t in SCHEMA.items() if t.startswith("list"))
 NUMERIC_KEYS = tuple(k for k, t in SCHEMA.items() if t in ("int", "float"))
+
+
+def contended(row: Row) -> bool:
+    """Whether a row was timed without the machine it asked for
+    (:data:`rnnbench.facts.WAIT_SHARE_MAX`, :data:`rnnbench.facts.CPU_SHARE_MIN`): its
+    threads waited for a CPU, or a 1-thread cell got less than a CPU where no wait was
+    recorded, or the node was already loaded beyond its CPUs when it began.  A row from
+    before these were recorded is not."""
+
+    def num(name: str) -> float:
+        value = row.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return math.nan
+
+    wait, share, threads = num("wait_share"), num("cpu_share"), num("threads")
+    if wait > WAIT_SHARE_MAX:
+        return True
+    if math.isnan(wait) and threads == 1 and share < CPU_SHARE_MIN:
+        return True
+    return num("load_before") > num("node_cpus")
 
 
 class CellTimeout(Exception):

@@ -28,8 +28,9 @@ from rnnbench.facts import FAILED, OK, TIMEOUT, clip_error
 from rnnbench.harness.row import failure_row
 from rnnbench.job.cell import Cell
 from rnnbench.results import store
-from rnnbench.results.rows import status_of
+from rnnbench.results.rows import Row, status_of
 from rnnbench.sweep import registry as reg
+from rnnbench.sweep.adaptive import Planner
 
 EXCLUSIVE = "rnnbench_exclusive"
 DEFAULT_RUNNER = "rnnbench.harness.runner:run_cell"
@@ -68,8 +69,6 @@ def resources(cell: Cell, exclusive: bool, shared: bool = False) -> dict:
     (``exclusive``, or the cell's own ``exclusive: true``) takes the node's whole
     ``rnnbench_exclusive`` unit; when some cells of a sweep run alone (``shared``), every
     other cell takes a sliver of it, so none runs beside one that must run alone.
-    A cell measured as one of several replicates runs in a fresh process
-    (``max_calls=1``: Ray ends the worker after it).
     """
     solo = not cell.grouped
     opts: dict[str, Any] = {
@@ -80,9 +79,14 @@ def resources(cell: Cell, exclusive: bool, shared: bool = False) -> dict:
         opts["resources"] = {EXCLUSIVE: 1}
     elif shared:
         opts["resources"] = {EXCLUSIVE: SLIVER}
-    if cell.replicates > 1:
-        opts["max_calls"] = 1
     return opts
+
+
+def fresh_process(cell: Cell) -> bool:
+    """Whether the cell must run in a fresh process: one of several replicates (its task
+    is declared with ``max_calls=1``, so Ray ends the worker after it; the replicates'
+    spread then includes what differs between processes)."""
+    return cell.replicates > 1
 
 
 def alone_somewhere(cells: Iterable[Cell]) -> bool:
@@ -176,9 +180,10 @@ def consolidate(out: Path) -> None:
         raise storage_error(out, exc) from None
 
 
-def done_ids(out: Path, retry_failed: bool) -> set[str]:
-    """The cells stored under ``out`` (ok ones only, with ``retry_failed``).  Broken
-    row files are moved aside, so their cells run again, and named on one line."""
+def stored_rows(out: Path, retry_failed: bool) -> list[Row]:
+    """The rows stored under ``out`` that count as done (ok ones only, with
+    ``retry_failed``).  Broken row files are moved aside, so their cells run again, and
+    named on one line."""
     listing = store.scan(out, move_broken=True)
     if listing.broken:
         print(
@@ -188,7 +193,12 @@ def done_ids(out: Path, retry_failed: bool) -> set[str]:
             ),
             file=sys.stderr,
         )
-    return {row["cell_id"] for row in listing.rows if not retry_failed or row.get("status") == OK}
+    return [row for row in listing.rows if not retry_failed or row.get("status") == OK]
+
+
+def done_ids(out: Path, retry_failed: bool) -> set[str]:
+    """The ids of :func:`stored_rows`."""
+    return {row["cell_id"] for row in stored_rows(out, retry_failed)}
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -242,6 +252,8 @@ class Sweep:
         self.result = SweepResult(cells=len(cells), skipped=0)
         self.bar: Any = None
         self.shared = alone_somewhere(cells)
+        self.queue: collections.deque[Cell] = collections.deque()
+        self.planner = Planner([])
 
     # -- before ---------------------------------------------------------------
     def prepare(self) -> list[Cell]:
@@ -250,9 +262,11 @@ class Sweep:
             self.out.mkdir(parents=True, exist_ok=True)
             if self.opt.fresh:
                 store.clear(self.out)
-            done = done_ids(self.out, self.opt.retry_failed)
+            stored = stored_rows(self.out, self.opt.retry_failed)
         except OSError as exc:
             raise storage_error(self.out, exc) from None
+        done = {row["cell_id"] for row in stored}
+        self.planner = Planner(self.cells, stored)
         self.todo = [c for c in self.cells if c.cell_id not in done]
         self.result.skipped = len(self.cells) - len(self.todo)
         return self.todo
@@ -284,17 +298,20 @@ class Sweep:
             refresh=False,
         )
 
-    def submit(
-        self, queue: collections.deque, task: Any, runner: Callable, registry: Any, limit: int
-    ) -> None:
-        """Submit queued cells until ``limit`` are in flight."""
-        while queue and len(self.pending) < limit:
-            cell = queue.popleft()
-            ref = task.options(
-                max_retries=self.opt.max_retries,
-                retry_exceptions=False,
-                **resources(cell, self.opt.exclusive, self.shared),
-            ).remote(runner, cell, registry)
+    def submit(self, tasks: tuple[Any, Any], runner: Callable, registry: Any, limit: int) -> None:
+        """Submit queued cells until ``limit`` are in flight (``tasks``: the task in a
+        reused worker, and in a fresh one)."""
+        while self.queue and len(self.pending) < limit:
+            cell = self.queue.popleft()
+            ref = (
+                tasks[fresh_process(cell)]
+                .options(
+                    max_retries=self.opt.max_retries,
+                    retry_exceptions=False,
+                    **resources(cell, self.opt.exclusive, self.shared),
+                )
+                .remote(runner, cell, registry)
+            )
             self.pending[ref] = cell
             self.ref_of[cell.cell_id] = ref
             self.submitted[cell.cell_id] = time.perf_counter()
@@ -312,9 +329,24 @@ class Sweep:
             del self.ref_of[cell.cell_id]
             try:
                 row = ray.get(ref)
-            except Exception as exc:
+            except Exception as exc:  # every failure becomes a row
                 row = self.failed(cell, exc, registry)
             self.record(row)
+            self.adapt(row)
+
+    def adapt(self, row: Row) -> None:
+        """Queue the replicates adaptive precision asks for (:mod:`.adaptive`), and write
+        its decision into the rows of a group it has decided."""
+        more, decided = self.planner.after(row)
+        for cell in more:
+            self.todo.append(cell)
+            self.queue.append(cell)
+            self.bar.total += 1
+        for done in decided:
+            try:
+                store.write_row(self.out, done)
+            except OSError as exc:
+                raise storage_error(self.out, exc) from None
 
     def failed(self, cell: Cell, exc: BaseException, registry: Any) -> dict:
         """The row of a cell whose task raised (a crash beyond the retries, a time-out)."""
@@ -379,7 +411,7 @@ class Sweep:
         t0 = time.perf_counter()
         registry = reg.registry()
         reg.ask(registry.forget.remote([c.cell_id for c in self.todo]), None)
-        task = ray.remote(execute)
+        tasks = (ray.remote(execute), ray.remote(max_calls=1)(execute))
         self.bar = tqdm(
             total=len(self.todo),
             desc=self.opt.desc,
@@ -389,7 +421,7 @@ class Sweep:
             dynamic_ncols=True,
         )
         bad = infeasible(self.todo, self.opt.exclusive)
-        queue = collections.deque(c for c in self.todo if c.cell_id not in bad)
+        self.queue.extend(c for c in self.todo if c.cell_id not in bad)
         limit = self.in_flight()
         next_check = 0.0
         unwritten = None
@@ -399,8 +431,8 @@ class Sweep:
                 self.record(
                     {**failure_row(cell, FAILED, bad[cell.cell_id]), "attempt": 0, "neighbours": 0}
                 )
-            while queue or self.pending:
-                self.submit(queue, task, runner, registry, limit)
+            while self.queue or self.pending:
+                self.submit(tasks, runner, registry, limit)
                 self.collect(registry)
                 if self.opt.cell_timeout and self.pending and time.monotonic() >= next_check:
                     next_check = time.monotonic() + CHECK_EVERY_S
