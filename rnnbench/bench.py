@@ -110,6 +110,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="time the cell against itself with these fields changed, taking turns, e.g. "
         "workers=1, threads=1, model=elman,strategy=best_bptt",
     )
+    a(
+        "--replicates",
+        type=positive_int,
+        default=1,
+        help="measure the cell this many times, each in a fresh process, and print the "
+        "interval over them (default 1)",
+    )
     a("--json", action="store_true", help="print exactly one JSON object on stdout")
 
 
@@ -155,6 +162,7 @@ def cell_from_args(args: argparse.Namespace) -> Cell:
         dtype=args.dtype,
         rho=args.rho,
         baseline=getattr(args, "baseline", None) or (),
+        replicates=getattr(args, "replicates", 1),
     )
 
 
@@ -194,6 +202,49 @@ TABLE_KEYS = tuple(
 )
 
 
+def _strict(row: dict) -> dict:
+    """The row for strict JSON: NaN and infinities as null."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+
+
+def _run_fresh(cell: Cell, timeout_s: float | None) -> dict:
+    """The cell's row, measured in a new process (a replicate)."""
+    from rnnbench.harness.runner import run_cell
+
+    return run_cell(cell, timeout_s=timeout_s)
+
+
+def replicates(cell: Cell, timeout_s: float | None) -> list[dict]:
+    """The cell measured ``cell.replicates`` times, each in a fresh process (spawned, one
+    task per process), one after another."""
+    import dataclasses
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    out = []
+    for i in range(cell.replicates):
+        one = dataclasses.replace(cell, replicate=i)
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            out.append(pool.submit(_run_fresh, one, timeout_s).result())
+    return out
+
+
+def summary(rows: list[dict]) -> dict:
+    """The replicates' interval: of the paired speedup, else of the step time."""
+    from rnnbench.stats import ratio_ci
+
+    key = "speedup_median" if rows[0].get("baseline") else "step_ms_median"
+    ci = ratio_ci([float(r[key]) for r in rows if r.get("status") == OK and r.get(key) is not None])
+    return {
+        "figure": key,
+        "replicates": len(rows),
+        "estimate": ci.estimate if ci else None,
+        "low": ci.low if ci else None,
+        "high": ci.high if ci else None,
+    }
+
+
 def main(args: argparse.Namespace) -> int:
     from rnnbench.harness.runner import run_cell
 
@@ -203,12 +254,36 @@ def main(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise UsageError("--device: cuda was asked for but no CUDA device is available")
+    from rnnbench.harness.procstat import warn_if_loaded
+
+    warn_if_loaded("bench")
+    if cell.replicates > 1:
+        rows = replicates(cell, args.timeout)
+        interval = summary(rows)
+        if args.json:
+            print(
+                json.dumps(
+                    {"interval": interval, "rows": [_strict(r) for r in rows]},
+                    default=str,
+                    allow_nan=False,
+                )
+            )
+        else:
+            for r in rows:
+                print(
+                    f"replicate {r['replicate']}: {interval['figure']} "
+                    f"{_fmt(r.get(interval['figure']))} ({r['status']})"
+                )
+            if interval["estimate"] is not None:
+                print(
+                    f"{interval['figure']}: {interval['estimate']:.4g} "
+                    f"[{interval['low']:.4g}, {interval['high']:.4g}] (95% over "
+                    f"{interval['replicates']} replicates, each a fresh process)"
+                )
+        return 0 if all(r["status"] == OK for r in rows) else 1
     row = run_cell(cell, timeout_s=args.timeout)
     if args.json:
-        clean = {
-            k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()
-        }  # strict JSON: NaN becomes null
-        json.dump(clean, sys.stdout, default=str, allow_nan=False)
+        json.dump(_strict(row), sys.stdout, default=str, allow_nan=False)
         sys.stdout.write("\n")
     else:
         width = max(map(len, TABLE_KEYS))

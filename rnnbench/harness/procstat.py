@@ -140,3 +140,21 @@ def wait_share(on_ns: int, wait_ns: int) -> float:
     could, towards 1 when it mostly waited for a CPU."""
     total = on_ns + wait_ns
     return wait_ns / total if total > 0 else math.nan
+
+
+def warn_if_loaded(command: str) -> bool:
+    """One warning line on stderr when this node is already loaded beyond its CPUs before
+    a command starts timing; whether it was."""
+    import sys
+
+    from rnnbench.facts import node_cpus
+
+    load, cpus = load_average(), node_cpus()
+    if load > cpus:
+        print(
+            f"rnnbench {command}: warning: the node is already loaded (load average "
+            f"{load:.1f} on {cpus} CPUs): timings will be contended; rows record it",
+            file=sys.stderr,
+        )
+        return True
+    return False

@@ -353,6 +353,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"rnnbench run: error: {exc.path}: {problem}", file=sys.stderr)
         return 2
     out = Path(args.out or Path("results") / job.name)
+    if not args.dry_run:
+        from rnnbench.harness.procstat import warn_if_loaded
+
+        warn_if_loaded("run")
     if args.dry_run:
         return _dry_run(
             job,
