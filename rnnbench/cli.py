@@ -19,7 +19,7 @@ COMMANDS = {
     "run": ("rnnbench.sweep.command", "run a sweep (a job file) on Ray, resumably"),
     "report": ("rnnbench.report", "turn results folders into tables, plots and claims"),
     "compare": (
-        "rnnbench.report.compare",
+        "rnnbench.gate",
         "compare two runs configuration by configuration (exit 1 on a regression)",
     ),
 }

@@ -4,6 +4,7 @@ several runs, on results folders written by rnnbench.results.store."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +17,15 @@ from rnnbench import cli
 from rnnbench.report import build_report, compare, plots
 from rnnbench.results import store
 
-# Two seeds, three τ, each row with 9 raw samples spread ±2% around its median.
+# Three replicates (here: seeds), three τ, each run a fresh 3% noise draw.
 TAUS = (32, 128, 512)
+REPS = (0, 1, 2)
 
 
-def job_rows(seed: int, taus=TAUS, **fields) -> list[dict]:
-    """The same small job's timing rows, measured again: a fresh noise draw (3%)."""
-    rows = rs.timing_rows(taus=taus, seeds=(0, 1), rng=np.random.default_rng(seed))
+def job_rows(seed: int, taus=TAUS, reps=REPS, noise=0.03, **fields) -> list[dict]:
+    """The same small job's timing rows, measured again: a fresh noise draw."""
+    rows = rs.timing_rows(taus=taus, seeds=reps, noise=noise, rng=np.random.default_rng(seed))
     for r in rows:
-        ms = r["step_ms_median"]
-        r["step_ms_samples"] = list(ms * np.linspace(0.98, 1.02, 9))
         r.update(fields)
     return rows
 
@@ -56,23 +56,91 @@ def run(*args, capsys):
     return code, out, err
 
 
-def scale_config(folder: Path, factor: float, column="step_ms", **where) -> int:
+def scale_config(folder: Path, factor: float, column="step_ms_median", **where) -> int:
     """Multiply one measure of every row file matching ``where`` by ``factor``, on disk."""
     n = 0
     for path in (folder / "rows").glob("*.json"):
         row = json.loads(path.read_text())
         if all(row[k] == v for k, v in where.items()):
-            if column == "step_ms":
-                row["step_ms_samples"] = [v * factor for v in row["step_ms_samples"]]
-                row["step_ms_median"] *= factor
-            else:
-                row[column] *= factor
+            row[column] *= factor
             path.write_text(json.dumps(row))
             n += 1
     return n
 
 
-# --------------------------------------------------------------------------- compare
+# --------------------------------------------------------------------------- the rule
+
+
+def test_the_marks_follow_the_interval():
+    m = compare.MEASURES["step_ms"]
+    assert compare.mark(1.15, 1.4, 1.3, (3, 3), 1.1, m) == "slower"
+    assert compare.mark(0.6, 0.85, 0.7, (3, 3), 1.1, m) == "faster"
+    assert compare.mark(0.95, 1.05, 1.0, (3, 3), 1.1, m) == "same"
+    assert compare.mark(1.02, 1.4, 1.2, (3, 3), 1.1, m) == "unclear"  # past T, not its CI
+    assert compare.mark(1.15, 1.4, 1.3, (2, 5), 1.1, m) == "undecided"  # < 3 a side
+    s = compare.MEASURES["speedup"]  # a speedup is worse when it shrinks
+    assert compare.mark(0.6, 0.85, 0.7, (3, 3), 1.1, s) == "smaller"
+    exact = compare.MEASURES["saved_bytes"]
+    assert compare.mark(math.nan, math.nan, 1.5, (1, 1), 1.1, exact) == "larger"
+
+
+def aa_runs(rng, n_configs=10, reps=5, drift=0.06, spread=0.02, shift=None):
+    """One run of a job: per configuration ``reps`` values; the whole run drifts by a
+    draw of sd ``drift`` (machine state), each replicate by ``spread`` around it."""
+    rows = []
+    run_drift = rng.normal(0.0, drift)
+    for c in range(n_configs):
+        for r in range(reps):
+            factor = (shift or {}).get(c, 1.0)
+            ms = 10.0 * (c + 1) * factor * math.exp(run_drift + rng.normal(0.0, spread))
+            rows.append(
+                rs.row(model="elman", strategy="bptt", tau=64 * (c + 1), seed=r, step_ms_median=ms)
+            )
+    return pd.DataFrame(rows)
+
+
+def test_an_aa_test_flags_at_most_five_percent_and_a_real_slowdown_is_flagged():
+    """Identical code, runs drawn from one distribution whose between-run drift (6%) is
+    three times the within-run spread (2%): over 10 configurations and 45 ordered pairs
+    of 10 runs, at most 5% of the comparisons are flagged either way.  A true 1.3x
+    slowdown of one configuration is flagged slower."""
+    rng = np.random.default_rng(21)
+    runs_ = [aa_runs(rng) for _ in range(10)]
+    flagged = total = 0
+    for i in range(len(runs_)):
+        for j in range(i + 1, len(runs_)):
+            c = compare.compare(runs_[i], runs_[j], labels=("a", "b"))
+            flagged += int(c.matched["mark"].isin(["slower", "faster"]).sum())
+            total += len(c.matched)
+    assert total == 450 and flagged / total <= 0.05, flagged / total
+    base = aa_runs(rng)
+    slow = aa_runs(rng, shift={3: 1.3})
+    c = compare.compare(base, slow, labels=("base", "new"))
+    assert list(c.worse) == [c.matched.iloc[3]["configuration"]]
+    assert c.exit_code == 1
+
+
+def test_the_quartile_rule_it_replaces_fails_the_same_aa_test():
+    """The old rule — raw samples of one run, the interval from both sides' quartiles —
+    flags far more than 5% of identical configurations at this drift: the A/A test can
+    fail, and did."""
+    rng = np.random.default_rng(21)
+    runs_ = [aa_runs(rng, reps=1) for _ in range(10)]
+    flagged = total = 0
+    for i in range(len(runs_)):
+        for j in range(i + 1, len(runs_)):
+            a, b = runs_[i], runs_[j]
+            for (_, x), (_, y) in zip(a.iterrows(), b.iterrows()):
+                samples_a = x["step_ms_median"] * np.linspace(0.98, 1.02, 9)
+                samples_b = y["step_ms_median"] * np.linspace(0.98, 1.02, 9)
+                lo = np.quantile(samples_b, 0.25) / np.quantile(samples_a, 0.75)
+                hi = np.quantile(samples_b, 0.75) / np.quantile(samples_a, 0.25)
+                flagged += int(lo > 1.1 or hi < 1 / 1.1)
+                total += 1
+    assert flagged / total > 0.05
+
+
+# --------------------------------------------------------------------------- the command
 
 
 def test_two_runs_of_the_same_job_are_the_same_everywhere(two_runs, capsys):
@@ -80,32 +148,32 @@ def test_two_runs_of_the_same_job_are_the_same_everywhere(two_runs, capsys):
     assert code == 0, out + err
     c = compare.compare(*two_runs)
     assert len(c.matched) == len(rs.LAWS) * len(TAUS)  # threads 1 vs 4 still match
-    assert set(c.matched["mark"]) == {"same"}
-    # Noise moves a ratio by a few percent, never the whole interval past the threshold.
-    assert (c.matched["ratio_lo"] < 1.1).all() and (c.matched["ratio_hi"] > 1 / 1.1).all()
-    assert c.only.empty and "exit 0" in out
+    assert not c.matched["mark"].isin(["slower", "faster", "undecided"]).any()
+    assert (c.matched["base_n"] == 3).all() and c.only.empty and "exit 0" in out
     assert "Synthetic CPU" in out and "Cluster CPU" in out and "def5678" in out
+    assert "warning: the machines differ (CPU:" in out  # the fingerprints differ
 
 
 def test_a_run_against_itself_is_the_same_everywhere(two_runs, capsys):
     code, out, _ = run("compare", two_runs[0], two_runs[0], capsys=capsys)
-    assert code == 0 and "9 matched: 9 same" in out
+    assert code == 0 and "9 matched:" in out and "machines differ" not in out
     c = compare.compare(two_runs[0], two_runs[0])
     assert list(c.labels) == [str(two_runs[0]), f"{two_runs[0]} #2"]
     assert (c.matched["ratio"] == 1.0).all()
+    assert not c.matched["mark"].isin(["slower", "faster", "undecided"]).any()
 
 
 def test_one_configuration_made_slower_is_the_only_one_marked_and_fails(two_runs, capsys):
     base, new = two_runs
-    assert scale_config(new, 1.5, model="elman", strategy="bptt", tau=128) == 2  # both seeds
+    assert scale_config(new, 1.5, model="elman", strategy="bptt", tau=128) == 3  # every rep
     code, out, err = run("compare", base, new, capsys=capsys)
     assert code == 1
     c = compare.compare(base, new)
     slower = c.matched[c.matched["mark"] == "slower"]
     assert list(slower["configuration"]) == ["elman + bptt, text, τ=128, B=1, H=32"]
-    assert slower.iloc[0]["strategy_label"] == "bptt" and slower.iloc[0]["tau"] == 128
+    assert "baseline=" not in out  # a plain cell names no empty baseline
     assert slower.iloc[0]["ratio"] == pytest.approx(1.5, rel=0.1)
-    assert set(c.matched.drop(slower.index)["mark"]) == {"same"}
+    assert not c.matched.drop(slower.index)["mark"].isin(["slower", "faster"]).any()
     assert f"SLOWER: {slower.iloc[0]['configuration']}" in out
     # The gate is the threshold: 1.5x is not slower beyond 1.6.
     code, out, _ = run("compare", base, new, "--threshold", "1.6", capsys=capsys)
@@ -116,15 +184,28 @@ def test_one_configuration_made_slower_is_the_only_one_marked_and_fails(two_runs
     assert list(compare.compare(new, base).matched["mark"]).count("faster") == 1
 
 
-def test_an_interval_straddling_one_is_same_even_when_the_medians_differ(two_runs):
-    base, new = two_runs
-    for path in (new / "rows").glob("*.json"):  # medians 1.3x, samples spread 0.2x-3x
-        row = json.loads(path.read_text())
-        row["step_ms_samples"] = list(row["step_ms_median"] * np.linspace(0.2, 2.8, 9))
-        path.write_text(json.dumps(row))
+def test_fewer_than_three_replicates_are_undecided_never_slower(tmp_path, capsys):
+    base = results(tmp_path / "base", job_rows(1, reps=(0, 1)))
+    new = results(tmp_path / "new", job_rows(2, reps=(0, 1)))
+    scale_config(new, 3.0, model="elman", strategy="bptt")
+    code, out, _ = run("compare", base, new, capsys=capsys)
     c = compare.compare(base, new)
-    assert (c.matched["ratio"] > 1.2).all()
-    assert set(c.matched["mark"]) == {"same"} and c.exit_code == 0
+    assert set(c.matched["mark"]) == {"undecided"} and code == 0
+    assert "undecided with fewer than 3 repetitions" in out
+
+
+def test_sides_of_several_folders_pool_their_replicates(tmp_path, capsys):
+    one_each = [results(tmp_path / f"b{i}", job_rows(10 + i, reps=(i,))) for i in range(3)]
+    new = [results(tmp_path / f"n{i}", job_rows(20 + i, reps=(i,))) for i in range(3)]
+    scale_config(new[0], 2.0, model="jordan", tau=32)
+    for folder in new[1:]:
+        scale_config(folder, 2.0, model="jordan", tau=32)
+    code, out, _ = run("compare", "--base", *one_each, "--new", *new, capsys=capsys)
+    assert code == 1 and "n=" not in out
+    c = compare.compare(one_each, new)
+    assert (c.matched["base_n"] == 3).all() and len(c.worse) == 1
+    code, _, err = run("compare", one_each[0], "--base", *one_each, capsys=capsys)
+    assert code == 2 and err.count("\n") == 1
 
 
 def test_the_json_names_the_regression(two_runs, capsys):
@@ -136,17 +217,67 @@ def test_the_json_names_the_regression(two_runs, capsys):
     assert obj["worse"] == [m["configuration"] for m in obj["matched"] if m["mark"] == "slower"]
     assert len(obj["worse"]) == 1 and "jordan + teacher_forcing" in obj["worse"][0]
     assert obj["base"] == "laptop" and obj["env"]["node"]["git commit"] == "def5678"
-    assert "Q1(NEW)/Q3(BASE)" in obj["rule"]
+    assert "Welch" in obj["rule"] and obj["machines_differ"]
 
 
-def test_point_measures_compare_the_values_without_an_interval(two_runs, capsys):
+def test_speedups_of_paired_cells_compare_too(tmp_path, capsys):
+    """--measure speedup: a paired cell's speedup over its baseline, per replicate; a
+    speedup that shrank is the regression.  One configuration: its shift cannot be told
+    from the machine's within one run, so each side has three runs (folders)."""
+
+    def side(name, seed, factor):
+        rng = np.random.default_rng(seed)
+        folders = []
+        for run_ in range(3):
+            rows = [
+                rs.row(
+                    model="jordan",
+                    strategy="teacher_forcing",
+                    tau=1024,
+                    seed=r,
+                    baseline='{"threads": 1}',
+                    step_ms_median=10.0,
+                    speedup_median=1.6 * factor * math.exp(rng.normal(0, 0.02)),
+                )
+                for r in range(2)
+            ]
+            folders.append(results(tmp_path / f"{name}{run_}", rows))
+        return folders
+
+    base, new = side("base", 1, 1.0), side("new", 2, 0.7)
+    code, out, _ = run(
+        "compare", "--base", *base, "--new", *new, "--measure", "speedup", capsys=capsys
+    )
+    assert code == 1 and "SMALLER: jordan + teacher_forcing" in out
+    same = side("same", 3, 1.0)
+    assert (
+        run("compare", "--base", *base, "--new", *same, "--measure", "speedup", capsys=capsys)[0]
+        == 0
+    )
+    # one run a side: undecided, never smaller
+    code, out, _ = run("compare", base[0], new[0], "--measure", "speedup", capsys=capsys)
+    assert code == 0 and "undecided" in out
+
+
+def test_a_slowdown_of_every_configuration_needs_runs_to_be_told_from_drift(tmp_path, capsys):
+    """Every configuration 1.3x slower: within one run a side that is the machine's shift
+    as much as the code's (undecided); with three runs a side it is judged, and fails."""
+    base = [results(tmp_path / f"b{i}", job_rows(30 + i)) for i in range(3)]
+    new = [results(tmp_path / f"n{i}", job_rows(40 + i)) for i in range(3)]
+    for folder in new:
+        scale_config(folder, 1.3)
+    code, out, _ = run("compare", base[0], new[0], capsys=capsys)
+    assert code == 0 and "shift (every configuration alike): NEW/BASE 1.2" in out
+    assert "run(s): undecided (judged with 3 runs a side" in out
+    code, out, _ = run("compare", "--base", *base, "--new", *new, capsys=capsys)
+    assert code == 1 and "SLOWER: the whole run" in out
+
+
+def test_exact_counts_compare_their_values(two_runs, capsys):
     base, new = two_runs
-    scale_config(new, 3.0, column="peak_bytes", model="elman", strategy="bptt_fused", tau=512)
-    code, out, _ = run("compare", base, new, "--measure", "peak_bytes", capsys=capsys)
-    assert code == 1 and "LARGER: elman + bptt_fused" in out and "point values" in out
-    c = compare.compare(base, new, measure="peak_bytes")
-    assert c.matched["ratio_lo"].isna().all()
-    assert list(c.matched["mark"]).count("larger") == 1
+    scale_config(new, 3.0, column="saved_bytes", model="elman", strategy="bptt_fused", tau=512)
+    code, out, _ = run("compare", base, new, "--measure", "saved_bytes", capsys=capsys)
+    assert code == 1 and "LARGER: elman + bptt_fused" in out and "an exact count" in out
     # The step times were not touched: compared on step_ms the runs still agree.
     assert run("compare", base, new, capsys=capsys)[0] == 0
 
@@ -189,6 +320,38 @@ def test_a_configuration_that_fails_in_new_fails_the_gate(two_runs, capsys):
     assert code == 1 and "NOT OK IN NEW: elman + bptt_fused" in out and "oom" in out
 
 
+@pytest.mark.slow
+def test_confirm_measures_the_flagged_configuration_again(
+    ray_session, tmp_path, capsys, monkeypatch
+):
+    """Real tiny cells at three τ, three replicates each; NEW is a copy whose τ = 32 step
+    times were doubled (flagged slower against the run's shift); --confirm measures three
+    more replicates of it for real into NEW and decides on all six: no longer slower."""
+    from rnnbench.harness.runner import run_cell
+    from rnnbench.job import jobfile
+    from rnnbench.job.cell import Cell
+    from rnnbench.sweep import command
+
+    monkeypatch.setattr(command, "connect", lambda *a, **k: False)  # the session's Ray
+    cells = jobfile.replicated(
+        [
+            Cell(model="elman", strategy="bptt", tau=t, hidden=16, repeats=3, replicates=3)
+            for t in (16, 32, 64)
+        ]
+    )
+    base, new = tmp_path / "base", tmp_path / "new"
+    for cell in cells:
+        row = run_cell(cell)
+        store.write_row(base, row)
+        doubled = 2 * row["step_ms_median"] if cell.tau == 32 else row["step_ms_median"]
+        store.write_row(new, {**row, "step_ms_median": doubled})
+    assert run("compare", base, new, capsys=capsys)[0] == 1
+    code, out, err = run("compare", base, new, "--confirm", capsys=capsys)
+    assert "confirming 1 flagged configuration(s): 3 new replicate(s) measured" in err
+    assert len(store.stored_ids(new)) == 12
+    assert code == 0 and "SLOWER" not in out, out
+
+
 def _empty(d: Path):
     d.mkdir()
 
@@ -209,6 +372,7 @@ def _failed_only(d: Path):
             ("--measure", "loss_free"),
             "loss_free measured in both",
         ),
+        (lambda d: results(d, job_rows(3)), ("--measure", "speedup"), "speedup_median"),
         (
             lambda d: results(d, job_rows(3)),
             ("--threshold", "0.9"),
@@ -270,7 +434,7 @@ def test_a_report_of_two_runs_lines_them_up(multi):
     assert list(s["run"][:2]) == ["laptop", "node"]
     assert s.iloc[0]["tau"] == s.iloc[1]["tau"] and s.iloc[0]["threads"] == 1
     assert s.iloc[1]["threads"] == 4
-    assert set(multi.compared["mark"]) == {"same"} and len(multi.compared) == 9
+    assert set(multi.compared["mark"]) <= {"same", "unclear"} and len(multi.compared) == 9
     for name, _, _, _, shown in multi.tables():
         assert list(shown.columns[:1]) == ["run"], name
     # Each run keeps its environment.

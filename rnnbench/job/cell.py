@@ -334,6 +334,22 @@ class Cell:
         return tasks.make(self.task, **dict(self.task_options))
 
     @classmethod
+    def from_row(cls, row: dict) -> Cell:
+        """The cell a stored row measured (its configuration fields; options and the
+        baseline parsed from their JSON text; ``threads`` as the number the row ran on)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        config = {}
+        for key, value in row.items():
+            if key not in fields or value is None:
+                continue
+            if isinstance(value, float) and math.isnan(value):
+                continue
+            if key in ("strategy_options", "task_options", "baseline") and isinstance(value, str):
+                value = json.loads(value) if value.strip() else {}
+            config[key] = value
+        return cls(**config)
+
+    @classmethod
     def from_config(cls, config: dict) -> Cell:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(config) - known)

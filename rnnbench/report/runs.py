@@ -22,6 +22,7 @@ from rnnbench.report import tidy
 from rnnbench.report.tables import CONFIG
 
 RUN = "run"
+SOURCE = "source"  # a side of a comparison: the run (folder) a row came from
 # Cell fields that describe the machine a run was measured on, not the computation.
 MACHINE = ("device", "threads")
 # Cell fields the report's tables do not group by, and later schema additions (read
@@ -68,6 +69,32 @@ def load_runs(sources, labels=None) -> pd.DataFrame:
         frames.append(rows)
     out = pd.concat(frames, ignore_index=True)
     out[RUN] = pd.Categorical(out[RUN], categories=[n for n, _ in pairs], ordered=True)
+    return out
+
+
+def load_sides(base, new, labels=None) -> pd.DataFrame:
+    """Two sides of a comparison, each a results folder (or DataFrame) or a list of them
+    whose rows are pooled as one side's repetitions; labelled like :func:`load_runs`
+    (a side of several folders: their labels joined by '+'), BASE first."""
+    sides = [list(s) if isinstance(s, (list, tuple)) else [s] for s in (base, new)]
+    if labels:
+        if len(labels) != 2:
+            raise UsageError(f"--label: {len(labels)} label(s) for 2 sides; give BASE and NEW")
+        names = [str(x) for x in labels]
+    else:
+        each = [n for n, _ in label_runs([src for side in sides for src in side])]
+        names = ["+".join(each[: len(sides[0])]), "+".join(each[len(sides[0]) :])]
+    if names[0] == names[1]:
+        names = [f"{names[0]} (base)", f"{names[1]} (new)"]
+    frames = []
+    for name, side in zip(names, sides):
+        for i, source in enumerate(side):
+            rows = tidy.load(source)
+            rows.insert(0, RUN, name)
+            rows[SOURCE] = i  # which of the side's runs (folders) a row came from
+            frames.append(rows)
+    out = pd.concat(frames, ignore_index=True)
+    out[RUN] = pd.Categorical(out[RUN], categories=names, ordered=True)
     return out
 
 
