@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -51,6 +52,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.lru_cache(maxsize=1)
+def blas() -> str | None:
+    """The BLAS torch was built with (``BLAS_INFO`` of ``torch.__config__.show()``), and
+    its MKL-DNN version where there is one."""
+    text = torch.__config__.show()
+    match = re.search(r"BLAS_INFO=([^,\s]+)", text)
+    dnn = re.search(r"MKL-DNN (v[\d.]+)", text)
+    if match is None:
+        return None
+    return match.group(1) + (f", MKL-DNN {dnn.group(1)}" if dnn else "")
+
+
 def gpu_name(device: str) -> str | None:
     if device == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name()
@@ -68,6 +81,7 @@ def provenance(device: str = "cpu") -> dict:
         "host": socket.gethostname(),
         "cpu_model": cpu_model(),
         "gpu_name": gpu_name(device),
+        "blas": blas(),
         "allocator": allocator.state(),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -39,13 +39,13 @@ from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 from rnnbench.core import strategies
-from rnnbench.facts import BEST_CHOICES, clip_error
+from rnnbench.facts import BEST_CHOICES, NEWTON_SOLVERS, TIME_SPLIT_SOLVERS, clip_error
 from rnnbench.harness import chain, gemm, memory, paired, procstat, sides, training
 from rnnbench.harness.row import base_row
 from rnnbench.harness.sides import Side, block_size
 from rnnbench.harness.training import NAN, WARMUP
 from rnnbench.job.cell import Cell
-from rnnbench.pit import diagnostics
+from rnnbench.pit import diagnostics, lyapunov
 from rnnbench.results.rows import CellTimeout, NonFiniteLoss, fail
 
 BEST_ROUNDS = 3  # blocks per candidate when best_bptt picks the fastest BPTT
@@ -123,6 +123,7 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
         row["depth"] = strategies.get(cell.strategy).depth(
             cell.tau, iterations=rec.iterations, **dict(cell.strategy_options)
         )
+    row.update(dynamics(cell, model, x))
     row["saved_bytes_expected"] = int(
         strategies.get(cell.strategy).saved_bytes(
             cell.model,
@@ -166,6 +167,23 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
 
     # 4. loss
     row.update(_train_and_evaluate(cell, deadline))
+
+
+def dynamics(cell: Cell, model, x: torch.Tensor) -> dict:
+    """For an Elman cell solved by a scan, or given a spectral radius: the largest Lyapunov
+    exponent along its trajectory on the cell's batch (:mod:`rnnbench.pit.lyapunov`), and a
+    Newton solver's iteration cap (``max_iter``, at most tau)."""
+    if cell.model not in ("elman", "single_output") or (
+        cell.strategy not in TIME_SPLIT_SOLVERS and cell.rho is None
+    ):
+        return {}
+    out: dict[str, object] = {
+        "lyapunov": lyapunov.largest_exponent(model.input_term(x).detach(), model.W)
+    }
+    if cell.strategy in NEWTON_SOLVERS:
+        cap = dict(cell.strategy_options).get("max_iter") or cell.tau
+        out["iter_cap"] = min(int(cap), cell.tau)
+    return out
 
 
 def sample(
