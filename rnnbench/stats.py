@@ -18,6 +18,7 @@ interval.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from scipy import stats as st
 LEVEL = 0.95
 
 
+@functools.lru_cache(maxsize=1024)
 def t_quantile(p: float, df: float) -> float:
     """The t with P(T <= t) = p for Student's t with ``df`` degrees of freedom."""
     if not 0.0 < p < 1.0 or df <= 0:

@@ -24,6 +24,11 @@ SEEDS = (0, 1, 2)
 LAWS = {
     ("elman", "bptt"): {"time": (0.02, 1.0), "saved": (4096.0, 1.0), "peak": (2.0e5, 0.5)},
     ("elman", "bptt_fused"): {"time": (0.008, 1.0), "saved": (4096.0, 1.0), "peak": (2.0e5, 0.5)},
+    ("elman", "bptt_compiled"): {
+        "time": (0.004, 1.0),
+        "saved": (2048.0, 1.0),
+        "peak": (1.0e5, 0.5),
+    },
     ("jordan", "teacher_forcing"): {
         "time": (0.05, 0.5),
         "saved": (4096.0, 1.0),
@@ -33,6 +38,7 @@ LAWS = {
 DEPTH = {
     "bptt": lambda t: t,
     "bptt_fused": lambda t: t,
+    "bptt_compiled": lambda t: t,
     "teacher_forcing": lambda t: 1,
     "free_running": lambda t: t,
 }
@@ -120,6 +126,7 @@ def row(**fields) -> dict:
                 "strategy_options",
                 "task_options",
                 "rho",
+                "replicate",
             )
         },
         sort_keys=True,
@@ -278,14 +285,16 @@ def failed_rows() -> list[dict]:
     ]
 
 
-def claims_rows(gap=0.3, deer_speedup=0.5, **hardware) -> list[dict]:
-    """The evidence only the claims use: paired hardware and overhead comparisons, DEER
-    iterations and a paired DEER timing, Jordan fed its own outputs on delayed recall,
-    text generation with its W = 0 control (free-running ``gap`` above teacher-forced)."""
+def claims_rows(mismatch=0.3, deer_speedup=0.5, vs_compiled=2.0, **hardware) -> list[dict]:
+    """The evidence only the claims use: the chain and paired hardware comparisons,
+    overhead comparisons, DEER iterations and a paired DEER timing, Jordan fed its own
+    outputs on delayed recall, text generation with its W = 0 control and a Jordan trained
+    on its own outputs (whose free-running loss is ``mismatch`` below teacher forcing's)."""
     return (
         hardware_rows(**hardware)
-        + overhead_rows()
+        + overhead_rows(vs_compiled=vs_compiled)
         + deer_rows()
+        + deer_rows(strategy="quasi_deer", iterations=lambda tau: 20)
         + paired_rows(
             "elman",
             "deer",
@@ -294,9 +303,10 @@ def claims_rows(gap=0.3, deer_speedup=0.5, **hardware) -> list[dict]:
             tau=4096,
             iterations=6,
             converged=True,
+            threads=2,
         )
         + capacity_rows({("jordan", "free_running"): 0.5}, tau=64)
-        + exposure_rows(gap=gap)
+        + exposure_rows(mismatch=mismatch)
     )
 
 
@@ -325,7 +335,7 @@ def law_rows(
     seeds=(0,),
     noise=0.02,
     model="elman",
-    strategy="bptt",
+    strategy="bptt_compiled",
     rng=None,
     **fields,
 ) -> list[dict]:
@@ -358,39 +368,82 @@ def paired_rows(
     baseline: dict,
     spread=0.03,
     pairs=9,
+    replicates=3,
     seed=0,
     ms=10.0,
     **fields,
 ) -> list[dict]:
-    """One cell timed against its ``baseline`` in alternating blocks: ``pairs`` per-pair
-    ratios baseline/this around ``speedup`` (±``spread``, log-spaced)."""
-    ratios = list(speedup * np.exp(np.linspace(-spread, spread, pairs)))
-    return [
-        row(
-            model=model,
-            strategy=strategy,
-            seed=seed,
-            step_ms_median=ms,
-            step_ms_iqr=ms * 0.05,
-            baseline=json.dumps(baseline, sort_keys=True),
-            baseline_step_ms_median=ms * speedup,
-            speedup_median=speedup,
-            speedup_q1=ratios[pairs // 4],
-            speedup_q3=ratios[3 * pairs // 4],
-            speedup_samples=ratios,
-            depth=fields.pop("depth", 1),
-            **fields,
+    """One cell timed against its ``baseline`` in alternating blocks, measured in
+    ``replicates`` fresh processes: each replicate's pair ratios (baseline/this) lie around
+    its own speedup, the replicates' speedups log-spaced ±``spread`` around ``speedup``."""
+    out = []
+    depth = fields.pop("depth", 1)
+    for i, rep in enumerate(np.exp(np.linspace(-spread, spread, replicates))):
+        mid = speedup * rep
+        ratios = list(mid * np.exp(np.linspace(-spread, spread, pairs)))
+        out.append(
+            row(
+                model=model,
+                strategy=strategy,
+                seed=seed,
+                replicate=i,
+                replicates=replicates,
+                step_ms_median=ms,
+                step_ms_iqr=ms * 0.05,
+                baseline=json.dumps(baseline, sort_keys=True),
+                baseline_step_ms_median=ms * mid,
+                speedup_median=mid,
+                speedup_q1=ratios[pairs // 4],
+                speedup_q3=ratios[3 * pairs // 4],
+                speedup_samples=ratios,
+                depth=depth,
+                **fields,
+            )
         )
-    ]
+    return out
+
+
+def chain_rows(
+    strategy="bptt_compiled",
+    step=1.45,
+    chain=1.1,
+    op=1.1,
+    threads=2,
+    tau=4096,
+    batch=32,
+    spread=0.03,
+    replicates=3,
+) -> list[dict]:
+    """A sequential BPTT on ``threads`` cores against one thread: the whole step gains
+    ``step``, its chain alone ``chain``, one step's operations ``op`` (the control)."""
+    rows = paired_rows(
+        "elman",
+        strategy,
+        step,
+        {"threads": 1},
+        spread=spread,
+        tau=tau,
+        batch=batch,
+        threads=threads,
+        replicates=replicates,
+        depth=tau,
+    )
+    for i, r in enumerate(rows):
+        jitter = math.exp(spread * (i - 1))
+        r["chain_speedup_samples"] = list(chain * jitter * np.exp(np.linspace(-0.02, 0.02, 5)))
+        r["op_speedup_samples"] = list(op * np.exp(np.linspace(-0.02, 0.02, 5)))
+        r["chain_ms_median"] = 0.4 * r["step_ms_median"]
+    return rows
 
 
 def hardware_rows(
-    bptt_cores=0.7, tf_cores=1.5, deer_workers=None, tf_workers=1.8, tau=1024
+    chain=1.1, op=1.1, step=1.45, tf_cores=1.5, deer_workers=None, tf_workers=1.8, tau=1024
 ) -> list[dict]:
-    """All cores against one thread for Elman BPTT and Jordan + teacher forcing, and two
-    workers against one for teacher forcing (and Elman + deer when given)."""
+    """The compiled loop's chain on all cores against one thread (with its control and
+    the whole step), Jordan + teacher forcing on all cores and on two workers against one
+    (and Elman + deer split along time when given)."""
     rows = (
-        paired_rows("elman", "bptt", bptt_cores, {"threads": 1}, tau=tau, threads=2)
+        chain_rows(step=step, chain=chain, op=op, tau=tau)
         + paired_rows("jordan", "teacher_forcing", tf_cores, {"threads": 1}, tau=tau, threads=2)
         + paired_rows(
             "jordan",
@@ -437,9 +490,17 @@ def overhead_rows(vs_loop=20.0, vs_compiled=2.0, tau=1024) -> list[dict]:
 
 
 def deer_rows(
-    iterations=lambda tau: 6, converged=True, rho=0.9, taus=(64, 256, 1024, 4096), strategy="deer"
+    iterations=lambda tau: 6,
+    converged=True,
+    rho=0.9,
+    taus=(64, 256, 1024, 4096),
+    strategy="deer",
+    lyapunov=-0.2,
+    cap=None,
 ) -> list[dict]:
-    """Elman + deer timing cells with Newton iteration counts."""
+    """Elman + deer timing cells with Newton iteration counts (``cap``: the iteration cap,
+    default tau; ``converged`` may be a function of tau)."""
+    done = converged if callable(converged) else (lambda tau: converged)
     return [
         row(
             model="elman",
@@ -448,8 +509,10 @@ def deer_rows(
             rho=rho,
             step_ms_median=1.0,
             iterations=iterations(tau),
-            converged=converged,
+            converged=done(tau),
             residual=1e-12,
+            iter_cap=cap or tau,
+            lyapunov=lyapunov,
             depth=iterations(tau) * scan_depth(tau),
         )
         for tau in taus
@@ -486,51 +549,72 @@ def capacity_rows(
 
 
 def exposure_rows(
-    gap=0.3, feedback_worth=0.8, seeds=SEEDS, steps=300, loss=2.0, task_options=None, control=True
+    gap=0.5,
+    mismatch=0.3,
+    feedback_worth=0.8,
+    seeds=SEEDS,
+    steps=300,
+    loss=2.0,
+    task_options=None,
+    control=True,
+    self_fed=True,
 ) -> list[dict]:
-    """Jordan + teacher forcing on text generation (input none): free-running loss
-    ``gap`` above the teacher-forced one; the W = 0 control ``feedback_worth`` above it
-    (equal on both losses, as W = 0 makes them)."""
+    """Jordan on text generation (input none): trained with teacher forcing, its
+    free-running loss ``gap`` above its teacher-forced one; trained on its own outputs
+    (free running), a free-running loss ``mismatch`` below the teacher-forcing-trained
+    one's; the W = 0 control ``feedback_worth`` above the teacher-forced loss."""
     rng = np.random.default_rng(5)
     opts = {"input": "none"} if task_options is None else task_options
+    common = dict(
+        model="jordan", task="text", task_options=opts, tau=64, batch=16, train_steps=steps, depth=1
+    )
+    horizon = [8, 16, 32, 64]
     rows = []
     for seed in seeds:
         j = rng.normal(0.0, 0.01)
+        free = loss + j + gap + rng.normal(0.0, 0.01)
         rows.append(
             row(
-                model="jordan",
                 strategy="teacher_forcing",
-                task="text",
-                task_options=opts,
-                tau=64,
-                batch=16,
                 seed=seed,
-                train_steps=steps,
                 loss_tf=loss + j,
-                loss_free=loss + j + gap + rng.normal(0.0, 0.01),
+                loss_free=free,
                 acc_tf=0.3,
                 acc_free=0.25,
-                depth=1,
+                eval_feedback="argmax",
+                horizon_t=horizon,
+                horizon_loss_free=[loss + gap * h / 64 for h in horizon],
+                **common,
             )
         )
+        if self_fed:
+            own = free - mismatch + rng.normal(0.0, 0.01)
+            rows.append(
+                row(
+                    strategy="free_running",
+                    seed=seed,
+                    loss_tf=loss + j + 0.1,
+                    loss_free=own,
+                    acc_tf=0.28,
+                    acc_free=0.27,
+                    eval_feedback="softmax",
+                    horizon_t=horizon,
+                    horizon_loss_free=[own] * len(horizon),
+                    **{**common, "depth": 64},
+                )
+            )
         if control:
             c = loss + feedback_worth + rng.normal(0.0, 0.01)
             rows.append(
                 row(
-                    model="jordan",
                     strategy="teacher_forcing",
-                    task="text",
-                    task_options=opts,
                     strategy_options={"w_zero": True},
-                    tau=64,
-                    batch=16,
                     seed=seed,
-                    train_steps=steps,
                     loss_tf=c,
                     loss_free=c,
                     acc_tf=0.2,
                     acc_free=0.2,
-                    depth=1,
+                    **common,
                 )
             )
     return rows

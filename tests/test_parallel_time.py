@@ -366,8 +366,16 @@ def test_the_lyapunov_exponent_tells_contracting_from_chaotic_dynamics():
 
 
 def test_newton_rows_record_the_dynamics_and_the_cap():
-    row = single.run_cell(Cell(model="elman", strategy="quasi_deer", tau=32, rho=0.9,
-                               strategy_options={"max_iter": 20}, **SMALL))
+    row = single.run_cell(
+        Cell(
+            model="elman",
+            strategy="quasi_deer",
+            tau=32,
+            rho=0.9,
+            strategy_options={"max_iter": 20},
+            **SMALL,
+        )
+    )
     assert row["status"] == "ok", row["error"]
     assert row["iter_cap"] == 20 and row["lyapunov"] < 0
     plain = single.run_cell(Cell(model="elman", strategy="bptt", tau=32, **SMALL))

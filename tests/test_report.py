@@ -128,7 +128,9 @@ EXPECTED = {
     "tf_parallel_workers": "holds",
     "tf_faster_one_device": "holds",
     "tf_speedup_not_overhead": "holds",
+    "parallel_depth": "holds",
     "deer_depth": "holds",
+    "quasi_deer_depth": "holds",
     "deer_faster": "does not hold",
     "jordan_less_powerful": "holds",
     "jordan_fine_parity": "holds",
@@ -163,6 +165,7 @@ def _frame(
     laws=rs.LAWS,
     trained=rs.TRAINED,
     gap=0.3,
+    mismatch=0.3,
     tf=(1.0, 1.8, 3.2),
     el=(1.0, 0.97, 0.95),
     **claims_rows,
@@ -171,25 +174,22 @@ def _frame(
         rs.timing_rows(laws=laws)
         + rs.trained_rows(trained, exposure_gap=gap)
         + rs.worker_rows(tf, el, laws=laws)
-        + rs.claims_rows(gap=gap, **claims_rows)
+        + rs.claims_rows(mismatch=mismatch, **claims_rows)
     )
 
 
 # (claim, change, claims that follow from the same change)
 FLIPS = [
-    ("bptt_time_linear", dict(laws=_laws({("elman", "bptt", "time"): (0.001, 2.0)})), ()),
+    ("bptt_time_linear", dict(laws=_laws({("elman", "bptt_compiled", "time"): (1e-4, 2.0)})), ()),
     ("bptt_memory_linear", dict(laws=_laws({("elman", "bptt", "saved"): (4096.0, 0.5)})), ()),
-    ("bptt_not_parallel", dict(bptt_cores=1.9), ()),
-    # teacher forcing gaining nowhere is also the control failing: BPTT's claim undecided
-    ("tf_parallel_workers", dict(tf_cores=0.9, tf_workers=0.95), ("bptt_not_parallel",)),
-    (
-        "tf_faster_one_device",
-        dict(laws=_laws({("jordan", "teacher_forcing", "time"): (0.05, 1.2)})),
-        (),
-    ),
+    ("bptt_not_parallel", dict(chain=1.9), ()),
+    ("tf_parallel_workers", dict(tf_cores=0.9, tf_workers=0.95), ()),
+    # on 2 cores teacher forcing slower than the compiled loop: not faster, and what was
+    # left of its speedup against the framework loop was overhead
+    ("tf_faster_one_device", dict(vs_compiled=0.8), ("tf_speedup_not_overhead",)),
     ("jordan_less_powerful", dict(trained=_trained(delayed_recall__jordan=(1.0, 0.2))), ()),
     ("jordan_fine_parity", dict(trained=_trained(running_parity__jordan=(0.55, 0.7))), ()),
-    ("exposure_bias", dict(gap=-0.3), ()),
+    ("exposure_bias", dict(mismatch=-0.3), ()),
 ]
 
 
@@ -236,7 +236,7 @@ def test_not_measured_when_the_rows_are_missing_or_untrained():
     ]
     assert c.verdict == "not measured" and "did not learn" in c.evidence
     # A fit whose interval is too wide decides nothing.
-    noisy = pd.DataFrame(rs.timing_rows(taus=(16, 32, 64, 128), seeds=(0,), noise=0.5))
+    noisy = pd.DataFrame(rs.law_rows(a=1.0, b=0.01, taus=(16, 32, 64, 128), noise=0.5))
     assert verdicts(noisy)["bptt_time_linear"] == "not measured"
 
 
@@ -437,7 +437,7 @@ def test_store_folder_and_parquet_give_the_same_rows(tmp_path):
     store.consolidate(tmp_path / "res")
     shutil.rmtree(tmp_path / "res" / "rows")
     from_parquet = tidy.load(tmp_path / "res")
-    assert len(from_json) == len(from_parquet) == 3 * 3 + 2 + 2
+    assert len(from_json) == len(from_parquet) == len(rs.LAWS) * 3 + 2 + 2
     key = ["cell_id"]
     a, b = from_json.sort_values(key), from_parquet.sort_values(key)
     assert list(a["train_curve"]) == list(b["train_curve"])
@@ -548,9 +548,9 @@ def _claims_of(frame: pd.DataFrame) -> dict:
     ],
 )
 def test_worker_verdicts_decide_on_the_interval_not_two_medians(key, model, strategy, point):
-    """Median ratio 1.3× (past 1.1×); with the paired ratios spread over ×/÷ 1.8 the
-    interval straddles 1.1×: not measured. Narrow ratios decide again; one cell's
-    spread is never the interval (one seed, unpaired: no interval at all)."""
+    """Speedup 1.3× (past 1.1×); with the replicates spread over ×/÷ 1.8 the interval
+    over them straddles 1.1×: not measured. Narrow replicates decide again; one cell's
+    spread is never the interval (one seed, unpaired: below the gate)."""
 
     def rows(spread):
         control = (
@@ -581,10 +581,10 @@ def test_worker_verdicts_decide_on_the_interval_not_two_medians(key, model, stra
 
     wide = _claims_of(pd.DataFrame(rows(0.6)))[key]
     assert wide.verdict == "not measured"
-    assert "straddles 1.1×" in wide.evidence or "1.3× [" in wide.evidence
+    assert "1.3× [" in wide.evidence
     assert _claims_of(pd.DataFrame(rows(0.01)))[key].verdict == point
     one_seed = _claims_of(pd.DataFrame(rs.worker_rows(spread=0.01)))["tf_parallel_workers"]
-    assert one_seed.verdict == "not measured" and "no interval" in one_seed.evidence
+    assert one_seed.verdict == "not measured" and "gate 3 a side" in one_seed.evidence
 
 
 def test_worker_speedup_interval_comes_from_the_quartiles():
@@ -611,7 +611,7 @@ def test_workers_pair_only_with_a_baseline_from_the_same_harness():
     got = {c.key: c for c in claims.evaluate(ev)}
     for key in ("tf_parallel_workers", "bptt_not_parallel"):
         assert got[key].verdict == "not measured"
-    assert "no paired blocks and no baseline cell" in got["tf_parallel_workers"].evidence
+    assert "no paired rows and no baseline cell" in got["tf_parallel_workers"].evidence
     assert plots.speedup_vs_workers(ev.workers) is None
 
 
@@ -636,7 +636,10 @@ def test_one_seed_shows_no_spread_rather_than_plus_minus_zero():
 
 
 def test_tf_faster_decides_on_the_interval_at_the_largest_tau():
-    rows = rs.timing_rows()
+    def on_two_cores(rows):  # one thread decides nothing
+        return [{**r, "threads": 2} for r in rows]
+
+    rows = on_two_cores(rs.timing_rows())
     # Means over seeds: teacher forcing faster than fused BPTT at the largest τ; but its
     # three seeds spread over a factor 100, so the interval over seeds straddles 1×.
     for r in rows:
@@ -644,7 +647,11 @@ def test_tf_faster_decides_on_the_interval_at_the_largest_tau():
             r["step_ms_median"] *= (0.1, 1.0, 10.0)[r["seed"]] / 3
     c = _claims_of(pd.DataFrame(rows))["tf_faster_one_device"]
     assert c.verdict == "not measured"
-    assert _claims_of(pd.DataFrame(rs.timing_rows()))["tf_faster_one_device"].verdict == "holds"
+    two = pd.DataFrame(on_two_cores(rs.timing_rows()))
+    assert _claims_of(two)["tf_faster_one_device"].verdict == "holds"
+    assert _claims_of(pd.DataFrame(rs.timing_rows()))["tf_faster_one_device"].verdict == (
+        "not measured"
+    )  # the same rows on one thread
 
 
 def test_depth_one_is_labelled_by_construction_not_measured(built):

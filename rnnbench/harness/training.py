@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.utils import benchmark
 
 from rnnbench.core import models, strategies
+from rnnbench.facts import TEACHER_FORCING
 from rnnbench.results.rows import NonFiniteLoss
 
 NAN = float("nan")
@@ -104,20 +105,38 @@ def train(
 
 
 @torch.no_grad()
+def eval_feedback(cell) -> str | None:
+    """What a Jordan network feeds back when it runs free in the evaluation: the feedback
+    it was trained with — its own output as it was fed in training (``feedback`` of
+    free running and scheduled sampling; softmax for ``bptt``, which is free running), and
+    for teacher forcing, trained on the one-hot truth, the one-hot of its own guess
+    (argmax).  None for Elman networks: they never consume their outputs."""
+    if cell.model != "jordan":
+        return None
+    options = dict(cell.strategy_options)
+    if cell.strategy == TEACHER_FORCING:
+        return "argmax"
+    if cell.strategy == "scheduled_sampling":
+        return str(options.get("feedback", "sample"))
+    return str(options.get("feedback", "softmax"))
+
+
 def evaluate(cell, model, task) -> dict:
-    """Per-token NLL (nats) and accuracy on a held-out batch, teacher-forced and free-running,
-    and the loss by position in :data:`HORIZON_BUCKETS` buckets (exposure bias)."""
+    """Per-token NLL (nats) and accuracy on a held-out batch, teacher-forced and free-running
+    (fed back as trained: :func:`eval_feedback`), and the loss by position in
+    :data:`HORIZON_BUCKETS` buckets (exposure bias)."""
     batch = max(cell.batch, EVAL_BATCH)
     x, y = task.batch(
         cell.tau, batch, seed=cell.seed + EVAL_SEED, dtype=model.U.dtype, device=model.U.device
     )
     tf = strategies.logits(model, x, y, feedback="teacher")
+    feedback = eval_feedback(cell)
     free = (
-        strategies.logits(model, x, y, feedback="argmax")
-        if isinstance(model, models.Jordan)
+        strategies.logits(model, x, y, feedback=feedback, seed=cell.seed + EVAL_SEED)
+        if feedback is not None
         else tf
     )
-    out: dict[str, object] = {}
+    out: dict[str, object] = {"eval_feedback": feedback}
     for name, o in (("tf", tf), ("free", free)):
         nll = F.cross_entropy(o.reshape(-1, o.shape[-1]), y.reshape(-1), reduction="none")
         out[f"loss_{name}"] = float(nll.mean())

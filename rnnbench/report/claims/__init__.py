@@ -1,11 +1,12 @@
 """Each claim of the chapter beside the measured evidence and a verdict.
 
-A claim is a :class:`~.rules.Rule` — its text, the rule that decides it, the evidence
-gate it needs, and the decision function, in one place (:mod:`.speed_claims`,
-:mod:`.capability_claims`); the page prints the rule and the gate the code applies. A
-verdict is ``holds``, ``does not hold`` or ``not measured`` (below the gate, or an
-interval that straddles the threshold; the evidence says which); ``by construction``
-marks a constant of the strategy registry.
+A claim is a :class:`~.rules.Rule` — its text, the rule that decides it, the evidence gate
+it needs (:mod:`.catalogue`) and the function that decides (:mod:`.speed`, :mod:`.deer`,
+:mod:`.capability`); the page prints the rule and the gate the code applies.  A verdict is
+``holds``, ``does not hold`` or ``not measured`` (below the gate, or an interval that
+straddles the threshold; the evidence says which, and for a timing rule how often it would
+decide at this run's noise: :mod:`.power`); ``by construction`` marks a constant of the
+strategy registry.
 
 Public entry point: :func:`evaluate` (result rows -> list of :class:`Claim` records).
 """
@@ -20,7 +21,7 @@ import pandas as pd
 
 from rnnbench.facts import BY_CONSTRUCTION, FAILS, HOLDS, NOT_MEASURED, VERDICTS
 from rnnbench.report import tidy
-from rnnbench.report.claims import capability, speed
+from rnnbench.report.claims.catalogue import RULES
 from rnnbench.report.claims.rules import Decision, Rule, Rules, every_setting, some_setting
 
 __all__ = [
@@ -38,23 +39,27 @@ __all__ = [
     "Rules",
     "evaluate",
     "every_setting",
+    "generic_finding",
     "judge",
     "some_setting",
     "table",
 ]
 
 METHOD = (
-    "Intervals are 95% confidence intervals over independent repetitions: over seeds "
-    "(Student's t; Welch's for a difference of two means) for losses and accuracies; for a "
-    "speedup, the t-interval of the mean log ratio over the paired blocks of a cell timed "
-    "against its baseline in one process (A B A B …), or, when the two sides were timed in "
-    "separate cells, over the seeds of both sides. The spread inside one cell is never used "
-    "as an interval. A claim judged 'in every setting' holds only when every setting that "
-    "passes its evidence gate holds; settings below the gate are listed as not judged. "
-    "O(τ) laws: T = a + b·τ + c·τ² weighted by 1/T², over timing cells only (no training "
-    "cells; for time, only cells that ran alone on their node); linear when the τ² term's "
-    "share of the time at the largest τ has its 95% "
-    "interval inside the stated band and the fixed cost a of T = a + b·τ is not below 0."
+    "Intervals are 95% confidence intervals over independent repetitions: replicates "
+    "(each cell measured again in a fresh process, interleaved with the job's other cells) "
+    "or seeds — Student's t; Welch's for a difference of two means; for a speedup, the "
+    "t-interval of the mean log of the replicates' speedups (each replicate's point: the "
+    "median of its paired blocks, the cell and its baseline taking turns A B B A in one "
+    "process). The pairs inside one process give a point, never an interval. Rows timed "
+    "while the machine was contended (threads waiting for a CPU, a loaded node) are left "
+    "out of every time verdict. A claim judged 'in every setting' holds only when every "
+    "setting that passes its evidence gate holds; settings below the gate are listed as not "
+    "judged. O(τ) laws: T = a + b·τ + c·τ² weighted by 1/T², over timing cells only (for "
+    "time, only cells that ran alone on their node); linear when the τ² term's share of the "
+    "time at the largest τ has its 95% interval inside the stated band and the fixed cost a "
+    "of T = a + b·τ is not below 0. A timing rule's power — how often it decides at this "
+    "run's noise, simulated — is printed beside its verdict."
 )
 
 
@@ -74,23 +79,14 @@ class Claim:
     cells: int
     cell_ids: tuple = ()
     finding: str = ""  # one plain sentence from the evidence (findings first on the page)
+    power: float = math.nan  # how often the rule decides at this run's noise (timing rules)
+    power_text: str = ""
 
 
-RULES: tuple[Rule, ...] = (
-    speed.BPTT_TIME,
-    speed.BPTT_HARDWARE,
-    speed.BPTT_MEMORY,
-    speed.TF_DEPTH,
-    speed.TF_HARDWARE,
-    speed.TF_FASTER,
-    speed.TF_NOT_OVERHEAD,
-    speed.DEER_DEPTH,
-    speed.DEER_FASTER,
-    capability.JORDAN_WEAKER,
-    capability.JORDAN_PARITY,
-    capability.EXPOSURE_BIAS,
-    capability.BELIEF,
-)
+def generic_finding(rule: Rule, d: Decision) -> str:
+    """A plain sentence for a rule that wrote none: the verdict and its headline value."""
+    value = f" ({d.value:.3g} {d.unit})" if np.isfinite(d.value) else ""
+    return f"{rule.text.split(':')[0].rstrip('.')}: {d.verdict}{value}."
 
 
 def judge(rule: Rule, rows: pd.DataFrame, rules: Rules | None = None) -> Claim:
@@ -102,6 +98,9 @@ def judge(rule: Rule, rows: pd.DataFrame, rules: Rules | None = None) -> Claim:
     cells = cells.drop_duplicates("cell_id") if "cell_id" in cells.columns else cells
     ids = tuple(sorted(cells["cell_id"].dropna().astype(str))) if "cell_id" in cells else ()
     value = float(d.value) if d.value is not None and np.isfinite(d.value) else math.nan
+    evidence = d.evidence or "no evidence"
+    if d.power_text:
+        evidence += f" ({d.power_text})"
     return Claim(
         rule.key,
         rule.source,
@@ -111,17 +110,13 @@ def judge(rule: Rule, rows: pd.DataFrame, rules: Rules | None = None) -> Claim:
         d.verdict,
         value,
         d.unit,
-        d.evidence or "no evidence",
+        evidence,
         len(cells),
         ids,
         d.finding or generic_finding(rule, d),
+        float(d.power),
+        d.power_text,
     )
-
-
-def generic_finding(rule: Rule, d: Decision) -> str:
-    """A plain sentence for a rule that wrote none: the verdict and its headline value."""
-    value = f" ({d.value:.3g} {d.unit})" if np.isfinite(d.value) else ""
-    return f"{rule.text.split(':')[0].rstrip('.')}: {d.verdict}{value}."
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""Claims about what the networks can learn: Jordan's capacity (delayed recall,
-running parity), exposure bias in a generation setting with its W = 0 control, and the
-common belief that Jordan works better. Each :class:`~.rules.Rule` stands beside the
-function that decides it."""
+"""Decisions about what the networks learn: Jordan's capacity (delayed recall, running
+parity), exposure bias (teacher-forcing-trained against self-fed-trained, in a generation
+setting with its W = 0 control), and the common belief that Jordan works better.  Every
+model is evaluated running free with the feedback it was trained with (``eval_feedback``).
+(The claims' texts: :mod:`.catalogue`.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from rnnbench.facts import FAILS, HOLDS, NOT_MEASURED, SELF_FEEDING
 from rnnbench.report import tidy
 from rnnbench.report.claims.rules import (
     Decision,
-    Rule,
     Rules,
     decision,
     every_setting,
@@ -47,13 +47,6 @@ def _passes_gate(best: dict, where: str, r: Rules, skipped: list) -> bool:
     if why:
         skipped.append(f"{where} ({'; '.join(why)})")
     return not why
-
-
-def _loss_gate(r: Rules) -> str:
-    return (
-        f"trained cells: ≥ {r.min_seeds} seeds and ≥ {r.min_train_steps} training steps "
-        "per side; a 95% CI over seeds on every comparison"
-    )
 
 
 def _best_per_model(rows: pd.DataFrame, value: str, higher: bool) -> dict:
@@ -116,13 +109,24 @@ def jordan_weaker(rows: pd.DataFrame, r: Rules) -> Decision:
             parts.append((FAILS, text))
         else:
             parts.append((NOT_MEASURED, text + f"; the interval straddles {r.accuracy_gap}"))
+    verdict = every_setting(parts)
+    finding = (
+        ""
+        if not gaps
+        else (
+            f"On delayed recall an Elman network recalls {max(gaps):+.2f} more of its symbols "
+            "than a Jordan network at its best (fed its own outputs as trained)"
+            + (": the Jordan network is less powerful." if verdict == HOLDS else ".")
+        )
+    )
     return decision(
-        every_setting(parts),
+        verdict,
         max(gaps) if gaps else math.nan,
         "accuracy (Elman − Jordan)",
         parts,
         skipped,
         used,
+        finding,
     )
 
 
@@ -154,19 +158,50 @@ def jordan_parity(rows: pd.DataFrame, r: Rules) -> Decision:
             parts.append((FAILS, text))
         else:
             parts.append((NOT_MEASURED, text + "; neither clearly solved it: train longer"))
+    verdict = every_setting(parts)
+    finding = (
+        ""
+        if not accs
+        else (
+            f"On running parity, where the output carries the state, the Jordan network reaches "
+            f"{min(accs):.3f} accuracy" + (": it is fine." if verdict == HOLDS else ".")
+        )
+    )
     return decision(
-        every_setting(parts), min(accs) if accs else math.nan, "accuracy", parts, skipped, used
+        verdict, min(accs) if accs else math.nan, "accuracy", parts, skipped, used, finding
     )
 
 
+def _self_fed(trained: pd.DataFrame, key: tuple) -> pd.DataFrame:
+    """The Jordan rows at ``key`` (MATCH) trained on their own outputs, of the strategy
+    with the lowest free-running loss."""
+    g = trained[
+        (trained["model"] == "jordan")
+        & trained["strategy"].isin(SELF_FEEDING)
+        & trained["loss_free"].notna()
+    ]
+    for k, v in zip(MATCH, key):
+        g = g[g[k] == v]
+    if g.empty:
+        return g
+    best = g.groupby("strategy_label")["loss_free"].mean().idxmin()
+    return g[g["strategy_label"] == best]
+
+
 def exposure_bias(rows: pd.DataFrame, r: Rules) -> Decision:
+    """Exposure bias is the train/test mismatch itself: the free-running loss of a Jordan
+    network trained with teacher forcing, minus that of the same network trained on its own
+    outputs (free running or scheduled sampling: its best), same task, size and steps, both
+    run free as they were trained.  Judged only in a generation setting (the W = 0 control
+    shows the fed-back output carries what the input lacks)."""
     trained, controls = trained_cells(rows, r)
-    tf = trained[is_tf(trained) & trained["loss_tf"].notna() & trained["loss_free"].notna()]
+    tf = trained[is_tf(trained) & trained["loss_free"].notna()]
     if tf.empty:
         return Decision(
-            NOT_MEASURED, evidence="no trained Jordan + teacher-forcing rows with both losses"
+            NOT_MEASURED,
+            evidence="no trained Jordan + teacher-forcing rows with a free-running loss",
         )
-    parts, skipped, used, gaps = [], [], [], []
+    parts, skipped, used, gaps, growth = [], [], [], [], []
     for key, where, g in _matched(tf):
         why = training_gate(g, r)
         if why:
@@ -175,56 +210,90 @@ def exposure_bias(rows: pd.DataFrame, r: Rules) -> Decision:
         c = controls[is_tf(controls)]
         for k, v in zip(MATCH, key):
             c = c[c[k] == v]
-        if c.empty:
-            skipped.append(
-                f"{where} (no W = 0 control: cannot tell a generation setting "
-                "from a redundant channel)"
-            )
-            continue
-        worth = diff_ci(c["loss_tf"], g["loss_tf"])
-        own = mean_ci(c["loss_free"] - c["loss_tf"])
+        worth = diff_ci(c["loss_tf"], g["loss_tf"]) if len(c) else None
         control = (
-            f"W = 0 control: teacher-forced loss {c['loss_tf'].mean():.3f} vs "
-            f"{g['loss_tf'].mean():.3f}, the feedback is worth "
+            "no W = 0 control"
+            if c.empty
+            else "W = 0 control: the fed-back output is worth "
             + (
                 f"{worth.estimate:+.3f} [{worth.low:+.3f}, {worth.high:+.3f}] nats/token"
                 if worth
                 else "n/a (under 2 control seeds)"
             )
-            + (f", control gap {own.estimate:+.3f}" if own else "")
         )
         if worth is None or not worth.above(r.negligible_nats):
             skipped.append(
-                f"{where} ({control}: the fed-back output carries nothing the "
-                "input lacks, so free-running only corrupts a redundant channel — "
-                "not a generation setting)"
+                f"{where} ({control}: not a generation setting — the feedback "
+                "carries nothing the input lacks, so running free only corrupts a "
+                "redundant channel)"
             )
             continue
-        if g["loss_tf"].mean() < r.negligible_nats:
-            skipped.append(
-                f"{where} (learned perfectly, loss {g['loss_tf'].mean():.2g}: nothing to expose)"
+        own = _self_fed(trained, key)
+        why = (
+            training_gate(own, r)
+            if len(own)
+            else (
+                "no Jordan trained on its own outputs (free_running or scheduled_sampling) at "
+                "the same task, size and steps: no mismatch to measure"
             )
-            continue
-        gap = mean_ci(g["loss_free"] - g["loss_tf"])
-        used.append(pd.concat([g, c]))
-        gaps.append(gap.estimate)
-        text = (
-            f"{where}: free − teacher-forced {gap.estimate:+.3f} [{gap.low:+.3f}, "
-            f"{gap.high:+.3f}] nats/token over {gap.n} seeds; {control}"
         )
-        if gap.low > 0:
+        if why:
+            skipped.append(f"{where} ({why})")
+            continue
+        gap = diff_ci(g["loss_free"], own["loss_free"])
+        assert gap is not None  # the training gate asks for three seeds a side
+        used.append(pd.concat([g, own, c]))
+        gaps.append(gap.estimate)
+        growth.append(_growth(g, own))
+        text = (
+            f"{where}: free-running loss, teacher-forcing-trained "
+            f"{g['loss_free'].mean():.3f} vs trained on its own outputs "
+            f"({own['strategy_label'].iloc[0]}, fed back as trained) "
+            f"{own['loss_free'].mean():.3f}: mismatch {gap.estimate:+.3f} "
+            f"[{gap.low:+.3f}, {gap.high:+.3f}] nats/token; {control}; {growth[-1]}"
+        )
+        if gap.low > r.negligible_nats:
             parts.append((HOLDS, text))
         elif gap.high < r.negligible_nats:
             parts.append((FAILS, text))
         else:
             parts.append((NOT_MEASURED, text))
+    verdict = some_setting(parts)
+    finding = (
+        ""
+        if not gaps
+        else (
+            f"Trained with teacher forcing, the Jordan network generates "
+            f"{max(gaps):+.2f} nats/token worse than the same network trained on its own "
+            "outputs" + ("" if verdict == HOLDS else " (not a measured mismatch)") + "."
+        )
+    )
     return decision(
-        some_setting(parts),
+        verdict,
         max(gaps) if gaps else math.nan,
-        "nats/token (free − TF), largest",
+        "nats/token (teacher-forced training − self-fed training), largest",
         parts,
         skipped,
         used,
+        finding,
+    )
+
+
+def _growth(tf: pd.DataFrame, own: pd.DataFrame) -> str:
+    """How each one's free-running loss grows along the sequence: first and last position
+    buckets, averaged over seeds."""
+
+    def ends(g: pd.DataFrame) -> str:
+        curves = [c for c in g["horizon_loss_free"] if isinstance(c, list) and len(c) >= 2]
+        if not curves:
+            return "n/a"
+        first = float(np.mean([c[0] for c in curves]))
+        last = float(np.mean([c[-1] for c in curves]))
+        return f"{first:.2f} → {last:.2f}"
+
+    return (
+        f"loss by position, first → last bucket: teacher-forcing-trained {ends(tf)}, "
+        f"self-fed {ends(own)}"
     )
 
 
@@ -252,82 +321,23 @@ def belief_jordan_better(rows: pd.DataFrame, r: Rules) -> Decision:
         )
         verdict = HOLDS if ci.low > 0 else FAILS if ci.high < 0 else NOT_MEASURED
         parts.append((verdict, text))
+    verdict = every_setting(parts)
+    finding = (
+        ""
+        if not diffs
+        else (
+            "Jordan's loss on its own outputs is "
+            + ("higher" if np.mean(diffs) > 0 else "lower")
+            + f" than Elman's by {abs(float(np.mean(diffs))):.2f} nats/token on average across "
+            f"tasks: the common belief {'holds' if verdict == HOLDS else 'does not hold'} here."
+        )
+    )
     return decision(
-        every_setting(parts),
+        verdict,
         float(np.mean(diffs)) if diffs else math.nan,
         "nats/token (Jordan − Elman), mean",
         parts,
         skipped,
         used,
+        finding,
     )
-
-
-JORDAN_WEAKER = Rule(
-    "jordan_less_powerful",
-    "chapter",
-    "A Jordan (output-to-hidden) network is less powerful: what its outputs do not carry "
-    "is lost (delayed recall, y(t) = x(t−k)).",
-    lambda r: (
-        f"delayed_recall, accuracy on its own outputs, each model's best strategy "
-        f"(Jordan's among teacher_forcing, free_running, scheduled_sampling): holds "
-        f"when the 95% CI of Elman − Jordan lies above {r.accuracy_gap}; does not "
-        f"hold when it lies below {r.accuracy_gap}; in every matched configuration; "
-        f"not measured when Elman is within {r.learned_margin} of chance"
-    ),
-    lambda r: (
-        _loss_gate(r) + "; Jordan trained with a strategy fed its own outputs "
-        "(free_running or scheduled_sampling)"
-    ),
-    jordan_weaker,
-)
-
-
-JORDAN_PARITY = Rule(
-    "jordan_fine_parity",
-    "chapter",
-    "A Jordan network is fine when its outputs carry the state it needs (running parity, "
-    "y(t) = y(t−1) xor x(t)).",
-    lambda r: (
-        f"running_parity, Jordan's best strategy, accuracy on its own outputs: "
-        f"holds when its 95% CI lies at or above {r.solved}; does not hold when it "
-        f"lies below while Elman's lies at or above; in every configuration"
-    ),
-    _loss_gate,
-    jordan_parity,
-)
-
-
-EXPOSURE_BIAS = Rule(
-    "exposure_bias",
-    "chapter",
-    "Exposure bias: trained with teacher forcing, the model does worse on its own outputs "
-    "(free-running loss above the teacher-forced loss).",
-    lambda r: (
-        f"Jordan + teacher forcing, free-running − teacher-forced loss per seed, "
-        f"per task, judged only in a generation setting: the W = 0 control (Jordan "
-        f"with W held at 0, option w_zero) must have a teacher-forced loss above "
-        f"the model's by more than {r.negligible_nats} nats/token (95% CI), i.e. "
-        f"the fed-back output carries what the input lacks; holds when on some "
-        f"such task the gap's CI lies above 0; does not hold when on every such "
-        f"task it lies below {r.negligible_nats}"
-    ),
-    lambda r: _loss_gate(r) + "; a W = 0 control at the same task, τ, B, H and steps",
-    exposure_bias,
-)
-
-
-BELIEF = Rule(
-    "belief_jordan_better",
-    "common belief",
-    "Common belief: a Jordan network works better than an Elman network because the "
-    "output y is easier to control than the hidden state h.",
-    lambda r: (
-        "tested through its consequence (the 'because' is not measurable): "
-        "per-token loss on the model's own outputs, each model's best strategy, "
-        "same task/τ/B/H/steps (tasks without input left out): holds when the 95% "
-        "CI of Elman − Jordan lies above 0 on every task; does not hold when it "
-        "lies below 0 on one"
-    ),
-    _loss_gate,
-    belief_jordan_better,
-)

@@ -1,6 +1,6 @@
-"""Claims about time, memory and parallel hardware: the O(τ) laws, more workers and
-cores, teacher forcing against BPTT on one device, and parallel-in-time BPTT (DEER).
-Each :class:`~.rules.Rule` stands beside the function that decides it."""
+"""Decisions about time, memory and parallel hardware: the O(τ) laws, the sequential
+chain on more cores, teacher forcing on more hardware, and teacher forcing against the best
+BPTT on the device at its best.  (The claims' texts: :mod:`.catalogue`.)"""
 
 from __future__ import annotations
 
@@ -12,39 +12,43 @@ import pandas as pd
 
 from rnnbench.facts import (
     BY_CONSTRUCTION,
+    COMPILED_BPTT,
     FAILS,
     HOLDS,
     NEWTON_SOLVERS,
+    NO_GRAPH_BPTT,
     NOT_MEASURED,
     SEQUENTIAL_BPTT,
-    scan_depth,
 )
+from rnnbench.report.claims import power
 from rnnbench.report.claims.rules import (
     Decision,
-    Rule,
+    Part,
     Rules,
     above_verdict,
     baseline_key,
+    below_verdict,
     ci_text,
     column,
+    contended_note,
     decision,
     every_setting,
     evidence_text,
     fmt,
     is_tf,
     law_gate,
+    median_of,
     numeric,
+    replicate_ci,
     setting_text,
     some_setting,
     speedup,
     timing_cells,
-    truth,
 )
 from rnnbench.report.tables import ok_rows
-from rnnbench.stats import overhead_fit, power_fit
+from rnnbench.stats import LINEAR, NOT_LINEAR, law_verdict, overhead_fit
 
 # --------------------------------------------------------------------------- O(τ) laws
-
 
 TIME_MEASURES = ("step_ms_median",)  # measures a neighbouring cell can slow down
 LAW_KEYS = [
@@ -57,14 +61,53 @@ LAW_KEYS = [
     "threads",
     "dtype",
 ]
+VERDICT_OF = {LINEAR: HOLDS, NOT_LINEAR: FAILS}
 
 
-def linear_law(rows: pd.DataFrame, measure: str, strategies, rules: Rules) -> Decision:
-    """Per setting: T = a + b·τ + c·τ² over the timing cells; linear when the τ² share
-    at τ_max lies within ± the band and a is not below 0; in every setting."""
+def _law_part(
+    g: pd.DataFrame, measure: str, where: str, r: Rules
+) -> tuple[Part | None, str | None, dict]:
+    """One setting's law: (verdict, text), or why it was not judged; and its power."""
+    why = law_gate(g, r)
+    fit = None if why else overhead_fit(g["tau"], g[measure])
+    if fit is None:
+        return None, f"{where} ({why or 'no fit'})", {}
+    verdict = VERDICT_OF.get(law_verdict(fit, r.linear_band), NOT_MEASURED)
+    text = (
+        f"{where}: τ² share {fit.quad_share:+.3f} [{fit.quad_low:+.3f}, "
+        f"{fit.quad_high:+.3f}], fixed cost a = {fmt(fit.a)} [{fmt(fit.a_low)}, "
+        f"{fmt(fit.a_high)}], marginal exponent {fit.marginal_k:.2f} at "
+        f"τ={fit.tau_max:g} (τ {fit.tau_min:g}–{fit.tau_max:g}, {fit.n_points} cells)"
+    )
+    noise = power.spread([grp[measure].tolist() for _, grp in g.groupby("tau")])
+    if not np.isfinite(noise):  # one cell a τ: the spread of the cells around the line
+        line = np.maximum(fit.a, 1e-12) + fit.b * g["tau"].to_numpy(dtype=float)
+        logs = np.log(g[measure].to_numpy(dtype=float) / line)
+        noise = float(np.std(logs, ddof=2)) if len(logs) > 2 else math.nan
+    extra = {"fit": fit, "noise": noise}
+    if measure in TIME_MEASURES and np.isfinite(noise):
+        extra["power"] = power.law_power(g["tau"].tolist(), fit.a, fit.b, noise, r.linear_band)
+    return (verdict, text), None, extra
+
+
+def linear_law(
+    rows: pd.DataFrame,
+    measure: str,
+    strategies: tuple[str, ...],
+    r: Rules,
+    deciding: tuple[str, ...] | None = None,
+) -> Decision:
+    """Per setting: T = a + b·τ + c·τ² over the timing cells (:func:`rnnbench.stats.law_verdict`);
+    in every setting of the ``deciding`` strategies (default: all of them); the others'
+    fits are shown as the implementation's effects, deciding nothing."""
+    deciding = strategies if deciding is None else deciding
     t = timing_cells(rows)
-    t = t[(t["model"] == "elman") & t["strategy"].isin(strategies) & t[measure].notna()]
-    skipped = []
+    t = t[
+        t["model"].isin(["elman", "single_output"])
+        & t["strategy"].isin(strategies)
+        & t[measure].notna()
+    ]
+    skipped = contended_note(rows) if measure in TIME_MEASURES else []
     if measure in TIME_MEASURES:
         # a cell that shared its node was slowed by its neighbours by an amount of their
         # own: one such cell at the largest τ bends the fit (bytes are not affected)
@@ -75,87 +118,51 @@ def linear_law(rows: pd.DataFrame, measure: str, strategies, rules: Rules) -> De
                 "was not --exclusive): left out of the time fits"
             )
         t = t[~shared]
-    if t.empty:
+    if t.empty or not t["strategy"].isin(deciding).any():
         return Decision(
             NOT_MEASURED,
             evidence=evidence_text(
-                [], skipped + [f"no Elman {'/'.join(strategies)} timing cells with {measure}"]
+                [], skipped + [f"no Elman {'/'.join(deciding)} timing cells with {measure}"]
             ),
         )
-    band = rules.linear_band
-    parts, used, shares = [], [], []
+    parts, context, used, shares, powers = [], [], [], [], []
     for key, g in t.groupby(LAW_KEYS, dropna=False, sort=True):
         row = dict(zip(LAW_KEYS, key))
         where = setting_text(row, ("strategy_label", "task_label", "batch", "hidden", "threads"))
-        why = law_gate(g, rules)
-        f = None if why else overhead_fit(g["tau"], g[measure])
-        if f is None:
-            skipped.append(f"{where} ({why or 'no fit'})")
+        part, why, extra = _law_part(g, measure, where, r)
+        decides = row["strategy_label"] in deciding
+        if part is None:
+            if decides:
+                skipped.append(why or where)
+            continue
+        if not decides:
+            context.append(part[1] + f" ({part[0]})")
             continue
         used.append(g)
-        shares.append(f.quad_share)
-        # a ≥ 0 not rejected (to 1% of the smallest time: an exact count has no noise)
-        if f.quad_low >= -band and f.quad_high <= band and f.a_high >= -0.01 * f.y_min:
-            verdict = HOLDS
-        elif f.quad_low > band or f.quad_high < -band:
-            verdict = FAILS
-        else:
-            verdict = NOT_MEASURED
-        parts.append(
-            (
-                verdict,
-                f"{where}: τ² share {f.quad_share:+.3f} "
-                f"[{f.quad_low:+.3f}, {f.quad_high:+.3f}], fixed cost a = "
-                f"{fmt(f.a)} [{fmt(f.a_low)}, {fmt(f.a_high)}], marginal exponent "
-                f"{f.marginal_k:.2f} at τ={f.tau_max:g} (τ {f.tau_min:g}–"
-                f"{f.tau_max:g}, {f.n_points} cells)",
-            )
-        )
+        shares.append(extra["fit"].quad_share)
+        if "power" in extra:
+            powers.append((extra["power"], extra["noise"]))
+        parts.append(part)
     verdict = every_setting(parts)
     value = max(shares, key=abs) if shares else math.nan
-    return decision(verdict, value, "τ² share of T(τ_max), largest", parts, skipped, used)
-
-
-def _law_how(what: str):
-    return lambda r: (
-        f"{what} of Elman BPTT ({', '.join(SEQUENTIAL_BPTT)}) per setting, fitted as "
-        f"T = a + b·τ + c·τ² (weights 1/T²): linear when the τ² term's share of "
-        f"T(τ_max) has its 95% CI inside ±{r.linear_band} and a ≥ 0 is not "
-        f"rejected (the 95% CI of a in T = a + b·τ reaches −1% of the smallest "
-        f"T); not linear when the CI lies outside the band; holds in every "
-        "judged setting"
+    if context:
+        skipped.append(
+            "shown, not deciding (implementation effects of other loops): " + "; ".join(context)
+        )
+    p, noise = min(powers) if powers else (math.nan, math.nan)
+    return decision(
+        verdict,
+        value,
+        "τ² share of T(τ_max), largest",
+        parts,
+        skipped,
+        used,
+        power=p,
+        power_text=power.text(p, noise, "a truly linear law"),
     )
 
 
-def _law_gate_text(r: Rules) -> str:
-    return (
-        f"timing cells only (train_steps = 0, one process; for time, cells that ran "
-        f"alone on their node: --exclusive); per setting ≥ {r.min_taus} distinct τ "
-        f"spanning ≥ {r.min_tau_ratio:g}× and ≥ {r.min_cells} cells"
-    )
-
-
-BPTT_TIME = Rule(
-    "bptt_time_linear",
-    "chapter",
-    "BPTT's run time is O(τ): it grows linearly with the sequence length.",
-    _law_how("step time"),
-    _law_gate_text,
-    lambda rows, r: linear_law(rows, "step_ms_median", SEQUENTIAL_BPTT, r),
-)
-
-
-BPTT_MEMORY = Rule(
-    "bptt_memory_linear",
-    "chapter",
-    "BPTT's memory is O(τ): the states of every step are kept for the backward pass.",
-    _law_how("saved bytes"),
-    _law_gate_text,
-    lambda rows, r: linear_law(rows, "saved_bytes", SEQUENTIAL_BPTT, r),
-)
-
-
-# --------------------------------------------------------------------------- more hardware
+# --------------------------------------------------------------------------- the chain
 
 
 HW_KEYS = [
@@ -171,21 +178,148 @@ HW_KEYS = [
     "split",
     "dtype",
 ]
+THREADS_ONE = json.dumps({"threads": 1})
 
 
-def _hardware_parts(rows: pd.DataFrame, rules: Rules, models_strategies) -> list[dict]:
-    """Every comparison of more hardware against less: all cores against one
-    (``baseline`` {threads: 1}) and N workers against one (``baseline`` {workers: 1}, or
-    the 1-worker cell of the same harness), for the rows ``models_strategies`` selects."""
+def chain_parts(rows: pd.DataFrame, r: Rules) -> tuple[list[Part], list[str], list, list]:
+    """Each sequential BPTT timed on P cores against 1 (baseline {threads: 1}), with its
+    chain and its control paired too: per replicate the chain's speedup over one step's
+    operations' speedup; the interval over replicates."""
+    t = timing_cells(rows).copy()
+    t["baseline_key"] = baseline_key(t)
+    t = t[
+        (t["model"].isin(["elman", "single_output"]))
+        & (t["threads"] > 1)
+        & (t["baseline_key"] == THREADS_ONE)
+    ]
+    t["chain_x"] = column(t, "chain_speedup_samples", None).map(median_of)
+    t["op_x"] = column(t, "op_speedup_samples", None).map(median_of)
+    t = t[t["chain_x"].notna() & t["op_x"].notna()]
+    parts, skipped, used, values = [], [], [], []
+    for key, g in t.groupby(HW_KEYS, dropna=False, sort=True):
+        row = dict(zip(HW_KEYS, key))
+        where = (
+            f"{row['model']} + {row['strategy_label']}, {row['threads']:g} threads vs 1 "
+            f"(τ={row['tau']:g}, B={row['batch']:g}, H={row['hidden']:g})"
+        )
+        beyond, how = replicate_ci(g["chain_x"] / g["op_x"], r)
+        if beyond is None:
+            skipped.append(f"{where}: {how}")
+            continue
+        chain, _ = replicate_ci(g["chain_x"], r)
+        ops, _ = replicate_ci(g["op_x"], r)
+        step, _ = replicate_ci(numeric(g, "speedup_median"), r)
+        used.append(g)
+        values.append((beyond, chain, ops, step, row))
+        text = (
+            f"{where}: the chain {ci_text(chain) if chain else 'n/a'}, one step's "
+            f"operations {ci_text(ops) if ops else 'n/a'}: the chain beyond its steps "
+            f"{ci_text(beyond)} ({how}); the whole step, context only: "
+            f"{ci_text(step) if step else 'n/a'}"
+        )
+        parts.append((below_verdict(beyond, r.no_gain), text))
+    return parts, skipped, used, values
+
+
+def time_split_parts(rows: pd.DataFrame, r: Rules) -> tuple[list[Part], list[str], list]:
+    """Elman split along time (scan_bptt, deer, quasi_deer) over N workers against 1: a
+    gain means parallel hardware cut the sequential chain."""
     ok = ok_rows(rows)
-    ok = ok[ok["train_steps"].fillna(0) == 0].copy()
+    ok = ok[ok["train_steps"].fillna(0) == 0]
+    split = ok[
+        (ok["model"] == "elman")
+        & ok["strategy"].isin(("scan_bptt", *NEWTON_SOLVERS))
+        & (ok["split"] == "time")
+        & (ok["workers"] > 1)
+    ]
+    parts, skipped, used = [], [], []
+    for key, g in split.groupby(HW_KEYS, dropna=False, sort=True):
+        row = dict(zip(HW_KEYS, key))
+        one = ok[(ok["workers"] == 1) & (ok["split"] == "time")]
+        for k in (
+            "model",
+            "strategy_label",
+            "task_label",
+            "tau",
+            "batch",
+            "hidden",
+            "device",
+            "dtype",
+        ):
+            one = one[one[k] == row[k]]
+        ci, how = speedup(g, one, r)
+        where = (
+            f"elman + {row['strategy_label']} split along time, {row['workers']:g} "
+            f"workers vs 1 (τ={row['tau']:g}, B={row['batch']:g}, H={row['hidden']:g})"
+        )
+        if ci is None:
+            skipped.append(f"{where}: {how}")
+            continue
+        used.append(pd.concat([g, one]))
+        parts.append((below_verdict(ci, r.no_gain), f"{where}: {ci_text(ci)} ({how})"))
+    return parts, skipped, used
+
+
+def bptt_hardware(rows: pd.DataFrame, r: Rules) -> Decision:
+    parts, skipped, used, values = chain_parts(rows, r)
+    split_parts, split_skipped, split_used = time_split_parts(rows, r)
+    parts, skipped, used = parts + split_parts, skipped + split_skipped, used + split_used
+    if not parts and not skipped:
+        return Decision(
+            NOT_MEASURED,
+            evidence=evidence_text(
+                [],
+                contended_note(rows)
+                + [
+                    "no sequential BPTT timed with its chain on all cores against 1 thread, and no "
+                    "Elman split along time over workers against 1 worker"
+                ],
+            ),
+        )
+    verdict = every_setting(parts)
+    finding = ""
+    if values:
+        beyond, chain, ops, step, row = max(values, key=lambda v: v[0].estimate)
+        finding = (
+            f"On {row['threads']:g} cores the sequential chain of "
+            f"{row['strategy_label']} gains {ci_text(chain) if chain else 'n/a'} and one "
+            f"step's operations {ci_text(ops) if ops else 'n/a'} (τ = {row['tau']:g}, "
+            f"B = {row['batch']:g}): more cores speed up each step"
+            + (", not the O(τ) chain of steps" if verdict == HOLDS else "")
+            + (f"; the whole training step gains {ci_text(step)}" if step else "")
+            + "."
+        )
+    best = max((v[0].estimate for v in values), default=math.nan)
+    return decision(
+        verdict,
+        best,
+        "× the chain's speedup over its steps' (largest)",
+        parts,
+        contended_note(rows) + skipped,
+        used,
+        finding,
+    )
+
+
+# --------------------------------------------------------------------------- more hardware
+
+
+def _hardware_parts(rows: pd.DataFrame, r: Rules, select) -> list[dict]:
+    """Every comparison of more hardware against less for the rows ``select`` picks: all
+    cores against one (baseline {threads: 1}), N workers against one (baseline
+    {workers: 1}, or the 1-worker cell of the same harness)."""
+    ok = ok_rows(rows)
+    ok = ok[
+        (ok["train_steps"].fillna(0) == 0)
+        & ~column(ok, "contended", False).fillna(False).astype(bool)
+    ].copy()
     ok["baseline_key"] = baseline_key(ok)
-    sel = ok[models_strategies(ok)]
+    sel = ok[select(ok)]
     out = []
-    cores = sel[(sel["threads"] > 1) & (sel["baseline_key"] == json.dumps({"threads": 1}))]
+    cores = sel[(sel["threads"] > 1) & (sel["baseline_key"] == THREADS_ONE)]
     for key, g in cores.groupby(HW_KEYS, dropna=False, sort=True):
         row = dict(zip(HW_KEYS, key))
-        ci, how = speedup(g, None, rules)
+        ci, how = speedup(g, None, r)
         out.append(
             {
                 "kind": "cores",
@@ -212,7 +346,7 @@ def _hardware_parts(rows: pd.DataFrame, rules: Rules, models_strategies) -> list
             "dtype",
         ):
             one = one[one[k] == row[k]]
-        ci, how = speedup(g, one, rules)
+        ci, how = speedup(g, one, r)
         out.append(
             {
                 "kind": "workers",
@@ -226,94 +360,13 @@ def _hardware_parts(rows: pd.DataFrame, rules: Rules, models_strategies) -> list
     return out
 
 
-def _part_text(p) -> str:
-    r = p["row"]
+def _part_text(p: dict) -> str:
+    row = p["row"]
     head = (
-        f"{r['model']} + {r['strategy_label']}, {p['what']} (τ={r['tau']:g}, "
-        f"B={r['batch']:g}, H={r['hidden']:g})"
+        f"{row['model']} + {row['strategy_label']}, {p['what']} (τ={row['tau']:g}, "
+        f"B={row['batch']:g}, H={row['hidden']:g})"
     )
-    if p["ci"] is None:
-        return f"{head}: {p['how']}"
-    return f"{head}: {ci_text(p['ci'])} ({p['how']})"
-
-
-def bptt_hardware(rows: pd.DataFrame, r: Rules) -> Decision:
-    def bptt(x):
-        elman = (x["model"] == "elman") & x["strategy"].isin(
-            SEQUENTIAL_BPTT + ("scan_bptt",) + NEWTON_SOLVERS
-        )
-        # Elman split by batch at B < workers idles workers by construction: no evidence.
-        return elman & ~((x["split"] == "batch") & (x["batch"] < x["workers"]))
-
-    parts_bptt = _hardware_parts(rows, r, bptt)
-    controls = [p for p in _hardware_parts(rows, r, is_tf) if p["ci"] is not None]
-    ok = ok_rows(rows)
-    batch_split = ok[
-        (ok["model"] == "elman") & (ok["split"] == "batch") & (ok["batch"] < ok["workers"])
-    ]
-    skipped = []
-    if len(batch_split):
-        skipped.append(
-            f"{len(batch_split)} Elman cell(s) split by batch with fewer sequences "
-            "than workers (idle workers by construction, not evidence)"
-        )
-    if not parts_bptt:
-        return Decision(
-            NOT_MEASURED,
-            evidence=evidence_text(
-                [],
-                skipped
-                + [
-                    "no Elman BPTT cells on all cores against 1 thread, nor split along time over "
-                    "workers against 1 worker"
-                ],
-            ),
-        )
-    parts, used = [], []
-    for p in parts_bptt:
-        if p["ci"] is None:
-            skipped.append(_part_text(p))
-            continue
-        used.append(p["rows"])
-        if p["ci"].above(r.no_gain):
-            parts.append((FAILS, _part_text(p) + f": more {p['kind']} helped BPTT"))
-            continue
-        same = [
-            c
-            for c in controls
-            if c["kind"] == p["kind"]
-            and c["row"]["device"] == p["row"]["device"]
-            and (c["row"]["threads"] if p["kind"] == "cores" else c["row"]["workers"])
-            == (p["row"]["threads"] if p["kind"] == "cores" else p["row"]["workers"])
-        ]
-        best = max(same, key=lambda c: c["ci"].low) if same else None
-        if best is not None:
-            used.append(best["rows"])
-        control = (
-            f"; control Jordan + teacher forcing {best['what']}: {ci_text(best['ci'])}"
-            if best is not None
-            else "; no teacher-forcing control on this hardware"
-        )
-        if p["ci"].high <= r.no_gain and best is not None and best["ci"].above(r.no_gain):
-            parts.append((HOLDS, _part_text(p) + control))
-        else:
-            why = "" if p["ci"].high <= r.no_gain else f" (interval straddles {r.no_gain}×)"
-            parts.append(
-                (
-                    NOT_MEASURED,
-                    _part_text(p)
-                    + why
-                    + control
-                    + (
-                        ""
-                        if why or (best is not None and best["ci"].above(r.no_gain))
-                        else " (the control shows no gain: this hardware could not show one)"
-                    ),
-                )
-            )
-    verdict = every_setting(parts)
-    best = max((p["ci"].estimate for p in parts_bptt if p["ci"] is not None), default=math.nan)
-    return decision(verdict, best, "× speedup (largest)", parts, skipped, used)
+    return f"{head}: {p['how']}" if p["ci"] is None else f"{head}: {ci_text(p['ci'])} ({p['how']})"
 
 
 def tf_hardware(rows: pd.DataFrame, r: Rules) -> Decision:
@@ -330,65 +383,39 @@ def tf_hardware(rows: pd.DataFrame, r: Rules) -> Decision:
             skipped.append(_part_text(p))
             continue
         used.append(p["rows"])
-        verdict = above_verdict(p["ci"], r.no_gain)
-        parts.append((verdict, _part_text(p)))
-    best = max((p["ci"].estimate for p in ps if p["ci"] is not None), default=math.nan)
-    return decision(some_setting(parts), best, "× speedup (largest)", parts, skipped, used)
-
-
-def _hw_gate(r: Rules) -> str:
-    return (
-        f"≥ {r.min_pairs} paired block ratios per cell (baseline {{threads: 1}} or "
-        "{workers: 1} timed in the same process or worker group), or ≥ 2 seeds of both "
-        "sides; timing cells only"
+        parts.append((above_verdict(p["ci"], r.no_gain), _part_text(p)))
+    known = [p for p in ps if p["ci"] is not None]
+    best = max(known, key=lambda p: p["ci"].estimate) if known else None
+    verdict = some_setting(parts)
+    finding = (
+        ""
+        if best is None
+        else (
+            f"Teacher forcing gains {ci_text(best['ci'])} from {best['what']} at "
+            f"τ = {best['row']['tau']:g}, B = {best['row']['batch']:g}: its time steps "
+            + ("do run in parallel." if verdict == HOLDS else "did not measurably run in parallel.")
+        )
     )
-
-
-BPTT_HARDWARE = Rule(
-    "bptt_not_parallel",
-    "chapter",
-    "BPTT's O(τ) time cannot be reduced by parallel hardware (more workers or more cores): "
-    "the forward graph is inherently sequential.",
-    lambda r: (
-        f"Elman BPTT on all cores against 1 thread, and Elman split along time "
-        f"(scan_bptt, deer) over N workers against 1: holds when in every "
-        f"comparison the speedup's 95% CI lies at or below {r.no_gain}× while "
-        f"Jordan + teacher forcing on the same hardware (the positive control) "
-        f"gains above {r.no_gain}×; does not hold when a BPTT speedup's CI lies "
-        f"above {r.no_gain}×. Elman split by batch with fewer sequences than "
-        f"workers is left out (it cannot gain by construction)"
-    ),
-    _hw_gate,
-    bptt_hardware,
-)
-
-
-TF_HARDWARE = Rule(
-    "tf_parallel_workers",
-    "chapter",
-    "With teacher forcing the time steps can be computed in parallel: more workers or "
-    "more cores, less time.",
-    lambda r: (
-        f"Jordan + teacher forcing split along time over N workers against 1, and "
-        f"on all cores against 1 thread: holds when in some comparison the "
-        f"speedup's 95% CI lies above {r.no_gain}×; does not hold when in every "
-        f"comparison it lies at or below"
-    ),
-    _hw_gate,
-    tf_hardware,
-)
+    return decision(
+        verdict,
+        best["ci"].estimate if best else math.nan,
+        "× speedup (largest)",
+        parts,
+        skipped,
+        used,
+        finding,
+    )
 
 
 # --------------------------------------------------------------------------- one device
 
-
 SPEED_KEYS = ["task_label", "batch", "hidden", "device", "threads", "dtype"]
 
 
-def _against(rows: pd.DataFrame, new_mask, base_strategies, r: Rules) -> list[dict]:
+def against(rows: pd.DataFrame, new_mask, base_strategies, r: Rules) -> list[dict]:
     """Per setting and τ: the speedup of the ``new_mask`` rows over each Elman baseline in
-    ``base_strategies`` (paired blocks when the row names it as ``baseline``, else the
-    baseline's own cells over seeds)."""
+    ``base_strategies`` (paired rows that name it as their baseline, else the baseline's
+    own cells), over replicates."""
     t = timing_cells(rows).copy()
     t["baseline_key"] = baseline_key(t)
     new = t[new_mask(t)]
@@ -399,15 +426,16 @@ def _against(rows: pd.DataFrame, new_mask, base_strategies, r: Rules) -> list[di
             b = t[(t["model"] == "elman") & (t["strategy"] == base) & (t["baseline_key"] == "")]
             for k in SPEED_KEYS + ["tau"]:
                 b = b[b[k] == row[k]]
-            paired = g[
-                g["baseline_key"].map(
-                    lambda s, base=base: (
-                        bool(s)
-                        and json.loads(s).get("strategy") == base
-                        and json.loads(s).get("model", "elman") == "elman"
-                    )
+
+            def names(s: str, base: str = base) -> bool:
+                opts = json.loads(s) if s else {}
+                return (
+                    bool(s)
+                    and opts.get("strategy") == base
+                    and opts.get("model", "elman") == "elman"
                 )
-            ]
+
+            paired = g[g["baseline_key"].map(names)]
             plain = g[g["baseline_key"] == ""]
             if paired.empty and (plain.empty or b.empty):
                 continue
@@ -424,85 +452,132 @@ def _against(rows: pd.DataFrame, new_mask, base_strategies, r: Rules) -> list[di
     return out
 
 
-def _fastest_base(
-    comps: list[dict], where: str, r: Rules, skipped: list, used: list, values: list
-) -> tuple[dict | None, str]:
-    """The comparison against the fastest baseline measured (the smallest speedup over
-    it) and its verdict, faster than it or not; its rows go to ``used`` and its estimate
-    to ``values``. (None, "") and a note in ``skipped`` when no comparison has an interval."""
+def fastest_base(comps: list[dict]) -> dict | None:
+    """The comparison against the fastest baseline measured: the smallest speedup over it
+    (None when no comparison has an interval)."""
     known = [c for c in comps if c["ci"] is not None]
-    if not known:
-        skipped.append(f"{where} ({comps[0]['how']})")
-        return None, ""
-    best = min(known, key=lambda c: c["ci"].estimate)
-    used.append(best["rows"])
-    values.append(best["ci"].estimate)
-    return best, above_verdict(best["ci"], r.faster)
+    return min(known, key=lambda c: c["ci"].estimate) if known else None
 
 
-def tf_faster(rows: pd.DataFrame, r: Rules) -> Decision:
-    comps = _against(rows, is_tf, SEQUENTIAL_BPTT, r)
-    if not comps:
-        return Decision(
-            NOT_MEASURED, evidence="no τ at which both teacher forcing and BPTT were timed"
-        )
-    by = {}
+def on_the_device(
+    comps: list[dict], r: Rules, verdict_of, quantify, label: str
+) -> tuple[list[Part], list[str], list, list[tuple[dict, str]]]:
+    """Judge ``comps`` (of :func:`against`) at the largest τ of each setting, against the
+    fastest baseline: on more than one thread they decide; on one thread they are shown
+    as diagnostics (one thread is not parallel hardware: it compares the two models' work)."""
+    by: dict[tuple, list[dict]] = {}
     for c in comps:
-        by.setdefault(tuple(str(c["row"][k]) for k in SPEED_KEYS), []).append(c)
-    parts, skipped, used, values = [], [], [], []
+        by.setdefault(tuple(str(c["row"][k]) for k in SPEED_KEYS + ["strategy_label"]), []).append(
+            c
+        )
+    parts, skipped, used, decided = [], [], [], []
+    diagnostics = []
     for _, group in sorted(by.items()):
         top = max(c["row"]["tau"] for c in group)
         at = [c for c in group if c["row"]["tau"] == top]
-        where = setting_text(at[0]["row"], ("task_label", "batch", "hidden", "threads", "tau"))
-        best, verdict = _fastest_base(at, where, r, skipped, used, values)
+        where = setting_text(
+            at[0]["row"], ("strategy_label", "task_label", "batch", "hidden", "threads", "tau")
+        )
+        best = fastest_base(at)
         if best is None:
+            skipped.append(f"{where} ({at[0]['how']})")
             continue
         others = ", ".join(
             f"vs {c['base']} {ci_text(c['ci'])}"
             for c in at
             if c["ci"] is not None and c is not best
         )
-        parts.append(
-            (
-                verdict,
-                f"{where}: vs the fastest BPTT ({best['base']}) "
-                f"{ci_text(best['ci'])} ({best['how']})" + (f"; {others}" if others else ""),
-            )
+        text = (
+            f"{where}: vs the fastest {label} ({best['base']}) {ci_text(best['ci'])} "
+            f"({best['how']})" + (f"; {others}" if others else "")
         )
+        if at[0]["row"]["threads"] <= 1:
+            diagnostics.append(text)
+            continue
+        verdict = verdict_of(best["ci"])
+        used.append(best["rows"])
+        parts.append((verdict, text))
+        decided.append((best, verdict))
+    if diagnostics:
+        skipped.append(
+            "diagnostics on 1 thread (one thread is not parallel hardware: it "
+            "compares the work of the two models, deciding nothing): " + "; ".join(diagnostics)
+        )
+    return parts, skipped, used, decided
+
+
+def _speed_power(decided: list[tuple[dict, str]], threshold: float) -> tuple[float, str]:
+    """The least power among the judged settings, at their replicates' spread."""
+    out = []
+    for c, _ in decided:
+        vals = numeric(c["rows"], "speedup_median").dropna()
+        noise = power.spread([vals.tolist()])
+        p = power.ratio_power(
+            len(vals),
+            c["ci"].estimate,
+            noise,
+            lambda lo, hi: "x" if lo > threshold or hi <= threshold else None,
+        )
+        if np.isfinite(p):
+            out.append((p, noise))
+    if not out:
+        return math.nan, ""
+    p, noise = min(out)
+    return p, power.text(p, noise, "an effect the size of the one estimated")
+
+
+def tf_faster(rows: pd.DataFrame, r: Rules) -> Decision:
+    comps = against(rows, is_tf, SEQUENTIAL_BPTT, r)
+    if not comps:
+        return Decision(
+            NOT_MEASURED, evidence="no τ at which both teacher forcing and BPTT were timed"
+        )
+    parts, skipped, used, decided = on_the_device(
+        comps, r, lambda ci: above_verdict(ci, r.faster), every_setting, "BPTT"
+    )
+    if not parts and not skipped:
+        skipped.append("no setting on more than one thread: one thread decides nothing")
+    verdict = every_setting(parts)
+    p, ptext = _speed_power(decided, r.faster)
+    finding = ""
+    if decided:
+        c, _ = min(decided, key=lambda d: d[0]["ci"].estimate)
+        row = c["row"]
+        finding = (
+            f"Teacher forcing on {row['threads']:g} cores is {ci_text(c['ci'])} "
+            f"{'faster' if c['ci'].estimate > 1 else 'as fast as or slower'} than the "
+            f"fastest BPTT ({c['base']}) at τ = {row['tau']:g}, B = {row['batch']:g}, "
+            f"H = {row['hidden']:g}."
+        )
+    values = [c["ci"].estimate for c, _ in decided]
     return decision(
-        every_setting(parts),
+        verdict,
         min(values) if values else math.nan,
         "× speedup over the fastest BPTT (smallest)",
         parts,
-        skipped,
+        contended_note(rows) + skipped,
         used,
+        finding,
+        p,
+        ptext,
     )
 
 
 def tf_not_overhead(rows: pd.DataFrame, r: Rules) -> Decision:
-    comps = _against(rows, is_tf, ("bptt", "bptt_compiled"), r)
-    by = {}
+    comps = against(rows, is_tf, ("bptt", COMPILED_BPTT), r)
+    by: dict[tuple, dict[str, dict]] = {}
     for c in comps:
         row = c["row"]
-        by.setdefault(
-            (
-                row["task_label"],
-                row["batch"],
-                row["hidden"],
-                row["device"],
-                row["threads"],
-                row["dtype"],
-                row["tau"],
-            ),
-            {},
-        )[c["base"]] = c
-    parts, skipped, used, shares = [], [], [], []
-    for _, pair in sorted(by.items(), key=lambda kv: str(kv[0])):
+        by.setdefault(tuple(str(row[k]) for k in SPEED_KEYS + ["tau", "strategy_label"]), {})[
+            c["base"]
+        ] = c
+    parts, skipped, used, shares, decided = [], [], [], [], []
+    for _, pair in sorted(by.items()):
+        row = next(iter(pair.values()))["row"]
         where = setting_text(
-            next(iter(pair.values()))["row"], ("task_label", "batch", "hidden", "threads", "tau")
+            row, ("strategy_label", "task_label", "batch", "hidden", "threads", "tau")
         )
-        comp = pair.get("bptt_compiled")
-        loop = pair.get("bptt")
+        comp, loop = pair.get(COMPILED_BPTT), pair.get("bptt")
         if comp is None or comp["ci"] is None:
             if loop is not None:
                 skipped.append(
@@ -511,11 +586,8 @@ def tf_not_overhead(rows: pd.DataFrame, r: Rules) -> Decision:
                     + ")"
                 )
             continue
-        used.append(comp["rows"])
-        verdict = above_verdict(comp["ci"], r.faster)
         text = f"{where}: vs compiled loop {ci_text(comp['ci'])}"
         if loop is not None and loop["ci"] is not None:
-            used.append(loop["rows"])
             x, y = loop["ci"].estimate, comp["ci"].estimate
             text += f", vs framework loop {ci_text(loop['ci'])}"
             if x > 1:
@@ -523,66 +595,43 @@ def tf_not_overhead(rows: pd.DataFrame, r: Rules) -> Decision:
                 shares.append(share)
                 text += (
                     f" — of the {x:.3g}× a factor {x / y:.3g} is the framework loop's "
-                    f"per-step overhead (framework vs compiled loop) and {y:.3g}× remains "
-                    f"against compiled code (parallel work): {100 * share:.0f}% overhead "
-                    "in log terms"
+                    f"per-step overhead and {y:.3g}× remains against compiled code: "
+                    f"{100 * share:.0f}% overhead in log terms"
                 )
+        if row["threads"] <= 1:
+            skipped.append(f"diagnostic on 1 thread (deciding nothing): {text}")
+            continue
+        used.append(comp["rows"])
+        verdict = above_verdict(comp["ci"], r.faster)
         parts.append((verdict, text))
+        decided.append((comp, verdict))
     if not parts and not skipped:
         return Decision(
             NOT_MEASURED,
             evidence="no teacher-forcing cell timed beside "
             "bptt_compiled (the compiled sequential loop)",
         )
+    verdict = every_setting(parts)
+    finding = ""
+    if decided:
+        c, _ = min(decided, key=lambda d: d[0]["ci"].estimate)
+        finding = (
+            f"Against the compiled loop, with no framework overhead left, teacher "
+            f"forcing on {c['row']['threads']:g} cores is {ci_text(c['ci'])} as fast "
+            f"(τ = {c['row']['tau']:g}, B = {c['row']['batch']:g})."
+        )
+    p, ptext = _speed_power(decided, r.faster)
     return decision(
-        every_setting(parts),
+        verdict,
         max(shares) if shares else math.nan,
-        "overhead share of the speedup (largest)",
+        "overhead share of the framework-loop speedup (largest)",
         parts,
         skipped,
         used,
+        finding,
+        p,
+        ptext,
     )
-
-
-def _speed_gate(r: Rules) -> str:
-    return (
-        f"timing cells at the same setting and τ; ≥ {r.min_pairs} paired block ratios "
-        "(the cell's baseline) or ≥ 2 seeds of both sides"
-    )
-
-
-TF_FASTER = Rule(
-    "tf_faster_one_device",
-    "consequence",
-    "On one device, teacher forcing's batched steps train faster than sequential BPTT, "
-    "even against the best BPTT implementation, from some τ on.",
-    lambda r: (
-        f"speedup of Jordan + teacher forcing over the fastest Elman BPTT measured "
-        f"({', '.join(SEQUENTIAL_BPTT)}) at the largest τ of every setting (threads, B, H): "
-        f"holds when its 95% CI lies above {r.faster:g}× in every setting; does not "
-        f"hold when it lies at or below {r.faster:g}× in one"
-    ),
-    _speed_gate,
-    tf_faster,
-)
-
-
-TF_NOT_OVERHEAD = Rule(
-    "tf_speedup_not_overhead",
-    "consequence",
-    "Teacher forcing's speedup over BPTT is parallel work, not the sequential loop's "
-    "framework overhead: it remains against a compiled sequential loop.",
-    lambda r: (
-        f"per setting (1 thread and all cores, B = 1 and B = 32), teacher forcing "
-        f"against the framework loop (bptt) and the compiled loop "
-        f"(bptt_compiled): holds when the speedup over the compiled loop has its "
-        f"95% CI above {r.faster:g}× in every setting; does not hold when it lies "
-        f"at or below in one. The evidence splits the framework-loop speedup into "
-        "overhead (framework / compiled loop) and what remains (parallel work)"
-    ),
-    _speed_gate,
-    tf_not_overhead,
-)
 
 
 # --------------------------------------------------------------------------- depth
@@ -606,190 +655,34 @@ def tf_depth(rows: pd.DataFrame, r: Rules) -> Decision:
         f"{', '.join(f'{d:g}' for d in sorted(used['depth'].unique()))} over "
         f"τ {used['tau'].min():g}–{used['tau'].max():g}{extra}"
     )
-    return Decision(verdict, used["depth"].max(), "sequential steps", evidence, used)
-
-
-DEER_KEYS = ["strategy_label", "task_label", "batch", "hidden", "device", "dtype", "rho"]
-
-
-def deer_depth(rows: pd.DataFrame, r: Rules) -> Decision:
-    ok = ok_rows(rows).copy()
-    ok["rho"] = numeric(ok, "rho")
-    ok["iterations"] = numeric(ok, "iterations")
-    d = ok[
-        (ok["model"] == "elman") & ok["strategy"].isin(NEWTON_SOLVERS) & ok["iterations"].notna()
-    ]
-    if d.empty:
-        return Decision(NOT_MEASURED, evidence="no Elman deer / quasi_deer rows with iterations")
-    parts, skipped, used = [], [], []
-    for key, g in d.groupby(DEER_KEYS, dropna=False, sort=True):
-        row = dict(zip(DEER_KEYS, key))
-        where = setting_text(row, ("strategy_label", "hidden", "batch", "rho"))
-        conv = column(g, "converged", None).map(truth)
-        if np.isfinite(row["rho"]) and row["rho"] >= r.contracting:
-            skipped.append(
-                f"{where} (ρ ≥ {r.contracting:g}, outside the claim: "
-                f"{int((conv == False).sum())} of {len(g)} runs not converged, "  # noqa: E712
-                f"iterations up to {g['iterations'].max():g})"
-            )
-            continue
-        why = law_gate(g, r)
-        if why:
-            skipped.append(f"{where} ({why})")
-            continue
-        used.append(g)
-        f = power_fit(g["tau"], g["iterations"])
-        top = g[g["tau"] == g["tau"].max()]
-        depth = float(top["iterations"].max()) * scan_depth(int(top["tau"].max()))
-        text = (
-            f"{where}: iterations {g['iterations'].min():g}–{g['iterations'].max():g} over τ "
-            f"{g['tau'].min():g}–{g['tau'].max():g}, growth τ^{f.exponent:.2f} "
-            f"[{f.ci_low:.2f}, {f.ci_high:.2f}], depth k·(2⌈log₂τ⌉ − 1) = {depth:g} vs τ = "
-            f"{top['tau'].max():g}"
-        )
-        if (conv == False).any():  # noqa: E712
-            parts.append(
-                (
-                    FAILS,
-                    text + f"; {int((conv == False).sum())} run(s) not "  # noqa: E712
-                    "converged",
-                )
-            )
-        elif f.ci_low > r.growth or depth >= top["tau"].max():
-            parts.append((FAILS, text))
-        elif f.ci_high < r.growth and depth < top["tau"].max() and (conv == True).all():  # noqa: E712
-            parts.append((HOLDS, text))
-        else:
-            parts.append(
-                (
-                    NOT_MEASURED,
-                    text
-                    + (
-                        ""
-                        if (conv == True).all()  # noqa: E712
-                        else "; convergence not recorded"
-                    ),
-                )
-            )
-    return decision(
-        every_setting(parts),
-        max((g["iterations"].max() for g in used), default=math.nan),
-        "Newton iterations (largest)",
-        parts,
-        skipped,
-        used,
+    finding = (
+        "Teacher forcing's steps have no sequential dependency: depth 1 at every τ, "
+        "by construction."
     )
+    return Decision(verdict, used["depth"].max(), "sequential steps", evidence, used, finding)
 
 
-def _converged(rows: pd.DataFrame) -> pd.Series:
-    """Whether each row records a converged solve (unrecorded counts as not)."""
-    return column(rows, "converged", None).map(truth).eq(True)
-
-
-def deer_faster(rows: pd.DataFrame, r: Rules) -> Decision:
-    def deer(x):
-        return (x["model"] == "elman") & x["strategy"].isin(NEWTON_SOLVERS)
-
-    t = timing_cells(rows)
-    wrong = t[deer(t) & ~_converged(t)]
-    # a solve stopped at max_iter short of the answer is fast and wrong: no evidence of speed
-    skipped = [
-        f"{setting_text(x, ('strategy_label', 'batch', 'hidden', 'threads', 'tau'))} "
-        + (
-            f"(not converged after {x['iterations']:g} iterations: "
-            if np.isfinite(x["iterations"])
-            else "(no convergence recorded: "
-        )
-        + "a wrong answer's speed is not evidence)"
-        for _, x in wrong.iterrows()
-    ]
-    skipped = list(dict.fromkeys(skipped))  # one line per setting, not per seed
-    comps = _against(rows, lambda x: deer(x) & _converged(x), SEQUENTIAL_BPTT, r)
-    if not comps:
-        return Decision(
-            NOT_MEASURED,
-            evidence=evidence_text(
-                [], skipped + ["no converged deer / quasi_deer cell timed beside BPTT"]
-            ),
-        )
-    by = {}
-    for c in comps:
-        row = c["row"]
-        by.setdefault(
-            tuple(str(row[k]) for k in SPEED_KEYS + ["tau", "strategy_label"]), []
-        ).append(c)
-    parts, used, values = [], [], []
-    for _, group in sorted(by.items()):
-        where = setting_text(
-            group[0]["row"], ("strategy_label", "batch", "hidden", "threads", "tau")
-        )
-        best, verdict = _fastest_base(group, where, r, skipped, used, values)
-        if best is None:
-            continue
-        parts.append(
-            (
-                verdict,
-                f"{where}: vs the fastest BPTT ({best['base']}) "
-                f"{ci_text(best['ci'])} ({best['how']})",
-            )
-        )
-    return decision(
-        some_setting(parts),
-        max(values) if values else math.nan,
-        "× speedup over the fastest BPTT (largest)",
-        parts,
-        skipped,
-        used,
+def bptt_time(rows: pd.DataFrame, r: Rules) -> Decision:
+    """O(τ) time, decided on the compiled loop (the algorithm without a framework); the
+    framework loops' curvature and the no-autograd control shown beside it."""
+    d = linear_law(
+        rows, "step_ms_median", (*SEQUENTIAL_BPTT, NO_GRAPH_BPTT), r, deciding=(COMPILED_BPTT,)
     )
+    finding = ""
+    if d.verdict != NOT_MEASURED and np.isfinite(d.value):
+        finding = (
+            "The compiled BPTT loop's step time is "
+            + ("linear" if d.verdict == HOLDS else "not linear")
+            + f" in τ: its τ² term is {d.value:+.3f} of the time at the largest τ."
+        )
+    return Decision(d.verdict, d.value, d.unit, d.evidence, d.cells, finding, d.power, d.power_text)
 
 
-TF_DEPTH = Rule(
-    "tf_depth_one",
-    "chapter",
-    "Teacher forcing decouples the time steps: the sequential depth is 1, not τ.",
-    lambda r: (
-        "depth of every Jordan + teacher-forcing cell, a constant of the strategy "
-        "registry copied into each row: 'by construction' when it is 1 at every τ "
-        "(the timings vs workers and cores are the measured evidence); does not "
-        "hold when the registry says otherwise"
-    ),
-    lambda r: "any Jordan + teacher-forcing row",
-    tf_depth,
-)
-
-
-DEER_DEPTH = Rule(
-    "deer_depth",
-    "consequence",
-    "Elman's sequential depth can be cut to O(k log τ) by parallel Newton iterations "
-    "(DEER) when its dynamics contract (spectral radius ρ < 1).",
-    lambda r: (
-        f"Elman + deer / quasi_deer at ρ < {r.contracting:g} (or the default init), "
-        f"per setting: holds when every run converged, the iteration count k grows "
-        f"slower than τ^{r.growth} (95% CI of its log-log slope below {r.growth}) "
-        f"and k·(2⌈log₂τ⌉ − 1) < τ at the largest τ; does not hold when a run did not "
-        f"converge, k grows faster (CI above {r.growth}) or k·(2⌈log₂τ⌉ − 1) ≥ τ; in every "
-        f"setting. Settings with ρ ≥ {r.contracting:g} are shown, not judged"
-    ),
-    lambda r: (
-        f"≥ {r.min_taus} distinct τ spanning ≥ {r.min_tau_ratio:g}× and ≥ "
-        f"{r.min_cells} cells per setting, with iterations and converged recorded"
-    ),
-    deer_depth,
-)
-
-
-DEER_FASTER = Rule(
-    "deer_faster",
-    "consequence",
-    "… and on this device DEER is faster than sequential BPTT.",
-    lambda r: (
-        f"speedup of Elman + deer / quasi_deer over the fastest Elman BPTT measured, "
-        f"per setting and τ, converged runs only (a run stopped at max_iter short "
-        f"of the answer is not judged): holds when in some setting its 95% CI lies "
-        f"above {r.faster:g}×; does not hold when in every setting it lies at or "
-        f"below"
-    ),
-    _speed_gate,
-    deer_faster,
-)
+def bptt_memory(rows: pd.DataFrame, r: Rules) -> Decision:
+    d = linear_law(rows, "saved_bytes", SEQUENTIAL_BPTT, r)
+    finding = (
+        "Every BPTT keeps bytes for backward in exact proportion to τ."
+        if d.verdict == HOLDS
+        else ""
+    )
+    return Decision(d.verdict, d.value, d.unit, d.evidence, d.cells, finding)
