@@ -254,8 +254,11 @@ def main(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise UsageError("--device: cuda was asked for but no CUDA device is available")
+    from rnnbench.harness.budget import too_large
     from rnnbench.harness.procstat import warn_if_loaded
 
+    if (why := too_large(cell)) is not None:
+        raise UsageError(why)
     warn_if_loaded("bench")
     if cell.replicates > 1:
         rows = replicates(cell, args.timeout)

@@ -62,6 +62,12 @@ class Task:
         """Accuracy of guessing the most frequent class blindly (roughly)."""
         return _CHANCE[self.name](self)
 
+    def longest(self) -> int | None:
+        """The longest tau a batch can have (the text corpus's length; None: any)."""
+        if self.name != "text":
+            return None
+        return int(_corpus_codes(self.options["path"], self.options["vocab"]).numel()) - 2
+
 
 # --------------------------------------------------------------------------- synthetic
 

@@ -8,8 +8,9 @@ records how much of the machine the cell got (:func:`rnnbench.harness.procstat.c
 
 from __future__ import annotations
 
-from rnnbench.facts import node_cpus
-from rnnbench.harness import allocator, procstat
+from rnnbench.facts import FAILED, node_cpus
+from rnnbench.harness import allocator, budget, procstat
+from rnnbench.harness.row import failure_row
 from rnnbench.job.cell import Cell
 from rnnbench.results.rows import Row
 
@@ -19,6 +20,8 @@ def run_cell(cell: Cell, timeout_s: float | None = None) -> Row:
     :func:`rnnbench.harness.allocator.steady` (every step reuses its pages)."""
     allocator.steady()
     allocator.release()  # the heap earlier cells left behind: this cell's peak RSS is its own
+    if (why := budget.too_large(cell)) is not None:
+        return failure_row(cell, FAILED, why)  # before anything is allocated
     before = procstat.Snapshot.now()
     if cell.grouped:
         from rnnbench.harness import group
