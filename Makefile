@@ -11,7 +11,7 @@ BIN     = $(VENV)/bin
 OUT    ?= results/quick
 REPORT ?= $(OUT)/report
 
-.PHONY: setup quick test test-fast lint format
+.PHONY: setup quick test test-fast lint format docs
 
 # The venv, with rnnbench installed editable and torch pinned by constraints.txt
 # (an unpinned torch would pull a multi-GB CUDA build).
@@ -34,6 +34,10 @@ lint: setup
 	$(BIN)/ruff check rnnbench tests benchmarks
 	$(BIN)/ruff format --check rnnbench tests benchmarks
 	$(BIN)/mypy
+
+# docs/claims.md from the claims' code; README's findings block from reports/chapter10-cpu
+docs: setup
+	$(BIN)/python -m rnnbench.report.docs
 
 format: setup
 	$(BIN)/ruff check --fix rnnbench tests benchmarks
