@@ -10,24 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rnnbench.facts import NOISY_IQR, OK, SEQUENTIAL_BPTT
+from rnnbench.facts import COMPUTATION, NOISY_IQR, OK, SEQUENTIAL_BPTT
 
 # A configuration without its seed: rows sharing these are repeats over seeds.
-CONFIG = [
-    "model",
-    "strategy_label",
-    "task_label",
-    "tau",
-    "batch",
-    "hidden",
-    "device",
-    "threads",
-    "workers",
-    "split",
-    "dtype",
-    "train_steps",
-    "baseline",
-]
+CONFIG = [*COMPUTATION, "train_steps", "baseline"]
 # What a timing is compared across: everything but model and strategy.
 SETTING = ["task_label", "batch", "hidden", "device", "threads", "dtype"]
 

@@ -15,6 +15,7 @@ import pandas as pd
 from rnnbench.facts import (
     BY_CONSTRUCTION,
     COMPILED_BPTT,
+    COMPUTATION,
     FAILS,
     HOLDS,
     NEWTON_SOLVERS,
@@ -167,19 +168,7 @@ def linear_law(
 # --------------------------------------------------------------------------- the chain
 
 
-HW_KEYS = [
-    "model",
-    "strategy_label",
-    "task_label",
-    "tau",
-    "batch",
-    "hidden",
-    "device",
-    "threads",
-    "workers",
-    "split",
-    "dtype",
-]
+HW_KEYS = list(COMPUTATION)
 THREADS_ONE = json.dumps({"threads": 1})
 
 
@@ -242,17 +231,9 @@ def time_split_parts(
     for key, g in split.groupby(HW_KEYS, dropna=False, sort=True):
         row = dict(zip(HW_KEYS, key))
         one = ok[(ok["workers"] == 1) & (ok["split"] == "time")]
-        for k in (
-            "model",
-            "strategy_label",
-            "task_label",
-            "tau",
-            "batch",
-            "hidden",
-            "device",
-            "dtype",
-        ):
-            one = one[one[k] == row[k]]
+        for k in HW_KEYS:
+            if k not in ("threads", "workers", "split"):
+                one = one[one[k] == row[k]]
         ci, how = speedup(g, one, r)
         where = (
             f"elman + {row['strategy_label']} split along time, {row['workers']:g} "
@@ -342,18 +323,9 @@ def _hardware_parts(
     for key, g in group.groupby(HW_KEYS, dropna=False, sort=True):
         row = dict(zip(HW_KEYS, key))
         one = ok[(ok["workers"] == 1) & (ok["split"] == row["split"])]
-        for k in (
-            "model",
-            "strategy_label",
-            "task_label",
-            "tau",
-            "batch",
-            "hidden",
-            "device",
-            "threads",
-            "dtype",
-        ):
-            one = one[one[k] == row[k]]
+        for k in HW_KEYS:
+            if k not in ("workers", "split"):
+                one = one[one[k] == row[k]]
         ci, how = speedup(g, one, r)
         out.append(
             {
