@@ -141,6 +141,22 @@ def test_every_make_target_on_the_page_is_the_makefiles(page):
     assert named <= make_targets(), f"{page}: not Makefile targets: {named - make_targets()}"
 
 
+@pytest.mark.parametrize("page", ("README.md", "docs/usage.md"))
+def test_the_job_file_on_the_page_is_a_valid_job(page, tmp_path):
+    from rnnbench.job import jobfile
+
+    blocks = [body for lang, body in FENCE.findall((ROOT / page).read_text()) if lang == "yaml"]
+    assert blocks, f"{page}: no yaml block"
+    for i, body in enumerate(blocks):
+        path = tmp_path / f"job{i}.yaml"
+        path.write_text(body)
+        try:
+            job = jobfile.load(path)
+        except jobfile.JobError as exc:
+            pytest.fail(f"{page}, yaml block {i + 1}: " + "; ".join(exc.problems))
+        assert job.cells
+
+
 def test_readme_links_the_docs():
     linked = set(links(ROOT / "README.md"))
     wanted = {"docs/usage.md", "docs/models.md", "docs/compare.md", "docs/claims.md",
@@ -187,6 +203,16 @@ def test_commands_are_read_from_shell_blocks_only_and_joined():
         ["report", "results/quick"],
     ]
     assert "quick" in make_targets() and "no-such-target" not in make_targets()
+
+
+def test_a_job_file_with_a_problem_is_caught(tmp_path):
+    from rnnbench.job import jobfile
+
+    path = tmp_path / "job.yaml"
+    path.write_text("name: x\nseeds: [0]\nparts:\n  - name: a\n    fixed: {model: elman, "
+                    "strategy: bptt}\n    grid:\n      seed: [0]\n      tau: [4]\n")
+    with pytest.raises(jobfile.JobError, match="seed"):
+        jobfile.load(path)
 
 
 def test_a_missing_link_target_is_found(tmp_path):
