@@ -61,10 +61,8 @@ def rnnbench_argv(words: list[str]) -> list[str] | None:
     rnnbench``), or None for another program."""
     if words and Path(words[0]).name == "rnnbench":
         return words[1:]
-    if len(words) >= 3 and Path(words[0]).name.startswith("python") and words[1:3] == [
-        "-m",
-        "rnnbench",
-    ]:
+    python = words and Path(words[0]).name.startswith("python")
+    if python and words[1:3] == ["-m", "rnnbench"]:
         return words[3:]
     return None
 
@@ -159,8 +157,13 @@ def test_the_job_file_on_the_page_is_a_valid_job(page, tmp_path):
 
 def test_readme_links_the_docs():
     linked = set(links(ROOT / "README.md"))
-    wanted = {"docs/usage.md", "docs/models.md", "docs/compare.md", "docs/claims.md",
-              "docs/design.md"} | WRITTEN_ELSEWHERE
+    wanted = {
+        "docs/usage.md",
+        "docs/models.md",
+        "docs/compare.md",
+        "docs/claims.md",
+        "docs/design.md",
+    } | WRITTEN_ELSEWHERE
     assert wanted <= linked, f"README.md does not link: {sorted(wanted - linked)}"
 
 
@@ -182,8 +185,12 @@ def test_a_command_that_does_not_parse_is_caught(capsys):
     with pytest.raises(SystemExit) as exc:
         parse(argv)
     assert exc.value.code == 2 and "--strategy" in capsys.readouterr().err
-    for wrong in (["benchmark", "--tau", "1"], ["run"], ["run", "jobs/quick.yaml", "--exlusive"],
-                  ["compare", "a", "b", "--measure", "speed"]):
+    for wrong in (
+        ["benchmark", "--tau", "1"],
+        ["run"],
+        ["run", "jobs/quick.yaml", "--exlusive"],
+        ["compare", "a", "b", "--measure", "speed"],
+    ):
         with pytest.raises(SystemExit):
             parse(wrong)
 
@@ -209,8 +216,10 @@ def test_a_job_file_with_a_problem_is_caught(tmp_path):
     from rnnbench.job import jobfile
 
     path = tmp_path / "job.yaml"
-    path.write_text("name: x\nseeds: [0]\nparts:\n  - name: a\n    fixed: {model: elman, "
-                    "strategy: bptt}\n    grid:\n      seed: [0]\n      tau: [4]\n")
+    path.write_text(
+        "name: x\nseeds: [0]\nparts:\n  - name: a\n    fixed: {model: elman, "
+        "strategy: bptt}\n    grid:\n      seed: [0]\n      tau: [4]\n"
+    )
     with pytest.raises(jobfile.JobError, match="seed"):
         jobfile.load(path)
 
