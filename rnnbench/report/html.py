@@ -15,6 +15,7 @@ import pandas as pd
 
 from rnnbench.report.claims import METHOD
 from rnnbench.report.markdown import CAPTIONS, INTRO, run_columns
+from rnnbench.report import scaling_figure
 from rnnbench.report.plots import PLOTS
 from rnnbench.report.tables import blank_note
 
@@ -111,7 +112,7 @@ def _img(out: Path, name: str, embed: bool) -> str:
 
 def figures(report, out: Path, embed: bool) -> str:
     parts = []
-    for name in (p for p in PLOTS if p in report.figures):  # none when drawing was skipped
+    for name in (p for p in (*PLOTS, scaling_figure.NAME) if p in report.figures):  # none when drawing was skipped
         caption = html.escape(CAPTIONS[name])
         if report.figures[name] is None:
             parts.append(
