@@ -136,10 +136,10 @@ def test_deer_counts_its_iterations_summaries_and_folds():
 def test_communication_wins_where_the_model_says():
     """T(N) = a + C / N + 2 (N - 1) alpha (a gradient of no size to speak of): the
     largest speedup is at N* = sqrt(C / (2 alpha)) = 10."""
-    C, alpha = 0.2, 1e-3  # compute of the whole sequence (s), latency a message
+    C, alpha, tau = 0.2, 1e-3, 2**20  # compute of the whole sequence (s), latency a message
     rows = group_rows(
-        taus=(200_000,), fwd=(0.0, C / 200_000), bwd=(0.0, 0.0), rest=0.0, n_params=0,
-        alpha=alpha, beta=1e15, measured=[(2, 200_000, [0.1])],
+        taus=(tau,), fwd=(0.0, C / tau), bwd=(0.0, 0.0), rest=0.0, n_params=0,
+        alpha=alpha, beta=1e15, measured=[(2, tau, [0.1])],
     )
     (m,) = sc.models(rows)
     net = sc.loopback(rows)
@@ -182,7 +182,7 @@ def test_no_one_worker_rows_no_model():
 
 
 def test_the_report_draws_and_tabulates_the_model(tmp_path):
-    rows = group_rows(measured=[(2, 2000, [3e-3, 3.1e-3])], one=[5.3e-3, 5.4e-3])
+    rows = group_rows(taus=(2000,), measured=[(2, 2000, [3e-3, 3.1e-3])], one=[5.3e-3, 5.4e-3])
     report = build_report(rows, tmp_path / "r", formats=("md",))
     fig = report.figures[scaling_figure.NAME]
     (ax,) = [a for a in fig.axes if a.get_visible()][:1]

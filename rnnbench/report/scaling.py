@@ -235,10 +235,10 @@ def models(rows: pd.DataFrame) -> list[Model]:
         k_one = _num(one, "iterations").fillna(1).clip(lower=1)
         fwd, bwd = _num(one, "fwd_ms_median") / 1e3, _num(one, "bwd_ms_median") / 1e3
         step = _num(one, "step_ms_median") / 1e3
-        tau = _num(one, "tau")
-        fwd_len = tau  # one worker: the shard is the sequence
-        forward, backward = line(fwd_len, fwd / k_one), line(tau, bwd)
-        rest = float(np.nanmedian(step - fwd - bwd))
+        tau = _num(one, "tau")  # one worker: the shard is the whole sequence
+        forward, backward = line(tau, fwd / k_one), line(tau, bwd)
+        left = (step - fwd - bwd).dropna()
+        rest = float(left.median()) if len(left) else 0.0
         itemsize = ITEMSIZE.get(str(key["dtype"]), 4)
         n_params = int(_num(one, "n_params").median())
         rate = float(_num(cfg, "gemm_gflops").median()) * 1e9
