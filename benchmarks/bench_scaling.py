@@ -58,13 +58,18 @@ def main() -> None:
     rows = []
     for c in cells(args):
         row = group.run_cell(c, cpus_per_worker=min(1.0, (os.cpu_count() or 2) / 2))
-        print(f"{c.model} {c.strategy} tau {c.tau} N {c.workers} rep {c.replicate}: "
-              f"{row['status']} step {row['step_ms_median']:.3g} ms", flush=True)
+        print(
+            f"{c.model} {c.strategy} tau {c.tau} N {c.workers} rep {c.replicate}: "
+            f"{row['status']} step {row['step_ms_median']:.3g} ms",
+            flush=True,
+        )
         rows.append(row)
     s = sc.scaling(tidy.tidy(pd.DataFrame(rows), "bench_scaling"))
     net = s.networks[0]
-    print(f"\nloopback: alpha {net.alpha * 1e6:.3g} us, beta {net.beta / 1e9:.3g} GB/s "
-          f"({net.points} timings); {sc.DATACENTRE.name}")
+    print(
+        f"\nloopback: alpha {net.alpha * 1e6:.3g} us, beta {net.beta / 1e9:.3g} GB/s "
+        f"({net.points} timings); {sc.DATACENTRE.name}"
+    )
     pd.set_option("display.width", 200)
     print("\nmeasured vs predicted at N = 2 (error = predicted / measured):")
     print(s.check.to_string(index=False, float_format="{:.3g}".format))

@@ -53,20 +53,41 @@ def group_rows(
         for rep, s in enumerate(steps):
             rows.append(
                 rs.row(
-                    model=model, strategy=strategy, tau=tau, workers=1, split="time",
-                    harness="group", replicate=rep, step_ms_median=s * 1e3,
-                    fwd_ms_median=f * 1e3, bwd_ms_median=b * 1e3, iterations=iterations,
-                    n_params=n_params, batch=batch, hidden=hidden, gemm_gflops=gemm_gflops,
+                    model=model,
+                    strategy=strategy,
+                    tau=tau,
+                    workers=1,
+                    split="time",
+                    harness="group",
+                    replicate=rep,
+                    step_ms_median=s * 1e3,
+                    fwd_ms_median=f * 1e3,
+                    bwd_ms_median=b * 1e3,
+                    iterations=iterations,
+                    n_params=n_params,
+                    batch=batch,
+                    hidden=hidden,
+                    gemm_gflops=gemm_gflops,
                 )
             )
     for n, tau, steps in measured:
         for rep, s in enumerate(steps):
             rows.append(
                 rs.row(
-                    model=model, strategy=strategy, tau=tau, workers=n, split="time",
-                    harness="group", replicate=rep, step_ms_median=s * 1e3,
-                    iterations=iterations, n_params=n_params, batch=batch, hidden=hidden,
-                    gemm_gflops=gemm_gflops, **collective_fields(n, alpha, beta),
+                    model=model,
+                    strategy=strategy,
+                    tau=tau,
+                    workers=n,
+                    split="time",
+                    harness="group",
+                    replicate=rep,
+                    step_ms_median=s * 1e3,
+                    iterations=iterations,
+                    n_params=n_params,
+                    batch=batch,
+                    hidden=hidden,
+                    gemm_gflops=gemm_gflops,
+                    **collective_fields(n, alpha, beta),
                 )
             )
     return tidy.tidy(pd.DataFrame(rows), "synthetic")
@@ -114,8 +135,15 @@ def test_teacher_forcing_follows_the_known_curve():
 def test_deer_counts_its_iterations_summaries_and_folds():
     k, B, H, alpha, beta, gflops = 6, 2, 8, 2e-5, 5e8, 10.0
     rows = group_rows(
-        strategy="deer", model="elman", iterations=k, alpha=alpha, beta=beta, batch=B,
-        hidden=H, gemm_gflops=gflops, measured=[(2, 1000, [5e-3])],
+        strategy="deer",
+        model="elman",
+        iterations=k,
+        alpha=alpha,
+        beta=beta,
+        batch=B,
+        hidden=H,
+        gemm_gflops=gflops,
+        measured=[(2, 1000, [5e-3])],
     )
     (m,) = [m for m in sc.models(rows) if m.tau == 1000]
     net = sc.Network("given", alpha, beta)
@@ -138,8 +166,14 @@ def test_communication_wins_where_the_model_says():
     largest speedup is at N* = sqrt(C / (2 alpha)) = 10."""
     C, alpha, tau = 0.2, 1e-3, 2**20  # compute of the whole sequence (s), latency a message
     rows = group_rows(
-        taus=(tau,), fwd=(0.0, C / tau), bwd=(0.0, 0.0), rest=0.0, n_params=0,
-        alpha=alpha, beta=1e15, measured=[(2, tau, [0.1])],
+        taus=(tau,),
+        fwd=(0.0, C / tau),
+        bwd=(0.0, 0.0),
+        rest=0.0,
+        n_params=0,
+        alpha=alpha,
+        beta=1e15,
+        measured=[(2, tau, [0.1])],
     )
     (m,) = sc.models(rows)
     net = sc.loopback(rows)
@@ -155,8 +189,9 @@ def test_communication_wins_where_the_model_says():
 
 def test_the_check_gives_the_error_with_its_interval():
     one, two = [4e-3, 4.2e-3, 3.9e-3], [2.5e-3, 2.4e-3, 2.6e-3]
-    rows = group_rows(taus=(1000,), fwd=(0.0, 2e-6), bwd=(0.0, 2e-6), rest=0.0,
-                      measured=[(2, 1000, two)], one=one)
+    rows = group_rows(
+        taus=(1000,), fwd=(0.0, 2e-6), bwd=(0.0, 2e-6), rest=0.0, measured=[(2, 1000, two)], one=one
+    )
     s = sc.scaling(rows)
     (line,) = s.check.to_dict("records")
     measured = math.exp(np.mean(np.log(one)) - np.mean(np.log(two)))
@@ -203,12 +238,19 @@ def test_the_report_draws_and_tabulates_the_model(tmp_path):
 
 @pytest.mark.ray
 def test_the_group_records_its_collective_costs(ray_session):
-    from rnnbench.harness.group import collectives
-    from rnnbench.harness.group import run_cell
+    from rnnbench.harness.group import collectives, run_cell
     from rnnbench.job.cell import Cell
 
-    base = dict(model="jordan", strategy="teacher_forcing", task="delayed_recall",
-                task_options={"symbols": 4}, tau=8, batch=1, hidden=4, repeats=2)
+    base = dict(
+        model="jordan",
+        strategy="teacher_forcing",
+        task="delayed_recall",
+        task_options={"symbols": 4},
+        tau=8,
+        batch=1,
+        hidden=4,
+        repeats=2,
+    )
     row = run_cell(Cell(workers=2, **base), cpus_per_worker=0.5)
     assert row["status"] == "ok", row["error"]
     assert row["coll_bytes"] == [float(s) for s in collectives.SIZES]

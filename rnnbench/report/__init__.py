@@ -30,9 +30,8 @@ from rnnbench.errors import UsageError
 from rnnbench.report import claims as claims_mod
 from rnnbench.report import compare as compare_mod
 from rnnbench.report import env as env_mod
-from rnnbench.report import fit, plots, runs, tables, tidy
+from rnnbench.report import fit, plots, runs, scaling_figure, tables, tidy
 from rnnbench.report import scaling as scaling_mod
-from rnnbench.report import scaling_figure
 
 FORMATS = ("html", "md")
 
@@ -78,7 +77,7 @@ class Report:
                 )
             ]
         )
-        return first + [
+        out = first + [
             (
                 "fits",
                 "Scaling exponents (y = a·τ^k)",
@@ -133,7 +132,6 @@ class Report:
                 self.paired,
                 tables.display(self.paired),
             ),
-        ] + self._scaling_tables() + [
             (
                 "failed",
                 "Failed rows",
@@ -142,7 +140,7 @@ class Report:
                 self.failed,
             ),
         ]
-
+        return out[:-1] + self._scaling_tables() + out[-1:]  # failed rows last
 
     def _scaling_tables(self) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
         """The scaling model's tables (docs/scaling.md), when the report has one."""

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnnbench.report.claims import METHOD
 from rnnbench.report import scaling_figure
+from rnnbench.report.claims import METHOD
 from rnnbench.report.plots import PLOTS
 from rnnbench.report.tables import blank_note
 
@@ -96,7 +96,8 @@ def write(report, out: Path) -> list[Path]:
     (out / "claims.md").write_text(page("Claims of the chapter, checked", report.env, claims))
     files.append(out / "claims.md")
     body = [f"Results: `{report.source}`\n", "## Claims\n", claims, "## Plots\n"]
-    for name in (p for p in (*PLOTS, scaling_figure.NAME) if p in report.figures):  # none when drawing was skipped
+    # none when drawing was skipped
+    for name in (p for p in (*PLOTS, scaling_figure.NAME) if p in report.figures):
         if report.figures[name] is not None:
             body.append(
                 f"![{CAPTIONS[name]}](plots/{name}.png)\n\n*{CAPTIONS[name]}* "

@@ -39,8 +39,17 @@ GRID = np.arange(1, N_MAX + 1)
 NEWTON = ("deer", "quasi_deer")
 ITEMSIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
 # the configuration a calibration holds for (tau varies within it)
-CALIBRATION = ["model", "strategy", "strategy_label", "task_label", "batch", "hidden",
-               "threads", "dtype", "device"]
+CALIBRATION = [
+    "model",
+    "strategy",
+    "strategy_label",
+    "task_label",
+    "batch",
+    "hidden",
+    "threads",
+    "dtype",
+    "device",
+]
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,8 @@ def loopback(rows: pd.DataFrame, name: str = "loopback (measured)") -> Network |
                     sec.append(t)
     if len(sec) < 2:
         return None
-    (alpha, inv_beta), *_ = np.linalg.lstsq(np.column_stack([lat, byt]), np.asarray(sec), rcond=None)
+    design = np.column_stack([lat, byt])
+    (alpha, inv_beta), *_ = np.linalg.lstsq(design, np.asarray(sec), rcond=None)
     beta = 1.0 / inv_beta if inv_beta > 0 else math.inf
     return Network(name, max(float(alpha), 0.0), float(beta), len(sec))
 
@@ -109,8 +119,9 @@ def loopback(rows: pd.DataFrame, name: str = "loopback (measured)") -> Network |
 # --------------------------------------------------------------------------- the strategy
 
 
-def collectives(strategy: str, batch: int, hidden: int, itemsize: int, n_params: int,
-                iterations: float) -> list[tuple[str, float, float]]:
+def collectives(
+    strategy: str, batch: int, hidden: int, itemsize: int, n_params: int, iterations: float
+) -> list[tuple[str, float, float]]:
     """(kind, bytes, count) of every collective one step makes, per strategy:
 
     - every time split: the gradient and the loss, all-reduced once ((n_params + 1) items);
@@ -122,7 +133,7 @@ def collectives(strategy: str, batch: int, hidden: int, itemsize: int, n_params:
       sends one after another), the backward adjoint's summaries once.
     """
     dense = batch * (hidden * hidden + hidden) * itemsize
-    out = [("allreduce", (n_params + 1) * itemsize, 1.0)]
+    out: list[tuple[str, float, float]] = [("allreduce", (n_params + 1) * itemsize, 1.0)]
     if strategy in NEWTON:
         forward = dense if strategy == "deer" else 2 * batch * hidden * itemsize
         out += [
@@ -198,8 +209,12 @@ class Model:
         k = self.iterations if k is None else k
         shard = np.ceil(self.tau / n)
         fwd_len = self.tau if self.key["strategy"] == "scan_bptt" else shard
-        return self.forward(fwd_len) * max(k, 1.0) + self.backward(shard) + self.rest \
+        return (
+            self.forward(fwd_len) * max(k, 1.0)
+            + self.backward(shard)
+            + self.rest
             + (n - 1) * self.fold_s
+        )
 
     def comm(self, net: Network, n) -> np.ndarray:
         return np.array([comm_time(self.plan, net, int(m)) for m in np.atleast_1d(n)])
@@ -212,8 +227,11 @@ class Model:
 
 
 def _num(frame: pd.DataFrame, col: str) -> pd.Series:
-    return pd.to_numeric(frame[col], errors="coerce") if col in frame else pd.Series(
-        np.nan, index=frame.index)
+    return (
+        pd.to_numeric(frame[col], errors="coerce")
+        if col in frame
+        else pd.Series(np.nan, index=frame.index)
+    )
 
 
 def time_split(rows: pd.DataFrame) -> pd.DataFrame:
@@ -247,19 +265,34 @@ def models(rows: pd.DataFrame) -> list[Model]:
             k = float(_num(at if len(at) else one, "iterations").median())
             k = 1.0 if not math.isfinite(k) else k
             flops = fold_flops(str(key["strategy"]), int(key["batch"]), int(key["hidden"]), k)
-            out.append(Model(
-                key, t, forward, backward, rest, k,
-                collectives(str(key["strategy"]), int(key["batch"]), int(key["hidden"]),
-                            itemsize, n_params, k),
-                flops / rate if rate > 0 and math.isfinite(rate) else 0.0,
-            ))
+            out.append(
+                Model(
+                    key,
+                    t,
+                    forward,
+                    backward,
+                    rest,
+                    k,
+                    collectives(
+                        str(key["strategy"]),
+                        int(key["batch"]),
+                        int(key["hidden"]),
+                        itemsize,
+                        n_params,
+                        k,
+                    ),
+                    flops / rate if rate > 0 and math.isfinite(rate) else 0.0,
+                )
+            )
     return out
 
 
 def label(m: Model) -> str:
     k = m.key
-    return (f"{k['model']} + {k['strategy_label']}, tau {m.tau}, B {int(k['batch'])}, "
-            f"H {int(k['hidden'])}, {int(k['threads'])} thr")
+    return (
+        f"{k['model']} + {k['strategy_label']}, tau {m.tau}, B {int(k['batch'])}, "
+        f"H {int(k['hidden'])}, {int(k['threads'])} thr"
+    )
 
 
 # --------------------------------------------------------------------------- conclusions
@@ -308,30 +341,51 @@ def check(m: Model, rows: pd.DataFrame, net: Network) -> pd.DataFrame:
     for n, at in mine[mine["workers"] > 1].groupby("workers"):
         steps = list(_num(at, "step_ms_median"))
         ci = stats.log_ratio_ci(one, steps)
-        measured = ci.estimate if ci else float(
-            np.exp(np.mean(np.log(one)) - np.mean(np.log(steps))))
+        measured = (
+            ci.estimate if ci else float(np.exp(np.mean(np.log(one)) - np.mean(np.log(steps))))
+        )
         k = float(_num(at, "iterations").median())
         k = m.iterations if not math.isfinite(k) else k
         predicted = float(m.step(net, 1)[0] / m.step(net, int(n), k)[0])
-        out.append({
-            "configuration": label(m),
-            "workers": int(n),
-            "replicates": len(steps),
-            "measured": measured,
-            "measured_lo": ci.low if ci else math.nan,
-            "measured_hi": ci.high if ci else math.nan,
-            "predicted": predicted,
-            "error": predicted / measured,
-            "error_lo": predicted / ci.high if ci else math.nan,
-            "error_hi": predicted / ci.low if ci else math.nan,
-        })
+        out.append(
+            {
+                "configuration": label(m),
+                "workers": int(n),
+                "replicates": len(steps),
+                "measured": measured,
+                "measured_lo": ci.low if ci else math.nan,
+                "measured_hi": ci.high if ci else math.nan,
+                "predicted": predicted,
+                "error": predicted / measured,
+                "error_lo": predicted / ci.high if ci else math.nan,
+                "error_hi": predicted / ci.low if ci else math.nan,
+            }
+        )
     return pd.DataFrame(out)
 
 
-CHECK = ["configuration", "workers", "replicates", "measured", "measured_lo", "measured_hi",
-         "predicted", "error", "error_lo", "error_hi"]
-LIMITS = ["configuration", "network", "alpha_us", "beta_GBps", "n_best", "speedup_best",
-          "speedup_1024", "n_even"]
+CHECK = [
+    "configuration",
+    "workers",
+    "replicates",
+    "measured",
+    "measured_lo",
+    "measured_hi",
+    "predicted",
+    "error",
+    "error_lo",
+    "error_hi",
+]
+LIMITS = [
+    "configuration",
+    "network",
+    "alpha_us",
+    "beta_GBps",
+    "n_best",
+    "speedup_best",
+    "speedup_1024",
+    "n_even",
+]
 
 
 @dataclass(frozen=True)
@@ -351,7 +405,8 @@ def scaling(rows: pd.DataFrame) -> Scaling:
     nets = tuple(n for n in (net, DATACENTRE) if n is not None)
     ms = tuple(models(rows))
     checks = [check(m, rows, net) for m in ms] if net is not None else []
-    checked = pd.concat([c for c in checks if len(c)] or [pd.DataFrame(columns=CHECK)],
-                        ignore_index=True)
+    checked = pd.concat(
+        [c for c in checks if len(c)] or [pd.DataFrame(columns=CHECK)], ignore_index=True
+    )
     lim = pd.DataFrame([limits(m, n) for m in ms for n in nets], columns=LIMITS)
     return Scaling(nets, ms, checked.reindex(columns=CHECK), lim)

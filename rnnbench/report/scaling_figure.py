@@ -9,9 +9,9 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure
 
-from rnnbench.report.scaling import GRID, Scaling, label  # noqa: E402
+from rnnbench.report.scaling import GRID, Scaling, label
 
 NAME = "scaling_vs_workers"
 CAPTION = (
@@ -44,8 +44,15 @@ def figure(s: Scaling) -> Figure | None:
         if len(mine):
             lo = (mine["measured"] - mine["measured_lo"]).fillna(0).clip(lower=0)
             hi = (mine["measured_hi"] - mine["measured"]).fillna(0).clip(lower=0)
-            ax.errorbar(mine["workers"], mine["measured"], yerr=[lo, hi], fmt="o",
-                        color="black", capsize=3, label="measured")
+            ax.errorbar(
+                mine["workers"],
+                mine["measured"],
+                yerr=[lo, hi],
+                fmt="o",
+                color="black",
+                capsize=3,
+                label="measured",
+            )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xlim(1, GRID[-1])
