@@ -30,7 +30,8 @@ from rnnbench.errors import UsageError
 from rnnbench.report import claims as claims_mod
 from rnnbench.report import compare as compare_mod
 from rnnbench.report import env as env_mod
-from rnnbench.report import fit, plots, runs, tables, tidy
+from rnnbench.report import fit, plots, runs, scaling_figure, tables, tidy
+from rnnbench.report import scaling as scaling_mod
 
 FORMATS = ("html", "md")
 
@@ -55,6 +56,7 @@ class Report:
     files: tuple = field(default=())
     runs: tuple = ()  # run labels, in order, when the report holds several runs
     compared: pd.DataFrame | None = None  # each later run's step time against the first
+    scaling: scaling_mod.Scaling | None = None  # the scaling model (one run's report)
 
     def tables(self) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
         """(name, title, note, numeric table, display table) in page order."""
@@ -75,7 +77,7 @@ class Report:
                 )
             ]
         )
-        return first + [
+        out = first + [
             (
                 "fits",
                 "Scaling exponents (y = a·τ^k)",
@@ -138,6 +140,34 @@ class Report:
                 self.failed,
             ),
         ]
+        return out[:-1] + self._scaling_tables() + out[-1:]  # failed rows last
+
+    def _scaling_tables(self) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
+        """The scaling model's tables (docs/scaling.md), when the report has one."""
+        if self.scaling is None:
+            return []
+        return [
+            (
+                "scaling_check",
+                "Scaling model against every measured N",
+                "measured = geomean of the 1-worker step times / geomean of the N-worker ones, "
+                "lo/hi its 95% interval over replicates; predicted: the model on the measured "
+                "loopback network at the N rows' Newton iterations; error = predicted / "
+                "measured (lo/hi from the measured interval).",
+                self.scaling.check,
+                tables.display(self.scaling.check),
+            ),
+            (
+                "scaling_limits",
+                "Scaling model: where communication eats the gain (N up to 1,024)",
+                "n_best: the N of the largest predicted speedup (blank: still gaining at "
+                "1,024); n_even: the first N whose communication takes as long as its "
+                "computation (blank: none); per network (alpha: latency a message, beta: "
+                "bandwidth a link; the datacentre line is an example, not a measurement).",
+                self.scaling.limits,
+                tables.display(self.scaling.limits),
+            ),
+        ]
 
 
 def _keep_run(numeric: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
@@ -185,6 +215,10 @@ def build_report(
         source = source[0]
     rows = tidy.load(source)
     ev = analyse(rows)
+    scale = scaling_mod.scaling(rows)
+    drawn = plots.figures(rows, ev.speedup, ev.workers) if figures else {}
+    if figures:
+        drawn[scaling_figure.NAME] = scaling_figure.figure(scale)
     report = Report(
         source=str(source) if not isinstance(source, pd.DataFrame) else "DataFrame",
         rows=rows,
@@ -195,9 +229,10 @@ def build_report(
         workers=ev.workers,
         failed=tables.failed(rows),
         claims=judge(ev),
-        figures=plots.figures(rows, ev.speedup, ev.workers) if figures else {},
+        figures=drawn,
         env=env_mod.environment(rows),
         paired=tables.paired(rows),
+        scaling=scale,
     )
     if out_dir is None:
         return report

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rnnbench.report import scaling_figure
 from rnnbench.report.claims import METHOD
 from rnnbench.report.markdown import CAPTIONS, INTRO, run_columns
 from rnnbench.report.plots import PLOTS
@@ -111,7 +112,8 @@ def _img(out: Path, name: str, embed: bool) -> str:
 
 def figures(report, out: Path, embed: bool) -> str:
     parts = []
-    for name in (p for p in PLOTS if p in report.figures):  # none when drawing was skipped
+    # none when drawing was skipped
+    for name in (p for p in (*PLOTS, scaling_figure.NAME) if p in report.figures):
         caption = html.escape(CAPTIONS[name])
         if report.figures[name] is None:
             parts.append(

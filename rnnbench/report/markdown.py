@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rnnbench.report import scaling_figure
 from rnnbench.report.claims import METHOD
 from rnnbench.report.plots import PLOTS
 from rnnbench.report.tables import blank_note
@@ -21,6 +22,7 @@ CAPTIONS = {
     "deer_iterations": "DEER: Newton iterations to converge vs the spectral radius of W.",
     "time_vs_hidden": "Step time vs hidden size H: BPTT loops, scan/DEER, teacher forcing.",
 }
+CAPTIONS[scaling_figure.NAME] = scaling_figure.CAPTION  # the scaling model's figure
 INTRO = (
     "Each claim is checked against the measured rows by the rule in its last column. "
     "'holds' and 'does not hold' are measured findings; 'not measured' means the results "
@@ -94,7 +96,8 @@ def write(report, out: Path) -> list[Path]:
     (out / "claims.md").write_text(page("Claims of the chapter, checked", report.env, claims))
     files.append(out / "claims.md")
     body = [f"Results: `{report.source}`\n", "## Claims\n", claims, "## Plots\n"]
-    for name in (p for p in PLOTS if p in report.figures):  # none when drawing was skipped
+    # none when drawing was skipped
+    for name in (p for p in (*PLOTS, scaling_figure.NAME) if p in report.figures):
         if report.figures[name] is not None:
             body.append(
                 f"![{CAPTIONS[name]}](plots/{name}.png)\n\n*{CAPTIONS[name]}* "
