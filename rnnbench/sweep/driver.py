@@ -288,6 +288,7 @@ class Sweep:
         try:
             store.write_row(self.out, row)
         except OSError as exc:
+            store.check(self.out)  # a folder removed just now says so
             raise storage_error(self.out, exc) from None
         status = row.get("status", "?")
         self.counts[status] = self.counts.get(status, 0) + 1
