@@ -103,12 +103,16 @@ def _check_local(held: Held) -> None:
     assert held.ident is not None
     try:
         folder = os.stat(held.where.path)
-        mine = os.stat(os.path.join(held.where.path, LOCK), follow_symlinks=False)
     except OSError:
         raise _gone(held.where, "removed") from None
-    now = ((folder.st_dev, folder.st_ino), (mine.st_dev, mine.st_ino))
-    if now != held.ident:
+    if (folder.st_dev, folder.st_ino) != held.ident[0]:
         raise _gone(held.where, "replaced")
+    try:
+        mine = os.stat(os.path.join(held.where.path, LOCK), follow_symlinks=False)
+    except OSError:
+        raise _gone(held.where, f"left without its {LOCK}") from None
+    if (mine.st_dev, mine.st_ino) != held.ident[1]:
+        raise _gone(held.where, f"given another {LOCK}")
 
 
 # ------------------------------------------------------------------------------ remote

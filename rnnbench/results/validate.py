@@ -5,7 +5,8 @@
 reads rows for all three).  So every row that reaches a frame or ``results.parquet`` has
 the types :data:`rnnbench.results.rows.SCHEMA` declares:
 
-- ``str``/``timestamp``: text; ``json``: a JSON object, or text that parses to one;
+- ``str``/``timestamp``: text; ``json``: a JSON object, or text that parses to one
+  (also :data:`JSON_TEXT`, text keys that hold an object's JSON);
 - ``int``: an integer (not a bool; 3.0 counts) in 0..2^63-1, at least 1 for
   :data:`POSITIVE` keys;
 - ``float``: a finite number (null where not measured: row files hold no NaN);
@@ -27,6 +28,10 @@ from rnnbench.results.rows import SCHEMA
 
 MAX_DEPTH = 8  # levels of lists/objects in a row, the row itself the first
 INT_MAX = 2**63 - 1  # Parquet int64
+# keys the schema declares text that hold a JSON object's text (a runner returning
+# ``cell.config()`` gives the object itself): checked as "json"
+JSON_TEXT = ("baseline", "baseline_config", "baseline_candidates_ms")
+KINDS = {**SCHEMA, **dict.fromkeys(JSON_TEXT, "json")}
 POSITIVE = ("tau", "batch", "hidden", "threads", "workers", "repeats", "replicates", "max_replicates")
 
 
@@ -99,7 +104,7 @@ def problem(row: Any) -> str | None:
         if row.get(key) is None:
             return f"no {key!r}"
     for key, value in row.items():
-        kind = SCHEMA.get(key)
+        kind = KINDS.get(key)
         if kind is None or value is None:
             continue
         if not _fits(kind, value, 1 if key in POSITIVE else 0):
