@@ -21,17 +21,19 @@ Command line: ``rnnbench report RESULTS [RESULTS ...] [--out DIR] [--label NAME 
 from __future__ import annotations
 
 import argparse
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from rnnbench.errors import UsageError
+from rnnbench.errors import StorageError, UsageError
 from rnnbench.report import claims as claims_mod
 from rnnbench.report import compare as compare_mod
 from rnnbench.report import env as env_mod
 from rnnbench.report import fit, plots, runs, scaling_figure, tables, tidy
 from rnnbench.report import scaling as scaling_mod
+from rnnbench.results import location, store
 
 FORMATS = ("html", "md")
 
@@ -209,7 +211,7 @@ def build_report(
         if len(source) > 1:
             report = _several(source, labels, figures)
             return (
-                report if out_dir is None else _write(report, Path(out_dir), formats, embed_images)
+                report if out_dir is None else _write(report, out_dir, formats, embed_images)
             )
         runs.label_runs(source, labels)  # a label count that does not fit is still an error
         source = source[0]
@@ -236,7 +238,7 @@ def build_report(
     )
     if out_dir is None:
         return report
-    return _write(report, Path(out_dir), formats, embed_images)
+    return _write(report, out_dir, formats, embed_images)
 
 
 # Sort order of the stacked tables: configuration first, the run last, so a configuration
@@ -358,13 +360,46 @@ def _compared(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COMPARED)
 
 
-def _write(report: Report, out: Path, formats, embed_images: bool) -> Report:
+# ---- storage (issue 25/23): the report is built in a staging folder, then published
+def _write(report: Report, out, formats, embed_images: bool) -> Report:
+    """Build the report in a local staging folder, then publish it to ``out`` (a path or
+    a URI) file by file (:meth:`rnnbench.results.location.Location.publish`: a link in
+    the way is replaced, never written through).  ``out``, ``out/tables`` or
+    ``out/plots`` as a link: UsageError (exit 2); an OSError (a full disk): StorageError
+    (exit 3)."""
+    where = store.where(out, "--out")
+    if where.local:
+        for sub in ("", "tables", "plots"):
+            if where.kind(sub) == "link":
+                raise UsageError(
+                    f"--out {where}: {sub or 'the report folder'} is a link; rnnbench never "
+                    "writes through links (remove it or give another --out)"
+                )
+            if where.kind(sub) not in ("dir", "missing"):
+                raise UsageError(f"--out {where}: {sub or 'it'} is not a folder")
+    staging = Path(location.staging_dir())
+    try:
+        _build(report, staging, formats, embed_images)
+        where.make_dir(parents=True)
+        written = where.publish(staging)
+    except OSError as exc:
+        raise StorageError(
+            f"--out {where}: cannot write the report ({exc.strerror or exc})"
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    out_dir = Path(where.path) if where.local else where.uri
+    files = tuple(Path(w.path) if w.local else w.uri for w in written)
+    return Report(**{**report.__dict__, "out_dir": out_dir, "files": files})
+
+
+# ---- end storage
+
+
+def _build(report: Report, out: Path, formats, embed_images: bool) -> list[Path]:
+    """Write every file of the report under the local folder ``out``."""
     from rnnbench.report import html, markdown
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out: cannot create {out} ({exc.strerror})") from None
     files = []
     for name, fig in report.figures.items():
         if fig is not None:
@@ -379,7 +414,7 @@ def _write(report: Report, out: Path, formats, embed_images: bool) -> Report:
         files += markdown.write(report, out)
     if "html" in formats:
         files += html.write(report, out, embed_images)
-    return Report(**{**report.__dict__, "out_dir": out, "files": tuple(files)})
+    return files
 
 
 def _formats(formats) -> tuple[str, ...]:
@@ -436,8 +471,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     formats = _formats(args.format)
-    first = Path(args.results[0])
-    out = Path(args.out) if args.out else (first.parent if first.is_file() else first) / "report"
+    out = args.out or _default_out(args.results[0])
     report = build_report(args.results, out, formats, args.embed_images, labels=args.label)
     failed = len(report.failed)
     print(
@@ -449,6 +483,16 @@ def main(args: argparse.Namespace) -> int:
         verdicts = ", ".join(f"{counts.get(v, 0)} {v}" for v in claims_mod.VERDICTS)
         print(f"claims{' ' + name if name else ''}: {verdicts}")
     for page in ("index.html", "report.md"):
-        if (out / page).exists():
-            print(f"  {out / page}")
+        shown = [f for f in report.files if str(f).endswith("/" + page)]
+        if shown:
+            print(f"  {shown[-1]}")
     return 0
+
+
+def _default_out(first: str) -> str:
+    """The first results folder's ``report/`` (beside a ``results.parquet`` file given)."""
+    where = store.where(first, "RESULTS")
+    if where.kind() == "file":
+        parent = where.uri.rstrip("/").rsplit("/", 1)[0] if "/" in where.uri else "."
+        return parent + "/report"
+    return where.uri.rstrip("/") + "/report"

@@ -22,14 +22,17 @@ from rnnbench.errors import UsageError
 from rnnbench.facts import OK
 from rnnbench.job import jobfile
 from rnnbench.results import store
+from rnnbench.results.location import Location
 from rnnbench.sweep.driver import (
     DEFAULT_RUNNER,
     EXCLUSIVE,
     SweepResult,
     alone_somewhere,
+    consolidate,
     done_ids,
     resolve,
     run_sweep,
+    storage_error,
 )
 from rnnbench.sweep.estimate import estimate_seconds
 
@@ -38,7 +41,12 @@ LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's node address i
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job", help="job file (YAML), e.g. jobs/quick.yaml")
-    parser.add_argument("--out", metavar="DIR", help="results folder (default: results/<job name>)")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="results folder: a path, or a URI such as s3://bucket/run, file:///abs/path "
+        "(docs/storage.md; default: results/<job name>)",
+    )
     parser.add_argument(
         "--address",
         metavar="ADDR",
@@ -166,7 +174,7 @@ def connect(
         ) from None
 
 
-def _dry_run(job, out: Path, cpus: int, fresh: bool = False, exclusive: bool = False) -> int:
+def _dry_run(job, out: Location, cpus: int, fresh: bool = False, exclusive: bool = False) -> int:
     """List the job's cells with what ``run`` would do with the same options:
     under ``--fresh`` every cell is to run; under ``--exclusive`` cells run one at
     a time (an embedded Ray is one node)."""
@@ -248,7 +256,7 @@ SUMMARY_KEYS = (
 )
 
 
-def run_summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
+def run_summary(out: store.Out, cell_ids: set[str]) -> tuple[str, bool]:
     """A table of the job's rows, one line per configuration (model, strategy and the
     columns that vary in the job; seeds together), the failures listed; and whether all ok.
 
@@ -309,7 +317,7 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
-def _run_on_ray(job, out: Path, args: argparse.Namespace, runner: Callable) -> SweepResult:
+def _run_on_ray(job, out: Location, args: argparse.Namespace, runner: Callable) -> SweepResult:
     """Connect to (or start) Ray, run the job's missing cells, let go of Ray."""
     started = connect(args.address, args.num_cpus, args.dashboard, args.max_retries)
     import ray  # after connect, which may set how Ray binds before importing it
@@ -345,6 +353,26 @@ def _run_on_ray(job, out: Path, args: argparse.Namespace, runner: Callable) -> S
             ray.shutdown()
 
 
+def _all_stored(job, out: Location, retry_failed: bool) -> bool:
+    """Whether every cell of the job has a stored row (broken ones moved aside); an
+    OSError (a full or failing disk) as a StorageError (exit 3)."""
+    try:
+        return {c.cell_id for c in job.cells} <= done_ids(out, retry_failed)
+    except OSError as exc:
+        raise storage_error(out, exc) from None
+
+
+def consolidate_if_stale(out: Location) -> None:
+    """The rerun's consolidation: ``results.parquet`` rewritten when older than the rows;
+    an OSError (disk still full, ...) as a StorageError (exit 3, one line)."""
+    try:
+        stale = store.parquet_stale(out)
+    except OSError as exc:
+        raise storage_error(out, exc) from None
+    if stale:
+        consolidate(out)
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         job = jobfile.load(args.job)
@@ -352,7 +380,7 @@ def main(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"rnnbench run: error: {exc.path}: {problem}", file=sys.stderr)
         return 2
-    out = Path(args.out or Path("results") / job.name)
+    out = store.where(args.out or str(Path("results") / job.name))  # exit 2 on a bad URI
     if not args.dry_run:
         from rnnbench.harness.procstat import warn_if_loaded
 
@@ -368,17 +396,16 @@ def main(args: argparse.Namespace) -> int:
     runner = resolve(args.runner)
     store.check_writable(out)  # before Ray starts: a bad --out costs nothing
     with store.locked(out):  # a second run on the same folder stops here, at once
-        if not args.fresh and {c.cell_id for c in job.cells} <= done_ids(out, args.retry_failed):
+        if not args.fresh and _all_stored(job, out, args.retry_failed):
             # every cell is stored: nothing to run, so no Ray to start (it costs seconds)
             result = SweepResult(cells=len(job.cells), skipped=len(job.cells))
-            if store.parquet_stale(out):
-                store.consolidate(out)
+            consolidate_if_stale(out)
         else:
             result = _run_on_ray(job, out, args, runner)
     text, all_ok = run_summary(out, {c.cell_id for c in job.cells})
     print(text)
     print(
         f"\n{job.name}: {result.ran} cell(s) run now, {result.skipped} already stored, "
-        f"{result.wall_s:.1f} s; results in {out / store.PARQUET}"
+        f"{result.wall_s:.1f} s; results in {out.child(store.PARQUET)}"
     )
     return 0 if all_ok else 1
