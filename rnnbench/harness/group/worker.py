@@ -45,6 +45,7 @@ class Worker:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "ip": ray.util.get_node_ip_address(),
+            "node_id": ray.get_runtime_context().get_node_id(),
             "threads": torch.get_num_threads(),
         }
 
