@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+from typing import Any
 
 from rnnbench.argtypes import non_negative_int, positive_float, positive_int
 from rnnbench.core import strategies, tasks
@@ -259,8 +260,8 @@ def _on_cluster(cell: Cell, timeout_s: float | None) -> dict:
     from rnnbench.harness.runner import run_cell
 
     cpus = 0 if cell.grouped else cell.n_threads
-    task = ray.remote(num_cpus=cpus, max_retries=0)(run_cell)
-    return ray.get(task.remote(cell, timeout_s=timeout_s))
+    task: Any = ray.remote(num_cpus=cpus, max_retries=0)(run_cell)
+    return ray.get(task.remote(cell, timeout_s))
 
 
 def _measure(cell: Cell, timeout_s: float | None, address: str | None) -> dict:
@@ -280,7 +281,6 @@ def _measure(cell: Cell, timeout_s: float | None, address: str | None) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    from rnnbench.harness.runner import run_cell
 
     cell = cell_from_args(args)
     if cell.device == "cuda":

@@ -147,7 +147,7 @@ def _loopback_before_import() -> None:
     os.environ[LOOPBACK_ONLY] = "0"
     constants = sys.modules.get("ray._private.ray_constants")
     if constants is not None:
-        constants.ENABLE_RAY_CLUSTER = False
+        setattr(constants, "ENABLE_RAY_CLUSTER", False)  # noqa: B010 (read at import)
 
 
 def start(
@@ -160,7 +160,6 @@ def start(
     attach to a head ``ray start`` left behind)."""
     _loopback_before_import()
     secure_token()
-    import ray
 
     _quiet()
     with stopping.deferred():  # a signal inside ray.init aborted the process (exit 134)
@@ -241,7 +240,9 @@ def join(address: str) -> None:
         hint = ""
         if "auth" in text.lower() or os.environ.get(AUTH_MODE, "").lower() != "token":
             hint = f"; {AUTH_HINT}"
-        raise UsageError(f"--address {address}: cannot join the Ray cluster: {text}{hint}") from None
+        raise UsageError(
+            f"--address {address}: cannot join the Ray cluster: {text}{hint}"
+        ) from None
     _route_messages()
 
 

@@ -33,7 +33,6 @@ from rnnbench.sweep.driver import (
 from rnnbench.sweep.estimate import estimate_seconds
 
 
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job", help="job file (YAML), e.g. jobs/quick.yaml")
     parser.add_argument("--out", metavar="DIR", help="results folder (default: results/<job name>)")
