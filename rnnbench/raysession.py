@@ -246,6 +246,18 @@ def join(address: str) -> None:
     _route_messages()
 
 
+def node_ip() -> str:
+    """This process's Ray node address, as the node was started (``--node-ip-address``;
+    127.0.0.1 on an embedded Ray).  ``ray.util.get_node_ip_address()`` in a worker
+    process guesses it from the routes instead (the host's outward address)."""
+    import ray
+
+    try:
+        return ray._private.worker.global_worker.node_ip_address
+    except Exception:
+        return ray.util.get_node_ip_address()
+
+
 # --------------------------------------------------------------------------- stop
 
 

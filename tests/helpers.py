@@ -219,3 +219,68 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+# ------------------------------------------------------------------ a Ray cluster of processes
+# (cluster: `ray start` nodes on this host with token authentication, for the slow tier)
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` free ports between Ray's worker ports (10002-19999) and the kernel's ephemeral
+    range (a port from ``bind(0)`` could be taken by Ray's own processes meanwhile)."""
+    import random
+    import socket
+
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    if low < 20000 + 4 * n:
+        pytest.skip(f"the kernel's ephemeral ports start at {low}: no safe range for Ray's")
+    ports: list[int] = []
+    for port in random.Random().sample(range(20000, low), 4 * n):
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError("no free ports below the ephemeral range")
+
+
+def node_ports(head: bool) -> list[str]:
+    """The `ray start` flags that pin every fixed port a node would take, to free ones."""
+    names = [
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "metrics-export-port",
+        "runtime-env-agent-port",
+    ]
+    if head:
+        names += ["ray-client-server-port", "dashboard-port"]
+    return [f"--{name}={port}" for name, port in zip(names, free_ports(len(names)))]
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it (children first looked up)."""
+    import signal
+
+    for p in sorted(process_tree(pid), reverse=True):
+        try:
+            os.kill(p, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def temp_processes(temp: str) -> set[int]:
+    """The processes whose command line names ``temp`` (a node's --temp-dir), and theirs."""
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if temp.encode() in f.read():
+                        found |= process_tree(int(entry))
+            except OSError:
+                continue
+    return found

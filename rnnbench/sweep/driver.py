@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnnbench import stopping
+from rnnbench import raysession, stopping
 from rnnbench.errors import StorageError, UsageError
 from rnnbench.facts import FAILED, OK, TIMEOUT, clip_error
 from rnnbench.harness.row import failure_row
@@ -116,7 +116,7 @@ def execute(runner: Callable, cell: Cell, registry: Any) -> dict:
     row.update(cell_id=cell.cell_id, attempt=attempt, neighbours=neighbours)
     # where it ran (a worker-group cell's runner already named its rank 0's node)
     if not row.get("node_id"):
-        row.update(node_id=ctx.get_node_id(), node_ip=ray.util.get_node_ip_address())
+        row.update(node_id=ctx.get_node_id(), node_ip=raysession.node_ip())
     return row
 
 
