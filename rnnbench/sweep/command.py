@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from rnnbench import raysession, stopping
 from rnnbench.argtypes import non_negative_int, positive_float, positive_int
 from rnnbench.errors import UsageError
 from rnnbench.facts import OK
@@ -35,8 +34,6 @@ from rnnbench.sweep.driver import (
     storage_error,
 )
 from rnnbench.sweep.estimate import estimate_seconds
-
-LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's node address is 127.0.0.1
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -102,76 +99,46 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _quiet_opt_out_advice() -> None:
-    """Drop Ray 2.60's "Token authentication is enabled ... Set RAY_AUTH_MODE=disabled to
-    opt out" warning for the embedded Ray: authentication stays on (the default), and the
-    line read as advice to turn it off.  Every other Ray message is kept."""
-    import logging
-
-    class OptOutAdvice(logging.Filter):
-        def filter(self, record):
-            return "RAY_AUTH_MODE=disabled to opt out" not in record.getMessage()
-
-    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
-    if not any(type(f).__name__ == "OptOutAdvice" for f in log.filters):
-        log.addFilter(OptOutAdvice())
-
-
 def connect(
     address: str | None, num_cpus: int | None, dashboard: bool, max_retries: int = 3
 ) -> bool:
-    """Connect to Ray; return True when this call started an embedded instance.
+    """Connect to Ray (:mod:`rnnbench.raysession`); return True when this call started an
+    embedded instance.
 
     A cell whose worker Ray's memory monitor kills is retried at most
     ``max_retries`` times, then gives an ``oom`` row: the embedded Ray is started
     with ``task_oom_retries`` set so (Ray's default, 15 with growing back-off,
     keeps a cell that never fits busy for many minutes); a cluster keeps its
     own setting (README: ``RAY_task_oom_retries``).
-
-    The embedded Ray listens on 127.0.0.1 only: Ray takes the loopback address
-    as the node's address when ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (its
-    default on macOS and Windows), and its servers bind to the node's address.
-    Ray reads that when it is imported, so it holds where this function is the
-    first to import Ray (``rnnbench run``); its processes inherit it.  A cluster
-    keeps its nodes' addresses.
     """
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if not address and "ray" not in sys.modules:
-        os.environ.setdefault(LOOPBACK_ONLY, "0")
-    import ray
-
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         print(
             "rnnbench run: warning: RAY_AUTH_MODE=disabled turns Ray's token authentication "
             "off; anyone who reaches the cluster's ports can run code on it",
             file=sys.stderr,
         )
+    if address:
+        if num_cpus or dashboard:
+            raise UsageError(
+                "--num-cpus/--dashboard: only for an embedded Ray; "
+                "a cluster given by --address/RAY_ADDRESS is used as it is"
+            )
+        raysession.join(address)
+        return False
     try:
-        if address:
-            if num_cpus or dashboard:
-                raise UsageError(
-                    "--num-cpus/--dashboard: only for an embedded Ray; "
-                    "a cluster given by --address/RAY_ADDRESS is used as it is"
-                )
-            ray.init(address=address, log_to_driver=False)
-            return False
-        _quiet_opt_out_advice()
-        ray.init(
-            address="local",
-            num_cpus=num_cpus or os.cpu_count(),
+        raysession.start(
+            num_cpus=num_cpus,
             resources={EXCLUSIVE: 1},
-            include_dashboard=dashboard,
-            dashboard_host="127.0.0.1",
-            log_to_driver=False,
-            _system_config={"task_oom_retries": max_retries},
+            dashboard=dashboard,
+            system_config={"task_oom_retries": max_retries},
         )
-        return True
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        where = f"--address {address}" if address else "ray.init"
         raise UsageError(
-            f"{where}: cannot start or reach Ray: "
+            "ray.init: cannot start Ray: "
             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
         ) from None
+    return True
 
 
 def _dry_run(job, out: Location, cpus: int, fresh: bool = False, exclusive: bool = False) -> int:
@@ -306,23 +273,12 @@ def run_summary(out: store.Out, cell_ids: set[str]) -> tuple[str, bool]:
     return "\n".join(lines), bad.empty and not missing
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (a scheduler, `ray job stop`, `kill`) stops the sweep as Ctrl-C does:
-    in-flight cells are cancelled, rows written so far are consolidated and kept."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
-
-
 def _run_on_ray(job, out: Location, args: argparse.Namespace, runner: Callable) -> SweepResult:
     """Connect to (or start) Ray, run the job's missing cells, let go of Ray."""
     started = connect(args.address, args.num_cpus, args.dashboard, args.max_retries)
     import ray  # after connect, which may set how Ray binds before importing it
 
-    _stop_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
+    stopping.install()  # SIGTERM, SIGHUP as Ctrl-C: cells cancelled, rows consolidated
     try:
         alone = (
             "--exclusive"
@@ -349,8 +305,7 @@ def _run_on_ray(job, out: Location, args: argparse.Namespace, runner: Callable) 
             job=job.name,
         )
     finally:
-        if started:
-            ray.shutdown()
+        raysession.stop(started)
 
 
 def _all_stored(job, out: Location, retry_failed: bool) -> bool:
@@ -399,7 +354,8 @@ def main(args: argparse.Namespace) -> int:
         if not args.fresh and _all_stored(job, out, args.retry_failed):
             # every cell is stored: nothing to run, so no Ray to start (it costs seconds)
             result = SweepResult(cells=len(job.cells), skipped=len(job.cells))
-            consolidate_if_stale(out)
+            with stopping.deferred():
+                consolidate_if_stale(out)
         else:
             result = _run_on_ray(job, out, args, runner)
     text, all_ok = run_summary(out, {c.cell_id for c in job.cells})
