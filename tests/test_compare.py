@@ -451,7 +451,7 @@ def test_a_report_of_two_runs_lines_them_up(multi):
     for name in multi.runs:
         assert multi.claims[f"verdict: {name}"].notna().all()
     text = (multi.out_dir / "claims.md").read_text()
-    assert "verdict: laptop" in text and "verdict: node" in text
+    assert "**laptop: " in text and "**node: " in text  # a tally line per run
     csv = pd.read_csv(multi.out_dir / "tables" / "summary.csv")
     assert csv["run"].tolist() == s["run"].astype(str).tolist()
 
@@ -460,7 +460,7 @@ def test_each_run_has_its_own_line_style(multi):
     ax = multi.figures["time_vs_tau"].axes[0]
     fitted = {ln.get_linestyle() for ln in ax.get_lines() if len(ln.get_xdata()) == 50}
     assert fitted == {"-", "--"}
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t.get_text() for t in multi.figures["time_vs_tau"].legends[0].get_texts()]
     assert any("[laptop]" in x for x in labels) and any("[node]" in x for x in labels)
     # One panel holds both runs: threads 1 and 4 tell the runs apart, not the settings.
     assert len(multi.figures["time_vs_tau"].axes) == 1
@@ -491,7 +491,7 @@ def test_report_cli_takes_labels_and_checks_their_count(tmp_path, capsys):
     )
     assert code == 0, err
     assert "claims before:" in out and "claims after:" in out
-    assert "verdict: before" in (tmp_path / "r" / "claims.md").read_text()
+    assert "**before: " in (tmp_path / "r" / "claims.md").read_text()
     code, _, err = run("report", *two_runs, "--label", "only-one", capsys=capsys)
     assert code == 2 and err.count("\n") == 1 and "--label" in err
 

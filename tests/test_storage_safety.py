@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 from helpers import BIN, ROOT, subprocess_env
+from ray import cloudpickle
 
 from rnnbench import cli
 from rnnbench.job.cell import Cell
 from rnnbench.results import location, store, validate
 from rnnbench.sweep import command
-
-from ray import cloudpickle  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

@@ -31,8 +31,9 @@ from rnnbench.errors import StorageError, UsageError
 from rnnbench.report import claims as claims_mod
 from rnnbench.report import compare as compare_mod
 from rnnbench.report import env as env_mod
-from rnnbench.report import fit, plots, runs, scaling_figure, tables, tidy
+from rnnbench.report import findings, fit, plots, runs, scaling_figure, tables, tidy
 from rnnbench.report import scaling as scaling_mod
+from rnnbench.report.escape import csv_frame
 from rnnbench.results import location, store
 
 FORMATS = ("html", "md")
@@ -281,7 +282,7 @@ def _line_up(claims: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     out = first[[c for c in ("key", "source", "claim", "rule", "gate") if c in first]].copy()
     for name, c in claims:
         c = c.set_index("key")
-        for col in ("verdict", "evidence", "cells"):
+        for col in ("verdict", "evidence", "cells", "finding", "cell_ids"):
             out[f"{col}: {name}"] = out["key"].map(c[col])
     return out
 
@@ -405,11 +406,12 @@ def _build(report: Report, out: Path, formats, embed_images: bool) -> list[Path]
         if fig is not None:
             files += plots.save(fig, out / "plots", name)
     (out / "tables").mkdir(exist_ok=True)
-    for name, *_, numeric, _ in report.tables():
-        numeric.to_csv(out / "tables" / f"{name}.csv", index=False)
+    for name, *_, numeric, _ in report.tables():  # text cells made spreadsheet-safe
+        csv_frame(numeric).to_csv(out / "tables" / f"{name}.csv", index=False)
         files.append(out / "tables" / f"{name}.csv")
-    report.claims.to_csv(out / "tables" / "claims.csv", index=False)  # one verdict per run
-    files.append(out / "tables" / "claims.csv")
+    csv_frame(report.claims).to_csv(out / "tables" / "claims.csv", index=False)
+    files.append(out / "tables" / "claims.csv")  # one verdict per run
+    files += findings.write_evidence(report.claims, report.rows, out)
     if "md" in formats:
         files += markdown.write(report, out)
     if "html" in formats:

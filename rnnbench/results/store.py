@@ -47,8 +47,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rnnbench.errors import UsageError
-from rnnbench.results import lock as lock_mod
 from rnnbench.results import location
+from rnnbench.results import lock as lock_mod
 from rnnbench.results.location import Location
 from rnnbench.results.rows import FLOAT_KEYS, ROW_KEYS, SCHEMA, Row
 from rnnbench.results.validate import problem
