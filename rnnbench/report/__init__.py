@@ -30,7 +30,7 @@ from rnnbench.errors import UsageError
 from rnnbench.report import claims as claims_mod
 from rnnbench.report import compare as compare_mod
 from rnnbench.report import env as env_mod
-from rnnbench.report import fit, plots, runs, tables, tidy
+from rnnbench.report import fit, plots, regime, runs, tables, tidy
 
 FORMATS = ("html", "md")
 
@@ -55,6 +55,7 @@ class Report:
     files: tuple = field(default=())
     runs: tuple = ()  # run labels, in order, when the report holds several runs
     compared: pd.DataFrame | None = None  # each later run's step time against the first
+    regime: pd.DataFrame | None = None  # the fastest method per (H, tau): .regime
 
     def tables(self) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
         """(name, title, note, numeric table, display table) in page order."""
@@ -99,6 +100,19 @@ class Report:
                 f"baseline time / teacher-forcing time, per τ and batch; times are {spread}.",
                 self.speedup,
                 tables.display(self.speedup),
+            ),
+            *(
+                []
+                if self.regime is None
+                else [
+                    (
+                        "regime",
+                        "Regime map: the fastest method per (H, τ)",
+                        regime.NOTE,
+                        self.regime,
+                        tables.display(self.regime),
+                    )
+                ]
             ),
             (
                 "summary",
@@ -185,6 +199,7 @@ def build_report(
         source = source[0]
     rows = tidy.load(source)
     ev = analyse(rows)
+    regime_map = regime.table(rows)
     report = Report(
         source=str(source) if not isinstance(source, pd.DataFrame) else "DataFrame",
         rows=rows,
@@ -195,13 +210,19 @@ def build_report(
         workers=ev.workers,
         failed=tables.failed(rows),
         claims=judge(ev),
-        figures=plots.figures(rows, ev.speedup, ev.workers) if figures else {},
+        figures=_figures(rows, ev.speedup, ev.workers, regime_map) if figures else {},
         env=env_mod.environment(rows),
         paired=tables.paired(rows),
+        regime=regime_map,
     )
     if out_dir is None:
         return report
     return _write(report, Path(out_dir), formats, embed_images)
+
+
+def _figures(rows, speedup, workers, regime_map) -> dict:
+    """The plots (:func:`plots.figures`) and the regime map (:func:`regime.figure`)."""
+    return {**plots.figures(rows, speedup, workers), "regime_map": regime.figure(regime_map)}
 
 
 # Sort order of the stacked tables: configuration first, the run last, so a configuration
@@ -259,6 +280,7 @@ def _several(sources, labels, figures: bool) -> Report:
         return _stack([(n, make(r, ev)) for n, (r, ev) in parts.items()], rows)
 
     speedup, workers = stack(lambda r, e: e.speedup), stack(lambda r, e: e.workers)
+    regime_map = regime.table(rows)  # the run is part of its setting
     where = {
         name: (str(s) if not isinstance(s, pd.DataFrame) else "DataFrame")
         for name, s in zip(names, sources)
@@ -273,11 +295,12 @@ def _several(sources, labels, figures: bool) -> Report:
         workers=workers,
         failed=stack(lambda r, e: tables.failed(r)),
         claims=_line_up([(n, judge(e)) for n, (_, e) in parts.items()]),
-        figures=plots.figures(rows, speedup, workers) if figures else {},
+        figures=_figures(rows, speedup, workers, regime_map) if figures else {},
         env=runs.environment(rows, where),
         runs=tuple(names),
         compared=_compared(rows),
         paired=stack(lambda r, e: tables.paired(r)),
+        regime=regime_map,
     )
 
 
