@@ -101,19 +101,6 @@ class Report:
                 self.speedup,
                 tables.display(self.speedup),
             ),
-            *(
-                []
-                if self.regime is None
-                else [
-                    (
-                        "regime",
-                        "Regime map: the fastest method per (H, τ)",
-                        regime.NOTE,
-                        self.regime,
-                        tables.display(self.regime),
-                    )
-                ]
-            ),
             (
                 "summary",
                 "Every configuration",
@@ -143,6 +130,19 @@ class Report:
                 "flop_counter's forward+backward FLOPs / step time.",
                 self.paired,
                 tables.display(self.paired),
+            ),
+            *(
+                []
+                if self.regime is None or self.regime.empty
+                else [
+                    (
+                        "regime",
+                        "Regime map: the fastest method per (H, τ)",
+                        regime.NOTE,
+                        self.regime,
+                        tables.display(self.regime),
+                    )
+                ]
             ),
             (
                 "failed",
