@@ -31,7 +31,7 @@ from rnnbench.errors import StorageError, UsageError
 from rnnbench.report import claims as claims_mod
 from rnnbench.report import compare as compare_mod
 from rnnbench.report import env as env_mod
-from rnnbench.report import findings, fit, plots, runs, scaling_figure, tables, tidy
+from rnnbench.report import findings, fit, plots, regime, runs, scaling_figure, tables, tidy
 from rnnbench.report import scaling as scaling_mod
 from rnnbench.report.escape import csv_frame
 from rnnbench.results import location, store
@@ -60,6 +60,7 @@ class Report:
     runs: tuple = ()  # run labels, in order, when the report holds several runs
     compared: pd.DataFrame | None = None  # each later run's step time against the first
     scaling: scaling_mod.Scaling | None = None  # the scaling model (one run's report)
+    regime: pd.DataFrame | None = None  # the fastest method per (H, tau): .regime
 
     def tables(self) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
         """(name, title, note, numeric table, display table) in page order."""
@@ -134,6 +135,19 @@ class Report:
                 "flop_counter's forward+backward FLOPs / step time.",
                 self.paired,
                 tables.display(self.paired),
+            ),
+            *(
+                []
+                if self.regime is None or self.regime.empty
+                else [
+                    (
+                        "regime",
+                        "Regime map: the fastest method per (H, τ)",
+                        regime.NOTE,
+                        self.regime,
+                        tables.display(self.regime),
+                    )
+                ]
             ),
             (
                 "failed",
@@ -211,15 +225,14 @@ def build_report(
     if isinstance(source, (list, tuple)):
         if len(source) > 1:
             report = _several(source, labels, figures)
-            return (
-                report if out_dir is None else _write(report, out_dir, formats, embed_images)
-            )
+            return report if out_dir is None else _write(report, out_dir, formats, embed_images)
         runs.label_runs(source, labels)  # a label count that does not fit is still an error
         source = source[0]
     rows = tidy.load(source)
     ev = analyse(rows)
     scale = scaling_mod.scaling(rows)
-    drawn = plots.figures(rows, ev.speedup, ev.workers) if figures else {}
+    regime_map = regime.table(rows)
+    drawn = _figures(rows, ev.speedup, ev.workers, regime_map) if figures else {}
     if figures:
         drawn[scaling_figure.NAME] = scaling_figure.figure(scale)
     report = Report(
@@ -236,10 +249,16 @@ def build_report(
         env=env_mod.environment(rows),
         paired=tables.paired(rows),
         scaling=scale,
+        regime=regime_map,
     )
     if out_dir is None:
         return report
     return _write(report, out_dir, formats, embed_images)
+
+
+def _figures(rows, speedup, workers, regime_map) -> dict:
+    """The plots (:func:`plots.figures`) and the regime map (:func:`regime.figure`)."""
+    return {**plots.figures(rows, speedup, workers), "regime_map": regime.figure(regime_map)}
 
 
 # Sort order of the stacked tables: configuration first, the run last, so a configuration
@@ -297,6 +316,7 @@ def _several(sources, labels, figures: bool) -> Report:
         return _stack([(n, make(r, ev)) for n, (r, ev) in parts.items()], rows)
 
     speedup, workers = stack(lambda r, e: e.speedup), stack(lambda r, e: e.workers)
+    regime_map = regime.table(rows)  # the run is part of its setting
     where = {
         name: (str(s) if not isinstance(s, pd.DataFrame) else "DataFrame")
         for name, s in zip(names, sources)
@@ -311,11 +331,12 @@ def _several(sources, labels, figures: bool) -> Report:
         workers=workers,
         failed=stack(lambda r, e: tables.failed(r)),
         claims=_line_up([(n, judge(e)) for n, (_, e) in parts.items()]),
-        figures=plots.figures(rows, speedup, workers) if figures else {},
+        figures=_figures(rows, speedup, workers, regime_map) if figures else {},
         env=runs.environment(rows, where),
         runs=tuple(names),
         compared=_compared(rows),
         paired=stack(lambda r, e: tables.paired(r)),
+        regime=regime_map,
     )
 
 

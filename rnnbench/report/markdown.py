@@ -22,6 +22,7 @@ CAPTIONS = {
     "capacity": "Accuracy per task and model (capacity).",
     "deer_iterations": "DEER: Newton iterations to converge vs the spectral radius of W.",
     "time_vs_hidden": "Step time vs hidden size H: BPTT loops, scan/DEER, teacher forcing.",
+    "regime_map": "Regime map: the fastest method per (H, τ), its margin, the crossovers.",
 }
 CAPTIONS[scaling_figure.NAME] = scaling_figure.CAPTION  # the scaling model's figure
 INTRO = (

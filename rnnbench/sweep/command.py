@@ -21,6 +21,7 @@ from rnnbench.errors import UsageError
 from rnnbench.facts import OK
 from rnnbench.job import jobfile
 from rnnbench.results import store
+from rnnbench.results.labels import PLAIN, baseline_text
 from rnnbench.results.location import Location
 from rnnbench.sweep.driver import (
     DEFAULT_RUNNER,
@@ -176,6 +177,7 @@ def _dry_run(job, out: Location, cpus: int, fresh: bool = False, exclusive: bool
                 "seed": c.seed,
                 "threads": c.n_threads,
                 "workers": c.workers,
+                "baseline": baseline_text(c.baseline),
                 "device": c.device,
                 "status": status.get(c.cell_id, "todo"),
                 "est_s": round(wall.get(c.cell_id, est), 1),
@@ -228,7 +230,10 @@ def run_summary(out: store.Out, cell_ids: set[str]) -> tuple[str, bool]:
     columns that vary in the job; seeds together), the failures listed; and whether all ok.
 
     ``step_ms_median`` is the median over the configuration's ok seeds of their
-    median step time: never a median across different τ or batch sizes.
+    median step time: never a median across different τ or batch sizes.  Paired cells
+    (timed beside a baseline) are a table of their own, after the plain ones, with
+    the baseline as text (``threads=1``), its step time ``baseline_ms`` and the paired
+    ``speedup`` (baseline / cell per block pair), each the median over the ok seeds.
     """
     import pandas as pd
 
@@ -236,27 +241,34 @@ def run_summary(out: store.Out, cell_ids: set[str]) -> tuple[str, bool]:
     if df.empty:
         return "no rows", False
     df = df[df["cell_id"].isin(cell_ids)]
+    base = df["baseline"] if "baseline" in df.columns else pd.Series(None, index=df.index)
+    df = df.assign(baseline=base.map(baseline_text))
     keys = ["model", "strategy"] + [
         k for k in SUMMARY_KEYS if k in df.columns and df[k].astype(str).nunique() > 1
     ]
-    times = (
-        df["step_ms_median"].where(df["status"] == OK)
-        if "step_ms_median" in df.columns
-        else pd.Series(float("nan"), index=df.index)
-    )
-    grouped = df.assign(step_ms_median=times).groupby(keys, dropna=False)
-    table = pd.DataFrame(
-        {
-            "cells": grouped.size(),
-            "ok": grouped["status"].apply(lambda s: int((s == OK).sum())),
-            "step_ms_median": grouped["step_ms_median"].median(),
-        }
-    ).reset_index()
-    lines = [
-        table.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
-        "(step_ms_median: per line, the median over its ok seeds of each cell's median "
-        "training-step time in ms)",
-    ]
+    plain = df[df["baseline"] == PLAIN]
+    paired = df[df["baseline"] != PLAIN]
+    lines = []
+    if not plain.empty:
+        lines += [
+            *(["plain cells (each timed on its own):"] if not paired.empty else []),
+            _summary_table(plain, keys, ()),
+            "(step_ms_median: per line, the median over its ok seeds of each cell's median "
+            "training-step time in ms)",
+        ]
+    if not paired.empty:
+        lines += [
+            *([""] if lines else []),
+            "paired cells (each timed beside its baseline, taking turns):",
+            _summary_table(
+                paired,
+                keys[:2] + ["baseline"] + keys[2:],
+                (("baseline_ms", "baseline_step_ms_median"), ("speedup", "speedup_median")),
+            ),
+            "(baseline: the fields the baseline changes; baseline_ms: its median step time; "
+            "speedup: baseline / cell per block pair, the median over the ok seeds of each "
+            "cell's median)",
+        ]
     bad = df[df["status"] != OK]
     if not bad.empty:
         cols = [
@@ -271,6 +283,33 @@ def run_summary(out: store.Out, cell_ids: set[str]) -> tuple[str, bool]:
     if missing:
         lines += ["", f"{missing} cell(s) have no row yet"]
     return "\n".join(lines), bad.empty and not missing
+
+
+def _summary_table(df, keys: list[str], extra: tuple[tuple[str, str], ...]) -> str:
+    """One line per configuration: cells, ok, and the median over ok seeds of
+    ``step_ms_median`` and of each ``extra`` (shown name, row column)."""
+    import pandas as pd
+
+    columns = {"step_ms_median": "step_ms_median", **dict(extra)}
+    measured = df.assign(
+        **{
+            name: (
+                pd.to_numeric(df[col], errors="coerce").where(df["status"] == OK)
+                if col in df.columns
+                else float("nan")
+            )
+            for name, col in columns.items()
+        }
+    )
+    grouped = measured.groupby(keys, dropna=False)
+    table = pd.DataFrame(
+        {
+            "cells": grouped.size(),
+            "ok": grouped["status"].apply(lambda s: int((s == OK).sum())),
+            **{name: grouped[name].median() for name in columns},
+        }
+    ).reset_index()
+    return table.to_string(index=False, float_format=lambda v: f"{v:.3g}")
 
 
 def _run_on_ray(job, out: Location, args: argparse.Namespace, runner: Callable) -> SweepResult:
