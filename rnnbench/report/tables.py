@@ -254,17 +254,7 @@ def speedup(rows: pd.DataFrame) -> pd.DataFrame:
     return tf.sort_values(SETTING + ["teacher_forcing", "tau"]).reset_index(drop=True)
 
 
-WORKER_KEYS = [
-    "model",
-    "strategy_label",
-    "task_label",
-    "tau",
-    "batch",
-    "hidden",
-    "device",
-    "threads",
-    "dtype",
-]
+WORKER_KEYS = [k for k in COMPUTATION if k not in ("workers", "split")]
 WORKER_COLUMNS = WORKER_KEYS + [
     "workers",
     "split",
@@ -325,19 +315,7 @@ def workers(rows: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(keys + ["workers"]).reset_index(drop=True)
 
 
-PAIRED = [
-    "model",
-    "strategy_label",
-    "task_label",
-    "tau",
-    "batch",
-    "hidden",
-    "device",
-    "threads",
-    "workers",
-    "baseline",
-    "baseline_config",
-]
+PAIRED = [*WORKER_KEYS[:-1], "workers", "baseline", "baseline_config"]
 
 
 def paired(rows: pd.DataFrame) -> pd.DataFrame:

@@ -207,21 +207,9 @@ def _dry_run(job, out: Location, cpus: int, fresh: bool = False, exclusive: bool
 
 
 # Configuration columns a job may vary (seed aside); the summary keeps those that vary.
-SUMMARY_KEYS = (
-    "strategy_options",
-    "task",
-    "task_options",
-    "tau",
-    "batch",
-    "hidden",
-    "threads",
-    "device",
-    "dtype",
-    "workers",
-    "harness",
-    "train_steps",
-    "lr",
-    "repeats",
+SUMMARY_KEYS = tuple(
+    "strategy_options task task_options tau batch hidden threads device dtype workers harness "
+    "train_steps lr repeats".split()
 )
 
 
