@@ -7,6 +7,7 @@ an S3 URI with nothing listening is exit 2 before Ray starts.  Each with its opp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -195,25 +196,33 @@ def test_a_concurrent_reader_never_sees_half_a_row(uri):
     assert set(seen) == {0, 1}, seen  # the opposite: the reader did see both versions
 
 
-def test_a_real_run_on_s3_interrupted_resumed_reported_compared(ray_session, uri, s3, tmp_path):
+def test_a_real_run_on_s3_interrupted_resumed_reported_compared(uri, s3, tmp_path):
+    """Its own embedded Ray, as a user's run has (a driver on a shared Ray does not
+    stop on SIGINT as cleanly: issue 25 point 8)."""
     job = tmp_path / "job.yaml"
     job.write_text(JOB)
-    address = ray_session.get_runtime_context().gcs_address
     argv = [str(BIN / "rnnbench"), "run", str(job), "--out", uri, "--no-progress",
-            "--runner", SLOW_RUNNER, "--address", address]
-    first = subprocess.Popen(argv, env=subprocess_env(**s3), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                             start_new_session=True)
-    deadline = time.monotonic() + 120
+            "--runner", SLOW_RUNNER, "--num-cpus", "2"]
+    # SIGINT at its default in the child, whatever this process inherited
+    reset = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+             "os.execv(sys.argv[1], sys.argv[1:])")
+    first = subprocess.Popen([sys.executable, "-c", reset, *argv], env=subprocess_env(**s3),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=ROOT, start_new_session=True)
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline and first.poll() is None:
-        if any(k.startswith("rows/") for k in keys(uri)):
+        if any(k.startswith("rows/") and k.endswith(".json") for k in keys(uri)):
             break
         time.sleep(0.2)
     first.send_signal(signal.SIGINT)
-    _, err = first.communicate(timeout=120)
+    try:
+        _, err = first.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
     assert first.returncode == 130, err
-    kept = [k for k in keys(uri) if k.startswith("rows/")]
-    assert 1 <= len(kept) < 6, kept  # interrupted part-way, the rows written kept
+    kept = [k for k in keys(uri) if k.startswith("rows/") and k.endswith(".json")]
+    assert 1 <= len(kept) < 6, (kept, err)  # interrupted part-way, the rows kept
     second = subprocess.run(argv, env=subprocess_env(**s3), capture_output=True, text=True,
                             cwd=ROOT, timeout=240)
     assert second.returncode == 0, second.stderr
@@ -239,7 +248,7 @@ def test_s3_with_nothing_listening_is_exit_2_before_ray_starts(tmp_path):
                            "--no-progress"], env=env, capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
     assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
+    lines = [x for x in done.stderr.strip().splitlines() if "warning:" not in x]
     assert len(lines) == 1 and "--out s3://bench/x: cannot write results there" in lines[0]
     assert "Ray" not in done.stderr
     assert not (ROOT / "s3:").exists()

@@ -98,11 +98,10 @@ def check_writable(out: Out) -> None:
     folder cannot hold results (a file, under a file, read-only, a link inside,
     unreachable storage, ...)."""
     loc = where(out)
-    kind = loc.kind()
-    if kind == "file":
-        raise UsageError(f"--out {loc}: is a file, not a folder")
-    refuse_links(loc)
     try:
+        if loc.kind() == "file":
+            raise UsageError(f"--out {loc}: is a file, not a folder")
+        refuse_links(loc)
         loc.make_dir(parents=True)
         loc.make_dir(ROWS)
         loc.child(ROWS).probe()
