@@ -215,8 +215,9 @@ class Cell:
         task = tasks.make(self.task, **dict(self.task_options))
         longest = task.longest() if isinstance(self.tau, int) else None
         if longest is not None and self.tau > longest:
-            raise UsageError(f"tau: {self.tau} is longer than the text corpus allows "
-                             f"(at most {longest} steps)")
+            raise UsageError(
+                f"tau: {self.tau} is longer than the text corpus allows (at most {longest} steps)"
+            )
         if self.model in MODELS and task.single_output != (self.model == "single_output"):
             raise UsageError(
                 f"task: {self.task} does not fit model {self.model}; "

@@ -180,9 +180,7 @@ def build_report(
     if isinstance(source, (list, tuple)):
         if len(source) > 1:
             report = _several(source, labels, figures)
-            return (
-                report if out_dir is None else _write(report, out_dir, formats, embed_images)
-            )
+            return report if out_dir is None else _write(report, out_dir, formats, embed_images)
         runs.label_runs(source, labels)  # a label count that does not fit is still an error
         source = source[0]
     rows = tidy.load(source)
