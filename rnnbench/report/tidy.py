@@ -70,35 +70,49 @@ def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     if missing:
         raise UsageError(f"{where}: not rnnbench result rows (missing column {missing[0]!r})")
     df = frame.copy().reset_index(drop=True)
-    for col in ROW_KEYS:
-        if col not in df.columns:
-            df[col] = np.nan
+    # a key the rows lack: NaN for a number, None (object) for text; added at once
+    lacking = {
+        col: pd.Series(np.nan, index=df.index)
+        if col in NUMERIC_KEYS
+        else pd.Series(None, index=df.index, dtype=object)
+        for col in ROW_KEYS
+        if col not in df.columns
+    }
+    if lacking:
+        df = pd.concat([df, pd.DataFrame(lacking, index=df.index)], axis=1)
     for col in NUMERIC_KEYS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     for col in LIST_KEYS:
         df[col] = df[col].map(as_list)
-    df["status"] = df["status"].fillna("unknown").astype(str)
+    df["status"] = _text(df["status"], "unknown")
     df["workers"] = df["workers"].fillna(1)
     for col, default in (("batch", 1), ("threads", 1), ("seed", 0)):
         df[col] = df[col].fillna(default)
-    df["device"] = df["device"].fillna("cpu").astype(str)
+    df["device"] = _text(df["device"], "cpu")
     # Single-process rows carry split 'none' (older rows: nothing); rows timed by the
     # worker-group harness carry 'time' or 'batch'.
-    split = df["split"].where(df["split"].notna(), "none").astype(str)
+    split = _text(df["split"], "none")
     df["split"] = split.where(split.str.strip() != "", "none")
     if "harness" not in df.columns:
-        df["harness"] = np.nan
-    df["harness"] = df["harness"].where(df["harness"].notna(), "auto").astype(str)
+        df["harness"] = None
+    df["harness"] = _text(df["harness"], "auto")
     df["strategy_label"] = [_label(s, o) for s, o in zip(df["strategy"], df["strategy_options"])]
-    df["task_label"] = [_label(t, o) for t, o in zip(df["task"].fillna("?"), df["task_options"])]
+    df["task_label"] = [_label(t, o) for t, o in zip(_text(df["task"], "?"), df["task_options"])]
     df["series"] = df["model"].astype(str) + " + " + df["strategy_label"]
-    df["baseline"] = df["baseline"].where(df["baseline"].notna(), "").astype(str)
+    df["baseline"] = _text(df["baseline"], "")
     df["contended"] = [contended(r) for r in df.to_dict("records")]
     # FLOP-normalised time: what the step achieved against the work it did
     # (flops: torch.utils.flop_counter's count of one forward + backward).
     df["gflop_per_s"] = df["flops"] / df["step_ms_median"] * 1e-6
     df["ms_per_gflop"] = df["step_ms_median"] / (df["flops"] * 1e-9)
     return df
+
+
+def _text(column: pd.Series, default: str) -> pd.Series:
+    """A text column with ``default`` where it is null, whatever dtype it was read as
+    (a column with no value at all reads as float64 NaN, and a float column cannot be
+    filled with text)."""
+    return column.astype(object).where(column.notna(), default).astype(str)
 
 
 def as_list(value) -> list:

@@ -321,6 +321,7 @@ ARROW_TYPES = {
     "list[int]": pa.list_(pa.int64()),
     "list[list[float]]": pa.list_(pa.list_(pa.float64())),
 }
+ARROW_TYPES["list[str]"] = pa.list_(pa.string())  # the ranks' node ids and IPs
 
 
 def _missing(value: Any) -> bool:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rnnbench import raysession, stopping
 from rnnbench.errors import StorageError, UsageError
 from rnnbench.facts import FAILED, OK, TIMEOUT, clip_error
 from rnnbench.harness.row import failure_row
@@ -113,6 +114,9 @@ def execute(runner: Callable, cell: Cell, registry: Any) -> dict:
     row = dict(row)
     row.setdefault("wall_s", time.perf_counter() - start)
     row.update(cell_id=cell.cell_id, attempt=attempt, neighbours=neighbours)
+    # where it ran (a worker-group cell's runner already named its rank 0's node)
+    if not row.get("node_id"):
+        row.update(node_id=ctx.get_node_id(), node_ip=raysession.node_ip())
     return row
 
 
@@ -448,7 +452,8 @@ class Sweep:
                     self.expire(registry)
         finally:
             self.bar.close()
-            unwritten = self.clean_up(registry)
+            with stopping.deferred():  # a second Ctrl-C, SIGTERM or SIGHUP waits for it
+                unwritten = self.clean_up(registry)
             self.result.counts = self.counts
             self.result.wall_s = time.perf_counter() - t0
         if unwritten is not None:
