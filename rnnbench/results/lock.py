@@ -226,6 +226,11 @@ def locked(where: Location) -> Iterator[None]:
                     where.remove(LOCK)
 
 
+def holds(where: Location) -> bool:
+    """Whether this process holds the lock on ``where``."""
+    return _key(where) in _HELD
+
+
 def check(where: Location) -> None:
     """StorageError when this process's lock on ``where`` no longer stands (the folder
     removed or replaced; the lease lost); nothing when no lock is held there."""

@@ -147,12 +147,16 @@ def check(out: Out) -> None:
 
 
 def write_row(out: Out, row: Row) -> Location:
-    """Write one row as ``DIR/rows/<cell_id>.json`` (whole or not at all; the folder is
-    never created here)."""
+    """Write one row as ``DIR/rows/<cell_id>.json`` (whole or not at all).  While this
+    process holds the folder's lock (a run) the folder is never created here: one removed
+    mid-run stays removed."""
     cell_id = row.get("cell_id")
     if not isinstance(cell_id, str) or not cell_id or "/" in cell_id or cell_id.startswith("."):
         raise ValueError(f"cell_id: a row needs a plain string cell_id, got {cell_id!r}")
-    rows = where(out).child(ROWS)
+    loc = where(out)
+    if not lock_mod.holds(loc):  # outside a run (a tool, a test): the folder is made
+        loc.make_dir(ROWS, parents=True)
+    rows = loc.child(ROWS)
     rows.write(
         f"{cell_id}.json", json.dumps(_strict(row), default=_plain, allow_nan=False).encode()
     )
