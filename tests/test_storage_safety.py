@@ -21,7 +21,7 @@ import pytest
 from helpers import BIN, ROOT, subprocess_env
 from ray import cloudpickle
 
-from rnnbench import cli
+from rnnbench import cli, raysession
 from rnnbench.job.cell import Cell
 from rnnbench.results import location, store, validate
 from rnnbench.sweep import command
@@ -102,6 +102,8 @@ def run_here(monkeypatch, capsys, *args) -> tuple[int, str]:
     """``rnnbench run`` in this process, on the session's Ray, with :func:`ok_runner`:
     its exit code and what it printed (stdout, then stderr)."""
     monkeypatch.setattr(command, "connect", lambda *a, **k: False)
+    # raysession.stop shuts down a Ray this process did not start too: keep the session's
+    monkeypatch.setattr(raysession, "stop", lambda *a, **k: [])
     monkeypatch.setattr(command, "DEFAULT_RUNNER", ok_runner)
     code = cli.main(["run", *map(str, args), "--no-progress"])
     said = capsys.readouterr()
