@@ -7,6 +7,7 @@ an S3 URI with nothing listening is exit 2 before Ray starts.  Each with its opp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -46,8 +47,14 @@ AWS = {
 
 
 def ok_runner(cell: Cell) -> dict:
-    return {**cell.config(), "cell_id": cell.cell_id, "status": "ok", "error": None,
-            "step_ms_median": 1.0 + cell.seed, "threads": 1}
+    return {
+        **cell.config(),
+        "cell_id": cell.cell_id,
+        "status": "ok",
+        "error": None,
+        "step_ms_median": 1.0 + cell.seed,
+        "threads": 1,
+    }
 
 
 def slow_runner(cell: Cell) -> dict:
@@ -56,8 +63,18 @@ def slow_runner(cell: Cell) -> dict:
 
 
 def cells(n: int) -> list[Cell]:
-    return [Cell(model="elman", strategy="bptt", tau=8, hidden=8, repeats=2,
-                 task="running_parity", seed=s) for s in range(n)]
+    return [
+        Cell(
+            model="elman",
+            strategy="bptt",
+            tau=8,
+            hidden=8,
+            repeats=2,
+            task="running_parity",
+            seed=s,
+        )
+        for s in range(n)
+    ]
 
 
 def free_port() -> int:
@@ -102,9 +119,10 @@ def keys(uri: str) -> list[str]:
     where = location.of(uri)
     import pyarrow.fs as pafs
 
-    infos = where.fs.get_file_info(pafs.FileSelector(where.path, recursive=True,
-                                                     allow_not_found=True))
-    return sorted(i.path[len(where.path) + 1:] for i in infos if i.type == pafs.FileType.File)
+    infos = where.fs.get_file_info(
+        pafs.FileSelector(where.path, recursive=True, allow_not_found=True)
+    )
+    return sorted(i.path[len(where.path) + 1 :] for i in infos if i.type == pafs.FileType.File)
 
 
 def test_rows_parquet_and_resume_on_s3(ray_session, uri):
@@ -125,11 +143,19 @@ def test_the_lease_keeps_a_second_run_out_until_it_is_stale(uri):
         lease = json.loads(where.read(store.LOCK, 4096))
         assert lease["pid"] == os.getpid() and lease["token"]
         said = subprocess.run(
-            [sys.executable, "-c",
-             "import sys\nfrom rnnbench.results import store\nfrom rnnbench.errors import "
-             "UsageError\ntry:\n    with store.locked(sys.argv[1]): print('locked')\n"
-             "except UsageError as e: print(e)", uri],
-            capture_output=True, text=True, timeout=60, cwd=ROOT, env=subprocess_env(),
+            [
+                sys.executable,
+                "-c",
+                "import sys\nfrom rnnbench.results import store\nfrom rnnbench.errors import "
+                "UsageError\ntry:\n    with store.locked(sys.argv[1]): print('locked')\n"
+                "except UsageError as e: print(e)",
+                uri,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=subprocess_env(),
         ).stdout.strip()
         assert f"pid {os.getpid()}" in said and "another rnnbench run" in said, said
         store.check(uri)  # ours still
@@ -149,8 +175,10 @@ def test_a_lease_taken_over_stops_the_holder(uri, monkeypatch):
     monkeypatch.setattr(lock, "RENEW_S", 0.2)
     where = location.of(uri)
     with store.locked(uri):
-        where.write(store.LOCK, json.dumps({"host": "x", "pid": 1, "token": "theirs",
-                                            "renewed": time.time()}).encode())
+        where.write(
+            store.LOCK,
+            json.dumps({"host": "x", "pid": 1, "token": "theirs", "renewed": time.time()}).encode(),
+        )
         deadline = time.monotonic() + 30
         with pytest.raises(Exception, match="taken over"):
             while time.monotonic() < deadline:
@@ -194,39 +222,77 @@ def test_a_concurrent_reader_never_sees_half_a_row(uri):
     assert set(seen) == {0, 1}, seen  # the opposite: the reader did see both versions
 
 
-def test_a_real_run_on_s3_interrupted_resumed_reported_compared(ray_session, uri, s3, tmp_path):
+def test_a_real_run_on_s3_interrupted_resumed_reported_compared(uri, s3, tmp_path):
+    """Its own embedded Ray, as a user's run has (a driver on a shared Ray does not
+    stop on SIGINT as cleanly: issue 25 point 8)."""
     job = tmp_path / "job.yaml"
     job.write_text(JOB)
-    address = ray_session.get_runtime_context().gcs_address
-    argv = [str(BIN / "rnnbench"), "run", str(job), "--out", uri, "--no-progress",
-            "--runner", SLOW_RUNNER, "--address", address]
-    first = subprocess.Popen(argv, env=subprocess_env(**s3), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                             start_new_session=True)
-    deadline = time.monotonic() + 120
+    argv = [
+        str(BIN / "rnnbench"),
+        "run",
+        str(job),
+        "--out",
+        uri,
+        "--no-progress",
+        "--runner",
+        SLOW_RUNNER,
+        "--num-cpus",
+        "2",
+    ]
+    # SIGINT at its default in the child, whatever this process inherited
+    reset = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-c", reset, *argv],
+        env=subprocess_env(**s3),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline and first.poll() is None:
-        if any(k.startswith("rows/") for k in keys(uri)):
+        if any(k.startswith("rows/") and k.endswith(".json") for k in keys(uri)):
             break
         time.sleep(0.2)
     first.send_signal(signal.SIGINT)
-    _, err = first.communicate(timeout=120)
+    try:
+        _, err = first.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
     assert first.returncode == 130, err
-    kept = [k for k in keys(uri) if k.startswith("rows/")]
-    assert 1 <= len(kept) < 6, kept  # interrupted part-way, the rows written kept
-    second = subprocess.run(argv, env=subprocess_env(**s3), capture_output=True, text=True,
-                            cwd=ROOT, timeout=240)
+    kept = [k for k in keys(uri) if k.startswith("rows/") and k.endswith(".json")]
+    assert 1 <= len(kept) < 6, (kept, err)  # interrupted part-way, the rows kept
+    second = subprocess.run(
+        argv, env=subprocess_env(**s3), capture_output=True, text=True, cwd=ROOT, timeout=240
+    )
     assert second.returncode == 0, second.stderr
     assert f"{6 - len(kept)} cell(s) run now, {len(kept)} already stored" in second.stdout
     assert f"results in {uri}/{store.PARQUET}" in second.stdout
-    report = subprocess.run([str(BIN / "rnnbench"), "report", uri], env=subprocess_env(
-        MPLBACKEND="Agg", **s3), capture_output=True, text=True, cwd=ROOT, timeout=240)
+    report = subprocess.run(
+        [str(BIN / "rnnbench"), "report", uri],
+        env=subprocess_env(MPLBACKEND="Agg", **s3),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=240,
+    )
     assert report.returncode == 0, report.stderr
     assert {"report/index.html", "report/tables/summary.csv"} <= set(keys(uri))
     page = location.of(uri).child("report").read("index.html", 2**24).decode()
     assert "rnnbench report" in page
-    compare = subprocess.run([str(BIN / "rnnbench"), "compare", uri, uri],
-                             env=subprocess_env(**s3), capture_output=True, text=True,
-                             cwd=ROOT, timeout=240)
+    compare = subprocess.run(
+        [str(BIN / "rnnbench"), "compare", uri, uri],
+        env=subprocess_env(**s3),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=240,
+    )
     assert compare.returncode == 0 and "Traceback" not in compare.stderr, compare.stderr
 
 
@@ -234,11 +300,16 @@ def test_s3_with_nothing_listening_is_exit_2_before_ray_starts(tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text(JOB)
     env = subprocess_env(**AWS, AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}")
-    done = subprocess.run([str(BIN / "rnnbench"), "run", str(job), "--out", "s3://bench/x",
-                           "--no-progress"], env=env, capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [str(BIN / "rnnbench"), "run", str(job), "--out", "s3://bench/x", "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
+    lines = [x for x in done.stderr.strip().splitlines() if "warning:" not in x]
     assert len(lines) == 1 and "--out s3://bench/x: cannot write results there" in lines[0]
     assert "Ray" not in done.stderr
     assert not (ROOT / "s3:").exists()

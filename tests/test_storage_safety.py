@@ -21,7 +21,7 @@ import pytest
 from helpers import BIN, ROOT, subprocess_env
 from ray import cloudpickle
 
-from rnnbench import cli
+from rnnbench import cli, raysession
 from rnnbench.job.cell import Cell
 from rnnbench.results import location, store, validate
 from rnnbench.sweep import command
@@ -56,8 +56,15 @@ def slow_runner(cell: Cell) -> dict:
 
 def cells(n: int = 3) -> list[Cell]:
     return [
-        Cell(model="elman", strategy="bptt", tau=8, hidden=8, repeats=2,
-             task="running_parity", seed=s)
+        Cell(
+            model="elman",
+            strategy="bptt",
+            tau=8,
+            hidden=8,
+            repeats=2,
+            task="running_parity",
+            seed=s,
+        )
         for s in range(n)
     ]
 
@@ -95,6 +102,8 @@ def run_here(monkeypatch, capsys, *args) -> tuple[int, str]:
     """``rnnbench run`` in this process, on the session's Ray, with :func:`ok_runner`:
     its exit code and what it printed (stdout, then stderr)."""
     monkeypatch.setattr(command, "connect", lambda *a, **k: False)
+    # raysession.stop shuts down a Ray this process did not start too: keep the session's
+    monkeypatch.setattr(raysession, "stop", lambda *a, **k: [])
     monkeypatch.setattr(command, "DEFAULT_RUNNER", ok_runner)
     code = cli.main(["run", *map(str, args), "--no-progress"])
     said = capsys.readouterr()
@@ -224,13 +233,21 @@ def _bad_files(out: Path) -> dict[str, str]:
     rows = out / store.ROWS
     made = {}
     for i, (case, (key, value)) in enumerate(sorted(BAD_ROWS.items())):
-        c = Cell(model="elman", strategy="bptt", tau=8, hidden=8, repeats=2,
-                 task="running_parity", seed=100 + i)
+        c = Cell(
+            model="elman",
+            strategy="bptt",
+            tau=8,
+            hidden=8,
+            repeats=2,
+            task="running_parity",
+            seed=100 + i,
+        )
         text = json.dumps({**ok_runner(c), key: value})  # Infinity/NaN as Python writes them
         (rows / f"{c.cell_id}.json").write_text(text)
         made[c.cell_id] = case
-    deep = Cell(model="elman", strategy="bptt", tau=8, hidden=8, repeats=2,
-                task="running_parity", seed=200)
+    deep = Cell(
+        model="elman", strategy="bptt", tau=8, hidden=8, repeats=2, task="running_parity", seed=200
+    )
     row = ok_runner(deep)
     row["extra"] = "@"
     text = json.dumps(row).replace('"@"', "[" * 600 + "]" * 600)
@@ -298,8 +315,18 @@ def _wait_for_rows(rows: Path, proc: subprocess.Popen, n: int = 1, limit: float 
 
 def _popen_run(job: Path, out: Path, address: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [str(BIN / "rnnbench"), "run", str(job), "--out", str(out), "--no-progress",
-         "--runner", SLOW_RUNNER, "--address", address],
+        [
+            str(BIN / "rnnbench"),
+            "run",
+            str(job),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--runner",
+            SLOW_RUNNER,
+            "--address",
+            address,
+        ],
         env=subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -314,9 +341,7 @@ def _address(ray_session) -> str:
 
 
 @pytest.mark.parametrize("then", ["removed", "replaced"])
-def test_a_folder_removed_or_replaced_mid_run_ends_it_with_exit_3(
-    ray_session, tmp_path, then
-):
+def test_a_folder_removed_or_replaced_mid_run_ends_it_with_exit_3(ray_session, tmp_path, then):
     job = tmp_path / "job.yaml"
     job.write_text(JOB.replace("seeds: [0, 1, 2]", "seeds: [0, 1, 2, 3, 4, 5, 6, 7]"))
     out = tmp_path / "out"
@@ -402,9 +427,7 @@ def test_leftover_temp_files_are_cleaned_at_start_and_nothing_else(
 
 
 @pytest.mark.parametrize("bad", ["s3:/x", "s3:x", "foo://x", "file://host/x"])
-def test_a_bad_uri_is_one_line_exit_2_and_makes_nothing(
-    tmp_path, job, monkeypatch, capsys, bad
-):
+def test_a_bad_uri_is_one_line_exit_2_and_makes_nothing(tmp_path, job, monkeypatch, capsys, bad):
     monkeypatch.chdir(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
     for argv in (["run", job, "--out", bad], ["report", bad], ["compare", bad, bad]):
@@ -449,4 +472,3 @@ def test_a_write_replaces_a_link_and_never_makes_a_folder(tmp_path):
     with pytest.raises(FileNotFoundError):
         where.child("missing").write("row.json", b"{}")
     assert not (tmp_path / "missing").exists()
-

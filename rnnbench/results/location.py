@@ -144,8 +144,7 @@ class Location:
         """The folder (or file) ``parts`` below this one."""
         sep = os.sep if self.local else "/"
         uri = self.uri.rstrip("/") + "/" + "/".join(parts)
-        return Location(uri, self.fs, sep.join([self.path.rstrip(sep) or sep, *parts]),
-                        self.scheme)
+        return Location(uri, self.fs, sep.join([self.path.rstrip(sep) or sep, *parts]), self.scheme)
 
     def _p(self, name: str) -> str:
         return self.child(name).path if name else self.path
@@ -164,8 +163,11 @@ class Location:
                 return "link"
             return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
         info = self.fs.get_file_info(self._p(name))
-        return {pafs.FileType.File: "file", pafs.FileType.Directory: "dir",
-                pafs.FileType.NotFound: "missing"}.get(info.type, "other")
+        return {
+            pafs.FileType.File: "file",
+            pafs.FileType.Directory: "dir",
+            pafs.FileType.NotFound: "missing",
+        }.get(info.type, "other")
 
     def names(self, name: str = "") -> list[str]:
         """The names in a folder (sorted; [] when it is missing)."""

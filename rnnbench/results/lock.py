@@ -155,15 +155,24 @@ def _take_remote(where: Location) -> Held:
                 f"results folder; wait for it, or for its lease to go stale ({STALE_S:g} s)"
             )
     token = uuid.uuid4().hex
-    held = Held(where, token=token, lease={
-        "host": socket.gethostname(), "pid": os.getpid(), "start": time.time(), "token": token,
-    })
+    held = Held(
+        where,
+        token=token,
+        lease={
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "start": time.time(),
+            "token": token,
+        },
+    )
     _write_lease(held)
     time.sleep(SETTLE_S)
     now = _read_lease(where)
     if now is None or now.get("token") != token:
-        raise UsageError(f"--out {where}: another rnnbench run took this results folder's "
-                         "lease at the same moment; wait for it or give another --out")
+        raise UsageError(
+            f"--out {where}: another rnnbench run took this results folder's "
+            "lease at the same moment; wait for it or give another --out"
+        )
     thread = threading.Thread(target=_renew, args=(held,), daemon=True, name="rnnbench-lease")
     thread.start()
     return held
@@ -184,8 +193,10 @@ def _renew(held: Held) -> None:
 
 def _check_remote(held: Held) -> None:
     if held.lost:
-        raise StorageError(f"{held.where}: this run's lease on the results folder was "
-                           f"{held.lost}; stopping (rows written before stay)")
+        raise StorageError(
+            f"{held.where}: this run's lease on the results folder was "
+            f"{held.lost}; stopping (rows written before stay)"
+        )
 
 
 # ------------------------------------------------------------------------------ both
@@ -213,6 +224,11 @@ def locked(where: Location) -> Iterator[None]:
             if now is not None and now.get("token") == held.token:
                 with contextlib.suppress(OSError):
                     where.remove(LOCK)
+
+
+def holds(where: Location) -> bool:
+    """Whether this process holds the lock on ``where``."""
+    return _key(where) in _HELD
 
 
 def check(where: Location) -> None:

@@ -98,16 +98,16 @@ def check_writable(out: Out) -> None:
     folder cannot hold results (a file, under a file, read-only, a link inside,
     unreachable storage, ...)."""
     loc = where(out)
-    kind = loc.kind()
-    if kind == "file":
-        raise UsageError(f"--out {loc}: is a file, not a folder")
-    refuse_links(loc)
     try:
+        if loc.kind() == "file":
+            raise UsageError(f"--out {loc}: is a file, not a folder")
+        refuse_links(loc)
         loc.make_dir(parents=True)
         loc.make_dir(ROWS)
         loc.child(ROWS).probe()
     except (OSError, ValueError) as exc:
-        why = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0] or type(exc).__name__
+        text = str(exc).strip().splitlines()
+        why = getattr(exc, "strerror", None) or (text[0] if text else type(exc).__name__)
         raise UsageError(f"--out {loc}: cannot write results there ({why})") from None
 
 
@@ -147,14 +147,19 @@ def check(out: Out) -> None:
 
 
 def write_row(out: Out, row: Row) -> Location:
-    """Write one row as ``DIR/rows/<cell_id>.json`` (whole or not at all; the folder is
-    never created here)."""
+    """Write one row as ``DIR/rows/<cell_id>.json`` (whole or not at all).  While this
+    process holds the folder's lock (a run) the folder is never created here: one removed
+    mid-run stays removed."""
     cell_id = row.get("cell_id")
     if not isinstance(cell_id, str) or not cell_id or "/" in cell_id or cell_id.startswith("."):
         raise ValueError(f"cell_id: a row needs a plain string cell_id, got {cell_id!r}")
-    rows = where(out).child(ROWS)
-    rows.write(f"{cell_id}.json",
-               json.dumps(_strict(row), default=_plain, allow_nan=False).encode())
+    loc = where(out)
+    if not lock_mod.holds(loc):  # outside a run (a tool, a test): the folder is made
+        loc.make_dir(ROWS, parents=True)
+    rows = loc.child(ROWS)
+    rows.write(
+        f"{cell_id}.json", json.dumps(_strict(row), default=_plain, allow_nan=False).encode()
+    )
     return rows.child(f"{cell_id}.json")
 
 
@@ -256,8 +261,13 @@ def _tidy(df: pd.DataFrame) -> pd.DataFrame:
     for col in df.columns:
         values = df[col]
         if col in OPTION_COLUMNS or values.map(lambda v: isinstance(v, dict)).any():
-            df[col] = values.map(lambda v: v if isinstance(v, str) or v is None
-                                 else json.dumps(v, sort_keys=True, default=_plain))
+            df[col] = values.map(
+                lambda v: (
+                    v
+                    if isinstance(v, str) or v is None
+                    else json.dumps(v, sort_keys=True, default=_plain)
+                )
+            )
         elif values.map(lambda v: hasattr(v, "tolist") and not isinstance(v, str)).any():
             df[col] = values.map(_listify)
     for col in FLOAT_KEYS:  # null in a row file is NaN in the frame, even in an all-null column
@@ -305,10 +315,15 @@ def read_parquet(path: Out) -> pd.DataFrame:
 
 
 ARROW_TYPES = {
-    "str": pa.string(), "json": pa.string(), "int": pa.int64(), "float": pa.float64(),
+    "str": pa.string(),
+    "json": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
     "bool": pa.bool_(),
-    "timestamp": pa.timestamp("s", tz="UTC"), "list[float]": pa.list_(pa.float64()),
-    "list[int]": pa.list_(pa.int64()), "list[list[float]]": pa.list_(pa.list_(pa.float64())),
+    "timestamp": pa.timestamp("s", tz="UTC"),
+    "list[float]": pa.list_(pa.float64()),
+    "list[int]": pa.list_(pa.int64()),
+    "list[list[float]]": pa.list_(pa.list_(pa.float64())),
 }
 ARROW_TYPES["list[str]"] = pa.list_(pa.string())  # the ranks' node ids and IPs
 
@@ -322,8 +337,9 @@ def _typed(value: Any, kind: str) -> Any:
     if _missing(value):
         return None
     if kind == "json":
-        return value if isinstance(value, str) else json.dumps(value, sort_keys=True,
-                                                                default=_plain)
+        return (
+            value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=_plain)
+        )
     if kind == "str":
         return str(value)
     if kind == "int":
@@ -338,9 +354,10 @@ def _typed(value: Any, kind: str) -> Any:
         return bool(value)
     if kind == "timestamp":
         stamp = pd.Timestamp(value)
-        return (stamp.tz_localize("UTC") if stamp.tzinfo is None
-                else stamp.tz_convert("UTC")).to_pydatetime()
-    inner = kind[len("list["):-1]  # list[...]
+        return (
+            stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        ).to_pydatetime()
+    inner = kind[len("list[") : -1]  # list[...]
     return [_typed(v, inner) for v in _listify(value)]
 
 
@@ -351,13 +368,18 @@ def _column(values: list[Any], kind: str | None) -> pa.Array:
         try:
             return pa.array([_typed(v, kind) for v in values], type=ARROW_TYPES[kind])
         except (TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
-            warnings.warn(f"{PARQUET}: a value does not fit its declared type {kind} "
-                          f"({exc}); the column is written as inferred", stacklevel=3)
+            warnings.warn(
+                f"{PARQUET}: a value does not fit its declared type {kind} "
+                f"({exc}); the column is written as inferred",
+                stacklevel=3,
+            )
     try:
         array = pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-        array = pa.array([None if _missing(v) else json.dumps(v, default=_plain)
-                          for v in values], type=pa.string())
+        array = pa.array(
+            [None if _missing(v) else json.dumps(v, default=_plain) for v in values],
+            type=pa.string(),
+        )
     return array.cast(pa.string()) if pa.types.is_null(array.type) else array
 
 
@@ -369,8 +391,14 @@ def consolidate(out: Out) -> Location | None:
     if df.empty:
         return None
     columns = list(df.columns) + [k for k in ROW_KEYS if k not in df.columns]
-    table = pa.table({col: _column(df[col].tolist() if col in df.columns else [None] * len(df),
-                                   SCHEMA.get(col)) for col in columns})
+    table = pa.table(
+        {
+            col: _column(
+                df[col].tolist() if col in df.columns else [None] * len(df), SCHEMA.get(col)
+            )
+            for col in columns
+        }
+    )
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     loc.write(PARQUET, buffer.getvalue())

@@ -32,7 +32,16 @@ INT_MAX = 2**63 - 1  # Parquet int64
 # ``cell.config()`` gives the object itself): checked as "json"
 JSON_TEXT = ("baseline", "baseline_config", "baseline_candidates_ms")
 KINDS = {**SCHEMA, **dict.fromkeys(JSON_TEXT, "json")}
-POSITIVE = ("tau", "batch", "hidden", "threads", "workers", "repeats", "replicates", "max_replicates")
+POSITIVE = (  # at least 1 where present
+    "tau",
+    "batch",
+    "hidden",
+    "threads",
+    "workers",
+    "repeats",
+    "replicates",
+    "max_replicates",
+)
 
 
 def depth(value: Any) -> int:

@@ -28,6 +28,7 @@ from rnnbench.facts import FAILED, OK, TIMEOUT, clip_error
 from rnnbench.harness.row import failure_row
 from rnnbench.job.cell import Cell
 from rnnbench.results import store
+from rnnbench.results.location import Location
 from rnnbench.results.rows import Row, status_of
 from rnnbench.sweep import registry as reg
 from rnnbench.sweep.adaptive import Planner
@@ -245,7 +246,7 @@ class Sweep:
     :meth:`expire` cancels cells past their time-out, :meth:`clean_up` cancels what is
     left and consolidates.  :meth:`run` does all of it."""
 
-    def __init__(self, cells: list[Cell], out: store.Location, options: SweepOptions):
+    def __init__(self, cells: list[Cell], out: Location, options: SweepOptions):
         self.cells, self.out, self.opt = cells, out, options
         self.todo: list[Cell] = []
         self.pending: dict = {}  # ObjectRef -> cell
