@@ -332,13 +332,22 @@ def _name(pid: int) -> str:
         return "?"
 
 
+def _ray_process(pid: int) -> bool:
+    """Whether ``pid`` runs Ray (its servers, agents, workers): only those are waited for."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"ray" in f.read()
+    except OSError:
+        return False
+
+
 def stop(started: bool, wait_s: float = AGENTS_S) -> list[str]:
     """Let go of Ray.  When this process ``started`` it, wait until every process the
     embedded Ray started has ended (at most ``wait_s``); terminate any left and say so
     on stderr.  Returns the processes that had to be terminated ("name (pid)")."""
     import ray
 
-    ours = _descendants(os.getpid()) if started else set()
+    ours = {p for p in _descendants(os.getpid()) if _ray_process(p)} if started else set()
     with stopping.deferred():
         ray.shutdown()
     deadline = time.monotonic() + wait_s
