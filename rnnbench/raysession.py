@@ -164,8 +164,12 @@ def start(
     secure_token()
 
     _quiet()
-    with stopping.deferred():  # a signal inside ray.init aborted the process (exit 134)
-        _init_local(num_cpus, resources, dashboard, system_config)
+    try:
+        with stopping.deferred():  # a signal inside ray.init aborted the process (exit 134)
+            _init_local(num_cpus, resources, dashboard, system_config)
+    except KeyboardInterrupt:  # it came while Ray started: let go of what was started
+        stop(started=True)
+        raise
 
 
 def _init_local(num_cpus, resources, dashboard, system_config) -> None:
