@@ -78,8 +78,8 @@ def subprocess_env(**extra) -> dict:
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 NO_CHROMIUM = (
-    "needs headless Chromium: on Debian/Ubuntu `sudo apt-get install chromium` "
-    "(CI installs it in .ci/run)"
+    "needs headless Chromium: `apt-get install chromium` as root on Debian/Ubuntu "
+    "(CI installs it in .ci/run and fails without it)"
 )
 CHROMIUM_FLAGS = [
     "--headless",
@@ -120,6 +120,69 @@ def images_loaded(page: Path) -> str:
     marker = 'data-images="'
     assert marker in dom, "the page did not finish loading in Chromium"
     return dom.split(marker, 1)[1].split('"', 1)[0]
+
+
+# What a reader sees at a laptop's width: laid out at LAPTOP (css px), then measured.
+LAPTOP = (1366, 768)
+SEEN = (
+    "<script>window.addEventListener('load', () => {"
+    " const box = e => { const r = e.getBoundingClientRect();"
+    " return {top: r.top, bottom: r.bottom, left: r.left, right: r.right, width: r.width,"
+    " height: r.height}; };"
+    " const t = document.querySelector('.tally');"
+    " const seen = {vw: window.innerWidth, vh: window.innerHeight,"
+    " scroll_width: document.documentElement.scrollWidth, tally: t ? box(t) : null,"
+    " images: [...document.images].map(i => ({src: i.getAttribute('src').slice(0, 60),"
+    " loaded: i.complete && i.naturalWidth > 0,"
+    " visible: getComputedStyle(i).visibility !== 'hidden' && i.offsetParent !== null,"
+    " ...box(i)}))};"
+    " document.body.setAttribute('data-seen', btoa(unescape(encodeURIComponent("
+    "JSON.stringify(seen))))); });</script>"
+)
+
+
+def _chromium(url: str, *args: str) -> str:
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(
+            [
+                CHROMIUM,
+                *CHROMIUM_FLAGS,
+                "--hide-scrollbars",
+                f"--window-size={LAPTOP[0]},{LAPTOP[1]}",
+                "--virtual-time-budget=5000",
+                f"--user-data-dir={profile}",
+                *args,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        ).stdout
+
+
+def what_a_reader_sees(page: Path) -> dict:
+    """Render ``page`` in headless Chromium at LAPTOP and measure it: the viewport, the
+    page's scroll width, the tally's box and every image's box, load state and visibility
+    (CSS px, relative to the first screen)."""
+    import base64
+    import json
+
+    probe = page.with_name("seen-probe.html")
+    probe.write_text(page.read_text().replace("</body>", SEEN + "</body>"))
+    try:
+        dom = _chromium(probe.as_uri(), "--dump-dom")
+    finally:
+        probe.unlink()
+    marker = 'data-seen="'
+    assert marker in dom, "the page did not finish loading in Chromium"
+    return json.loads(base64.b64decode(dom.split(marker, 1)[1].split('"', 1)[0]))
+
+
+def screenshot(page: Path, png: Path) -> Path:
+    """The first screen of ``page`` at LAPTOP, as Chromium draws it."""
+    _chromium(page.as_uri(), f"--screenshot={png}")
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG", "Chromium wrote no screenshot"
+    return png
 
 
 # --------------------------------------------------------------------------- the shared Ray

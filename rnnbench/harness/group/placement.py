@@ -11,6 +11,7 @@ from typing import Any
 from rnnbench import raysession
 from rnnbench.errors import UsageError
 from rnnbench.harness import training
+from rnnbench.harness.group import collectives
 from rnnbench.harness.group.shard import shard
 from rnnbench.harness.group.worker import Worker
 from rnnbench.harness.training import cell_batch, initial_model
@@ -323,6 +324,11 @@ class Group:
     def steps(self, n: int, optimize: bool = True) -> list[list[dict]]:
         """``n`` steps on every rank; per rank the list of per-step records."""
         return self._all([a.steps.remote(n, optimize) for a in self.actors])
+
+    def collectives(self) -> dict:
+        """The row's collective-cost fields (:func:`.collectives.row_fields`), timed on
+        every rank at once."""
+        return collectives.row_fields(self._all([a.collectives.remote() for a in self.actors]))
 
     def pin(self, offset: int) -> None:
         """Rank r's threads onto CPUs from position ``threads * r + offset``."""

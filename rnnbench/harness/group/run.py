@@ -139,7 +139,8 @@ def run_cell(
 
     The row is :func:`rnnbench.results.rows.base_row` with the worker-group measures:
     ``split``, step/fwd/bwd times (inside the workers, slowest rank per step),
-    ``comm_ms_median``, minor page faults per step and peak RSS, with a
+    ``comm_ms_median``, with more than one worker the collectives' costs timed at
+    the group's start (:mod:`.collectives`), minor page faults per step and peak RSS, with a
     ``baseline`` the paired fields (the baseline's failure leaves
     ``baseline_error`` and the cell timed alone), and -- with ``train_steps`` --
     the training curve and the held-out loss and accuracy of the trained
@@ -196,6 +197,8 @@ def run_cell(
                     raise
                 except Exception as err:
                     row["baseline_error"] = clip_error(f"{type(err).__name__}: {err}")
+            if cell.workers > 1:  # what the network costs (rnnbench.report.scaling)
+                row.update(g.collectives())
             times = None
             if other is not None:
                 try:

@@ -12,6 +12,7 @@ import torch
 
 from rnnbench import raysession
 from rnnbench.harness import allocator, paired, procstat, training
+from rnnbench.harness.group import collectives
 from rnnbench.harness.group.shard import Shard, local_losses
 from rnnbench.harness.training import initial_model
 from rnnbench.job.cell import Cell
@@ -91,6 +92,13 @@ class Worker:
             backend, store=self.store, rank=self.rank, world_size=self.world, timeout=timeout
         )
         return self.rank
+
+    def collectives(self) -> dict[str, list[float]]:
+        """This rank's median seconds of all-reduce and all-gather at each of
+        :data:`.collectives.SIZES` (:mod:`rnnbench.harness.group.collectives`)."""
+        import torch.distributed as dist
+
+        return collectives.time_collectives(dist, self._now, self.device)
 
     # -- model and data -----------------------------------------------------
     def setup(self, cell: Cell, state: dict, part: Shard) -> None:
