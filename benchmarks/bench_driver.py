@@ -58,7 +58,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     print(f"load before: {os.getloadavg()[0]:.1f}")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from rnnbench import raysession
+
+    raysession.start(num_cpus=2)  # embedded, loopback only
     one(20, 10**9, None)  # warm-up: workers started, registry actor up
     ratios = []
     for r in range(args.rounds):

@@ -60,12 +60,9 @@ def main() -> None:
 
     for _ in range(5):  # Ray gives its raylet 30 s to start: a loaded machine may need more
         try:
-            ray.init(
-                address="local",
-                num_cpus=os.cpu_count(),
-                include_dashboard=False,
-                log_to_driver=False,
-            )
+            from rnnbench import raysession
+
+            raysession.start(num_cpus=os.cpu_count())  # embedded, loopback only
             break
         except Exception as exc:
             print(f"ray.init failed ({exc}); load {os.getloadavg()[0]:.1f}; trying again")

@@ -39,7 +39,9 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=40)
     args = parser.parse_args()
     t0 = time.perf_counter()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from rnnbench import raysession
+
+    raysession.start(num_cpus=2)  # embedded, loopback only
     print(f"ray.init: {time.perf_counter() - t0:.1f} s")
     with tempfile.TemporaryDirectory() as out:
         # warm-up: worker processes started, torch imported, registry actor up

@@ -304,7 +304,9 @@ def main() -> None:
         help="sequential: add plain torch.distributed processes (no Ray)",
     )
     args = p.parse_args()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    from rnnbench import raysession
+
+    raysession.start(num_cpus=os.cpu_count())  # embedded, loopback only
     print(f"{os.cpu_count()} CPUs; load average at start {os.getloadavg()}")
     print(
         "pure-Python loop pinned to each CPU (ms, best of 3): "

@@ -30,6 +30,7 @@ the tests' shared Ray): one place for how Ray is started, joined, silenced and s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -38,6 +39,7 @@ import socket
 import stat
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,8 +164,12 @@ def start(
     secure_token()
 
     _quiet()
-    with stopping.deferred():  # a signal inside ray.init aborted the process (exit 134)
-        _init_local(num_cpus, resources, dashboard, system_config)
+    try:
+        with stopping.deferred():  # a signal inside ray.init aborted the process (exit 134)
+            _init_local(num_cpus, resources, dashboard, system_config)
+    except KeyboardInterrupt:  # it came while Ray started: let go of what was started
+        stop(started=True)
+        raise
 
 
 def _init_local(num_cpus, resources, dashboard, system_config) -> None:
@@ -213,10 +219,28 @@ def reachable(host: str, port: int, timeout_s: float = REACH_S) -> str | None:
 
 
 AUTH_HINT = (
-    "if the cluster uses token authentication (Ray 2.60's default for `ray start`), "
-    "set RAY_AUTH_MODE=token here and give its token (~/.ray/auth_token, "
-    "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN)"
+    "a cluster with token authentication needs RAY_AUTH_MODE=token here and its token "
+    "(~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN)"
 )
+
+
+@contextlib.contextmanager
+def _stderr_aside() -> Iterator[Callable[[], str]]:
+    """File descriptor 2 into a temporary file for the body (Ray's C++ client repeats
+    its connection warnings there for about 20 s); yields a function that reads what
+    was said."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as aside:
+        os.dup2(aside.fileno(), 2)
+        try:
+            yield lambda: (aside.seek(0), aside.read().decode(errors="replace"))[1]
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def join(address: str) -> None:
@@ -232,16 +256,26 @@ def join(address: str) -> None:
     import ray
 
     _quiet()
-    try:
-        with stopping.deferred():
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, AuthenticationError
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = ""
-        if "auth" in text.lower() or os.environ.get(AUTH_MODE, "").lower() != "token":
-            hint = f"; {AUTH_HINT}"
+    with _stderr_aside() as said:
+        try:
+            with stopping.deferred():
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            failure = None
+        except Exception as exc:  # ConnectionError, RuntimeError, AuthenticationError
+            failure = exc
+        log = said()
+    if failure is not None:
+        text = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
+        refused = "Unauthenticated" in log or "InvalidAuthToken" in log
+        if refused or "auth" in text.lower():
+            raise UsageError(
+                f"--address {address}: the cluster refused this driver's authentication "
+                f"token; {AUTH_HINT}"
+            ) from None
+        hint = f"; {AUTH_HINT}" if os.environ.get(AUTH_MODE, "").lower() != "token" else ""
         raise UsageError(
-            f"--address {address}: cannot join the Ray cluster: {text}{hint}"
+            f"--address {address}: cannot join the Ray cluster: "
+            f"{text or type(failure).__name__}{hint}"
         ) from None
     _route_messages()
 
@@ -302,13 +336,22 @@ def _name(pid: int) -> str:
         return "?"
 
 
+def _ray_process(pid: int) -> bool:
+    """Whether ``pid`` runs Ray (its servers, agents, workers): only those are waited for."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"ray" in f.read()
+    except OSError:
+        return False
+
+
 def stop(started: bool, wait_s: float = AGENTS_S) -> list[str]:
     """Let go of Ray.  When this process ``started`` it, wait until every process the
     embedded Ray started has ended (at most ``wait_s``); terminate any left and say so
     on stderr.  Returns the processes that had to be terminated ("name (pid)")."""
     import ray
 
-    ours = _descendants(os.getpid()) if started else set()
+    ours = {p for p in _descendants(os.getpid()) if _ray_process(p)} if started else set()
     with stopping.deferred():
         ray.shutdown()
     deadline = time.monotonic() + wait_s

@@ -85,7 +85,7 @@ def cluster(tmp_path_factory):
     )
     worker = None
     try:
-        _wait_nodes(env, address, 1, head)
+        _started(head)
         worker = Node(
             [
                 f"--address={address}",
@@ -96,7 +96,7 @@ def cluster(tmp_path_factory):
             env,
             logs / "worker.log",
         )
-        _wait_nodes(env, address, 2, head)
+        _started(worker)
         yield env, address, head, worker
     finally:
         for node in (worker, head):
@@ -107,28 +107,15 @@ def cluster(tmp_path_factory):
         shutil.rmtree(temp, ignore_errors=True)
 
 
-NODES = """\
-import ray, sys
-ray.init(address=sys.argv[1], log_to_driver=False)
-print(sum(1 for n in ray.nodes() if n["Alive"]))
-"""
-
-
-def _wait_nodes(env: dict, address: str, n: int, head: Node, within_s: float = 90) -> None:
+def _started(node: Node, within_s: float = 240) -> None:
+    """Wait for the node's `ray start` to say it started (its raylet registered)."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        assert head.proc.poll() is None, head.log.read_text()[-3000:]
-        got = subprocess.run(
-            [str(BIN / "python"), "-c", NODES, address],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if got.returncode == 0 and got.stdout.strip().splitlines()[-1:] == [str(n)]:
+        assert node.proc.poll() is None, node.log.read_text()[-3000:]
+        if "Ray runtime started" in node.log.read_text():
             return
-        time.sleep(1)
-    raise AssertionError(f"{n} nodes not up: {head.log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    raise AssertionError(f"node not up: {node.log.read_text()[-3000:]}")
 
 
 def spread_runner(cell):
@@ -177,7 +164,7 @@ def test_a_run_by_address_lands_rows_from_both_nodes_and_a_rank_on_each(cluster,
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     df = pd.read_parquet(out / "results.parquet")
     assert len(df) == 5 and set(df["status"]) == {"ok"}
-    assert df["node_id"].notna().all() and set(df["node_ip"]) == {"127.0.0.1"}
+    assert df["node_id"].notna().all() and df["node_ip"].notna().all()
     single = df[df["workers"] == 1]
     assert single["node_id"].nunique() == 2, single[["cell_id", "node_id"]]  # both nodes
     group = df[df["workers"] == 2].iloc[0]
@@ -204,7 +191,8 @@ def test_a_driver_without_the_token_setting_is_told_in_one_line(cluster, tmp_pat
 
 
 def marked_runner(cell):
-    """Writes its node's resource name into RB_TEST_MARKS/<cell_id>, then sleeps 5 s."""
+    """Writes its node's resource name into ~/marks/<cell_id> (the nodes' HOME is the
+    test's), then sleeps 5 s."""
     import ray
 
     from rnnbench.harness.row import base_row
@@ -218,7 +206,7 @@ def marked_runner(cell):
         ),
         set(),
     )
-    marks = Path(os.environ["RB_TEST_MARKS"])
+    marks = Path.home() / "marks"
     (marks / cell.cell_id).write_text(",".join(kind))
     time.sleep(5)
     return {**base_row(cell), "status": "ok", "error": None}
@@ -232,7 +220,7 @@ def test_the_worker_node_killed_mid_run_keeps_finished_rows_and_ends_with_exit_1
         "name: kill\nfixed: {hidden: 8, repeats: 2, task: running_parity, tau: 8,"
         " model: elman, strategy: bptt}\ngrid:\n  seed: [0, 1, 2, 3, 4, 5]\n"
     )
-    out, marks = tmp_path / "out", tmp_path / "marks"
+    out, marks = tmp_path / "out", Path(env["HOME"]) / "marks"
     marks.mkdir()
     killed: list[str] = []
 
@@ -256,7 +244,7 @@ def test_the_worker_node_killed_mid_run_keeps_finished_rows_and_ends_with_exit_1
     killer.start()
     start = time.monotonic()
     proc = _run(
-        {**env, "RB_TEST_MARKS": str(marks)},
+        env,
         [
             job,
             "--out",

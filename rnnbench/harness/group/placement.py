@@ -183,7 +183,7 @@ class Group:
             else min(self.place_timeout_s, max(0.0, self.deadline - time.monotonic()))
         )
         # not pg.wait(): it takes whole seconds (0.5 s becomes no wait at all)
-        ready, _ = ray.wait([self.pg.ready()], timeout=wait_s)
+        ready = self._placed(n, bundle, wait_s)
         if not ready:
             if wait_s < self.place_timeout_s:  # the cell's deadline came first
                 from ray.exceptions import GetTimeoutError
@@ -213,6 +213,24 @@ class Group:
         self.address = self._all([self.actors[0].open_store.remote(self.dist_timeout_s)])[0]
         self._all([a.join.remote(*self.address, self.dist_timeout_s) for a in self.actors])
         self.load(cell)
+
+    def _placed(self, n: int, bundle: dict, wait_s: float) -> list:
+        """Wait for the placement group, at most ``wait_s``; a cluster that has shrunk
+        below what it needs (a node lost) ends the wait at once with a UsageError."""
+        import ray
+
+        ref, deadline = self.pg.ready(), time.monotonic() + wait_s
+        while True:
+            ready, _ = ray.wait([ref], timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+            if ready or time.monotonic() >= deadline:
+                return ready
+            total = ray.cluster_resources()
+            for key, need in bundle.items():
+                if need * n > total.get(key, 0) + 1e-9:
+                    raise UsageError(
+                        f"workers: {n} workers x {need:g} {key} need {need * n:g} {key}; "
+                        f"the Ray cluster has {total.get(key, 0):g} now (a node was lost)"
+                    )
 
     def load(self, cell: Cell) -> None:
         """Give every rank ``cell``'s model and its shard of ``cell``'s batch.
