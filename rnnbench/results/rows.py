@@ -114,6 +114,10 @@ SCHEMA: dict[str, str] = {
                      "gpu_name", "blas"), "str"),
     "timestamp": "timestamp",
     "wall_s": "float",
+    # where the cell ran (cluster): the Ray node's id and IP address of the process that
+    # measured it; for a worker-group cell, each rank's, in rank order
+    "node_id": "str", "node_ip": "str",
+    "rank_node_ids": "list[str]", "rank_node_ips": "list[str]",
 }
 ROW_KEYS = tuple(SCHEMA)
 FLOAT_KEYS = tuple(k for k, t in SCHEMA.items() if t == "float")

@@ -4,11 +4,11 @@ the one safe way to remove a placement group (ray#64693)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from rnnbench import raysession
 from rnnbench.errors import UsageError
 from rnnbench.harness import training
 from rnnbench.harness.group import collectives
@@ -25,9 +25,21 @@ DIST_TIMEOUT_S = 300.0  # torch.distributed timeout (rendezvous and collectives)
 def _ray():
     import ray
 
-    if not ray.is_initialized():  # "local": never attach to a head `ray start` left behind
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
+    raysession.ensure()  # embedded and loopback only, unless a sweep connected already
     return ray
+
+
+def rank_nodes(infos: list[dict]) -> dict:
+    """The row's node fields of a group: each rank's Ray node id and IP (in rank order);
+    ``node_id`` / ``node_ip`` are rank 0's."""
+    ids = [i.get("node_id") for i in infos]
+    ips = [i.get("ip") for i in infos]
+    return {
+        "rank_node_ids": ids,
+        "rank_node_ips": ips,
+        "node_id": ids[0] if ids else None,
+        "node_ip": ips[0] if ips else None,
+    }
 
 
 def pg_name(cell: Cell, role: str = "") -> str:

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from rnnbench.core import strategies
 from rnnbench.facts import BEST_CHOICES, clip_error
 from rnnbench.harness import paired, training
-from rnnbench.harness.group.placement import Group
+from rnnbench.harness.group.placement import Group, rank_nodes
 from rnnbench.harness.group.shard import active_workers, fair_baseline, idle_note, split_kind
 from rnnbench.harness.group.worker import Worker
 from rnnbench.harness.row import base_row
@@ -180,6 +180,7 @@ def run_cell(
             g = stack.enter_context(
                 group(cell, cpus_per_worker=share, timeout_s=timeout_s, worker=worker)
             )
+            row.update(rank_nodes(g.infos))  # where each rank runs
             other = None
             if base is not None:
                 try:
