@@ -34,7 +34,14 @@ from rnnbench.report import tidy
 
 
 def cells(args) -> list[Cell]:
-    common = dict(task="text", batch=1, threads=1, repeats=args.repeats, harness="group")
+    common = dict(
+        task="text",
+        batch=1,
+        threads=1,
+        repeats=args.repeats,
+        harness="group",
+        replicates=args.replicates,
+    )
     tf = dict(common, model="jordan", strategy="teacher_forcing", hidden=128)
     deer = dict(common, model="elman", strategy="deer", hidden=args.hidden)
     out = []

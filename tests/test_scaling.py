@@ -132,6 +132,17 @@ def test_teacher_forcing_follows_the_known_curve():
     assert m.step(net, 16)[0] != pytest.approx(expected[15] + 3e-6 * shard[15], rel=1e-3)
 
 
+def test_a_compute_line_never_goes_below_zero():
+    # a free fit through these has a negative intercept: refitted through 0
+    fitted = sc.line([1000, 2000], [1.0, 3.0])
+    assert fitted.a == 0.0 and fitted.b == pytest.approx(7000 / 5e6)
+    assert fitted(1) > 0
+    # the opposite: a positive intercept is kept as fitted
+    assert sc.line([1000, 2000], [3.0, 4.0]) == sc.Line(pytest.approx(2.0), pytest.approx(1e-3))
+    # a falling time is flat at its mean
+    assert sc.line([1000, 2000], [4.0, 3.0]) == sc.Line(3.5, 0.0)
+
+
 def test_deer_counts_its_iterations_summaries_and_folds():
     k, B, H, alpha, beta, gflops = 6, 2, 8, 2e-5, 5e8, 10.0
     rows = group_rows(

@@ -7,7 +7,8 @@ sequence of tau steps split over N workers (each a shard of L = ceil(tau / N) st
 
 - F, B: the forward (per Newton iteration) and backward time of one shard against its
   length, least squares F(L) = a + b L over the one-worker rows of the configuration
-  (several tau), or F(L) = b L through 0 with one tau; k: the Newton iterations (DEER,
+  (several tau; a, b >= 0: through 0 when the intercept would be negative), or
+  F(L) = b L through 0 with one tau; k: the Newton iterations (DEER,
   quasi-DEER; 1 otherwise); ``scan_bptt``'s forward is the sequential chain, which the
   ranks run one after another: F(tau), not F(L);
 - R: the rest of the one-worker step (optimizer, the gradient's reduction on one rank);
@@ -183,11 +184,21 @@ class Line:
 
 
 def line(x, y) -> Line:
+    """Least squares y = a + b x with a, b >= 0 (a time is never negative at any length):
+    through 0 (b = sum xy / sum x^2) when the free fit's intercept is negative or only one
+    x was measured, flat at the mean when its slope is."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(np.unique(x)) < 2:
-        return Line(0.0, float(np.mean(y / x)))
-    b, a = np.polyfit(x, y, 1)
-    return Line(float(a), float(b))
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if not len(x):
+        return Line(math.nan, math.nan)
+    if len(np.unique(x)) >= 2:
+        b, a = np.polyfit(x, y, 1)
+        if b < 0:
+            return Line(float(np.mean(y)), 0.0)
+        if a >= 0:
+            return Line(float(a), float(b))
+    return Line(0.0, float(np.sum(x * y) / np.sum(x * x)))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure
@@ -55,6 +56,7 @@ def figure(s: Scaling) -> Figure | None:
             )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 1, 4, .., 1024
         ax.set_xlim(1, GRID[-1])
         ax.set_xlabel("workers N")
         ax.set_ylabel("speedup T(1) / T(N)")
