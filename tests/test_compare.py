@@ -326,13 +326,16 @@ def test_a_configuration_that_fails_in_new_fails_the_gate(two_runs, capsys):
 def test_confirm_measures_the_flagged_configuration_again(
     ray_session, tmp_path, capsys, monkeypatch
 ):
-    """Real tiny cells at three τ, three replicates each; NEW is a copy whose τ = 32 step
-    times were doubled (flagged slower against the run's shift); --confirm measures three
-    more replicates of it for real into NEW and decides on all six: no longer slower."""
-    from rnnbench.harness.runner import run_cell
+    """Real tiny cells at three τ, three replicates each, measured as ``rnnbench run``
+    measures them (fresh processes on the session's Ray); NEW is a copy whose τ = 32 step
+    times were multiplied by ten (far beyond any machine's noise: flagged slower against
+    the run's shift); --confirm measures three more replicates of it for real, the same
+    way, into NEW and decides on all six: half of them unchanged, the slowdown no longer
+    stands as a regression."""
     from rnnbench.job import jobfile
     from rnnbench.job.cell import Cell
     from rnnbench.sweep import command
+    from rnnbench.sweep.driver import run_sweep
 
     monkeypatch.setattr(command, "connect", lambda *a, **k: False)  # the session's Ray
     cells = jobfile.replicated(
@@ -342,11 +345,12 @@ def test_confirm_measures_the_flagged_configuration_again(
         ]
     )
     base, new = tmp_path / "base", tmp_path / "new"
-    for cell in cells:
-        row = run_cell(cell)
-        store.write_row(base, row)
-        doubled = 2 * row["step_ms_median"] if cell.tau == 32 else row["step_ms_median"]
-        store.write_row(new, {**row, "step_ms_median": doubled})
+    run_sweep(cells, base, progress=False, job="base")
+    for path in sorted((base / "rows").glob("*.json")):
+        row = json.loads(path.read_text())
+        if row["tau"] == 32:
+            row["step_ms_median"] *= 10
+        store.write_row(new, row)
     assert run("compare", base, new, capsys=capsys)[0] == 1
     code, out, err = run("compare", base, new, "--confirm", capsys=capsys)
     assert "confirming 1 flagged configuration(s): 3 new replicate(s) measured" in err

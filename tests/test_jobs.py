@@ -46,7 +46,7 @@ MALFORMED = [
         "name: x\nfixed: {model: elman, strategy: bptt}\ngrid: {tau: [8]}\ngrdi: {tau: [8]}\n",
         "grdi: unknown key",
     ),
-    ("name: x\nfixed: {model: elman, strategy: bptt, tau: 8}\n", "grid: missing"),
+    ("name: x\nfixed: {model: elman, strategy: bptt}\n", "grid: 'tau' is set nowhere"),
     ("name: x\ngrid: [8, 16]\n", "grid: must be a mapping"),
     ("name: x\ngrid: {}\n", "grid: empty grid"),
     (
@@ -460,3 +460,35 @@ def test_cost_estimate_of_a_cell_whose_depth_is_measured():
     )
     worst = Cell(model="elman", strategy="deer", tau=1024, hidden=8)
     assert 0 < estimate.estimate_seconds(capped) < estimate.estimate_seconds(worst) < math.inf
+
+
+# ---------------------------------------------------------------- a job without a grid
+
+
+def test_a_job_without_a_grid_is_one_cell_per_seed():
+    """Its fixed fields are the cell (the old parser refused it: "grid: missing")."""
+    one = jobfile.validate(
+        {"name": "one", "fixed": {"model": "elman", "strategy": "bptt", "tau": 8, "hidden": 4}}
+    )
+    assert [(c.model, c.strategy, c.tau, c.hidden, c.seed) for c in one.cells] == [
+        ("elman", "bptt", 8, 4, 0)
+    ]
+    seeded = jobfile.validate(
+        {"name": "two", "fixed": {"model": "elman", "strategy": "bptt", "tau": 8}, "seeds": [0, 1]}
+    )
+    assert [c.seed for c in seeded.cells] == [0, 1]
+    parts = jobfile.validate(
+        {
+            "name": "p",
+            "fixed": {"model": "elman", "strategy": "bptt"},
+            "parts": [{"name": "a", "fixed": {"tau": 8}}, {"name": "b", "grid": {"tau": [16, 32]}}],
+        }
+    )
+    assert [c.tau for c in parts.cells] == [8, 16, 32]
+    # the opposite case: an empty grid is still an error, and a missing field is named
+    with pytest.raises(jobfile.JobError, match="grid: empty grid"):
+        jobfile.validate({"name": "x", "fixed": {"model": "elman", "strategy": "bptt"}, "grid": {}})
+    with pytest.raises(jobfile.JobError, match="parts\\[0\\].grid: 'tau' is set nowhere"):
+        jobfile.validate(
+            {"name": "x", "fixed": {"model": "elman", "strategy": "bptt"}, "parts": [{"name": "a"}]}
+        )

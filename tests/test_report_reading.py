@@ -103,3 +103,35 @@ def test_gpu_reads_none_on_a_cpu_only_run_and_not_recorded_on_cuda():
     assert env.environment(cuda)["GPU"] == "not recorded"
     named = cuda.assign(gpu_name="NVIDIA H200")
     assert env.environment(named)["GPU"] == "NVIDIA H200"
+
+
+# ---------------------------------------------------------------- pandas' future warnings
+
+
+def test_reading_rows_that_lack_keys_raises_no_pandas_warning(tmp_path):
+    """Rows written before a key existed (or a frame with only the required keys) read
+    with pandas' deprecation and future warnings as errors: a text column that is all
+    null, or absent, is filled as text, never a float column filled with a string."""
+    import json
+    import warnings
+
+    minimal = [
+        {"cell_id": f"{i:016x}", "model": "elman", "strategy": "bptt", "tau": 8 * (i + 1)}
+        | {"status": "ok", "step_ms_median": 1.0 + i}
+        for i in range(3)
+    ]
+    (tmp_path / "rows").mkdir()
+    for r in minimal:
+        (tmp_path / "rows" / f"{r['cell_id']}.json").write_text(json.dumps(r))
+    future = (pd.errors.Pandas4Warning, pd.errors.Pandas5Warning, FutureWarning)
+    with warnings.catch_warnings():
+        for category in future:
+            warnings.simplefilter("error", category)
+        for source in (pd.DataFrame(minimal), tmp_path):
+            df = tidy.load(source)
+            assert list(df["device"]) == ["cpu"] * 3 and list(df["task_label"]) == ["?"] * 3
+            assert list(df["split"]) == ["none"] * 3 and list(df["harness"]) == ["auto"] * 3
+            assert list(df["baseline"]) == [""] * 3
+        # the opposite case: the filter does turn pandas' warning into an error
+        with pytest.raises(future):
+            pd.Series([float("nan")]).fillna("cpu")

@@ -28,22 +28,9 @@ HARNESSES = ("auto", "group")
 NOT_IN_ID = ("replicates", "exclusive", "precision", "max_replicates")
 # Fields a baseline may change (the rest - repeats, train_steps, lr - describe how
 # the pair is measured, not what is compared).
-BASELINE_FIELDS = (
-    "model",
-    "strategy",
-    "strategy_options",
-    "task",
-    "task_options",
-    "tau",
-    "batch",
-    "hidden",
-    "seed",
-    "threads",
-    "device",
-    "workers",
-    "dtype",
-    "harness",
-    "rho",
+BASELINE_FIELDS = tuple(
+    "model strategy strategy_options task task_options tau batch hidden seed threads device "
+    "workers dtype harness rho".split()
 )
 
 

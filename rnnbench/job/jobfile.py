@@ -13,6 +13,7 @@ A job names fixed fields and a grid; the cartesian product of the grid's axes
         - {model: jordan, strategy: teacher_forcing}
     seeds: [0, 1, 2]
 
+A job (or a part) without a grid is one cell per seed: its fixed fields.
 A job with several differently shaped grids lists them under ``parts``, each
 with its own ``name``, ``fixed``, ``grid`` and optional ``seeds``; there the
 top-level ``fixed`` and ``seeds`` are defaults that a part may override.  Within
@@ -309,12 +310,8 @@ def _locate(message: str, where_set: dict[str, str]) -> str:
 def _part_cells(where: str, part: dict, top_fixed: dict, top_seeds, problems: list[str]):
     """Yield the cells of one part (or the top-level grid)."""
     grid_at = f"{where}.grid" if where else "grid"
-    if "grid" not in part:
-        problems.append(
-            f"{grid_at}: missing; give a mapping of axis: [values], e.g. tau: [64, 256]"
-        )
-        return []
-    axes = _axes(grid_at, part.get("grid"), problems)
+    # without a grid, the fixed fields are one cell (per seed)
+    axes = _axes(grid_at, part["grid"], problems) if "grid" in part else []
     fixed = {k: (v, "fixed") for k, v in top_fixed.items()}
     if where:  # in a part, the top-level fixed fields are defaults the part may override
         part_fixed = _check_fields(
@@ -333,7 +330,7 @@ def _part_cells(where: str, part: dict, top_fixed: dict, top_seeds, problems: li
     if seeds is not None:
         seeds = _check_list(seeds_at, seeds, problems) or None
     origin = _sources(fixed, axes, grid_at, seeds_at if seeds is not None else None, problems)
-    if not axes:
+    if not axes and "grid" in part:
         return []
     size = 1
     for _, values in axes:

@@ -47,6 +47,7 @@ from rnnbench.facts import COMPARE_THRESHOLD, OK
 from rnnbench.report import env as env_mod
 from rnnbench.report import runs
 from rnnbench.report.tables import ok_rows
+from rnnbench.results.labels import PLAIN, baseline_text
 from rnnbench.stats import diff_ci, log_ratio_ci, mann_whitney_p
 
 MIN_REPLICATES = 3  # repetitions (or runs) a side, at least, for any verdict but undecided
@@ -171,7 +172,8 @@ WHOLE_RUN = "the whole run (every configuration alike)"
 
 def describe(key: dict, varying: list[str]) -> str:
     """'elman + bptt, delayed_recall(k=5), τ=64, B=16, H=128' and every other field
-    whose value differs between configurations (never an empty one)."""
+    whose value differs between configurations (never an empty one); a paired cell's
+    baseline as 'baseline(threads=1)', a plain cell's not at all."""
     parts = [
         f"{key['model']} + {key['strategy_label']}",
         str(key["task_label"]),
@@ -183,6 +185,10 @@ def describe(key: dict, varying: list[str]) -> str:
     for k in varying:
         v = key[k]
         if k in shown or v is None or v == "" or (isinstance(v, float) and math.isnan(v)):
+            continue
+        if k == "baseline":  # a paired cell: 'baseline(threads=1)'; a plain one: nothing
+            if baseline_text(v) != PLAIN:
+                parts.append(f"baseline({baseline_text(v)})")
             continue
         parts.append(
             f"{k}={v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k}={v}"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnnbench.report import findings
+from rnnbench.report import findings, scaling_figure
 from rnnbench.report.claims import METHOD
 from rnnbench.report.escape import html_text
 from rnnbench.report.markdown import CAPTIONS, INTRO, origin
@@ -85,7 +85,8 @@ def _img(out: Path, name: str, embed: bool) -> str:
 
 def figures(report, out: Path, embed: bool) -> str:
     parts = []
-    for name in (p for p in PLOTS if p in report.figures):  # none when drawing was skipped
+    # none when drawing was skipped
+    for name in (p for p in (*PLOTS, scaling_figure.NAME) if p in report.figures):
         caption = html.escape(CAPTIONS[name])
         if report.figures[name] is None:
             parts.append(

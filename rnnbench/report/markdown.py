@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnnbench.report import findings
+from rnnbench.report import findings, scaling_figure
 from rnnbench.report.claims import METHOD
 from rnnbench.report.escape import md_text
 from rnnbench.report.plots import PLOTS
@@ -22,7 +22,9 @@ CAPTIONS = {
     "capacity": "Accuracy per task and model (capacity).",
     "deer_iterations": "DEER: Newton iterations to converge vs the spectral radius of W.",
     "time_vs_hidden": "Step time vs hidden size H: BPTT loops, scan/DEER, teacher forcing.",
+    "regime_map": "Regime map: the fastest method per (H, τ), its margin, the crossovers.",
 }
+CAPTIONS[scaling_figure.NAME] = scaling_figure.CAPTION  # the scaling model's figure
 INTRO = (
     "Each claim is checked against the measured rows by the rule in its last column. "
     "'holds' and 'does not hold' are measured findings; 'not measured' means the results "
@@ -75,7 +77,8 @@ def write(report, out: Path) -> list[Path]:
     )
     files.append(out / "claims.md")
     body = ["## Findings\n", claims, "## Plots\n"]
-    for name in (p for p in PLOTS if p in report.figures):  # none when drawing was skipped
+    # none when drawing was skipped
+    for name in (p for p in (*PLOTS, scaling_figure.NAME) if p in report.figures):
         if report.figures[name] is not None:
             body.append(
                 f'<a id="plot-{name}"></a>\n\n![{CAPTIONS[name]}](plots/{name}.png)\n\n'

@@ -10,24 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rnnbench.facts import NOISY_IQR, OK, SEQUENTIAL_BPTT
+from rnnbench.facts import COMPUTATION, NOISY_IQR, OK, SEQUENTIAL_BPTT
+from rnnbench.results.labels import baseline_text
 
 # A configuration without its seed: rows sharing these are repeats over seeds.
-CONFIG = [
-    "model",
-    "strategy_label",
-    "task_label",
-    "tau",
-    "batch",
-    "hidden",
-    "device",
-    "threads",
-    "workers",
-    "split",
-    "dtype",
-    "train_steps",
-    "baseline",
-]
+CONFIG = [*COMPUTATION, "train_steps", "baseline"]
 # What a timing is compared across: everything but model and strategy.
 SETTING = ["task_label", "batch", "hidden", "device", "threads", "dtype"]
 
@@ -267,17 +254,7 @@ def speedup(rows: pd.DataFrame) -> pd.DataFrame:
     return tf.sort_values(SETTING + ["teacher_forcing", "tau"]).reset_index(drop=True)
 
 
-WORKER_KEYS = [
-    "model",
-    "strategy_label",
-    "task_label",
-    "tau",
-    "batch",
-    "hidden",
-    "device",
-    "threads",
-    "dtype",
-]
+WORKER_KEYS = [k for k in COMPUTATION if k not in ("workers", "split")]
 WORKER_COLUMNS = WORKER_KEYS + [
     "workers",
     "split",
@@ -338,19 +315,7 @@ def workers(rows: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(keys + ["workers"]).reset_index(drop=True)
 
 
-PAIRED = [
-    "model",
-    "strategy_label",
-    "task_label",
-    "tau",
-    "batch",
-    "hidden",
-    "device",
-    "threads",
-    "workers",
-    "baseline",
-    "baseline_config",
-]
+PAIRED = [*WORKER_KEYS[:-1], "workers", "baseline", "baseline_config"]
 
 
 def paired(rows: pd.DataFrame) -> pd.DataFrame:
@@ -467,8 +432,13 @@ def _name(measure: str) -> str:
     return measure.replace("_label", "")
 
 
+# Columns holding a baseline's field overrides (JSON in the rows and the CSV tables).
+BASELINE_COLUMNS = ("baseline", "baseline_config")
+
+
 def display(table: pd.DataFrame) -> pd.DataFrame:
-    """Numeric columns in display units; mean/sd pairs as one 'mean ± sd' column."""
+    """Numeric columns in display units; mean/sd pairs as one 'mean ± sd' column;
+    a baseline as text (``threads=1``, ``-`` for a plain cell)."""
     pairs = {col: _pair(col, table.columns) for col in table.columns}
     partners = {sd for _, sd in pairs.values() if sd}
     out = pd.DataFrame(index=table.index)
@@ -482,6 +452,8 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
                 _num(a) + (f" ± {_num(b)}" if _num(a) and np.isfinite(b) else "")
                 for a, b in zip(mean, sd)
             ]
+        elif col in BASELINE_COLUMNS:  # field overrides as text: threads=1, '-' for none
+            out[_name(measure)] = table[col].map(baseline_text)
         elif pd.api.types.is_float_dtype(table[col]):
             out[_name(measure)] = (table[col] * scale).map(_num)
         else:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from rnnbench.errors import UsageError
+from rnnbench.errors import StorageError, UsageError
 from rnnbench.facts import REQUIRED_ROW_KEYS
 from rnnbench.results import store
 from rnnbench.results.rows import LIST_KEYS, NUMERIC_KEYS, ROW_KEYS, contended
@@ -26,26 +26,40 @@ REQUIRED = tuple(k for k in REQUIRED_ROW_KEYS if k != "cell_id")
 
 
 def load(source) -> pd.DataFrame:
-    """Rows from a DataFrame or a results folder; UsageError when there are none."""
+    """Rows from a DataFrame, a results folder or one ``results.parquet`` file (a path or
+    a URI: :mod:`rnnbench.results.location`); UsageError when there are none.  Row
+    files that fail validation are skipped with one warning line, as ``run`` moves them
+    aside; an OSError while reading is a StorageError (exit 3)."""
     if isinstance(source, pd.DataFrame):
         return tidy(source, "frame")
-    path = Path(source)
-    if path.is_file():
-        if path.suffix != ".parquet":
-            raise UsageError(f"{path}: not a results folder or a {store.PARQUET} file")
+    where = store.where(source, "RESULTS")
+    try:
+        return _read(where)
+    except OSError as exc:
+        raise StorageError(f"{where}: cannot read results ({exc.strerror or exc})") from None
+
+
+def _read(where) -> pd.DataFrame:
+    kind = where.kind()
+    if kind == "link":  # the argument itself may be a link (never a link inside)
+        where = store.where(os.path.realpath(where.path), "RESULTS")
+        kind = where.kind()
+    if kind == "file":
+        if not where.path.endswith(".parquet"):
+            raise UsageError(f"{where}: not a results folder or a {store.PARQUET} file")
         try:
-            return tidy(store.read_parquet(path), str(path))
+            return tidy(store.read_parquet(where), str(where))
         except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError: not Parquet
-            raise UsageError(f"{path}: cannot read it as Parquet ({exc})") from None
-    if not path.is_dir():
-        raise UsageError(f"{path}: no such results folder or {store.PARQUET} file")
-    if not any((path / "rows").glob("*.json")) and not (path / store.PARQUET).is_file():
-        raise UsageError(f"{path}: not a results folder (no rows/*.json or {store.PARQUET})")
-    listing = store.scan(path)
+            raise UsageError(f"{where}: cannot read it as Parquet ({exc})") from None
+    if kind != "dir":
+        raise UsageError(f"{where}: no such results folder or {store.PARQUET} file")
+    listing = store.scan(where)
+    if not listing.rows and not listing.broken and where.kind(store.PARQUET) != "file":
+        raise UsageError(f"{where}: not a results folder (no rows/*.json or {store.PARQUET})")
     if listing.broken:  # skipped, as `run` does (which also moves them aside)
         print("rnnbench report: warning: " + listing.broken_line("skipped"), file=sys.stderr)
-    frame = store.frame(listing.rows) if listing.rows or listing.broken else store.load(path)
-    return tidy(frame, str(path))
+    frame = store.frame(listing.rows) if listing.rows or listing.broken else store.load(where)
+    return tidy(frame, str(where))
 
 
 def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -56,35 +70,49 @@ def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     if missing:
         raise UsageError(f"{where}: not rnnbench result rows (missing column {missing[0]!r})")
     df = frame.copy().reset_index(drop=True)
-    for col in ROW_KEYS:
-        if col not in df.columns:
-            df[col] = np.nan
+    # a key the rows lack: NaN for a number, None (object) for text; added at once
+    lacking = {
+        col: pd.Series(np.nan, index=df.index)
+        if col in NUMERIC_KEYS
+        else pd.Series(None, index=df.index, dtype=object)
+        for col in ROW_KEYS
+        if col not in df.columns
+    }
+    if lacking:
+        df = pd.concat([df, pd.DataFrame(lacking, index=df.index)], axis=1)
     for col in NUMERIC_KEYS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     for col in LIST_KEYS:
         df[col] = df[col].map(as_list)
-    df["status"] = df["status"].fillna("unknown").astype(str)
+    df["status"] = _text(df["status"], "unknown")
     df["workers"] = df["workers"].fillna(1)
     for col, default in (("batch", 1), ("threads", 1), ("seed", 0)):
         df[col] = df[col].fillna(default)
-    df["device"] = df["device"].fillna("cpu").astype(str)
+    df["device"] = _text(df["device"], "cpu")
     # Single-process rows carry split 'none' (older rows: nothing); rows timed by the
     # worker-group harness carry 'time' or 'batch'.
-    split = df["split"].where(df["split"].notna(), "none").astype(str)
+    split = _text(df["split"], "none")
     df["split"] = split.where(split.str.strip() != "", "none")
     if "harness" not in df.columns:
-        df["harness"] = np.nan
-    df["harness"] = df["harness"].where(df["harness"].notna(), "auto").astype(str)
+        df["harness"] = None
+    df["harness"] = _text(df["harness"], "auto")
     df["strategy_label"] = [_label(s, o) for s, o in zip(df["strategy"], df["strategy_options"])]
-    df["task_label"] = [_label(t, o) for t, o in zip(df["task"].fillna("?"), df["task_options"])]
+    df["task_label"] = [_label(t, o) for t, o in zip(_text(df["task"], "?"), df["task_options"])]
     df["series"] = df["model"].astype(str) + " + " + df["strategy_label"]
-    df["baseline"] = df["baseline"].where(df["baseline"].notna(), "").astype(str)
+    df["baseline"] = _text(df["baseline"], "")
     df["contended"] = [contended(r) for r in df.to_dict("records")]
     # FLOP-normalised time: what the step achieved against the work it did
     # (flops: torch.utils.flop_counter's count of one forward + backward).
     df["gflop_per_s"] = df["flops"] / df["step_ms_median"] * 1e-6
     df["ms_per_gflop"] = df["step_ms_median"] / (df["flops"] * 1e-9)
     return df
+
+
+def _text(column: pd.Series, default: str) -> pd.Series:
+    """A text column with ``default`` where it is null, whatever dtype it was read as
+    (a column with no value at all reads as float64 NaN, and a float column cannot be
+    filled with text)."""
+    return column.astype(object).where(column.notna(), default).astype(str)
 
 
 def as_list(value) -> list:
