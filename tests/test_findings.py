@@ -29,8 +29,9 @@ def test_pages_open_with_the_tally(built):
     body = index.split("<body>", 1)[1]
     assert body.index('class="tally"') < body.index('class="findings"') < body.index("<nav>")
     tally = body[body.index('class="tally"') : body.index("</p>", body.index('class="tally"'))]
-    for verdict, n in counts.items():
-        assert f"{n} {verdict}</span>" in tally
+    for verdict, n in findings.shown(counts):
+        assert f"{findings.count_text(verdict, n)}</span>" in tally
+    assert ("by construction</span>" in tally) == (counts["by construction"] > 0)
     for page in ("report.md", "claims.md"):
         lines = [x for x in (built.out_dir / page).read_text().splitlines() if x.strip()]
         # title, the origin line, then the tally

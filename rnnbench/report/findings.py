@@ -67,8 +67,17 @@ def tally(claims: pd.DataFrame, run: str = "") -> dict[str, int]:
 
 def tally_text(counts: dict[str, int]) -> str:
     """'3 hold · 1 does not hold · 9 not measured · 1 by construction'."""
-    shown = [(v, n) for v, n in counts.items() if n or v != "by construction"]
-    return " · ".join(f"{n} {v if n == 1 else PLURAL.get(v, v)}" for v, n in shown)
+    return " · ".join(count_text(v, n) for v, n in shown(counts))
+
+
+def shown(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """The verdicts a tally shows: all, but 'by construction' only when some claim is."""
+    return [(v, n) for v, n in counts.items() if n or v != "by construction"]
+
+
+def count_text(verdict: str, n: int) -> str:
+    """'1 holds', '3 hold', '2 do not hold'."""
+    return f"{n} {verdict if n == 1 else PLURAL.get(verdict, verdict)}"
 
 
 def evidence_path(key: str) -> str:
@@ -116,8 +125,8 @@ def html_section(claims: pd.DataFrame, figures: dict) -> str:
         f'<p class="tally"><b>{html_text(run + ": ") if run else ""}'
         f"{len(claims)} claims</b> — "
         + " ".join(
-            f'<span class="verdict {v.replace(" ", "-")}">{n} {html_text(v)}</span>'
-            for v, n in tally(claims, run).items()
+            f'<span class="verdict {v.replace(" ", "-")}">{html_text(count_text(v, n))}</span>'
+            for v, n in shown(tally(claims, run))
         )
         + "</p>"
         for run in names

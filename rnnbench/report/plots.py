@@ -4,6 +4,13 @@ Each function takes tidy rows (or a derived table) and returns a
 ``matplotlib.figure.Figure`` — or ``None`` when the rows hold nothing to plot,
 so the report can say "not measured" instead of drawing an empty frame.
 Figures are built without pyplot: no global state, nothing to close.
+
+Layout, the same in every figure: panels in a grid at most MAX_ACROSS wide
+(:func:`grid`, constrained layout), one legend below them with room made for it
+(:func:`legend`: labels cut at LABEL_MAX characters, the figure grows), a panel with fewer
+than two distinct x values dropped, fitted exponents written at each line's end, ratio
+axes labelled densely (:func:`ratio_axis`), a strategy's colour and marker from
+:mod:`.style`, and every string from the rows drawn literally (:mod:`.escape`).
 """
 
 from __future__ import annotations
