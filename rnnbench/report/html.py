@@ -14,8 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from rnnbench.report.claims import METHOD
-from rnnbench.report.markdown import CAPTIONS, INTRO, run_columns
-from rnnbench.report.plots import PLOTS
+from rnnbench.report.markdown import CAPTIONS, FIGURES, INTRO, run_columns
 from rnnbench.report.tables import blank_note
 
 STYLE = """
@@ -111,7 +110,7 @@ def _img(out: Path, name: str, embed: bool) -> str:
 
 def figures(report, out: Path, embed: bool) -> str:
     parts = []
-    for name in (p for p in PLOTS if p in report.figures):  # none when drawing was skipped
+    for name in (p for p in FIGURES if p in report.figures):  # none when drawing was skipped
         caption = html.escape(CAPTIONS[name])
         if report.figures[name] is None:
             parts.append(

@@ -10,6 +10,8 @@ from rnnbench.report.claims import METHOD
 from rnnbench.report.plots import PLOTS
 from rnnbench.report.tables import blank_note
 
+# the page's figures, in order: plots.py's, then report/regime.py's map
+FIGURES = (*PLOTS, "regime_map")
 CAPTIONS = {
     "time_vs_tau": "Training step time vs τ, with the fitted power law of each model + strategy.",
     "memory_vs_tau": "Bytes saved for the backward pass and peak memory vs τ.",
@@ -95,7 +97,7 @@ def write(report, out: Path) -> list[Path]:
     (out / "claims.md").write_text(page("Claims of the chapter, checked", report.env, claims))
     files.append(out / "claims.md")
     body = [f"Results: `{report.source}`\n", "## Claims\n", claims, "## Plots\n"]
-    for name in (p for p in PLOTS if p in report.figures):  # none when drawing was skipped
+    for name in (p for p in FIGURES if p in report.figures):  # none when drawing was skipped
         if report.figures[name] is not None:
             body.append(
                 f"![{CAPTIONS[name]}](plots/{name}.png)\n\n*{CAPTIONS[name]}* "

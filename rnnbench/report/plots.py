@@ -625,7 +625,6 @@ PLOTS = (
     "capacity",
     "deer_iterations",
     "time_vs_hidden",
-    "regime_map",  # drawn by report/regime.py
 )
 
 
