@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+from typing import Any
 
 from rnnbench.argtypes import non_negative_int, positive_float, positive_int
 from rnnbench.core import strategies, tasks
@@ -118,6 +119,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "interval over them (default 1)",
     )
     a("--json", action="store_true", help="print exactly one JSON object on stdout")
+    a(
+        "--address",
+        metavar="ADDR",
+        help="run the cell on a running Ray cluster (HOST:PORT or 'auto'); default: this "
+        "process, and an embedded loopback-only Ray for a worker group",
+    )
 
 
 def _sizes_to_task_options(task: str, n_in: int | None, n_out: int | None) -> dict:
@@ -245,8 +252,35 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
-def main(args: argparse.Namespace) -> int:
+def _on_cluster(cell: Cell, timeout_s: float | None) -> dict:
+    """The cell's row, measured in a Ray task on the connected cluster (a worker-group
+    cell's task holds no CPUs: its actors do)."""
+    import ray
+
     from rnnbench.harness.runner import run_cell
+
+    cpus = 0 if cell.grouped else cell.n_threads
+    task: Any = ray.remote(num_cpus=cpus, max_retries=0)(run_cell)
+    return ray.get(task.remote(cell, timeout_s))
+
+
+def _measure(cell: Cell, timeout_s: float | None, address: str | None) -> dict:
+    """The cell's row: on the cluster at ``address``, else here (a worker group on an
+    embedded Ray); Ray, when this started or joined it, is let go of before returning."""
+    from rnnbench import raysession
+    from rnnbench.harness.runner import run_cell
+
+    if address:
+        raysession.join(address)
+    try:
+        return _on_cluster(cell, timeout_s) if address else run_cell(cell, timeout_s=timeout_s)
+    finally:
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            raysession.stop(started=not address)
+
+
+def main(args: argparse.Namespace) -> int:
 
     cell = cell_from_args(args)
     if cell.device == "cuda":
@@ -257,6 +291,8 @@ def main(args: argparse.Namespace) -> int:
     from rnnbench.harness.budget import too_large
     from rnnbench.harness.procstat import warn_if_loaded
 
+    if getattr(args, "address", None) and cell.replicates > 1:
+        raise UsageError("--address: not with --replicates (each replicate is a local process)")
     if (why := too_large(cell)) is not None:
         raise UsageError(why)
     warn_if_loaded("bench")
@@ -284,7 +320,7 @@ def main(args: argparse.Namespace) -> int:
                     f"{interval['replicates']} replicates, each a fresh process)"
                 )
         return 0 if all(r["status"] == OK for r in rows) else 1
-    row = run_cell(cell, timeout_s=args.timeout)
+    row = _measure(cell, args.timeout, getattr(args, "address", None))
     if args.json:
         json.dump(_strict(row), sys.stdout, default=str, allow_nan=False)
         sys.stdout.write("\n")

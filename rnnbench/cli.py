@@ -55,6 +55,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from rnnbench import stopping
+
+    with stopping.handled():  # SIGTERM and SIGHUP stop as Ctrl-C does, from here: exit 130
+        try:
+            return _command(command, argv)
+        except KeyboardInterrupt:  # before the command's own handling (importing it)
+            print(f"rnnbench {command}: interrupted", file=sys.stderr)
+            return 130
+
+
+def _command(command: str, argv: list[str]) -> int:
     module = importlib.import_module(COMMANDS[command][0])
     parser = _Parser(prog=f"rnnbench {command}", description=COMMANDS[command][1])
     module.configure(parser)

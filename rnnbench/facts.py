@@ -34,6 +34,11 @@ def clip_error(text: object) -> str:
 TEACHER_FORCING = "teacher_forcing"
 # Exact gradient, stepping through time one step after another (depth tau): the
 # candidates of a fair "best BPTT" baseline, and the BPTT the chapter's claims are about.
+# What a timed computation is, in the tidy rows' columns: rows agreeing on these time the
+# same thing on the same hardware (seeds, replicates and runs are its repetitions).
+COMPUTATION = tuple(
+    "model strategy_label task_label tau batch hidden device threads workers split dtype".split()
+)
 SEQUENTIAL_BPTT = ("bptt", "bptt_fused", "bptt_compiled")
 # The compiled loop: the sequential algorithm without a framework's per-step overhead.
 COMPILED_BPTT = "bptt_compiled"

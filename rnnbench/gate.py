@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import pandas as pd
 
@@ -118,7 +117,7 @@ def flagged_cells(c: rule.Comparison, rows, more: int) -> list:
     return cells
 
 
-def confirm(c: rule.Comparison, new: Path, more: int) -> int:
+def confirm(c: rule.Comparison, new: str, more: int) -> int:
     """Run :func:`flagged_cells` into ``new``; how many cells ran."""
     from rnnbench.results import store
     from rnnbench.sweep.command import connect
@@ -146,7 +145,7 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(
                 "--confirm: NEW must be one results folder (the new replicates are written there)"
             )
-        ran = confirm(c, Path(new[0]), args.confirm)
+        ran = confirm(c, new[0], args.confirm)
         print(
             f"rnnbench compare: confirming {len(c.worse)} flagged configuration(s): "
             f"{ran} new replicate(s) measured",

@@ -19,14 +19,10 @@ def ray_session():
     """
     import ray
 
-    if not ray.is_initialized():
-        ray.init(
-            address="local",
-            num_cpus=2,
-            resources={"rnnbench_exclusive": 1},  # as rnnbench run declares it
-            include_dashboard=False,
-            log_to_driver=False,
-        )
+    from rnnbench import raysession
+
+    if not ray.is_initialized():  # embedded, loopback only, as rnnbench starts it
+        raysession.start(num_cpus=2, resources={"rnnbench_exclusive": 1})
     yield ray
     ray.shutdown()
 

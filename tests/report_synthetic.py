@@ -618,3 +618,68 @@ def exposure_rows(
                 )
             )
     return rows
+
+
+# --------------------------------------------------------------------------- busy rows (legibility)
+
+LONG_TASK_PATH = (
+    "/data/corpora/$HOME/a very long folder name/with $x$ in it/shakespeare_complete.txt"
+)
+BUSY_LAWS = {
+    ("elman", "bptt", ()): (0.02, 1.0),
+    ("elman", "bptt_fused", ()): (0.008, 1.0),
+    ("elman", "bptt_compiled", ()): (0.004, 1.0),
+    ("elman", "scan_bptt", ()): (0.03, 0.9),
+    ("elman", "deer", ()): (0.05, 0.8),
+    ("elman", "quasi_deer", ()): (0.04, 0.8),
+    ("elman", "truncated_bptt", (("k", 32),)): (0.015, 1.0),
+    ("elman", "checkpoint_bptt", (("segments", 8),)): (0.025, 1.0),
+    ("jordan", "teacher_forcing", ()): (0.05, 0.5),
+    ("jordan", "bptt", ()): (0.02, 1.0),
+    ("jordan", "scheduled_sampling", (("p", 0.25),)): (0.03, 1.0),
+}
+
+
+def busy_rows(label_task: str = LONG_TASK_PATH) -> list[dict]:
+    """A crowded sweep: eleven model + strategy series (some with options), two tasks (one
+    with a long path holding ``$``), three thread counts and three hidden sizes, workers,
+    trained rows, DEER over ρ and τ, failures: every plot busy at once."""
+    rng = np.random.default_rng(7)
+    rows = []
+    tasks = (("text", {"path": label_task}), ("running_parity", {}))
+    for (model, strategy, opts), (a, k) in BUSY_LAWS.items():
+        for task, task_options in tasks:
+            for threads in (1, 2, 4):
+                for hidden in (8, 32, 128):
+                    for tau in (64, 256, 1024, 4096):
+                        ms = a * tau**k * hidden / 32 / threads**0.5 * math.exp(rng.normal(0, 0.03))
+                        rows.append(
+                            row(
+                                model=model,
+                                strategy=strategy,
+                                strategy_options=dict(opts),
+                                task=task,
+                                task_options=task_options,
+                                tau=tau,
+                                hidden=hidden,
+                                threads=threads,
+                                step_ms_median=ms,
+                                step_ms_iqr=ms * (0.2 if tau == 256 else 0.05),
+                                step_ms_samples=[ms * 0.98, ms, ms * 1.02],
+                                saved_bytes=4096.0 * tau * hidden,
+                                peak_bytes=2.0e5 * tau**0.5 * hidden,
+                                flops=1e4 * tau,
+                                depth=tau,
+                            )
+                        )
+    for strategy in ("deer", "quasi_deer"):
+        for rho in (0.5, 0.9, 0.99, 1.1, 1.5):
+            for tau in (64, 256, 1024, 4096):
+                rows += deer_rows(
+                    strategy=strategy,
+                    rho=rho,
+                    taus=(tau,),
+                    iterations=lambda t, r=rho: int(4 + 10 * r * math.log2(t)),
+                    converged=rho < 1.2,
+                )
+    return rows + trained_rows() + worker_rows() + failed_rows()

@@ -106,7 +106,13 @@ ALLOWED = {
     | {"rnnbench.core", "rnnbench.pit", "rnnbench.job", "rnnbench.results"},
     "rnnbench.sweep": SHARED | {"rnnbench.job", "rnnbench.results", "rnnbench.harness"},
     "rnnbench.report": SHARED | {"rnnbench.results"},
+    # -- cluster: every Ray start in one module, used by the harness and the sweep
+    "rnnbench.stopping": set(),
+    "rnnbench.raysession": {"rnnbench.errors", "rnnbench.stopping"},
 }
+RAY = {"rnnbench.raysession", "rnnbench.stopping"}
+ALLOWED["rnnbench.harness"] = ALLOWED["rnnbench.harness"] | RAY
+ALLOWED["rnnbench.sweep"] = ALLOWED["rnnbench.sweep"] | RAY
 
 
 def _part(module: str) -> str:

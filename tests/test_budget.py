@@ -19,8 +19,9 @@ def test_the_estimate_grows_with_the_cell_and_follows_the_saved_bytes():
     small = budget.estimate_bytes(Cell(model="elman", strategy="bptt", tau=1024))
     large = budget.estimate_bytes(Cell(model="elman", strategy="bptt", tau=1024, batch=64))
     assert small < large
-    chunked = budget.estimate_bytes(Cell(model="jordan", strategy="teacher_forcing", tau=65536,
-                                         strategy_options={"chunk": 256}))
+    chunked = budget.estimate_bytes(
+        Cell(model="jordan", strategy="teacher_forcing", tau=65536, strategy_options={"chunk": 256})
+    )
     whole = budget.estimate_bytes(Cell(model="jordan", strategy="teacher_forcing", tau=65536))
     assert chunked < whole  # chunked teacher forcing keeps one gradient buffer
     assert budget.too_large(Cell(model="elman", strategy="bptt", tau=1024)) is None
@@ -37,8 +38,21 @@ def test_a_cell_too_large_for_the_node_is_a_failed_row_before_it_allocates():
 
 
 def test_bench_refuses_it_in_one_line(capsys):
-    rc = cli.main(["bench", "--model", "elman", "--strategy", "bptt", "--tau", "1900000",
-                   "--batch", "256", "--hidden", "256"])
+    rc = cli.main(
+        [
+            "bench",
+            "--model",
+            "elman",
+            "--strategy",
+            "bptt",
+            "--tau",
+            "1900000",
+            "--batch",
+            "256",
+            "--hidden",
+            "256",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "memory: the cell needs about" in err
 

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_docs_claims_md_is_the_catalogue_rendered():
     assert (ROOT / "docs" / "claims.md").read_text() == docs.claims_doc(), (
-        "docs/claims.md is out of date: run `make docs`")
+        "docs/claims.md is out of date: run `make docs`"
+    )
 
 
 def test_readme_findings_are_the_committed_reports():
@@ -20,7 +21,8 @@ def test_readme_findings_are_the_committed_reports():
     found = docs.block(readme, "findings")
     assert found is not None, "README.md has no rnnbench:findings block"
     assert found == docs.findings_block(docs.COMMITTED), (
-        "README's findings differ from reports/chapter10-cpu: run `make docs`")
+        "README's findings differ from reports/chapter10-cpu: run `make docs`"
+    )
 
 
 def test_a_block_is_rewritten_in_place_and_only_there(tmp_path):

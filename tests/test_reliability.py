@@ -24,7 +24,7 @@ from helpers import subprocess_env
 from rnnbench import cli
 from rnnbench.errors import StorageError
 from rnnbench.job.cell import Cell
-from rnnbench.results import store
+from rnnbench.results import location, store
 from rnnbench.sweep import command, driver, registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,19 +140,20 @@ def test_rows_record_the_job_that_wrote_them(ray_session, tmp_path):
 
 def _full_disk_after(monkeypatch, n: int) -> None:
     """Row writes fail with ENOSPC after ``n`` of them (so do Parquet writes)."""
-    real = store._atomic_write
+    real = location.Location.write
     written = []
 
-    def write(path, data):
-        if len(written) >= n:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        written.append(path)
-        real(path, data)
+    def write(self, name, data):
+        if name.endswith(".json"):  # a row file
+            if len(written) >= n:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
+            written.append(name)
+        real(self, name, data)
 
     def no_parquet(out):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(store, "_atomic_write", write)
+    monkeypatch.setattr(location.Location, "write", write)
     monkeypatch.setattr(store, "consolidate", no_parquet)
 
 

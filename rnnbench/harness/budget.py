@@ -62,6 +62,8 @@ def too_large(cell: Cell) -> str | None:
     need, have = estimate_bytes(cell), node_bytes()
     if have is None or need <= have:
         return None
-    return (f"memory: the cell needs about {need / 2**30:.1f} GiB (estimated from its "
-            f"strategy's saved bytes, inputs and optimizer state), the node has "
-            f"{have / 2**30:.1f} GiB; refused before allocating")
+    return (
+        f"memory: the cell needs about {need / 2**30:.1f} GiB (estimated from its "
+        f"strategy's saved bytes, inputs and optimizer state), the node has "
+        f"{have / 2**30:.1f} GiB; refused before allocating"
+    )

@@ -28,22 +28,9 @@ HARNESSES = ("auto", "group")
 NOT_IN_ID = ("replicates", "exclusive", "precision", "max_replicates")
 # Fields a baseline may change (the rest - repeats, train_steps, lr - describe how
 # the pair is measured, not what is compared).
-BASELINE_FIELDS = (
-    "model",
-    "strategy",
-    "strategy_options",
-    "task",
-    "task_options",
-    "tau",
-    "batch",
-    "hidden",
-    "seed",
-    "threads",
-    "device",
-    "workers",
-    "dtype",
-    "harness",
-    "rho",
+BASELINE_FIELDS = tuple(
+    "model strategy strategy_options task task_options tau batch hidden seed threads device "
+    "workers dtype harness rho".split()
 )
 
 
@@ -215,8 +202,9 @@ class Cell:
         task = tasks.make(self.task, **dict(self.task_options))
         longest = task.longest() if isinstance(self.tau, int) else None
         if longest is not None and self.tau > longest:
-            raise UsageError(f"tau: {self.tau} is longer than the text corpus allows "
-                             f"(at most {longest} steps)")
+            raise UsageError(
+                f"tau: {self.tau} is longer than the text corpus allows (at most {longest} steps)"
+            )
         if self.model in MODELS and task.single_output != (self.model == "single_output"):
             raise UsageError(
                 f"task: {self.task} does not fit model {self.model}; "

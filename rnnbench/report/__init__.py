@@ -21,16 +21,20 @@ Command line: ``rnnbench report RESULTS [RESULTS ...] [--out DIR] [--label NAME 
 from __future__ import annotations
 
 import argparse
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from rnnbench.errors import UsageError
+from rnnbench.errors import StorageError, UsageError
 from rnnbench.report import claims as claims_mod
 from rnnbench.report import compare as compare_mod
 from rnnbench.report import env as env_mod
-from rnnbench.report import fit, plots, regime, runs, tables, tidy
+from rnnbench.report import findings, fit, plots, regime, runs, scaling_figure, tables, tidy
+from rnnbench.report import scaling as scaling_mod
+from rnnbench.report.escape import csv_frame
+from rnnbench.results import location, store
 
 FORMATS = ("html", "md")
 
@@ -55,6 +59,7 @@ class Report:
     files: tuple = field(default=())
     runs: tuple = ()  # run labels, in order, when the report holds several runs
     compared: pd.DataFrame | None = None  # each later run's step time against the first
+    scaling: scaling_mod.Scaling | None = None  # the scaling model (one run's report)
     regime: pd.DataFrame | None = None  # the fastest method per (H, tau): .regime
 
     def tables(self) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
@@ -76,7 +81,7 @@ class Report:
                 )
             ]
         )
-        return first + [
+        out = first + [
             (
                 "fits",
                 "Scaling exponents (y = a·τ^k)",
@@ -152,6 +157,34 @@ class Report:
                 self.failed,
             ),
         ]
+        return out[:-1] + self._scaling_tables() + out[-1:]  # failed rows last
+
+    def _scaling_tables(self) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
+        """The scaling model's tables (docs/scaling.md), when the report has one."""
+        if self.scaling is None:
+            return []
+        return [
+            (
+                "scaling_check",
+                "Scaling model against every measured N",
+                "measured = geomean of the 1-worker step times / geomean of the N-worker ones, "
+                "lo/hi its 95% interval over replicates; predicted: the model on the measured "
+                "loopback network at the N rows' Newton iterations; error = predicted / "
+                "measured (lo/hi from the measured interval).",
+                self.scaling.check,
+                tables.display(self.scaling.check),
+            ),
+            (
+                "scaling_limits",
+                "Scaling model: where communication eats the gain (N up to 1,024)",
+                "n_best: the N of the largest predicted speedup (blank: still gaining at "
+                "1,024); n_even: the first N whose communication takes as long as its "
+                "computation (blank: none); per network (alpha: latency a message, beta: "
+                "bandwidth a link; the datacentre line is an example, not a measurement).",
+                self.scaling.limits,
+                tables.display(self.scaling.limits),
+            ),
+        ]
 
 
 def _keep_run(numeric: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
@@ -192,14 +225,16 @@ def build_report(
     if isinstance(source, (list, tuple)):
         if len(source) > 1:
             report = _several(source, labels, figures)
-            return (
-                report if out_dir is None else _write(report, Path(out_dir), formats, embed_images)
-            )
+            return report if out_dir is None else _write(report, out_dir, formats, embed_images)
         runs.label_runs(source, labels)  # a label count that does not fit is still an error
         source = source[0]
     rows = tidy.load(source)
     ev = analyse(rows)
+    scale = scaling_mod.scaling(rows)
     regime_map = regime.table(rows)
+    drawn = _figures(rows, ev.speedup, ev.workers, regime_map) if figures else {}
+    if figures:
+        drawn[scaling_figure.NAME] = scaling_figure.figure(scale)
     report = Report(
         source=str(source) if not isinstance(source, pd.DataFrame) else "DataFrame",
         rows=rows,
@@ -210,14 +245,15 @@ def build_report(
         workers=ev.workers,
         failed=tables.failed(rows),
         claims=judge(ev),
-        figures=_figures(rows, ev.speedup, ev.workers, regime_map) if figures else {},
+        figures=drawn,
         env=env_mod.environment(rows),
         paired=tables.paired(rows),
+        scaling=scale,
         regime=regime_map,
     )
     if out_dir is None:
         return report
-    return _write(report, Path(out_dir), formats, embed_images)
+    return _write(report, out_dir, formats, embed_images)
 
 
 def _figures(rows, speedup, workers, regime_map) -> dict:
@@ -265,7 +301,7 @@ def _line_up(claims: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     out = first[[c for c in ("key", "source", "claim", "rule", "gate") if c in first]].copy()
     for name, c in claims:
         c = c.set_index("key")
-        for col in ("verdict", "evidence", "cells"):
+        for col in ("verdict", "evidence", "cells", "finding", "cell_ids"):
             out[f"{col}: {name}"] = out["key"].map(c[col])
     return out
 
@@ -346,28 +382,62 @@ def _compared(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COMPARED)
 
 
-def _write(report: Report, out: Path, formats, embed_images: bool) -> Report:
+# ---- storage (issue 25/23): the report is built in a staging folder, then published
+def _write(report: Report, out, formats, embed_images: bool) -> Report:
+    """Build the report in a local staging folder, then publish it to ``out`` (a path or
+    a URI) file by file (:meth:`rnnbench.results.location.Location.publish`: a link in
+    the way is replaced, never written through).  ``out``, ``out/tables`` or
+    ``out/plots`` as a link: UsageError (exit 2); an OSError (a full disk): StorageError
+    (exit 3)."""
+    where = store.where(out, "--out")
+    if where.local:
+        for sub in ("", "tables", "plots"):
+            if where.kind(sub) == "link":
+                raise UsageError(
+                    f"--out {where}: {sub or 'the report folder'} is a link; rnnbench never "
+                    "writes through links (remove it or give another --out)"
+                )
+            if where.kind(sub) not in ("dir", "missing"):
+                raise UsageError(f"--out {where}: {sub or 'it'} is not a folder")
+    staging = Path(location.staging_dir())
+    try:
+        _build(report, staging, formats, embed_images)
+        where.make_dir(parents=True)
+        written = where.publish(staging)
+    except OSError as exc:
+        raise StorageError(
+            f"--out {where}: cannot write the report ({exc.strerror or exc})"
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    out_dir = Path(where.path) if where.local else where.uri
+    files = tuple(Path(w.path) if w.local else w.uri for w in written)
+    return Report(**{**report.__dict__, "out_dir": out_dir, "files": files})
+
+
+# ---- end storage
+
+
+def _build(report: Report, out: Path, formats, embed_images: bool) -> list[Path]:
+    """Write every file of the report under the local folder ``out``."""
     from rnnbench.report import html, markdown
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out: cannot create {out} ({exc.strerror})") from None
     files = []
     for name, fig in report.figures.items():
         if fig is not None:
             files += plots.save(fig, out / "plots", name)
     (out / "tables").mkdir(exist_ok=True)
-    for name, *_, numeric, _ in report.tables():
-        numeric.to_csv(out / "tables" / f"{name}.csv", index=False)
+    for name, *_, numeric, _ in report.tables():  # text cells made spreadsheet-safe
+        csv_frame(numeric).to_csv(out / "tables" / f"{name}.csv", index=False)
         files.append(out / "tables" / f"{name}.csv")
-    report.claims.to_csv(out / "tables" / "claims.csv", index=False)  # one verdict per run
-    files.append(out / "tables" / "claims.csv")
+    csv_frame(report.claims).to_csv(out / "tables" / "claims.csv", index=False)
+    files.append(out / "tables" / "claims.csv")  # one verdict per run
+    files += findings.write_evidence(report.claims, report.rows, out)
     if "md" in formats:
         files += markdown.write(report, out)
     if "html" in formats:
         files += html.write(report, out, embed_images)
-    return Report(**{**report.__dict__, "out_dir": out, "files": tuple(files)})
+    return files
 
 
 def _formats(formats) -> tuple[str, ...]:
@@ -424,8 +494,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     formats = _formats(args.format)
-    first = Path(args.results[0])
-    out = Path(args.out) if args.out else (first.parent if first.is_file() else first) / "report"
+    out = args.out or _default_out(args.results[0])
     report = build_report(args.results, out, formats, args.embed_images, labels=args.label)
     failed = len(report.failed)
     print(
@@ -437,6 +506,16 @@ def main(args: argparse.Namespace) -> int:
         verdicts = ", ".join(f"{counts.get(v, 0)} {v}" for v in claims_mod.VERDICTS)
         print(f"claims{' ' + name if name else ''}: {verdicts}")
     for page in ("index.html", "report.md"):
-        if (out / page).exists():
-            print(f"  {out / page}")
+        shown = [f for f in report.files if str(f).endswith("/" + page)]
+        if shown:
+            print(f"  {shown[-1]}")
     return 0
+
+
+def _default_out(first: str) -> str:
+    """The first results folder's ``report/`` (beside a ``results.parquet`` file given)."""
+    where = store.where(first, "RESULTS")
+    if where.kind() == "file":
+        parent = where.uri.rstrip("/").rsplit("/", 1)[0] if "/" in where.uri else "."
+        return parent + "/report"
+    return where.uri.rstrip("/") + "/report"

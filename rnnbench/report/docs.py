@@ -30,8 +30,16 @@ def claims_doc(rules: Rules | None = None) -> str:
         "",
     ]
     for rule in RULES:
-        lines += [f"## `{rule.key}` — {rule.source}", "", f"> {rule.text}", "",
-                  f"**Rule.** {rule.how(r)}.", "", f"**Evidence needed.** {rule.gate(r)}.", ""]
+        lines += [
+            f"## `{rule.key}` — {rule.source}",
+            "",
+            f"> {rule.text}",
+            "",
+            f"**Rule.** {rule.how(r)}.",
+            "",
+            f"**Evidence needed.** {rule.gate(r)}.",
+            "",
+        ]
     lines += ["## Thresholds", "", "| name | value |", "|---|---|"]
     lines += [f"| `{k}` | {v:g} |" for k, v in vars(r).items()]
     return "\n".join(lines) + "\n"
@@ -45,8 +53,12 @@ def findings_block(report: Path, run: str | None = None) -> str:
     finding = "finding" if "finding" in claims else f"finding: {run}"
     counts = claims[verdict].value_counts()
     tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS if counts.get(v, 0))
-    lines = [f"From [`{report.as_posix()}/`]({report.as_posix()}/claims.md): {tally}.", "",
-             "| claim | verdict | what was found |", "|---|---|---|"]
+    lines = [
+        f"From [`{report.as_posix()}/`]({report.as_posix()}/claims.md): {tally}.",
+        "",
+        "| claim | verdict | what was found |",
+        "|---|---|---|",
+    ]
     for _, c in claims.iterrows():
         text = str(c.get(finding, "")).replace("|", "\\|")
         lines.append(f"| `{c['key']}` | {c[verdict]} | {text} |")
@@ -54,8 +66,11 @@ def findings_block(report: Path, run: str | None = None) -> str:
 
 
 def marked(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- rnnbench:{re.escape(name)} -->\n)(.*?)(<!-- /rnnbench:"
-                      rf"{re.escape(name)} -->)", re.S)
+    return re.compile(
+        rf"(<!-- rnnbench:{re.escape(name)} -->\n)(.*?)(<!-- /rnnbench:"
+        rf"{re.escape(name)} -->)",
+        re.S,
+    )
 
 
 def block(text: str, name: str) -> str | None:
@@ -83,7 +98,8 @@ def main() -> int:
     Path("docs/claims.md").write_text(claims_doc())
     print("docs/claims.md written")
     if (COMMITTED / "tables" / "claims.csv").exists() and update(
-            Path("README.md"), "findings", findings_block(COMMITTED)):
+        Path("README.md"), "findings", findings_block(COMMITTED)
+    ):
         print(f"README.md: findings from {COMMITTED}")
     return 0
 

@@ -34,6 +34,25 @@ def _values(series: pd.Series) -> str:
     return ", ".join(str(v) for v in sorted(vals.unique(), key=str))
 
 
+def nodes(rows: pd.DataFrame) -> str:
+    """How many Ray nodes the rows ran on: the distinct ``node_id`` of the rows and of
+    every rank of a worker-group cell (``rank_node_ids``), with their IP addresses."""
+    ids: set[str] = set()
+    ips: set[str] = set()
+    for col, into in (("node_id", ids), ("node_ip", ips)):
+        if col in rows.columns:
+            into.update(str(v) for v in rows[col].dropna() if str(v).strip())
+    for col, into in (("rank_node_ids", ids), ("rank_node_ips", ips)):
+        if col in rows.columns:
+            for value in rows[col].dropna():
+                if isinstance(value, (list, tuple, np.ndarray)):
+                    into.update(str(v) for v in value if v is not None and str(v).strip())
+    if not ids:
+        return "not recorded"
+    where = f" ({', '.join(sorted(ips))})" if ips else ""
+    return f"{len(ids)} Ray node{'s' if len(ids) != 1 else ''}{where}"
+
+
 def environment(rows: pd.DataFrame) -> dict[str, str]:
     """Label -> the distinct values recorded in the rows (measurement environment)."""
     env = {
@@ -49,6 +68,7 @@ def environment(rows: pd.DataFrame) -> dict[str, str]:
         else "not recorded"
     )
     env["rows"] = f"{len(rows)} ({int((rows['status'] == 'ok').sum())} ok)"
+    env["nodes"] = nodes(rows)
     env["report made with"] = (
         f"python {platform.python_version()}, pandas {pd.__version__}, numpy {np.__version__}, "
         f"matplotlib {matplotlib.__version__}"

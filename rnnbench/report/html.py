@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from rnnbench.report import findings
 from rnnbench.report.claims import METHOD
-from rnnbench.report.markdown import CAPTIONS, FIGURES, INTRO, run_columns
+from rnnbench.report.escape import html_text
+from rnnbench.report.markdown import CAPTIONS, FIGURES, INTRO, origin
 from rnnbench.report.tables import blank_note
 
 STYLE = """
@@ -34,7 +36,13 @@ tr:nth-child(even) td { background: #fafbfc; }
 .does-not-hold { background: #fbdada; color: #8a1616; }
 .not-measured { background: #e8e8e8; color: #555; }
 .by-construction { background: #e3ecfa; color: #23487a; font-style: italic; }
-figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figure { margin: 1em 0 2em; } figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+.tally { font-size: 16px; margin: .4em 0; } .tally .verdict { margin-right: .3em; }
+ol.findings { padding-left: 1.6em; margin: .4em 0; } ol.findings li { margin: .25em 0; }
+ol.findings details { font-size: 13px; color: #444; } ol.findings summary { cursor: pointer; }
+ol.findings dt { font-weight: 600; } ol.findings dd { margin: 0 0 .3em 1em; }
+.origin { color: #444; margin-top: 0; }
+img, table, pre { max-width: 100%; } .scroll { max-width: 100%; }
 figcaption { font-size: 13px; color: #444; }
 .note { color: #555; font-size: 13px; } .scroll { overflow-x: auto; }
 nav a { margin-right: 1em; }
@@ -48,12 +56,16 @@ def environment(env: dict) -> str:
     return f'<dl class="env">{items}</dl>'
 
 
-def page(title: str, env: dict, body: str) -> str:
+def page(title: str, env: dict, body: str, source: str = "") -> str:
+    """A page: title, the origin line (where the rows come from, what they ran on), the
+    body, the full environment at the end."""
+    head = f'<p class="origin">{html_text(origin(source, env))}</p>' if source else ""
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
-        f"<body><h1>{html.escape(title)}</h1>\n{environment(env)}\n{body}\n</body></html>\n"
+        f"<body><h1>{html.escape(title)}</h1>{head}\n{body}\n"
+        f'<h2 id="environment">Environment</h2>{environment(env)}\n</body></html>\n'
     )
 
 
@@ -61,44 +73,6 @@ def table(df: pd.DataFrame) -> str:
     if df.empty:
         return '<p class="note">none</p>'
     return '<div class="scroll">' + df.to_html(index=False, na_rep="", border=0) + "</div>"
-
-
-VERDICT_TEXT = {"by construction": "by construction (not measured)"}
-
-
-def _verdict(verdict) -> str:
-    if not isinstance(verdict, str):  # a claim one run's engine did not judge
-        return '<span class="note">—</span>'
-    css = verdict.replace(" ", "-")
-    return f'<span class="verdict {css}">{html.escape(VERDICT_TEXT.get(verdict, verdict))}</span>'
-
-
-def claims_table(claims: pd.DataFrame) -> str:
-    """One verdict column (one run), or one verdict and evidence column per run."""
-    several = "verdict" not in claims.columns
-    verdicts = run_columns(claims, "verdict") if several else ["verdict"]
-    evidence = run_columns(claims, "evidence") if several else ["evidence"]
-    cells = run_columns(claims, "cells") if several else ["cells"]
-    head = (
-        "<tr><th>claim</th>"
-        + "".join(f"<th>{html.escape(c)}</th>" for c in verdicts + evidence + cells)
-        + "<th>how it is decided</th><th>evidence needed</th></tr>"
-    )
-    rows = []
-    for _, c in claims.iterrows():
-        rows.append(
-            f'<tr id="claim-{html.escape(c["key"])}"><td>{html.escape(c["claim"])}'
-            f'<br><span class="note">{html.escape(c["source"])}</span></td>'
-            + "".join(f"<td>{_verdict(c[v])}</td>" for v in verdicts)
-            + "".join(
-                f"<td>{html.escape(str(c[e]) if isinstance(c[e], str) else '')}</td>"
-                for e in evidence
-            )
-            + "".join(f"<td>{c[n]:g}</td>" if pd.notna(c[n]) else "<td></td>" for n in cells)
-            + f'<td class="note">{html.escape(c["rule"])}</td>'
-            + f'<td class="note">{html.escape(str(c.get("gate", "")))}</td></tr>'
-        )
-    return f'<div class="scroll"><table class="claims">{head}{"".join(rows)}</table></div>'
 
 
 def _img(out: Path, name: str, embed: bool) -> str:
@@ -110,7 +84,8 @@ def _img(out: Path, name: str, embed: bool) -> str:
 
 def figures(report, out: Path, embed: bool) -> str:
     parts = []
-    for name in (p for p in FIGURES if p in report.figures):  # none when drawing was skipped
+    # none when drawing was skipped
+    for name in (p for p in FIGURES if p in report.figures):
         caption = html.escape(CAPTIONS[name])
         if report.figures[name] is None:
             parts.append(
@@ -134,7 +109,7 @@ def write(report, out: Path, embed: bool = False) -> list[Path]:
         body = f'<p class="note">{html.escape(note)}</p>{table(shown)}' + (
             f'<p class="note">{html.escape(after)}</p>' if after else ""
         )
-        (out / "tables" / f"{name}.html").write_text(page(title, report.env, body))
+        (out / "tables" / f"{name}.html").write_text(page(title, report.env, body, report.source))
         files.append(out / "tables" / f"{name}.html")
         count = f" ({len(shown)})" if name == "failed" else ""
         sections.append(
@@ -144,16 +119,16 @@ def write(report, out: Path, embed: bool = False) -> list[Path]:
         )
     nav = " ".join(
         f'<a href="#{k}">{html.escape(t)}</a>'
-        for k, t in [("claims", "Claims"), ("plots", "Plots")]
+        for k, t in [("claims", "Findings"), ("plots", "Plots")]
         + [(n, t) for n, t, *_ in report.tables()]
+        + [("environment", "Environment")]
     )
     body = (
-        f'<p class="note">Results: {html.escape(report.source)}</p><nav>{nav}</nav>'
-        f'<h2 id="claims">Claims of the chapter, checked</h2>'
+        f'<section id="claims">{findings.html_section(report.claims, report.figures)}</section>'
+        f"<nav>{nav}</nav>"
         f'<p class="note">{html.escape(INTRO)}</p>'
         f'<p class="note">{html.escape(METHOD)}</p>'
-        f"{claims_table(report.claims)}"
         f'<h2 id="plots">Plots</h2>{figures(report, out, embed)}' + "".join(sections)
     )
-    (out / "index.html").write_text(page("rnnbench report", report.env, body))
+    (out / "index.html").write_text(page("rnnbench report", report.env, body, report.source))
     return files + [out / "index.html"]

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from rnnbench.report import findings, scaling_figure
 from rnnbench.report.claims import METHOD
+from rnnbench.report.escape import md_text
 from rnnbench.report.plots import PLOTS
 from rnnbench.report.tables import blank_note
 
-# the page's figures, in order: plots.py's, then report/regime.py's map
-FIGURES = (*PLOTS, "regime_map")
+# the page's figures, in order: plots.py's, the scaling model's, report/regime.py's map
+FIGURES = (*PLOTS, scaling_figure.NAME, "regime_map")
 CAPTIONS = {
     "time_vs_tau": "Training step time vs τ, with the fitted power law of each model + strategy.",
     "memory_vs_tau": "Bytes saved for the backward pass and peak memory vs τ.",
@@ -24,6 +26,7 @@ CAPTIONS = {
     "time_vs_hidden": "Step time vs hidden size H: BPTT loops, scan/DEER, teacher forcing.",
     "regime_map": "Regime map: the fastest method per (H, τ), its margin, the crossovers.",
 }
+CAPTIONS[scaling_figure.NAME] = scaling_figure.CAPTION  # the scaling model's figure
 INTRO = (
     "Each claim is checked against the measured rows by the rule in its last column. "
     "'holds' and 'does not hold' are measured findings; 'not measured' means the results "
@@ -32,17 +35,11 @@ INTRO = (
     "'by construction' marks what the code guarantees (a constant of the strategy "
     "registry): true by design, not a measurement."
 )
-VERDICT_MARK = {
-    "holds": "✅ holds",
-    "does not hold": "❌ does not hold",
-    "not measured": "➖ not measured",
-    "by construction": "📐 by construction (not measured)",
-}
 
 
 def _cell(value) -> str:
     text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return md_text(text).replace("|", "\\|")
 
 
 def table(df: pd.DataFrame) -> str:
@@ -56,60 +53,48 @@ def table(df: pd.DataFrame) -> str:
 
 
 def environment(env: dict) -> str:
-    return "**Environment** — " + "; ".join(f"{k}: {v}" for k, v in env.items()) + "\n"
+    pairs = "; ".join(f"{md_text(k)}: {md_text(v)}" for k, v in env.items())
+    return f"**Environment** — {pairs}\n"
 
 
-def page(title: str, env: dict, body: str) -> str:
-    return f"# {title}\n\n{environment(env)}\n{body}"
+def origin(source: str, env: dict) -> str:
+    """The line under the title: where the rows come from and what they ran on."""
+    known = [k for k in ("CPU", "GPU", "threads") if env.get(k, "not recorded") != "not recorded"]
+    ran = ", ".join(f"{k} {env[k]}" for k in known)
+    rows = f"; rows: {env['rows']}" if "rows" in env else ""
+    return f"Rows from {source}" + (f"; ran on {ran}" if ran else "") + rows + "."
 
 
-def run_columns(claims: pd.DataFrame, what: str) -> list[str]:
-    """The per-run columns of a claims table of several runs ('verdict: laptop', ...)."""
-    return [c for c in claims.columns if c.startswith(f"{what}: ")]
-
-
-def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
-    if "verdict" not in claims.columns:  # several runs: one verdict column per run
-        return pd.DataFrame(
-            {
-                "claim": claims["claim"],
-                **{c: claims[c].map(VERDICT_MARK) for c in run_columns(claims, "verdict")},
-                **{c: claims[c] for c in run_columns(claims, "evidence")},
-                "how it is decided": claims["rule"],
-                **({"evidence needed": claims["gate"]} if "gate" in claims else {}),
-            }
-        )
-    return pd.DataFrame(
-        {
-            "claim": claims["claim"],
-            "verdict": claims["verdict"].map(VERDICT_MARK),
-            "evidence": claims["evidence"],
-            "cells": claims["cells"],
-            "how it is decided": claims["rule"],
-            "evidence needed": claims["gate"],
-        }
-    )
+def page(title: str, env: dict, body: str, source: str = "") -> str:
+    """A page: title, the origin line, the body, the full environment at the end."""
+    head = f"{md_text(origin(source, env))}\n\n" if source else ""
+    return f"# {title}\n\n{head}{body}\n\n---\n\n{environment(env)}"
 
 
 def write(report, out: Path) -> list[Path]:
     files = []
-    claims = f"{INTRO}\n\n{METHOD}\n\n{table(claims_table(report.claims))}"
-    (out / "claims.md").write_text(page("Claims of the chapter, checked", report.env, claims))
+    claims = f"{findings.md_section(report.claims, report.figures)}\n\n{INTRO}\n\n{METHOD}\n"
+    (out / "claims.md").write_text(
+        page("Claims of the chapter, checked", report.env, claims, report.source)
+    )
     files.append(out / "claims.md")
-    body = [f"Results: `{report.source}`\n", "## Claims\n", claims, "## Plots\n"]
-    for name in (p for p in FIGURES if p in report.figures):  # none when drawing was skipped
+    body = ["## Findings\n", claims, "## Plots\n"]
+    # none when drawing was skipped
+    for name in (p for p in FIGURES if p in report.figures):
         if report.figures[name] is not None:
             body.append(
-                f"![{CAPTIONS[name]}](plots/{name}.png)\n\n*{CAPTIONS[name]}* "
-                f"([SVG](plots/{name}.svg))\n"
+                f'<a id="plot-{name}"></a>\n\n![{CAPTIONS[name]}](plots/{name}.png)\n\n'
+                f"*{CAPTIONS[name]}* ([SVG](plots/{name}.svg))\n"
             )
         else:
             body.append(f"*{CAPTIONS[name]}* — not measured: the results hold no rows for it.\n")
     for name, title, note, _, shown in report.tables():
         after = blank_note(shown) if name != "failed" else ""
         text = f"{note}\n\n{table(shown)}" + (f"\n{after}\n" if after else "")
-        (out / "tables" / f"{name}.md").write_text(page(title, report.env, text))
+        (out / "tables" / f"{name}.md").write_text(page(title, report.env, text, report.source))
         files.append(out / "tables" / f"{name}.md")
         body.append(f"## {title}\n\n{text}\nCSV: [tables/{name}.csv](tables/{name}.csv)\n")
-    (out / "report.md").write_text(page("rnnbench report", report.env, "\n".join(body)))
+    (out / "report.md").write_text(
+        page("rnnbench report", report.env, "\n".join(body), report.source)
+    )
     return files + [out / "report.md"]

@@ -10,25 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rnnbench.facts import NOISY_IQR, OK, SEQUENTIAL_BPTT
+from rnnbench.facts import COMPUTATION, NOISY_IQR, OK, SEQUENTIAL_BPTT
 from rnnbench.results.labels import baseline_text
 
 # A configuration without its seed: rows sharing these are repeats over seeds.
-CONFIG = [
-    "model",
-    "strategy_label",
-    "task_label",
-    "tau",
-    "batch",
-    "hidden",
-    "device",
-    "threads",
-    "workers",
-    "split",
-    "dtype",
-    "train_steps",
-    "baseline",
-]
+CONFIG = [*COMPUTATION, "train_steps", "baseline"]
 # What a timing is compared across: everything but model and strategy.
 SETTING = ["task_label", "batch", "hidden", "device", "threads", "dtype"]
 
@@ -268,17 +254,7 @@ def speedup(rows: pd.DataFrame) -> pd.DataFrame:
     return tf.sort_values(SETTING + ["teacher_forcing", "tau"]).reset_index(drop=True)
 
 
-WORKER_KEYS = [
-    "model",
-    "strategy_label",
-    "task_label",
-    "tau",
-    "batch",
-    "hidden",
-    "device",
-    "threads",
-    "dtype",
-]
+WORKER_KEYS = [k for k in COMPUTATION if k not in ("workers", "split")]
 WORKER_COLUMNS = WORKER_KEYS + [
     "workers",
     "split",
@@ -339,19 +315,7 @@ def workers(rows: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(keys + ["workers"]).reset_index(drop=True)
 
 
-PAIRED = [
-    "model",
-    "strategy_label",
-    "task_label",
-    "tau",
-    "batch",
-    "hidden",
-    "device",
-    "threads",
-    "workers",
-    "baseline",
-    "baseline_config",
-]
+PAIRED = [*WORKER_KEYS[:-1], "workers", "baseline", "baseline_config"]
 
 
 def paired(rows: pd.DataFrame) -> pd.DataFrame:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from rnnbench.errors import UsageError
+from rnnbench.errors import StorageError, UsageError
 from rnnbench.facts import REQUIRED_ROW_KEYS
 from rnnbench.results import store
 from rnnbench.results.rows import LIST_KEYS, NUMERIC_KEYS, ROW_KEYS, contended
@@ -26,26 +26,40 @@ REQUIRED = tuple(k for k in REQUIRED_ROW_KEYS if k != "cell_id")
 
 
 def load(source) -> pd.DataFrame:
-    """Rows from a DataFrame or a results folder; UsageError when there are none."""
+    """Rows from a DataFrame, a results folder or one ``results.parquet`` file (a path or
+    a URI: :mod:`rnnbench.results.location`); UsageError when there are none.  Row
+    files that fail validation are skipped with one warning line, as ``run`` moves them
+    aside; an OSError while reading is a StorageError (exit 3)."""
     if isinstance(source, pd.DataFrame):
         return tidy(source, "frame")
-    path = Path(source)
-    if path.is_file():
-        if path.suffix != ".parquet":
-            raise UsageError(f"{path}: not a results folder or a {store.PARQUET} file")
+    where = store.where(source, "RESULTS")
+    try:
+        return _read(where)
+    except OSError as exc:
+        raise StorageError(f"{where}: cannot read results ({exc.strerror or exc})") from None
+
+
+def _read(where) -> pd.DataFrame:
+    kind = where.kind()
+    if kind == "link":  # the argument itself may be a link (never a link inside)
+        where = store.where(os.path.realpath(where.path), "RESULTS")
+        kind = where.kind()
+    if kind == "file":
+        if not where.path.endswith(".parquet"):
+            raise UsageError(f"{where}: not a results folder or a {store.PARQUET} file")
         try:
-            return tidy(store.read_parquet(path), str(path))
+            return tidy(store.read_parquet(where), str(where))
         except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError: not Parquet
-            raise UsageError(f"{path}: cannot read it as Parquet ({exc})") from None
-    if not path.is_dir():
-        raise UsageError(f"{path}: no such results folder or {store.PARQUET} file")
-    if not any((path / "rows").glob("*.json")) and not (path / store.PARQUET).is_file():
-        raise UsageError(f"{path}: not a results folder (no rows/*.json or {store.PARQUET})")
-    listing = store.scan(path)
+            raise UsageError(f"{where}: cannot read it as Parquet ({exc})") from None
+    if kind != "dir":
+        raise UsageError(f"{where}: no such results folder or {store.PARQUET} file")
+    listing = store.scan(where)
+    if not listing.rows and not listing.broken and where.kind(store.PARQUET) != "file":
+        raise UsageError(f"{where}: not a results folder (no rows/*.json or {store.PARQUET})")
     if listing.broken:  # skipped, as `run` does (which also moves them aside)
         print("rnnbench report: warning: " + listing.broken_line("skipped"), file=sys.stderr)
-    frame = store.frame(listing.rows) if listing.rows or listing.broken else store.load(path)
-    return tidy(frame, str(path))
+    frame = store.frame(listing.rows) if listing.rows or listing.broken else store.load(where)
+    return tidy(frame, str(where))
 
 
 def tidy(frame: pd.DataFrame, where: str) -> pd.DataFrame:

@@ -100,6 +100,13 @@ SCHEMA: dict[str, str] = {
     "load_after": "float", "steal_share": "float", "node_cpus": "int",
     # worker-group harness: how the work was split, how many workers had any
     "split": "str", "workers_active": "int", "comm_ms_median": "float",
+    # worker-group collectives (more than one worker), timed when the group starts
+    # (rnnbench.harness.group.collectives): the bytes one rank contributes, the slowest
+    # rank's median seconds of all-reduce and all-gather at each, and each collective's
+    # least-squares fit t = latency + bytes / bandwidth (s, bytes/s) over this group's ranks
+    "coll_bytes": "list[float]", "allreduce_s": "list[float]", "allgather_s": "list[float]",
+    "allreduce_latency_s": "float", "allreduce_bandwidth_Bps": "float",
+    "allgather_latency_s": "float", "allgather_bandwidth_Bps": "float",
     # sweep context: the job's name; how many other cells shared the node while this one ran
     "job": "str", "neighbours": "int", "attempt": "int",
     # provenance
@@ -107,6 +114,10 @@ SCHEMA: dict[str, str] = {
                      "gpu_name", "blas"), "str"),
     "timestamp": "timestamp",
     "wall_s": "float",
+    # where the cell ran (cluster): the Ray node's id and IP address of the process that
+    # measured it; for a worker-group cell, each rank's, in rank order
+    "node_id": "str", "node_ip": "str",
+    "rank_node_ids": "list[str]", "rank_node_ips": "list[str]",
 }
 ROW_KEYS = tuple(SCHEMA)
 FLOAT_KEYS = tuple(k for k, t in SCHEMA.items() if t == "float")

@@ -1,11 +1,12 @@
-"""Results on disk: one JSON file per cell, consolidated to Parquet.
+"""Results in a folder (local, or any URI :mod:`rnnbench.results.location` accepts):
+one JSON file per cell, consolidated to Parquet.
 
 Layout of a results folder ``DIR``::
 
-    DIR/rows/<cell_id>.json   one row each, written to a temp file then renamed
+    DIR/rows/<cell_id>.json   one row each, written whole or not at all (location.py)
     DIR/rows/.broken/         row files that failed validation, moved aside by ``run``
     DIR/results.parquet       all rows, rewritten by :func:`consolidate`
-    DIR/.rnnbench.lock        held (``flock``) by the one ``rnnbench run`` writing here
+    DIR/.rnnbench.lock        held by the one ``rnnbench run`` writing here (lock.py)
 
 ``results.parquet`` has one column per row key, each with the type the row schema
 declares (:data:`rnnbench.results.rows.SCHEMA`) even when every value is null, so any
@@ -15,25 +16,30 @@ timestamp, the list columns Parquet lists.
 
 A row file appears whole or not at all, so a run killed at any moment leaves
 only complete rows, and a rerun skips them.  A row counts as stored only when
-it parses as a JSON object whose ``cell_id`` is its file name and that has
-:data:`rnnbench.facts.REQUIRED_ROW_KEYS` (:func:`scan`); anything else (truncated, hand-edited, a
-copy under another name) is broken: skipped, and moved aside by ``run`` so its
-cell runs again.  :func:`load` reads a run finished or not.  Everything is read
-as data (JSON, Parquet) — nothing is unpickled.
+it is a regular file of at most :data:`ROW_LIMIT` bytes that parses as a JSON object
+whose ``cell_id`` is its file name and that passes :func:`rnnbench.results.validate.problem`
+(:func:`scan`); anything else (truncated, hand-edited, a copy under another name, wrong
+types, a FIFO or a link) is broken: skipped, and moved aside by ``run`` so its cell runs
+again.  :func:`load` reads a run finished or not.  Everything is read as data (JSON,
+Parquet) — nothing is unpickled.
+
+Links are never followed (docs/storage.md): a folder whose ``rows/``, ``rows/.broken/``,
+``report/``, ``report/tables`` or ``report/plots`` is a link, or whose lock is a link, is
+refused with one line (exit 2).  A run never creates its folder again once it has
+started: a folder removed or replaced mid-run ends it (:func:`check`, exit 3).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import io
 import json
 import math
 import os
-import tempfile
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -41,14 +47,41 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rnnbench.errors import UsageError
-from rnnbench.facts import REQUIRED_ROW_KEYS
+from rnnbench.results import location
+from rnnbench.results import lock as lock_mod
+from rnnbench.results.location import Location
 from rnnbench.results.rows import FLOAT_KEYS, ROW_KEYS, SCHEMA, Row
+from rnnbench.results.validate import problem
 
 ROWS = "rows"
 BROKEN = ".broken"
 PARQUET = "results.parquet"
-LOCK = ".rnnbench.lock"
+LOCK = lock_mod.LOCK
+REPORT = "report"
 OPTION_COLUMNS = ("strategy_options", "task_options")
+ROW_LIMIT = 16 * 2**20  # bytes: a row file larger than this is broken, and not read
+# the sub-folders that must never be links (a link there would send writes elsewhere)
+NO_LINKS = (ROWS, f"{ROWS}/{BROKEN}", REPORT, f"{REPORT}/tables", f"{REPORT}/plots", LOCK)
+
+Out = str | os.PathLike[str] | Location
+
+
+def where(out: Out, field: str = "--out") -> Location:
+    """The Location of a results folder given as a path, a URI or a Location."""
+    return out if isinstance(out, Location) else location.of(out, field)
+
+
+def refuse_links(out: Out, field: str = "--out") -> None:
+    """UsageError (one line) when one of :data:`NO_LINKS` is a link (local folders)."""
+    loc = where(out, field)
+    if not loc.local:
+        return
+    for sub in NO_LINKS:
+        if loc.kind(sub) == "link":
+            raise UsageError(
+                f"{field} {loc}: {sub} is a link; rnnbench never follows links in a "
+                "results folder (replace it with a real folder, or copy without links)"
+            )
 
 
 def _plain(value: Any) -> Any:
@@ -60,84 +93,69 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def check_writable(out: str | Path) -> None:
+def check_writable(out: Out) -> None:
     """Make ``DIR/rows`` and write a probe file there; UsageError (one line) if the
-    folder cannot hold results (a file, under a file, read-only, ...)."""
-    out = Path(out)
+    folder cannot hold results (a file, under a file, read-only, a link inside,
+    unreachable storage, ...)."""
+    loc = where(out)
+    kind = loc.kind()
+    if kind == "file":
+        raise UsageError(f"--out {loc}: is a file, not a folder")
+    refuse_links(loc)
     try:
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out}: is a file, not a folder")
-        (out / ROWS).mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out / ROWS, prefix=".probe.", suffix=".tmp")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise UsageError(f"--out {out}: cannot write results there "
-                         f"({exc.strerror or type(exc).__name__})") from None
+        loc.make_dir(parents=True)
+        loc.make_dir(ROWS)
+        loc.child(ROWS).probe()
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0] or type(exc).__name__
+        raise UsageError(f"--out {loc}: cannot write results there ({why})") from None
 
 
-_HELD: dict[str, int] = {}  # real path of a results folder -> its lock file's fd
+def clean_tmp(out: Out) -> int:
+    """Remove this module's temp files left by a killed run (``DIR/.*.tmp``,
+    ``DIR/rows/.*.tmp``); return how many.  Only under the folder's lock."""
+    loc = where(out)
+    gone = 0
+    for folder in (loc, loc.child(ROWS)):
+        for name in folder.names():
+            if location.is_tmp(name) and folder.kind(name) == "file":
+                folder.remove(name)
+                gone += 1
+    return gone
 
 
 @contextlib.contextmanager
-def locked(out: str | Path) -> Iterator[None]:
-    """Hold the results folder's lock (``flock`` on ``DIR/.rnnbench.lock``) while writing.
+def locked(out: Out) -> Iterator[None]:
+    """Hold the results folder's lock (:mod:`rnnbench.results.lock`) while writing; the
+    folder is made first when missing, and leftover temp files are removed once held.
 
-    Another process holding it gives a UsageError naming its pid, at once.
-    Re-entrant within one process; released when the process dies, however.
+    Another process holding it gives a UsageError naming it, at once.
+    Re-entrant within one process.
     """
-    key = os.path.realpath(out)
-    if key in _HELD:
+    loc = where(out)
+    refuse_links(loc)
+    loc.make_dir(parents=True)
+    with lock_mod.locked(loc):
+        clean_tmp(loc)
         yield
-        return
-    Path(out).mkdir(parents=True, exist_ok=True)
-    fd = os.open(Path(out) / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise UsageError(f"--out {out}: another rnnbench run (pid {holder}) is writing to "
-                         "this results folder; wait for it or give another --out") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    _HELD[key] = fd
-    try:
-        yield
-    finally:
-        del _HELD[key]
-        os.close(fd)  # releases the lock
 
 
-def row_path(out: str | Path, cell_id: str) -> Path:
-    return Path(out) / ROWS / f"{cell_id}.json"
+def check(out: Out) -> None:
+    """StorageError when the lock this process holds on ``out`` no longer stands (the
+    folder removed or replaced, a lease lost): the run must stop (exit 3)."""
+    lock_mod.check(where(out))
 
 
-def write_row(out: str | Path, row: Row) -> Path:
-    """Write one row as ``DIR/rows/<cell_id>.json`` (temp file + rename)."""
+def write_row(out: Out, row: Row) -> Location:
+    """Write one row as ``DIR/rows/<cell_id>.json`` (whole or not at all; the folder is
+    never created here)."""
     cell_id = row.get("cell_id")
     if not isinstance(cell_id, str) or not cell_id or "/" in cell_id or cell_id.startswith("."):
         raise ValueError(f"cell_id: a row needs a plain string cell_id, got {cell_id!r}")
-    path = row_path(out, cell_id)
-    _atomic_write(path, json.dumps(_strict(row), default=_plain, allow_nan=False).encode())
-    return path
+    rows = where(out).child(ROWS)
+    rows.write(f"{cell_id}.json",
+               json.dumps(_strict(row), default=_plain, allow_nan=False).encode())
+    return rows.child(f"{cell_id}.json")
 
 
 def _strict(value: Any) -> Any:
@@ -151,26 +169,26 @@ def _strict(value: Any) -> Any:
     return value
 
 
-def _row_files(out: str | Path) -> list[Path]:
-    rows = Path(out) / ROWS
-    return sorted(rows.glob("*.json")) if rows.is_dir() else []
+def _row_files(out: Out) -> list[str]:
+    """The names of the row files (``rows/*.json``, hidden ones aside)."""
+    return [n for n in where(out).names(ROWS) if n.endswith(".json") and not n.startswith(".")]
 
 
-def _check(path: Path) -> tuple[Row, None] | tuple[None, str]:
+def _check(rows: Location, name: str) -> tuple[Row, None] | tuple[None, str]:
     """(row, None) for a valid row file, (None, why) for a broken one."""
     try:
-        row = json.loads(path.read_bytes())
+        data = rows.read(name, ROW_LIMIT)
     except OSError as exc:
         return None, f"unreadable ({exc.strerror or exc})"
+    try:
+        row = json.loads(data)
     except (ValueError, RecursionError):
         return None, "not whole JSON"
-    if not isinstance(row, dict):
-        return None, f"not a JSON object ({type(row).__name__})"
-    if row.get("cell_id") != path.stem:
+    why = problem(row)
+    if why is not None:
+        return None, why
+    if row.get("cell_id") != name[: -len(".json")]:
         return None, "its cell_id is not its file name"
-    missing = [k for k in REQUIRED_ROW_KEYS if k not in row]
-    if missing:
-        return None, f"no {missing[0]!r}"
     return row, None
 
 
@@ -189,30 +207,33 @@ class Listing:
         return f"{len(self.broken)} broken row file(s) {action}: {named}{more}"
 
 
-def scan(out: str | Path, move_broken: bool = False) -> Listing:
+def scan(out: Out, move_broken: bool = False) -> Listing:
     """Validate every row file; with ``move_broken``, move the broken ones to
-    ``DIR/rows/.broken/`` (so their cells count as not stored)."""
+    ``DIR/rows/.broken/`` (so their cells count as not stored).  A folder with a link
+    where :data:`NO_LINKS` are is refused (UsageError)."""
+    loc = where(out)
+    refuse_links(loc, "results")
+    rows = loc.child(ROWS)
     listing = Listing()
-    for p in _row_files(out):
-        row, why = _check(p)
+    for name in _row_files(loc):
+        row, why = _check(rows, name)
         if why is None:
             assert row is not None
             listing.rows.append(row)
             continue
         if move_broken:
-            aside = p.parent / BROKEN
-            aside.mkdir(exist_ok=True)
-            os.replace(p, aside / p.name)
-        listing.broken.append((p, why))
+            rows.make_dir(BROKEN)
+            rows.move(name, f"{BROKEN}/{name}" if not rows.local else os.path.join(BROKEN, name))
+        listing.broken.append((Path(rows.child(name).path), why))
     return listing
 
 
-def stored_ids(out: str | Path) -> set[str]:
+def stored_ids(out: Out) -> set[str]:
     """The cell ids that already have a valid row."""
     return {row["cell_id"] for row in scan(out).rows}
 
 
-def read_rows(out: str | Path) -> list[Row]:
+def read_rows(out: Out) -> list[Row]:
     """Every valid row under ``DIR/rows`` (broken files are skipped, with one warning)."""
     listing = scan(out)
     if listing.broken:
@@ -254,21 +275,29 @@ def frame(rows: Iterable[Row]) -> pd.DataFrame:
     return _tidy(pd.DataFrame.from_records(rows))
 
 
-def load(out: str | Path) -> pd.DataFrame:
+def load(out: Out) -> pd.DataFrame:
     """Read a results folder, finished or not: the row files when present,
     else ``results.parquet`` (for a folder that kept only the Parquet file)."""
-    out = Path(out)
-    if _row_files(out):
-        return frame(read_rows(out))
-    if (out / PARQUET).is_file():
-        return read_parquet(out / PARQUET)
+    loc = where(out, "results")
+    if _row_files(loc):
+        return frame(read_rows(loc))
+    if loc.kind(PARQUET) == "file":
+        return read_parquet(loc.child(PARQUET))
     return frame([])
 
 
-def read_parquet(path: str | Path) -> pd.DataFrame:
+def read_parquet(path: Out) -> pd.DataFrame:
     """One ``results.parquet`` file as a tidy frame (the timestamp as ISO text, as in
-    a row file, so the frame has the same shape whatever the source)."""
-    df = pq.read_table(path).to_pandas()
+    a row file, so the frame has the same shape whatever the source).  A local file is
+    read only when it is a regular file (not a link, a FIFO or a device)."""
+    loc = where(path, "results")
+    if loc.local:
+        if loc.kind() != "file":
+            raise OSError(f"{loc}: not a regular file")
+        table = pq.read_table(loc.path)
+    else:
+        table = pq.read_table(loc.path, filesystem=loc.fs)
+    df = table.to_pandas()
     for col in df.columns:
         if isinstance(df[col].dtype, pd.DatetimeTZDtype):
             df[col] = df[col].map(lambda t: None if pd.isna(t) else t.isoformat())
@@ -281,6 +310,7 @@ ARROW_TYPES = {
     "timestamp": pa.timestamp("s", tz="UTC"), "list[float]": pa.list_(pa.float64()),
     "list[int]": pa.list_(pa.int64()), "list[list[float]]": pa.list_(pa.list_(pa.float64())),
 }
+ARROW_TYPES["list[str]"] = pa.list_(pa.string())  # the ranks' node ids and IPs
 
 
 def _missing(value: Any) -> bool:
@@ -331,47 +361,46 @@ def _column(values: list[Any], kind: str | None) -> pa.Array:
     return array.cast(pa.string()) if pa.types.is_null(array.type) else array
 
 
-def consolidate(out: str | Path) -> Path | None:
-    """Write every stored row to ``DIR/results.parquet`` (temp + rename);
-    return its path, or None when there are no rows yet."""
-    df = load_rows_only(out)
+def consolidate(out: Out) -> Location | None:
+    """Write every stored row to ``DIR/results.parquet`` (whole or not at all);
+    return where, or None when there are no rows yet."""
+    loc = where(out)
+    df = load_rows_only(loc)
     if df.empty:
         return None
     columns = list(df.columns) + [k for k in ROW_KEYS if k not in df.columns]
     table = pa.table({col: _column(df[col].tolist() if col in df.columns else [None] * len(df),
                                    SCHEMA.get(col)) for col in columns})
-    path = Path(out) / PARQUET
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{PARQUET}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    loc.write(PARQUET, buffer.getvalue())
+    return loc.child(PARQUET)
 
 
-def parquet_stale(out: str | Path) -> bool:
+def parquet_stale(out: Out) -> bool:
     """True when ``results.parquet`` is missing or older than the rows (a row
-    file, or the rows folder, which changes when a file is added or removed)."""
-    rows = Path(out) / ROWS
-    if not rows.is_dir():
+    file, or the rows folder, which changes when a file is added or removed).  On an
+    object store, whose folders have no times, always True when there are rows."""
+    loc = where(out)
+    if loc.kind(ROWS) != "dir":
         return False
-    newest = max([rows.stat().st_mtime_ns] + [p.stat().st_mtime_ns for p in _row_files(out)])
-    parquet = Path(out) / PARQUET
-    return not parquet.is_file() or parquet.stat().st_mtime_ns < newest
+    if not loc.local:
+        return bool(_row_files(loc))
+    rows = loc.child(ROWS)
+    newest = max([loc.mtime_ns(ROWS)] + [rows.mtime_ns(n) for n in _row_files(loc)])
+    return loc.kind(PARQUET) != "file" or loc.mtime_ns(PARQUET) < newest
 
 
-def load_rows_only(out: str | Path) -> pd.DataFrame:
+def load_rows_only(out: Out) -> pd.DataFrame:
     """The row files only (never the Parquet file), as a tidy frame."""
     return frame(read_rows(out))
 
 
-def clear(out: str | Path) -> int:
+def clear(out: Out) -> int:
     """Remove stored rows and the Parquet file (``--fresh``); return how many rows went."""
-    files = _row_files(out)
-    for p in files:
-        p.unlink(missing_ok=True)
-    (Path(out) / PARQUET).unlink(missing_ok=True)
+    loc = where(out)
+    files = _row_files(loc)
+    for name in files:
+        loc.child(ROWS).remove(name)
+    loc.remove(PARQUET)
     return len(files)

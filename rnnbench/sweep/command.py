@@ -11,35 +11,40 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from rnnbench import raysession, stopping
 from rnnbench.argtypes import non_negative_int, positive_float, positive_int
 from rnnbench.errors import UsageError
 from rnnbench.facts import OK
 from rnnbench.job import jobfile
 from rnnbench.results import store
 from rnnbench.results.labels import PLAIN, baseline_text
+from rnnbench.results.location import Location
 from rnnbench.sweep.driver import (
     DEFAULT_RUNNER,
     EXCLUSIVE,
     SweepResult,
     alone_somewhere,
+    consolidate,
     done_ids,
     resolve,
     run_sweep,
+    storage_error,
 )
 from rnnbench.sweep.estimate import estimate_seconds
-
-LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's node address is 127.0.0.1
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job", help="job file (YAML), e.g. jobs/quick.yaml")
-    parser.add_argument("--out", metavar="DIR", help="results folder (default: results/<job name>)")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="results folder: a path, or a URI such as s3://bucket/run, file:///abs/path "
+        "(docs/storage.md; default: results/<job name>)",
+    )
     parser.add_argument(
         "--address",
         metavar="ADDR",
@@ -95,79 +100,49 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _quiet_opt_out_advice() -> None:
-    """Drop Ray 2.60's "Token authentication is enabled ... Set RAY_AUTH_MODE=disabled to
-    opt out" warning for the embedded Ray: authentication stays on (the default), and the
-    line read as advice to turn it off.  Every other Ray message is kept."""
-    import logging
-
-    class OptOutAdvice(logging.Filter):
-        def filter(self, record):
-            return "RAY_AUTH_MODE=disabled to opt out" not in record.getMessage()
-
-    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
-    if not any(type(f).__name__ == "OptOutAdvice" for f in log.filters):
-        log.addFilter(OptOutAdvice())
-
-
 def connect(
     address: str | None, num_cpus: int | None, dashboard: bool, max_retries: int = 3
 ) -> bool:
-    """Connect to Ray; return True when this call started an embedded instance.
+    """Connect to Ray (:mod:`rnnbench.raysession`); return True when this call started an
+    embedded instance.
 
     A cell whose worker Ray's memory monitor kills is retried at most
     ``max_retries`` times, then gives an ``oom`` row: the embedded Ray is started
     with ``task_oom_retries`` set so (Ray's default, 15 with growing back-off,
     keeps a cell that never fits busy for many minutes); a cluster keeps its
     own setting (README: ``RAY_task_oom_retries``).
-
-    The embedded Ray listens on 127.0.0.1 only: Ray takes the loopback address
-    as the node's address when ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (its
-    default on macOS and Windows), and its servers bind to the node's address.
-    Ray reads that when it is imported, so it holds where this function is the
-    first to import Ray (``rnnbench run``); its processes inherit it.  A cluster
-    keeps its nodes' addresses.
     """
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if not address and "ray" not in sys.modules:
-        os.environ.setdefault(LOOPBACK_ONLY, "0")
-    import ray
-
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         print(
             "rnnbench run: warning: RAY_AUTH_MODE=disabled turns Ray's token authentication "
             "off; anyone who reaches the cluster's ports can run code on it",
             file=sys.stderr,
         )
+    if address:
+        if num_cpus or dashboard:
+            raise UsageError(
+                "--num-cpus/--dashboard: only for an embedded Ray; "
+                "a cluster given by --address/RAY_ADDRESS is used as it is"
+            )
+        raysession.join(address)
+        return False
     try:
-        if address:
-            if num_cpus or dashboard:
-                raise UsageError(
-                    "--num-cpus/--dashboard: only for an embedded Ray; "
-                    "a cluster given by --address/RAY_ADDRESS is used as it is"
-                )
-            ray.init(address=address, log_to_driver=False)
-            return False
-        _quiet_opt_out_advice()
-        ray.init(
-            address="local",
-            num_cpus=num_cpus or os.cpu_count(),
+        raysession.start(
+            num_cpus=num_cpus,
             resources={EXCLUSIVE: 1},
-            include_dashboard=dashboard,
-            dashboard_host="127.0.0.1",
-            log_to_driver=False,
-            _system_config={"task_oom_retries": max_retries},
+            dashboard=dashboard,
+            system_config={"task_oom_retries": max_retries},
         )
-        return True
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        where = f"--address {address}" if address else "ray.init"
         raise UsageError(
-            f"{where}: cannot start or reach Ray: "
+            "ray.init: cannot start Ray: "
             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
         ) from None
+    return True
 
 
-def _dry_run(job, out: Path, cpus: int, fresh: bool = False, exclusive: bool = False) -> int:
+def _dry_run(job, out: Location, cpus: int, fresh: bool = False, exclusive: bool = False) -> int:
     """List the job's cells with what ``run`` would do with the same options:
     under ``--fresh`` every cell is to run; under ``--exclusive`` cells run one at
     a time (an embedded Ray is one node)."""
@@ -232,25 +207,13 @@ def _dry_run(job, out: Path, cpus: int, fresh: bool = False, exclusive: bool = F
 
 
 # Configuration columns a job may vary (seed aside); the summary keeps those that vary.
-SUMMARY_KEYS = (
-    "strategy_options",
-    "task",
-    "task_options",
-    "tau",
-    "batch",
-    "hidden",
-    "threads",
-    "device",
-    "dtype",
-    "workers",
-    "harness",
-    "train_steps",
-    "lr",
-    "repeats",
+SUMMARY_KEYS = tuple(
+    "strategy_options task task_options tau batch hidden threads device dtype workers harness "
+    "train_steps lr repeats".split()
 )
 
 
-def run_summary(out: Path, cell_ids: set[str]) -> tuple[str, bool]:
+def run_summary(out: store.Out, cell_ids: set[str]) -> tuple[str, bool]:
     """A table of the job's rows, one line per configuration (model, strategy and the
     columns that vary in the job; seeds together), the failures listed; and whether all ok.
 
@@ -337,23 +300,12 @@ def _summary_table(df, keys: list[str], extra: tuple[tuple[str, str], ...]) -> s
     return table.to_string(index=False, float_format=lambda v: f"{v:.3g}")
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (a scheduler, `ray job stop`, `kill`) stops the sweep as Ctrl-C does:
-    in-flight cells are cancelled, rows written so far are consolidated and kept."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
-
-
-def _run_on_ray(job, out: Path, args: argparse.Namespace, runner: Callable) -> SweepResult:
+def _run_on_ray(job, out: Location, args: argparse.Namespace, runner: Callable) -> SweepResult:
     """Connect to (or start) Ray, run the job's missing cells, let go of Ray."""
     started = connect(args.address, args.num_cpus, args.dashboard, args.max_retries)
     import ray  # after connect, which may set how Ray binds before importing it
 
-    _stop_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
+    stopping.install()  # SIGTERM, SIGHUP as Ctrl-C: cells cancelled, rows consolidated
     try:
         alone = (
             "--exclusive"
@@ -380,8 +332,27 @@ def _run_on_ray(job, out: Path, args: argparse.Namespace, runner: Callable) -> S
             job=job.name,
         )
     finally:
-        if started:
-            ray.shutdown()
+        raysession.stop(started)
+
+
+def _all_stored(job, out: Location, retry_failed: bool) -> bool:
+    """Whether every cell of the job has a stored row (broken ones moved aside); an
+    OSError (a full or failing disk) as a StorageError (exit 3)."""
+    try:
+        return {c.cell_id for c in job.cells} <= done_ids(out, retry_failed)
+    except OSError as exc:
+        raise storage_error(out, exc) from None
+
+
+def consolidate_if_stale(out: Location) -> None:
+    """The rerun's consolidation: ``results.parquet`` rewritten when older than the rows;
+    an OSError (disk still full, ...) as a StorageError (exit 3, one line)."""
+    try:
+        stale = store.parquet_stale(out)
+    except OSError as exc:
+        raise storage_error(out, exc) from None
+    if stale:
+        consolidate(out)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -391,7 +362,7 @@ def main(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"rnnbench run: error: {exc.path}: {problem}", file=sys.stderr)
         return 2
-    out = Path(args.out or Path("results") / job.name)
+    out = store.where(args.out or str(Path("results") / job.name))  # exit 2 on a bad URI
     if not args.dry_run:
         from rnnbench.harness.procstat import warn_if_loaded
 
@@ -407,17 +378,17 @@ def main(args: argparse.Namespace) -> int:
     runner = resolve(args.runner)
     store.check_writable(out)  # before Ray starts: a bad --out costs nothing
     with store.locked(out):  # a second run on the same folder stops here, at once
-        if not args.fresh and {c.cell_id for c in job.cells} <= done_ids(out, args.retry_failed):
+        if not args.fresh and _all_stored(job, out, args.retry_failed):
             # every cell is stored: nothing to run, so no Ray to start (it costs seconds)
             result = SweepResult(cells=len(job.cells), skipped=len(job.cells))
-            if store.parquet_stale(out):
-                store.consolidate(out)
+            with stopping.deferred():
+                consolidate_if_stale(out)
         else:
             result = _run_on_ray(job, out, args, runner)
     text, all_ok = run_summary(out, {c.cell_id for c in job.cells})
     print(text)
     print(
         f"\n{job.name}: {result.ran} cell(s) run now, {result.skipped} already stored, "
-        f"{result.wall_s:.1f} s; results in {out / store.PARQUET}"
+        f"{result.wall_s:.1f} s; results in {out.child(store.PARQUET)}"
     )
     return 0 if all_ok else 1

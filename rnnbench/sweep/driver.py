@@ -20,9 +20,9 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from rnnbench import raysession, stopping
 from rnnbench.errors import StorageError, UsageError
 from rnnbench.facts import FAILED, OK, TIMEOUT, clip_error
 from rnnbench.harness.row import failure_row
@@ -113,6 +113,9 @@ def execute(runner: Callable, cell: Cell, registry: Any) -> dict:
     row = dict(row)
     row.setdefault("wall_s", time.perf_counter() - start)
     row.update(cell_id=cell.cell_id, attempt=attempt, neighbours=neighbours)
+    # where it ran (a worker-group cell's runner already named its rank 0's node)
+    if not row.get("node_id"):
+        row.update(node_id=ctx.get_node_id(), node_ip=raysession.node_ip())
     return row
 
 
@@ -164,7 +167,7 @@ def infeasible(cells: list[Cell], exclusive: bool) -> dict[str, str]:
 # --------------------------------------------------------------------------- results on disk
 
 
-def storage_error(out: Path, exc: OSError) -> StorageError:
+def storage_error(out: Any, exc: OSError) -> StorageError:
     return StorageError(
         f"{out}: cannot write results ({exc.strerror or exc}); the rows "
         "written so far are kept; make room and run the same command again "
@@ -172,7 +175,7 @@ def storage_error(out: Path, exc: OSError) -> StorageError:
     )
 
 
-def consolidate(out: Path) -> None:
+def consolidate(out: Any) -> None:
     """``results.parquet`` rewritten; an OSError (disk full, ...) as a StorageError."""
     try:
         store.consolidate(out)
@@ -180,7 +183,7 @@ def consolidate(out: Path) -> None:
         raise storage_error(out, exc) from None
 
 
-def stored_rows(out: Path, retry_failed: bool) -> list[Row]:
+def stored_rows(out: Any, retry_failed: bool) -> list[Row]:
     """The rows stored under ``out`` that count as done (ok ones only, with
     ``retry_failed``).  Broken row files are moved aside, so their cells run again, and
     named on one line."""
@@ -189,14 +192,15 @@ def stored_rows(out: Path, retry_failed: bool) -> list[Row]:
         print(
             "rnnbench run: warning: "
             + listing.broken_line(
-                f"moved to {out / store.ROWS / store.BROKEN}; their cells run again"
+                f"moved to {store.where(out).child(store.ROWS, store.BROKEN)}; "
+                "their cells run again"
             ),
             file=sys.stderr,
         )
     return [row for row in listing.rows if not retry_failed or row.get("status") == OK]
 
 
-def done_ids(out: Path, retry_failed: bool) -> set[str]:
+def done_ids(out: Any, retry_failed: bool) -> set[str]:
     """The ids of :func:`stored_rows`."""
     return {row["cell_id"] for row in stored_rows(out, retry_failed)}
 
@@ -241,7 +245,7 @@ class Sweep:
     :meth:`expire` cancels cells past their time-out, :meth:`clean_up` cancels what is
     left and consolidates.  :meth:`run` does all of it."""
 
-    def __init__(self, cells: list[Cell], out: Path, options: SweepOptions):
+    def __init__(self, cells: list[Cell], out: store.Location, options: SweepOptions):
         self.cells, self.out, self.opt = cells, out, options
         self.todo: list[Cell] = []
         self.pending: dict = {}  # ObjectRef -> cell
@@ -257,9 +261,9 @@ class Sweep:
 
     # -- before ---------------------------------------------------------------
     def prepare(self) -> list[Cell]:
-        """Make the folder, forget it under ``fresh``, and find the cells left to run."""
+        """Forget the folder under ``fresh``, and find the cells left to run (the folder
+        exists: :func:`run_sweep` made it when it took the lock)."""
         try:
-            self.out.mkdir(parents=True, exist_ok=True)
             if self.opt.fresh:
                 store.clear(self.out)
             stored = stored_rows(self.out, self.opt.retry_failed)
@@ -284,9 +288,11 @@ class Sweep:
     def record(self, row: dict) -> None:
         """Write one row, count it, move the progress bar."""
         row["job"] = self.opt.job
+        store.check(self.out)  # the folder still the one locked: never write into another
         try:
             store.write_row(self.out, row)
         except OSError as exc:
+            store.check(self.out)  # a folder removed just now says so
             raise storage_error(self.out, exc) from None
         status = row.get("status", "?")
         self.counts[status] = self.counts.get(status, 0) + 1
@@ -343,6 +349,7 @@ class Sweep:
             self.queue.append(cell)
             self.bar.total += 1
         for done in decided:
+            store.check(self.out)
             try:
                 store.write_row(self.out, done)
             except OSError as exc:
@@ -393,6 +400,10 @@ class Sweep:
         except Exception:
             pass
         try:
+            store.check(self.out)  # a folder removed or replaced gets no Parquet file
+        except StorageError:
+            return None
+        try:
             store.consolidate(self.out)
         except OSError as exc:
             return exc
@@ -432,6 +443,7 @@ class Sweep:
                     {**failure_row(cell, FAILED, bad[cell.cell_id]), "attempt": 0, "neighbours": 0}
                 )
             while self.queue or self.pending:
+                store.check(self.out)  # at least once a second (collect waits at most that)
                 self.submit(tasks, runner, registry, limit)
                 self.collect(registry)
                 if self.opt.cell_timeout and self.pending and time.monotonic() >= next_check:
@@ -439,7 +451,8 @@ class Sweep:
                     self.expire(registry)
         finally:
             self.bar.close()
-            unwritten = self.clean_up(registry)
+            with stopping.deferred():  # a second Ctrl-C, SIGTERM or SIGHUP waits for it
+                unwritten = self.clean_up(registry)
             self.result.counts = self.counts
             self.result.wall_s = time.perf_counter() - t0
         if unwritten is not None:
@@ -447,7 +460,7 @@ class Sweep:
         return self.result
 
 
-def run_sweep(cells: Iterable[Cell], out: str | Path, **options: Any) -> SweepResult:
+def run_sweep(cells: Iterable[Cell], out: Any, **options: Any) -> SweepResult:
     """Run the cells not yet stored under ``out`` on the connected Ray; write each row as
     it arrives.  ``options``: :class:`SweepOptions`' fields.
 
@@ -456,9 +469,11 @@ def run_sweep(cells: Iterable[Cell], out: str | Path, **options: Any) -> SweepRe
     ``max_retries`` times; exceptions are not retried and give ``failed`` rows; a cell
     running longer than ``cell_timeout`` seconds since its first start is cancelled (its
     worker killed) and gives a ``timeout`` row.  The results folder is locked for the
-    sweep (:func:`rnnbench.results.store.locked`); a row that cannot be written raises
-    :class:`StorageError`, rows already written stay.
+    sweep (:func:`rnnbench.results.store.locked`); a row that cannot be written, or a
+    folder removed or replaced while the sweep runs, raises :class:`StorageError`, rows
+    already written stay.  ``out``: a path, a URI (:mod:`rnnbench.results.location`) or a
+    Location.
     """
-    out = Path(out)
-    with store.locked(out):
-        return Sweep(list(dict.fromkeys(cells)), out, SweepOptions(**options)).run()
+    where = store.where(out)
+    with store.locked(where):
+        return Sweep(list(dict.fromkeys(cells)), where, SweepOptions(**options)).run()

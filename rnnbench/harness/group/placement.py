@@ -4,13 +4,14 @@ the one safe way to remove a placement group (ray#64693)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from rnnbench import raysession
 from rnnbench.errors import UsageError
 from rnnbench.harness import training
+from rnnbench.harness.group import collectives
 from rnnbench.harness.group.shard import shard
 from rnnbench.harness.group.worker import Worker
 from rnnbench.harness.training import cell_batch, initial_model
@@ -24,9 +25,21 @@ DIST_TIMEOUT_S = 300.0  # torch.distributed timeout (rendezvous and collectives)
 def _ray():
     import ray
 
-    if not ray.is_initialized():  # "local": never attach to a head `ray start` left behind
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
+    raysession.ensure()  # embedded and loopback only, unless a sweep connected already
     return ray
+
+
+def rank_nodes(infos: list[dict]) -> dict:
+    """The row's node fields of a group: each rank's Ray node id and IP (in rank order);
+    ``node_id`` / ``node_ip`` are rank 0's."""
+    ids = [i.get("node_id") for i in infos]
+    ips = [i.get("ip") for i in infos]
+    return {
+        "rank_node_ids": ids,
+        "rank_node_ips": ips,
+        "node_id": ids[0] if ids else None,
+        "node_ip": ips[0] if ips else None,
+    }
 
 
 def pg_name(cell: Cell, role: str = "") -> str:
@@ -293,6 +306,11 @@ class Group:
     def steps(self, n: int, optimize: bool = True) -> list[list[dict]]:
         """``n`` steps on every rank; per rank the list of per-step records."""
         return self._all([a.steps.remote(n, optimize) for a in self.actors])
+
+    def collectives(self) -> dict:
+        """The row's collective-cost fields (:func:`.collectives.row_fields`), timed on
+        every rank at once."""
+        return collectives.row_fields(self._all([a.collectives.remote() for a in self.actors]))
 
     def pin(self, offset: int) -> None:
         """Rank r's threads onto CPUs from position ``threads * r + offset``."""

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from rnnbench.core import strategies
 from rnnbench.facts import BEST_CHOICES, clip_error
 from rnnbench.harness import paired, training
-from rnnbench.harness.group.placement import Group
+from rnnbench.harness.group.placement import Group, rank_nodes
 from rnnbench.harness.group.shard import active_workers, fair_baseline, idle_note, split_kind
 from rnnbench.harness.group.worker import Worker
 from rnnbench.harness.row import base_row
@@ -139,7 +139,8 @@ def run_cell(
 
     The row is :func:`rnnbench.results.rows.base_row` with the worker-group measures:
     ``split``, step/fwd/bwd times (inside the workers, slowest rank per step),
-    ``comm_ms_median``, minor page faults per step and peak RSS, with a
+    ``comm_ms_median``, with more than one worker the collectives' costs timed at
+    the group's start (:mod:`.collectives`), minor page faults per step and peak RSS, with a
     ``baseline`` the paired fields (the baseline's failure leaves
     ``baseline_error`` and the cell timed alone), and -- with ``train_steps`` --
     the training curve and the held-out loss and accuracy of the trained
@@ -179,6 +180,7 @@ def run_cell(
             g = stack.enter_context(
                 group(cell, cpus_per_worker=share, timeout_s=timeout_s, worker=worker)
             )
+            row.update(rank_nodes(g.infos))  # where each rank runs
             other = None
             if base is not None:
                 try:
@@ -195,6 +197,8 @@ def run_cell(
                     raise
                 except Exception as err:
                     row["baseline_error"] = clip_error(f"{type(err).__name__}: {err}")
+            if cell.workers > 1:  # what the network costs (rnnbench.report.scaling)
+                row.update(g.collectives())
             times = None
             if other is not None:
                 try:

@@ -10,7 +10,9 @@ from typing import Any
 
 import torch
 
+from rnnbench import raysession
 from rnnbench.harness import allocator, paired, procstat, training
+from rnnbench.harness.group import collectives
 from rnnbench.harness.group.shard import Shard, local_losses
 from rnnbench.harness.training import initial_model
 from rnnbench.job.cell import Cell
@@ -44,7 +46,8 @@ class Worker:
             "rank": self.rank,
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "ip": ray.util.get_node_ip_address(),
+            "ip": raysession.node_ip(),
+            "node_id": ray.get_runtime_context().get_node_id(),
             "threads": torch.get_num_threads(),
         }
 
@@ -54,11 +57,10 @@ class Worker:
         It listens on the node's address only (127.0.0.1 on an embedded Ray),
         not on every interface as a TCPStore given just a port does: the socket
         is bound here and handed over (``master_listen_fd``)."""
-        import ray
         import torch.distributed as dist
 
         assert self.rank == 0
-        host = ray.util.get_node_ip_address()
+        host = raysession.node_ip()  # the node's address: 127.0.0.1 on an embedded Ray
         family = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0][0]
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.bind((host, 0))
@@ -90,6 +92,13 @@ class Worker:
             backend, store=self.store, rank=self.rank, world_size=self.world, timeout=timeout
         )
         return self.rank
+
+    def collectives(self) -> dict[str, list[float]]:
+        """This rank's median seconds of all-reduce and all-gather at each of
+        :data:`.collectives.SIZES` (:mod:`rnnbench.harness.group.collectives`)."""
+        import torch.distributed as dist
+
+        return collectives.time_collectives(dist, self._now, self.device)
 
     # -- model and data -----------------------------------------------------
     def setup(self, cell: Cell, state: dict, part: Shard) -> None:

@@ -77,7 +77,7 @@ class Claim:
     unit: str
     evidence: str
     cells: int
-    cell_ids: tuple = ()
+    cell_ids: tuple[str, ...] = ()
     finding: str = ""  # one plain sentence from the evidence (findings first on the page)
     power: float = math.nan  # how often the rule decides at this run's noise (timing rules)
     power_text: str = ""
@@ -131,7 +131,7 @@ class Evidence:
     rules: Rules = field(default_factory=Rules)
 
 
-def evaluate(source, rules: Rules | None = None) -> list[Claim]:
+def evaluate(source: pd.DataFrame | Evidence, rules: Rules | None = None) -> list[Claim]:
     """Every claim judged on ``source``: result rows (a DataFrame, raw or loaded) or an
     :class:`Evidence`. Returns one :class:`Claim` record per rule, in page order."""
     if isinstance(source, Evidence):

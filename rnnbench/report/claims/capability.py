@@ -7,6 +7,8 @@ model is evaluated running free with the feedback it was trained with (``eval_fe
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,14 +35,18 @@ from rnnbench.stats import diff_ci, mean_ci
 MATCH = ["task_label", "tau", "batch", "hidden", "train_steps"]
 
 
-def _matched(rows: pd.DataFrame):
+# model -> (its best strategy's label, that strategy's rows)
+Best = dict[str, tuple[str, pd.DataFrame]]
+
+
+def _matched(rows: pd.DataFrame) -> Iterator[tuple[Any, str, pd.DataFrame]]:
     """Each matched configuration (task, τ, B, H, training steps): its key, its
     description and its rows."""
     for key, g in rows.groupby(MATCH, dropna=False, sort=True):
         yield key, setting_text(dict(zip(MATCH, key)), ("task_label", "tau", "batch", "hidden")), g
 
 
-def _passes_gate(best: dict, where: str, r: Rules, skipped: list) -> bool:
+def _passes_gate(best: Best, where: str, r: Rules, skipped: list[str]) -> bool:
     """Whether each model's best strategy passes the training gate; if not, the setting
     is listed in ``skipped`` with every side's reason."""
     why = [f"{m} + {s}: {w}" for m, (s, x) in best.items() if (w := training_gate(x, r))]
@@ -49,9 +55,9 @@ def _passes_gate(best: dict, where: str, r: Rules, skipped: list) -> bool:
     return not why
 
 
-def _best_per_model(rows: pd.DataFrame, value: str, higher: bool) -> dict:
+def _best_per_model(rows: pd.DataFrame, value: str, higher: bool) -> Best:
     """model -> (strategy, per-seed values) of its best strategy by mean ``value``."""
-    out = {}
+    out: Best = {}
     for model, g in rows[rows[value].notna()].groupby("model"):
         means = g.groupby("strategy_label")[value].mean()
         pick = means.idxmax() if higher else means.idxmin()
@@ -65,7 +71,7 @@ def _chance(rows: pd.DataFrame) -> float:
     return float(values.dropna().iloc[0]) if values.notna().any() else math.nan
 
 
-def _generation_task(row) -> bool:
+def _generation_task(row: pd.Series) -> bool:
     """A task whose input carries nothing (the model generates from its own outputs)."""
     return str(tidy.options(row["task_options"]).get("input", "")) in ("none", "blank")
 
@@ -94,6 +100,9 @@ def jordan_weaker(rows: pd.DataFrame, r: Rules) -> Decision:
         (se, e), (sj, j) = best["elman"], best["jordan"]
         chance = _chance(g)
         ci = diff_ci(e["acc_gen"], j["acc_gen"])
+        if ci is None:
+            skipped.append(f"{where} (fewer than 2 finite accuracies a side)")
+            continue
         text = (
             f"{where}: Elman + {se} {e['acc_gen'].mean():.3f} vs Jordan + {sj} "
             f"{j['acc_gen'].mean():.3f} (chance {fmt(chance)}), gap {ci.estimate:+.3f} "
@@ -146,6 +155,9 @@ def jordan_parity(rows: pd.DataFrame, r: Rules) -> Decision:
             skipped.append(f"{where} (Jordan + {sj}: {why})")
             continue
         ci = mean_ci(j["acc_gen"])
+        if ci is None:
+            skipped.append(f"{where} (Jordan + {sj}: fewer than 2 finite accuracies)")
+            continue
         used.append(j)
         accs.append(ci.estimate)
         text = f"{where}: Jordan + {sj} accuracy {ci.text('{:.3f}')}"
@@ -172,7 +184,7 @@ def jordan_parity(rows: pd.DataFrame, r: Rules) -> Decision:
     )
 
 
-def _self_fed(trained: pd.DataFrame, key: tuple) -> pd.DataFrame:
+def _self_fed(trained: pd.DataFrame, key: tuple[Any, ...]) -> pd.DataFrame:
     """The Jordan rows at ``key`` (MATCH) trained on their own outputs, of the strategy
     with the lowest free-running loss."""
     g = trained[
@@ -303,7 +315,10 @@ def belief_jordan_better(rows: pd.DataFrame, r: Rules) -> Decision:
     t = t[~t.apply(_generation_task, axis=1)] if len(t) else t
     if t.empty:
         return Decision(NOT_MEASURED, evidence="no task with trained Elman and Jordan rows")
-    parts, skipped, used, diffs = [], [], [], []
+    parts: list[tuple[str, str]] = []
+    skipped: list[str] = []
+    used: list[pd.DataFrame] = []
+    diffs: list[float] = []
     for _, where, g in _matched(t):
         best = _best_per_model(g, "loss_gen", higher=False)
         if set(best) != {"elman", "jordan"}:
@@ -312,6 +327,9 @@ def belief_jordan_better(rows: pd.DataFrame, r: Rules) -> Decision:
             continue
         (se, e), (sj, j) = best["elman"], best["jordan"]
         ci = diff_ci(e["loss_gen"], j["loss_gen"])
+        if ci is None:
+            skipped.append(f"{where} (fewer than 2 finite losses a side)")
+            continue
         used.append(pd.concat([e, j]))
         diffs.append(-ci.estimate)
         text = (

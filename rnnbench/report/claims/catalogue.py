@@ -5,6 +5,8 @@ the claims page and ``docs/claims.md`` render them from here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rnnbench.facts import COMPILED_BPTT, NEWTON_SOLVERS, SEQUENTIAL_BPTT
 from rnnbench.report.claims import capability, deer, speed
 from rnnbench.report.claims.rules import Rule, Rules
@@ -52,7 +54,7 @@ def _depth_gate(r: Rules) -> str:
     )
 
 
-def _depth_how(who: str):
+def _depth_how(who: str) -> Callable[[Rules], str]:
     return lambda r: (
         f"{who} at contracting dynamics (largest Lyapunov exponent λ < 0 where recorded, "
         f"else ρ < {r.contracting:g}), per setting: holds when the 95% CI of the log-log slope "

@@ -6,6 +6,7 @@ iteration cap without converging is censored (k > cap): listed, never fitted."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -111,7 +112,7 @@ def depth_parts(
     return parts, skipped, used, ks
 
 
-def solver_depth(solver: str):
+def solver_depth(solver: str) -> Callable[[pd.DataFrame, Rules], Decision]:
     """The decision of one solver's depth claim."""
 
     def decide(rows: pd.DataFrame, r: Rules) -> Decision:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,7 @@ import pandas as pd
 from rnnbench.facts import (
     BY_CONSTRUCTION,
     COMPILED_BPTT,
+    COMPUTATION,
     FAILS,
     HOLDS,
     NEWTON_SOLVERS,
@@ -66,7 +69,7 @@ VERDICT_OF = {LINEAR: HOLDS, NOT_LINEAR: FAILS}
 
 def _law_part(
     g: pd.DataFrame, measure: str, where: str, r: Rules
-) -> tuple[Part | None, str | None, dict]:
+) -> tuple[Part | None, str | None, dict[str, Any]]:
     """One setting's law: (verdict, text), or why it was not judged; and its power."""
     why = law_gate(g, r)
     fit = None if why else overhead_fit(g["tau"], g[measure])
@@ -165,23 +168,13 @@ def linear_law(
 # --------------------------------------------------------------------------- the chain
 
 
-HW_KEYS = [
-    "model",
-    "strategy_label",
-    "task_label",
-    "tau",
-    "batch",
-    "hidden",
-    "device",
-    "threads",
-    "workers",
-    "split",
-    "dtype",
-]
+HW_KEYS = list(COMPUTATION)
 THREADS_ONE = json.dumps({"threads": 1})
 
 
-def chain_parts(rows: pd.DataFrame, r: Rules) -> tuple[list[Part], list[str], list, list]:
+def chain_parts(
+    rows: pd.DataFrame, r: Rules
+) -> tuple[list[Part], list[str], list[pd.DataFrame], list[Any]]:
     """Each sequential BPTT timed on P cores against 1 (baseline {threads: 1}), with its
     chain and its control paired too: per replicate the chain's speedup over one step's
     operations' speedup; the interval over replicates."""
@@ -221,7 +214,9 @@ def chain_parts(rows: pd.DataFrame, r: Rules) -> tuple[list[Part], list[str], li
     return parts, skipped, used, values
 
 
-def time_split_parts(rows: pd.DataFrame, r: Rules) -> tuple[list[Part], list[str], list]:
+def time_split_parts(
+    rows: pd.DataFrame, r: Rules
+) -> tuple[list[Part], list[str], list[pd.DataFrame]]:
     """Elman split along time (scan_bptt, deer, quasi_deer) over N workers against 1: a
     gain means parallel hardware cut the sequential chain."""
     ok = ok_rows(rows)
@@ -236,17 +231,9 @@ def time_split_parts(rows: pd.DataFrame, r: Rules) -> tuple[list[Part], list[str
     for key, g in split.groupby(HW_KEYS, dropna=False, sort=True):
         row = dict(zip(HW_KEYS, key))
         one = ok[(ok["workers"] == 1) & (ok["split"] == "time")]
-        for k in (
-            "model",
-            "strategy_label",
-            "task_label",
-            "tau",
-            "batch",
-            "hidden",
-            "device",
-            "dtype",
-        ):
-            one = one[one[k] == row[k]]
+        for k in HW_KEYS:
+            if k not in ("threads", "workers", "split"):
+                one = one[one[k] == row[k]]
         ci, how = speedup(g, one, r)
         where = (
             f"elman + {row['strategy_label']} split along time, {row['workers']:g} "
@@ -304,7 +291,9 @@ def bptt_hardware(rows: pd.DataFrame, r: Rules) -> Decision:
 # --------------------------------------------------------------------------- more hardware
 
 
-def _hardware_parts(rows: pd.DataFrame, r: Rules, select) -> list[dict]:
+def _hardware_parts(
+    rows: pd.DataFrame, r: Rules, select: Callable[[pd.DataFrame], pd.DataFrame]
+) -> list[dict[str, Any]]:
     """Every comparison of more hardware against less for the rows ``select`` picks: all
     cores against one (baseline {threads: 1}), N workers against one (baseline
     {workers: 1}, or the 1-worker cell of the same harness)."""
@@ -334,18 +323,9 @@ def _hardware_parts(rows: pd.DataFrame, r: Rules, select) -> list[dict]:
     for key, g in group.groupby(HW_KEYS, dropna=False, sort=True):
         row = dict(zip(HW_KEYS, key))
         one = ok[(ok["workers"] == 1) & (ok["split"] == row["split"])]
-        for k in (
-            "model",
-            "strategy_label",
-            "task_label",
-            "tau",
-            "batch",
-            "hidden",
-            "device",
-            "threads",
-            "dtype",
-        ):
-            one = one[one[k] == row[k]]
+        for k in HW_KEYS:
+            if k not in ("workers", "split"):
+                one = one[one[k] == row[k]]
         ci, how = speedup(g, one, r)
         out.append(
             {
@@ -360,7 +340,7 @@ def _hardware_parts(rows: pd.DataFrame, r: Rules, select) -> list[dict]:
     return out
 
 
-def _part_text(p: dict) -> str:
+def _part_text(p: dict[str, Any]) -> str:
     row = p["row"]
     head = (
         f"{row['model']} + {row['strategy_label']}, {p['what']} (τ={row['tau']:g}, "
@@ -412,7 +392,9 @@ def tf_hardware(rows: pd.DataFrame, r: Rules) -> Decision:
 SPEED_KEYS = ["task_label", "batch", "hidden", "device", "threads", "dtype"]
 
 
-def against(rows: pd.DataFrame, new_mask, base_strategies, r: Rules) -> list[dict]:
+def against(
+    rows: pd.DataFrame, new_mask: Any, base_strategies: Any, r: Rules
+) -> list[dict[str, Any]]:
     """Per setting and τ: the speedup of the ``new_mask`` rows over each Elman baseline in
     ``base_strategies`` (paired rows that name it as their baseline, else the baseline's
     own cells), over replicates."""
@@ -452,7 +434,7 @@ def against(rows: pd.DataFrame, new_mask, base_strategies, r: Rules) -> list[dic
     return out
 
 
-def fastest_base(comps: list[dict]) -> dict | None:
+def fastest_base(comps: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The comparison against the fastest baseline measured: the smallest speedup over it
     (None when no comparison has an interval)."""
     known = [c for c in comps if c["ci"] is not None]
@@ -460,12 +442,16 @@ def fastest_base(comps: list[dict]) -> dict | None:
 
 
 def on_the_device(
-    comps: list[dict], r: Rules, verdict_of, quantify, label: str
-) -> tuple[list[Part], list[str], list, list[tuple[dict, str]]]:
+    comps: list[dict[str, Any]],
+    r: Rules,
+    verdict_of: Callable[..., str],
+    quantify: Callable[..., Any],
+    label: str,
+) -> tuple[list[Part], list[str], list[pd.DataFrame], list[tuple[dict[str, Any], str]]]:
     """Judge ``comps`` (of :func:`against`) at the largest τ of each setting, against the
     fastest baseline: on more than one thread they decide; on one thread they are shown
     as diagnostics (one thread is not parallel hardware: it compares the two models' work)."""
-    by: dict[tuple, list[dict]] = {}
+    by: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for c in comps:
         by.setdefault(tuple(str(c["row"][k]) for k in SPEED_KEYS + ["strategy_label"]), []).append(
             c
@@ -506,7 +492,7 @@ def on_the_device(
     return parts, skipped, used, decided
 
 
-def _speed_power(decided: list[tuple[dict, str]], threshold: float) -> tuple[float, str]:
+def _speed_power(decided: list[tuple[dict[str, Any], str]], threshold: float) -> tuple[float, str]:
     """The least power among the judged settings, at their replicates' spread."""
     out = []
     for c, _ in decided:
@@ -565,7 +551,7 @@ def tf_faster(rows: pd.DataFrame, r: Rules) -> Decision:
 
 def tf_not_overhead(rows: pd.DataFrame, r: Rules) -> Decision:
     comps = against(rows, is_tf, ("bptt", COMPILED_BPTT), r)
-    by: dict[tuple, dict[str, dict]] = {}
+    by: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
     for c in comps:
         row = c["row"]
         by.setdefault(tuple(str(row[k]) for k in SPEED_KEYS + ["tau", "strategy_label"]), {})[
