@@ -125,6 +125,7 @@ pd.DataFrame(live)
 # verdicts in `claims.csv`. The cell below finds them from the repository root (or the
 # folder in the `RNNBENCH_REPORT` environment variable).
 
+
 # %%
 def find_report() -> Path | None:
     """The chapter10 report's tables folder, or None."""
@@ -143,7 +144,8 @@ def read(name: str) -> pd.DataFrame | None:
     path = TABLES / f"{name}.csv" if TABLES else None
     if path is None or not path.is_file():
         where = path or "reports/chapter10-cpu/tables/" + f"{name}.csv"
-        print(f"not found: {where} (run `rnnbench report` on a chapter10 run, or set RNNBENCH_REPORT)")
+        print(f"not found: {where} (run `rnnbench report` on a chapter10 run, or set")
+        print("  RNNBENCH_REPORT to its folder)")
         return None
     return pd.read_csv(path)
 

@@ -76,6 +76,7 @@ def _stored(tmp_path):
     path.write_text(JOB)
     cells = jobfile.load(path).cells
     out = tmp_path / "out"
+    (out / "rows").mkdir(parents=True)  # the store writes into a folder, never creates it
     for c in cells:
         row = {**base_row(c), "step_ms_median": 10.0}
         if c.baseline:
@@ -138,6 +139,7 @@ def test_report_tables_show_the_baseline_as_text():
 
 
 def _results(folder, rows):
+    (folder / "rows").mkdir(parents=True)
     for r in rows:
         store.write_row(folder, r)
     return folder

@@ -24,6 +24,7 @@ def blocks() -> list[str]:
 
 
 def _results(folder: Path, rows: list[dict]) -> None:
+    (folder / "rows").mkdir(parents=True)
     for r in rows:
         store.write_row(folder, r)
     store.consolidate(folder)

@@ -109,7 +109,9 @@ def test_crossovers_name_every_boundary_where_the_winner_changes():
     }
     # the opposite case: one winner everywhere, no crossover
     same = {k: v for k, v in TIMES.items() if k[1] in ("bptt_compiled", "bptt")}
-    assert regime.crossovers(regime.table(tidy.load(pd.DataFrame(grid_rows((1,), same))))).empty
+    one_winner = regime.table(tidy.load(pd.DataFrame(grid_rows((1,), same))))
+    assert regime.crossovers(one_winner).empty
+    assert "No crossover" in regime.note(one_winner)
 
 
 def _inside(fig) -> list[str]:
@@ -159,4 +161,5 @@ def test_the_report_writes_the_regime_table_and_map(tmp_path):
     assert set(csv["winner"]) == {"bptt_compiled", "deer", "teacher_forcing"}
     page = (tmp_path / "r" / "index.html").read_text()
     assert "regime_map.png" in page and "Regime map" in page
+    assert "at H=8, τ 256 → 1024, bptt_compiled → deer" in page  # a crossover, in words
     assert report.regime is not None and len(report.regime) == 8

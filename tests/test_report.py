@@ -321,8 +321,9 @@ def test_parallel_in_time_plots_are_drawn_only_from_their_rows(name):
 
 
 def test_every_plot_is_written_as_png_and_svg(built):
-    assert set(built.figures) - {scaling_figure.NAME} == set(plots.PLOTS)  # its own test
-    assert set(plots.PLOTS) - {"regime_map"} == set(AXES) | set(DEER_AXES)  # test_regime.py
+    # the scaling model's and the regime map have their own tests
+    assert set(built.figures) - {scaling_figure.NAME, "regime_map"} == set(plots.PLOTS)
+    assert set(plots.PLOTS) == set(AXES) | set(DEER_AXES)
     for name in AXES:
         for ext in ("png", "svg"):
             path = built.out_dir / "plots" / f"{name}.{ext}"

@@ -143,7 +143,7 @@ class Report:
                     (
                         "regime",
                         "Regime map: the fastest method per (H, τ)",
-                        regime.NOTE,
+                        regime.note(self.regime),
                         self.regime,
                         tables.display(self.regime),
                     )

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnnbench.report import findings, scaling_figure
+from rnnbench.report import findings
 from rnnbench.report.claims import METHOD
 from rnnbench.report.escape import html_text
-from rnnbench.report.markdown import CAPTIONS, INTRO, origin
-from rnnbench.report.plots import PLOTS
+from rnnbench.report.markdown import CAPTIONS, FIGURES, INTRO, origin
 from rnnbench.report.tables import blank_note
 
 STYLE = """
@@ -86,7 +85,7 @@ def _img(out: Path, name: str, embed: bool) -> str:
 def figures(report, out: Path, embed: bool) -> str:
     parts = []
     # none when drawing was skipped
-    for name in (p for p in (*PLOTS, scaling_figure.NAME) if p in report.figures):
+    for name in (p for p in FIGURES if p in report.figures):
         caption = html.escape(CAPTIONS[name])
         if report.figures[name] is None:
             parts.append(

@@ -12,6 +12,8 @@ from rnnbench.report.escape import md_text
 from rnnbench.report.plots import PLOTS
 from rnnbench.report.tables import blank_note
 
+# the page's figures, in order: plots.py's, the scaling model's, report/regime.py's map
+FIGURES = (*PLOTS, scaling_figure.NAME, "regime_map")
 CAPTIONS = {
     "time_vs_tau": "Training step time vs τ, with the fitted power law of each model + strategy.",
     "memory_vs_tau": "Bytes saved for the backward pass and peak memory vs τ.",
@@ -78,7 +80,7 @@ def write(report, out: Path) -> list[Path]:
     files.append(out / "claims.md")
     body = ["## Findings\n", claims, "## Plots\n"]
     # none when drawing was skipped
-    for name in (p for p in (*PLOTS, scaling_figure.NAME) if p in report.figures):
+    for name in (p for p in FIGURES if p in report.figures):
         if report.figures[name] is not None:
             body.append(
                 f'<a id="plot-{name}"></a>\n\n![{CAPTIONS[name]}](plots/{name}.png)\n\n'

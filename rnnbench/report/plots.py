@@ -744,7 +744,6 @@ PLOTS = (
     "capacity",
     "deer_iterations",
     "time_vs_hidden",
-    "regime_map",  # drawn by report/regime.py
 )
 
 

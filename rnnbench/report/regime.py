@@ -136,6 +136,20 @@ def crossovers(regime: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols)
 
 
+def note(regime: pd.DataFrame) -> str:
+    """:data:`NOTE` and every crossover in words (the report's caption of the table)."""
+    cross = crossovers(regime)
+    if cross.empty:
+        return NOTE + " No crossover: one method wins every cell of each setting."
+    said = [
+        f"{c.setting}: at {c.at.replace('hidden', 'H')}, "
+        f"{'τ' if c.along == 'tau' else 'H'} {c.from_value:g} → {c.to_value:g}, "
+        f"{c.from_winner} → {c.to_winner}"
+        for c in cross.itertuples()
+    ]
+    return NOTE + " Crossovers (the winner changes): " + "; ".join(said) + "."
+
+
 def _title(setting: dict) -> str:
     parts = []
     for k, v in setting.items():

@@ -19,7 +19,10 @@ PLAIN = "-"  # a cell timed on its own, without a baseline beside it
 def _value(v: Any) -> str:
     if isinstance(v, dict):
         return "(" + ", ".join(f"{k}={_value(x)}" for k, x in sorted(v.items())) + ")"
-    if isinstance(v, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in v):
+    pairs = isinstance(v, (list, tuple)) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 for p in v
+    )
+    if pairs:
         return _value({str(k): x for k, x in v}) if v else "()"
     if isinstance(v, bool):
         return str(v).lower()
