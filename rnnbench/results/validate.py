@@ -96,6 +96,8 @@ def _fits(kind: str, v: Any, low: int) -> bool:
         return isinstance(v, list) and all(_item(x) for x in v)
     if kind == "list[int]":
         return isinstance(v, list) and all(x is None or _int(x, 0) for x in v)
+    if kind == "list[str]":
+        return isinstance(v, list) and all(x is None or isinstance(x, str) for x in v)
     if kind == "list[list[float]]":
         return isinstance(v, list) and all(
             isinstance(x, list) and all(_item(y) for y in x) for x in v
