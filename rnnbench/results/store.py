@@ -105,6 +105,8 @@ def check_writable(out: Out) -> None:
         loc.make_dir(parents=True)
         loc.make_dir(ROWS)
         loc.child(ROWS).probe()
+    except UsageError:
+        raise
     except (OSError, ValueError) as exc:
         text = str(exc).strip().splitlines()
         why = getattr(exc, "strerror", None) or (text[0] if text else type(exc).__name__)
@@ -127,16 +129,21 @@ def clean_tmp(out: Out) -> int:
 @contextlib.contextmanager
 def locked(out: Out) -> Iterator[None]:
     """Hold the results folder's lock (:mod:`rnnbench.results.lock`) while writing; the
-    folder is made first when missing, and leftover temp files are removed once held.
+    folder and its ``rows/`` are made first when missing, and leftover temp files are
+    removed once held.
 
     Another process holding it gives a UsageError naming it, at once.
     Re-entrant within one process.
     """
     loc = where(out)
     refuse_links(loc)
-    loc.make_dir(parents=True)
+    first = not lock_mod.holds(loc)  # taken now (not re-entered): the run's start
+    if first:
+        loc.make_dir(parents=True)
     with lock_mod.locked(loc):
-        clean_tmp(loc)
+        if first:
+            loc.make_dir(ROWS)
+            clean_tmp(loc)
         yield
 
 
