@@ -102,6 +102,8 @@ def _fits(kind: str, v: Any, low: int) -> bool:
         return isinstance(v, list) and all(
             isinstance(x, list) and all(_item(y) for y in x) for x in v
         )
+    if kind == "list[str]":  # the ranks' node ids and IPs (cluster)
+        return isinstance(v, list) and all(x is None or isinstance(x, str) for x in v)
     raise AssertionError(f"unknown kind {kind}")  # pragma: no cover - SCHEMA's kinds
 
 
@@ -134,4 +136,5 @@ _WHAT = {
     "list[float]": "a list of finite numbers",
     "list[int]": "a list of integers",
     "list[list[float]]": "a list of lists of finite numbers",
+    "list[str]": "a list of text",
 }
