@@ -96,14 +96,12 @@ def _fits(kind: str, v: Any, low: int) -> bool:
         return isinstance(v, list) and all(_item(x) for x in v)
     if kind == "list[int]":
         return isinstance(v, list) and all(x is None or _int(x, 0) for x in v)
-    if kind == "list[str]":
+    if kind == "list[str]":  # the ranks' node ids and IPs
         return isinstance(v, list) and all(x is None or isinstance(x, str) for x in v)
     if kind == "list[list[float]]":
         return isinstance(v, list) and all(
             isinstance(x, list) and all(_item(y) for y in x) for x in v
         )
-    if kind == "list[str]":  # the ranks' node ids and IPs (cluster)
-        return isinstance(v, list) and all(x is None or isinstance(x, str) for x in v)
     raise AssertionError(f"unknown kind {kind}")  # pragma: no cover - SCHEMA's kinds
 
 
