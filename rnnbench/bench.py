@@ -16,6 +16,11 @@ from rnnbench.facts import ALL, DEVICES, DTYPES, OK
 from rnnbench.job.cell import Cell
 from rnnbench.results.rows import LIST_KEYS, ROW_KEYS
 
+# the cell fields ``bench`` takes from its options exactly as given
+AS_GIVEN = (
+    "model strategy tau batch hidden seed threads device workers train_steps lr repeats dtype rho"
+).split()
+
 
 def _option(text: str) -> tuple[str, object]:
     """KEY=VALUE, the value read as YAML would (int, float, bool, string)."""
@@ -151,23 +156,10 @@ def cell_from_args(args: argparse.Namespace) -> Cell:
     task_options = dict(args.task_option)
     task_options.update(_sizes_to_task_options(task, args.n_in, args.n_out))
     return Cell(
-        model=args.model,
-        strategy=args.strategy,
-        tau=args.tau,
-        batch=args.batch,
-        hidden=args.hidden,
+        **{field: getattr(args, field) for field in AS_GIVEN},
         task=task,
         strategy_options=dict(args.option),
         task_options=task_options,
-        seed=args.seed,
-        threads=args.threads,
-        device=args.device,
-        workers=args.workers,
-        train_steps=args.train_steps,
-        lr=args.lr,
-        repeats=args.repeats,
-        dtype=args.dtype,
-        rho=args.rho,
         baseline=getattr(args, "baseline", None) or (),
         replicates=getattr(args, "replicates", 1),
     )

@@ -418,6 +418,10 @@ def test_node_fields_are_in_the_schema_and_survive_parquet(tmp_path):
     store.consolidate(tmp_path)
     back = pd.read_parquet(tmp_path / "results.parquet").iloc[0]
     assert back["node_id"] == "abc" and list(back["rank_node_ids"]) == ["abc", "def"]
+    from rnnbench.results import validate
+
+    assert validate.problem(row) is None
+    assert "rank_node_ids" in validate.problem({**row, "rank_node_ids": [1, {"a": 2}]})
 
 
 # --------------------------------------------------------------------------- compiled kernel

@@ -82,6 +82,8 @@ def test_tally_text_counts_each_verdict():
 
 def test_several_runs_get_a_tally_line_each(tmp_path):
     a, b = tmp_path / "laptop", tmp_path / "node"
+    for folder in (a, b):
+        (folder / "rows").mkdir(parents=True)
     for row in rs.timing_rows() + rs.claims_rows():
         store.write_row(a, row)
     for row in rs.timing_rows():

@@ -43,6 +43,8 @@ def hostile_rows() -> list[dict]:
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("text")
+    for res in ("res", "res2"):
+        (base / res / "rows").mkdir(parents=True)
     for row in hostile_rows():  # two runs: the labels land in every table's run column
         store.write_row(base / "res", row)
         store.write_row(base / "res2", row)

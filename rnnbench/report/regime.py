@@ -27,6 +27,8 @@ cell and a thick line on every boundary where the winner changes.
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -35,6 +37,7 @@ from matplotlib.patches import Patch
 
 from rnnbench.facts import NEWTON_SOLVERS, OK, SEQUENTIAL_BPTT
 from rnnbench.report import runs
+from rnnbench.report.escape import plot_text
 from rnnbench.report.tables import single
 
 SETTING = ["task_label", "batch", "device", "threads", "dtype", "rho"]
@@ -165,7 +168,8 @@ def _title(setting: dict) -> str:
             continue
         else:
             parts.append(str(v))
-    return ", ".join(parts)
+    lines = textwrap.wrap(", ".join(parts), 52) or [""]  # a panel's width at fontsize 9
+    return plot_text("\n".join(lines[:2]) + ("…" if len(lines) > 2 else ""))  # literally
 
 
 def colors(methods) -> dict:
@@ -203,7 +207,7 @@ def figure(regime: pd.DataFrame) -> Figure | None:
         ax.set_visible(False)
     fig.suptitle("Regime map: the fastest method per (H, τ); × = runner-up / winner", fontsize=10)
     fig.legend(
-        handles=[Patch(color=c, label=m) for m, c in palette.items()],
+        handles=[Patch(color=c, label=plot_text(m)) for m, c in palette.items()],
         loc="outside lower center",
         ncol=min(3, len(palette)),
         fontsize=8,
@@ -223,7 +227,7 @@ def _panel(ax, g: pd.DataFrame, palette: dict) -> None:
             if (h, t) in winner.index:
                 line = winner.loc[(h, t)]
                 index[i, j] = names.index(line["winner"])
-                label = f"{_short(line['winner'])}\n{line['margin']:.2g}×"
+                label = f"{plot_text(_short(line['winner']))}\n{line['margin']:.2g}×"
                 ax.text(j, i, label, ha="center", va="center", fontsize=7)
             else:
                 ax.text(j, i, "—", ha="center", va="center", fontsize=7, color="0.5")

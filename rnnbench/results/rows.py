@@ -32,92 +32,160 @@ Row = dict[str, Any]
 SCHEMA: dict[str, str] = {
     # identity and configuration
     **dict.fromkeys(("cell_id", "model", "strategy"), "str"),
-    "strategy_options": "json", "task": "str", "task_options": "json",
-    **dict.fromkeys(("tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads"),
-                    "int"),
-    "device": "str", "workers": "int", "harness": "str", "dtype": "str", "train_steps": "int",
-    "lr": "float", "repeats": "int", "rho": "float",
+    "strategy_options": "json",
+    "task": "str",
+    "task_options": "json",
+    **dict.fromkeys(
+        ("tau", "batch", "hidden", "n_in", "n_out", "n_params", "seed", "threads"), "int"
+    ),
+    "device": "str",
+    "workers": "int",
+    "harness": "str",
+    "dtype": "str",
+    "train_steps": "int",
+    "lr": "float",
+    "repeats": "int",
+    "rho": "float",
     # how the cell was measured: replicate i of replicates (each a fresh process), run
     # alone on its node, the relative half-width aimed at and the replicates allowed
-    "replicate": "int", "replicates": "int", "exclusive": "bool", "precision": "float",
+    "replicate": "int",
+    "replicates": "int",
+    "exclusive": "bool",
+    "precision": "float",
     "max_replicates": "int",
     # the task's chance accuracy (guessing its most frequent class; NaN where not defined)
     "chance_acc": "float",
     # outcome
-    "status": "str", "error": "str",
+    "status": "str",
+    "error": "str",
     # time (ms): full training step, and forward / backward apart
-    "step_ms_median": "float", "step_ms_iqr": "float", "step_ms_samples": "list[float]",
-    "fwd_ms_median": "float", "bwd_ms_median": "float",
+    "step_ms_median": "float",
+    "step_ms_iqr": "float",
+    "step_ms_samples": "list[float]",
+    "fwd_ms_median": "float",
+    "bwd_ms_median": "float",
     # the sequential chain alone (exact sequential BPTT): the recurrence h = tanh(a + W h)
     # and its backward delta-recurrence, one step after another, without the time-batched
     # products around them (ms per forward + backward of the chain); the control: the same
     # step's operations (one step's forward and backward) timed on their own, times tau
-    "chain_ms_median": "float", "chain_ms_iqr": "float", "chain_op_ms_median": "float",
+    "chain_ms_median": "float",
+    "chain_ms_iqr": "float",
+    "chain_op_ms_median": "float",
     # paired on threads: per block pair, baseline / this cell of the chain and of the control
-    "chain_speedup_samples": "list[float]", "op_speedup_samples": "list[float]",
+    "chain_speedup_samples": "list[float]",
+    "op_speedup_samples": "list[float]",
     # memory (bytes), work and depth; the node's GEMM rate (GFLOP/s, the cell's dtype
     # and threads), so flops / gemm_gflops is the step's compute-bound time
-    "saved_bytes": "float", "saved_bytes_expected": "float", "peak_bytes": "float",
-    "peak_method": "str", "flops": "float", "depth": "int", "gemm_gflops": "float",
+    "saved_bytes": "float",
+    "saved_bytes_expected": "float",
+    "peak_bytes": "float",
+    "peak_method": "str",
+    "flops": "float",
+    "depth": "int",
+    "gemm_gflops": "float",
     # parallel-in-time strategies (deer, quasi_deer; null for the others): Newton
     # iterations done, whether every residual met the tolerance, the largest residual
-    "iterations": "int", "converged": "bool", "residual": "float",
+    "iterations": "int",
+    "converged": "bool",
+    "residual": "float",
     # the iteration cap the run had (max_iter, at most tau): a run stopped there without
     # converging is censored (k > cap); the largest Lyapunov exponent of the dynamics
     # along the solved trajectory (mean log growth per step; < 0: contracting)
-    "iter_cap": "int", "lyapunov": "float",
+    "iter_cap": "int",
+    "lyapunov": "float",
     # loss (nats per token) and accuracy after train_steps of Adam
     **dict.fromkeys(("loss_tf", "loss_free", "acc_tf", "acc_free"), "float"),
     # what a Jordan network fed back when free-running in the evaluation: the feedback it
     # was trained with (softmax, argmax for teacher forcing's one-hot truth, or sample)
     "eval_feedback": "str",
     # the curve's points are (step, wall seconds, loss)
-    "train_curve": "list[list[float]]", "horizon_t": "list[int]",
+    "train_curve": "list[list[float]]",
+    "horizon_t": "list[int]",
     **dict.fromkeys(("horizon_loss_tf", "horizon_loss_free"), "list[float]"),
     # paired baseline: the same cell with some fields changed, timed in alternating
     # blocks beside it (rnnbench.harness.paired); speedup = baseline / this cell, per block pair
-    **dict.fromkeys(("baseline", "baseline_config", "baseline_candidates_ms", "baseline_error"),
-                    "str"),
-    **dict.fromkeys(("baseline_step_ms_median", "baseline_step_ms_iqr", "speedup_median",
-                     "speedup_q1", "speedup_q3"), "float"),
+    **dict.fromkeys(
+        ("baseline", "baseline_config", "baseline_candidates_ms", "baseline_error"), "str"
+    ),
+    **dict.fromkeys(
+        (
+            "baseline_step_ms_median",
+            "baseline_step_ms_iqr",
+            "speedup_median",
+            "speedup_q1",
+            "speedup_q3",
+        ),
+        "float",
+    ),
     "speedup_samples": "list[float]",
     # adaptive precision: the relative 95% half-width the pairs reached, and why adding
     # pairs stopped ("target", "time cap", "pair cap"; none without a precision)
-    "precision_reached": "float", "stop_reason": "str",
+    "precision_reached": "float",
+    "stop_reason": "str",
     # ... and of the cell's replicates (rnnbench.sweep.adaptive): the relative half-width
     # reached over them (for a law in tau: the tau-squared share's), and why they stopped
-    "replicates_precision": "float", "replicates_stop": "str",
+    "replicates_precision": "float",
+    "replicates_stop": "str",
     # what the OS saw (rnnbench.harness.procstat): minor page faults per timed step, peak RSS
-    "minor_faults_per_step": "float", "baseline_minor_faults_per_step": "float",
-    "peak_rss_bytes": "float", "peak_rss_method": "str",
+    "minor_faults_per_step": "float",
+    "baseline_minor_faults_per_step": "float",
+    "peak_rss_bytes": "float",
+    "peak_rss_method": "str",
     "allocator": "str",  # the C allocator's conditions (rnnbench.harness.allocator)
     # how much of the machine the cell got while timed: process CPU time over wall time x
     # threads, and the threads' runqueue wait over wait + on-CPU time (each side of a
     # pair), the 1-minute load average before and after the cell, the share of CPU time
     # the hypervisor stole while it ran (/proc/stat), the node's CPUs
-    "cpu_share": "float", "baseline_cpu_share": "float", "wait_share": "float",
-    "baseline_wait_share": "float", "load_before": "float",
-    "load_after": "float", "steal_share": "float", "node_cpus": "int",
+    "cpu_share": "float",
+    "baseline_cpu_share": "float",
+    "wait_share": "float",
+    "baseline_wait_share": "float",
+    "load_before": "float",
+    "load_after": "float",
+    "steal_share": "float",
+    "node_cpus": "int",
     # worker-group harness: how the work was split, how many workers had any
-    "split": "str", "workers_active": "int", "comm_ms_median": "float",
+    "split": "str",
+    "workers_active": "int",
+    "comm_ms_median": "float",
     # worker-group collectives (more than one worker), timed when the group starts
     # (rnnbench.harness.group.collectives): the bytes one rank contributes, the slowest
     # rank's median seconds of all-reduce and all-gather at each, and each collective's
     # least-squares fit t = latency + bytes / bandwidth (s, bytes/s) over this group's ranks
-    "coll_bytes": "list[float]", "allreduce_s": "list[float]", "allgather_s": "list[float]",
-    "allreduce_latency_s": "float", "allreduce_bandwidth_Bps": "float",
-    "allgather_latency_s": "float", "allgather_bandwidth_Bps": "float",
+    "coll_bytes": "list[float]",
+    "allreduce_s": "list[float]",
+    "allgather_s": "list[float]",
+    "allreduce_latency_s": "float",
+    "allreduce_bandwidth_Bps": "float",
+    "allgather_latency_s": "float",
+    "allgather_bandwidth_Bps": "float",
     # sweep context: the job's name; how many other cells shared the node while this one ran
-    "job": "str", "neighbours": "int", "attempt": "int",
+    "job": "str",
+    "neighbours": "int",
+    "attempt": "int",
     # provenance
-    **dict.fromkeys(("python", "torch", "ray", "rnnbench", "git_commit", "host", "cpu_model",
-                     "gpu_name", "blas"), "str"),
+    **dict.fromkeys(
+        (
+            "python",
+            "torch",
+            "ray",
+            "rnnbench",
+            "git_commit",
+            "host",
+            "cpu_model",
+            "gpu_name",
+            "blas",
+        ),
+        "str",
+    ),
     "timestamp": "timestamp",
     "wall_s": "float",
     # where the cell ran (cluster): the Ray node's id and IP address of the process that
     # measured it; for a worker-group cell, each rank's, in rank order
-    "node_id": "str", "node_ip": "str",
-    "rank_node_ids": "list[str]", "rank_node_ips": "list[str]",
+    "node_id": "str",
+    "node_ip": "str",
+    "rank_node_ids": "list[str]",
+    "rank_node_ips": "list[str]",
 }
 ROW_KEYS = tuple(SCHEMA)
 FLOAT_KEYS = tuple(k for k, t in SCHEMA.items() if t == "float")
@@ -167,8 +235,10 @@ def _is(exc: BaseException, module: str, name: str) -> bool:
 
 def _memory_words(text: str) -> bool:
     text = text.lower()
-    return any(w in text for w in ("out of memory", "can't allocate memory", "memory pressure")) \
+    return (
+        any(w in text for w in ("out of memory", "can't allocate memory", "memory pressure"))
         or "oom" in text.split()
+    )
 
 
 def status_of(exc: BaseException) -> str:
@@ -183,8 +253,11 @@ def status_of(exc: BaseException) -> str:
     """
     if _is(exc, "ray.exceptions", "RayTaskError"):
         return FAILED
-    if isinstance(exc, CellTimeout) or _is(exc, "ray.exceptions", "GetTimeoutError") \
-            or _is(exc, "ray.exceptions", "TaskCancelledError"):
+    if (
+        isinstance(exc, CellTimeout)
+        or _is(exc, "ray.exceptions", "GetTimeoutError")
+        or _is(exc, "ray.exceptions", "TaskCancelledError")
+    ):
         return TIMEOUT
     if _is(exc, "torch", "OutOfMemoryError") or _is(exc, "ray.exceptions", "OutOfMemoryError"):
         return OOM

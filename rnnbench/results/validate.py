@@ -96,7 +96,7 @@ def _fits(kind: str, v: Any, low: int) -> bool:
         return isinstance(v, list) and all(_item(x) for x in v)
     if kind == "list[int]":
         return isinstance(v, list) and all(x is None or _int(x, 0) for x in v)
-    if kind == "list[str]":
+    if kind == "list[str]":  # the ranks' node ids and IPs
         return isinstance(v, list) and all(x is None or isinstance(x, str) for x in v)
     if kind == "list[list[float]]":
         return isinstance(v, list) and all(
@@ -134,4 +134,5 @@ _WHAT = {
     "list[float]": "a list of finite numbers",
     "list[int]": "a list of integers",
     "list[list[float]]": "a list of lists of finite numbers",
+    "list[str]": "a list of text",
 }

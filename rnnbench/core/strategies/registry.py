@@ -13,7 +13,14 @@ from rnnbench.core.models import Recurrent, model_name
 from rnnbench.core.strategies import elman, jordan, options, saved
 from rnnbench.core.strategies.common import check_inputs
 from rnnbench.errors import UsageError
-from rnnbench.facts import BEST_BPTT, BEST_TF, SEQUENTIAL_BPTT, TEACHER_FORCING, scan_depth
+from rnnbench.facts import (
+    BEST_BPTT,
+    BEST_TF,
+    NEWTON_SOLVERS,
+    SEQUENTIAL_BPTT,
+    TEACHER_FORCING,
+    scan_depth,
+)
 
 ELMANS = ("elman", "single_output")
 
@@ -49,14 +56,16 @@ def _no_check(options: dict, tau: int | None) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Strategy:
-    """One way to compute L and its gradient, with every fact a runner needs about it."""
+    """One way to compute L and its gradient, with every fact a runner needs about it.
+    The defaults are the chapter's BPTT: an Elman strategy, τ steps deep, O(τ) memory,
+    the exact gradient; a record states only where it differs."""
 
     name: str
     fn: Callable[..., torch.Tensor]
-    models: tuple[str, ...]
-    depth: Callable[..., int | None]  # sequential depth given tau, options (and iterations)
-    memory: str  # activation-memory class
-    exact: bool  # exact gradient of the loss it reports
+    models: tuple[str, ...] = ELMANS
+    depth: Callable[..., int | None] = _tau  # sequential depth given tau, options (iterations)
+    memory: str = "O(tau)"  # activation-memory class
+    exact: bool = True  # exact gradient of the loss it reports
     options: tuple[str, ...] = field(default_factory=tuple)  # option names
     check: Callable[[dict, int | None], None] = _no_check  # option values
     split: str = "batch"  # how the worker-group harness shares it out: "time" | "batch"
@@ -74,42 +83,26 @@ STRATEGIES: dict[str, Strategy] = {
             name="bptt",
             fn=elman.bptt,
             models=(*ELMANS, "jordan"),
-            depth=_tau,
-            memory="O(tau)",
-            exact=True,
         ),
         Strategy(
             name="bptt_fused",
             fn=elman.bptt_fused,
-            models=ELMANS,
-            depth=_tau,
-            memory="O(tau)",
-            exact=True,
         ),
         Strategy(
             name="bptt_compiled",
             fn=elman.bptt_compiled,
-            models=ELMANS,
-            depth=_tau,
-            memory="O(tau)",
-            exact=True,
             saved_bytes=saved.saved_states,
             prepare=elman.prepare_compiled,
         ),
         Strategy(
             name="bptt_no_graph",
             fn=elman.bptt_no_graph,
-            models=ELMANS,
-            depth=_tau,
-            memory="O(tau)",
-            exact=True,
             saved_bytes=saved.saved_states,
         ),
         Strategy(
             name="truncated_bptt",
             fn=elman.truncated_bptt,
             models=("elman",),
-            depth=_tau,
             memory="O(k)",
             exact=False,
             options=("k",),
@@ -120,10 +113,8 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy(
             name="checkpointed_bptt",
             fn=elman.checkpointed_bptt,
-            models=ELMANS,
             depth=_twice,
             memory="O(sqrt(tau))",
-            exact=True,
             options=("segments", "impl"),
             check=options.check_checkpointed,
             saved_bytes=saved.saved_checkpointed,
@@ -133,8 +124,6 @@ STRATEGIES: dict[str, Strategy] = {
             fn=jordan.teacher_forcing,
             models=("jordan",),
             depth=_one,
-            memory="O(tau)",
-            exact=True,
             options=("chunk", "w_zero", "impl"),
             check=options.check_teacher,
             split="time",
@@ -145,9 +134,6 @@ STRATEGIES: dict[str, Strategy] = {
             name="free_running",
             fn=jordan.free_running,
             models=("jordan",),
-            depth=_tau,
-            memory="O(tau)",
-            exact=True,
             options=("feedback", "seed"),
             check=options.check_feedback,
             saved_bytes=saved.saved_jordan,
@@ -156,9 +142,6 @@ STRATEGIES: dict[str, Strategy] = {
             name="scheduled_sampling",
             fn=jordan.scheduled_sampling,
             models=("jordan",),
-            depth=_tau,
-            memory="O(tau)",
-            exact=True,
             options=("schedule", "step", "k", "c", "eps_min", "feedback", "seed"),
             check=options.check_scheduled,
             saved_bytes=saved.saved_scheduled,
@@ -166,36 +149,23 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy(
             name="scan_bptt",
             fn=elman.scan_bptt,
-            models=ELMANS,
             depth=_scan_depth,
             memory="O(tau H^2)",
-            exact=True,
             split="time",
             saved_bytes=saved.saved_states,
         ),
-        Strategy(
-            name="deer",
-            fn=elman.deer,
-            models=ELMANS,
-            depth=_newton_depth,
-            memory="O(tau H^2)",
-            exact=True,
-            options=("tol", "max_iter"),
-            check=options.check_newton,
-            split="time",
-            saved_bytes=saved.saved_states,
-        ),
-        Strategy(
-            name="quasi_deer",
-            fn=elman.quasi_deer,
-            models=ELMANS,
-            depth=_newton_depth,
-            memory="O(tau H^2)",
-            exact=True,
-            options=("tol", "max_iter"),
-            check=options.check_newton,
-            split="time",
-            saved_bytes=saved.saved_states,
+        *(
+            Strategy(
+                name=solver,
+                fn=getattr(elman, solver),
+                depth=_newton_depth,
+                memory="O(tau H^2)",
+                options=("tol", "max_iter"),
+                check=options.check_newton,
+                split="time",
+                saved_bytes=saved.saved_states,
+            )
+            for solver in NEWTON_SOLVERS
         ),
     )
 }
