@@ -346,12 +346,16 @@ def _ray_process(pid: int) -> bool:
 
 
 def stop(started: bool, wait_s: float = AGENTS_S) -> list[str]:
-    """Let go of Ray.  When this process ``started`` it, wait until every process the
-    embedded Ray started has ended (at most ``wait_s``); terminate any left and say so
-    on stderr.  Returns the processes that had to be terminated ("name (pid)")."""
+    """Let go of Ray.  When this process ``started`` it, shut it down and wait until every
+    process the embedded Ray started has ended (at most ``wait_s``); terminate any left
+    and say so on stderr.  A Ray this process joined (a cluster, or a Ray someone else
+    started in this process) is left running.  Returns the processes that had to be
+    terminated ("name (pid)")."""
+    if not started:
+        return []
     import ray
 
-    ours = {p for p in _descendants(os.getpid()) if _ray_process(p)} if started else set()
+    ours = {p for p in _descendants(os.getpid()) if _ray_process(p)}
     with stopping.deferred():
         ray.shutdown()
     deadline = time.monotonic() + wait_s

@@ -363,10 +363,6 @@ def main(args: argparse.Namespace) -> int:
             print(f"rnnbench run: error: {exc.path}: {problem}", file=sys.stderr)
         return 2
     out = store.where(args.out or str(Path("results") / job.name))  # exit 2 on a bad URI
-    if not args.dry_run:
-        from rnnbench.harness.procstat import warn_if_loaded
-
-        warn_if_loaded("run")
     if args.dry_run:
         return _dry_run(
             job,
@@ -384,6 +380,9 @@ def main(args: argparse.Namespace) -> int:
             with stopping.deferred():
                 consolidate_if_stale(out)
         else:
+            from rnnbench.harness.procstat import warn_if_loaded
+
+            warn_if_loaded("run")  # once the input is good and there is timing to do
             result = _run_on_ray(job, out, args, runner)
     text, all_ok = run_summary(out, {c.cell_id for c in job.cells})
     print(text)
