@@ -609,8 +609,8 @@ def test_row_files_are_strict_json_and_load_back_as_nan(tmp_path):
     import math as _math
 
     row = failure_row(Cell(model="elman", strategy="bptt", tau=8), "failed", "boom")
-    path = store.write_row(tmp_path, row)
-    text = path.read_text()
+    store.write_row(tmp_path, row)
+    text = (tmp_path / store.ROWS / f"{row['cell_id']}.json").read_text()
     assert "NaN" not in text
     _json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
     df = store.load(tmp_path)
