@@ -65,13 +65,9 @@ def imports_torch(code: str) -> bool:
 
 def subprocess_env(**extra) -> dict:
     """The environment of a subprocess a test starts: the venv's commands first, tests/
-    and the checkout importable, no RAY_ADDRESS (so it never joins someone's cluster), and
-    not the loopback-only setting the session's embedded Ray put in this process's
-    environment (a `ray start` of a multi-node cluster refuses it; an embedded rnnbench
-    sets it again itself)."""
+    and the checkout importable, no RAY_ADDRESS (so it never joins someone's cluster)."""
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
-    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
     env.update(extra)

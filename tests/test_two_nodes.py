@@ -58,6 +58,9 @@ def cluster(tmp_path_factory):
     temp = tempfile.mkdtemp(prefix="rb")  # short: Ray's socket paths must stay < 108 chars
     logs = tmp_path_factory.mktemp("logs")
     env = subprocess_env(HOME=str(home), RAY_AUTH_MODE="token")
+    # the session's embedded Ray set its loopback-only switch in this process's
+    # environment; `ray start` of a multi-node cluster refuses it
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     generated = subprocess.run(
         [str(BIN / "ray"), "get-auth-token", "--generate"],
         env=env,

@@ -90,7 +90,7 @@ def write(report, out: Path) -> list[Path]:
             body.append(f"*{CAPTIONS[name]}* — not measured: the results hold no rows for it.\n")
     for name, title, note, _, shown in report.tables():
         after = blank_note(shown) if name != "failed" else ""
-        text = f"{note}\n\n{table(shown)}" + (f"\n{after}\n" if after else "")
+        text = f"{md_text(note)}\n\n{table(shown)}" + (f"\n{after}\n" if after else "")
         (out / "tables" / f"{name}.md").write_text(page(title, report.env, text, report.source))
         files.append(out / "tables" / f"{name}.md")
         body.append(f"## {title}\n\n{text}\nCSV: [tables/{name}.csv](tables/{name}.csv)\n")
