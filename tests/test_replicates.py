@@ -39,7 +39,8 @@ def row_of(cell: Cell, **extra) -> dict:
 
 
 def pid_runner(log_dir: str, cell: Cell) -> dict:
-    """Logs (replicate, pid, start, end) and sleeps a second, so cells can overlap even on a loaded machine."""
+    """Logs (replicate, pid, start, end) and sleeps a second, so cells can overlap even
+    on a loaded machine."""
     start = time.time()
     time.sleep(1.0)
     Path(log_dir, f"{cell.cell_id}.log").write_text(
