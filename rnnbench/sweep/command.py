@@ -382,7 +382,8 @@ def main(args: argparse.Namespace) -> int:
         else:
             from rnnbench.harness.procstat import warn_if_loaded
 
-            warn_if_loaded("run")  # once the input is good and there is timing to do
+            if not (args.address or os.environ.get("RAY_ADDRESS")):  # not a cluster's load
+                warn_if_loaded("run")  # once the input is good and there is timing to do
             result = _run_on_ray(job, out, args, runner)
     text, all_ok = run_summary(out, {c.cell_id for c in job.cells})
     print(text)
