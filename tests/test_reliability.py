@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import subprocess_env
+from helpers import listeners, process_tree, subprocess_env
 
 from rnnbench import cli
 from rnnbench.errors import StorageError
@@ -311,68 +311,10 @@ def test_memory_kills_are_retried_a_bounded_number_of_times_then_give_an_oom_row
 # --------------------------------------------------------------------------- listening sockets
 
 
-def _tree(root: int) -> set[int]:
-    """``root`` and every process below it (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    seen, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        seen.add(pid)
-        todo += children.get(pid, [])
-    return seen
-
-
-def _hex_ip(text: str) -> str:
-    """/proc/net/tcp{,6}'s address (little-endian 32-bit words) as an IP string."""
-    import ipaddress
-
-    raw = bytes.fromhex(text)
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    ip = ipaddress.ip_address(words)
-    if ip.version == 6 and ip.ipv4_mapped:
-        return str(ip.ipv4_mapped)
-    return str(ip)
-
-
 def listening(root: int) -> set[tuple[str, int, str]]:
     """(address, port, process name) of every TCP socket that a process of the tree
     below ``root`` is listening on."""
-    owner = {}
-    for pid in _tree(root):
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-            with open(f"/proc/{pid}/comm") as f:
-                name = f.read().strip()
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                owner[link[8:-1]] = name
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                lines = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in owner:  # 0A: LISTEN
-                ip, port = fields[1].split(":")
-                found.add((_hex_ip(ip), int(port, 16), owner[fields[9]]))
-    return found
+    return listeners(process_tree(root))
 
 
 def test_listing_finds_a_socket_on_every_interface():
