@@ -28,7 +28,7 @@ quick: setup
 	$(BIN)/rnnbench report $(OUT) --out $(REPORT) && exit $$rc
 
 test: setup
-	$(BIN)/pytest -q --durations=15 -n 3 --dist loadfile
+	$(BIN)/pytest -q --durations=15 -n 3 --dist loadgroup
 
 lint: setup
 	$(BIN)/ruff check rnnbench tests benchmarks

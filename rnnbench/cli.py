@@ -66,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(command: str, argv: list[str]) -> int:
-    module = importlib.import_module(COMMANDS[command][0])
+    from rnnbench import stopping
+
+    with stopping.deferred():  # a signal inside an import (scipy's) would surface as a
+        module = importlib.import_module(COMMANDS[command][0])  # RuntimeError: hold it
     parser = _Parser(prog=f"rnnbench {command}", description=COMMANDS[command][1])
     module.configure(parser)
     args = parser.parse_args(argv[1:])

@@ -22,7 +22,7 @@ from rnnbench.core.strategies import loss
 from rnnbench.harness import gemm, memory, single
 from rnnbench.job.cell import Cell
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.xdist_group("compiled"), pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

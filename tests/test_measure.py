@@ -22,6 +22,10 @@ from rnnbench.harness.row import failure_row
 from rnnbench.job.cell import Cell
 from rnnbench.results.rows import ROW_KEYS
 
+# its module fixture is costly: one process runs the whole module (make test: loadgroup)
+pytestmark = pytest.mark.xdist_group("measure")
+
+
 SMALL = dict(hidden=16, batch=2, repeats=2, train_steps=3)
 
 

@@ -31,6 +31,10 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 moto_server = pytest.importorskip("moto.server")
 
+# its module fixture is costly: one process runs the whole module (make test: loadgroup)
+pytestmark = pytest.mark.xdist_group("s3")
+
+
 JOB = """\
 name: shared
 fixed: {model: elman, strategy: bptt, hidden: 8, repeats: 2, task: running_parity}

@@ -18,6 +18,10 @@ from matplotlib.text import Text
 
 from rnnbench.report import build_report, plots, style
 
+# its module fixture is costly: one process runs the whole module (make test: loadgroup)
+pytestmark = pytest.mark.xdist_group("plots")
+
+
 MAX_WIDTH_IN = 13.5  # inches: three panels of 4.5 in; 1485 px at 110 dpi, shown at ≥ 0.8 scale
 SLACK = 1.0  # pixels
 

@@ -49,6 +49,20 @@ def pid_runner(log_dir: str, cell: Cell) -> dict:
     return row_of(cell)
 
 
+def meeting_runner(log_dir: str, cell: Cell) -> dict:
+    """:func:`pid_runner` for shared cells that wait (up to a minute) until two of them
+    have started, so they overlap however slowly a loaded machine starts processes."""
+    if cell.exclusive:
+        return pid_runner(log_dir, cell)
+    Path(log_dir, f"{cell.cell_id}.start").touch()
+    deadline = time.time() + 60
+    while len(list(Path(log_dir).glob("*.start"))) < 2:
+        if time.time() > deadline:
+            break
+        time.sleep(0.05)
+    return pid_runner(log_dir, cell)
+
+
 def read_log(log_dir: Path) -> list[tuple[int, int, int, float, float]]:
     out = []
     for p in sorted(log_dir.glob("*.log")):
@@ -103,14 +117,15 @@ def test_resume_runs_only_the_missing_replicates(ray_session, tmp_path):
 
 
 def test_a_cell_that_must_run_alone_has_no_neighbour(ray_session, tmp_path):
-    """Four sleeping cells on 2 CPUs: the shared ones run two at a time, the exclusive
-    one with nobody beside it (every other cell takes a sliver of its node's unit)."""
+    """Four sleeping cells on 2 CPUs: the shared ones run two at a time (they wait for
+    each other), the exclusive one with nobody beside it (every other cell takes a
+    sliver of its node's unit)."""
     shared = [Cell(**BASE, seed=s) for s in range(3)]
     alone = Cell(**BASE, seed=7, exclusive=True)
     log = tmp_path / "log"
     log.mkdir()
     driver.run_sweep(
-        [*shared, alone], tmp_path / "out", runner=_bind(pid_runner, log), progress=False
+        [*shared, alone], tmp_path / "out", runner=_bind(meeting_runner, log), progress=False
     )
     rows = {r["seed"]: r for r in store.read_rows(tmp_path / "out")}
     assert rows[7]["neighbours"] == 0

@@ -18,6 +18,10 @@ from rnnbench.report import analyse, build_report, claims, plots, scaling_figure
 from rnnbench.report.escape import md_text
 from rnnbench.results import store
 
+# its module fixture is costly: one process runs the whole module (make test: loadgroup)
+pytestmark = pytest.mark.xdist_group("report")
+
+
 ENV_MARK = rs.ENV["cpu_model"]
 
 

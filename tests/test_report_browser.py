@@ -17,7 +17,11 @@ TALL = '<div style="height:2000px"></div>'
 WIDE = '<div style="width:3000px">x</div>'
 NARROW = 'style="width:200px"'
 
-pytestmark = [pytest.mark.chromium, pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)]
+pytestmark = [
+    pytest.mark.xdist_group("browser"),
+    pytest.mark.chromium,
+    pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM),
+]
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,10 @@ from rnnbench.harness import training
 from rnnbench.job.cell import Cell
 from rnnbench.results.rows import ROW_KEYS
 
+# its module fixture is costly: one process runs the whole module (make test: loadgroup)
+pytestmark = pytest.mark.xdist_group("groups")
+
+
 CPUS = 0.5  # per actor: 3 actors on the 2-CPU test Ray
 
 JORDAN = dict(

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from helpers import BIN, ROOT, free_ports, kill_tree, node_ports, subprocess_env, temp_processes
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.slow]
 
 
 class Node:
