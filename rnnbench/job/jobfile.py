@@ -371,6 +371,21 @@ def _part_cells(where: str, part: dict, top_fixed: dict, top_seeds, problems: li
     return cells
 
 
+def _named(at: str, mapping: dict, allowed: tuple[str, ...], problems: list[str]) -> str | None:
+    """The name of a job (``at`` empty) or of a part (``at`` = ``parts[i].``), after
+    noting its unknown keys; None (and a problem) when the name is not a name."""
+    for key in mapping:
+        if key not in allowed:
+            problems.append(f"{at}{key}: unknown key; allowed: {', '.join(allowed)}")
+    name = mapping.get("name")
+    if isinstance(name, str) and _NAME.match(name):
+        return name
+    problems.append(
+        f"{at}name: must be a name of letters, digits, '_', '-', '.', got {short(name)}"
+    )
+    return None
+
+
 def validate(data: Any, path: str = "job") -> Job:
     """Validate parsed job data; raise :class:`JobError` listing every problem."""
     problems: list[str] = []
@@ -378,14 +393,7 @@ def validate(data: Any, path: str = "job") -> Job:
         raise JobError(
             path, [f"job: must be a mapping with keys {', '.join(TOP_KEYS)}, got {_kind(data)}"]
         )
-    for key in data:
-        if key not in TOP_KEYS:
-            problems.append(f"{key}: unknown key; allowed: {', '.join(TOP_KEYS)}")
-    name = data.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        problems.append(
-            f"name: must be a name of letters, digits, '_', '-', '.', got {short(name)}"
-        )
+    name = _named("", data, TOP_KEYS, problems)
     desc = data.get("description", "")
     if not isinstance(desc, str):
         problems.append(f"description: must be a string, got {_kind(desc)}")
@@ -415,21 +423,13 @@ def validate(data: Any, path: str = "job") -> Job:
                     f"got {_kind(part)} {short(part)}"
                 )
                 continue
-            for key in part:
-                if key not in PART_KEYS:
-                    problems.append(f"{at}.{key}: unknown key; allowed: {', '.join(PART_KEYS)}")
-            pname = part.get("name")
-            if not isinstance(pname, str) or not _NAME.match(pname):
-                problems.append(
-                    f"{at}.name: must be a name of letters, digits, '_', '-', '.', "
-                    f"got {short(pname)}"
-                )
-            elif pname in names:
+            pname = _named(f"{at}.", part, PART_KEYS, problems)
+            if pname in names:
                 problems.append(
                     f"{at}.name: duplicate name {pname!r} (also parts[{names[pname]}]); "
                     "part names must be unique"
                 )
-            else:
+            elif pname is not None:
                 names[pname] = i
             cells += _part_cells(at, part, top_fixed, top_seeds, problems)
     else:

@@ -12,6 +12,7 @@ stable id and links to its evidence, heading index.html, report.md and claims.md
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -134,10 +135,7 @@ def html_section(claims: pd.DataFrame, figures: dict) -> str:
     items = []
     for _, c in claims.iterrows():
         key = html_text(c["key"])
-        plot = PLOT_OF.get(c["key"])
-        links = [f'<a href="{evidence_path(key)}">cells (CSV)</a>']
-        if plot and figures.get(plot) is not None:
-            links.append(f'<a href="#plot-{plot}">plot</a>')
+        links = _links(c["key"], figures, lambda text, to: f'<a href="{html_text(to)}">{text}</a>')
         lines = "".join(
             f'<div class="finding">{html_text(run + ": ") if run else ""}'
             f"{badge(c[column('verdict', run)])} "
@@ -162,6 +160,16 @@ def html_section(claims: pd.DataFrame, figures: dict) -> str:
     return f'{tallies}<ol class="findings">{"".join(items)}</ol>'
 
 
+def _links(key: str, figures: dict, link: Callable[[str, str], str]) -> list[str]:
+    """A claim's evidence links, each rendered by ``link(text, target)``: its cells (the
+    CSV) and, when the report drew it, its plot."""
+    out = [link("cells (CSV)", evidence_path(key))]
+    plot = PLOT_OF.get(key)
+    if plot and figures.get(plot) is not None:
+        out.append(link("plot", f"#plot-{plot}"))
+    return out
+
+
 # --------------------------------------------------------------------------- Markdown
 
 
@@ -176,10 +184,7 @@ def md_section(claims: pd.DataFrame, figures: dict) -> str:
     ]
     for i, (_, c) in enumerate(claims.iterrows(), 1):
         key = c["key"]
-        plot = PLOT_OF.get(key)
-        links = [f"[cells (CSV)]({evidence_path(key)})"]
-        if plot and figures.get(plot) is not None:
-            links.append(f"[plot](#plot-{plot})")
+        links = _links(key, figures, lambda text, to: f"[{text}]({to})")
         lines = "\n".join(
             f"   - {md_text(run) + ': ' if run else ''}"
             f"{MARK.get(c[column('verdict', run)], '—')} "

@@ -218,6 +218,12 @@ def _timing(rows: pd.DataFrame, mask) -> pd.DataFrame:
     return agg.rename(columns={"step_ms_median_mean": "ms", "step_ms_median_sd": "sd"})
 
 
+def _side(side: str, ms: str, sd: str) -> dict[str, str]:
+    """Column names for one side of a ratio: its mean time ``ms``, its sd ``sd`` and
+    its quartiles as ``<side>_ms``, ``<side>_sd``, ``<side>_q1``, ``<side>_q3``."""
+    return {ms: f"{side}_ms", sd: f"{side}_sd", "q1": f"{side}_q1", "q3": f"{side}_q3"}
+
+
 def speedup(rows: pd.DataFrame) -> pd.DataFrame:
     """Speedup of Jordan + teacher forcing over Elman + bptt and + bptt_fused, per τ and batch.
 
@@ -227,15 +233,7 @@ def speedup(rows: pd.DataFrame) -> pd.DataFrame:
     ``_hi`` bound it from the quartiles of the raw samples (:func:`speedup_interval`).
     """
     tf = _timing(rows, lambda r: (r["model"] == "jordan") & (r["strategy"] == "teacher_forcing"))
-    tf = tf.rename(
-        columns={
-            "strategy_label": "teacher_forcing",
-            "ms": "tf_ms",
-            "sd": "tf_sd",
-            "q1": "tf_q1",
-            "q3": "tf_q3",
-        }
-    )
+    tf = tf.rename(columns={"strategy_label": "teacher_forcing", **_side("tf", "ms", "sd")})
     tf = tf.drop(columns=["n_seeds"], errors="ignore")
     for base in SEQUENTIAL_BPTT:
         b = _timing(rows, lambda r, s=base: (r["model"] == "elman") & (r["strategy_label"] == s))
@@ -293,14 +291,7 @@ def workers(rows: pd.DataFrame) -> pd.DataFrame:
     agg = aggregate(group, keys + ["workers"], ["step_ms_median", "comm_ms_median"])
     agg = agg.merge(_quartiles_by(group, keys + ["workers"]), on=keys + ["workers"])
     one = agg[agg["workers"] == 1][keys + ["step_ms_median_mean", "step_ms_median_sd", "q1", "q3"]]
-    one = one.rename(
-        columns={
-            "step_ms_median_mean": "one_ms",
-            "step_ms_median_sd": "one_sd",
-            "q1": "one_q1",
-            "q3": "one_q3",
-        }
-    )
+    one = one.rename(columns=_side("one", "step_ms_median_mean", "step_ms_median_sd"))
     # Only configurations that were run on several workers.
     multi = agg[agg["workers"] > 1][keys].drop_duplicates()
     table = agg.merge(multi, on=keys).merge(one, on=keys, how="left")

@@ -109,6 +109,18 @@ def release(cell: Cell) -> bool:
     return found
 
 
+def _check_room(ray, n: int, bundle: dict, when: str = "") -> None:
+    """A UsageError when the cluster cannot hold ``n`` bundles (``when``: a note on
+    the cluster's state, appended to the message)."""
+    total = ray.cluster_resources()
+    for key, need in bundle.items():
+        if need * n > total.get(key, 0) + 1e-9:
+            raise UsageError(
+                f"workers: {n} workers x {need:g} {key} need {need * n:g} {key}; "
+                f"the Ray cluster has {total.get(key, 0):g}{when}"
+            )
+
+
 class Group:
     """N Worker actors in one placement group, joined by torch.distributed.
 
@@ -165,13 +177,7 @@ class Group:
         bundle = {"CPU": self.cpus}
         if cell.device == "cuda":
             bundle["GPU"] = 1
-        total = ray.cluster_resources()
-        for key, need in bundle.items():
-            if need * n > total.get(key, 0) + 1e-9:
-                raise UsageError(
-                    f"workers: {n} workers x {need:g} {key} need {need * n:g} {key}; "
-                    f"the Ray cluster has {total.get(key, 0):g}"
-                )
+        _check_room(ray, n, bundle)
         if not self.role:
             release(cell)  # a leftover of this cell's earlier, force-cancelled run
         self.pg = placement_group(
@@ -224,13 +230,7 @@ class Group:
             ready, _ = ray.wait([ref], timeout=max(0.0, min(1.0, deadline - time.monotonic())))
             if ready or time.monotonic() >= deadline:
                 return ready
-            total = ray.cluster_resources()
-            for key, need in bundle.items():
-                if need * n > total.get(key, 0) + 1e-9:
-                    raise UsageError(
-                        f"workers: {n} workers x {need:g} {key} need {need * n:g} {key}; "
-                        f"the Ray cluster has {total.get(key, 0):g} now (a node was lost)"
-                    )
+            _check_room(ray, n, bundle, " now (a node was lost)")
 
     def load(self, cell: Cell) -> None:
         """Give every rank ``cell``'s model and its shard of ``cell``'s batch.

@@ -30,7 +30,7 @@ from rnnbench.report.claims.rules import (
     timing_cells,
     truth,
 )
-from rnnbench.report.claims.speed import against, on_the_device
+from rnnbench.report.claims.speed import against, device_decision, on_the_device
 from rnnbench.report.tables import ok_rows
 from rnnbench.stats import power_fit
 
@@ -207,10 +207,10 @@ def deer_faster(rows: pd.DataFrame, r: Rules) -> Decision:
             f"{c['row']['threads']:g} cores at H = {c['row']['hidden']:g}, "
             f"τ = {c['row']['tau']:g}."
         )
-    values = [c["ci"].estimate for c, _ in decided]
-    return decision(
+    return device_decision(
         verdict,
-        max(values) if values else math.nan,
+        decided,
+        max,
         "× speedup over the fastest BPTT (largest)",
         parts,
         contended_note(rows) + skipped + more,

@@ -441,6 +441,25 @@ def fastest_base(comps: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(known, key=lambda c: c["ci"].estimate) if known else None
 
 
+def device_decision(
+    verdict: str,
+    decided: list[tuple[dict[str, Any], str]],
+    extreme: Callable[[list[float]], float],
+    unit: str,
+    parts: list[Part],
+    skipped: list[str],
+    used: list[pd.DataFrame],
+    finding: str,
+    power: float = math.nan,
+    power_text: str = "",
+) -> Decision:
+    """The :class:`Decision` of a rule judged :func:`on_the_device`: its value is the
+    ``extreme`` (``min`` or ``max``) of the decided settings' ratio estimates."""
+    values = [c["ci"].estimate for c, _ in decided]
+    value = extreme(values) if values else math.nan
+    return decision(verdict, value, unit, parts, skipped, used, finding, power, power_text)
+
+
 def on_the_device(
     comps: list[dict[str, Any]],
     r: Rules,
@@ -535,10 +554,10 @@ def tf_faster(rows: pd.DataFrame, r: Rules) -> Decision:
             f"fastest BPTT ({c['base']}) at τ = {row['tau']:g}, B = {row['batch']:g}, "
             f"H = {row['hidden']:g}."
         )
-    values = [c["ci"].estimate for c, _ in decided]
-    return decision(
+    return device_decision(
         verdict,
-        min(values) if values else math.nan,
+        decided,
+        min,
         "× speedup over the fastest BPTT (smallest)",
         parts,
         contended_note(rows) + skipped,
