@@ -83,13 +83,21 @@ def _command(command: str, argv: list[str]) -> int:
         print(f"rnnbench {command}: error: {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        hint = (
-            "; rows written so far are kept: run the same command again to resume"
-            if command == "run"
-            else ""
-        )
-        print(f"rnnbench {command}: interrupted{hint}", file=sys.stderr)
-        return 130
+        return _interrupted(command)
+    except RuntimeError as exc:  # a signal inside a class body of a lazy import (3.11
+        if not isinstance(exc.__cause__, KeyboardInterrupt):  # wraps it in __set_name__)
+            raise
+        return _interrupted(command)
+
+
+def _interrupted(command: str) -> int:
+    hint = (
+        "; rows written so far are kept: run the same command again to resume"
+        if command == "run"
+        else ""
+    )
+    print(f"rnnbench {command}: interrupted{hint}", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

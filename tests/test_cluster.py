@@ -290,6 +290,63 @@ def test_sigterm_at_any_moment_exits_130_without_a_traceback(tmp_path, after_s):
     assert "Traceback" not in log and "interrupted" in log
 
 
+SIGNAL_IN_A_CLASS_BODY = """
+import os, signal
+
+
+class Sends:
+    def __set_name__(self, owner, name):  # as scipy's cached_property is set up
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Holder:
+    x = Sends()
+
+
+def configure(parser):
+    pass
+
+
+def main(args):
+    return 0
+"""
+
+
+def test_a_signal_inside_the_commands_import_exits_130(tmp_path, monkeypatch, capsys):
+    """A signal that lands in a class body while the command's module is imported (a
+    RuntimeError from __set_name__ on Python 3.11, exit 1 with a traceback before) is
+    held until the import ends, then stops the command as Ctrl-C does."""
+    from rnnbench import cli
+
+    (tmp_path / "signalled_command.py").write_text(SIGNAL_IN_A_CLASS_BODY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.COMMANDS, "run", ("signalled_command", "a test's command"))
+    assert cli.main(["run"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_a_signal_wrapped_by_a_lazy_import_inside_the_command_exits_130(monkeypatch, capsys):
+    """The same wrapping inside the command's own work (a lazy import) is an interrupt."""
+    import types
+
+    from rnnbench import cli
+
+    def main(args):
+        try:
+            raise KeyboardInterrupt("SIGTERM")
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__") from exc
+
+    module = types.SimpleNamespace(configure=lambda parser: None, main=main)
+    monkeypatch.setitem(sys.modules, "wrapped_command", module)
+    monkeypatch.setitem(cli.COMMANDS, "run", ("wrapped_command", "a test's command"))
+    assert cli.main(["run"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    module.main = lambda args: (_ for _ in ()).throw(RuntimeError("a real bug"))
+    with pytest.raises(RuntimeError, match="a real bug"):  # other RuntimeErrors stay bugs
+        cli.main(["run"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGHUP, "twice"])
 def test_sighup_and_two_quick_sigints_consolidate_the_rows_written(tmp_path, sig):
