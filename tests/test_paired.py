@@ -397,6 +397,12 @@ def test_fair_baseline_chunks_a_time_split_to_the_workers_slice():
     assert tp.fair_baseline(mine, mine.baseline_cell()).strategy_options == ()
     elman = Cell(model="elman", strategy="bptt", tau=64, workers=2, baseline={"workers": 1})
     assert tp.fair_baseline(elman, elman.baseline_cell()) == elman.baseline_cell()
+    # DEER is split in time too but has no chunks: its baseline stays as given (a chunk
+    # option made chapter10's paired DEER cells fail: "deer.chunk: unknown option")
+    deer = Cell(model="elman", strategy="deer", tau=4096, workers=2, baseline={"workers": 1})
+    assert tp.fair_baseline(deer, deer.baseline_cell()) == deer.baseline_cell()
+    base = tp.fair_baseline(deer, deer.baseline_cell())
+    strategies.check("elman", base.strategy, dict(base.strategy_options), base.tau)  # runs
 
 
 def test_worker_groups_take_turns(ray_session):

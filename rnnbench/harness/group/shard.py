@@ -140,10 +140,12 @@ def fair_baseline(cell: Cell, base: Cell) -> Cell:
     teacher-forcing baseline with fewer workers, given no strategy options of
     its own, runs in chunks of the workers' slice (``chunk = ceil(tau / N)``):
     the same arithmetic and gradient, the same tensor sizes per piece as a worker.
+    A strategy that cannot run in chunks (the Newton solvers) keeps its baseline.
     """
     if (
         split_kind(cell) != "time"
         or split_kind(base) != "time"
+        or "chunk" not in strategies.get(base.strategy).options
         or base.workers >= cell.workers
         or "strategy_options" in dict(cell.baseline)
         or base.strategy_options
