@@ -406,21 +406,6 @@ def test_sigint_then_rerun_resumes_and_exclusive_runs_alone(tmp_path):
     assert "resume: " in second.stdout and "already stored" in second.stdout
 
 
-@pytest.mark.slow
-def test_sigterm_stops_like_ctrl_c_and_keeps_rows(tmp_path):
-    job = tmp_path / "job.yaml"
-    job.write_text(JOB)
-    out = tmp_path / "out"
-    rc, log = _stop_mid_run(_run_cmd(job, out), tmp_path / "log", out, 2, signal.SIGTERM)
-    assert rc == 130, log
-    assert "Traceback" not in log and "run the same command again to resume" in log
-    stored = store.stored_ids(out)
-    assert len(stored) >= 2
-    import pandas as pd
-
-    assert set(pd.read_parquet(out / "results.parquet")["cell_id"]) == stored  # consolidated
-
-
 CLUSTER_SCRIPT = """\
 import functools, json, os, sys, threading, time
 from pathlib import Path
