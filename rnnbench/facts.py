@@ -78,9 +78,10 @@ NOISY_IQR = 0.1
 # ±LINEAR_BAND (95% interval) and the fixed cost a is not below 0.
 LINEAR_BAND = 0.2
 # A row is contended (kept out of every time verdict) when, while it was timed, its
-# threads waited on a runqueue for more than WAIT_SHARE_MAX of their time, or a 1-thread
-# cell got less than CPU_SHARE_MIN of a CPU (where the kernel keeps no wait statistics),
-# or the node's 1-minute load average exceeded its CPUs before the cell began.
+# threads (or its baseline's) waited on a runqueue for more than WAIT_SHARE_MAX of their
+# time; where the kernel keeps no wait statistics, when a 1-thread cell got less than
+# CPU_SHARE_MIN of a CPU or the node's 1-minute load average exceeded its CPUs before the
+# cell began (results.rows.contended).
 WAIT_SHARE_MAX = 0.1
 CPU_SHARE_MIN = 0.8
 

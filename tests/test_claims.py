@@ -105,6 +105,27 @@ def test_a_contended_cell_is_kept_out_of_a_time_fit():
     assert c.verdict == HOLDS and "contended" in c.evidence
 
 
+def test_the_wait_decides_contention_where_it_was_recorded():
+    """The 1-minute load average lags: cells that ran alone right after their neighbours
+    read a load of 2.8 on 2 CPUs though their threads never waited (quick's time law was
+    left out whole that way).  Where the wait was recorded it decides; without it, the
+    load and the CPU share do."""
+    from rnnbench.results.rows import contended
+
+    alone = {"threads": 1, "cpu_share": 1.0, "wait_share": 0.001, "load_before": 2.8}
+    alone["node_cpus"] = 2
+    assert not contended(alone)
+    assert contended({**alone, "wait_share": 0.2})
+    assert contended({**alone, "baseline_wait_share": 0.3})  # the paired side waited
+    assert contended({**alone, "wait_share": None})  # no wait statistics: the load decides
+    assert contended({**alone, "wait_share": None, "load_before": 1.0, "cpu_share": 0.5})
+    assert not contended({**alone, "wait_share": None, "load_before": 1.0})
+    rows = [{**r, **alone} for r in rs.law_rows(a=1.0, b=0.01, seeds=(0, 1), noise=0.01)]
+    assert verdict(rows, "bptt_time_linear") == HOLDS
+    waited = [{**r, "wait_share": 0.2} for r in rows]
+    assert verdict(waited, "bptt_time_linear") == NM
+
+
 def test_training_cells_never_enter_a_fit():
     rows = rs.law_rows(a=1.0, b=0.01)
     rows += [

@@ -196,9 +196,12 @@ NUMERIC_KEYS = tuple(k for k, t in SCHEMA.items() if t in ("int", "float"))
 def contended(row: Row) -> bool:
     """Whether a row was timed without the machine it asked for
     (:data:`rnnbench.facts.WAIT_SHARE_MAX`, :data:`rnnbench.facts.CPU_SHARE_MIN`): its
-    threads waited for a CPU, or a 1-thread cell got less than a CPU where no wait was
-    recorded, or the node was already loaded beyond its CPUs when it began.  A row from
-    before these were recorded is not."""
+    threads (or its baseline's) waited for a CPU.  Where the kernel kept no wait
+    statistics, the proxies decide: a 1-thread cell got less than a CPU, or the node's
+    load average was beyond its CPUs when the cell began.  Where it kept them, the wait
+    decides alone: the 1-minute load average lags, and counts the sweep's own cells of
+    the last minute (an exclusive cell that never waited read as contended after its
+    neighbours' minute).  A row from before these were recorded is not."""
 
     def num(name: str) -> float:
         value = row.get(name)
@@ -206,10 +209,10 @@ def contended(row: Row) -> bool:
             return float(value)
         return math.nan
 
-    wait, share, threads = num("wait_share"), num("cpu_share"), num("threads")
-    if wait > WAIT_SHARE_MAX:
-        return True
-    if math.isnan(wait) and threads == 1 and share < CPU_SHARE_MIN:
+    waits = [w for w in (num("wait_share"), num("baseline_wait_share")) if not math.isnan(w)]
+    if waits:
+        return max(waits) > WAIT_SHARE_MAX
+    if num("threads") == 1 and num("cpu_share") < CPU_SHARE_MIN:
         return True
     return num("load_before") > num("node_cpus")
 
