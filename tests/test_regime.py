@@ -143,6 +143,28 @@ def test_the_heatmap_has_a_panel_per_thread_count_thick_crossover_lines_and_fits
     assert legend == {"bptt_compiled", "deer", "teacher_forcing"}
 
 
+def test_long_winner_names_stay_inside_their_cells():
+    """Where the methods differ in model, a winner is "model + strategy": chapter10's
+    single_output + bptt_compiled at three τ ran into its neighbours on one line."""
+    times = {
+        ("single_output", "bptt_compiled"): {(64, t): 1.0 * t for t in (64, 256, 1024, 4096)},
+        ("single_output", "checkpointed_bptt"): {(64, t): 2.0 * t for t in (64, 256, 1024, 4096)},
+        ("elman", "bptt_compiled"): {(64, t): 3.0 * t for t in (64, 256, 1024, 4096)},
+    }
+    rows = [r for batch in (1, 2, 4) for r in grid_rows((1,), times, batch=batch)]
+    fig = regime.figure(regime.table(tidy.load(pd.DataFrame(rows))))  # 3 panels across
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 3
+    for panel in panels:
+        assert any("single_output" in t.get_text() for t in panel.texts)
+        boxes = sorted((t.get_window_extent(renderer) for t in panel.texts), key=lambda b: b.x0)
+        assert len(boxes) == 4
+        assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
+
+
 def test_many_settings_wrap_at_three_panels_across():
     rows = []
     for batch in (1, 2, 4, 8):

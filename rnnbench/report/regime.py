@@ -257,5 +257,6 @@ def _panel(ax, g: pd.DataFrame, palette: dict) -> None:
 
 
 def _short(method: str) -> str:
-    """A cell label: the strategy without its options' long names."""
-    return method.replace("teacher_forcing", "TF").replace(" + ", "+")
+    """A cell label: the strategy without its options' long names, a model + strategy on
+    two lines (one line of both overran its cell into the next)."""
+    return method.replace("teacher_forcing", "TF").replace(" + ", "+\n")
