@@ -37,7 +37,9 @@ def test_linear_time_with_a_large_fixed_cost_is_linear():
     c = judged(rows)["bptt_time_linear"]
     assert c.verdict == HOLDS, c.evidence
     assert "fixed cost a = 4.9" in c.evidence or "fixed cost a = 5" in c.evidence
-    assert "compiled BPTT loop's step time is linear" in c.finding
+    assert c.finding.startswith("Over τ = 16–1024 (bptt_compiled") and c.finding.endswith(
+        ": holds."
+    )
 
 
 def test_quadratic_time_does_not_hold():
@@ -155,6 +157,9 @@ def test_a_law_left_undecided_says_how_often_the_rule_would_decide():
     rows = rs.law_rows(a=1.0, b=0.01, seeds=(0, 1), noise=0.25)
     c = judged(rows)["bptt_time_linear"]
     assert c.power_text.startswith("power: at this run's")
+    # the sentence gives the interval that left it undecided, against the band
+    assert "a τ² term explains" in c.finding and "(linear: the interval within ±0.2)" in c.finding
+    assert c.finding.endswith(f": {c.verdict}.")
     assert "decides a truly linear law in" in c.evidence
     quiet = judged(rs.law_rows(a=1.0, b=0.01, seeds=(0, 1), noise=0.01))["bptt_time_linear"]
     assert quiet.power > c.power and quiet.power > 0.8

@@ -128,7 +128,7 @@ def linear_law(
                 [], skipped + [f"no Elman {'/'.join(deciding)} timing cells with {measure}"]
             ),
         )
-    parts, context, used, shares, powers = [], [], [], [], []
+    parts, context, used, shares, powers, fits = [], [], [], [], [], []
     for key, g in t.groupby(LAW_KEYS, dropna=False, sort=True):
         row = dict(zip(LAW_KEYS, key))
         where = setting_text(row, ("strategy_label", "task_label", "batch", "hidden", "threads"))
@@ -142,6 +142,7 @@ def linear_law(
             context.append(part[1] + f" ({part[0]})")
             continue
         used.append(g)
+        fits.append((extra["fit"], where, part[0]))
         shares.append(extra["fit"].quad_share)
         if "power" in extra:
             powers.append((extra["power"], extra["noise"]))
@@ -160,8 +161,23 @@ def linear_law(
         parts,
         skipped,
         used,
+        _law_finding(fits, measure, r.linear_band),
         power=p,
         power_text=power.text(p, noise, "a truly linear law"),
+    )
+
+
+def _law_finding(fits: list[tuple[Any, str, str]], measure: str, band: float) -> str:
+    """One sentence from the setting whose τ² share is known best: its fit, its interval
+    against the band, its verdict."""
+    if not fits:
+        return ""
+    fit, where, verdict = min(fits, key=lambda f: f[0].quad_high - f[0].quad_low)
+    what = "time" if measure in TIME_MEASURES else "memory"
+    return (
+        f"Over τ = {fit.tau_min:g}–{fit.tau_max:g} ({where}) a τ² term explains "
+        f"{fit.quad_share:+.2f} [{fit.quad_low:+.2f}, {fit.quad_high:+.2f}] of the {what} at "
+        f"the largest τ (linear: the interval within ±{band:g}): {verdict}."
     )
 
 
@@ -673,14 +689,7 @@ def bptt_time(rows: pd.DataFrame, r: Rules) -> Decision:
     d = linear_law(
         rows, "step_ms_median", (*SEQUENTIAL_BPTT, NO_GRAPH_BPTT), r, deciding=(COMPILED_BPTT,)
     )
-    finding = ""
-    if d.verdict != NOT_MEASURED and np.isfinite(d.value):
-        finding = (
-            "The compiled BPTT loop's step time is "
-            + ("linear" if d.verdict == HOLDS else "not linear")
-            + f" in τ: its τ² term is {d.value:+.3f} of the time at the largest τ."
-        )
-    return Decision(d.verdict, d.value, d.unit, d.evidence, d.cells, finding, d.power, d.power_text)
+    return d
 
 
 def bptt_memory(rows: pd.DataFrame, r: Rules) -> Decision:
@@ -688,6 +697,6 @@ def bptt_memory(rows: pd.DataFrame, r: Rules) -> Decision:
     finding = (
         "Every BPTT keeps bytes for backward in exact proportion to τ."
         if d.verdict == HOLDS
-        else ""
+        else d.finding
     )
     return Decision(d.verdict, d.value, d.unit, d.evidence, d.cells, finding)
