@@ -313,6 +313,28 @@ def main(args):
 """
 
 
+def test_ray_that_cannot_start_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    """On a machine loaded beyond its CPUs Ray's node can time out starting (a bare
+    Exception from ray.init, seen in CI): one line naming it, exit 2, no traceback."""
+    from rnnbench import cli, raysession
+
+    def timed_out(**_):
+        raise Exception(
+            "The current node timed out during startup. This could happen because some of "
+            "the raylet failed to startup or the GCS has become overloaded."
+        )
+
+    monkeypatch.setattr(raysession, "start", timed_out)
+    job = tmp_path / "job.yaml"
+    job.write_text("name: one\nfixed: {model: elman, strategy: bptt, tau: 8, hidden: 8}\n")
+    code = cli.main(["run", str(job), "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [x for x in err.splitlines() if "error" in x]
+    assert len(lines) == 1 and "cannot start Ray: The current node timed out" in lines[0], err
+    assert "Traceback" not in err
+
+
 def test_a_signal_inside_the_commands_import_exits_130(tmp_path, monkeypatch, capsys):
     """A signal that lands in a class body while the command's module is imported (a
     RuntimeError from __set_name__ on Python 3.11, exit 1 with a traceback before) is

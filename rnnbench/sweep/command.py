@@ -134,10 +134,10 @@ def connect(
             dashboard=dashboard,
             system_config={"task_oom_retries": max_retries},
         )
-    except (ConnectionError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # Ray raises a bare Exception when its node times out starting
+        said = str(exc).strip()
         raise UsageError(
-            "ray.init: cannot start Ray: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+            f"ray.init: cannot start Ray: {said.splitlines()[0] if said else repr(exc)}"
         ) from None
     return True
 
