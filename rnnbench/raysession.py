@@ -170,6 +170,11 @@ def start(
     except KeyboardInterrupt:  # it came while Ray started: let go of what was started
         stop(started=True)
         raise
+    except Exception as exc:  # Ray raises a bare Exception when its node times out starting
+        said = str(exc).strip()
+        raise UsageError(
+            f"ray.init: cannot start Ray: {said.splitlines()[0] if said else repr(exc)}"
+        ) from None
 
 
 def _init_local(num_cpus, resources, dashboard, system_config) -> None:

@@ -318,13 +318,13 @@ def test_ray_that_cannot_start_is_one_line_and_exit_2(tmp_path, monkeypatch, cap
     Exception from ray.init, seen in CI): one line naming it, exit 2, no traceback."""
     from rnnbench import cli, raysession
 
-    def timed_out(**_):
+    def timed_out(*_):
         raise Exception(
             "The current node timed out during startup. This could happen because some of "
             "the raylet failed to startup or the GCS has become overloaded."
         )
 
-    monkeypatch.setattr(raysession, "start", timed_out)
+    monkeypatch.setattr(raysession, "_init_local", timed_out)  # ray.init's own failure
     job = tmp_path / "job.yaml"
     job.write_text("name: one\nfixed: {model: elman, strategy: bptt, tau: 8, hidden: 8}\n")
     code = cli.main(["run", str(job), "--out", str(tmp_path / "out"), "--no-progress"])

@@ -127,18 +127,12 @@ def connect(
             )
         raysession.join(address)
         return False
-    try:
-        raysession.start(
-            num_cpus=num_cpus,
-            resources={EXCLUSIVE: 1},
-            dashboard=dashboard,
-            system_config={"task_oom_retries": max_retries},
-        )
-    except Exception as exc:  # Ray raises a bare Exception when its node times out starting
-        said = str(exc).strip()
-        raise UsageError(
-            f"ray.init: cannot start Ray: {said.splitlines()[0] if said else repr(exc)}"
-        ) from None
+    raysession.start(  # a Ray that cannot start: a UsageError naming why
+        num_cpus=num_cpus,
+        resources={EXCLUSIVE: 1},
+        dashboard=dashboard,
+        system_config={"task_oom_retries": max_retries},
+    )
     return True
 
 

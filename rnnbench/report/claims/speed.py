@@ -49,7 +49,7 @@ from rnnbench.report.claims.rules import (
     timing_cells,
 )
 from rnnbench.report.tables import ok_rows
-from rnnbench.stats import LINEAR, NOT_LINEAR, law_verdict, overhead_fit
+from rnnbench.stats import LINEAR, NOT_LINEAR, OverheadFit, law_verdict, overhead_fit
 
 # --------------------------------------------------------------------------- O(τ) laws
 
@@ -167,7 +167,7 @@ def linear_law(
     )
 
 
-def _law_finding(fits: list[tuple[Any, str, str]], measure: str, band: float) -> str:
+def _law_finding(fits: list[tuple[OverheadFit, str, str]], measure: str, band: float) -> str:
     """One sentence from the setting whose τ² share is known best: its fit, its interval
     against the band, its verdict."""
     if not fits:
@@ -686,10 +686,9 @@ def tf_depth(rows: pd.DataFrame, r: Rules) -> Decision:
 def bptt_time(rows: pd.DataFrame, r: Rules) -> Decision:
     """O(τ) time, decided on the compiled loop (the algorithm without a framework); the
     framework loops' curvature and the no-autograd control shown beside it."""
-    d = linear_law(
+    return linear_law(
         rows, "step_ms_median", (*SEQUENTIAL_BPTT, NO_GRAPH_BPTT), r, deciding=(COMPILED_BPTT,)
     )
-    return d
 
 
 def bptt_memory(rows: pd.DataFrame, r: Rules) -> Decision:
