@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -214,6 +214,11 @@ class OverheadFit:
     tau_max: float
     y_min: float
     level: float = LEVEL
+    # 0: fitted over cells, each its own process (a, b in the cells' unit); n: fitted
+    # inside each of n processes and averaged (a, b, y_min in units of T(τ_max), the
+    # intervals over the processes: :func:`process_law`)
+    runs: int = 0
+    quad_sd: float = math.nan  # the τ² share's spread between processes (process_law)
 
 
 def _wls(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -263,6 +268,59 @@ def overhead_fit(
         float(top),
         float(v.min()),
         level,
+    )
+
+
+def process_law(
+    taus: Sequence[float], runs: Sequence[Sequence[float]], level: float = LEVEL
+) -> OverheadFit | None:
+    """T = a + b·τ + c·τ² fitted inside each process: ``runs`` holds each process's times
+    at ``taus``, taken in turns (:func:`rnnbench.harness.single.time_law`), so whatever
+    speed a process ran at multiplies all of them alike.  Each run's fit is divided by
+    its own fitted T(τ_max), which cancels that speed; the :class:`OverheadFit` holds the
+    means over runs with their t-intervals (n − 1 degrees of freedom): the τ² share, the
+    fixed cost a and the slope b in units of T(τ_max).  None with fewer than 3 distinct τ
+    or 2 runs."""
+    t = np.asarray(taus, dtype=float)
+    if len(np.unique(t)) < 3 or np.any(t <= 0):
+        return None
+    top = t.max()
+    s = t / top
+    quad_x = np.column_stack([np.ones_like(s), s, s * s])
+    line_x = quad_x[:, :2]
+    shares, fixed, slopes, marginal, lows = [], [], [], [], []
+    for run in runs:
+        v = np.asarray(run, dtype=float)
+        if v.shape != t.shape or not np.all(np.isfinite(v) & (v > 0)):
+            continue
+        w = 1.0 / v
+        (a, b, c), *_ = np.linalg.lstsq(quad_x * w[:, None], v * w, rcond=None)
+        (a1, b1), *_ = np.linalg.lstsq(line_x * w[:, None], v * w, rcond=None)
+        shares.append(c / (a + b + c))
+        marginal.append((b + 2 * c) / (a + b + c))
+        fixed.append(a1 / (a1 + b1))
+        slopes.append(b1 / (a1 + b1) / top)
+        lows.append(v.min() / (a1 + b1))
+    q, fa = mean_ci(shares, level), mean_ci(fixed, level)
+    if q is None or fa is None:
+        return None
+    return OverheadFit(
+        fa.estimate,
+        fa.low,
+        fa.high,
+        float(np.mean(slopes)),
+        q.estimate,
+        q.low,
+        q.high,
+        float(np.mean(marginal)),
+        len(shares) * len(t),
+        len(np.unique(t)),
+        float(t.min()),
+        float(top),
+        float(min(lows)),
+        level,
+        runs=len(shares),
+        quad_sd=float(np.std(shares, ddof=1)),
     )
 
 

@@ -361,6 +361,39 @@ def law_rows(
     return rows
 
 
+def process_law_rows(
+    a: float,
+    b: float,
+    k: float = 1.0,
+    taus=(256, 1024, 4096),
+    speeds=(1.0, 1.8, 1.3),
+    noise=0.02,
+    rng=None,
+    **fields,
+) -> list[dict]:
+    """Law cells: one row per process (replicate), its step time at every τ taken in
+    turns, T = (a + b·τ^k) × the process's speed × log-normal noise per τ."""
+    rng = rng or np.random.default_rng(11)
+    rows = []
+    for i, speed in enumerate(speeds):
+        ms = [(a + b * t**k) * speed * math.exp(rng.normal(0.0, noise)) for t in taus]
+        rows.append(
+            row(
+                model="elman",
+                strategy="bptt_compiled",
+                tau=max(taus),
+                law_taus=list(taus),
+                law_step_ms=ms,
+                step_ms_median=ms[-1],
+                step_ms_iqr=ms[-1] * 0.05,
+                replicate=i,
+                replicates=len(speeds),
+                **fields,
+            )
+        )
+    return rows
+
+
 def paired_rows(
     model: str,
     strategy: str,

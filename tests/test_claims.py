@@ -165,6 +165,44 @@ def test_a_law_left_undecided_says_how_often_the_rule_would_decide():
     assert quiet.power > c.power and quiet.power > 0.8
 
 
+def test_a_law_timed_in_one_process_cancels_the_process_speed():
+    """Three processes running 1.0x, 1.8x and 1.3x as fast (this VM's vCPUs differ): the
+    τ values taken in turns inside each process decide a linear law; the same times as
+    cells each in its own process leave it undecided (the speed is in their spread)."""
+    inside = rs.process_law_rows(a=1.0, b=0.0035)
+    c = judged(inside)["bptt_time_linear"]
+    assert c.verdict == HOLDS, c.evidence
+    assert "taking turns in each process" in c.evidence and "3 processes" in c.evidence
+    assert "taking turns in each of 3 processes" in c.finding
+    apart = [
+        rs.row(
+            model="elman",
+            strategy="bptt_compiled",
+            tau=t,
+            step_ms_median=ms,
+            replicate=r["replicate"],
+        )
+        for r in inside
+        for t, ms in zip(r["law_taus"], r["law_step_ms"])
+    ]
+    assert verdict(apart, "bptt_time_linear") == NM
+    # both kinds in one setting: the law cells decide, the others are shown
+    both = judged(inside + apart)["bptt_time_linear"]
+    assert both.verdict == HOLDS and "each τ in its own process" in both.evidence
+
+
+def test_a_law_in_one_process_fails_on_quadratic_time_and_needs_three_processes():
+    quad = rs.process_law_rows(a=1.0, b=0.001, k=2.0)
+    assert verdict(quad, "bptt_time_linear") == FAILS
+    two = judged(rs.process_law_rows(a=1.0, b=0.0035, speeds=(1.0, 1.8)))["bptt_time_linear"]
+    assert two.verdict == NM and "2 process(es), gate 3" in two.evidence
+    # a wide spread between processes' shares: undecided, with the rule's power beside it
+    noisy = judged(rs.process_law_rows(a=1.0, b=0.0035, noise=0.3))["bptt_time_linear"]
+    assert noisy.verdict == NM and noisy.power_text.startswith("power:")
+    short = rs.process_law_rows(a=1.0, b=0.0035, taus=(256, 512, 1024))
+    assert "τ range under 8×" in judged(short)["bptt_time_linear"].evidence
+
+
 # --------------------------------------------------------------------------- intervals
 
 

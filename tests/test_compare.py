@@ -428,7 +428,7 @@ def test_comparing_runs_does_not_import_torch():
 # --------------------------------------------------------------------------- report
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per test process: xdist may interleave modules
 def multi(tmp_path_factory):
     """The laptop and the node in one report (plots drawn), once for the module."""
     tmp = tmp_path_factory.mktemp("multi")

@@ -81,6 +81,29 @@ def test_a_backward_without_the_recurrence_is_caught(kernel, monkeypatch):
     assert min(rel_err(got[n], want[n]) for n in ("U", "W", "b")) > 1e-3
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_chains_control_does_the_chains_steps_without_waiting(kernel, batch):
+    """The control (rnnbench.harness.chain) runs the kernels over τ steps, each step's
+    input given: h^(t-1) and δ^(t+1) from the chain.  Its outputs equal the chain's (the
+    same operations on the same values); fed anything else, they differ."""
+    from rnnbench.harness import chain
+
+    cell = Cell(model="elman", strategy="bptt_compiled", tau=9, batch=batch, hidden=6)
+    a, g, W = chain.tensors(cell)
+    a, g, W = a.double(), g.double(), W.double()
+    h = kernel.forward(a, W)
+    d = kernel.backward(g, h, W)
+    prev = torch.cat([torch.zeros_like(h[:1]), h[:-1]])
+    after = torch.cat([d[1:], torch.zeros_like(d[:1])])
+    assert torch.allclose(kernel.forward_steps(a, W, prev), h, atol=1e-12)
+    assert torch.allclose(kernel.backward_steps(g, h, W, after), d, atol=1e-12)
+    assert not torch.allclose(kernel.forward_steps(a, W, prev.flip(0)), h, atol=1e-3)
+    with pytest.raises(RuntimeError, match="prev: expected the shape of a"):
+        kernel.forward_steps(a, W, prev[1:])
+    assert chain.control_runs(cell) == 1
+    assert chain.control_runs(Cell(model="elman", strategy="bptt", tau=9)) == 9
+
+
 @pytest.mark.parametrize("cls", [models.Elman, models.SingleOutput], ids=lambda c: c.__name__)
 def test_gradcheck(kernel, cls):
     torch.manual_seed(0)

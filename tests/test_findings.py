@@ -16,7 +16,7 @@ from rnnbench.report.claims import RULES
 from rnnbench.results import store
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per test process: xdist may interleave modules
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("findings") / "rep"
     return build_report(pd.DataFrame(rs.timing_rows() + rs.claims_rows()), out)

@@ -467,7 +467,8 @@ def test_harness_enters_the_cell_id_only_when_not_default():
 
     cell = Cell(model="elman", strategy="bptt", tau=8)
     config = cell.config()
-    del config["harness"], config["rho"], config["baseline"]  # added later, left out at default
+    # added later, left out at default
+    del config["harness"], config["rho"], config["baseline"], config["law_taus"]
     for key in ("replicate", "replicates", "exclusive", "precision", "max_replicates"):
         del config[key]  # how a cell is run (and replicate 0): never in the id
     blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
@@ -499,6 +500,41 @@ def test_a_replicate_is_its_own_cell_and_how_it_is_run_is_not():
         Cell(model="elman", strategy="bptt", tau=8, replicates=2, replicate=2)
     with pytest.raises(UsageError, match="precision"):
         Cell(model="elman", strategy="bptt", tau=8, precision=1.5)
+
+
+def test_a_law_cell_times_every_tau_in_its_one_process_taking_turns():
+    """``law_taus``: the training step at each τ, built in this process, timed in rounds
+    whose order turns around (A B C, C B A); the step fields are the largest τ's."""
+    cell = Cell(model="elman", strategy="bptt", tau=32, hidden=8, repeats=3, law_taus=[4, 32, 8])
+    assert (
+        cell.law_taus == (4, 8, 32)
+        and cell.cell_id != Cell(**{**cell.config(), "law_taus": []}).cell_id
+    )
+    row = single.run_cell(cell)
+    assert row["status"] == "ok", row["error"]
+    assert row["law_taus"] == [4, 8, 32] and len(row["law_step_ms"]) == 3
+    assert row["step_ms_median"] == pytest.approx(row["law_step_ms"][-1])
+    assert len(row["step_ms_samples"]) == 3 and [len(s) for s in row["law_step_samples"]] == [3] * 3
+    assert all(ms > 0 for ms in row["law_step_ms"]) and 0 <= row["wait_share"] <= 1
+    assert Cell.from_row(row) == cell
+    order: list[str] = []
+    parts = [sides.Side(lambda n=n: order.append(n), 1) for n in "ABC"]
+    sides.rounds(parts, 3, time.perf_counter, lambda what: None)
+    assert "".join(order) == "ABCCBAABC"  # one run a block: sides never warmed
+    # read within rounds: rounds at speeds 1, 1.6 and 1.1 (A half of B in each), A's
+    # block of round 3 slowed by something else: the rounds say 0.5 of B's median (1.1);
+    # the medians alone would say 0.8 / 1.1
+    a, b = [0.5, 0.8, 0.99], [1.0, 1.6, 1.1]
+    assert sides.in_rounds([a, b]) == pytest.approx([0.55, 1.1])
+    for bad, needle in (
+        ([4, 32], "3 distinct tau"),
+        ([4, 8, 16], "largest must be the cell's tau"),
+        ("4,8,32", "must be a list"),
+    ):
+        with pytest.raises(UsageError, match=needle):
+            Cell(model="elman", strategy="bptt", tau=32, law_taus=bad)
+    with pytest.raises(UsageError, match="law_taus: a law cell is one process"):
+        Cell(model="elman", strategy="bptt", tau=32, law_taus=[4, 8, 32], baseline={"threads": 2})
 
 
 def test_timing_samples_are_per_run_means_of_blocks_on_the_cells_clock(monkeypatch):
@@ -570,3 +606,17 @@ def test_python_m_rnnbench_bench_is_quiet_on_stderr():
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["peak_method"] == "cpu_profiler_memory_events"
     assert "profiler_st" not in out.stderr and "USDT" not in out.stderr, out.stderr
+
+
+def test_contention_is_read_from_the_threads_that_did_the_work():
+    """A thread that ran 100 ms and waited 2 ms beside one (Ray's heartbeat, say) that ran
+    0.5 ms and waited 20 ms: the block was crowded out 2%, not 18%."""
+    from rnnbench.harness import procstat
+
+    before = {1: (0, 0), 2: (0, 0)}
+    after = {1: (100_000_000, 2_000_000), 2: (500_000, 20_000_000), 3: (10, 5_000_000)}
+    on, wait = procstat.working_threads(before, after, 102_000_000)
+    assert (on, wait) == (100_000_000, 2_000_000)
+    assert procstat.wait_share(on, wait) < 0.02
+    both = procstat.working_threads(before, after, 5_000_000)  # a 5 ms block: both worked
+    assert both == (100_500_000, 22_000_000)

@@ -26,7 +26,7 @@ MAX_WIDTH_IN = 13.5  # inches: three panels of 4.5 in; 1485 px at 110 dpi, shown
 SLACK = 1.0  # pixels
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per test process: xdist may interleave modules
 def busy():
     return build_report(pd.DataFrame(rs.busy_rows())).figures  # every figure, as the report
 

@@ -120,19 +120,21 @@ def test_resume_runs_only_the_missing_replicates(ray_session, tmp_path):
 def test_a_cell_that_must_run_alone_has_no_neighbour(ray_session, tmp_path):
     """Four sleeping cells on 2 CPUs: the shared ones run two at a time (they wait for
     each other), the exclusive one with nobody beside it (every other cell takes a
-    sliver of its node's unit)."""
+    sliver of its node's unit), and not first though listed first: a sweep's first
+    moments are Ray's start-up."""
     shared = [Cell(**BASE, seed=s) for s in range(3)]
     alone = Cell(**BASE, seed=7, exclusive=True)
     log = tmp_path / "log"
     log.mkdir()
     driver.run_sweep(
-        [*shared, alone], tmp_path / "out", runner=_bind(meeting_runner, log), progress=False
+        [alone, *shared], tmp_path / "out", runner=_bind(meeting_runner, log), progress=False
     )
     rows = {r["seed"]: r for r in store.read_rows(tmp_path / "out")}
     assert rows[7]["neighbours"] == 0
     spans = {seed: (start, end) for seed, _, _, start, end in read_log(log)}
     s7, e7 = spans[7]
     assert all(end <= s7 or start >= e7 for seed, (start, end) in spans.items() if seed != 7)
+    assert s7 > min(spans[s][0] for s in range(3)), spans
     # the check sees overlap: shared cells whose runs overlapped count each other (the
     # registry's window holds the run; its counting alone: test_sweep)
     overlapped = {

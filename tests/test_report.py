@@ -25,7 +25,7 @@ pytestmark = pytest.mark.xdist_group("report")
 ENV_MARK = rs.ENV["cpu_model"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per test process: xdist may interleave modules
 def built(tmp_path_factory):
     """The full synthetic sweep, reported once (plots included) for the whole module."""
     return build_report(rs.frame(), tmp_path_factory.mktemp("report") / "out")

@@ -24,7 +24,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per test process: xdist may interleave modules
 def index(tmp_path_factory):
     out = tmp_path_factory.mktemp("browser") / "report"
     frame = pd.DataFrame(rs.busy_rows() + rs.claims_rows())

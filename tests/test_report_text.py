@@ -40,7 +40,7 @@ def hostile_rows() -> list[dict]:
     return rows + failed
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per test process: xdist may interleave modules
 def report_dir(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("text")
     for res in ("res", "res2"):

@@ -9,8 +9,9 @@ Adam).  So a sequential-BPTT cell also times its chain alone:
 
 as its strategy runs it (the compiled loop's kernels; the framework loop with its
 autograd graph), from a fixed a and g; and, as the control, one step's operations (one
-forward step and one backward step, the same products and element-wise maps) timed on
-their own, repeated: what P cores give each step of the chain.  On P cores against one
+forward step and one backward step, the same products and element-wise maps, by the same
+code: the compiled loop's kernels over one step) timed on their own, repeated: what P
+cores give each step of the chain.  On P cores against one
 (a baseline ``{threads: 1}``), both are timed in pairs: the chain can gain no more than
 its steps do unless something cut the chain itself.
 """
@@ -89,8 +90,24 @@ def chain_run(
     return framework
 
 
-def op_run(a: torch.Tensor, g: torch.Tensor, W: torch.Tensor) -> Callable[[], object]:
-    """One step's operations of the chain, forward and backward, on their own."""
+def op_run(cell: Cell, a: torch.Tensor, g: torch.Tensor, W: torch.Tensor) -> Callable[[], object]:
+    """One step's operations of the chain, forward and backward, on their own, run by the
+    code the chain runs: for the compiled loop its own kernels over the τ steps with
+    each step's input given (the chain's own h^(t-1) and δ^(t+1), computed once), so no
+    step waits for the one before and only the dependency differs from the chain; for a
+    Python loop one step's operations, one call each, as each step of its loop makes."""
+    if cell.strategy == COMPILED_BPTT:
+        ops = compiled.load()
+        h = ops.forward(a, W)
+        d = ops.backward(g, h, W)
+        prev = torch.cat([torch.zeros_like(h[:1]), h[:-1]])
+        after = torch.cat([d[1:], torch.zeros_like(d[:1])])
+
+        def steps() -> object:
+            ops.forward_steps(a, W, prev)
+            return ops.backward_steps(g, h, W, after)
+
+        return steps
     a0, g0, h0 = a[0].clone(), g[0].clone(), torch.tanh(a[0])
     w_t = W.t().contiguous()
 
@@ -101,7 +118,12 @@ def op_run(a: torch.Tensor, g: torch.Tensor, W: torch.Tensor) -> Callable[[], ob
     return step
 
 
+def control_runs(cell: Cell) -> int:
+    """How many runs of the control make the chain's τ steps (1 where it runs them all)."""
+    return 1 if cell.strategy == COMPILED_BPTT else cell.tau
+
+
 def sides(cell: Cell, threads: int) -> tuple[Side, Side]:
     """(the chain, the control) as sides on ``threads`` threads."""
     a, g, W = tensors(cell)
-    return Side(chain_run(cell, a, g, W), threads), Side(op_run(a, g, W), threads)
+    return Side(chain_run(cell, a, g, W), threads), Side(op_run(cell, a, g, W), threads)

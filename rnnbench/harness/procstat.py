@@ -113,12 +113,12 @@ def cpu_share(cpu_s: float, wall_s: float, threads: int) -> float:
     return cpu_s / (wall_s * threads) if wall_s > 0 and threads > 0 else math.nan
 
 
-def schedstat() -> tuple[int, int] | None:
-    """(on-CPU ns, runqueue-wait ns) summed over this process's threads so far, from
+def schedstat() -> dict[int, tuple[int, int]] | None:
+    """{thread id: (on-CPU ns, runqueue-wait ns)} of this process's threads so far, from
     ``/proc/self/task/*/schedstat`` (None where the kernel keeps no such statistics).
     Waiting on a runqueue is time a thread was ready to run and no CPU took it: the direct
     measure of being crowded out, whatever the thread count."""
-    on = wait = 0
+    out: dict[int, tuple[int, int]] = {}
     try:
         tids = os.listdir("/proc/self/task")
     except OSError:
@@ -130,8 +130,26 @@ def schedstat() -> tuple[int, int] | None:
         except OSError:
             continue  # a thread that ended
         if len(fields) >= 2:
-            on += int(fields[0])
-            wait += int(fields[1])
+            out[int(tid)] = (int(fields[0]), int(fields[1]))
+    return out
+
+
+BUSY = 0.05  # a thread on a CPU this share of a timed block's wall time was doing its work
+
+
+def working_threads(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], wall_ns: int
+) -> tuple[int, int]:
+    """(on-CPU ns, runqueue-wait ns) over a timed block of the threads that did its work:
+    those on a CPU at least :data:`BUSY` of ``wall_ns``.  A process's other threads (Ray's
+    event loops and heartbeats, an idle pool) wake briefly and, pinned beside a busy
+    thread, wait for it: their wait says nothing about the timed work being crowded out."""
+    on = wait = 0
+    for tid, (on1, wait1) in after.items():
+        on0, wait0 = before.get(tid, (0, 0))
+        if on1 - on0 >= BUSY * wall_ns:
+            on += on1 - on0
+            wait += wait1 - wait0
     return on, wait
 
 

@@ -41,7 +41,7 @@ def base_row(cell) -> dict:
         depth=cell.depth,
         **provenance(cell.device),
     )
-    row.update({k: [] for k in LIST_KEYS})
+    row.update({k: [] for k in LIST_KEYS if k not in cfg})
     row.update({k: float("nan") for k in FLOAT_KEYS if k not in cfg and k != "chance_acc"})
     return row
 

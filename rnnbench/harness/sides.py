@@ -50,8 +50,8 @@ class Side:
     runs: int = 0
     cpu_s: float = 0.0
     wall_s: float = 0.0
-    on_ns: int = 0  # threads' on-CPU time while timed (procstat.schedstat)
-    wait_ns: int = 0  # threads' runqueue wait while timed
+    on_ns: int = 0  # working threads' on-CPU time while timed (procstat.working_threads)
+    wait_ns: int = 0  # working threads' runqueue wait while timed
 
     def warm(self, clock: Callable[[], float]) -> None:
         """``WARMUP`` untimed runs; the last sizes the blocks (:func:`block_size`)."""
@@ -67,15 +67,17 @@ class Side:
         per run."""
         torch.set_num_threads(self.threads)
         s0 = procstat.schedstat()
-        f0, c0, w0 = procstat.minor_faults(), time.process_time(), time.perf_counter()
+        f0, c0, w0 = procstat.minor_faults(), time.process_time(), time.perf_counter_ns()
         seconds = timeit.Timer(self.run, timer=clock).timeit(self.number) / self.number
+        wall_ns = time.perf_counter_ns() - w0
         self.cpu_s += time.process_time() - c0
-        self.wall_s += time.perf_counter() - w0
+        self.wall_s += wall_ns / 1e9
         self.faults += procstat.minor_faults() - f0
         s1 = procstat.schedstat()
         if s0 is not None and s1 is not None:
-            self.on_ns += s1[0] - s0[0]
-            self.wait_ns += s1[1] - s0[1]
+            on, wait = procstat.working_threads(s0, s1, wall_ns)
+            self.on_ns += on
+            self.wait_ns += wait
         self.runs += self.number
         return seconds
 
@@ -108,6 +110,33 @@ def alone(
         samples.append(side.block(clock))
         check("timing")
     return samples
+
+
+def rounds(
+    sides: list[Side], repeats: int, clock: Callable[[], float], check: Callable[[str], None]
+) -> list[list[float]]:
+    """``repeats`` rounds of one block of every side, the order reversed each round
+    (A B C, C B A, ...) so no side always follows another; every block of a round on the
+    same CPUs, the CPUs moved between rounds.  Each side's seconds per run, per round."""
+    samples: list[list[float]] = [[] for _ in sides]
+    with paired.Affinity() as affinity:
+        for k in range(repeats):
+            if affinity.allowed:
+                affinity.pin(paired.cpu_window(affinity.allowed, sides[0].threads, k))
+            order = range(len(sides)) if k % 2 == 0 else reversed(range(len(sides)))
+            for i in order:
+                samples[i].append(sides[i].block(clock))
+            check("timing (rounds)")
+    return samples
+
+
+def in_rounds(samples: list[list[float]]) -> list[float]:
+    """Each side's time from :func:`rounds`' samples, read within rounds: its time over
+    the last side's in the same round, the median over rounds, times the last side's
+    median.  Whatever speed a round ran at (its CPU, a neighbour) divides out."""
+    top = samples[-1]
+    scale = paired.quartiles(top)[1]
+    return [paired.quartiles([t / m for t, m in zip(times, top)])[1] * scale for times in samples]
 
 
 @dataclass

@@ -28,6 +28,7 @@ row whose status :func:`rnnbench.results.rows.status_of` decides.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -162,7 +163,10 @@ def _measure(cell: Cell, row: dict, deadline: float) -> None:
     unchecked = _loss_fn(cell, model, x, y, checked=False)
     row.update(_time(cell, model, unchecked, deadline))
     model.zero_grad(set_to_none=True)
-    row.update(time_step(cell, training_step(cell, model, unchecked), deadline))
+    if cell.law_taus:
+        row.update(time_law(cell, deadline))
+    else:
+        row.update(time_step(cell, training_step(cell, model, unchecked), deadline))
     row.update(time_chain(cell, deadline))
 
     # 4. loss
@@ -320,6 +324,44 @@ def time_step(
     return _no_apart(out)
 
 
+def time_law(cell: Cell, deadline: float, clock: Callable[[], float] | None = None) -> dict:
+    """A law cell's row fields: the training step at every τ of ``law_taus``, built in
+    this process and timed in ``repeats`` rounds of one block each
+    (:func:`rnnbench.harness.sides.rounds`: a round's blocks on the same CPUs, close in
+    time), so whatever speed this process and its CPU of the round ran at is common to
+    every τ of the round.  ``law_step_ms`` of each τ is its time relative to the largest
+    τ's in the same round, the median over rounds, times the largest τ's median
+    (:func:`rnnbench.harness.sides.in_rounds`: rounds on a faster and a slower vCPU leave
+    the ratios alone, where the medians of mixed rounds land anywhere between the two
+    speeds); ``law_step_samples`` keeps every block
+    (ms).  The step's own fields are those of the cell's τ (the largest); the CPU and wait
+    shares are those of every block."""
+    clock = clock or training.clock(cell.device)
+
+    def check(what: str) -> None:
+        _check_time(deadline, f"{what} (law)")
+
+    laws = [_build_side(dataclasses.replace(cell, tau=t, law_taus=())) for t in cell.law_taus]
+    for side in laws:
+        side.warm(clock)
+        check("warm-up")
+    samples = sides.rounds(laws, cell.repeats, clock, check)
+    top = samples[-1]
+    mine = laws[cell.law_taus.index(cell.tau)]
+    cpu_s, wall_s = sum(s.cpu_s for s in laws), sum(s.wall_s for s in laws)
+    on_ns, wait_ns = sum(s.on_ns for s in laws), sum(s.wait_ns for s in laws)
+    return _no_apart(
+        {
+            **training.time_fields(training.measurement(top, cell, "step")),
+            "law_step_ms": [t * 1e3 for t in sides.in_rounds(samples)],
+            "law_step_samples": [[t * 1e3 for t in times] for times in samples],
+            "minor_faults_per_step": mine.faults_per_step,
+            "cpu_share": procstat.cpu_share(cpu_s, wall_s, cell.n_threads),
+            "wait_share": procstat.wait_share(on_ns, wait_ns),
+        }
+    )
+
+
 def time_chain(cell: Cell, deadline: float, clock: Callable[[], float] | None = None) -> dict:
     """The sequential chain's row fields (:mod:`rnnbench.harness.chain`): the chain's time
     and its control's (one step's operations, times tau); against a baseline that changes
@@ -351,7 +393,7 @@ def time_chain(cell: Cell, deadline: float, clock: Callable[[], float] | None = 
         **out,
         "chain_ms_median": chain_med,
         "chain_ms_iqr": chain_q3 - chain_q1,
-        "chain_op_ms_median": paired.quartiles(times[1])[1] * 1e3 * cell.tau,
+        "chain_op_ms_median": paired.quartiles(times[1])[1] * 1e3 * chain.control_runs(cell),
     }
 
 

@@ -86,7 +86,9 @@ class Cell:
     threads (a count or ``"all"``), baseline (the same cell with some fields
     changed, timed beside it: :mod:`rnnbench.harness.paired`), device, workers,
     train_steps, lr, repeats, dtype, harness, rho
-    (spectral radius W is rescaled to at init; None: the default init).
+    (spectral radius W is rescaled to at init; None: the default init), law_taus (the
+    τ values whose training steps this one process times taking turns, for the O(τ)
+    law: :func:`rnnbench.harness.single.time_law`; ``tau`` is the largest).
 
     How a cell is measured, beside what it computes: ``replicate`` (this cell is
     replicate i of ``replicates``, each measured in a fresh process: the repetition an
@@ -114,6 +116,7 @@ class Cell:
     harness: str = "auto"
     rho: float | None = None
     baseline: tuple | dict = ()  # field overrides, frozen like the options
+    law_taus: tuple | list = ()  # sorted distinct τ, the cell's tau the largest
     replicate: int = 0
     replicates: int = 1
     exclusive: bool = False
@@ -136,6 +139,8 @@ class Cell:
             object.__setattr__(self, name, () if frozen is None else frozen)
         frozen = check(_overrides, self.baseline)
         object.__setattr__(self, "baseline", () if frozen is None else frozen)
+        taus = check(self._law, self.law_taus)
+        object.__setattr__(self, "law_taus", () if taus is None else taus)
         check(self._check_model_strategy)
         check(self._check_task)
         check(check_rho, self.model, self.rho)
@@ -197,6 +202,26 @@ class Cell:
         strategies.check(
             self.model, self.strategy, dict(self.strategy_options), self.tau if tau_ok else None
         )
+
+    def _law(self, taus: Any) -> tuple[int, ...]:
+        """``law_taus`` as a sorted tuple: at least 3 distinct positive τ, the cell's
+        ``tau`` the largest, one process (no workers) and no baseline."""
+        if taus is None or (isinstance(taus, (list, tuple)) and not taus):
+            return ()
+        if not isinstance(taus, (list, tuple)):
+            raise UsageError(f"law_taus: must be a list of tau values, got {short(taus)}")
+        for t in taus:
+            check_int("law_taus", t, 1, INT64_MAX)
+        out = tuple(sorted(set(taus)))
+        if len(out) < 3:
+            raise UsageError(f"law_taus: a law needs 3 distinct tau at least, got {short(taus)}")
+        if out[-1] != self.tau:
+            raise UsageError(
+                f"law_taus: the largest must be the cell's tau ({self.tau}), got {out[-1]}"
+            )
+        if self.baseline or self.grouped:
+            raise UsageError("law_taus: a law cell is one process with no baseline")
+        return out
 
     def _check_task(self) -> None:
         task = tasks.make(self.task, **dict(self.task_options))
@@ -281,6 +306,7 @@ class Cell:
         d["strategy_options"] = dict(self.strategy_options)
         d["task_options"] = dict(self.task_options)
         d["baseline"] = self.baseline_config()
+        d["law_taus"] = list(self.law_taus)
         return d
 
     def baseline_config(self) -> dict:
@@ -291,7 +317,7 @@ class Cell:
     def cell_id(self) -> str:
         """Stable id: the first 16 hex digits of SHA-256 over the sorted config.
 
-        ``harness``, ``rho``, ``baseline`` and ``replicate`` enter the hash only when
+        ``harness``, ``rho``, ``baseline``, ``law_taus`` and ``replicate`` enter the hash only when
         they are not the default, so ids of cells stored before the fields existed do not
         change; how a cell is run (:data:`NOT_IN_ID`) never enters it, so asking for more
         replicates or another precision keeps the stored rows.  Computed once per cell
@@ -308,6 +334,8 @@ class Cell:
             del config["harness"]
         if config["rho"] is None:
             del config["rho"]
+        if not config["law_taus"]:
+            del config["law_taus"]
         blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

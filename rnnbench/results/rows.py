@@ -46,6 +46,8 @@ SCHEMA: dict[str, str] = {
     "lr": "float",
     "repeats": "int",
     "rho": "float",
+    # a law cell's τ values, timed in its one process taking turns (tau is the largest)
+    "law_taus": "list[int]",
     # how the cell was measured: replicate i of replicates (each a fresh process), run
     # alone on its node, the relative half-width aimed at and the replicates allowed
     "replicate": "int",
@@ -64,6 +66,12 @@ SCHEMA: dict[str, str] = {
     "step_ms_samples": "list[float]",
     "fwd_ms_median": "float",
     "bwd_ms_median": "float",
+    # a law cell: the training step (ms) at each of law_taus, in this one process, the tau
+    # values taking turns block by block: each tau's time over the largest tau's in the
+    # same round, the median over rounds, times the largest tau's median (so the speed of
+    # the process and of each round's CPU cancels); and every block (ms), per tau
+    "law_step_ms": "list[float]",
+    "law_step_samples": "list[list[float]]",
     # the sequential chain alone (exact sequential BPTT): the recurrence h = tanh(a + W h)
     # and its backward delta-recurrence, one step after another, without the time-batched
     # products around them (ms per forward + backward of the chain); the control: the same

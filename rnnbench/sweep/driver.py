@@ -433,7 +433,12 @@ class Sweep:
             dynamic_ncols=True,
         )
         bad = infeasible(self.todo, self.opt.exclusive)
-        self.queue.extend(c for c in self.todo if c.cell_id not in bad)
+        # cells that must run alone queue after the shared ones (stable): the first cells of
+        # a sweep start beside Ray's own start-up, its workers still importing - the worst
+        # moment to time a cell alone
+        self.queue.extend(
+            sorted((c for c in self.todo if c.cell_id not in bad), key=lambda c: c.exclusive)
+        )
         limit = self.in_flight()
         next_check = 0.0
         unwritten = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from rnnbench.facts import BEST_CHOICES, scan_depth
 from rnnbench.job.cell import Cell
 
@@ -15,7 +17,8 @@ def estimate_seconds(cell: Cell) -> float:
     free-running evaluation step through time) plus the FLOPs.  The per-cell and
     per-step constants are a least-squares fit to ``jobs/quick.yaml`` rows on a
     2-core CPU; the FLOP rate (10 GFLOP/s per thread) is assumed, not fitted.
-    A baseline adds its warm-up and its blocks.  A guide, not a promise.
+    A baseline adds its warm-up and its blocks, a law cell those of every τ.  A guide,
+    not a promise.
     """
     flops_s, step_s = step_seconds(cell)
     timed = (cell.repeats * 3 + 6) * step_s
@@ -24,6 +27,10 @@ def estimate_seconds(cell: Cell) -> float:
     if base is not None:  # the baseline's warm-up and blocks; best_bptt warms every candidate
         best = dict(cell.baseline).get("strategy") in BEST_CHOICES
         timed += (cell.repeats + 2 + (3 * (3 + 2) if best else 0)) * step_seconds(base)[1]
+    for tau in cell.law_taus:  # a law cell: every τ's warm-up and blocks beside its own
+        timed += (cell.repeats + 2) * step_seconds(dataclasses.replace(cell, tau=tau, law_taus=()))[
+            1
+        ]
     return 1.2 + timed + train
 
 

@@ -98,25 +98,32 @@ void check(const at::Tensor& t, const char* name, int64_t dim) {
 
 }  // namespace
 
-// h (tau, B, H) from a (tau, B, H) = b + U x^(t), and W (H, H).
-at::Tensor forward(const at::Tensor& a, const at::Tensor& W) {
+// h (tau, B, H) from a (tau, B, H) = b + U x^(t), and W (H, H).  With ``prev``
+// (tau, B, H) given, step t reads prev[t] in place of h^(t-1), every step t included:
+// the same operations, one step after another, none waiting for the one before (the
+// chain's control, rnnbench.harness.chain).
+at::Tensor forward_from(const at::Tensor& a, const at::Tensor& W, const at::Tensor* prev) {
   check(a, "a", 3);
   check(W, "W", 2);
   const int64_t tau = a.size(0), B = a.size(1), H = a.size(2);
   TORCH_CHECK(W.size(0) == H && W.size(1) == H, "W: expected (", H, ", ", H, ")");
+  if (prev) TORCH_CHECK(prev->sizes() == a.sizes(), "prev: expected the shape of a");
   at::Tensor h = a.contiguous().clone();
   at::Tensor w = W.contiguous();
+  at::Tensor pc = prev ? prev->contiguous() : h;
   const int64_t n = B * H;
   AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "elman_forward", [&] {
     scalar_t* hp = h.data_ptr<scalar_t>();
+    const scalar_t* pp = prev ? pc.const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     for (int64_t t = 0; t < tau; ++t) {
       scalar_t* ht = hp + t * n;
-      if (t > 0) {  // a^(t) += W h^(t-1): row-major h @ W^T
-        if (have_blas()) gemm(true, B, H, wp, ht - n, ht);
+      if (pp || t > 0) {  // a^(t) += W h^(t-1): row-major h @ W^T
+        const scalar_t* before = pp ? pp + t * n : ht - n;
+        if (have_blas()) gemm(true, B, H, wp, before, ht);
         else {
           at::Tensor out = h.select(0, t);
-          at::addmm_out(out, out, h.select(0, t - 1), w.t());
+          at::addmm_out(out, out, prev ? pc.select(0, t) : h.select(0, t - 1), w.t());
         }
       }
       tanh_inplace(ht, n);
@@ -125,29 +132,41 @@ at::Tensor forward(const at::Tensor& a, const at::Tensor& W) {
   return h;
 }
 
+at::Tensor forward(const at::Tensor& a, const at::Tensor& W) { return forward_from(a, W, nullptr); }
+
+at::Tensor forward_steps(const at::Tensor& a, const at::Tensor& W, const at::Tensor& prev) {
+  return forward_from(a, W, &prev);
+}
+
 // delta (tau, B, H) = dL/da^(t) from g (tau, B, H) = dL/dh^(t) through the outputs,
-// h (tau, B, H) and W.
-at::Tensor backward(const at::Tensor& g, const at::Tensor& h, const at::Tensor& W) {
+// h (tau, B, H) and W.  With ``next`` given, step t reads next[t] in place of
+// delta^(t+1), every step t included (the chain's control, as forward_steps).
+at::Tensor backward_from(const at::Tensor& g, const at::Tensor& h, const at::Tensor& W,
+                         const at::Tensor* next) {
   check(g, "g", 3);
   check(h, "h", 3);
   check(W, "W", 2);
   TORCH_CHECK(g.sizes() == h.sizes(), "g: expected the shape of h");
+  if (next) TORCH_CHECK(next->sizes() == h.sizes(), "next: expected the shape of h");
   const int64_t tau = h.size(0), B = h.size(1), H = h.size(2);
   at::Tensor d = g.contiguous().clone();
   at::Tensor hc = h.contiguous();
   at::Tensor w = W.contiguous();
+  at::Tensor nc = next ? next->contiguous() : d;
   const int64_t n = B * H;
   AT_DISPATCH_FLOATING_TYPES(d.scalar_type(), "elman_backward", [&] {
     scalar_t* dp = d.data_ptr<scalar_t>();
+    const scalar_t* np_ = next ? nc.const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* hp = hc.const_data_ptr<scalar_t>();
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     for (int64_t t = tau - 1; t >= 0; --t) {
       scalar_t* dt = dp + t * n;
-      if (t < tau - 1) {  // dL/dh^(t) += W^T delta^(t+1): row-major delta @ W
-        if (have_blas()) gemm(false, B, H, wp, dt + n, dt);
+      if (np_ || t < tau - 1) {  // dL/dh^(t) += W^T delta^(t+1): row-major delta @ W
+        const scalar_t* after = np_ ? np_ + t * n : dt + n;
+        if (have_blas()) gemm(false, B, H, wp, after, dt);
         else {
           at::Tensor out = d.select(0, t);
-          at::addmm_out(out, out, d.select(0, t + 1), w);
+          at::addmm_out(out, out, next ? nc.select(0, t) : d.select(0, t + 1), w);
         }
       }
       const scalar_t* ht = hp + t * n;
@@ -157,15 +176,28 @@ at::Tensor backward(const at::Tensor& g, const at::Tensor& h, const at::Tensor& 
   return d;
 }
 
+at::Tensor backward(const at::Tensor& g, const at::Tensor& h, const at::Tensor& W) {
+  return backward_from(g, h, W, nullptr);
+}
+
+at::Tensor backward_steps(const at::Tensor& g, const at::Tensor& h, const at::Tensor& W,
+                          const at::Tensor& next) {
+  return backward_from(g, h, W, &next);
+}
+
 bool fast() { return have_blas() && have_sleef(); }
 
 TORCH_LIBRARY(rnnbench_elman, m) {
   m.def("forward(Tensor a, Tensor W) -> Tensor");
   m.def("backward(Tensor g, Tensor h, Tensor W) -> Tensor");
+  m.def("forward_steps(Tensor a, Tensor W, Tensor prev) -> Tensor");
+  m.def("backward_steps(Tensor g, Tensor h, Tensor W, Tensor next) -> Tensor");
   m.def("fast() -> bool", &fast);
 }
 
 TORCH_LIBRARY_IMPL(rnnbench_elman, CPU, m) {
   m.impl("forward", &forward);
   m.impl("backward", &backward);
+  m.impl("forward_steps", &forward_steps);
+  m.impl("backward_steps", &backward_steps);
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -76,6 +77,26 @@ class Strategy:
     prepare: Callable[[str], None] | None = None
 
 
+def _jordan(
+    name: str,
+    names: tuple[str, ...],
+    check: Callable[[dict, int | None], None],
+    saved_bytes: Callable[..., int],
+    **differs: Any,
+) -> Strategy:
+    """A Jordan strategy: ``rnnbench.core.jordan.<name>``, for the Jordan model only, with
+    its option names and their check, its saved bytes, and where else it differs."""
+    return Strategy(
+        name=name,
+        fn=getattr(jordan, name),
+        models=("jordan",),
+        options=names,
+        check=check,
+        saved_bytes=saved_bytes,
+        **differs,
+    )
+
+
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
@@ -119,32 +140,21 @@ STRATEGIES: dict[str, Strategy] = {
             check=options.check_checkpointed,
             saved_bytes=saved.saved_checkpointed,
         ),
-        Strategy(
-            name="teacher_forcing",
-            fn=jordan.teacher_forcing,
-            models=("jordan",),
+        _jordan(
+            "teacher_forcing",
+            ("chunk", "w_zero", "impl"),
+            options.check_teacher,
+            saved.saved_teacher,
             depth=_one,
-            options=("chunk", "w_zero", "impl"),
-            check=options.check_teacher,
             split="time",
             grad_in_forward=lambda o: o.get("chunk") is not None,
-            saved_bytes=saved.saved_teacher,
         ),
-        Strategy(
-            name="free_running",
-            fn=jordan.free_running,
-            models=("jordan",),
-            options=("feedback", "seed"),
-            check=options.check_feedback,
-            saved_bytes=saved.saved_jordan,
-        ),
-        Strategy(
-            name="scheduled_sampling",
-            fn=jordan.scheduled_sampling,
-            models=("jordan",),
-            options=("schedule", "step", "k", "c", "eps_min", "feedback", "seed"),
-            check=options.check_scheduled,
-            saved_bytes=saved.saved_scheduled,
+        _jordan("free_running", ("feedback", "seed"), options.check_feedback, saved.saved_jordan),
+        _jordan(
+            "scheduled_sampling",
+            ("schedule", "step", "k", "c", "eps_min", "feedback", "seed"),
+            options.check_scheduled,
+            saved.saved_scheduled,
         ),
         Strategy(
             name="scan_bptt",

@@ -73,9 +73,17 @@ BPTT_TIME = Rule(
         "step time of Elman BPTT",
         f"the compiled loop ({COMPILED_BPTT}), the "
         "algorithm without a framework's per-step cost; the framework loops "
-        "and the loop without an autograd graph are shown, not deciding",
+        "and the loop without an autograd graph are shown, not deciding. Where a setting "
+        "has law cells (law_taus: its τ values taking turns in one process) the fit is "
+        "made inside each process, scaled by its own T(τ_max) so the process's speed "
+        "cancels, and the CI of the τ² share (and of a) is taken over the processes; "
+        "cells timed one τ per process are then shown beside it, not deciding",
     ).replace("{band}", f"{r.linear_band}"),
-    _law_gate,
+    lambda r: (
+        _law_gate(r)
+        + f"; law cells: ≥ {r.min_replicates} processes of the same τ values, spanning "
+        f"≥ {r.min_tau_ratio:g}×"
+    ),
     speed.bptt_time,
 )
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from rnnbench.facts import FAILS, HOLDS, NEWTON_SOLVERS, NOT_MEASURED, SEQUENTIAL_BPTT, scan_depth
+from rnnbench.report.claims import rules
 from rnnbench.report.claims.rules import (
     Decision,
     Part,
@@ -19,9 +20,7 @@ from rnnbench.report.claims.rules import (
     above_verdict,
     ci_text,
     column,
-    contended_note,
     decision,
-    every_setting,
     evidence_text,
     law_gate,
     numeric,
@@ -119,7 +118,7 @@ def solver_depth(solver: str) -> Callable[[pd.DataFrame, Rules], Decision]:
         parts, skipped, used, ks = depth_parts(rows, solver, r)
         if not parts and not skipped:
             return Decision(NOT_MEASURED, evidence=f"no Elman {solver} rows with iterations")
-        verdict = every_setting(parts)
+        verdict = rules.every_setting(parts)
         finding = ""
         if parts:
             finding = (
@@ -213,7 +212,7 @@ def deer_faster(rows: pd.DataFrame, r: Rules) -> Decision:
         max,
         "× speedup over the fastest BPTT (largest)",
         parts,
-        contended_note(rows) + skipped + more,
+        rules.contended_note(rows) + skipped + more,
         used,
         finding,
     )

@@ -50,6 +50,20 @@ def law_power(taus: Sequence[float], a: float, b: float, noise: float, band: flo
     return decided / DRAWS
 
 
+def process_law_power(n: int, noise: float, band: float) -> float:
+    """The share of simulated sets of ``n`` processes, each measuring a truly linear law
+    (τ² share 0) with normal noise of sd ``noise`` on its share, whose t-interval of the
+    mean share lies within ±``band``: how often :func:`rnnbench.stats.process_law`'s
+    verdict says linear."""
+    if n < 2 or not (np.isfinite(noise) and noise > 0):
+        return math.nan
+    rng = np.random.default_rng(SEED)
+    shares = rng.normal(0.0, noise, (DRAWS, n))
+    mean, sd = shares.mean(axis=1), shares.std(axis=1, ddof=1)
+    half = t_quantile(0.5 + LEVEL / 2, n - 1) * sd / math.sqrt(n)
+    return float(np.mean(np.abs(mean) + half <= band))
+
+
 def ratio_power(
     n: int, estimate: float, noise: float, decide: Callable[[float, float], str | None]
 ) -> float:
