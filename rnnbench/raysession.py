@@ -152,6 +152,12 @@ def _loopback_before_import() -> None:
         setattr(constants, "ENABLE_RAY_CLUSTER", False)  # noqa: B010 (read at import)
 
 
+# Ray's node waits a fixed 30 s for its raylet to register (ray/_private/node.py); on a
+# machine loaded beyond its CPUs that can pass: one more start, then one line and exit 2
+NODE_TIMED_OUT = "The current node timed out during startup"
+START_TRIES = 2
+
+
 def start(
     num_cpus: int | None = None,
     resources: dict[str, float] | None = None,
@@ -164,17 +170,27 @@ def start(
     secure_token()
 
     _quiet()
-    try:
-        with stopping.deferred():  # a signal inside ray.init aborted the process (exit 134)
-            _init_local(num_cpus, resources, dashboard, system_config)
-    except KeyboardInterrupt:  # it came while Ray started: let go of what was started
-        stop(started=True)
-        raise
-    except Exception as exc:  # Ray raises a bare Exception when its node times out starting
-        said = str(exc).strip()
-        raise UsageError(
-            f"ray.init: cannot start Ray: {said.splitlines()[0] if said else repr(exc)}"
-        ) from None
+    for attempt in range(1, START_TRIES + 1):
+        try:
+            with stopping.deferred():  # a signal inside ray.init aborted the process (exit 134)
+                _init_local(num_cpus, resources, dashboard, system_config)
+            return
+        except KeyboardInterrupt:  # it came while Ray started: let go of what was started
+            stop(started=True)
+            raise
+        except Exception as exc:  # Ray raises a bare Exception when its node times out starting
+            said = str(exc).strip()
+            if attempt < START_TRIES and NODE_TIMED_OUT in said:
+                stop(started=True)  # what the first start left running goes first
+                print(
+                    "rnnbench: Ray's node did not start within its 30 s (a machine loaded "
+                    "beyond its CPUs?): starting it once more",
+                    file=sys.stderr,
+                )
+                continue
+            raise UsageError(
+                f"ray.init: cannot start Ray: {said.splitlines()[0] if said else repr(exc)}"
+            ) from None
 
 
 def _init_local(num_cpus, resources, dashboard, system_config) -> None:

@@ -620,3 +620,29 @@ def test_contention_is_read_from_the_threads_that_did_the_work():
     assert procstat.wait_share(on, wait) < 0.02
     both = procstat.working_threads(before, after, 5_000_000)  # a 5 ms block: both worked
     assert both == (100_500_000, 22_000_000)
+
+
+def test_the_chain_and_its_control_take_turns_with_their_baselines_in_rounds(monkeypatch):
+    """On P threads against 1: chain and control, each on both thread counts, in
+    ``repeats`` rounds; the k-th speedups of both come from round k."""
+    calls = []
+    real = sides.rounds
+    monkeypatch.setattr(
+        sides,
+        "rounds",
+        lambda parts, *a: calls.append([p.threads for p in parts]) or real(parts, *a),
+    )
+    cell = Cell(
+        model="elman",
+        strategy="bptt",
+        tau=16,
+        hidden=8,
+        repeats=3,
+        threads=2,
+        baseline={"threads": 1},
+    )
+    row = single.run_cell(cell)
+    assert row["status"] == "ok", row["error"]
+    assert calls == [[2, 1, 2, 1]]
+    assert len(row["chain_speedup_samples"]) == len(row["op_speedup_samples"]) == 3
+    assert all(x > 0 for x in row["chain_speedup_samples"] + row["op_speedup_samples"])

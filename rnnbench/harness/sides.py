@@ -116,15 +116,17 @@ def rounds(
     sides: list[Side], repeats: int, clock: Callable[[], float], check: Callable[[str], None]
 ) -> list[list[float]]:
     """``repeats`` rounds of one block of every side, the order reversed each round
-    (A B C, C B A, ...) so no side always follows another; every block of a round on the
-    same CPUs, the CPUs moved between rounds.  Each side's seconds per run, per round."""
+    (A B C, C B A, ...) so no side always follows another; every block of round k on its
+    side's thread count of CPUs from position k (sides with as many threads share the
+    CPUs of the round), the CPUs moved between rounds.  Each side's seconds per run, per
+    round: the k-th samples of all sides come from one round."""
     samples: list[list[float]] = [[] for _ in sides]
     with paired.Affinity() as affinity:
         for k in range(repeats):
-            if affinity.allowed:
-                affinity.pin(paired.cpu_window(affinity.allowed, sides[0].threads, k))
             order = range(len(sides)) if k % 2 == 0 else reversed(range(len(sides)))
             for i in order:
+                if affinity.allowed:
+                    affinity.pin(paired.cpu_window(affinity.allowed, sides[i].threads, k))
                 samples[i].append(sides[i].block(clock))
             check("timing (rounds)")
     return samples

@@ -364,9 +364,12 @@ def time_law(cell: Cell, deadline: float, clock: Callable[[], float] | None = No
 
 def time_chain(cell: Cell, deadline: float, clock: Callable[[], float] | None = None) -> dict:
     """The sequential chain's row fields (:mod:`rnnbench.harness.chain`): the chain's time
-    and its control's (one step's operations, times tau); against a baseline that changes
-    only the threads, both taking turns with the same on the baseline's threads (their
-    per-pair speedups).  Nothing for a strategy whose chain cannot be timed apart."""
+    and its control's (one step's operations over the τ steps); against a baseline that
+    changes only the threads, the four - chain and control on the cell's threads and on
+    the baseline's - take turns in rounds (:func:`rnnbench.harness.sides.rounds`), and
+    the k-th speedup (baseline / cell) of the chain and of the control come from the same
+    round, so the chain's gain over its control's can be read round by round.  Nothing
+    for a strategy whose chain cannot be timed apart."""
     if not chain.has_chain(cell):
         return {}
     clock = clock or training.clock(cell.device)
@@ -385,9 +388,12 @@ def time_chain(cell: Cell, deadline: float, clock: Callable[[], float] | None = 
         theirs = chain.sides(base, base.n_threads)
         for side in theirs:
             side.warm(clock)
-        pairs = [sides.pair(m, t, cell.repeats, clock, check)[0] for m, t in zip(mine, theirs)]
-        times = [p.a for p in pairs]
-        out = {"chain_speedup_samples": pairs[0].ratios, "op_speedup_samples": pairs[1].ratios}
+        r = sides.rounds([mine[0], theirs[0], mine[1], theirs[1]], cell.repeats, clock, check)
+        times = [r[0], r[2]]
+        out = {
+            "chain_speedup_samples": [t / m for m, t in zip(r[0], r[1])],
+            "op_speedup_samples": [t / m for m, t in zip(r[2], r[3])],
+        }
     chain_q1, chain_med, chain_q3 = paired.quartiles([1e3 * t for t in times[0]])
     return {
         **out,

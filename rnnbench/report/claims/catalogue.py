@@ -106,8 +106,10 @@ BPTT_HARDWARE = Rule(
     lambda r: (
         f"judged on the sequential chain alone — the recurrence h = tanh(a + W h) and "
         f"its backward δ-recurrence, without the products batched over time — on P "
-        f"cores against 1 (paired), per replicate divided by the speedup P cores give "
-        f"one step's operations (the control, timed in the same cell): holds when "
+        f"cores against 1, divided by the speedup P cores give one step's operations "
+        f"(the control: the same operations with each step's input given, timed in the "
+        f"same cell; the four sides taking turns in rounds), per replicate the median "
+        f"over rounds: holds when "
         f"that ratio's 95% CI over replicates lies at or below {r.no_gain}× (the "
         f"chain gains no more than its steps do); does not hold when it lies above, "
         f"or when Elman split along time (scan_bptt, deer, quasi_deer) over N workers "

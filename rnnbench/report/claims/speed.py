@@ -23,6 +23,7 @@ from rnnbench.facts import (
     NOT_MEASURED,
     SEQUENTIAL_BPTT,
 )
+from rnnbench.report import tidy
 from rnnbench.report.claims import power
 from rnnbench.report.claims.rules import (
     Decision,
@@ -273,6 +274,9 @@ def chain_parts(
     ]
     t["chain_x"] = column(t, "chain_speedup_samples", None).map(median_of)
     t["op_x"] = column(t, "op_speedup_samples", None).map(median_of)
+    t["beyond_x"] = [
+        _by_round(c, o) for c, o in zip(t["chain_speedup_samples"], t["op_speedup_samples"])
+    ]
     t = t[t["chain_x"].notna() & t["op_x"].notna()]
     parts, skipped, used, values = [], [], [], []
     for key, g in t.groupby(HW_KEYS, dropna=False, sort=True):
@@ -281,7 +285,7 @@ def chain_parts(
             f"{row['model']} + {row['strategy_label']}, {row['threads']:g} threads vs 1 "
             f"(τ={row['tau']:g}, B={row['batch']:g}, H={row['hidden']:g})"
         )
-        beyond, how = replicate_ci(g["chain_x"] / g["op_x"], r)
+        beyond, how = replicate_ci(g["beyond_x"], r)
         if beyond is None:
             skipped.append(f"{where}: {how}")
             continue
@@ -298,6 +302,16 @@ def chain_parts(
         )
         parts.append((below_verdict(beyond, r.no_gain), text))
     return parts, skipped, used, values
+
+
+def _by_round(chain: Any, ops: Any) -> float:
+    """A replicate's chain speedup over its control's: the median over rounds of their
+    ratio (the k-th samples of both lists come from one round:
+    :func:`rnnbench.harness.single.time_chain`), else the ratio of their medians."""
+    c, o = tidy.as_list(chain), tidy.as_list(ops)
+    if len(c) == len(o) and len(c) > 0:
+        return median_of([a / b for a, b in zip(c, o) if b])
+    return median_of(c) / median_of(o)
 
 
 def time_split_parts(
