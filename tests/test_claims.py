@@ -191,6 +191,19 @@ def test_a_law_timed_in_one_process_cancels_the_process_speed():
     assert both.verdict == HOLDS and "each τ in its own process" in both.evidence
 
 
+def test_beside_law_cells_an_undecided_setting_is_shown_and_a_decided_one_counts():
+    """Law cells decide; a setting of one-τ-per-process cells (say paired cells at 2
+    threads from other parts) that the spread between processes leaves undecided is
+    shown beside them; one that is decidedly not linear still makes the claim fail."""
+    law = rs.process_law_rows(a=1.0, b=0.0035)
+    noisy = rs.law_rows(a=1.0, b=0.01, seeds=(0,), noise=0.4, threads=2)
+    c = judged(law + noisy)["bptt_time_linear"]
+    assert c.verdict == HOLDS and "undecided beside the law cells" in c.evidence, c.evidence
+    assert verdict(noisy, "bptt_time_linear") == NM  # alone, that setting decides nothing
+    quad = rs.law_rows(a=0.0, b=1e-4, k=2.0, seeds=(0, 1), threads=2)
+    assert verdict(law + quad, "bptt_time_linear") == FAILS
+
+
 def test_a_law_in_one_process_fails_on_quadratic_time_and_needs_three_processes():
     quad = rs.process_law_rows(a=1.0, b=0.001, k=2.0)
     assert verdict(quad, "bptt_time_linear") == FAILS
