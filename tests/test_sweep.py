@@ -383,8 +383,8 @@ def test_sigint_then_rerun_resumes_and_exclusive_runs_alone(tmp_path):
     assert "Traceback" not in log1
     stored = store.stored_ids(out)
     assert 4 <= len(stored) < len(cells)
-    before = store.load(out)
-    assert (before["neighbours"] >= 1).any()  # 2 one-thread cells shared the node
+    # (whether these first cells overlapped depends on how fast the loaded machine starts
+    # Ray's second worker; the neighbour count of overlapping cells: test_replicates)
 
     second = subprocess.run(
         cmd + ["--exclusive"],
