@@ -333,8 +333,8 @@ def time_law(cell: Cell, deadline: float, clock: Callable[[], float] | None = No
     τ's in the same round, the median over rounds, times the largest τ's median
     (:func:`rnnbench.harness.sides.in_rounds`: rounds on a faster and a slower vCPU leave
     the ratios alone, where the medians of mixed rounds land anywhere between the two
-    speeds); ``law_step_samples`` keeps every block (ms).  The step's own fields are those of the cell's τ (the largest); the CPU and wait
-    shares are those of every block."""
+    speeds); ``law_step_samples`` keeps every block (ms).  The step's own fields are those
+    of the cell's τ (the largest); the CPU and wait shares are those of every block."""
     clock = clock or training.clock(cell.device)
 
     def check(what: str) -> None:
