@@ -114,9 +114,10 @@ def _law_part(
     """One setting's law: (verdict, text), or why it was not judged; and its power.  Where
     the setting has law cells, they decide; the cells each timed in its own process are
     then context (a process's speed is part of their spread)."""
-    if measure in TIME_MEASURES and law_cells(g).any():
-        part, why, extra = _process_part(g[law_cells(g)], where, r)
-        apart = g[~law_cells(g)]
+    law = law_cells(g)
+    if measure in TIME_MEASURES and law.any():
+        part, why, extra = _process_part(g[law], where, r)
+        apart = g[~law]
         if part is not None and not law_gate(apart, r):
             fit = overhead_fit(apart["tau"], apart[measure])
             if fit is not None:
