@@ -98,6 +98,43 @@ void check(const at::Tensor& t, const char* name, int64_t dim) {
 
 }  // namespace
 
+// The loop both directions share: out (tau, B, H) starts as x, then step by step (t up,
+// or down when ``reverse``) out[t] += op(W) s, s = out[t-1] (out[t+1] reversed) or, with
+// ``given``, given[t] for every t, and ``finish(t, out[t])``.  op(W) = W^T forward (row-major
+// h @ W^T), W reversed (delta @ W).
+template <typename Finish>
+at::Tensor recur(const at::Tensor& x, const at::Tensor& W, const at::Tensor* given, bool reverse,
+                 const char* name, Finish finish) {
+  const int64_t tau = x.size(0), B = x.size(1), H = x.size(2);
+  TORCH_CHECK(W.size(0) == H && W.size(1) == H, "W: expected (", H, ", ", H, ")");
+  if (given)
+    TORCH_CHECK(given->sizes() == x.sizes(), name, ": expected the shape of ", reverse ? "h" : "a");
+  at::Tensor out = x.contiguous().clone();
+  at::Tensor w = W.contiguous();
+  at::Tensor gc = given ? given->contiguous() : out;
+  const int64_t n = B * H;
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "elman_recur", [&] {
+    scalar_t* op = out.data_ptr<scalar_t>();
+    const scalar_t* gp = given ? gc.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    for (int64_t i = 0; i < tau; ++i) {
+      const int64_t t = reverse ? tau - 1 - i : i, s = reverse ? t + 1 : t - 1;
+      scalar_t* ot = op + t * n;
+      if (gp || i > 0) {
+        const scalar_t* src = gp ? gp + t * n : op + s * n;
+        if (have_blas()) gemm(!reverse, B, H, wp, src, ot);
+        else {
+          at::Tensor row = out.select(0, t);
+          at::Tensor wt = reverse ? w : w.t();
+          at::addmm_out(row, row, given ? gc.select(0, t) : out.select(0, s), wt);
+        }
+      }
+      finish(t, ot, n);
+    }
+  });
+  return out;
+}
+
 // h (tau, B, H) from a (tau, B, H) = b + U x^(t), and W (H, H).  With ``prev``
 // (tau, B, H) given, step t reads prev[t] in place of h^(t-1), every step t included:
 // the same operations, one step after another, none waiting for the one before (the
@@ -105,31 +142,8 @@ void check(const at::Tensor& t, const char* name, int64_t dim) {
 at::Tensor forward_from(const at::Tensor& a, const at::Tensor& W, const at::Tensor* prev) {
   check(a, "a", 3);
   check(W, "W", 2);
-  const int64_t tau = a.size(0), B = a.size(1), H = a.size(2);
-  TORCH_CHECK(W.size(0) == H && W.size(1) == H, "W: expected (", H, ", ", H, ")");
-  if (prev) TORCH_CHECK(prev->sizes() == a.sizes(), "prev: expected the shape of a");
-  at::Tensor h = a.contiguous().clone();
-  at::Tensor w = W.contiguous();
-  at::Tensor pc = prev ? prev->contiguous() : h;
-  const int64_t n = B * H;
-  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "elman_forward", [&] {
-    scalar_t* hp = h.data_ptr<scalar_t>();
-    const scalar_t* pp = prev ? pc.const_data_ptr<scalar_t>() : nullptr;
-    const scalar_t* wp = w.const_data_ptr<scalar_t>();
-    for (int64_t t = 0; t < tau; ++t) {
-      scalar_t* ht = hp + t * n;
-      if (pp || t > 0) {  // a^(t) += W h^(t-1): row-major h @ W^T
-        const scalar_t* before = pp ? pp + t * n : ht - n;
-        if (have_blas()) gemm(true, B, H, wp, before, ht);
-        else {
-          at::Tensor out = h.select(0, t);
-          at::addmm_out(out, out, prev ? pc.select(0, t) : h.select(0, t - 1), w.t());
-        }
-      }
-      tanh_inplace(ht, n);
-    }
-  });
-  return h;
+  return recur(a, W, prev, false, "prev",
+               [](int64_t, auto* ht, int64_t n) { tanh_inplace(ht, n); });
 }
 
 at::Tensor forward(const at::Tensor& a, const at::Tensor& W) { return forward_from(a, W, nullptr); }
@@ -147,33 +161,12 @@ at::Tensor backward_from(const at::Tensor& g, const at::Tensor& h, const at::Ten
   check(h, "h", 3);
   check(W, "W", 2);
   TORCH_CHECK(g.sizes() == h.sizes(), "g: expected the shape of h");
-  if (next) TORCH_CHECK(next->sizes() == h.sizes(), "next: expected the shape of h");
-  const int64_t tau = h.size(0), B = h.size(1), H = h.size(2);
-  at::Tensor d = g.contiguous().clone();
   at::Tensor hc = h.contiguous();
-  at::Tensor w = W.contiguous();
-  at::Tensor nc = next ? next->contiguous() : d;
-  const int64_t n = B * H;
-  AT_DISPATCH_FLOATING_TYPES(d.scalar_type(), "elman_backward", [&] {
-    scalar_t* dp = d.data_ptr<scalar_t>();
-    const scalar_t* np_ = next ? nc.const_data_ptr<scalar_t>() : nullptr;
-    const scalar_t* hp = hc.const_data_ptr<scalar_t>();
-    const scalar_t* wp = w.const_data_ptr<scalar_t>();
-    for (int64_t t = tau - 1; t >= 0; --t) {
-      scalar_t* dt = dp + t * n;
-      if (np_ || t < tau - 1) {  // dL/dh^(t) += W^T delta^(t+1): row-major delta @ W
-        const scalar_t* after = np_ ? np_ + t * n : dt + n;
-        if (have_blas()) gemm(false, B, H, wp, after, dt);
-        else {
-          at::Tensor out = d.select(0, t);
-          at::addmm_out(out, out, next ? nc.select(0, t) : d.select(0, t + 1), w);
-        }
-      }
-      const scalar_t* ht = hp + t * n;
-      for (int64_t i = 0; i < n; ++i) dt[i] *= scalar_t(1) - ht[i] * ht[i];
-    }
+  return recur(g, W, next, true, "next", [&](int64_t t, auto* dt, int64_t n) {
+    using T = std::remove_pointer_t<decltype(dt)>;
+    const T* ht = hc.const_data_ptr<T>() + t * n;
+    for (int64_t i = 0; i < n; ++i) dt[i] *= T(1) - ht[i] * ht[i];
   });
-  return d;
 }
 
 at::Tensor backward(const at::Tensor& g, const at::Tensor& h, const at::Tensor& W) {
