@@ -221,16 +221,18 @@ class OverheadFit:
     quad_sd: float = math.nan  # the τ² share's spread between processes (process_law)
 
 
-def _wls(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Weighted least squares: coefficients, their covariance, residual df."""
-    sw = np.sqrt(w)
-    Xw, yw = X * sw[:, None], y * sw
-    coef, *_ = np.linalg.lstsq(Xw, yw, rcond=None)
-    df = len(y) - X.shape[1]
-    resid = yw - Xw @ coef
-    sigma2 = float(resid @ resid) / df if df > 0 else math.nan
-    cov = sigma2 * np.linalg.pinv(Xw.T @ Xw)
-    return coef, cov, df
+def _wls(X: np.ndarray, Y: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Weighted least squares of each row of ``Y`` (d, n) on ``X`` (n, p) with weights
+    ``W`` (d, n), all d at once: coefficients (d, p), their covariances (d, p, p), the
+    residual degrees of freedom."""
+    sw = np.sqrt(W)
+    Xw, yw = X[None] * sw[..., None], Y * sw
+    inv = np.linalg.pinv(np.einsum("dnp,dnq->dpq", Xw, Xw))
+    coef = np.einsum("dpq,dnq,dn->dp", inv, Xw, yw)
+    df = Y.shape[1] - X.shape[1]
+    resid = yw - np.einsum("dnp,dp->dn", Xw, coef)
+    sigma2 = (resid**2).sum(axis=1) / df if df > 0 else np.full(len(Y), math.nan)
+    return coef, sigma2[:, None, None] * inv, df
 
 
 def overhead_fit(
@@ -243,32 +245,44 @@ def overhead_fit(
     t, v = t_all[keep], y_all[keep]
     if len(np.unique(t)) < 3 or len(v) < 4:
         return None
+    return overhead_fits(t, v[None], level)[0]
+
+
+def overhead_fits(tau: np.ndarray, Y: np.ndarray, level: float = LEVEL) -> list[OverheadFit]:
+    """:func:`overhead_fit` of each row of ``Y`` (d, n: finite, positive) over the same
+    ``tau`` (n: 3 distinct values at least, n ≥ 4), all d fitted at once (a power
+    simulation's draws)."""
+    t, V = np.asarray(tau, dtype=float), np.asarray(Y, dtype=float)
     top = t.max()
     s = t / top  # conditioned: τ in units of τ_max
-    w = 1.0 / v**2
-    quad, cov, df = _wls(np.column_stack([np.ones_like(s), s, s * s]), v, w)
-    a, b, c = (float(coef) for coef in quad)
+    W = 1.0 / V**2
+    quad, cov, df = _wls(np.column_stack([np.ones_like(s), s, s * s]), V, W)
+    a, b, c = quad.T
     t_max = a + b + c
     q = c / t_max
-    half_q = t_quantile(0.5 + level / 2, df) * math.sqrt(max(cov[2, 2], 0.0)) / abs(t_max)
-    line, cov_l, df_l = _wls(np.column_stack([np.ones_like(s), s]), v, w)
-    half_a = t_quantile(0.5 + level / 2, df_l) * math.sqrt(max(cov_l[0, 0], 0.0))
-    return OverheadFit(
-        float(line[0]),
-        float(line[0]) - half_a,
-        float(line[0]) + half_a,
-        float(line[1]) / top,
-        q,
-        q - half_q,
-        q + half_q,
-        (b + 2 * c) / t_max,
-        int(len(v)),
-        int(len(np.unique(t))),
-        float(t.min()),
-        float(top),
-        float(v.min()),
-        level,
-    )
+    half_q = t_quantile(0.5 + level / 2, df) * np.sqrt(np.maximum(cov[:, 2, 2], 0.0)) / abs(t_max)
+    line, cov_l, df_l = _wls(np.column_stack([np.ones_like(s), s]), V, W)
+    half_a = t_quantile(0.5 + level / 2, df_l) * np.sqrt(np.maximum(cov_l[:, 0, 0], 0.0))
+    n_tau, y_min = len(np.unique(t)), V.min(axis=1)
+    return [
+        OverheadFit(
+            float(line[i, 0]),
+            float(line[i, 0] - half_a[i]),
+            float(line[i, 0] + half_a[i]),
+            float(line[i, 1]) / top,
+            float(q[i]),
+            float(q[i] - half_q[i]),
+            float(q[i] + half_q[i]),
+            float((b[i] + 2 * c[i]) / t_max[i]),
+            len(t),
+            n_tau,
+            float(t.min()),
+            float(top),
+            float(y_min[i]),
+            level,
+        )
+        for i in range(len(V))
+    ]
 
 
 def process_law(

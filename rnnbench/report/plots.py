@@ -769,5 +769,6 @@ def save(fig: Figure, folder: Path, name: str) -> list[Path]:
     fig.savefig(paths[0], dpi=110)
     if fig.get_layout_engine() is not None:
         fig.set_layout_engine("none")  # keep the layout just computed for the SVG
-    fig.savefig(paths[1], metadata={"Date": None})
+    with matplotlib.rc_context({"svg.hashsalt": name}):  # the same ids on every run
+        fig.savefig(paths[1], metadata={"Date": None})
     return paths

@@ -297,23 +297,18 @@ def against(
     t = timing_cells(rows).copy()
     t["baseline_key"] = baseline_key(t)
     new = t[new_mask(t)]
+    keys = SPEED_KEYS + ["tau"]
+    own = t[(t["model"] == "elman") & (t["baseline_key"] == "")]
+    # each baseline's own cells by (strategy, setting, τ); a key with a missing value
+    # matches nothing (dropna), as an equality test would
+    cells = dict(list(own.groupby(["strategy"] + keys, sort=False)))
     out = []
-    for key, g in new.groupby(SPEED_KEYS + ["tau", "strategy_label"], dropna=False, sort=True):
-        row = dict(zip(SPEED_KEYS + ["tau", "strategy_label"], key))
+    for key, g in new.groupby(keys + ["strategy_label"], dropna=False, sort=True):
+        row = dict(zip(keys + ["strategy_label"], key))
+        named = g["baseline_key"].map(_named_baseline)
         for base in base_strategies:
-            b = t[(t["model"] == "elman") & (t["strategy"] == base) & (t["baseline_key"] == "")]
-            for k in SPEED_KEYS + ["tau"]:
-                b = b[b[k] == row[k]]
-
-            def names(s: str, base: str = base) -> bool:
-                opts = json.loads(s) if s else {}
-                return (
-                    bool(s)
-                    and opts.get("strategy") == base
-                    and opts.get("model", "elman") == "elman"
-                )
-
-            paired = g[g["baseline_key"].map(names)]
+            b = cells.get((base, *key[:-1]), own.iloc[:0])
+            paired = g[named == base]
             plain = g[g["baseline_key"] == ""]
             if paired.empty and (plain.empty or b.empty):
                 continue
@@ -328,6 +323,13 @@ def against(
                 }
             )
     return out
+
+
+def _named_baseline(key: str) -> str | None:
+    """The Elman strategy a paired cell's baseline names (None: no baseline, or another
+    model's)."""
+    opts = json.loads(key) if key else {}
+    return opts.get("strategy") if key and opts.get("model", "elman") == "elman" else None
 
 
 def fastest_base(comps: list[dict[str, Any]]) -> dict[str, Any] | None:
