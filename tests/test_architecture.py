@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 from helpers import imports_torch
 
 import rnnbench
@@ -156,3 +157,16 @@ def test_reading_and_judging_results_imports_no_torch():
     assert "rnnbench.report.claims.speed" in modules and "rnnbench.results.store" in modules
     assert not imports_torch("import " + ", ".join(modules))
     assert imports_torch("import rnnbench.harness.single")  # the check can say yes
+
+
+@pytest.mark.xdist_group("architecture")
+def test_a_test_in_an_xdist_group_carries_its_group(request):
+    """Under ``--dist loadgroup`` (make test) a test marked ``xdist_group`` carries its
+    group in its node id, so its group runs in one worker and builds its fixtures once.
+    pytest 9.2 with xdist 3.8 drops it silently (pytest-dev/pytest-xdist#1386):
+    constraints.txt pins pytest below."""
+    if request.config.getvalue("loadgroup"):
+        assert request.node.nodeid.endswith("@architecture"), (
+            f"--dist loadgroup is not grouping: {request.node.nodeid} (pytest "
+            f"{pytest.__version__}; pytest-dev/pytest-xdist#1386)"
+        )
