@@ -326,26 +326,41 @@ def test_a_configuration_that_fails_in_new_fails_the_gate(two_runs, capsys):
 def test_confirm_measures_the_flagged_configuration_again(
     ray_session, tmp_path, capsys, monkeypatch
 ):
-    """Real tiny cells at three τ, three replicates each, measured as ``rnnbench run``
-    measures them (fresh processes on the session's Ray); NEW is a copy whose τ = 32 step
-    times were multiplied by a hundred (beyond any machine's noise: a 1 ms step's replicates
-    on a CI machine loaded 3 processes deep spread ~3x, which left a tenfold change
-    undecided once; flagged slower against the run's shift); --confirm measures three
-    more replicates of it for real, the same way, into NEW and decides on all six."""
+    """The τ = 32 cell measured for real, three replicates, as ``rnnbench run`` measures
+    them (fresh processes on the session's Ray); the τ = 16 and τ = 64 configurations,
+    which only give the run's shift, are those rows again under their own cells' ids
+    (time scaled by τ).  NEW is a copy whose τ = 32 step times were multiplied by a
+    hundred (beyond any machine's noise: a 1 ms step's replicates on a CI machine loaded
+    3 processes deep spread ~3x, which left a tenfold change undecided once; flagged
+    slower against the run's shift); --confirm measures three more replicates of it for
+    real, the same way, into NEW and decides on all six."""
     from rnnbench.job import jobfile
     from rnnbench.job.cell import Cell
     from rnnbench.sweep import command
     from rnnbench.sweep.driver import run_sweep
 
     monkeypatch.setattr(command, "connect", lambda *a, **k: False)  # the session's Ray
-    cells = jobfile.replicated(
-        [
-            Cell(model="elman", strategy="bptt", tau=t, hidden=16, repeats=3, replicates=3)
-            for t in (16, 32, 64)
-        ]
-    )
+
+    def cells(tau: int) -> list[Cell]:
+        cell = Cell(model="elman", strategy="bptt", tau=tau, hidden=16, repeats=3, replicates=3)
+        return jobfile.replicated([cell])
+
     base, new = tmp_path / "base", tmp_path / "new"
-    run_sweep(cells, base, progress=False, job="base")
+    run_sweep(cells(32), base, progress=False, job="base")
+    measured = [json.loads(p.read_text()) for p in sorted((base / "rows").glob("*.json"))]
+    by_replicate = {row["replicate"]: row for row in measured}
+    for tau in (16, 64):
+        for cell in cells(tau):
+            row = by_replicate[cell.replicate]
+            store.write_row(
+                base,
+                {
+                    **row,
+                    **cell.config(),
+                    "cell_id": cell.cell_id,
+                    "step_ms_median": row["step_ms_median"] * tau / 32,
+                },
+            )
     for path in sorted((base / "rows").glob("*.json")):
         row = json.loads(path.read_text())
         if row["tau"] == 32:
