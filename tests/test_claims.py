@@ -67,6 +67,51 @@ def test_two_tau_values_are_not_measured_and_give_no_fit():
     assert stats.overhead_fit([16, 16, 1024, 1024], [1, 1.1, 10, 11]) is None
 
 
+def test_every_draw_fitted_at_once_equals_its_own_weighted_fit():
+    """:func:`stats.overhead_fits` (the power simulation's batch) against an independent
+    weighted least squares of each row (numpy's lstsq, the covariance from the residuals):
+    the τ² share with its interval, the fixed cost a with its interval; a linear row and a
+    quadratic one are told apart."""
+    import numpy as np
+    from scipy import stats as st
+
+    rng = np.random.default_rng(1)
+    tau = np.array([256, 512, 1024, 2048, 4096] * 2, dtype=float)
+    truth = np.stack([2 + 0.01 * tau, 2 + 0.01 * tau + 4e-6 * tau**2])
+    Y = truth * np.exp(rng.normal(0, 0.05, truth.shape))
+    fits = stats.overhead_fits(tau, Y)
+    s = tau / tau.max()
+    for y, fit in zip(Y, fits):
+        sw = 1 / y
+        quad_x, line_x = (
+            np.column_stack([np.ones_like(s), s, s * s]),
+            np.column_stack([np.ones_like(s), s]),
+        )
+        coef, res, *_ = np.linalg.lstsq(quad_x * sw[:, None], y * sw, rcond=None)
+        cov = (
+            res[0] / (len(y) - 3) * np.linalg.inv((quad_x * sw[:, None]).T @ (quad_x * sw[:, None]))
+        )
+        share = coef[2] / coef.sum()
+        half = st.t.ppf(0.975, len(y) - 3) * math.sqrt(cov[2, 2]) / coef.sum()
+        assert fit.quad_share == pytest.approx(share, rel=1e-9)
+        assert (fit.quad_low, fit.quad_high) == pytest.approx(
+            (share - half, share + half), rel=1e-9
+        )
+        line, res_l, *_ = np.linalg.lstsq(line_x * sw[:, None], y * sw, rcond=None)
+        cov_l = (
+            res_l[0]
+            / (len(y) - 2)
+            * np.linalg.inv((line_x * sw[:, None]).T @ (line_x * sw[:, None]))
+        )
+        half_a = st.t.ppf(0.975, len(y) - 2) * math.sqrt(cov_l[0, 0])
+        assert (fit.a_low, fit.a, fit.a_high) == pytest.approx(
+            (line[0] - half_a, line[0], line[0] + half_a), rel=1e-9
+        )
+        assert fit == stats.overhead_fit(tau, y)
+    assert stats.law_verdict(fits[0], 0.2) == stats.LINEAR
+    assert stats.law_verdict(fits[1], 0.2) == stats.NOT_LINEAR
+
+
 def test_too_short_a_tau_range_is_not_measured():
     rows = rs.law_rows(a=1.0, b=0.01, taus=(64, 128, 256), seeds=(0, 1))
     c = judged(rows)["bptt_time_linear"]
