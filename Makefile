@@ -14,12 +14,10 @@ REPORT ?= $(OUT)/report
 .PHONY: setup quick test test-fast lint format docs
 
 # The venv, with rnnbench installed editable and torch pinned by constraints.txt
-# (an unpinned torch would pull a multi-GB CUDA build).  --no-compile: Python compiles
-# each module the first time it is imported instead of pip compiling every file of torch
-# and Ray up front (half of a fresh install's time)
+# (an unpinned torch would pull a multi-GB CUDA build).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --no-compile -c constraints.txt -e ".[test]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
 	touch $@
 
 setup: $(VENV)/.installed
