@@ -81,31 +81,25 @@ def test_every_draw_fitted_at_once_equals_its_own_weighted_fit():
     Y = truth * np.exp(rng.normal(0, 0.05, truth.shape))
     fits = stats.overhead_fits(tau, Y)
     s = tau / tau.max()
+
+    def wls(X, y):
+        """Coefficients and their t half-widths, weights 1/y² (rows scaled by 1/y)."""
+        Xw = X / y[:, None]
+        coef, res, *_ = np.linalg.lstsq(Xw, np.ones_like(y), rcond=None)
+        df = len(y) - X.shape[1]
+        cov = res[0] / df * np.linalg.inv(Xw.T @ Xw)
+        return coef, st.t.ppf(0.975, df) * np.sqrt(np.diag(cov))
+
     for y, fit in zip(Y, fits):
-        sw = 1 / y
-        quad_x, line_x = (
-            np.column_stack([np.ones_like(s), s, s * s]),
-            np.column_stack([np.ones_like(s), s]),
-        )
-        coef, res, *_ = np.linalg.lstsq(quad_x * sw[:, None], y * sw, rcond=None)
-        cov = (
-            res[0] / (len(y) - 3) * np.linalg.inv((quad_x * sw[:, None]).T @ (quad_x * sw[:, None]))
-        )
-        share = coef[2] / coef.sum()
-        half = st.t.ppf(0.975, len(y) - 3) * math.sqrt(cov[2, 2]) / coef.sum()
+        coef, half = wls(np.column_stack([np.ones_like(s), s, s * s]), y)
+        share, half_q = coef[2] / coef.sum(), half[2] / coef.sum()
         assert fit.quad_share == pytest.approx(share, rel=1e-9)
         assert (fit.quad_low, fit.quad_high) == pytest.approx(
-            (share - half, share + half), rel=1e-9
+            (share - half_q, share + half_q), rel=1e-9
         )
-        line, res_l, *_ = np.linalg.lstsq(line_x * sw[:, None], y * sw, rcond=None)
-        cov_l = (
-            res_l[0]
-            / (len(y) - 2)
-            * np.linalg.inv((line_x * sw[:, None]).T @ (line_x * sw[:, None]))
-        )
-        half_a = st.t.ppf(0.975, len(y) - 2) * math.sqrt(cov_l[0, 0])
+        line, half_l = wls(np.column_stack([np.ones_like(s), s]), y)
         assert (fit.a_low, fit.a, fit.a_high) == pytest.approx(
-            (line[0] - half_a, line[0], line[0] + half_a), rel=1e-9
+            (line[0] - half_l[0], line[0], line[0] + half_l[0]), rel=1e-9
         )
         assert fit == stats.overhead_fit(tau, y)
     assert stats.law_verdict(fits[0], 0.2) == stats.LINEAR
