@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,6 +159,34 @@ def test_reading_and_judging_results_imports_no_torch():
     assert "rnnbench.report.claims.speed" in modules and "rnnbench.results.store" in modules
     assert not imports_torch("import " + ", ".join(modules))
     assert imports_torch("import rnnbench.harness.single")  # the check can say yes
+
+
+def loaded(code: str, names: tuple[str, ...]) -> list[str]:
+    """Which of the modules ``names`` running ``code`` in a fresh interpreter loads."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"{code}\nimport sys\nprint(*[n for n in {names!r} if n in sys.modules])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.split()
+
+
+def test_a_cells_worker_imports_no_table_or_statistics_library():
+    """A fresh worker imports the module of its task's function and of the runner: neither
+    loads pandas, pyarrow or scipy (about a second of start-up in every fresh replicate
+    process).  The driver does, so the check can say yes."""
+    heavy = ("pandas", "pyarrow", "scipy")
+    worker = "import rnnbench.sweep.task, rnnbench.harness.runner, rnnbench.sweep.registry"
+    assert loaded(worker, heavy) == []
+    assert loaded("import rnnbench.sweep.driver", heavy) != []
+    from rnnbench.sweep import driver, task
+
+    assert driver.execute is task.execute  # the function the driver submits
 
 
 @pytest.mark.xdist_group("architecture")

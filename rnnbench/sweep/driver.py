@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnbench import raysession, stopping
+from rnnbench import stopping
 from rnnbench.errors import StorageError, UsageError
 from rnnbench.facts import FAILED, OK, TIMEOUT, clip_error
 from rnnbench.harness.row import failure_row
@@ -32,6 +32,7 @@ from rnnbench.results.location import Location
 from rnnbench.results.rows import Row, status_of
 from rnnbench.sweep import registry as reg
 from rnnbench.sweep.adaptive import Planner
+from rnnbench.sweep.task import execute
 
 EXCLUSIVE = "rnnbench_exclusive"
 DEFAULT_RUNNER = "rnnbench.harness.runner:run_cell"
@@ -93,31 +94,6 @@ def fresh_process(cell: Cell) -> bool:
 def alone_somewhere(cells: Iterable[Cell]) -> bool:
     """Whether some cell must run alone on its node (then every cell takes a share)."""
     return any(c.exclusive for c in cells)
-
-
-def execute(runner: Callable, cell: Cell, registry: Any) -> dict:
-    """The body of one cell's Ray task."""
-    import ray
-    import torch
-
-    ctx = ray.get_runtime_context()
-    cpus = ctx.get_assigned_resources().get("CPU", 0)
-    torch.set_num_threads(max(1, int(cpus)))  # Ray reuses workers: set it every time
-    reg.ask(registry.enter.remote(cell.cell_id, ctx.get_node_id()), None)
-    start = time.perf_counter()
-    try:
-        row = runner(cell)
-    finally:
-        attempt, neighbours = reg.ask(registry.leave.remote(cell.cell_id), (None, None))
-    if not isinstance(row, dict):
-        row = failure_row(cell, FAILED, f"runner returned {type(row).__name__}, not a row")
-    row = dict(row)
-    row.setdefault("wall_s", time.perf_counter() - start)
-    row.update(cell_id=cell.cell_id, attempt=attempt, neighbours=neighbours)
-    # where it ran (a worker-group cell's runner already named its rank 0's node)
-    if not row.get("node_id"):
-        row.update(node_id=ctx.get_node_id(), node_ip=raysession.node_ip())
-    return row
 
 
 def error_text(exc: BaseException) -> str:
