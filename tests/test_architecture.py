@@ -177,11 +177,15 @@ def loaded(code: str, names: tuple[str, ...]) -> list[str]:
 
 
 def test_a_cells_worker_imports_no_table_or_statistics_library():
-    """A fresh worker imports the module of its task's function and of the runner: neither
-    loads pandas, pyarrow or scipy (about a second of start-up in every fresh replicate
-    process).  The driver does, so the check can say yes."""
+    """A fresh worker imports the module of its task's function, the runner's and what a
+    cell times with (a worker group's actors too): none loads pandas, pyarrow or scipy
+    (about a second of start-up in every fresh replicate process).  The driver does, so
+    the check can say yes."""
     heavy = ("pandas", "pyarrow", "scipy")
-    worker = "import rnnbench.sweep.task, rnnbench.harness.runner, rnnbench.sweep.registry"
+    worker = (
+        "import rnnbench.sweep.task, rnnbench.harness.runner, rnnbench.sweep.registry, "
+        "rnnbench.harness.single, rnnbench.harness.group.worker"
+    )
     assert loaded(worker, heavy) == []
     assert loaded("import rnnbench.sweep.driver", heavy) != []
     from rnnbench.sweep import driver, task

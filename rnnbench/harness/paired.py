@@ -23,8 +23,6 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from scipy import stats
-
 
 @dataclass
 class Paired:
@@ -74,6 +72,8 @@ def relative_half_width(ratios: Sequence[float], level: float = 0.95) -> float:
     logs = [math.log(r) for r in ratios if r > 0 and math.isfinite(r)]
     if len(logs) < 2:
         return math.inf
+    from scipy import stats  # here: a cell's worker imports scipy only when it adapts
+
     mean, sd = statistics.fmean(logs), statistics.stdev(logs)
     half = float(stats.t.ppf(0.5 + level / 2, len(logs) - 1)) * sd / math.sqrt(len(logs))
     return (math.exp(mean + half) - math.exp(mean - half)) / 2 / math.exp(mean)
