@@ -15,7 +15,7 @@ REPORT ?= $(OUT)/report
 
 # The venv, with rnnbench installed editable and torch pinned by constraints.txt
 # (an unpinned torch would pull a multi-GB CUDA build).  pip compiles every file it
-# installs one by one; compileall does the same on every core (about 100 s instead of
+# installs one by one; compileall does the same on every core (110 s instead of about
 # 180 on 2 cores).  Like pip, it leaves a file written for another Python (a syntax
 # error here) uncompiled.
 $(VENV)/.installed: pyproject.toml constraints.txt

@@ -52,15 +52,24 @@ def value_and_grads(model, fn):
 # --------------------------------------------------------------------------- processes
 
 
-def imports_torch(code: str) -> bool:
-    """Whether running ``code`` in a fresh interpreter imports torch."""
+def loaded(code: str, names: tuple[str, ...]) -> list[str]:
+    """Which of the modules ``names`` running ``code`` in a fresh interpreter loads."""
     out = subprocess.run(
-        [sys.executable, "-c", code + "\nimport sys\nprint('torch' in sys.modules)"],
+        [
+            sys.executable,
+            "-c",
+            f"{code}\nimport sys\nprint(*[n for n in {names!r} if n in sys.modules])",
+        ],
         capture_output=True,
         text=True,
         check=True,
     )
-    return out.stdout.strip().splitlines()[-1] == "True"
+    return out.stdout.split()
+
+
+def imports_torch(code: str) -> bool:
+    """Whether running ``code`` in a fresh interpreter imports torch."""
+    return loaded(code, ("torch",)) == ["torch"]
 
 
 def subprocess_env(**extra) -> dict:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import imports_torch
+from helpers import imports_torch, loaded
 
 import rnnbench
 
@@ -159,21 +157,6 @@ def test_reading_and_judging_results_imports_no_torch():
     assert "rnnbench.report.claims.speed" in modules and "rnnbench.results.store" in modules
     assert not imports_torch("import " + ", ".join(modules))
     assert imports_torch("import rnnbench.harness.single")  # the check can say yes
-
-
-def loaded(code: str, names: tuple[str, ...]) -> list[str]:
-    """Which of the modules ``names`` running ``code`` in a fresh interpreter loads."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"{code}\nimport sys\nprint(*[n for n in {names!r} if n in sys.modules])",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.split()
 
 
 def test_a_cells_worker_imports_no_table_or_statistics_library():
