@@ -520,7 +520,7 @@ def test_a_law_cell_times_every_tau_in_its_one_process_taking_turns():
     order: list[str] = []
     parts = [sides.Side(lambda n=n: order.append(n), 1) for n in "ABC"]
     sides.rounds(parts, 3, time.perf_counter, lambda what: None)
-    assert "".join(order) == "ABCCBAABC"  # one run a block: sides never warmed
+    assert "".join(order) == "AABBCCCCBBAAAABBCC"  # a block: one settle run, one timed
     # read within rounds: rounds at speeds 1, 1.6 and 1.1 (A half of B in each), A's
     # block of round 3 slowed by something else: the rounds say 0.5 of B's median (1.1);
     # the medians alone would say 0.8 / 1.1

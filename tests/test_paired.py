@@ -14,7 +14,7 @@ from rnnbench import cli
 from rnnbench.core import strategies
 from rnnbench.errors import UsageError
 from rnnbench.harness import group as tp
-from rnnbench.harness import paired, procstat, single
+from rnnbench.harness import paired, procstat, sides, single
 from rnnbench.harness.row import base_row
 from rnnbench.job import jobfile
 from rnnbench.job.cell import Cell
@@ -91,7 +91,8 @@ class FakeSteps:
 
     def step(self, side, cost):
         def run():
-            pair = max(0, len(self.log) - 2 * single.WARMUP) // 2  # after the warm-ups
+            # after the warm-ups, a pair is four runs: each block settled, then timed
+            pair = max(0, len(self.log) - 2 * single.WARMUP) // 4
             self.log.append(side)
             self.now += cost * 2**pair
 
@@ -106,12 +107,50 @@ def test_time_step_pairs_the_cell_with_its_baseline(monkeypatch):
     )
     out = single.time_step(c, fake.step("a", 2.0), math.inf, clock=fake.clock)
     warm = single.WARMUP
-    assert fake.log == ["a"] * warm + ["b"] * warm + ["a", "b", "b", "a"] * 2
+    assert fake.log == ["a"] * warm + ["b"] * warm + ["a", "a", "b", "b", "b", "b", "a", "a"] * 2
     assert out["speedup_samples"] == [1.5] * 4
     assert out["speedup_median"] == 1.5
     assert json.loads(out["baseline_config"]) == {"strategy": "bptt_fused"}
     assert out["step_ms_samples"] == [2e3, 4e3, 8e3, 16e3]
     assert out["minor_faults_per_step"] >= 0 and out["baseline_minor_faults_per_step"] >= 0
+
+
+class Leftover:
+    """Two sides on a fake clock, each run 1 unit, where the first run of a side right
+    after the other side's pays ``left`` units more: what a P-thread block leaves on the
+    CPUs (OpenMP's spinning workers) and in the caches."""
+
+    def __init__(self, left: float):
+        self.now, self.last, self.left = 0.0, None, left
+
+    def clock(self):
+        return self.now
+
+    def side(self, name: str) -> sides.Side:
+        def run():
+            self.now += 1.0 + (self.left if self.last not in (None, name) else 0.0)
+            self.last = name
+
+        return sides.Side(run, 1)
+
+
+@pytest.mark.parametrize("taking_turns", ["pair", "rounds"])
+def test_a_block_after_the_other_sides_is_settled_before_it_is_timed(taking_turns):
+    """Every block of sides that take turns starts with one untimed run: the other side's
+    leftovers are not timed.  The opposite: a block timed without it (a side's blocks
+    one after another, ``settle`` off) pays them."""
+    fake = Leftover(left=4.0)
+    a, b = fake.side("a"), fake.side("b")
+    if taking_turns == "pair":
+        done, _ = sides.pair(a, b, 4, fake.clock, lambda what: None)
+        times = [done.a, done.b]
+    else:
+        times = sides.rounds([a, b], 4, fake.clock, lambda what: None)
+    assert times == [[1.0] * 4, [1.0] * 4]
+    fake.last = "a"
+    assert b.block(fake.clock) == 5.0  # unsettled: the leftover is timed
+    fake.last = "a"
+    assert b.block(fake.clock, settle=True) == 1.0
 
 
 def test_all_cores_stay_all_cores_after_a_one_thread_block(monkeypatch):

@@ -7,6 +7,12 @@ times ``repeats`` blocks of it; :func:`pair` times two sides in alternating bloc
 (:func:`rnnbench.harness.paired.alternate`), both blocks of a pair on the same CPUs, the
 CPUs moved between pairs, and — with a ``precision`` — adds pairs until the per-pair
 ratios' 95% interval is that narrow, or a cap is reached (:class:`Stop`).
+
+Where sides take turns, a block starts with one untimed run of its own side on its
+thread count and CPUs (``settle``): what the side before it left behind is not timed
+into it.  OpenMP's workers spin for a while after their last parallel region, so a
+one-thread block pinned to a CPU right after a P-thread block shares that CPU with a
+spinning worker; its caches hold the other side's data.
 """
 
 from __future__ import annotations
@@ -62,10 +68,13 @@ class Side:
             one = timer.timeit(1)
         self.number = block_size(one)
 
-    def block(self, clock: Callable[[], float]) -> float:
+    def block(self, clock: Callable[[], float], settle: bool = False) -> float:
         """One timed block of ``number`` runs (``timeit``, the collector off): seconds
-        per run."""
+        per run.  With ``settle``, one untimed run first (a block that follows another
+        side's: see the module's text)."""
         torch.set_num_threads(self.threads)
+        if settle:
+            self.run()
         s0 = procstat.schedstat()
         f0, c0, w0 = procstat.minor_faults(), time.process_time(), time.perf_counter_ns()
         seconds = timeit.Timer(self.run, timer=clock).timeit(self.number) / self.number
@@ -118,8 +127,9 @@ def rounds(
     """``repeats`` rounds of one block of every side, the order reversed each round
     (A B C, C B A, ...) so no side always follows another; every block of round k on its
     side's thread count of CPUs from position k (sides with as many threads share the
-    CPUs of the round), the CPUs moved between rounds.  Each side's seconds per run, per
-    round: the k-th samples of all sides come from one round."""
+    CPUs of the round), the CPUs moved between rounds, each block settled (one untimed
+    run first).  Each side's seconds per run, per round: the k-th samples of all sides
+    come from one round."""
     samples: list[list[float]] = [[] for _ in sides]
     with paired.Affinity() as affinity:
         for k in range(repeats):
@@ -127,7 +137,7 @@ def rounds(
             for i in order:
                 if affinity.allowed:
                     affinity.pin(paired.cpu_window(affinity.allowed, sides[i].threads, k))
-                samples[i].append(sides[i].block(clock))
+                samples[i].append(sides[i].block(clock, settle=True))
             check("timing (rounds)")
     return samples
 
@@ -179,8 +189,9 @@ def pair(
     budget_s: float = PRECISION_BUDGET_S,
 ) -> tuple[paired.Paired, Stop]:
     """``pairs`` pairs of blocks, A B B A ..., both blocks of pair k pinned to the same
-    CPUs (``threads`` of them, from position k); with ``precision``, more pairs until the
-    ratios' interval is that narrow or a cap is hit."""
+    CPUs (``threads`` of them, from position k), each block settled (one untimed run
+    first); with ``precision``, more pairs until the ratios' interval is that narrow or
+    a cap is hit."""
     stop = Stop(precision, PAIR_CAP * pairs, budget_s, started=time.perf_counter())
     with paired.Affinity() as affinity:
 
@@ -190,8 +201,8 @@ def pair(
                 affinity.pin(paired.cpu_window(affinity.allowed, threads, k))
 
         result = paired.alternate(
-            lambda k: a.block(clock),
-            lambda k: b.block(clock),
+            lambda k: a.block(clock, settle=True),
+            lambda k: b.block(clock, settle=True),
             pairs,
             before=pin,
             after=lambda k, side: check("timing (pairs)"),

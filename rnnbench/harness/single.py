@@ -423,7 +423,7 @@ def _build_side(cell: Cell) -> Side:
 def best_side(cell: Cell, clock, check: Callable[[str], None]) -> tuple[Side, Cell, dict]:
     """The fastest candidate for the baseline's ``best_bptt`` / ``best_tf``
     (:func:`rnnbench.core.strategies.best_candidates`): every candidate is built, warmed
-    and timed for ``BEST_ROUNDS`` blocks, the candidates taking turns; the lowest median
+    and timed for ``BEST_ROUNDS`` settled blocks, the candidates taking turns; the lowest median
     wins.  Returns the winner's side and cell, and {candidate: median ms} of every
     candidate (the error text for a candidate that could not run)."""
     choice = dict(cell.baseline)["strategy"]
@@ -446,7 +446,7 @@ def best_side(cell: Cell, clock, check: Callable[[str], None]) -> tuple[Side, Ce
     samples: dict[str, list[float]] = {name: [] for name in built}
     for _ in range(BEST_ROUNDS):
         for name, (side, _) in built.items():
-            samples[name].append(side.block(clock))
+            samples[name].append(side.block(clock, settle=True))
         check(f"{choice} timing")
     for name in samples:
         times[name] = paired.quartiles(samples[name])[1] * 1e3

@@ -121,6 +121,7 @@ def eval_feedback(cell) -> str | None:
     return str(options.get("feedback", "softmax"))
 
 
+@torch.no_grad()
 def evaluate(cell, model, task) -> dict:
     """Per-token NLL (nats) and accuracy on a held-out batch, teacher-forced and free-running
     (fed back as trained: :func:`eval_feedback`), and the loss by position in

@@ -17,20 +17,21 @@ def estimate_seconds(cell: Cell) -> float:
     free-running evaluation step through time) plus the FLOPs.  The per-cell and
     per-step constants are a least-squares fit to ``jobs/quick.yaml`` rows on a
     2-core CPU; the FLOP rate (10 GFLOP/s per thread) is assumed, not fitted.
-    A baseline adds its warm-up and its blocks, a law cell those of every τ.  A guide,
-    not a promise.
+    A baseline adds its warm-up and its blocks, a law cell those of every τ; sides that
+    take turns run one untimed settle run a block.  A guide, not a promise.
     """
     flops_s, step_s = step_seconds(cell)
     timed = (cell.repeats * 3 + 6) * step_s
     train = cell.train_steps * (cell.tau * 410e-6 + flops_s)
     base = cell.baseline_cell()
+    turns = 2 * cell.repeats + 2  # a side's settled blocks and its warm-up
+    if base is not None or cell.law_taus:
+        timed += cell.repeats * step_s  # the cell's own settle runs
     if base is not None:  # the baseline's warm-up and blocks; best_bptt warms every candidate
         best = dict(cell.baseline).get("strategy") in BEST_CHOICES
-        timed += (cell.repeats + 2 + (3 * (3 + 2) if best else 0)) * step_seconds(base)[1]
+        timed += (turns + (3 * (3 + 2 * 3) if best else 0)) * step_seconds(base)[1]
     for tau in cell.law_taus:  # a law cell: every τ's warm-up and blocks beside its own
-        timed += (cell.repeats + 2) * step_seconds(dataclasses.replace(cell, tau=tau, law_taus=()))[
-            1
-        ]
+        timed += turns * step_seconds(dataclasses.replace(cell, tau=tau, law_taus=()))[1]
     return 1.2 + timed + train
 
 
