@@ -90,6 +90,48 @@ def test_the_recipe_has_its_three_steps():
     assert submit.startswith("ray job submit") and '"$PWD/.venv/bin/python" -m rnnbench' in submit
 
 
+def node_cpus_of(start: str) -> list[int]:
+    """The CPUs each `ray start` line of the recipe's first block offers (Ray counts this
+    machine's where the line gives no --num-cpus)."""
+    from rnnbench.facts import node_cpus
+
+    found = []
+    for line in start.splitlines():
+        if line.startswith("ray start"):
+            m = re.search(r"--num-cpus[= ](\d+)", line)
+            found.append(int(m.group(1)) if m else node_cpus())
+    return found
+
+
+def unplaceable(job: Path, nodes: list[int]) -> list[str]:
+    """The cells of ``job`` that no node offering ``nodes`` CPUs could ever run (as the
+    driver's own check, :func:`rnnbench.sweep.driver.resources`, asks)."""
+    from rnnbench.job import jobfile
+    from rnnbench.sweep import driver
+
+    cells = list(jobfile.load(job).cells)
+    shared = driver.alone_somewhere(cells)
+    return [
+        f"{c.cell_id} ({c.strategy}, threads={c.threads})"
+        for c in cells
+        if driver.resources(c, False, shared)["num_cpus"] > max(nodes)
+    ]
+
+
+def test_every_cell_of_the_recipes_job_fits_a_node_it_starts():
+    """The recipe runs jobs/quick.yaml on the nodes it starts: every cell must fit one
+    (its chain on all cores once failed there as infeasible, exit 1).  The opposite: two
+    one-CPU nodes cannot hold a cell on all cores of a machine with more than one."""
+    start, drive, _ = recipe_blocks()
+    job = ROOT / "jobs" / "quick.yaml"
+    assert "jobs/quick.yaml" in drive
+    assert unplaceable(job, node_cpus_of(start)) == []
+    from rnnbench.facts import node_cpus
+
+    if node_cpus() > 1:
+        assert unplaceable(job, [1, 1]) != []
+
+
 TINY_JOB = """\
 name: recipe
 fixed: {hidden: 8, repeats: 2, task: running_parity, tau: 8, model: elman, strategy: bptt}
