@@ -29,7 +29,9 @@ CHILD = "--child"
 
 
 def child(settled: bool, rounds: int) -> None:
-    from rnnbench.harness import chain, sides, training
+    """One process: the cell's chain fields as the product times them
+    (:func:`rnnbench.harness.single.time_chain`), with its blocks unsettled if asked."""
+    from rnnbench.harness import sides, single
     from rnnbench.job.cell import Cell
 
     if not settled:
@@ -50,37 +52,22 @@ def child(settled: bool, rounds: int) -> None:
         baseline={"threads": 1},
         repeats=rounds,
     )
-    clock = training.clock("cpu")
-    mine = chain.sides(cell, cell.n_threads)
-    base = cell.paired_cell()
-    theirs = chain.sides(base, base.n_threads)
-    for side in (*mine, *theirs):
-        side.warm(clock)
-    cp, c1, op, o1 = sides.rounds(
-        [mine[0], theirs[0], mine[1], theirs[1]], rounds, clock, lambda what: None
-    )
-    per_round = [(b / a) / (d / c) for a, b, c, d in zip(cp, c1, op, o1)]
+    out = single.time_chain(cell, math.inf)
+    chain, ops = out["chain_speedup_samples"], out["op_speedup_samples"]
     print(
         json.dumps(
             {
-                "beyond": statistics.median(per_round),
-                "chain": statistics.median(b / a for a, b in zip(cp, c1)),
-                "control": statistics.median(d / c for c, d in zip(op, o1)),
+                "beyond": statistics.median(c / o for c, o in zip(chain, ops)),
+                "chain": statistics.median(chain),
+                "control": statistics.median(ops),
             }
         )
     )
 
 
-def interval(values: list[float]) -> str:
-    from scipy import stats
-
-    logs = [math.log(v) for v in values]
-    mean, sd = statistics.fmean(logs), statistics.stdev(logs)
-    half = float(stats.t.ppf(0.975, len(logs) - 1)) * sd / math.sqrt(len(logs))
-    return f"{math.exp(mean):.3f}x [{math.exp(mean - half):.3f}, {math.exp(mean + half):.3f}]"
-
-
 def main() -> None:
+    from rnnbench import stats
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=8, help="processes of each kind")
     parser.add_argument("--rounds", type=int, default=20)
@@ -100,8 +87,9 @@ def main() -> None:
         print(f"{kind:9s} ({len(rows)} processes, 95% t-interval over them)")
         for what in ("beyond", "chain", "control"):
             values = [r[what] for r in rows]
+            ci = stats.ratio_ci(values)
             each = " ".join(f"{v:.3f}" for v in values)
-            print(f"  {what:8s} {interval(values)}  each: {each}")
+            print(f"  {what:8s} {ci.text('{:.3f}') if ci else 'n/a'}  each: {each}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from helpers import ROOT, free_ports, kill_tree, node_ports, subprocess_env, temp_processes
 
+from rnnbench.facts import node_cpus
+
 MANIFEST = ROOT / "jobs" / "kuberay-rayjob.yaml"
 RECIPE = ROOT / "docs" / "cluster.md"
 
@@ -93,8 +95,6 @@ def test_the_recipe_has_its_three_steps():
 def node_cpus_of(start: str) -> list[int]:
     """The CPUs each `ray start` line of the recipe's first block offers (Ray counts this
     machine's where the line gives no --num-cpus)."""
-    from rnnbench.facts import node_cpus
-
     found = []
     for line in start.splitlines():
         if line.startswith("ray start"):
@@ -126,8 +126,6 @@ def test_every_cell_of_the_recipes_job_fits_a_node_it_starts():
     job = ROOT / "jobs" / "quick.yaml"
     assert "jobs/quick.yaml" in drive
     assert unplaceable(job, node_cpus_of(start)) == []
-    from rnnbench.facts import node_cpus
-
     if node_cpus() > 1:
         assert unplaceable(job, [1, 1]) != []
 
