@@ -54,7 +54,17 @@ def no_placement_group_left(request):
 
 def pytest_collection_modifyitems(config, items):
     """Every test that uses the shared Ray is marked ``ray`` (``make test-fast`` leaves them
-    out)."""
+    out).  The slow tests run first, then the rest of the ``ray`` ones, then the unit
+    tests, each in collection order: xdist hands tests out one at a time as workers free
+    up, so the long ones start early and short ones fill the end, instead of one worker
+    finishing a long test while the others wait."""
     for item in items:
         if "ray_session" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
+    items.sort(key=_first)
+
+
+def _first(item) -> int:
+    if item.get_closest_marker("slow"):
+        return 0
+    return 1 if item.get_closest_marker("ray") else 2

@@ -26,6 +26,9 @@ SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(2)>"
 HOSTILE = ("<script", "<img src=x")
 
+# its session fixture renders a whole report: one process runs the module (make test: loadgroup)
+pytestmark = pytest.mark.xdist_group("report_text")
+
 
 def hostile_rows() -> list[dict]:
     rows = rs.timing_rows(taus=(16, 64, 256), seeds=(0, 1)) + rs.trained_rows(seeds=(0,))
