@@ -4,7 +4,6 @@ chapter10 rows re-derive two claims, and a missing report gives "not found" line
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ nbclient = pytest.importorskip("nbclient", reason="pip install -e '.[test]' (mak
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "docs" / "chapter10.py"
-LIMIT_S = 120  # the notebook is "ten minutes" for a reader, under two for the machine
+LIMIT_S = 120  # each cell's time limit: a cell that hangs fails the test (not a speed target)
 
 
 def execute(nb, cwd: Path):
@@ -41,10 +40,7 @@ def text(nb) -> str:
 @pytest.mark.slow
 def test_the_notebook_runs_every_strategy_and_rederives_two_claims():
     nb = jupytext.read(NOTEBOOK)
-    start = time.monotonic()
     execute(nb, ROOT / "docs")
-    elapsed = time.monotonic() - start
-    assert elapsed < LIMIT_S, f"the notebook took over {LIMIT_S} s"
     shown = text(nb)
     assert "ERROR" not in shown
     table = next(
