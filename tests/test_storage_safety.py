@@ -275,6 +275,7 @@ def test_bad_row_files_are_skipped_by_report_and_compare_and_rerun_by_run(
         warning = [x for x in done.stderr.splitlines() if "broken row file(s)" in x]
         sides = argv.count(out)  # one warning line per folder read
         assert len(warning) == sides and f"{len(bad)} broken" in warning[0], done.stderr
+        assert all(x.startswith(f"rnnbench {argv[0]}: warning: ") for x in warning), warning
     listing = store.scan(out)
     assert sorted(r["cell_id"] for r in listing.rows) == sorted(good)  # the opposite
     assert len(listing.broken) == len(bad)

@@ -89,7 +89,7 @@ def load_sides(base, new, labels=None) -> pd.DataFrame:
     frames = []
     for name, side in zip(names, sides):
         for i, source in enumerate(side):
-            rows = tidy.load(source)
+            rows = tidy.load(source, "compare")
             rows.insert(0, RUN, name)
             rows[SOURCE] = i  # which of the side's runs (folders) a row came from
             frames.append(rows)

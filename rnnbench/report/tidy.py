@@ -25,21 +25,22 @@ from rnnbench.results.rows import LIST_KEYS, NUMERIC_KEYS, ROW_KEYS, contended
 REQUIRED = tuple(k for k in REQUIRED_ROW_KEYS if k != "cell_id")
 
 
-def load(source) -> pd.DataFrame:
+def load(source, command: str = "report") -> pd.DataFrame:
     """Rows from a DataFrame, a results folder or one ``results.parquet`` file (a path or
     a URI: :mod:`rnnbench.results.location`); UsageError when there are none.  Row
-    files that fail validation are skipped with one warning line, as ``run`` moves them
-    aside; an OSError while reading is a StorageError (exit 3)."""
+    files that fail validation are skipped with one warning line, named for the
+    ``rnnbench`` command reading them, as ``run`` moves them aside; an OSError while
+    reading is a StorageError (exit 3)."""
     if isinstance(source, pd.DataFrame):
         return tidy(source, "frame")
     where = store.where(source, "RESULTS")
     try:
-        return _read(where)
+        return _read(where, command)
     except OSError as exc:
         raise StorageError(f"{where}: cannot read results ({exc.strerror or exc})") from None
 
 
-def _read(where) -> pd.DataFrame:
+def _read(where, command: str) -> pd.DataFrame:
     kind = where.kind()
     if kind == "link":  # the argument itself may be a link (never a link inside)
         where = store.where(os.path.realpath(where.path), "RESULTS")
@@ -57,7 +58,8 @@ def _read(where) -> pd.DataFrame:
     if not listing.rows and not listing.broken and where.kind(store.PARQUET) != "file":
         raise UsageError(f"{where}: not a results folder (no rows/*.json or {store.PARQUET})")
     if listing.broken:  # skipped, as `run` does (which also moves them aside)
-        print("rnnbench report: warning: " + listing.broken_line("skipped"), file=sys.stderr)
+        warning = f"rnnbench {command}: warning: " + listing.broken_line("skipped")
+        print(warning, file=sys.stderr)
     frame = store.frame(listing.rows) if listing.rows or listing.broken else store.load(where)
     return tidy(frame, str(where))
 
