@@ -42,9 +42,8 @@ def checkout(commit: str, where: Path) -> Path:
 
 def test_command(clone: Path) -> list[str]:
     """The pytest command of the clone's `make test` recipe, its venv spelled out."""
-    lines = (clone / "Makefile").read_text().splitlines()
-    at = lines.index(next(x for x in lines if x.startswith("test:")))
-    recipe = next(x for x in lines[at + 1 :] if "pytest" in x)
+    after = (clone / "Makefile").read_text().split("\ntest:", 1)[1]
+    recipe = next(x for x in after.splitlines() if "pytest" in x)
     return shlex.split(recipe.strip().replace("$(BIN)", ".venv/bin"))
 
 
